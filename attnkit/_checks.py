@@ -1,0 +1,176 @@
+"""Input validation shared by the public entry points.
+
+Every check raises at the public boundary with a message that names the
+argument, what was expected and what was given, so nothing fails deep inside
+torch. Shape vocabulary (used in every docstring of the package):
+
+====  ===========================================================
+B     batch size (the first dim of every batched tensor)
+H     number of heads (an optional extra leading dim)
+Nq    number of queries
+Nk    number of keys (= number of values)
+Dq    query feature size;  Dk key feature size;  Dv value size
+h     hidden size of additive attention
+====  ===========================================================
+"""
+
+from __future__ import annotations
+
+import torch
+
+CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
+
+
+def shape_str(shape) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+def check_tensor(name: str, x, *, min_ndim: int = 3, floating: bool = True) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype; got {x.dtype}")
+    if x.ndim < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dims (B, ..., N, D); "
+            f"got shape {shape_str(x.shape)}"
+        )
+
+
+def check_same_device(**tensors) -> None:
+    items = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor)]
+    if not items:
+        return
+    first_name, first = items[0]
+    for name, t in items[1:]:
+        if t.device != first.device:
+            raise ValueError(
+                f"{name} must be on the same device as {first_name} ({first.device}); "
+                f"got {t.device}"
+            )
+
+
+def check_qkv(queries, keys, values=None) -> tuple[int, ...]:
+    """Validate query/key/value shapes; return the broadcast batch shape."""
+    check_tensor("queries", queries)
+    check_tensor("keys", keys)
+    if values is not None:
+        check_tensor("values", values)
+    check_same_device(queries=queries, keys=keys, values=values)
+    if values is not None and keys.shape[-2] != values.shape[-2]:
+        raise ValueError(
+            "keys and values must have the same number of positions Nk (dim -2); "
+            f"got keys {shape_str(keys.shape)} and values {shape_str(values.shape)}"
+        )
+    shapes = [queries.shape[:-2], keys.shape[:-2]]
+    if values is not None:
+        shapes.append(values.shape[:-2])
+    try:
+        batch = torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        given = ", ".join(
+            f"{n} {shape_str(t.shape)}"
+            for n, t in (("queries", queries), ("keys", keys), ("values", values))
+            if t is not None
+        )
+        raise ValueError(
+            "queries, keys and values must have equal (or broadcastable) leading batch "
+            f"dims before (N, D); got {given}"
+        ) from None
+    if values is not None and not (
+        queries.dtype == keys.dtype == values.dtype
+    ):
+        raise TypeError(
+            "queries, keys and values must share one dtype; got "
+            f"{queries.dtype}, {keys.dtype}, {values.dtype}"
+        )
+    return tuple(batch)
+
+
+def check_valid_lens(valid_lens, batch_size: int, num_queries: int, num_keys: int,
+                     device: torch.device) -> torch.Tensor | None:
+    """Validate `valid_lens` of shape (B,) or (B, Nq); return it as a tensor."""
+    if valid_lens is None:
+        return None
+    if isinstance(valid_lens, (list, tuple)):
+        valid_lens = torch.tensor(valid_lens, device=device)
+    if not isinstance(valid_lens, torch.Tensor):
+        raise TypeError(
+            f"valid_lens must be an integer tensor of shape (B,) or (B, Nq); "
+            f"got {type(valid_lens).__name__}"
+        )
+    if valid_lens.is_floating_point() or valid_lens.is_complex() or valid_lens.dtype == torch.bool:
+        raise TypeError(
+            "valid_lens must have an integer dtype (counts of valid keys); "
+            f"got {valid_lens.dtype}"
+        )
+    expected = (f"({batch_size},) or ({batch_size}, {num_queries})")
+    if valid_lens.ndim == 1:
+        ok = valid_lens.shape[0] == batch_size
+    elif valid_lens.ndim == 2:
+        ok = tuple(valid_lens.shape) == (batch_size, num_queries)
+    else:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"valid_lens must have shape (B,) or (B, Nq) = {expected}; "
+            f"got {shape_str(valid_lens.shape)}"
+        )
+    if valid_lens.device != device:
+        raise ValueError(
+            f"valid_lens must be on the same device as queries ({device}); got {valid_lens.device}"
+        )
+    if valid_lens.numel():
+        lo, hi = int(valid_lens.min()), int(valid_lens.max())
+        if lo < 0 or hi > num_keys:
+            raise ValueError(
+                f"valid_lens values must lie in [0, Nk] = [0, {num_keys}]; "
+                f"got min {lo}, max {hi}"
+            )
+    return valid_lens
+
+
+def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
+    """Validate a boolean mask broadcastable to `target_shape` = (*batch, Nq, Nk)."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a boolean torch.Tensor; got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"mask must have dtype torch.bool (True = may attend); got {mask.dtype}"
+        )
+    try:
+        out = torch.broadcast_shapes(mask.shape, target_shape)
+    except RuntimeError:
+        out = None
+    if out is None or tuple(out) != tuple(target_shape):
+        raise ValueError(
+            f"mask must be broadcastable to (*batch, Nq, Nk) = {shape_str(target_shape)}; "
+            f"got {shape_str(mask.shape)}"
+        )
+    if mask.device != device:
+        raise ValueError(f"mask must be on the same device as queries ({device}); got {mask.device}")
+    return mask
+
+
+def check_dropout(name: str, p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"{name} must be a float in [0, 1); got {type(p).__name__}")
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1); got {p}")
+    return float(p)
+
+
+def normalize_causal(causal) -> str | None:
+    """Map the `causal` argument to None, "top_left" or "bottom_right"."""
+    if causal is None or causal is False:
+        return None
+    if causal is True:
+        return "top_left"
+    if isinstance(causal, str) and causal in CAUSAL_ALIGNMENTS:
+        return causal
+    raise ValueError(
+        "causal must be False, True (= 'top_left'), 'top_left' or 'bottom_right'; "
+        f"got {causal!r}"
+    )

@@ -1,0 +1,95 @@
+"""Backend registry and the documented choice made by ``backend="auto"``.
+
+Backends are chosen explicitly: ``"reference"`` always serves; asking for a
+backend that does not exist, or that cannot serve a call, raises a
+``ValueError`` saying why; there is no silent fallback. ``"auto"`` walks
+:data:`AUTO_ORDER` and takes the first backend that can serve the call;
+:func:`explain_choice` returns that decision and the reasons for every
+backend it passed over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .base import AttentionCall, Backend
+from .reference import ReferenceBackend, reference_weights
+
+__all__ = [
+    "AUTO_ORDER",
+    "AttentionCall",
+    "Backend",
+    "BackendChoice",
+    "available_backends",
+    "explain_choice",
+    "get_backend",
+    "register_backend",
+    "reference_weights",
+    "select_backend",
+]
+
+_REGISTRY: dict[str, Backend] = {}
+
+#: Preference order of ``backend="auto"``: the first backend that can serve
+#: a call wins. Faster backends are inserted before ``reference`` as they are
+#: registered.
+AUTO_ORDER: list[str] = ["reference"]
+
+
+def register_backend(backend: Backend, *, auto_position: int | None = None) -> None:
+    """Add a backend; with ``auto_position`` also insert it into :data:`AUTO_ORDER`."""
+    _REGISTRY[backend.name] = backend
+    if auto_position is not None and backend.name not in AUTO_ORDER:
+        AUTO_ORDER.insert(auto_position, backend.name)
+
+
+def available_backends() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"backend must be 'auto' or one of {available_backends()}; got {name!r}"
+        )
+    return _REGISTRY[name]
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What ``backend="auto"`` (or an explicit name) resolves to, and why."""
+
+    name: str
+    requested: str
+    passed_over: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"{self.requested} -> {self.name}"]
+        lines += [f"  not {n}: {why}" for n, why in self.passed_over.items()]
+        return "\n".join(lines)
+
+
+def explain_choice(call: AttentionCall, backend: str = "auto") -> BackendChoice:
+    """Resolve ``backend`` for ``call`` without running it."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str; got {type(backend).__name__}")
+    if backend != "auto":
+        b = get_backend(backend)
+        why = b.unsupported_reason(call)
+        if why is not None:
+            raise ValueError(f"backend={backend!r} cannot serve this call: {why}")
+        return BackendChoice(backend, backend)
+    passed = {}
+    for name in AUTO_ORDER:
+        why = _REGISTRY[name].unsupported_reason(call)
+        if why is None:
+            return BackendChoice(name, "auto", passed)
+        passed[name] = why
+    raise AssertionError("the reference backend serves every call")  # pragma: no cover
+
+
+def select_backend(call: AttentionCall, backend: str = "auto") -> Backend:
+    return _REGISTRY[explain_choice(call, backend).name]
+
+
+register_backend(ReferenceBackend())

@@ -1,0 +1,118 @@
+"""Boolean attention masks.
+
+One polarity everywhere: **True = may attend** (the polarity of
+``torch.nn.functional.scaled_dot_product_attention``). Note that
+``torch.nn.MultiheadAttention``'s ``key_padding_mask`` uses the opposite
+(True = ignore); convert with ``~mask`` when moving between them.
+
+All builders return masks that broadcast against attention scores of shape
+``(B, ..., Nq, Nk)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_valid_lens, normalize_causal, shape_str
+
+__all__ = [
+    "causal_mask",
+    "combine_masks",
+    "key_padding_mask",
+    "valid_lens_mask",
+]
+
+
+def key_padding_mask(valid_lens: torch.Tensor, num_keys: int) -> torch.Tensor:
+    """Mask of real (non-padded) key positions, ``(B,) -> (B, Nk)``.
+
+    Example, ``valid_lens = [2, 4]``, ``num_keys = 5``::
+
+        [[T, T, F, F, F],
+         [T, T, T, T, F]]
+    """
+    if not isinstance(valid_lens, torch.Tensor) or valid_lens.ndim != 1:
+        given = shape_str(valid_lens.shape) if isinstance(valid_lens, torch.Tensor) else type(
+            valid_lens).__name__
+        raise ValueError(f"valid_lens must be a tensor of shape (B,); got {given}")
+    valid_lens = check_valid_lens(valid_lens, valid_lens.shape[0], 1, num_keys, valid_lens.device)
+    positions = torch.arange(num_keys, device=valid_lens.device)  # (Nk,)
+    return positions < valid_lens.unsqueeze(-1)  # (B, Nk)
+
+
+def valid_lens_mask(valid_lens: torch.Tensor, num_queries: int, num_keys: int) -> torch.Tensor:
+    """Mask from d2l-style ``valid_lens``.
+
+    ``valid_lens`` of shape ``(B,)`` (valid keys per sequence) gives a mask of
+    shape ``(B, 1, Nk)``; of shape ``(B, Nq)`` (valid keys per query) gives
+    ``(B, Nq, Nk)``. Key position ``j`` may be attended iff ``j < valid_len``.
+
+    Example, ``valid_lens = [[1, 3], [2, 4]]``, ``Nk = 4``::
+
+        batch 0: [[T, F, F, F],      batch 1: [[T, T, F, F],
+                  [T, T, T, F]]                [T, T, T, T]]
+    """
+    if not isinstance(valid_lens, torch.Tensor):
+        valid_lens = torch.as_tensor(valid_lens)
+    batch = valid_lens.shape[0] if valid_lens.ndim >= 1 else -1
+    valid_lens = check_valid_lens(valid_lens, batch, num_queries, num_keys, valid_lens.device)
+    positions = torch.arange(num_keys, device=valid_lens.device)  # (Nk,)
+    if valid_lens.ndim == 1:
+        return positions < valid_lens[:, None, None]  # (B, 1, Nk)
+    return positions < valid_lens[:, :, None]  # (B, Nq, Nk)
+
+
+def causal_mask(num_queries: int, num_keys: int, *, align: str = "top_left",
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """Look-ahead mask of shape ``(Nq, Nk)``: query ``i`` may not see later keys.
+
+    ``align="top_left"`` (PyTorch SDPA's ``is_causal``): query ``i`` sees keys
+    ``j <= i``. ``align="bottom_right"`` (flash-attn's convention, what a
+    decoder with a key/value cache needs): query ``i`` sees keys
+    ``j <= i + Nk - Nq``, so the *last* query sees every key. They agree
+    when ``Nq == Nk``. Example with ``Nq = 2``, ``Nk = 5``::
+
+        top_left          bottom_right
+        T F F F F         T T T T F
+        T T F F F         T T T T T
+
+    With ``Nq > Nk`` and bottom-right alignment, the first ``Nq - Nk`` queries
+    see nothing: their rows are all False (attnkit gives them zero weights).
+    """
+    align = normalize_causal(align)
+    if align is None:
+        raise ValueError("align must be 'top_left' or 'bottom_right'; got None/False")
+    for name, n in (("num_queries", num_queries), ("num_keys", num_keys)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{name} must be a non-negative int; got {n!r}")
+    offset = 0 if align == "top_left" else num_keys - num_queries
+    rows = torch.arange(num_queries, device=device)[:, None]  # (Nq, 1)
+    cols = torch.arange(num_keys, device=device)[None, :]  # (1, Nk)
+    return cols <= rows + offset  # (Nq, Nk)
+
+
+def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:
+    """Logical AND of boolean masks with broadcasting; ``None`` entries are skipped.
+
+    A position may be attended only if every mask allows it. Returns ``None``
+    when no mask is given.
+    """
+    out = None
+    for i, m in enumerate(masks):
+        if m is None:
+            continue
+        if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
+            got = m.dtype if isinstance(m, torch.Tensor) else type(m).__name__
+            raise TypeError(f"masks[{i}] must be a boolean tensor (True = may attend); got {got}")
+        if out is None:
+            out = m
+            continue
+        try:
+            torch.broadcast_shapes(out.shape, m.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"masks[{i}] of shape {shape_str(m.shape)} does not broadcast with the "
+                f"combination so far {shape_str(out.shape)}"
+            ) from None
+        out = out & m
+    return out

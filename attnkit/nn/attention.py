@@ -1,0 +1,137 @@
+"""Attention modules with the book's call signature (d2l §11.3).
+
+``forward(queries, keys, values, valid_lens=None)`` → ``(B, Nq, Dv)``, as in
+"Dive into Deep Learning", plus keyword-only ``mask=`` (boolean, **True = may
+attend**) and ``causal=``. Differences from the book, on purpose:
+
+* a row with no valid key (``valid_len == 0``) gets zero weights and a zero
+  output (the book's ``-1e6`` fill gives uniform weights over padding);
+* weights are kept only on demand: with ``keep_weights=True`` the module
+  fills ``.attention_weights`` ``(B, ..., Nq, Nk)`` after each forward
+  (computed on the materialized path); by default nothing is stored and the
+  fastest backend that serves the call runs (``backend="auto"``).
+
+Dropout acts on the attention weights in training mode only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_dropout
+from ..functional import attention, make_call
+from ..backends import reference_weights
+from ..scores import Additive, Bilinear, Distance, Dot, Score, ScaledDot
+
+__all__ = [
+    "AdditiveAttention",
+    "AttentionPooling",
+    "BilinearAttention",
+    "DistanceAttention",
+    "DotProductAttention",
+]
+
+
+class AttentionPooling(nn.Module):
+    """Attention pooling with any :class:`attnkit.scores.Score`.
+
+    The four named modules below are this class with a fixed score.
+    """
+
+    def __init__(self, score: Score, dropout: float = 0.0, *, backend: str = "auto",
+                 keep_weights: bool = False):
+        super().__init__()
+        if not isinstance(score, Score):
+            raise TypeError(f"score must be an attnkit.scores.Score; got {type(score).__name__}")
+        self.score = score
+        self.dropout = check_dropout("dropout", dropout)
+        self.backend = backend
+        self.keep_weights = keep_weights
+        self.attention_weights: torch.Tensor | None = None
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                valid_lens: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
+                causal: bool | str = False) -> torch.Tensor:
+        """queries ``(B, .., Nq, Dq)``, keys ``(B, .., Nk, Dk)``, values
+        ``(B, .., Nk, Dv)``, valid_lens ``(B,)``/``(B, Nq)`` → ``(B, .., Nq, Dv)``."""
+        p = self.dropout if self.training else 0.0
+        if not self.keep_weights:
+            return attention(queries, keys, values, score=self.score, valid_lens=valid_lens,
+                             mask=mask, causal=causal, dropout_p=p, backend=self.backend)
+        call = make_call(queries, keys, values, score=self.score, valid_lens=valid_lens,
+                         mask=mask, causal=causal, dropout_p=p)
+        weights = reference_weights(call)  # (B, .., Nq, Nk)
+        self.attention_weights = weights.detach()
+        if p > 0:
+            weights = F.dropout(weights, p, training=True)
+        return weights @ values  # (B, .., Nq, Dv)
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}, backend={self.backend!r}, keep_weights={self.keep_weights}"
+
+
+class DotProductAttention(AttentionPooling):
+    """Scaled dot-product attention ``softmax(QKᵀ/√d) V`` (d2l eq. 11.3.5).
+
+    ``scaled=False`` gives plain dot-product attention ``softmax(QKᵀ) V``.
+    Queries and keys must share the size ``d``.
+    """
+
+    def __init__(self, dropout: float = 0.0, scaled: bool = True, *, backend: str = "auto",
+                 keep_weights: bool = False):
+        super().__init__(ScaledDot() if scaled else Dot(), dropout, backend=backend,
+                         keep_weights=keep_weights)
+
+
+class AdditiveAttention(AttentionPooling):
+    """Additive (Bahdanau) attention, score ``w_vᵀ tanh(W_q q + W_k k)`` (d2l eq. 11.3.7).
+
+    ``query_size``/``key_size`` may be omitted to infer them lazily on the
+    first call, as the book's ``LazyLinear`` does. The parameters live in
+    ``self.score`` (``W_q``, ``W_k``, ``w_v``) and are also reachable as
+    ``self.W_q`` etc. for code written against the book.
+    """
+
+    def __init__(self, num_hiddens: int, dropout: float = 0.0, *,
+                 query_size: int | None = None, key_size: int | None = None,
+                 backend: str = "auto", keep_weights: bool = False):
+        super().__init__(Additive(num_hiddens, query_size, key_size), dropout, backend=backend,
+                         keep_weights=keep_weights)
+
+    @property
+    def W_q(self) -> nn.Module:
+        return self.score.W_q
+
+    @property
+    def W_k(self) -> nn.Module:
+        return self.score.W_k
+
+    @property
+    def w_v(self) -> nn.Module:
+        return self.score.w_v
+
+
+class BilinearAttention(AttentionPooling):
+    """Bilinear attention, score ``qᵀ M k`` for queries and keys of different sizes.
+
+    d2l §11.3 exercise 2. ``M`` has shape ``(query_size, key_size)``.
+    """
+
+    def __init__(self, query_size: int, key_size: int, dropout: float = 0.0, *,
+                 scaled: bool = False, backend: str = "auto", keep_weights: bool = False):
+        super().__init__(Bilinear(query_size, key_size, scaled=scaled), dropout,
+                         backend=backend, keep_weights=keep_weights)
+
+
+class DistanceAttention(AttentionPooling):
+    """Distance (RBF) attention, score ``−‖q − k‖²/(2σ²)`` (d2l §11.3 exercise 1).
+
+    Keys close to the query get the largest weights; ``sigma`` sets how fast
+    the weight falls with distance.
+    """
+
+    def __init__(self, dropout: float = 0.0, sigma: float = 1.0, *, backend: str = "auto",
+                 keep_weights: bool = False):
+        super().__init__(Distance(sigma), dropout, backend=backend, keep_weights=keep_weights)

@@ -1,0 +1,77 @@
+"""Masked softmax that is safe on rows with nothing to attend to."""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_mask, check_tensor, check_valid_lens, shape_str
+from .masks import combine_masks
+
+__all__ = ["masked_softmax", "softmax_with_mask"]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the last axis of ``X``, ignoring masked key positions.
+
+    Shapes:
+        X:          ``(B, ..., Nq, Nk)`` attention scores.
+        valid_lens: ``(B,)`` valid keys per sequence, or ``(B, Nq)`` per query
+                    (the two forms of d2l's ``masked_softmax``). Key ``j`` of
+                    a row counts iff ``j < valid_len``.
+        mask:       boolean, broadcastable to ``X.shape``; **True = may attend**.
+        returns:    weights of ``X``'s shape and dtype.
+
+    Where a row has at least one valid key the result equals d2l's
+    ``masked_softmax`` (which fills masked scores with ``-1e6``): masked keys
+    get weight exactly 0 and the rest sum to 1. Where a row has **no** valid key
+    (``valid_len == 0`` or a fully masked row) d2l returns uniform weights over
+    the padding and ``torch.nn.MultiheadAttention`` returns NaN; attnkit
+    returns all zeros, and the gradient through such a row is zero, never NaN.
+
+    Masked scores are set to ``-inf`` (no magic constants). fp16/bf16 inputs
+    are computed in float32 and returned in the input dtype.
+
+    Raises:
+        TypeError: ``valid_lens`` not integer, ``mask`` not boolean.
+        ValueError: shapes that do not match, or ``valid_lens`` outside ``[0, Nk]``.
+    """
+    check_tensor("X", X, min_ndim=2)
+    if valid_lens is not None and X.ndim < 3:
+        raise ValueError(
+            f"X must have at least 3 dims (B, Nq, Nk) when valid_lens is given; "
+            f"got {shape_str(X.shape)}"
+        )
+    num_queries, num_keys = X.shape[-2], X.shape[-1]
+    vl = None
+    if valid_lens is not None:
+        vl = check_valid_lens(valid_lens, X.shape[0], num_queries, num_keys, X.device)
+    mask = check_mask(mask, tuple(X.shape), X.device)
+    if vl is not None:
+        positions = torch.arange(num_keys, device=X.device)  # (Nk,)
+        lens = vl[:, None] if vl.ndim == 1 else vl  # (B, 1) or (B, Nq)
+        lens = lens.reshape(lens.shape[0], *([1] * (X.ndim - 3)), lens.shape[1], 1)
+        mask = combine_masks(positions < lens, mask)  # (B, 1.., Nq|1, Nk)
+    return softmax_with_mask(X, mask)
+
+
+def softmax_with_mask(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The unchecked core of :func:`masked_softmax` (mask already validated).
+
+    Uses ``torch.softmax`` on scores filled with ``-inf`` at masked positions,
+    so rows with a valid key match d2l bit for bit; rows with no valid key are
+    given zero scores before the softmax (so neither the value nor the
+    gradient sees ``-inf - -inf``) and zeroed after it.
+    """
+    dtype = X.dtype
+    x = X.float() if dtype in _LOW_PRECISION else X
+    if mask is None:
+        return torch.softmax(x, dim=-1).to(dtype)
+    row_has_key = mask.any(dim=-1, keepdim=True)  # (..., Nq|1, 1)
+    x = x.masked_fill(~mask, float("-inf"))
+    x = torch.where(row_has_key, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    weights = torch.softmax(x, dim=-1)
+    weights = weights * row_has_key  # empty rows -> 0
+    return weights.to(dtype)
