@@ -150,7 +150,8 @@ def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> tor
             f"got {shape_str(mask.shape)}"
         )
     if mask.device != device:
-        raise ValueError(f"mask must be on the same device as queries ({device}); got {mask.device}")
+        raise ValueError(
+            f"mask must be on the same device as queries ({device}); got {mask.device}")
     return mask
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_dropout, check_mask, check_qkv, check_valid_lens, normalize_causal
+from ._checks import (
+    check_dropout,
+    check_mask,
+    check_qkv,
+    check_valid_lens,
+    normalize_causal,
+    shape_str,
+)
 from .backends import AttentionCall, BackendChoice, explain_choice, reference_weights
 from .scores import Score, resolve_score
 
@@ -16,7 +23,7 @@ __all__ = ["attention", "attention_weights", "choose_backend", "make_call"]
 
 
 def make_call(queries, keys, values, *, score="scaled_dot", valid_lens=None, mask=None,
-              causal=False, dropout_p=0.0) -> AttentionCall:
+              causal=False, dropout_p=0.0, query_valid_lens=None) -> AttentionCall:
     """Validate the arguments of :func:`attention` into an :class:`AttentionCall`."""
     batch = check_qkv(queries, keys, values)
     score = resolve_score(score)
@@ -28,13 +35,36 @@ def make_call(queries, keys, values, *, score="scaled_dot", valid_lens=None, mas
         queries=queries, keys=keys, values=values, score=score, valid_lens=valid_lens,
         mask=mask, causal=normalize_causal(causal),
         dropout_p=check_dropout("dropout_p", dropout_p), batch_shape=batch,
+        query_valid_lens=_check_query_valid_lens(query_valid_lens, batch[0], num_queries,
+                                                 queries.device),
     )
+
+
+def _check_query_valid_lens(query_valid_lens, batch_size: int, num_queries: int,
+                            device: torch.device) -> torch.Tensor | None:
+    """Validate ``query_valid_lens`` of shape ``(B,)`` with values in ``[0, Nq]``."""
+    if query_valid_lens is None:
+        return None
+    if isinstance(query_valid_lens, torch.Tensor) and query_valid_lens.ndim != 1:
+        raise ValueError(
+            f"query_valid_lens must have shape (B,) = ({batch_size},); "
+            f"got {shape_str(query_valid_lens.shape)}"
+        )
+    try:
+        return check_valid_lens(query_valid_lens, batch_size, 1, num_queries, device)
+    except (TypeError, ValueError) as e:
+        msg = str(e).replace("valid_lens", "query_valid_lens").replace("Nk", "Nq")
+        msg = msg.replace(f"(B,) or (B, Nq) = ({batch_size},) or ({batch_size}, 1)",
+                          f"(B,) = ({batch_size},)")
+        msg = msg.replace("(counts of valid keys)", "(counts of real queries)")
+        raise type(e)(msg) from None
 
 
 def attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *,
               score: str | Score = "scaled_dot", valid_lens: torch.Tensor | None = None,
               mask: torch.Tensor | None = None, causal: bool | str = False,
-              dropout_p: float = 0.0, backend: str = "auto") -> torch.Tensor:
+              dropout_p: float = 0.0, query_valid_lens: torch.Tensor | None = None,
+              backend: str = "auto") -> torch.Tensor:
     """Attention pooling ``softmax(a(Q, K)) V`` over the keys that may be attended.
 
     Shapes:
@@ -55,37 +85,49 @@ def attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *
             See :func:`attnkit.masks.causal_mask`.
         dropout_p: dropout on the attention weights, always applied when > 0
             (modules pass 0 in eval mode).
+        query_valid_lens: optional ``(B,)`` integer: query rows
+            ``i >= query_valid_lens[b]`` are padding. Their output rows are
+            zero, and fast backends skip computing them (with ``valid_lens``
+            this is how padded self-attention costs only the real tokens).
         backend: ``"auto"`` or a name from :func:`attnkit.backends.available_backends`.
             An explicit backend that cannot serve the call raises ``ValueError``.
 
     Rows with no key to attend to (``valid_len == 0``, a fully masked row,
-    or a causal row that sees nothing) produce zero output rows.
+    or a causal row that sees nothing) and rows of padded queries produce
+    zero output rows.
     """
     call = make_call(queries, keys, values, score=score, valid_lens=valid_lens, mask=mask,
-                     causal=causal, dropout_p=dropout_p)
+                     causal=causal, dropout_p=dropout_p, query_valid_lens=query_valid_lens)
     from .backends import select_backend
 
-    return select_backend(call, backend).forward(call)
+    chosen = select_backend(call, backend)
+    out = chosen.forward(call)  # (*batch, Nq, Dv)
+    if call.query_valid_lens is not None and not chosen.handles_query_valid_lens:
+        out = out * call.query_valid_mask().to(out.dtype)  # padded query rows -> 0
+    return out
 
 
 def attention_weights(queries: torch.Tensor, keys: torch.Tensor, *,
                       score: str | Score = "scaled_dot",
                       valid_lens: torch.Tensor | None = None,
                       mask: torch.Tensor | None = None,
-                      causal: bool | str = False) -> torch.Tensor:
+                      causal: bool | str = False,
+                      query_valid_lens: torch.Tensor | None = None) -> torch.Tensor:
     """The attention weights ``(B, ..., Nq, Nk)`` that :func:`attention` would use.
 
     Same arguments and semantics as :func:`attention` (without values and
     dropout); always materialized. Each row sums to 1 over its valid keys,
-    0 beyond them, and is all zeros when it has no valid key.
+    0 beyond them, and is all zeros when it has no valid key or is a padded
+    query (``i >= query_valid_lens[b]``).
     """
     call = make_call(queries, keys, None, score=score, valid_lens=valid_lens, mask=mask,
-                     causal=causal)
+                     causal=causal, query_valid_lens=query_valid_lens)
     return reference_weights(call)
 
 
 def choose_backend(queries, keys, values, *, score="scaled_dot", valid_lens=None, mask=None,
-                   causal=False, dropout_p=0.0, backend="auto") -> BackendChoice:
+                   causal=False, dropout_p=0.0, query_valid_lens=None,
+                   backend="auto") -> BackendChoice:
     """What ``attention(..., backend=backend)`` would run, and why (runs nothing).
 
     Example::
@@ -94,5 +136,5 @@ def choose_backend(queries, keys, values, *, score="scaled_dot", valid_lens=None
         auto -> reference
     """
     call = make_call(queries, keys, values, score=score, valid_lens=valid_lens, mask=mask,
-                     causal=causal, dropout_p=dropout_p)
+                     causal=causal, dropout_p=dropout_p, query_valid_lens=query_valid_lens)
     return explain_choice(call, backend)

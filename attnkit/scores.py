@@ -140,7 +140,8 @@ class Bilinear(Score):
 
     def forward(self, queries, keys):
         qm = queries @ self.M.to(queries.dtype)  # (..., Nq, Dk)
-        return (qm @ keys.transpose(-1, -2)) * self._scale()  # (..., Nq, Nk)
+        scores = qm @ keys.transpose(-1, -2)  # (..., Nq, Nk)
+        return scores.mul_(self._scale()) if self.scaled else scores
 
     def as_dot(self, queries, keys):
         return DotForm(queries @ self.M.to(queries.dtype), keys, self._scale())
@@ -219,8 +220,9 @@ class Distance(Score):
     def forward(self, queries, keys):
         q_sq = (queries * queries).sum(-1, keepdim=True)  # (..., Nq, 1)
         k_sq = (keys * keys).sum(-1).unsqueeze(-2)  # (..., 1, Nk)
-        cross = queries @ keys.transpose(-1, -2)  # (..., Nq, Nk)
-        return (2 * cross - q_sq - k_sq) / (2 * self.sigma ** 2)
+        scores = queries @ keys.transpose(-1, -2)  # (..., Nq, Nk): qᵀk
+        # in place on the fresh product: one (Nq, Nk) buffer, autograd-safe
+        return scores.mul_(2).sub_(q_sq).sub_(k_sq).div_(2 * self.sigma ** 2)
 
     def as_dot(self, queries, keys):
         inv = 1.0 / self.sigma ** 2

@@ -61,17 +61,19 @@ def softmax_with_mask(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     """The unchecked core of :func:`masked_softmax` (mask already validated).
 
     Uses ``torch.softmax`` on scores filled with ``-inf`` at masked positions,
-    so rows with a valid key match d2l bit for bit; rows with no valid key are
-    given zero scores before the softmax (so neither the value nor the
-    gradient sees ``-inf - -inf``) and zeroed after it.
+    so rows with a valid key match d2l bit for bit; rows with no valid key keep
+    their finite scores through the softmax (so neither the value nor the
+    gradient sees ``-inf - -inf``) and are zeroed after it.
     """
     dtype = X.dtype
     x = X.float() if dtype in _LOW_PRECISION else X
     if mask is None:
         return torch.softmax(x, dim=-1).to(dtype)
     row_has_key = mask.any(dim=-1, keepdim=True)  # (..., Nq|1, 1)
-    x = x.masked_fill(~mask, float("-inf"))
-    x = torch.where(row_has_key, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    # -inf where masked, except in rows with no key at all: those keep their
+    # (finite) scores so the softmax stays finite, and are zeroed below
+    x = x.masked_fill(~mask & row_has_key, float("-inf"))
     weights = torch.softmax(x, dim=-1)
-    weights = weights * row_has_key  # empty rows -> 0
+    if not bool(row_has_key.all()):
+        weights = weights * row_has_key  # empty rows -> 0
     return weights.to(dtype)

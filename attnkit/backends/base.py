@@ -27,7 +27,9 @@ class AttentionCall:
     ``(*batch, Nk, Dv)`` (batch dims broadcast); ``valid_lens`` ``None``,
     ``(B,)`` or ``(B, Nq)`` with ``B = batch[0]``; ``mask`` boolean,
     broadcastable to ``(*batch, Nq, Nk)``, True = may attend; ``causal`` is
-    ``None``, ``"top_left"`` or ``"bottom_right"``.
+    ``None``, ``"top_left"`` or ``"bottom_right"``; ``query_valid_lens``
+    ``None`` or ``(B,)``: query rows ``i >= query_valid_lens[b]`` are padding
+    and their output rows are zero.
     """
 
     queries: torch.Tensor
@@ -39,6 +41,7 @@ class AttentionCall:
     causal: str | None
     dropout_p: float
     batch_shape: tuple[int, ...]
+    query_valid_lens: torch.Tensor | None = None
 
     @property
     def num_queries(self) -> int:
@@ -65,19 +68,33 @@ class AttentionCall:
         positions = torch.arange(self.num_keys, device=vl.device)  # (Nk,)
         return positions < lens
 
+    def query_valid_mask(self) -> torch.Tensor | None:
+        """``query_valid_lens`` as a mask of shape ``(B, 1.., Nq, 1)`` (True = real query)."""
+        if self.query_valid_lens is None:
+            return None
+        qvl = self.query_valid_lens
+        extra = [1] * (len(self.batch_shape) - 1)
+        positions = torch.arange(self.num_queries, device=qvl.device)  # (Nq,)
+        rows = positions < qvl[:, None]  # (B, Nq)
+        return rows.reshape(rows.shape[0], *extra, self.num_queries, 1)
+
     def full_mask(self) -> torch.Tensor | None:
-        """valid_lens, the user's mask and the causal mask combined (AND)."""
+        """valid_lens, query_valid_lens, the user's mask and the causal mask combined (AND)."""
         causal = None
         if self.causal is not None:
             causal = causal_mask(self.num_queries, self.num_keys, align=self.causal,
                                  device=self.queries.device)
-        return combine_masks(self.valid_lens_mask(), self.mask, causal)
+        return combine_masks(self.valid_lens_mask(), self.query_valid_mask(), self.mask, causal)
 
 
 class Backend:
     """Base class; subclasses set ``name`` and implement the two methods."""
 
     name: str = ""
+    #: Whether :meth:`forward` itself zeroes the rows of padded queries
+    #: (``call.query_valid_lens``). When False, :func:`attnkit.attention`
+    #: zeroes them on the backend's output.
+    handles_query_valid_lens: bool = False
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
         """``None`` if this backend can serve ``call``, else a short reason."""

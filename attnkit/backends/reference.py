@@ -23,6 +23,7 @@ def reference_weights(call: AttentionCall) -> torch.Tensor:
 
 class ReferenceBackend(Backend):
     name = "reference"
+    handles_query_valid_lens = True  # through call.full_mask()
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
         return None

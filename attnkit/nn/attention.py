@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_dropout
-from ..functional import attention, make_call
 from ..backends import reference_weights
-from ..scores import Additive, Bilinear, Distance, Dot, Score, ScaledDot
+from ..functional import attention, make_call
+from ..scores import Additive, Bilinear, Distance, Dot, ScaledDot, Score
 
 __all__ = [
     "AdditiveAttention",

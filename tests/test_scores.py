@@ -1,0 +1,88 @@
+import math
+
+import pytest
+import torch
+
+from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot, resolve_score
+
+q = torch.tensor([[[1.0, 2.0]]])  # (1, 1, 2)
+k = torch.tensor([[[3.0, -1.0], [0.5, 0.5], [0.0, 0.0]]])  # (1, 3, 2)
+
+
+def test_dot_hand_values():
+    assert Dot()(q, k).tolist() == [[[1.0, 1.5, 0.0]]]
+
+
+def test_scaled_dot_hand_values():
+    got = ScaledDot()(q, k)
+    torch.testing.assert_close(got, torch.tensor([[[1.0, 1.5, 0.0]]]) / math.sqrt(2))
+    torch.testing.assert_close(ScaledDot(scale=0.5)(q, k), torch.tensor([[[0.5, 0.75, 0.0]]]))
+
+
+def test_bilinear_hand_values_different_sizes():
+    s = Bilinear(2, 3)
+    with torch.no_grad():
+        s.M.copy_(torch.tensor([[1.0, 0.0, 2.0], [0.0, -1.0, 1.0]]))
+    keys = torch.tensor([[[1.0, 1.0, 1.0], [0.0, 2.0, 0.0]]])  # (1, 2, 3)
+    # qᵀM = [1, -2, 4]; · k0 = 3; · k1 = -4
+    assert s(q, keys).tolist() == [[[3.0, -4.0]]]
+
+
+def test_additive_hand_values():
+    s = Additive(2, 2, 2)
+    with torch.no_grad():
+        s.W_q.weight.copy_(torch.eye(2))
+        s.W_k.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        s.w_v.weight.copy_(torch.tensor([[1.0, -1.0]]))
+    got = s(q, k)
+    want = [math.tanh(1 + kk[0]) - math.tanh(2.0) for kk in k[0].tolist()]
+    torch.testing.assert_close(got[0, 0], torch.tensor(want))
+
+
+def test_distance_hand_values_and_from_norms():
+    s = Distance(sigma=2.0)
+    want = [-((1 - a) ** 2 + (2 - b) ** 2) / 8 for a, b in k[0].tolist()]
+    torch.testing.assert_close(s(q, k)[0, 0], torch.tensor(want))
+
+
+def test_distance_dot_form_gives_same_softmax():
+    qq, kk = torch.randn(3, 5, 7, dtype=torch.float64), torch.randn(3, 11, 7, dtype=torch.float64)
+    s = Distance(sigma=1.7)
+    f = s.as_dot(qq, kk)
+    via_dot = f.scale * qq @ kk.transpose(-1, -2) + f.key_bias[..., None, :]
+    torch.testing.assert_close(torch.softmax(via_dot, -1), torch.softmax(s(qq, kk), -1))
+
+
+def test_bilinear_dot_form_folds_M_into_queries():
+    s = Bilinear(5, 3, scaled=True).double()
+    qq, kk = torch.randn(2, 4, 5, dtype=torch.float64), torch.randn(2, 6, 3, dtype=torch.float64)
+    f = s.as_dot(qq, kk)
+    torch.testing.assert_close(f.scale * f.queries @ f.keys.transpose(-1, -2), s(qq, kk))
+
+
+def test_additive_has_no_dot_form_and_lazy_sizes():
+    s = Additive(4)
+    assert s.as_dot(q, k) is None
+    s(q, torch.randn(1, 3, 5))  # infers Dq=2, Dk=5
+    assert s.W_q.weight.shape == (4, 2) and s.W_k.weight.shape == (4, 5)
+
+
+def test_resolve_score():
+    assert isinstance(resolve_score("dot"), Dot)
+    assert isinstance(resolve_score("scaled_dot"), ScaledDot)
+    assert isinstance(resolve_score("distance"), Distance)
+    with pytest.raises(ValueError, match=r"score='additive' carries learned parameters.*Additive"):
+        resolve_score("additive")
+    with pytest.raises(ValueError, match=r"score must be one of .*got 'cosine'"):
+        resolve_score("cosine")
+    with pytest.raises(TypeError, match=r"score must be a str or attnkit.scores.Score; got int"):
+        resolve_score(3)
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match=r"sigma must be a positive number; got 0"):
+        Distance(0)
+    with pytest.raises(ValueError, match=r"key_size must be a positive int; got -3"):
+        Bilinear(2, -3)
+    with pytest.raises(ValueError, match=r"num_hiddens must be a positive int; got 0"):
+        Additive(0)
