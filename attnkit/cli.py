@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("attnkit.demo", "the main job on its embedded default (no external data)"),
     "tour": ("attnkit.tour_cli", "the five scoring functions on the book's toy example"),
     "cost": ("attnkit.cost", "FLOPs, memory traffic and peak memory of each scoring function"),
+    "plot": ("attnkit.plot_cli", "draw a figure of the texts (masks, scores, 1/sqrt(d), ...)"),
 }
 
 
