@@ -17,6 +17,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tour": ("attnkit.tour_cli", "the five scoring functions on the book's toy example"),
     "cost": ("attnkit.cost", "FLOPs, memory traffic and peak memory of each scoring function"),
     "plot": ("attnkit.plot_cli", "draw a figure of the texts (masks, scores, 1/sqrt(d), ...)"),
+    "train": ("attnkit.commands.train", "train a translation model (Transformer or Bahdanau)"),
+    "translate": ("attnkit.commands.translate", "translate sentences with a checkpoint"),
+    "evaluate": ("attnkit.commands.evaluate", "BLEU / chrF of a checkpoint on a test set"),
+    "average": ("attnkit.commands.average", "average the last k checkpoints"),
+    "explore": ("attnkit.commands.explore", "write an interactive HTML attention explorer"),
+    "bench": ("attnkit.bench_cli", "benchmarks against PyTorch's kernels, into BENCHMARKS.md"),
 }
 
 

@@ -33,6 +33,8 @@ from .heatmap import _pyplot, save_figure
 __all__ = ["FIGURES", "NEEDS_INPUT", "plot", "panel_axes"]
 
 _CMAP = "Reds"
+#: resolution of saved figures; a PNG is figsize × DPI pixels exactly
+DPI = 100
 
 
 def panel_axes(fig) -> list:
@@ -191,7 +193,7 @@ def figure_lr_schedule(steps: int = 20000):
     from ..train.schedule import noam_lr
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 1, figsize=(8, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, 1, figsize=(8, 4.5), squeeze=False, layout="constrained")
     ax = axes[0, 0]
     xs = list(range(1, steps + 1, 20))
     for d_model, warmup in ((512, 4000), (512, 8000), (256, 4000), (128, 2000)):
@@ -272,7 +274,8 @@ def figure_curves(log: str | Path):
               [k for k in keys if k == "lr"], [k for k in keys if k == "tokens_per_s"],
               [k for k in keys if k in ("val_bleu", "val_exact_match")]]
     groups = [g for g in groups if g]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False,
+                             layout="constrained")
     for ax, group in zip(axes[0], groups):
         for k in group:
             pts = [(r["step"], r[k]) for r in rows if k in r and "step" in r]
@@ -299,7 +302,8 @@ def figure_attention_maps(captures: dict[str, torch.Tensor], src_tokens: list[st
         raise ValueError("captures is empty: nothing to draw")
     heads = min(max_heads, max(r.weights.shape[0] for r in records))
     fig, axes = plt.subplots(len(records), heads, squeeze=False,
-                             figsize=(2.6 * heads + 1.5, 2.6 * len(records) + 0.8))
+                             figsize=(2.6 * heads + 1.5, 2.6 * len(records) + 0.8),
+                             layout="constrained")
     toks = {"encoder_self": (src_tokens, src_tokens), "decoder_self": (tgt_tokens, tgt_tokens),
             "cross": (tgt_tokens, src_tokens)}
     im = None
@@ -347,9 +351,9 @@ def plot(name: str, out_dir: str | Path = "figures", *, formats=("png", "svg"),
     for i, fmt in enumerate(formats):
         path = Path(out_dir) / f"{name}.{fmt}"
         if i == len(formats) - 1:
-            paths.append(save_figure(fig, path))
+            paths.append(save_figure(fig, path, dpi=DPI, tight=False))
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, dpi=120, bbox_inches="tight")
+            fig.savefig(path, dpi=DPI)
             paths.append(path)
     return paths

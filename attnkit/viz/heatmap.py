@@ -73,10 +73,13 @@ def show_heatmaps(matrices: torch.Tensor, *, xlabel: str = "Keys", ylabel: str =
     return fig
 
 
-def save_figure(fig, path: str | Path, *, dpi: int = 120) -> Path:
-    """Save and close ``fig``; the format follows the suffix (``.png``, ``.svg``)."""
+def save_figure(fig, path: str | Path, *, dpi: int = 120, tight: bool = True) -> Path:
+    """Save and close ``fig``; the format follows the suffix (``.png``, ``.svg``).
+
+    ``tight=False`` keeps the canvas at exactly ``figsize × dpi`` pixels.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
     _pyplot().close(fig)
     return path

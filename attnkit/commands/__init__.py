@@ -1,0 +1,1 @@
+"""Subcommands of the ``attnkit`` command line (see :mod:`attnkit.cli`)."""

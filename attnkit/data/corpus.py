@@ -1,0 +1,386 @@
+"""Parallel corpora: reading sentence pairs and reporting what was wrong with them.
+
+Two on-disk layouts are supported:
+
+* **Tab-separated pairs** (:func:`read_tsv_pairs`), the Tatoeba / ManyThings
+  ``fra.txt`` layout used by "Dive into Deep Learning"::
+
+      Go.<TAB>Va !<TAB>CC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM) ...
+
+  Columns beyond the two that are read (such as the attribution) are ignored.
+
+* **Line-aligned files** (:func:`read_aligned_files`, :func:`load_multi30k`):
+  line *i* of the source file translates line *i* of the target file.
+
+Nothing is dropped silently. Every reader returns a :class:`ParallelCorpus` whose
+:class:`CorpusReport` counts each kind of problem and keeps the first few
+(1-based) line numbers of each, so a user can open the file at the offending line.
+Problem kinds:
+
+``blank_line``
+    a line that is empty after whitespace normalization (TSV only).
+``missing_column``
+    a TSV line with fewer tab-separated columns than ``max(src_col, tgt_col) + 1``.
+``empty_source`` / ``empty_target``
+    one side of the pair is empty after normalization.
+``invalid_utf8``
+    the line's bytes are not valid UTF-8 (aligned files: in either file).
+
+Whitespace normalization (:func:`normalize_whitespace`) is applied to every kept
+sentence: all Unicode space separators (``U+00A0`` no-break space, ``U+202F``
+narrow no-break space used before French punctuation, ``U+2009`` thin space, …),
+tabs and other control whitespace become an ordinary space; runs of spaces
+collapse to one; leading and trailing spaces are stripped; a UTF-8 byte-order
+mark at the start of a file is removed. Nothing else is changed: no case folding,
+no Unicode normalization, no tokenization (tokenizers own those steps).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "CorpusReport",
+    "ParallelCorpus",
+    "MULTI30K_LANGS",
+    "MULTI30K_SPLITS",
+    "load_multi30k",
+    "normalize_whitespace",
+    "read_aligned_files",
+    "read_tsv_pairs",
+    "split_pairs",
+]
+
+#: Splits shipped with Multi30k task 1 (``raw/<split>.<lang>``).
+MULTI30K_SPLITS = ("train", "val", "test_2016_flickr")
+#: Languages of Multi30k task 1 used here.
+MULTI30K_LANGS = ("en", "de", "fr")
+
+# How many line numbers a report keeps per problem kind.
+_MAX_EXAMPLES = 5
+
+_SPACE_RUN = re.compile(r"\s+")
+
+
+def normalize_whitespace(text: str) -> str:
+    """Return ``text`` with every kind of whitespace turned into single ASCII spaces.
+
+    Unicode space separators (category ``Zs``: no-break, narrow no-break, thin,
+    em spaces, …) and control whitespace (tab, CR, LF, …) become ``" "``; runs
+    collapse to one space; the result is stripped. A leading byte-order mark
+    (``U+FEFF``) is removed.
+
+    >>> normalize_whitespace("  Va\\u202f!\\t ok\\xa0 ")
+    'Va ! ok'
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    # In str patterns \s matches every character for which str.isspace() is true:
+    # all of Unicode category Zs plus tab, CR, LF, VT, FF and the separators U+001C-1F.
+    return _SPACE_RUN.sub(" ", text).strip()
+
+
+@dataclass(frozen=True)
+class CorpusReport:
+    """What a reader saw: lines read, pairs kept, and problems by kind.
+
+    Attributes:
+        sources: the file(s) read, as strings.
+        lines_read: physical lines examined (for aligned files: line pairs).
+        pairs_kept: pairs returned in :attr:`ParallelCorpus.pairs`.
+        problems: count per problem kind (see the module docstring); kinds that
+            did not occur are absent.
+        examples: for each problem kind, the first few 1-based line numbers.
+    """
+
+    sources: tuple[str, ...]
+    lines_read: int
+    pairs_kept: int
+    problems: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def num_problems(self) -> int:
+        """Total number of lines skipped for any reason."""
+        return sum(self.problems.values())
+
+    def summary(self) -> str:
+        """A short human-readable account, one problem kind per line."""
+        head = (
+            f"{' + '.join(self.sources)}: read {self.lines_read} lines, "
+            f"kept {self.pairs_kept} pairs, skipped {self.num_problems}"
+        )
+        lines = [head]
+        for kind in sorted(self.problems):
+            where = ", ".join(str(n) for n in self.examples.get(kind, []))
+            more = " ..." if self.problems[kind] > len(self.examples.get(kind, [])) else ""
+            lines.append(f"  {kind}: {self.problems[kind]} (lines {where}{more})")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ParallelCorpus:
+    """Sentence pairs plus the report of how they were read.
+
+    Attributes:
+        pairs: ``(source, target)`` sentences, whitespace-normalized, in file order.
+        report: counts of lines read, kept, and skipped by problem kind.
+    """
+
+    pairs: list[tuple[str, str]]
+    report: CorpusReport
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def sources(self) -> list[str]:
+        """The source side of every pair."""
+        return [s for s, _ in self.pairs]
+
+    @property
+    def targets(self) -> list[str]:
+        """The target side of every pair."""
+        return [t for _, t in self.pairs]
+
+
+class _Tally:
+    """Mutable problem counter used while reading; frozen into a CorpusReport."""
+
+    def __init__(self) -> None:
+        self.problems: dict[str, int] = {}
+        self.examples: dict[str, list[int]] = {}
+
+    def add(self, kind: str, line_no: int) -> None:
+        self.problems[kind] = self.problems.get(kind, 0) + 1
+        ex = self.examples.setdefault(kind, [])
+        if len(ex) < _MAX_EXAMPLES:
+            ex.append(line_no)
+
+    def report(self, sources: Sequence[Path], lines_read: int, kept: int) -> CorpusReport:
+        return CorpusReport(
+            sources=tuple(str(p) for p in sources),
+            lines_read=lines_read,
+            pairs_kept=kept,
+            problems=dict(self.problems),
+            examples={k: list(v) for k, v in self.examples.items()},
+        )
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    """Raw lines of ``path`` without their ``\\n`` / ``\\r\\n`` endings.
+
+    A final newline does not start an extra line; a file without one still
+    yields its last line.
+    """
+    data = path.read_bytes()
+    if not data:
+        return []
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+
+
+def _decode(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _check_path(path: str | Path, name: str) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"{name} must be a str or pathlib.Path, got {type(path).__name__}")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{name}: no such file: {p}")
+    return p
+
+
+def _check_max_pairs(max_pairs: int | None) -> None:
+    if max_pairs is not None and (not isinstance(max_pairs, int) or max_pairs < 0):
+        raise ValueError(f"max_pairs must be None or an int >= 0, got {max_pairs!r}")
+
+
+def read_tsv_pairs(
+    path: str | Path,
+    *,
+    src_col: int = 0,
+    tgt_col: int = 1,
+    max_pairs: int | None = None,
+) -> ParallelCorpus:
+    """Read tab-separated sentence pairs (the Tatoeba ``fra.txt`` layout).
+
+    Args:
+        path: the file; UTF-8, one pair per line.
+        src_col: 0-based column of the source sentence.
+        tgt_col: 0-based column of the target sentence (swap the two to reverse
+            the translation direction).
+        max_pairs: stop after this many pairs have been kept (``None``: read all).
+            ``report.lines_read`` then counts only the lines examined.
+
+    Returns:
+        A :class:`ParallelCorpus`; see the module docstring for problem kinds.
+
+    Raises:
+        ValueError: on negative or equal column indices, or a bad ``max_pairs``.
+        FileNotFoundError: if ``path`` is not a file.
+    """
+    p = _check_path(path, "path")
+    for name, col in (("src_col", src_col), ("tgt_col", tgt_col)):
+        if not isinstance(col, int) or col < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {col!r}")
+    if src_col == tgt_col:
+        raise ValueError(f"src_col and tgt_col must differ, both are {src_col}")
+    _check_max_pairs(max_pairs)
+
+    tally, pairs, lines_read = _Tally(), [], 0
+    need = max(src_col, tgt_col) + 1
+    for line_no, raw in enumerate(_read_lines(p), start=1):
+        if max_pairs is not None and len(pairs) >= max_pairs:
+            break
+        lines_read += 1
+        text = _decode(raw)
+        if text is None:
+            tally.add("invalid_utf8", line_no)
+            continue
+        if line_no == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        cols = text.split("\t")
+        if len(cols) < need:
+            kind = "blank_line" if not normalize_whitespace(text) else "missing_column"
+            tally.add(kind, line_no)
+            continue
+        src, tgt = normalize_whitespace(cols[src_col]), normalize_whitespace(cols[tgt_col])
+        if not src:
+            tally.add("empty_source", line_no)
+        elif not tgt:
+            tally.add("empty_target", line_no)
+        else:
+            pairs.append((src, tgt))
+    return ParallelCorpus(pairs, tally.report([p], lines_read, len(pairs)))
+
+
+def read_aligned_files(
+    src_path: str | Path,
+    tgt_path: str | Path,
+    *,
+    max_pairs: int | None = None,
+) -> ParallelCorpus:
+    """Read two line-aligned files: line *i* of ``src_path`` translates line *i* of ``tgt_path``.
+
+    Args:
+        src_path: source-language file, UTF-8, one sentence per line.
+        tgt_path: target-language file with exactly as many lines.
+        max_pairs: stop after this many pairs have been kept (``None``: all).
+
+    Returns:
+        A :class:`ParallelCorpus`; ``report.lines_read`` counts line pairs.
+
+    Raises:
+        ValueError: if the files have different numbers of lines (the message
+            names both files and both counts): misaligned files would pair every
+            later sentence with the wrong translation.
+        FileNotFoundError: if either path is not a file.
+    """
+    sp, tp = _check_path(src_path, "src_path"), _check_path(tgt_path, "tgt_path")
+    _check_max_pairs(max_pairs)
+    src_lines, tgt_lines = _read_lines(sp), _read_lines(tp)
+    if len(src_lines) != len(tgt_lines):
+        raise ValueError(
+            f"line-aligned files differ in length: {sp} has {len(src_lines)} lines, "
+            f"{tp} has {len(tgt_lines)} lines"
+        )
+    tally, pairs, lines_read = _Tally(), [], 0
+    for line_no, (rs, rt) in enumerate(zip(src_lines, tgt_lines, strict=True), start=1):
+        if max_pairs is not None and len(pairs) >= max_pairs:
+            break
+        lines_read += 1
+        s, t = _decode(rs), _decode(rt)
+        if s is None or t is None:
+            tally.add("invalid_utf8", line_no)
+            continue
+        s, t = normalize_whitespace(s), normalize_whitespace(t)
+        if not s:
+            tally.add("empty_source", line_no)
+        elif not t:
+            tally.add("empty_target", line_no)
+        else:
+            pairs.append((s, t))
+    return ParallelCorpus(pairs, tally.report([sp, tp], lines_read, len(pairs)))
+
+
+def load_multi30k(
+    root: str | Path,
+    split: str,
+    src_lang: str,
+    tgt_lang: str,
+    *,
+    tokenized: bool = False,
+) -> ParallelCorpus:
+    """Load one split of Multi30k task 1 from a local copy.
+
+    Layout expected under ``root``::
+
+        raw/<split>.<lang>                  original casing, untokenized
+        tok/<split>.lc.norm.tok.<lang>      lowercased, normalized, Moses-tokenized
+
+    Args:
+        root: the ``multi30k`` folder.
+        split: one of :data:`MULTI30K_SPLITS`.
+        src_lang: one of :data:`MULTI30K_LANGS`.
+        tgt_lang: one of :data:`MULTI30K_LANGS`, different from ``src_lang``.
+        tokenized: read the ``tok/`` files instead of ``raw/``.
+
+    Raises:
+        ValueError: on an unknown split or language, or ``src_lang == tgt_lang``.
+        FileNotFoundError: if a file of the split is missing.
+    """
+    if split not in MULTI30K_SPLITS:
+        raise ValueError(f"split must be one of {MULTI30K_SPLITS}, got {split!r}")
+    for name, lang in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
+        if lang not in MULTI30K_LANGS:
+            raise ValueError(f"{name} must be one of {MULTI30K_LANGS}, got {lang!r}")
+    if src_lang == tgt_lang:
+        raise ValueError(f"src_lang and tgt_lang must differ, both are {src_lang!r}")
+    base = Path(root)
+    if tokenized:
+        paths = [base / "tok" / f"{split}.lc.norm.tok.{lang}" for lang in (src_lang, tgt_lang)]
+    else:
+        paths = [base / "raw" / f"{split}.{lang}" for lang in (src_lang, tgt_lang)]
+    return read_aligned_files(paths[0], paths[1])
+
+
+def split_pairs(
+    pairs: Sequence[tuple[str, str]],
+    *,
+    valid_fraction: float,
+    seed: int,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Split pairs into ``(train, valid)`` deterministically from ``seed``.
+
+    ``round(len(pairs) * valid_fraction)`` pairs, chosen by a seeded shuffle of
+    the indices, go to ``valid``; both parts keep the input order. The same
+    ``pairs`` and ``seed`` always give the same split on every platform
+    (Python's ``random.Random`` with an int seed is specified to be portable).
+
+    Raises:
+        ValueError: if ``valid_fraction`` is not in ``[0, 1]``.
+        TypeError: if ``seed`` is not an int.
+    """
+    if not isinstance(valid_fraction, (int, float)) or not 0.0 <= valid_fraction <= 1.0:
+        raise ValueError(f"valid_fraction must be a number in [0, 1], got {valid_fraction!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    n = len(pairs)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    valid_idx = set(order[: round(n * valid_fraction)])
+    train = [pairs[i] for i in range(n) if i not in valid_idx]
+    valid = [pairs[i] for i in range(n) if i in valid_idx]
+    return train, valid

@@ -1,0 +1,429 @@
+"""Tokenizers: text ↔ integer ids, with one set of special ids everywhere.
+
+Three vocabularies share one interface (:class:`Tokenizer`):
+
+* :class:`SentencePieceTokenizer` — subwords (unigram LM or BPE) learned by the
+  ``sentencepiece`` library, trained in memory from an iterable of sentences.
+  Train it on source + target text for a shared vocabulary, or once per language.
+* :class:`WordTokenizer` — the word-level vocabulary of "Dive into Deep Learning"
+  (its ``Vocab`` class and ``preprocess``): lowercase, a space before ``, . ! ?``,
+  split on spaces, keep words seen at least ``min_freq`` times.
+* :class:`CharTokenizer` — one id per character, for the generated date task.
+
+Special ids are the same for all three::
+
+    <pad> = 0    <unk> = 1    <bos> = 2    <eos> = 3
+
+(d2l's ``Vocab`` numbers ``<unk>`` first; the fixed layout here lets padding,
+masks and checkpoints assume ``pad_id == 0`` for every tokenizer.)
+
+``encode`` never adds ``<bos>``/``<eos>``: batching adds them where the model
+needs them (see :mod:`attnkit.data.batching`). ``decode`` drops ``<pad>`` and
+``<bos>`` and stops at the first ``<eos>``, so a model's raw output can be passed
+in as is.
+
+Saving writes plain files only — a ``tokenizer.json`` metadata file (its
+``"type"`` field selects the class in :func:`load_tokenizer`) plus, for
+SentencePiece, the ``spm.model`` protobuf. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+__all__ = [
+    "BOS_ID",
+    "EOS_ID",
+    "METADATA_FILE",
+    "PAD_ID",
+    "SPECIAL_TOKENS",
+    "UNK_ID",
+    "CharTokenizer",
+    "SentencePieceTokenizer",
+    "Tokenizer",
+    "WordTokenizer",
+    "load_tokenizer",
+]
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+#: Reserved tokens in id order (ids 0–3).
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
+#: Name of the metadata file every saved tokenizer directory contains.
+METADATA_FILE = "tokenizer.json"
+_FORMAT_VERSION = 1
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_metadata(directory: str | Path, meta: dict) -> Path:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    body = {"format_version": _FORMAT_VERSION, **meta}
+    _write_atomic(d / METADATA_FILE, json.dumps(body, ensure_ascii=False, indent=1).encode())
+    return d
+
+
+def _read_metadata(directory: str | Path, expected_type: str | None = None) -> dict:
+    path = Path(directory) / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"not a saved tokenizer: {path} is missing")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("format_version") != _FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format_version must be {_FORMAT_VERSION}, got {meta.get('format_version')!r}"
+        )
+    if expected_type is not None and meta.get("type") != expected_type:
+        raise ValueError(f"{path}: type must be {expected_type!r}, got {meta.get('type')!r}")
+    return meta
+
+
+def _check_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be an iterable of strings, got a single str")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}")
+    if not out:
+        raise ValueError(f"{name} must contain at least one sentence, got none")
+    return out
+
+
+class Tokenizer(ABC):
+    """Interface shared by every tokenizer.
+
+    Attributes:
+        pad_id, unk_id, bos_id, eos_id: the special ids (0, 1, 2, 3).
+        vocab_size: number of ids; valid ids are ``0 … vocab_size - 1``.
+    """
+
+    pad_id: int = PAD_ID
+    unk_id: int = UNK_ID
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of ids, special tokens included."""
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text`` (no ``<bos>``/``<eos>`` added)."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; drops ``<pad>``/``<bos>``, stops at the first ``<eos>``."""
+
+    @abstractmethod
+    def save(self, directory: str | Path) -> Path:
+        """Write the tokenizer into ``directory`` (created if needed); return it."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: str | Path) -> Tokenizer:
+        """Read a tokenizer written by :meth:`save`."""
+
+    def _content_ids(self, ids: Sequence[int]) -> list[int]:
+        """``ids`` up to the first ``<eos>``, without ``<pad>``/``<bos>``; validates range."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"ids must be in [0, {self.vocab_size}), got {i}")
+            if i == self.eos_id:
+                break
+            if i not in (self.pad_id, self.bos_id):
+                out.append(i)
+        return out
+
+
+class _TableTokenizer(Tokenizer):
+    """A tokenizer backed by an explicit list of tokens (ids 0–3 are the specials)."""
+
+    _type = ""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        tokens = list(tokens)
+        if tuple(tokens[:4]) != SPECIAL_TOKENS:
+            raise ValueError(f"tokens must start with {SPECIAL_TOKENS}, got {tokens[:4]}")
+        if len(set(tokens)) != len(tokens):
+            dup = sorted(t for t, c in Counter(tokens).items() if c > 1)
+            raise ValueError(f"tokens must be unique, got duplicates {dup[:10]}")
+        self.idx_to_token: list[str] = tokens
+        self.token_to_idx: dict[str, int] = {t: i for i, t in enumerate(tokens)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.idx_to_token)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def _meta(self) -> dict:
+        return {"type": self._type, "tokens": self.idx_to_token}
+
+    def save(self, directory: str | Path) -> Path:
+        return _write_metadata(directory, self._meta())
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._meta() == self._meta()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class CharTokenizer(_TableTokenizer):
+    """One id per character. Unknown characters map to ``<unk>``.
+
+    Build it from an explicit alphabet (e.g. :func:`attnkit.data.generated.date_alphabet`)
+    with ``CharTokenizer(alphabet)``, or from text with :meth:`train`.
+    """
+
+    _type = "char"
+
+    def __init__(self, alphabet: Iterable[str]) -> None:
+        chars = list(alphabet)
+        bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
+        if bad:
+            raise ValueError(f"alphabet must hold single characters, got {bad[:5]}")
+        if len(set(chars)) != len(chars):
+            raise ValueError("alphabet must not repeat characters")
+        super().__init__(list(SPECIAL_TOKENS) + chars)
+
+    @classmethod
+    def train(cls, texts: Iterable[str]) -> CharTokenizer:
+        """The sorted set of characters in ``texts``."""
+        return cls(sorted(set("".join(_check_texts(texts)))))
+
+    def encode(self, text: str) -> list[int]:
+        return [self.token_to_idx.get(c, UNK_ID) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self.idx_to_token[i] for i in self._content_ids(ids))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CharTokenizer:
+        meta = _read_metadata(directory, cls._type)
+        return cls(meta["tokens"][len(SPECIAL_TOKENS) :])
+
+
+_PUNCT_NO_SPACE = re.compile(r"(?<=\S)([,.!?])")
+_SPACE_BEFORE_PUNCT = re.compile(r" ([,.!?])")
+
+
+class WordTokenizer(_TableTokenizer):
+    """Word-level vocabulary as in "Dive into Deep Learning" (``Vocab`` + ``preprocess``).
+
+    Preprocessing (:meth:`preprocess`): no-break spaces (``U+00A0``, ``U+202F``)
+    become spaces, text is lowercased, and a space is inserted before each
+    ``, . ! ?`` not already preceded by one; the result is split on whitespace.
+    ``"Va !"`` and ``"Go."`` become ``["va", "!"]`` and ``["go", "."]``.
+
+    Vocabulary (:meth:`train`): the four special tokens, then every word seen at
+    least ``min_freq`` times, most frequent first, ties broken alphabetically
+    (so the ids do not depend on corpus order). Other words encode as ``<unk>``.
+
+    ``decode`` joins words with spaces and removes the space before ``, . ! ?``
+    (lowercasing is not undone).
+    """
+
+    _type = "word"
+
+    @staticmethod
+    def preprocess(text: str) -> str:
+        """d2l's ``preprocess``: lowercase and space out ``, . ! ?``."""
+        text = text.replace("\u202f", " ").replace("\xa0", " ").lower()
+        return _PUNCT_NO_SPACE.sub(r" \1", text)
+
+    @classmethod
+    def tokenize(cls, text: str) -> list[str]:
+        """Preprocess then split on whitespace."""
+        return cls.preprocess(text).split()
+
+    @classmethod
+    def train(cls, texts: Iterable[str], *, min_freq: int = 2) -> WordTokenizer:
+        """Build the vocabulary of ``texts``.
+
+        Raises:
+            ValueError: if ``min_freq < 1`` or ``texts`` is empty.
+        """
+        if not isinstance(min_freq, int) or min_freq < 1:
+            raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
+        counts = Counter(w for t in _check_texts(texts) for w in cls.tokenize(t))
+        words = sorted(
+            (w for w, c in counts.items() if c >= min_freq and w not in SPECIAL_TOKENS),
+            key=lambda w: (-counts[w], w),
+        )
+        return cls(list(SPECIAL_TOKENS) + words)
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        super().__init__(tokens)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.token_to_idx.get(w, UNK_ID) for w in self.tokenize(text)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        text = " ".join(self.idx_to_token[i] for i in self._content_ids(ids))
+        return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> WordTokenizer:
+        return cls(_read_metadata(directory, cls._type)["tokens"])
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """Subword tokenizer backed by a trained ``sentencepiece`` model.
+
+    Build with :meth:`train`; ``SentencePieceTokenizer(model_proto)`` wraps the
+    bytes of an existing model whose special ids are pad=0, unk=1, bos=2, eos=3.
+    """
+
+    _type = "sentencepiece"
+    _MODEL_FILE = "spm.model"
+
+    def __init__(self, model_proto: bytes) -> None:
+        if not isinstance(model_proto, (bytes, bytearray)):
+            raise TypeError(f"model_proto must be bytes, got {type(model_proto).__name__}")
+        self.model_proto = bytes(model_proto)
+        self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        got = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(), self._sp.eos_id())
+        if got != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+            raise ValueError(
+                f"model_proto must use special ids pad=0, unk=1, bos=2, eos=3, got {got}"
+            )
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        *,
+        vocab_size: int,
+        model_type: str = "unigram",
+        character_coverage: float = 1.0,
+        seed: int = 0,
+        max_sentence_length: int = 4192,
+    ) -> SentencePieceTokenizer:
+        """Learn a subword vocabulary from ``texts`` entirely in memory.
+
+        Args:
+            texts: training sentences (for a shared vocabulary pass source and
+                target sentences together).
+            vocab_size: number of ids including the 4 special tokens.
+            model_type: ``"unigram"`` (Kudo 2018) or ``"bpe"`` (Sennrich et al. 2016).
+            character_coverage: fraction of characters covered by the
+                vocabulary; 1.0 suits languages with small alphabets, 0.9995 is
+                the usual choice for Chinese or Japanese.
+            seed: seeds sentencepiece's random generator. Training runs on one
+                thread so the same texts and arguments give byte-identical models.
+            max_sentence_length: longer sentences (in bytes) are skipped by the trainer.
+
+        Raises:
+            ValueError: on a bad argument, or if the texts cannot support
+                ``vocab_size`` pieces (the message includes sentencepiece's).
+        """
+        if model_type not in ("unigram", "bpe"):
+            raise ValueError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
+        if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must be an int > 4, got {vocab_size!r}")
+        if not 0.0 < character_coverage <= 1.0:
+            raise ValueError(f"character_coverage must be in (0, 1], got {character_coverage!r}")
+        sentences = _check_texts(texts)
+        spm.set_random_generator_seed(seed)
+        buf = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences),
+                model_writer=buf,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=character_coverage,
+                pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+                pad_piece="<pad>", unk_piece="<unk>", bos_piece="<bos>", eos_piece="<eos>",
+                num_threads=1,
+                max_sentence_length=max_sentence_length,
+                minloglevel=2,
+            )  # fmt: skip
+        except RuntimeError as e:
+            raise ValueError(f"sentencepiece training failed (vocab_size={vocab_size}): {e}") from e
+        return cls(buf.getvalue())
+
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._sp.encode(text))
+
+    def encode_pieces(self, text: str) -> list[str]:
+        """The subword strings of ``text`` (``▁`` marks a word start)."""
+        return list(self._sp.encode(text, out_type=str))
+
+    def id_to_piece(self, i: int) -> str:
+        return self._sp.id_to_piece(int(i))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._sp.decode(self._content_ids(ids))
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        _write_atomic(d / self._MODEL_FILE, self.model_proto)
+        return _write_metadata(
+            d, {"type": self._type, "model_file": self._MODEL_FILE, "vocab_size": self.vocab_size}
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SentencePieceTokenizer:
+        meta = _read_metadata(directory, cls._type)
+        return cls((Path(directory) / meta["model_file"]).read_bytes())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SentencePieceTokenizer) and other.model_proto == self.model_proto
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_REGISTRY: dict[str, type[Tokenizer]] = {
+    "char": CharTokenizer,
+    "word": WordTokenizer,
+    "sentencepiece": SentencePieceTokenizer,
+}
+
+
+def load_tokenizer(directory: str | Path) -> Tokenizer:
+    """Load any tokenizer saved by ``save``, choosing the class from ``tokenizer.json``.
+
+    Raises:
+        FileNotFoundError: if ``directory`` holds no ``tokenizer.json``.
+        ValueError: on an unknown ``"type"`` or format version.
+    """
+    kind = _read_metadata(directory).get("type")
+    if kind not in _REGISTRY:
+        raise ValueError(
+            f"{Path(directory) / METADATA_FILE}: type must be one of {sorted(_REGISTRY)}, "
+            f"got {kind!r}"
+        )
+    return _REGISTRY[kind].load(directory)

@@ -1,0 +1,105 @@
+"""The learning-rate schedule of "Attention Is All You Need" (Vaswani et al., 2017, §5.3).
+
+.. math::
+
+    \\mathrm{lr}(s) = \\mathrm{scale} \\cdot d_{model}^{-0.5}
+                     \\cdot \\min(s^{-0.5},\\; s \\cdot \\mathrm{warmup}^{-1.5})
+
+for update number ``s = 1, 2, …``: a linear rise for ``warmup`` updates, a peak of
+``scale * (d_model * warmup) ** -0.5`` at ``s == warmup`` (where the two branches
+meet), then inverse-square-root decay. ``lr(0) = 0``, the value the linear branch
+gives, so the function is defined and continuous for every ``s >= 0``.
+
+:func:`noam_scheduler` wraps it in ``torch.optim.lr_scheduler.LambdaLR`` such that
+the *k*-th ``optimizer.step()`` uses ``noam_lr(k)`` when the loop is the usual::
+
+    optimizer.step(); scheduler.step()
+
+(``LambdaLR`` counts from 0 before the first step; the factory shifts by one.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["NoamLambda", "noam_lr", "noam_scheduler"]
+
+
+def _check(d_model: int, warmup: int, scale: float) -> None:
+    if not isinstance(d_model, int) or d_model < 1:
+        raise ValueError(f"d_model must be an int >= 1, got {d_model!r}")
+    if not isinstance(warmup, int) or warmup < 1:
+        raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+
+
+def noam_lr(step: int, *, d_model: int, warmup: int, scale: float = 1.0) -> float:
+    """Learning rate of update ``step`` (counted from 1; ``step == 0`` gives 0.0).
+
+    Args:
+        step: update number, an int >= 0.
+        d_model: model width; the rate scales as ``d_model ** -0.5``.
+        warmup: updates of linear warm-up; the peak is at ``step == warmup``.
+        scale: overall factor (the paper uses 1.0).
+
+    Raises:
+        ValueError: on a negative step or non-positive ``d_model``/``warmup``/``scale``.
+    """
+    _check(d_model, warmup, scale)
+    if not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    if step == 0:
+        return 0.0
+    return scale * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+
+class NoamLambda:
+    """Callable for ``LambdaLR``: ``epoch ↦ noam_lr(epoch + 1, …)``.
+
+    A callable object (not a lambda) so that ``LambdaLR.state_dict()`` stores its
+    parameters (``d_model``, ``warmup``, ``scale``) as plain numbers and
+    ``load_state_dict`` restores them.
+    """
+
+    def __init__(self, *, d_model: int, warmup: int, scale: float = 1.0) -> None:
+        _check(d_model, warmup, scale)
+        self.d_model, self.warmup, self.scale = d_model, warmup, float(scale)
+
+    def __call__(self, epoch: int) -> float:
+        return noam_lr(int(epoch) + 1, d_model=self.d_model, warmup=self.warmup, scale=self.scale)
+
+
+def noam_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    d_model: int,
+    warmup: int,
+    scale: float = 1.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """``LambdaLR`` applying :func:`noam_lr`; the *k*-th optimizer step uses ``noam_lr(k)``.
+
+    ``LambdaLR`` multiplies each parameter group's initial ``lr`` by the lambda,
+    so the optimizer must be created with ``lr=1.0``; use ``scale`` to change
+    the rates. ``state_dict()`` holds only numbers (JSON-serializable).
+
+    Raises:
+        TypeError: if ``optimizer`` is not a ``torch.optim.Optimizer``.
+        ValueError: if a parameter group's ``lr`` is not 1.0, or on bad arguments.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    for i, group in enumerate(optimizer.param_groups):
+        lr = group.get("initial_lr", group["lr"])
+        if float(lr) != 1.0:
+            raise ValueError(
+                f"optimizer lr must be 1.0 in every param group (noam_lr gives absolute "
+                f"rates; use scale= to rescale), got lr={lr} in param group {i}"
+            )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, NoamLambda(d_model=d_model, warmup=warmup, scale=scale)
+    )

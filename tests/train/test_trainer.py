@@ -1,0 +1,164 @@
+"""Training end to end on tiny configs: loss, resume exactness, DDP, Bahdanau, bf16."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnkit.train.config import TrainConfig
+from attnkit.train.trainer import Trainer, smoothed_loss
+
+TINY = dict(data="dates", num_examples=400, valid_size=20, eval_sentences=10, max_tokens=600,
+            max_len=40, num_hiddens=32, num_heads=2, ffn_num_hiddens=48, num_layers=1,
+            warmup=20, eval_every=0, log_every=1, progress=False, device="cpu")
+
+
+def tiny(tmp_path, name="run", **kw):
+    return TrainConfig(**{**TINY, "out_dir": str(tmp_path / name), **kw})
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def read_log(path):
+    return [json.loads(x) for x in Path(path).read_text().splitlines()]
+
+
+def test_smoothed_loss_equals_torch_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 11, generator=g)
+    target = torch.randint(1, 11, (3, 5), generator=g)
+    target[0, 3:] = 0
+    loss, nll, n = smoothed_loss(logits, target, epsilon=0.1)
+    want = F.cross_entropy(logits.reshape(-1, 11), target.reshape(-1), label_smoothing=0.1,
+                           ignore_index=0, reduction="sum")
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(nll, F.cross_entropy(logits.reshape(-1, 11), target.reshape(-1),
+                                                    ignore_index=0, reduction="sum"))
+    assert n == int((target != 0).sum())
+
+
+def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
+    cfg = tiny(tmp_path, max_steps=30, dropout=0.0, checkpoint_every=0)
+    final = Trainer(cfg, log=None).fit()
+    log = read_log(cfg.out_dir + "/metrics.jsonl")
+    steps = [r for r in log if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, 31))
+    assert steps[-1]["loss"] < 0.6 * steps[0]["loss"]
+    for key in ("ppl", "lr", "tokens_per_s", "grad_norm"):
+        assert key in steps[-1]
+    assert "val_exact_match" in final and "val_loss" in final
+    # the schedule: linear warmup, lr_t = d^-0.5 · t · w^-1.5 during warmup
+    assert steps[4]["lr"] == pytest.approx(32 ** -0.5 * 5 * 20 ** -1.5)
+
+
+@pytest.mark.parametrize("accum_steps", [1, 2])
+def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_steps):
+    kw = dict(max_steps=9, checkpoint_every=4, dropout=0.2, accum_steps=accum_steps)
+    straight = Trainer(tiny(tmp_path, "straight", **kw), log=None)
+    straight.fit()
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_6(trainer, _):
+        if trainer.step == 6:
+            raise Killed
+
+    stopped = Trainer(tiny(tmp_path, "stopped", **kw), log=None)
+    with pytest.raises(Killed):
+        stopped.fit(on_step=kill_at_6)  # checkpoint at step 4, steps 5–6 are lost
+    resumed = Trainer(tiny(tmp_path, "stopped", **kw), log=None)
+    assert resumed.step == 4
+    resumed.fit()
+    a, b = params(straight.model), params(resumed.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
+    """A real kill -9 of the command-line training, at an arbitrary moment after a checkpoint."""
+    args = ["--data", "dates", "--num-examples", "400", "--valid-size", "10",
+            "--eval-sentences", "5", "--max-tokens", "600", "--num-hiddens", "32",
+            "--num-heads", "2", "--ffn-num-hiddens", "48", "--num-layers", "1", "--warmup", "20",
+            "--eval-every", "0", "--checkpoint-every", "3", "--max-steps", "12",
+            "--dropout", "0.1", "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "attnkit.cli", "train", *args]
+    subprocess.run([*cmd, "--out-dir", str(tmp_path / "a")], check=True, env=env,
+                   capture_output=True)
+    proc = subprocess.Popen([*cmd, "--out-dir", str(tmp_path / "b")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "b" / "checkpoints" / "step-000006"
+    import time
+
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert ckpt.exists()
+    subprocess.run([*cmd, "--out-dir", str(tmp_path / "b")], check=True, env=env,
+                   capture_output=True)
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "a/checkpoints/step-000012/model.safetensors")
+    b = load_file(tmp_path / "b/checkpoints/step-000012/model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_path):
+    pytest.importorskip("torch.distributed")
+    common = ["--data", "dates", "--num-examples", "300", "--valid-size", "10",
+              "--eval-sentences", "4", "--max-tokens", "800", "--num-hiddens", "32",
+              "--num-heads", "2", "--ffn-num-hiddens", "48", "--num-layers", "1",
+              "--warmup", "10", "--eval-every", "0", "--checkpoint-every", "0",
+              "--max-steps", "6", "--dropout", "0.0", "--log-every", "1", "--no-progress",
+              "--device", "cpu", "--batch-multiple", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "attnkit.cli", "train", *common, "--out-dir",
+                    str(tmp_path / "one")], check=True, env=env, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc-per-node", "2", "-m", "attnkit.cli", "train", *common,
+                        "--out-dir", str(tmp_path / "two")], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one = [x for x in read_log(tmp_path / "one/metrics.jsonl") if "loss" in x]
+    two = [x for x in read_log(tmp_path / "two/metrics.jsonl") if "loss" in x]
+    assert [x["step"] for x in one] == [x["step"] for x in two] == list(range(1, 7))
+    for a, b in zip(one, two):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+    # only rank 0 wrote checkpoints and the log
+    assert len(list((tmp_path / "two/checkpoints").iterdir())) == 1
+
+
+def test_bahdanau_model_trains_with_teacher_forcing(tmp_path):
+    cfg = tiny(tmp_path, model="bahdanau_small", max_steps=25, dropout=0.0,
+               checkpoint_every=0, warmup=10)
+    Trainer(cfg, log=None).fit()
+    steps = [r for r in read_log(cfg.out_dir + "/metrics.jsonl") if "loss" in r]
+    assert steps[-1]["loss"] < 0.7 * steps[0]["loss"]
+
+
+def test_bf16_autocast_training_has_no_nan(tmp_path):
+    cfg = tiny(tmp_path, max_steps=4, bf16=True, checkpoint_every=0)
+    Trainer(cfg, log=None).fit()
+    steps = [r for r in read_log(cfg.out_dir + "/metrics.jsonl") if "loss" in r]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in steps)
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match=r"model must be one of .*got 'gpt'"):
+        TrainConfig(model="gpt")
+    with pytest.raises(ValueError, match=r"data='tsv' needs train_path"):
+        TrainConfig(data="tsv")
+    with pytest.raises(ValueError, match=r"unknown config keys \['lr'\]"):
+        TrainConfig.from_dict({"lr": 1})
