@@ -1,23 +1,9 @@
 import pytest
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 import attnkit
+from attnkit._profiling import peak_memory_bytes
 from attnkit.cost import SCORES, attention_cost
-
-
-def measured_peak_bytes(fn) -> int:
-    """Peak of allocations made while ``fn`` runs (CPU profiler memory events)."""
-    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
-    live = peak = 0
-    for _, n in events:
-        live += n
-        peak = max(peak, live)
-    return peak
-
 
 B, NQ, NK, D, DV, H = 3, 41, 59, 24, 20, 16
 
@@ -39,7 +25,7 @@ def test_peak_memory_model_within_20_percent_of_measured(score, valid_lens):
         return attnkit.attention(q, k, v, score=s, valid_lens=vl, backend="reference")
 
     run()  # warm-up: lazy init, thread pools
-    measured = measured_peak_bytes(run)
+    measured = peak_memory_bytes(run)
     model = attention_cost(score, batch=B, num_queries=NQ, num_keys=NK, query_size=D,
                            key_size=dk, value_size=DV, num_hiddens=H, valid_lens=valid_lens,
                            empty_rows=empty)

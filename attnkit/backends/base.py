@@ -100,6 +100,11 @@ class Backend:
         """``None`` if this backend can serve ``call``, else a short reason."""
         raise NotImplementedError
 
+    def auto_reason(self, call: AttentionCall) -> str | None:
+        """Why ``auto`` should pass over this backend for a call it could serve
+        (``None``: it may pick it). Explicit requests ignore this."""
+        return None
+
     def forward(self, call: AttentionCall) -> torch.Tensor:
         """Attention output ``(*batch, Nq, Dv)`` in the dtype of the queries."""
         raise NotImplementedError

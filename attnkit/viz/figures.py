@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .._profiling import peak_memory_bytes
 from ..cost import SCORES, attention_cost
 from ..functional import attention_weights
 from ..masks import causal_mask
@@ -206,20 +207,6 @@ def figure_lr_schedule(steps: int = 20000):
     return fig
 
 
-def _measured_peak(fn) -> int:
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-        fn()
-    ev = sorted((e.start_ns(), e.nbytes()) for e in p.profiler.kineto_results.events()
-                if e.name() == "[memory]")
-    live = peak = 0
-    for _, n in ev:
-        live += n
-        peak = max(peak, live)
-    return peak
-
-
 def figure_cost(measure: bool = True):
     """Peak memory vs N and FLOPs vs d for each score (the cost model), with measured
     peak memory of the reference implementation at small N as points."""
@@ -238,7 +225,7 @@ def figure_cost(measure: bool = True):
         q = {n: torch.randn(1, n, 64) for n in mn}
         add = Additive(64, 64, 64)
         for score, s in (("scaled_dot", "scaled_dot"), ("additive", add)):
-            pts = [_measured_peak(lambda n=n, s=s: attention(q[n], q[n], q[n], score=s,
+            pts = [peak_memory_bytes(lambda n=n, s=s: attention(q[n], q[n], q[n], score=s,
                                                               backend="reference")) / 2**20
                    for n in mn]
             axes[0, 0].loglog(mn, pts, "k^", base=2, ms=6,

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from attnkit.cli import main
-from attnkit.viz.figures import FIGURES, NEEDS_INPUT, panel_axes, plot
+from attnkit.viz.figures import DPI, FIGURES, NEEDS_INPUT, panel_axes, plot
 
 # name -> number of data panels expected
 PANELS = {
@@ -20,11 +20,13 @@ PANELS = {
 }
 
 
-def assert_nonblank_png(path, min_w=400, min_h=250):
+def assert_nonblank_png(path, fig):
+    """The PNG has the figure's size in pixels and is not a blank canvas."""
     img = np.asarray(Image.open(path).convert("RGB")).astype(float)
     h, w, _ = img.shape
-    assert w >= min_w and h >= min_h, (w, h)
-    assert img.std() > 10  # not a blank canvas
+    fw, fh = fig.get_size_inches()
+    assert (w, h) == (round(fw * DPI), round(fh * DPI))
+    assert img.std() > 10
     return w, h
 
 
@@ -41,7 +43,7 @@ def test_figure_renders_png_and_svg_with_expected_panels(name, tmp_path):
         assert ax.get_title() or ax.get_xlabel()
     paths = plot(name, tmp_path)
     assert [p.suffix for p in paths] == [".png", ".svg"]
-    assert_nonblank_png(paths[0])
+    assert_nonblank_png(paths[0], fig)
     assert paths[1].read_text().lstrip().startswith("<?xml")
 
 
@@ -62,7 +64,7 @@ def test_curves_from_log(tmp_path):
     fig = FIGURES["curves"](log)
     assert len(panel_axes(fig)) == 5
     (png,) = plot("curves", tmp_path, formats=("png",), log=log)
-    assert_nonblank_png(png)
+    assert_nonblank_png(png, fig)
 
 
 def test_attention_maps_panels_per_layer_and_head(tmp_path):
@@ -87,7 +89,7 @@ def test_attention_maps_panels_per_layer_and_head(tmp_path):
         src_tokens=list("abcde"),
         tgt_tokens=list("wxyz"),
     )
-    assert_nonblank_png(png)
+    assert_nonblank_png(png, fig)
 
 
 def test_plot_command_and_errors(tmp_path, capsys):

@@ -1,0 +1,73 @@
+"""``backend="triton"`` through the public API (Triton's interpreter on CPU, no GPU needed)."""
+
+import pytest
+import torch
+
+import attnkit
+from attnkit import attention
+from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
+
+pytest.importorskip("triton")
+if not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("TRITON_INTERPRET=1 must be set before triton is imported", allow_module_level=True)
+
+B, H, NQ, NK, D, DV = 2, 3, 17, 33, 24, 20
+
+
+def scores():
+    torch.manual_seed(0)
+    return {"scaled_dot": ScaledDot(), "distance": Distance(2.0),
+            "bilinear": Bilinear(D, D), "additive": Additive(12, D, D)}
+
+
+def err(a, b):
+    return (a.double() - b.double()).abs().max().item()
+
+
+@pytest.mark.parametrize("name", ["scaled_dot", "distance", "bilinear", "additive"])
+@pytest.mark.parametrize("causal", [False, "top_left", "bottom_right"])
+def test_triton_backend_matches_reference_forward_and_backward(name, causal):
+    g = torch.Generator().manual_seed(1)
+    shape = (B, NQ, D) if name == "additive" else (B, H, NQ, D)
+    q = torch.randn(*shape, generator=g)
+    k = torch.randn(*shape[:-2], NK, D, generator=g)
+    v = torch.randn(*shape[:-2], NK, DV, generator=g)
+    vl = torch.tensor([[0, 3, 33, 1, 5, 9, 2, 33, 0, 4, 17, 20, 6, 1, 1, 8, 2],
+                       [33] * NQ])
+    score = scores()[name]
+    grads = {}
+    outs = {}
+    for backend, dtype in (("triton", torch.float32), ("reference", torch.float32),
+                           ("oracle", torch.float64)):
+        s = score.to(dtype)
+        ins = [t.detach().clone().to(dtype).requires_grad_() for t in (q, k, v)]
+        out = attention(*ins, score=s, valid_lens=vl, causal=causal,
+                        backend="reference" if backend == "oracle" else backend)
+        out.backward(torch.ones_like(out))
+        outs[backend] = out.detach()
+        grads[backend] = [t.grad for t in ins] + [p.grad.clone() for p in s.parameters()]
+        s.zero_grad()
+        score.to(torch.float32)
+    assert err(outs["triton"], outs["oracle"]) <= 2 * err(outs["reference"], outs["oracle"]) + 1e-5
+    for gt, gr, go in zip(grads["triton"], grads["reference"], grads["oracle"]):
+        assert err(gt, go) <= 3 * err(gr, go) + 1e-5
+    assert torch.equal(outs["triton"][0, ..., 0, :], torch.zeros_like(outs["triton"][0, ..., 0, :]))
+
+
+def test_auto_never_picks_triton_on_cpu_but_names_the_reason():
+    q = torch.randn(2, 5, 8)
+    choice = attnkit.choose_backend(q, q, q, score=Additive(4, 8, 8))
+    assert choice.name != "triton"
+    assert "auto uses triton on CUDA tensors only" in choice.passed_over["triton"]
+
+
+def test_triton_refuses_what_it_cannot_serve():
+    q = torch.randn(2, 5, 8)
+    with pytest.raises(ValueError, match=r"backend='triton' cannot serve this call: a boolean "
+                                         r"mask="):
+        attention(q, q, q, mask=torch.ones(5, 5, dtype=torch.bool), backend="triton")
+    with pytest.raises(ValueError, match=r"cannot serve this call: bfloat16 under the Triton "
+                                         r"interpreter"):
+        attention(q.bfloat16(), q.bfloat16(), q.bfloat16(), backend="triton")
+    with pytest.raises(ValueError, match=r"dropout with additive scores"):
+        attention(q, q, q, score=Additive(4, 8, 8), dropout_p=0.1, backend="triton")

@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from attnkit.bench.throughput import END, START, run_throughput_bench, write_marked
+
+
+def test_quick_throughput_run_writes_its_section_idempotently(tmp_path):
+    out = tmp_path / "B.md"
+    out.write_text("# Benchmarks\n\nother section\n")
+    r = run_throughput_bench(max_tokens=300, num_batches=2, rounds=1, output=str(out),
+                             data_root=Path("/nonexistent"), d=32, heads=2, ffn=48, layers=1)
+    assert set(r["tokens_per_s"]) == {"attnkit", "torch.nn.Transformer"}
+    assert r["ratio"] > 0 and "date task" in r["source"]
+    text = out.read_text()
+    assert text.count(START) == 1 and "other section" in text and "Ratio attnkit / torch" in text
+    write_marked(out, START, END, "replaced")
+    text2 = out.read_text()
+    assert text2.count(START) == 1 and "replaced" in text2 and "Ratio" not in text2
