@@ -1,0 +1,180 @@
+"""GPU benchmark of the Triton kernels (needs a CUDA device; refuses to run without one).
+
+Side by side, in one process, alternating, after warm-up, medians of CUDA-event
+timings:
+
+* scaled dot, bf16, head dims 64 and 128, N = 1k…16k, causal and not, with
+  and without ``valid_lens`` (lengths uniform in [N/4, N]): attnkit ``triton``
+  vs SDPA's flash, efficient and cuDNN backends (each where it accepts the
+  call; with ``valid_lens`` SDPA gets the equivalent boolean mask, which the
+  flash backend refuses), FlexAttention (compiled) and the naive path;
+  TFLOP/s count only the FLOPs actually needed (valid keys, causal half);
+* additive attention, N up to 8k, h=64: fused ``triton`` vs the ``chunked``
+  backend and the naive (reference) path, with peak memory.
+
+``python -m attnkit.bench.gpu`` writes its table to BENCHMARKS.md between its
+markers, with the GPU name, driver, torch and Triton versions and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import statistics
+import subprocess
+
+import torch
+
+from .throughput import write_marked
+
+START = "<!-- bench:gpu:start -->"
+END = "<!-- bench:gpu:end -->"
+
+
+def _time_cuda(fns: dict, repeats: int) -> dict:
+    for fn in fns.values():
+        fn()
+    torch.cuda.synchronize()
+    times: dict = {k: [] for k in fns}
+    for r in range(repeats):
+        for name in (list(fns) if r % 2 == 0 else list(reversed(fns))):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fns[name]()
+            e.record()
+            torch.cuda.synchronize()
+            times[name].append(s.elapsed_time(e) / 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def needed_flops(lens, n: int, d: int, heads: int, causal: bool) -> float:
+    """Forward FLOPs of ``QKᵀ`` and ``PV`` over the keys each query may see."""
+    total = 0
+    for L in lens.tolist():
+        keys = L * (L + 1) // 2 + (n - L) * L if causal else n * L
+        total += 4 * d * heads * keys
+    return float(total)
+
+
+def run_gpu_bench(*, quick: bool = False, repeats: int = 10, output: str = "BENCHMARKS.md",
+                  command: str = "python -m attnkit.bench.gpu") -> list[dict]:
+    if not torch.cuda.is_available():
+        raise RuntimeError("the GPU benchmark needs a CUDA device; none is available here")
+    dev = torch.device("cuda")
+    rows = []
+    ns = [1024, 4096] if quick else [1024, 2048, 4096, 8192, 16384]
+    for d in (64, 128):
+        for n in ns:
+            for causal in (False, True):
+                for with_lens in (False, True):
+                    rows += _dot_case(dev, d, n, causal, with_lens, repeats)
+    rows += _additive_rows(dev, [1024, 2048] if quick else [1024, 4096, 8192], repeats)
+    _write(rows, output, command)
+    return rows
+
+
+def _dot_case(dev, d, n, causal, with_lens, repeats):
+    """One shape: attnkit triton vs each SDPA backend that accepts the call."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from ..functional import attention
+
+    B, H = max(1, 16384 // n), 16 if d == 64 else 8
+    g = torch.Generator(device=dev).manual_seed(0)
+    q, k, v = (torch.randn(B, H, n, d, device=dev, dtype=torch.bfloat16, generator=g)
+               for _ in range(3))
+    lens = (torch.randint(n // 4, n + 1, (B,), device=dev, generator=g) if with_lens
+            else torch.full((B,), n, device=dev))
+    mask = (torch.arange(n, device=dev) < lens[:, None])[:, None, None, :] if with_lens else None
+    if mask is not None and causal:
+        mask = mask & torch.ones(n, n, dtype=torch.bool, device=dev).tril()
+    fns = {"attnkit triton": lambda: attention(q, k, v, valid_lens=lens if with_lens else None,
+                                               causal=causal, backend="triton")}
+    for name, be in (("SDPA flash", SDPBackend.FLASH_ATTENTION),
+                     ("SDPA efficient", SDPBackend.EFFICIENT_ATTENTION),
+                     ("SDPA cuDNN", SDPBackend.CUDNN_ATTENTION)):
+        def call(be=be):
+            with sdpa_kernel(be):
+                return torch.nn.functional.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+        try:
+            call()
+            fns[name] = call
+        except RuntimeError:  # this SDPA backend refuses the call (e.g. flash + mask)
+            pass
+    flops = needed_flops(lens, n, d, H, causal)
+    return [{"d": d, "N": n, "causal": causal, "valid_lens": with_lens, "impl": name,
+             "ms": t * 1e3, "tflops": flops / t / 1e12}
+            for name, t in _time_cuda(fns, repeats).items()]
+
+
+def _additive_case(dev, score, n, repeats):
+    from ..functional import attention
+
+    q, k, v = (torch.randn(4, n, 64, device=dev, dtype=torch.bfloat16) for _ in range(3))
+    lens = torch.randint(n // 4, n + 1, (4,), device=dev)
+    fns = {}
+    for backend in ("triton", "chunked", "reference"):
+        need = 4 * n * n * 64 * 2 * 2  # the naive path's two (B, N, N, h) bf16 buffers
+        if backend == "reference" and need > 0.6 * torch.cuda.mem_get_info()[0]:
+            continue
+        fns[backend] = (lambda b=backend: attention(q, k, v, score=score, valid_lens=lens,
+                                                    backend=b))
+    med = _time_cuda(fns, repeats)
+    rows = []
+    for name, fn in fns.items():
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        rows.append({"d": 64, "N": n, "causal": False, "valid_lens": True,
+                     "impl": f"additive {name}", "ms": med[name] * 1e3, "tflops": float("nan"),
+                     "peak_mib": (torch.cuda.max_memory_allocated() - base) / 2**20})
+    return rows
+
+
+def _additive_rows(dev, ns, repeats):
+    """Fused additive (triton) vs chunked vs naive, bf16, B=4, d=h=64, with peak memory."""
+    from ..scores import Additive
+
+    score = Additive(64, 64, 64).to(dev, torch.bfloat16)
+    return [row for n in ns for row in _additive_case(dev, score, n, repeats)]
+
+
+def _write(rows, output, command):
+    props = torch.cuda.get_device_properties(0)
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,"
+                                 "noheader"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        driver = "unknown"
+    import triton
+
+    lines = ["## GPU: Triton kernels vs SDPA backends", "",
+             f"Date {_dt.date.today().isoformat()}; {props.name}, driver {driver}; torch "
+             f"{torch.__version__}, Triton {triton.__version__}. Command: `{command}`.", "",
+             "| d | N | causal | valid_lens | implementation | ms | TFLOP/s (needed) | peak MiB |",
+             "|---:|---:|:---:|:---:|---|---:|---:|---:|"]
+    for r in rows:
+        peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else ""
+        lines.append(f"| {r['d']} | {r['N']} | {r['causal']} | {r['valid_lens']} | "
+                     f"{r['impl']} | {r['ms']:.3f} | {r['tflops']:.1f} | {peak} |")
+    write_marked(output, START, END, "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m attnkit.bench.gpu", description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--output", default="BENCHMARKS.md")
+    args = p.parse_args(argv)
+    try:
+        run_gpu_bench(quick=args.quick, repeats=args.repeats, output=args.output)
+    except RuntimeError as e:
+        print(f"attnkit bench gpu: {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
