@@ -20,8 +20,8 @@ from pathlib import Path
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="attnkit-demo", help="output directory (default "
                                                          "attnkit-demo)")
-    p.add_argument("--time-limit", type=float, default=150.0,
-                   help="training time budget in seconds (default 150)")
+    p.add_argument("--time-limit", type=float, default=140.0,
+                   help="training time budget in seconds (default 140)")
     p.add_argument("--heldout", type=int, default=1000,
                    help="held-out examples scored for exact match (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -33,10 +33,10 @@ def demo_config(out: Path, time_limit: float, seed: int):
     from .train.config import TrainConfig
 
     return TrainConfig(
-        data="dates", num_examples=40000, valid_size=300, tokenizer="char",
-        model="transformer_tiny", dropout=0.0, warmup=300, lr_scale=1.0,
-        label_smoothing=0.0, max_tokens=3000, max_len=40, time_limit=time_limit,
-        eval_every=0, checkpoint_every=0, log_every=25, keep_last=1, eval_sentences=300,
+        data="dates", num_examples=40000, valid_size=200, tokenizer="char",
+        model="transformer_tiny", dropout=0.0, warmup=200, lr_scale=0.5,
+        label_smoothing=0.0, max_tokens=2000, max_len=40, time_limit=time_limit,
+        eval_every=0, checkpoint_every=0, log_every=25, keep_last=1, eval_sentences=200,
         seed=seed, out_dir=str(out / "run"), device="cpu")
 
 

@@ -46,6 +46,7 @@ class TrainConfig:
     num_layers: int | None = None  # override layers (encoder and decoder)
     dropout: float | None = None  # override dropout
     tie_output: bool = False  # tie output projection to target embedding
+    pre_norm: bool = False  # pre-LN blocks instead of the paper's post-LN
     backend: str = "auto"  # attention backend of every attention module
     # --- optimisation
     optimizer: str = "adam"  # "adam" | "adamw"

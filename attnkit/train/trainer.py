@@ -157,6 +157,7 @@ def build_model_for(cfg: TrainConfig, src_vocab: int, tgt_vocab: int, shared: bo
         if shared and src_vocab == tgt_vocab:
             overrides["share_embeddings"] = True
         overrides["tie_output"] = cfg.tie_output
+        overrides["pre_norm"] = cfg.pre_norm
     model_config = getattr(mc, cfg.model)(src_vocab, tgt_vocab, **overrides)
     return mc.build_model(model_config, backend=cfg.backend), model_config
 
