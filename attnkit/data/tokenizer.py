@@ -31,15 +31,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import tempfile
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
+
+from .._io import write_atomic
 
 __all__ = [
     "BOS_ID",
@@ -63,19 +63,7 @@ METADATA_FILE = "tokenizer.json"
 _FORMAT_VERSION = 1
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_write_atomic = write_atomic
 
 
 def _write_metadata(directory: str | Path, meta: dict) -> Path:
