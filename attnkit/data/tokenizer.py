@@ -63,14 +63,13 @@ METADATA_FILE = "tokenizer.json"
 _FORMAT_VERSION = 1
 
 
-_write_atomic = write_atomic
 
 
 def _write_metadata(directory: str | Path, meta: dict) -> Path:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     body = {"format_version": _FORMAT_VERSION, **meta}
-    _write_atomic(d / METADATA_FILE, json.dumps(body, ensure_ascii=False, indent=1).encode())
+    write_atomic(d / METADATA_FILE, json.dumps(body, ensure_ascii=False, indent=1).encode())
     return d
 
 
@@ -378,7 +377,7 @@ class SentencePieceTokenizer(Tokenizer):
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        _write_atomic(d / self._MODEL_FILE, self.model_proto)
+        write_atomic(d / self._MODEL_FILE, self.model_proto)
         return _write_metadata(
             d, {"type": self._type, "model_file": self._MODEL_FILE, "vocab_size": self.vocab_size}
         )

@@ -83,7 +83,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-_write_atomic = write_atomic
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -275,7 +274,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     for name, data in payload.items():
-        _write_atomic(tmp / name, data)
+        write_atomic(tmp / name, data)
     if tokenizer is not None:
         tokenizer.save(tmp / "tokenizer")
     files = {
@@ -284,7 +283,7 @@ def save_checkpoint(
         if p.is_file()
     }
     manifest = {"format_version": FORMAT_VERSION, "step": step, "files": files}
-    _write_atomic(tmp / MANIFEST, _json_bytes(manifest))
+    write_atomic(tmp / MANIFEST, _json_bytes(manifest))
     _fsync_dir(tmp)
     os.replace(tmp, final)
     _fsync_dir(root)
