@@ -169,19 +169,19 @@ def test_incomplete_directories_are_ignored(tmp_path, monkeypatch):
     assert latest_checkpoint(tmp_path / "missing") is None
 
     # a save that dies before its manifest leaves only a .tmp directory
-    real = ckpt_mod._write_atomic
+    real = ckpt_mod.write_atomic
 
     def dying(path, data):
         if path.name == ckpt_mod.MANIFEST:
             raise OSError("disk full")
         real(path, data)
 
-    monkeypatch.setattr(ckpt_mod, "_write_atomic", dying)
+    monkeypatch.setattr(ckpt_mod, "write_atomic", dying)
     with pytest.raises(OSError, match="disk full"):
         _save(tmp_path, model, 20)
     assert (tmp_path / "step-000020.tmp").is_dir() and not (tmp_path / "step-000020").exists()
     assert latest_checkpoint(tmp_path) == tmp_path / "step-000005"
-    monkeypatch.setattr(ckpt_mod, "_write_atomic", real)
+    monkeypatch.setattr(ckpt_mod, "write_atomic", real)
     _save(tmp_path, model, 10)  # reuses the stale .tmp name
     assert latest_checkpoint(tmp_path) == tmp_path / "step-000010"
     with pytest.raises(ValueError, match="not a complete checkpoint"):
