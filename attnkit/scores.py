@@ -226,7 +226,8 @@ class Distance(Score):
 
     def as_dot(self, queries, keys):
         inv = 1.0 / self.sigma ** 2
-        key_bias = (keys.float() * keys.float()).sum(-1) * (-0.5 * inv)  # (..., Nk)
+        kf = keys.to(torch.promote_types(keys.dtype, torch.float32))  # ≥ fp32 accumulation
+        key_bias = (kf * kf).sum(-1) * (-0.5 * inv)  # (..., Nk)
         return DotForm(queries, keys, inv, key_bias)
 
     def extra_repr(self):

@@ -6,6 +6,20 @@ backend that does not exist, or that cannot serve a call, raises a
 :data:`AUTO_ORDER` and takes the first backend that can serve the call;
 :func:`explain_choice` returns that decision and the reasons for every
 backend it passed over.
+
+The rules of ``auto`` (fastest first; each backend says why it passes):
+
+1. ``sdpa`` — every score with a dot-product form (dot, scaled dot, bilinear,
+   distance): PyTorch's fused kernel on only the rows and keys each sequence
+   needs (padding skipped). Passes on scores without ``Score.as_dot``
+   (additive, custom scores) and on calls without values.
+2. ``chunked`` — everything else (additive and custom scores): blocked,
+   never materializes ``(B, Nq, Nk, h)``, recomputes in backward, memory
+   bounded by ``max_block_bytes``.
+3. ``reference`` — always serves; the readable, materializing oracle.
+
+A backend registered with ``auto_position`` (e.g. a GPU kernel) is placed
+where its rules say. ``attnkit.choose_backend(...)`` shows the choice.
 """
 
 from __future__ import annotations
@@ -81,7 +95,8 @@ def explain_choice(call: AttentionCall, backend: str = "auto") -> BackendChoice:
         return BackendChoice(backend, backend)
     passed = {}
     for name in AUTO_ORDER:
-        why = _REGISTRY[name].unsupported_reason(call)
+        b = _REGISTRY[name]
+        why = b.unsupported_reason(call) or b.auto_reason(call)
         if why is None:
             return BackendChoice(name, "auto", passed)
         passed[name] = why
@@ -93,3 +108,14 @@ def select_backend(call: AttentionCall, backend: str = "auto") -> Backend:
 
 
 register_backend(ReferenceBackend())
+
+# Fast backends, in the order ``auto`` prefers them (see the module docstring).
+from .chunked import ChunkedBackend  # noqa: E402
+from .sdpa import SDPABackend  # noqa: E402
+
+register_backend(SDPABackend(), auto_position=AUTO_ORDER.index("reference"))
+register_backend(ChunkedBackend(), auto_position=AUTO_ORDER.index("reference"))
+
+from .triton import TritonBackend  # noqa: E402
+
+register_backend(TritonBackend(), auto_position=0)

@@ -1,0 +1,308 @@
+"""The ``sdpa`` backend: PyTorch's fused attention, with padding that costs nothing.
+
+Serves every score that is a dot product in disguise (:meth:`Score.as_dot`):
+dot, scaled dot, bilinear (``M`` folded into the queries, ``q' = qM``) and
+distance/RBF (scaled dot ``qᵀk/σ²`` plus a per-key bias ``−‖k‖²/(2σ²)``;
+the ``‖q‖²`` term is constant per query and cancels in the softmax). The
+work is done by :func:`torch.nn.functional.scaled_dot_product_attention`
+(SDPA), which is differentiable, so forward and backward both run fused.
+
+How padding is skipped
+----------------------
+``valid_lens`` (``(B,)`` or ``(B, Nq)``), ``query_valid_lens`` and ``causal``
+are all *prefix* masks: row ``i`` of sequence ``b`` may attend keys
+``[0, e[b, i])`` with ::
+
+    e[b, i] = min(valid_len[b(, i)], causal limit of row i)   (0 for padded queries)
+
+so each sequence needs only the rows ``[r0, r1)`` with ``e > 0`` and the
+keys ``[0, max e)``. Per sequence the rows are classified as
+
+* ``dense``: every row sees the same ``K`` keys -> SDPA with no mask;
+* ``causal``: ``e = min(i - r0 + 1, K)`` -> SDPA with ``is_causal=True``
+  (top-left causal, and bottom-right causal with ``Nq >= Nk``);
+* ``masked``: anything else -> SDPA with a boolean mask over ``(r1 - r0, K)``.
+
+Sequences with the same ``(r0, r1, K, kind)`` are batched into one call, and
+sequences with no row to compute cost nothing (their output is zeros). When
+there are many small groups a single call over the whole batch with a mask
+is cheaper than many calls; :func:`_plan` compares the two with a simple
+cost model (per-call overhead plus FLOPs at a fixed rate) and picks the
+cheaper. A user ``mask`` always takes one masked call.
+
+Distance scores pass their key bias as a float ``attn_mask``; when the keys
+need gradients, SDPA differentiates through the mask with its unfused
+(math) kernel, so distance forward+backward costs more than scaled dot.
+
+Rows with nothing to attend to give zero output rows and zero gradients,
+as in ``reference``. fp16/bf16 inputs are computed by SDPA with float32
+accumulation and returned in the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..scores import DotForm
+from .base import AttentionCall, Backend
+
+__all__ = ["SDPABackend"]
+
+#: Cost model of :func:`_plan`: fixed cost of one SDPA call (dispatch, slicing,
+#: output assembly) in FLOP-equivalents at the kernel's rate (~50 µs at
+#: ~100 GFLOP/s), and the extra cost factor of a boolean mask.
+_CALL_OVERHEAD_FLOPS = 5e6
+_MASK_FACTOR = 1.15
+
+
+@dataclass
+class _Group:
+    """Sequences ``index`` sharing rows ``[r0, r1)``, keys ``[0, K)`` and a kind."""
+
+    index: list[int]
+    r0: int
+    r1: int
+    K: int
+    kind: str  # "dense" | "causal" | "masked" | "empty"
+
+
+def _as_dot(call: AttentionCall) -> DotForm | None:
+    q, k = call.queries, call.keys
+    return call.score.as_dot(q[..., :0, :], k[..., :0, :])
+
+
+class SDPABackend(Backend):
+    """Dot-form scores on :func:`torch.nn.functional.scaled_dot_product_attention`."""
+
+    name = "sdpa"
+    handles_query_valid_lens = True
+
+    def unsupported_reason(self, call: AttentionCall) -> str | None:
+        if call.values is None:
+            return "needs values (weights-only calls go to reference)"
+        if _as_dot(call) is None:
+            return (f"score '{call.score.name}' is not a dot product in disguise "
+                    "(Score.as_dot returns None); use 'chunked'")
+        return None
+
+    def forward(self, call: AttentionCall) -> torch.Tensor:
+        form = call.score.as_dot(call.queries, call.keys)
+        batch = call.batch_shape
+        B, G = batch[0], math.prod(batch[1:])
+        q = _to_4d(form.queries, batch, B, G)  # (B, G, Nq, Dq')
+        k = _to_4d(form.keys, batch, B, G)  # (B, G, Nk, Dk')
+        v = _to_4d(call.values, batch, B, G)  # (B, G, Nk, Dv)
+        bias = None
+        if form.key_bias is not None:
+            bias = form.key_bias.to(q.dtype).expand(*batch, call.num_keys)
+            bias = bias.reshape(B, G, 1, call.num_keys)  # (B, G, 1, Nk)
+        if call.mask is not None:
+            out = _masked_call(call, q, k, v, bias, form.scale)
+        else:
+            out = _grouped_call(call, q, k, v, bias, form.scale)
+        return out.reshape(*batch, call.num_queries, v.shape[-1])  # (*batch, Nq, Dv)
+
+
+def _to_4d(x: torch.Tensor, batch: tuple[int, ...], B: int, G: int) -> torch.Tensor:
+    x = x.expand(*batch, *x.shape[-2:])  # (*batch, N, D), a view
+    if len(batch) == 2:
+        return x
+    return x.reshape(B, G, *x.shape[-2:])  # (B, G, N, D)
+
+
+# --------------------------------------------------------------------- planning
+
+
+def _prefix_lengths(call: AttentionCall) -> torch.Tensor:
+    """``e[b, i]``: row ``i`` of sequence ``b`` sees keys ``[0, e)``; ``(B, Nq)`` int64."""
+    B, Nq, Nk = call.batch_shape[0], call.num_queries, call.num_keys
+    device = call.queries.device
+    rows = torch.arange(Nq, device=device)  # (Nq,)
+    if call.valid_lens is None:
+        e = torch.full((B, Nq), Nk, dtype=torch.long, device=device)
+    elif call.valid_lens.ndim == 1:
+        e = call.valid_lens.long()[:, None].expand(B, Nq)
+    else:
+        e = call.valid_lens.long()
+    if call.causal is not None:
+        offset = 0 if call.causal == "top_left" else Nk - Nq
+        e = torch.minimum(e, (rows + 1 + offset).clamp(min=0))  # (B, Nq)
+    if call.query_valid_lens is not None:
+        e = e * (rows < call.query_valid_lens[:, None])  # padded queries see nothing
+    return e
+
+
+def _plan(call: AttentionCall, e: torch.Tensor, work_per_qk: float) -> list[_Group]:
+    """Group sequences by ``(r0, r1, K, kind)``; or one masked group if cheaper."""
+    B, Nq = e.shape
+    rows = torch.arange(Nq, device=e.device)
+    nonempty = e > 0  # (B, Nq)
+    any_row = nonempty.any(-1)  # (B,)
+    r0 = torch.where(nonempty, rows, Nq).amin(-1)  # (B,)
+    r1 = torch.where(nonempty, rows + 1, 0).amax(-1)  # (B,)
+    K = e.amax(-1)  # (B,)
+    in_span = (rows >= r0[:, None]) & (rows < r1[:, None])  # (B, Nq)
+    dense = ((e == K[:, None]) | ~in_span).all(-1)  # (B,)
+    causal_e = torch.minimum(rows - r0[:, None] + 1, K[:, None])  # (B, Nq)
+    causal = ((e == causal_e) | ~in_span).all(-1)  # (B,)
+    summary = torch.stack([any_row.long(), r0, r1, K, dense.long(), causal.long()], -1).tolist()
+
+    groups: dict[tuple, _Group] = {}
+    cost = 0.0
+    for b, (has, g0, g1, gk, is_dense, is_causal) in enumerate(summary):
+        if not has:
+            key = (0, 0, 0, "empty")
+        else:
+            kind = "dense" if is_dense else "causal" if is_causal else "masked"
+            key = (g0, g1, gk, kind)
+        if key not in groups:
+            groups[key] = _Group([], *key)
+            cost += _CALL_OVERHEAD_FLOPS if key[3] != "empty" else 0.0
+        groups[key].index.append(b)
+        if has:
+            area = (g1 - g0) * gk * (0.5 if key[3] == "causal" else 1.0)
+            cost += area * work_per_qk * (_MASK_FACTOR if key[3] == "masked" else 1.0)
+    if len(groups) > 1:
+        live = [b for b, s in enumerate(summary) if s[0]]
+        if live:
+            lo = min(summary[b][1] for b in live)
+            hi = max(summary[b][2] for b in live)
+            kmax = max(summary[b][3] for b in live)
+            one = _CALL_OVERHEAD_FLOPS + B * (hi - lo) * kmax * work_per_qk * _MASK_FACTOR
+            if one < cost:
+                return [_Group(list(range(B)), lo, hi, kmax, "masked")]
+    return list(groups.values())
+
+
+# -------------------------------------------------------------------- execution
+
+
+def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
+    """Attention over only the rows and keys each sequence needs; ``(B, G, Nq, Dv)``.
+
+    The batch is reordered once so that every group is a contiguous run;
+    :class:`_Grouped` then runs one SDPA call per group on views and writes
+    into one preallocated output (and, in backward, into one preallocated
+    gradient per input): no per-group zero-filled full-size gradients, no
+    concatenations.
+    """
+    B = q.shape[0]
+    e = _prefix_lengths(call)  # (B, Nq)
+    work = 2.0 * q.shape[1] * (q.shape[-1] + v.shape[-1])  # FLOPs per (query, key) pair
+    groups = _plan(call, e, work)
+    order = [b for grp in groups for b in grp.index]
+    identity = order == list(range(B))
+    if not identity:
+        perm = torch.tensor(order, device=q.device)
+        q, k, v, e = (x.index_select(0, perm) for x in (q, k, v, e))  # groups contiguous
+        bias = None if bias is None else bias.index_select(0, perm)
+    spec = _GroupSpec(groups, e, call.dropout_p, scale)
+    tensors = (q, k, v) if bias is None else (q, k, v, bias)
+    device_type = q.device.type
+    if torch.is_autocast_enabled(device_type):  # as autocast would cast SDPA's inputs
+        dtype = torch.get_autocast_dtype(device_type)
+        tensors = tuple(t.to(dtype) for t in tensors)
+    out = _Grouped.apply(spec, *tensors)  # (B, G, Nq, Dv) in `order`
+    if not identity:
+        inverse = torch.empty(B, dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(B)
+        out = out.index_select(0, inverse.to(out.device))
+    return out
+
+
+@dataclass
+class _GroupSpec:
+    groups: list[_Group]
+    e: torch.Tensor  # (B, Nq) prefix lengths, in group order
+    dropout_p: float
+    scale: float
+
+
+class _Grouped(torch.autograd.Function):
+    """One SDPA call per group of sequences; each group's autograd graph is kept
+    and differentiated group by group in backward."""
+
+    @staticmethod
+    def forward(ctx, spec: _GroupSpec, q, k, v, bias=None):
+        B, G, Nq, Dv = q.shape[0], q.shape[1], q.shape[2], v.shape[-1]
+        out = q.new_zeros(B, G, Nq, Dv)  # rows never computed stay zero
+        graphs = []
+        start = 0
+        track = any(ctx.needs_input_grad[1:])  # keep each group's graph only for training
+        with torch.set_grad_enabled(track):
+            for grp in spec.groups:
+                b0, b1 = start, start + len(grp.index)
+                start = b1
+                if grp.kind == "empty":
+                    continue
+                leaves = [q[b0:b1, :, grp.r0:grp.r1], k[b0:b1, :, :grp.K], v[b0:b1, :, :grp.K]]
+                if bias is not None:
+                    leaves.append(bias[b0:b1, ..., :grp.K])  # (n, G, 1, K)
+                leaves = [t.detach().requires_grad_(track) for t in leaves]
+                res = _group_attention(spec, grp, b0, b1, *leaves)  # (n, G, rows, Dv)
+                out[b0:b1, :, grp.r0:grp.r1] = res.detach()
+                if track:
+                    graphs.append((b0, b1, grp, leaves, res))
+        ctx.graphs = graphs
+        ctx.shapes = (q.shape, k.shape, v.shape, None if bias is None else bias.shape)
+        ctx.needs = ctx.needs_input_grad[1:]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        shapes = ctx.shapes
+        grads = [None if s is None or not need else grad_out.new_zeros(s)
+                 for s, need in zip(shapes, ctx.needs)]
+        for b0, b1, grp, leaves, res in ctx.graphs:
+            wanted = [i for i, g in enumerate(grads) if g is not None and i < len(leaves)]
+            # retain: the outer graph may be differentiated again (retain_graph=True,
+            # gradcheck); the group graphs are freed with ctx when the outer graph is
+            got = torch.autograd.grad(res, [leaves[i] for i in wanted],
+                                      grad_out[b0:b1, :, grp.r0:grp.r1], retain_graph=True)
+            for i, g in zip(wanted, got):
+                if i == 0:
+                    grads[0][b0:b1, :, grp.r0:grp.r1] = g
+                elif i in (1, 2):
+                    grads[i][b0:b1, :, :grp.K] = g
+                else:
+                    grads[3][b0:b1, ..., :grp.K] = g
+        return (None, *grads)
+
+
+def _group_attention(spec: _GroupSpec, grp: _Group, b0: int, b1: int, qs, ks, vs,
+                     bs=None) -> torch.Tensor:
+    """SDPA for one group: ``(n, G, rows, Dq')`` queries against ``K`` keys."""
+    mask, row_ok = None, None
+    if grp.kind == "masked" or (grp.kind == "causal" and bs is not None):
+        er = spec.e[b0:b1, grp.r0:grp.r1]  # (n, rows)
+        row_ok = er > 0
+        er = torch.where(row_ok, er, grp.K)  # empty rows attend all, zeroed below
+        mask = torch.arange(grp.K, device=qs.device) < er[:, None, :, None]  # (n,1,rows,K)
+        if bool(row_ok.all()):
+            row_ok = None
+    if bs is not None:
+        mask = bs if mask is None else bs.masked_fill(~mask, float("-inf"))
+    out = F.scaled_dot_product_attention(
+        qs, ks, vs, attn_mask=mask, dropout_p=spec.dropout_p,
+        is_causal=grp.kind == "causal" and mask is None, scale=spec.scale,
+    )  # (n, G, rows, Dv)
+    if row_ok is not None:
+        out = out * row_ok[:, None, :, None].to(out.dtype)  # empty rows -> 0
+    return out
+
+
+def _masked_call(call, q, k, v, bias, scale) -> torch.Tensor:
+    """One SDPA call with the full boolean mask (used when the caller gives a mask)."""
+    B, G, Nq, Nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    mask = call.full_mask()  # broadcastable to (*batch, Nq, Nk)
+    mask = mask.expand(*call.batch_shape, Nq, Nk).reshape(B, G, Nq, Nk)
+    row_ok = mask.any(-1, keepdim=True)  # (B, G, Nq, 1)
+    mask = mask | ~row_ok  # empty rows attend all keys, zeroed below
+    attn_mask = mask if bias is None else bias.masked_fill(~mask, float("-inf"))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                         dropout_p=call.dropout_p, scale=scale)
+    return out * row_ok.to(out.dtype)  # (B, G, Nq, Dv)

@@ -1,0 +1,340 @@
+"""One suite for every backend: the same cases, against a float64 oracle.
+
+Tolerances are relative to the error of the ``reference`` backend run in the
+same precision (flash-attn's rule): a backend's max error against the float64
+reference is at most 2× the reference's own error plus a small floor (3× for
+gradients). Sizes are distinct odd numbers per axis (B=3, H=2, Nq=7, Nk=11,
+Dq=5, Dv=3…) so that a transposed axis cannot pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+
+import pytest
+import torch
+
+import attnkit
+from attnkit.backends import AUTO_ORDER, get_backend
+from attnkit.backends.chunked import ChunkedBackend, _blocks
+from attnkit.backends.sdpa import _plan, _prefix_lengths
+from attnkit.functional import make_call
+from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot
+
+BACKENDS = ["reference", "sdpa", "chunked"]
+LOW = (torch.bfloat16, torch.float16)
+#: Error floors per dtype (absolute, on O(1) outputs): a few units in the last place.
+FLOOR = {torch.float32: 2e-6, torch.bfloat16: 4e-3, torch.float16: 5e-4}
+
+
+def make_score(name: str, dq: int, dk: int):
+    torch.manual_seed(1)
+    return {
+        "dot": lambda: Dot(),
+        "scaled_dot": lambda: ScaledDot(),
+        "distance": lambda: Distance(1.7),
+        "bilinear": lambda: Bilinear(dq, dk, scaled=True),
+        "additive": lambda: Additive(6, dq, dk),
+    }[name]()
+
+
+# name -> (B, H | None, Nq, Nk, Dq, Dv, extra kwargs builder)
+CASES = {
+    "plain": (3, 2, 7, 11, {}),
+    "valid_lens_1d_with_empty": (3, 2, 7, 11, {"valid_lens": [0, 4, 11]}),
+    "valid_lens_2d": (3, 2, 7, 11, {"valid_lens": "2d"}),
+    "causal_top_left": (3, 2, 7, 11, {"causal": "top_left", "valid_lens": [5, 1, 11]}),
+    "causal_bottom_right": (3, 2, 7, 11, {"causal": "bottom_right"}),
+    "causal_bottom_right_nq_gt_nk": (3, 2, 13, 5, {"causal": "bottom_right",
+                                                   "valid_lens": [5, 2, 0]}),
+    "causal_2d": (3, 2, 11, 11, {"causal": True, "valid_lens": "2d"}),
+    "mask_with_empty_row": (3, 2, 7, 11, {"mask": "random"}),
+    "query_padding": (3, 2, 7, 11, {"valid_lens": [3, 11, 6], "query_valid_lens": [2, 7, 0]}),
+    "no_heads": (3, None, 7, 13, {"valid_lens": [13, 1, 8]}),
+    "one_query": (3, 2, 1, 11, {"causal": "bottom_right", "valid_lens": [2, 11, 5]}),
+}
+SCORES = ["dot", "scaled_dot", "distance", "bilinear", "additive"]
+
+
+def make_inputs(case: str, dtype, score_name: str, requires_grad=True):
+    B, H, Nq, Nk, kw = CASES[case]
+    dq = 5
+    dk = 7 if score_name in ("bilinear", "additive") else dq
+    lead = (B,) if H is None else (B, H)
+    g = torch.Generator().manual_seed(hash(case) % 2**31)
+    q = torch.randn(*lead, Nq, dq, generator=g)
+    k = torch.randn(*lead, Nk, dk, generator=g)
+    v = torch.randn(*lead, Nk, 3, generator=g)
+    kw = dict(kw)
+    if kw.get("valid_lens") == "2d":
+        kw["valid_lens"] = torch.randint(0, Nk + 1, (B, Nq), generator=g)
+        kw["valid_lens"][0, 1] = 0  # an empty row
+    elif "valid_lens" in kw:
+        kw["valid_lens"] = torch.tensor(kw["valid_lens"])
+    if "query_valid_lens" in kw:
+        kw["query_valid_lens"] = torch.tensor(kw["query_valid_lens"])
+    if kw.get("mask") == "random":
+        mask = torch.rand(B, 1, Nq, Nk, generator=g) > 0.4
+        mask[1, 0, 2] = False  # a fully masked row
+        kw["mask"] = mask
+    tensors = [t.to(dtype).requires_grad_(requires_grad) for t in (q, k, v)]
+    return tensors, kw
+
+
+def run(backend, tensors, kw, score, weights=None):
+    """Output and gradients (q, k, v, score params) of ``sum(out * weights)``."""
+    q, k, v = tensors
+    out = attnkit.attention(q, k, v, score=score, backend=backend, **kw)
+    if weights is None:
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
+    params = [p for p in score.parameters()]
+    grads = torch.autograd.grad((out * weights.to(out.dtype)).sum(), [q, k, v, *params])
+    return out, grads, weights
+
+
+def errors(result, truth):
+    out, grads, _ = result
+    tout, tgrads, _ = truth
+    fwd = (out.double() - tout).abs().max().item() if out.numel() else 0.0
+    bwd = [(g.double() - t).abs().max().item() if g.numel() else 0.0
+           for g, t in zip(grads, tgrads)]
+    return fwd, bwd
+
+
+@functools.cache
+def oracle_and_reference(case, dtype, score_name):
+    """(float64 truth, reference in ``dtype``, inputs, kwargs, score in ``dtype``); cached."""
+    score = make_score(score_name, 5, 7 if score_name in ("bilinear", "additive") else 5)
+    tensors, kw = make_inputs(case, dtype, score_name)
+    score_lp = copy.deepcopy(score).to(dtype)
+    score64 = copy.deepcopy(score_lp).double()
+    tensors64 = [t.detach().double().requires_grad_() for t in tensors]
+    ref = run("reference", tensors, kw, score_lp)
+    truth = run("reference", tensors64, kw, score64, weights=ref[2])
+    return truth, ref, tensors, kw, score_lp
+
+
+def serves(backend, tensors, kw, score):
+    q, k, v = tensors
+    try:
+        attnkit.choose_backend(q, k, v, score=score, backend=backend, **kw)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("score_name", SCORES)
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16],
+                         ids=["fp32", "bf16"])
+def test_matches_float64_oracle(backend, score_name, case, dtype):
+    truth, ref, tensors, kw, score = oracle_and_reference(case, dtype, score_name)
+    why = serves(backend, tensors, kw, score)
+    if why is not None:
+        assert backend == "sdpa" and score_name == "additive", why
+        assert "as_dot" in why
+        return
+    got = run(backend, tensors, kw, score, weights=ref[2])
+    assert got[0].dtype == dtype and got[0].shape == ref[0].shape
+    ref_fwd, ref_bwd = errors(ref, truth)
+    fwd, bwd = errors(got, truth)
+    floor = FLOOR[dtype]
+    assert fwd <= 2 * ref_fwd + floor, (fwd, ref_fwd)
+    names = ["q", "k", "v"] + [n for n, _ in score.named_parameters()]
+    for name, e, r in zip(names, bwd, ref_bwd):
+        assert e <= 3 * r + 3 * floor, (name, e, r)
+    assert all(torch.isfinite(g).all() for g in got[1])
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "chunked"])
+@pytest.mark.parametrize("score_name", ["scaled_dot", "additive"])
+def test_fp16(backend, score_name):
+    truth, ref, tensors, kw, score = oracle_and_reference("valid_lens_2d", torch.float16,
+                                                          score_name)
+    if serves(backend, tensors, kw, score):
+        pytest.skip("sdpa does not take additive scores")
+    got = run(backend, tensors, kw, score, weights=ref[2])
+    assert got[0].dtype == torch.float16
+    (fwd, bwd), (rf, rb) = errors(got, truth), errors(ref, truth)
+    assert fwd <= 2 * rf + FLOOR[torch.float16]
+    assert all(e <= 3 * r + 3 * FLOOR[torch.float16] for e, r in zip(bwd, rb))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("score_name", ["scaled_dot", "additive", "distance"])
+def test_empty_rows_are_zero_with_finite_gradients(backend, score_name):
+    score = make_score(score_name, 5, 5)
+    q, k, v = (torch.randn(2, 3, n, 5, requires_grad=True) for n in (4, 6, 6))
+    vl = torch.tensor([[0, 2, 0, 6], [6, 0, 1, 3]])
+    if serves(backend, (q, k, v), {"valid_lens": vl}, score):
+        return
+    out = attnkit.attention(q, k, v, score=score, valid_lens=vl, backend=backend)
+    assert (out[0, :, 0] == 0).all() and (out[0, :, 2] == 0).all() and (out[1, :, 1] == 0).all()
+    out.sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("score_name", ["scaled_dot", "additive"])
+def test_dropout_statistics_and_backward_consistency(backend, score_name):
+    """Kept fraction ≈ 1 − p, kept weights scaled by 1/(1 − p), same mask in backward."""
+    p, B, Nq, Nk = 0.3, 2, 64, 50
+    score = make_score(score_name, 4, 4)
+    torch.nn.init.zeros_(score.w_v.weight) if score_name == "additive" else None
+    q = torch.zeros(B, Nq, 4, requires_grad=True)  # equal scores: weights 1/L
+    k = torch.randn(B, Nk, 4, requires_grad=True)
+    v = torch.eye(Nk).expand(B, Nk, Nk).clone().requires_grad_()  # output = dropped weights
+    lens = torch.tensor([Nk, 40])
+    if serves(backend, (q, k, v), {"valid_lens": lens}, score):
+        return
+    torch.manual_seed(0)
+    out = attnkit.attention(q, k, v, score=score, valid_lens=lens, dropout_p=p, backend=backend)
+    for b, L in enumerate(lens.tolist()):
+        w = out[b, :, :L].detach()
+        kept = (w != 0).float().mean().item()
+        n = w.numel()
+        assert abs(kept - (1 - p)) < 4 * math.sqrt(p * (1 - p) / n), kept
+        torch.testing.assert_close(w[w != 0], torch.full_like(w[w != 0], 1 / (L * (1 - p))))
+        assert (out[b, :, L:] == 0).all()
+    grad_out = torch.randn(out.shape)
+    (dv,) = torch.autograd.grad((out * grad_out).sum(), [v])
+    # out = P_drop @ I, so dL/dV = P_dropᵀ @ grad_out with the very same mask
+    torch.testing.assert_close(dv, out.detach().transpose(1, 2) @ grad_out)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("score_name", ["scaled_dot", "bilinear", "distance", "additive"])
+def test_autocast_bf16(backend, score_name):
+    score = make_score(score_name, 5, 5)
+    q, k, v = (torch.randn(3, 2, n, 5) for n in (7, 9, 9))
+    vl = torch.tensor([9, 0, 4])
+    if serves(backend, (q, k, v), {"valid_lens": vl}, score):
+        return
+    truth = attnkit.attention(q.double(), k.double(), v.double(), valid_lens=vl,
+                              score=copy.deepcopy(score).double(), backend="reference")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = attnkit.attention(q, k, v, score=score, valid_lens=vl, backend="reference")
+        got = attnkit.attention(q, k, v, score=score, valid_lens=vl, backend=backend)
+    assert got.dtype == ref.dtype
+    ref_err = (ref.double() - truth).abs().max().item()
+    assert (got.double() - truth).abs().max().item() <= 2 * ref_err + FLOOR[torch.bfloat16]
+
+
+def test_broadcast_batch_dims():
+    q = torch.randn(3, 1, 7, 5)  # one query set shared by the heads
+    k, v = torch.randn(3, 2, 11, 5), torch.randn(1, 2, 11, 3)
+    vl = torch.tensor([4, 11, 0])
+    ref = attnkit.attention(q, k, v, valid_lens=vl, backend="reference")
+    for backend in ("sdpa", "chunked"):
+        torch.testing.assert_close(attnkit.attention(q, k, v, valid_lens=vl, backend=backend),
+                                   ref, atol=1e-5, rtol=1e-5)
+
+
+def test_float64_is_exact_on_every_backend():
+    score = Additive(4, 5, 5).double()
+    q, k, v = (torch.randn(2, n, 5, dtype=torch.float64) for n in (6, 8, 8))
+    ref = attnkit.attention(q, k, v, score=score, valid_lens=torch.tensor([3, 8]),
+                            backend="reference")
+    got = attnkit.attention(q, k, v, score=score, valid_lens=torch.tensor([3, 8]),
+                            backend="chunked")
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ auto rules
+
+
+def test_auto_order_and_reasons():
+    assert AUTO_ORDER.index("sdpa") < AUTO_ORDER.index("chunked") < AUTO_ORDER.index("reference")
+    q = k = v = torch.randn(2, 4, 5)
+    assert attnkit.choose_backend(q, k, v).name == "sdpa"
+    assert attnkit.choose_backend(q, k, v, score="distance").name == "sdpa"
+    choice = attnkit.choose_backend(q, k, v, score=Additive(3, 5, 5))
+    assert choice.name == "chunked"
+    assert "as_dot" in choice.passed_over["sdpa"]
+    assert "not sdpa" in str(choice)
+    with pytest.raises(ValueError, match="backend='sdpa' cannot serve this call: score 'additive'"):
+        attnkit.attention(q, k, v, score=Additive(3, 5, 5), backend="sdpa")
+
+
+def test_query_valid_lens_validation():
+    q = torch.randn(2, 4, 5)
+    with pytest.raises(ValueError, match=r"query_valid_lens values must lie in \[0, Nq\]"):
+        attnkit.attention(q, q, q, query_valid_lens=torch.tensor([1, 5]))
+    with pytest.raises(TypeError, match="query_valid_lens must have an integer dtype"):
+        attnkit.attention(q, q, q, query_valid_lens=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"query_valid_lens must have shape \(B,\) = \(2,\)"):
+        attnkit.attention(q, q, q, query_valid_lens=torch.tensor([[1, 2]]))
+    w = attnkit.attention_weights(q, q, query_valid_lens=torch.tensor([1, 4]))
+    assert (w[0, 1:] == 0).all() and torch.allclose(w[0, 0].sum(), torch.tensor(1.0))
+
+
+# --------------------------------------------------------- planning and budget
+
+
+def test_sdpa_plan_groups_by_length_and_detects_causal():
+    q = torch.randn(4, 2, 8, 5)
+    call = make_call(q, q, q, valid_lens=torch.tensor([8, 3, 8, 0]))
+    groups = _plan(call, _prefix_lengths(call), work_per_qk=1e9)
+    kinds = {(g.kind, g.K): g.index for g in groups}
+    assert kinds == {("dense", 8): [0, 2], ("dense", 3): [1], ("empty", 0): [3]}
+    call = make_call(q, q, q, causal=True, query_valid_lens=torch.tensor([8, 5, 8, 8]))
+    groups = _plan(call, _prefix_lengths(call), work_per_qk=1e9)
+    assert {g.kind for g in groups} == {"causal"}
+    # many tiny distinct lengths: one masked call is cheaper than many calls
+    call = make_call(torch.randn(16, 4, 3), torch.randn(16, 6, 3), torch.randn(16, 6, 3),
+                     valid_lens=torch.arange(16) % 6 + 1)
+    groups = _plan(call, _prefix_lengths(call), work_per_qk=1.0)
+    assert [g.kind for g in groups] == ["masked"]
+
+
+def test_chunked_blocks_respect_budget_and_skip_padding():
+    e = torch.tensor([[5] * 6, [0] * 6, [2, 2, 2, 0, 0, 0]])
+    blocks = _blocks(e, pair_bytes=4 * 8, budget=4 * 8 * 6)
+    assert all((b.b1 - b.b0) * (b.q1 - b.q0) * min(b.bk, b.K) <= 6 for b in blocks)
+    assert all(b.b0 != 1 for b in blocks)  # the empty sequence is skipped
+    assert max(b.K for b in blocks if b.b0 == 2) == 2
+
+
+def test_chunked_small_budget_matches_and_bounds_memory():
+    score = Additive(8, 5, 5)
+    q, k, v = (torch.randn(2, n, 5, requires_grad=True) for n in (9, 13, 13))
+    call = make_call(q, k, v, score=score, valid_lens=torch.tensor([13, 6]))
+    small = ChunkedBackend(max_block_bytes=1024)
+    ref = get_backend("reference").forward(call)
+    out = small.forward(call)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    g_small = torch.autograd.grad(out.sum(), [q, k, v, score.W_q.weight, score.w_v.weight])
+    g_ref = torch.autograd.grad(ref.sum(), [q, k, v, score.W_q.weight, score.w_v.weight])
+    for a, b in zip(g_small, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="max_block_bytes must be an int >= 1024"):
+        ChunkedBackend(max_block_bytes=10)
+
+
+def test_chunked_restores_thread_count():
+    before = torch.get_num_threads()
+    q = torch.randn(2, 5, 4, requires_grad=True)
+    out = attnkit.attention(q, q, q, score=Additive(3, 4, 4), backend="chunked")
+    assert torch.get_num_threads() == before
+    out.sum().backward()
+    assert torch.get_num_threads() == before and torch.isfinite(q.grad).all()
+    with pytest.raises(ValueError, match="intra_op_threads must be None or an int >= 1"):
+        ChunkedBackend(intra_op_threads=0)
+
+
+def test_sdpa_backward_can_run_twice_on_a_retained_graph():
+    """gradcheck and retain_graph=True differentiate the same graph more than once."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 5, 4, dtype=torch.float64, generator=g).requires_grad_()
+               for _ in range(3))
+    vl = torch.tensor([[0, 2, 5, 1, 3], [4, 4, 0, 5, 5], [1, 1, 1, 1, 1]])
+    out = attnkit.attention(q, k, v, valid_lens=vl, causal="bottom_right", backend="sdpa")
+    first = torch.autograd.grad(out.sum(), (q, k, v), retain_graph=True)
+    second = torch.autograd.grad(out.sum(), (q, k, v))
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: attnkit.attention(q, k, v, valid_lens=vl, backend="sdpa"), (q, k, v))
