@@ -50,6 +50,10 @@ class Score(nn.Module):
     """Base class of scoring functions ``a(q, k)``."""
 
     name: str = "score"
+    #: True for scores whose value depends on where a block of queries/keys sits
+    #: in the whole matrix (e.g. ALiBi's per-head ``slope · (j − i)``): backends
+    #: that evaluate the score on blocks or on folded batches refuse them.
+    needs_whole_rows: bool = False
 
     def check_sizes(self, query_size: int, key_size: int) -> None:
         """Raise ``ValueError`` if this score cannot pair these feature sizes."""

@@ -95,6 +95,9 @@ class ChunkedBackend(Backend):
     def unsupported_reason(self, call: AttentionCall) -> str | None:
         if call.values is None:
             return "needs values (weights-only calls go to reference)"
+        if call.score.needs_whole_rows:
+            return (f"score '{call.score.name}' depends on absolute positions; chunked "
+                    "evaluates it on blocks")
         return None
 
     def forward(self, call: AttentionCall) -> torch.Tensor:

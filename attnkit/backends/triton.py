@@ -63,6 +63,8 @@ class TritonBackend(Backend):
             return "broadcast batch dims (queries, keys and values must share them)"
         if max(q.shape[-1], k.shape[-1], v.shape[-1]) > 256:
             return "feature sizes above 256"
+        if call.score.needs_whole_rows:
+            return f"score '{call.score.name}' depends on heads/positions the kernels fold away"
         if isinstance(call.score, Additive):
             if call.dropout_p > 0:
                 return "dropout with additive scores (the fused additive kernel has none)"

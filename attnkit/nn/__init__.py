@@ -15,3 +15,43 @@ __all__ = [
     "DistanceAttention",
     "DotProductAttention",
 ]
+
+from .capture import attention_modules, capture_attention
+from .multihead import KVCache, MultiHeadAttention
+from .positional import (
+    ALiBi,
+    ALiBiScore,
+    LearnedPositionalEmbedding,
+    PositionalEncoding,
+    RotaryEmbedding,
+    alibi_slopes,
+    sinusoidal_table,
+)
+from .transformer import (
+    AddNorm,
+    PositionWiseFFN,
+    TransformerDecoder,
+    TransformerDecoderBlock,
+    TransformerEncoder,
+    TransformerEncoderBlock,
+)
+
+__all__ += [
+    "ALiBi",
+    "ALiBiScore",
+    "AddNorm",
+    "KVCache",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "PositionWiseFFN",
+    "PositionalEncoding",
+    "RotaryEmbedding",
+    "TransformerDecoder",
+    "TransformerDecoderBlock",
+    "TransformerEncoder",
+    "TransformerEncoderBlock",
+    "alibi_slopes",
+    "attention_modules",
+    "capture_attention",
+    "sinusoidal_table",
+]

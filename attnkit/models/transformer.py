@@ -1,0 +1,168 @@
+"""The Transformer encoder–decoder for sequence to sequence ("Attention Is All You Need").
+
+Figure 1 of the paper as one module (d2l §11.7.6's ``EncoderDecoder`` with the
+Transformer encoder and decoder): source and target embeddings scaled by
+``√d_model`` (§3.4), sinusoidal positional encodings (§3.5), ``N`` encoder and
+``N`` decoder layers, and the final "Linear" to the target vocabulary.
+§3.4: "we share the same weight matrix between the two embedding layers and
+the pre-softmax linear transformation" — ``share_embeddings=True`` shares the
+source and target embeddings (one vocabulary), ``tie_output=True`` ties the
+output projection to the target embedding.
+
+Shape vocabulary: ``B`` batch, ``S`` source length, ``T`` target length,
+``d`` = ``num_hiddens``, ``V`` target vocabulary size.
+
+Decoding one token at a time (greedy or beam search)::
+
+    enc = model.encode(src, src_valid_lens)                  # (B, S, d)
+    state = model.init_state(enc, src_valid_lens)
+    logits, state = model.decode_step(bos[:, None], state)   # (B, 1, V)
+    ...                                                      # feed the next token
+
+``decode_step`` keeps, per decoder layer, a key/value cache of the
+self-attention (appended to at every step) and the cross-attention keys/values
+(projected from the encoder outputs once), so step ``t`` costs ``O(t)``
+instead of re-running the prefix. Its logits equal those of
+``forward`` on the whole prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..nn.multihead import KVCache, apply_to_rows, valid_rows
+from ..nn.transformer import TransformerDecoder, TransformerEncoder
+
+__all__ = ["Transformer", "TransformerState"]
+
+
+@dataclass
+class TransformerState:
+    """What :meth:`Transformer.decode_step` needs between steps.
+
+    Attributes:
+        enc_outputs: ``(B, S, d)`` encoder outputs.
+        src_valid_lens: ``(B,)`` or ``None``.
+        caches: one ``(self_cache, cross_cache)`` pair per decoder layer.
+        position: number of target tokens decoded so far (the position of the
+            next token).
+    """
+
+    enc_outputs: torch.Tensor
+    src_valid_lens: torch.Tensor | None
+    caches: list[tuple[KVCache, KVCache]] = field(default_factory=list)
+    position: int = 0
+
+    def reorder(self, indices: torch.Tensor) -> TransformerState:
+        """Keep batch rows ``indices`` (``(B',)`` long), e.g. the surviving beams."""
+        self.enc_outputs = self.enc_outputs.index_select(0, indices)
+        if self.src_valid_lens is not None:
+            self.src_valid_lens = self.src_valid_lens.index_select(0, indices)
+        for self_cache, cross_cache in self.caches:
+            self_cache.reorder(indices)
+            cross_cache.reorder(indices)
+        return self
+
+
+class Transformer(nn.Module):
+    """Transformer seq2seq model, Figure 1 of "Attention Is All You Need".
+
+    Args:
+        src_vocab_size, tgt_vocab_size: vocabulary sizes.
+        num_hiddens: ``d_model`` (the paper's base: 512).
+        num_heads: ``h`` (8); ``num_kv_heads`` for grouped-query attention.
+        ffn_num_hiddens: ``d_ff`` (2048).
+        num_encoder_layers, num_decoder_layers: ``N`` (6 and 6).
+        dropout: ``P_drop`` (0.1), on embeddings + PE, attention weights,
+            FFN hidden units and every sublayer output.
+        max_len: positions of the positional table.
+        pre_norm: pre-LN instead of the paper's post-LN.
+        share_embeddings: one embedding for source and target (needs equal
+            vocabulary sizes).
+        tie_output: output projection weight = target embedding weight.
+        positional: ``"sinusoidal"`` (the paper), ``"learned"``, ``"rope"``, ``"alibi"``.
+        score, bias, activation, backend: as the blocks'.
+
+    ``forward(src, tgt_in, src_valid_lens, tgt_valid_lens=None)``:
+        src ``(B, S)`` long, tgt_in ``(B, T)`` long (target shifted right,
+        starting with ``<bos>``), src_valid_lens ``(B,)``, tgt_valid_lens
+        ``(B,)`` or ``None`` → logits ``(B, T, V)``.
+
+    Padding is skipped, not just masked: positions beyond ``src_valid_lens``
+    / ``tgt_valid_lens`` are left out of the attention, the FFNs and the
+    projections, so a padded batch costs about what its real tokens cost.
+    Logits at positions ``t >= tgt_valid_lens[b]`` are zeros (exclude them
+    from the loss, as padding always is); all other logits are unchanged.
+
+    Raises:
+        ValueError: ``share_embeddings`` with different vocabulary sizes, and
+            the errors of the blocks.
+    """
+
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, *, num_hiddens: int = 512,
+                 num_heads: int = 8, num_kv_heads: int | None = None,
+                 ffn_num_hiddens: int = 2048, num_encoder_layers: int = 6,
+                 num_decoder_layers: int = 6, dropout: float = 0.1, max_len: int = 1024,
+                 pre_norm: bool = False, share_embeddings: bool = False,
+                 tie_output: bool = False, positional: str = "sinusoidal",
+                 score: str = "scaled_dot", bias: bool = True, activation: str = "relu",
+                 backend: str = "auto"):
+        super().__init__()
+        if share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ValueError(
+                "share_embeddings=True needs src_vocab_size == tgt_vocab_size; got "
+                f"{src_vocab_size} and {tgt_vocab_size}"
+            )
+        common = dict(num_kv_heads=num_kv_heads, bias=bias, pre_norm=pre_norm, score=score,
+                      activation=activation, positional=positional, max_len=max_len,
+                      backend=backend)
+        self.encoder = TransformerEncoder(src_vocab_size, num_hiddens, ffn_num_hiddens,
+                                          num_heads, num_encoder_layers, dropout, **common)
+        shared = self.encoder.embed.embedding if share_embeddings else None
+        self.decoder = TransformerDecoder(tgt_vocab_size, num_hiddens, ffn_num_hiddens,
+                                          num_heads, num_decoder_layers, dropout,
+                                          embedding=shared, **common)
+        self.output = nn.Linear(num_hiddens, tgt_vocab_size)
+        if tie_output:
+            self.output.weight = self.decoder.embed.embedding.weight
+        self.share_embeddings, self.tie_output = share_embeddings, tie_output
+
+    def encode(self, src: torch.Tensor, src_valid_lens: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """Encoder outputs ``(B, S, d)`` for source ids ``(B, S)``."""
+        return self.encoder(src, src_valid_lens)
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor,
+                src_valid_lens: torch.Tensor | None = None,
+                tgt_valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        enc_outputs = self.encode(src, src_valid_lens)  # (B, S, d)
+        H = self.decoder(tgt_in, enc_outputs, src_valid_lens,
+                         tgt_valid_lens=tgt_valid_lens)  # (B, T, d)
+        rows = valid_rows(tgt_valid_lens, H.shape[0], H.shape[1])
+        return apply_to_rows(self.output, H, rows)  # (B, T, V), zeros at padding
+
+    def init_state(self, enc_outputs: torch.Tensor,
+                   src_valid_lens: torch.Tensor | None = None) -> TransformerState:
+        """Empty caches for decoding against ``enc_outputs`` ``(B, S, d)``."""
+        caches = [(KVCache(), KVCache(static=True)) for _ in self.decoder.blocks]
+        return TransformerState(enc_outputs, src_valid_lens, caches, 0)
+
+    def decode_step(self, tgt: torch.Tensor, state: TransformerState
+                    ) -> tuple[torch.Tensor, TransformerState]:
+        """Logits ``(B, t, V)`` for the next ``t`` target tokens ``(B, t)`` (usually ``t = 1``).
+
+        Appends to ``state``'s caches and advances ``state.position`` by ``t``
+        (in place; the same object is returned for convenience).
+        """
+        H = self.decoder(tgt, state.enc_outputs, state.src_valid_lens, caches=state.caches,
+                         offset=state.position)  # (B, t, d)
+        state.position += tgt.shape[1]
+        return self.output(H), state  # (B, t, V)
+
+    @staticmethod
+    def reorder_state(state: TransformerState, indices: torch.Tensor) -> TransformerState:
+        """``state`` restricted to batch rows ``indices`` (for beam search)."""
+        return state.reorder(indices)

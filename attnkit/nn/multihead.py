@@ -1,0 +1,359 @@
+"""Multi-head attention ("Attention Is All You Need" §3.2.2, Figure 2 right; d2l §11.5).
+
+``MultiHead(Q, K, V) = Concat(head_1, …, head_H) W_o`` with
+``head_h = Attention(Q W_q^h, K W_k^h, V W_v^h)``. The ``H`` projections of
+each kind are one ``nn.Linear`` whose output is split into heads, and all heads
+run as one batched call of :func:`attnkit.attention` on ``(B, H, N, Dh)``.
+
+Shape vocabulary:
+
+====  =========================================================
+B     batch size
+H     number of (query) heads;  Hkv number of key/value heads
+G     ``H // Hkv``, query heads per key/value head
+Nq    number of queries;  Nk number of keys (= values)
+d     ``num_hiddens``; Dh = d // H, the size of one head
+====  =========================================================
+
+Grouped-query attention (GQA, Ainslie et al., 2023) and multi-query attention
+(MQA, Shazeer, 2019, ``num_kv_heads=1``) project keys and values to
+``Hkv < H`` heads; query head ``h`` uses key/value head ``h // G`` (the
+grouping of ``repeat_interleave(G, dim=1)``). Instead of copying the key/value
+heads, the queries are viewed as ``(B, Hkv, G, Nq, Dh)`` and the keys/values as
+``(B, Hkv, 1, Nk, Dh)``; :func:`attnkit.attention` broadcasts the extra leading
+dims, so nothing is repeated in memory.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_dropout, shape_str
+from ..backends import reference_weights
+from ..functional import attention, make_call
+from ..scores import Additive, Bilinear, Score, resolve_score
+from .positional import RotaryEmbedding
+
+__all__ = ["KVCache", "MultiHeadAttention", "apply_to_rows", "valid_rows"]
+
+
+class KVCache:
+    """Projected keys and values of the positions seen so far, for one attention module.
+
+    Two kinds:
+
+    * ``KVCache()`` (self-attention while decoding): each call of
+      :class:`MultiHeadAttention` appends the new keys/values along the
+      sequence axis and attends over all of them.
+    * ``KVCache(static=True)`` (cross-attention over encoder outputs): the
+      first call projects the keys/values and stores them; later calls reuse
+      them and ignore their ``keys``/``values`` arguments.
+
+    Tensors are stored after projection (and rotary embedding), before any
+    grouped-query broadcast: ``keys``/``values`` are ``(B, Hkv, N, Dh)``.
+    """
+
+    def __init__(self, *, static: bool = False):
+        self.static = bool(static)
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.keys is None else int(self.keys.shape[-2])
+
+    @property
+    def filled(self) -> bool:
+        return self.keys is not None
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (static) or append (self-attention) ``(B, Hkv, n, Dh)``; return all."""
+        if self.keys is None or self.static:
+            self.keys, self.values = keys, values
+        else:
+            self.keys = torch.cat((self.keys, keys), dim=-2)  # (B, Hkv, N + n, Dh)
+            self.values = torch.cat((self.values, values), dim=-2)  # (B, Hkv, N + n, Dh)
+        return self.keys, self.values
+
+    def reorder(self, indices: torch.Tensor) -> None:
+        """Select batch rows ``indices`` (``(B',)`` long), e.g. surviving beams."""
+        if self.keys is not None:
+            self.keys = self.keys.index_select(0, indices)
+            self.values = self.values.index_select(0, indices)
+
+    def __repr__(self) -> str:
+        return f"KVCache(static={self.static}, length={len(self)})"
+
+
+def valid_rows(lens: torch.Tensor | None, batch_size: int, length: int) -> torch.Tensor | None:
+    """Flat indices into ``B·N`` of the positions ``j < lens[b]``: ``(n_valid,)`` long.
+
+    ``None`` when every position is valid, or when ``lens`` is not a ``(B,)``
+    integer tensor (then nothing is skipped, and the attention call validates it).
+    """
+    if (not isinstance(lens, torch.Tensor) or lens.ndim != 1 or lens.shape[0] != batch_size
+            or lens.is_floating_point() or lens.dtype == torch.bool):
+        return None
+    keep = torch.arange(length, device=lens.device) < lens[:, None]  # (B, N)
+    rows = keep.flatten().nonzero().squeeze(1)  # (n_valid,)
+    return None if rows.numel() == batch_size * length else rows
+
+
+def apply_to_rows(fn, X: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """``fn`` on the positions ``rows`` of ``X`` ``(B, N, D)`` only; zeros elsewhere.
+
+    For position-wise functions (linear layers, the FFN), so that padding costs
+    nothing: ``(B, N, D) → (n_valid, D) → fn → (B, N, D')``.
+    """
+    if rows is None:
+        return fn(X)
+    B, N = X.shape[:2]
+    Y = fn(X.reshape(B * N, -1).index_select(0, rows))  # (n_valid, D')
+    out = Y.new_zeros(B * N, Y.shape[-1]).index_copy(0, rows, Y)  # (B·N, D')
+    return out.view(B, N, -1)  # (B, N, D')
+
+
+_SCORE_NAMES = ("dot", "scaled_dot", "distance", "additive", "bilinear")
+
+
+def _check_size(name: str, value, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return value
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention, "Attention Is All You Need" §3.2.2 and Figure 2 (right).
+
+    ``forward(queries, keys, values, valid_lens=None)`` as in d2l §11.5, plus
+    keyword-only ``mask``, ``causal`` and ``kv_cache``.
+
+    Shapes:
+        queries: ``(B, Nq, query_size)``; keys: ``(B, Nk, key_size)``;
+        values: ``(B, Nk, value_size)`` (the sizes default to ``num_hiddens``).
+        valid_lens: ``(B,)`` or ``(B, Nq)`` integer: keys ``j >= valid_len``
+        are ignored, in every head.
+        mask: boolean, **True = may attend**, broadcastable to ``(B, Nq, Nk)``
+        (the same for every head) or 4-D, broadcastable to ``(B, H, Nq, Nk)``.
+        returns: ``(B, Nq, num_hiddens)``.
+        ``.attention_weights`` (when ``keep_weights``): ``(B, H, Nq, Nk)``.
+
+    Args:
+        num_hiddens: ``d``, output size and total size of the query heads;
+            divisible by ``num_heads``.
+        num_heads: ``H``.
+        dropout: dropout on the attention weights (training mode only).
+        num_kv_heads: ``Hkv`` key/value heads (``None`` = ``H``); must divide
+            ``H``. ``1`` is multi-query attention.
+        bias: biases in the four projections (the book: ``False``; the paper's
+            and ``torch.nn.MultiheadAttention``'s: ``True``).
+        score: scoring function applied per head to ``(B, H, Nq, Dh)`` queries
+            and keys. ``"dot"``, ``"scaled_dot"`` (default, ``1/√Dh``),
+            ``"distance"`` (a Gaussian kernel on each head's ``Dh`` features),
+            ``"additive"`` (``Additive(Dh, Dh, Dh)``: hidden size ``h = Dh``,
+            its ``W_q, W_k, w_v`` shared by all heads), ``"bilinear"``
+            (``Bilinear(Dh, Dh)``, one ``M`` shared by all heads), or any
+            :class:`attnkit.scores.Score` instance (registered as a submodule,
+            applied to every head, so its parameters are shared by the heads;
+            a head-aware score such as :class:`attnkit.nn.ALiBiScore` reads
+            the head index from the leading dims).
+        backend: passed to :func:`attnkit.attention` (``"auto"`` by default).
+            A score with ``needs_whole_rows`` (:class:`attnkit.nn.ALiBiScore`)
+            accepts ``"auto"`` (= ``"sdpa"`` when it serves the call, else
+            ``"reference"``), ``"sdpa"`` or ``"reference"``.
+        keep_weights: store the weights of the last call in
+            ``.attention_weights`` (computed on the materialized path).
+        query_size, key_size, value_size: input feature sizes (default ``d``).
+        rotary: a :class:`attnkit.nn.RotaryEmbedding` of size ``Dh`` applied to
+            the projected queries and keys; their positions start at the
+            length of ``kv_cache`` (0 without one).
+
+    ``query_valid_lens`` (``(B,)``, optional) marks queries ``i >= query_valid_lens[b]``
+    as padding: they are not projected, their attention rows are zero, fast
+    backends skip them, and their output rows are zero. Likewise keys beyond
+    ``(B,)``-shaped ``valid_lens`` are not projected (they are masked anyway).
+    The Transformer blocks pass the sequence lengths, so a padded batch costs
+    about what its real tokens cost.
+
+    With a non-static ``kv_cache`` the new keys/values are appended to it and
+    the queries attend over all cached positions; pass
+    ``causal="bottom_right"`` so that new query ``i`` sees the cached keys and
+    the new keys up to itself (``True``/``"top_left"`` would align query 0
+    with key 0). ``valid_lens`` and ``mask`` then refer to all ``Nk`` keys.
+
+    Raises:
+        ValueError: sizes that do not divide, inputs of the wrong shape, or
+            a mask with more than 4 dims.
+    """
+
+    def __init__(self, num_hiddens: int, num_heads: int, dropout: float = 0.0, *,
+                 num_kv_heads: int | None = None, bias: bool = False,
+                 score: str | Score = "scaled_dot", backend: str = "auto",
+                 keep_weights: bool = False, query_size: int | None = None,
+                 key_size: int | None = None, value_size: int | None = None,
+                 rotary: RotaryEmbedding | None = None):
+        super().__init__()
+        _check_size("num_hiddens", num_hiddens)
+        _check_size("num_heads", num_heads)
+        if num_hiddens % num_heads:
+            raise ValueError(
+                f"num_hiddens must be divisible by num_heads; got num_hiddens={num_hiddens}, "
+                f"num_heads={num_heads}"
+            )
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        _check_size("num_kv_heads", num_kv_heads)
+        if num_heads % num_kv_heads:
+            raise ValueError(
+                f"num_kv_heads must divide num_heads; got num_kv_heads={num_kv_heads}, "
+                f"num_heads={num_heads}"
+            )
+        self.num_hiddens, self.num_heads, self.num_kv_heads = num_hiddens, num_heads, num_kv_heads
+        self.head_dim = num_hiddens // num_heads
+        query_size = _check_size("query_size", query_size, allow_none=True) or num_hiddens
+        key_size = _check_size("key_size", key_size, allow_none=True) or num_hiddens
+        value_size = _check_size("value_size", value_size, allow_none=True) or num_hiddens
+        kv_hiddens = num_kv_heads * self.head_dim
+        self.W_q = nn.Linear(query_size, num_hiddens, bias=bias)
+        self.W_k = nn.Linear(key_size, kv_hiddens, bias=bias)
+        self.W_v = nn.Linear(value_size, kv_hiddens, bias=bias)
+        self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=bias)
+        self.score = self._make_score(score)
+        self.score.check_sizes(self.head_dim, self.head_dim)
+        if rotary is not None:
+            if not isinstance(rotary, RotaryEmbedding):
+                raise TypeError(
+                    f"rotary must be an attnkit.nn.RotaryEmbedding or None; "
+                    f"got {type(rotary).__name__}"
+                )
+            if rotary.head_dim != self.head_dim:
+                raise ValueError(
+                    f"rotary.head_dim must equal num_hiddens // num_heads = {self.head_dim}; "
+                    f"got {rotary.head_dim}"
+                )
+        self.rotary = rotary
+        self.dropout = check_dropout("dropout", dropout)
+        self.backend = backend
+        self.keep_weights = keep_weights
+        self.attention_weights: torch.Tensor | None = None
+
+    def _make_score(self, score: str | Score) -> Score:
+        if isinstance(score, str) and score not in _SCORE_NAMES:
+            raise ValueError(
+                f"score must be one of {_SCORE_NAMES} or an attnkit.scores.Score instance; "
+                f"got {score!r}"
+            )
+        if score == "additive":
+            return Additive(self.head_dim, self.head_dim, self.head_dim)
+        if score == "bilinear":
+            return Bilinear(self.head_dim, self.head_dim)
+        return resolve_score(score)
+
+    def _check_inputs(self, queries, keys, values) -> None:
+        """Shapes ``(B, N, size)``; ``keys``/``values`` ``None`` when taken from a cache."""
+        pairs = [("queries", queries, self.W_q)]
+        if keys is not None:
+            pairs += [("keys", keys, self.W_k), ("values", values, self.W_v)]
+        for name, x, lin in pairs:
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+            if x.ndim != 3 or x.shape[-1] != lin.in_features:
+                raise ValueError(
+                    f"{name} must have shape (B, N, {lin.in_features}); got {shape_str(x.shape)}"
+                )
+        if keys is not None and keys.shape[:2] != values.shape[:2]:
+            raise ValueError(
+                "keys and values must have the same (B, Nk); got keys "
+                f"{shape_str(keys.shape)} and values {shape_str(values.shape)}"
+            )
+
+    def _group_mask(self, mask: torch.Tensor | None) -> torch.Tensor | None:
+        """The user's mask, broadcastable to the head layout of the core call."""
+        if mask is None:
+            return None
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask must be a boolean torch.Tensor; got {type(mask).__name__}")
+        if mask.ndim > 4:
+            raise ValueError(
+                f"mask must have at most 4 dims, (B, Nq, Nk) or (B, H, Nq, Nk); "
+                f"got {shape_str(mask.shape)}"
+            )
+        if mask.ndim == 4:
+            if mask.shape[1] not in (1, self.num_heads):
+                raise ValueError(
+                    f"a 4-D mask must have shape (B|1, H|1, Nq|1, Nk) with H={self.num_heads}; "
+                    f"got {shape_str(mask.shape)}"
+                )
+        else:
+            mask = mask.unsqueeze(-3) if mask.ndim == 3 else mask  # (B, 1, Nq, Nk) or (Nq, Nk)
+        G = self.num_heads // self.num_kv_heads
+        if G == 1 or mask.ndim < 3:
+            return mask
+        if mask.shape[-3] == 1:
+            return mask.unsqueeze(-3)  # (B, 1, 1, Nq, Nk)
+        return mask.unflatten(1, (self.num_kv_heads, G))  # (B, Hkv, G, Nq, Nk)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                valid_lens: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
+                causal: bool | str = False, kv_cache: KVCache | None = None,
+                query_valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        reuse = kv_cache is not None and kv_cache.static and kv_cache.filled
+        self._check_inputs(queries, None if reuse else keys, None if reuse else values)
+        B, Nq, _ = queries.shape
+        start = 0 if kv_cache is None or kv_cache.static else len(kv_cache)  # first position
+        q_rows = valid_rows(query_valid_lens, B, Nq)  # padded queries are not computed
+        q = self._heads(self.W_q, queries, q_rows, self.num_heads, start)  # (B, H, Nq, Dh)
+        if reuse:
+            k, v = kv_cache.keys, kv_cache.values  # (B, Hkv, Nk, Dh)
+        else:
+            # Keys beyond (B,) valid_lens are masked, so they are not projected either
+            # (unless appended to a cache, where valid_lens also counts the cached keys).
+            kv_rows = None
+            if kv_cache is None or kv_cache.static:
+                same = valid_lens is query_valid_lens and keys.shape[1] == Nq
+                kv_rows = q_rows if same else valid_rows(valid_lens, B, keys.shape[1])
+            k = self._heads(self.W_k, keys, kv_rows, self.num_kv_heads, start)  # (B, Hkv, Nk, Dh)
+            v = self._heads(self.W_v, values, kv_rows, self.num_kv_heads)  # (B, Hkv, Nk, Dh)
+            if kv_cache is not None:
+                k, v = kv_cache.update(k, v)  # (B, Hkv, Nk_total, Dh)
+        G = self.num_heads // self.num_kv_heads
+        if G > 1:  # grouped-query: broadcast each key/value head over its G query heads
+            q = q.unflatten(1, (self.num_kv_heads, G))  # (B, Hkv, G, Nq, Dh)
+            k, v = k.unsqueeze(2), v.unsqueeze(2)  # (B, Hkv, 1, Nk, Dh)
+        out = self._attend(q, k, v, valid_lens, self._group_mask(mask), causal,
+                           query_valid_lens)  # (B, H, Nq, Dh) or (B, Hkv, G, Nq, Dh)
+        out = out.reshape(B, self.num_heads, Nq, self.head_dim)  # (B, H, Nq, Dh)
+        out = out.transpose(1, 2).reshape(B, Nq, self.num_hiddens)  # (B, Nq, d)
+        return apply_to_rows(self.W_o, out, q_rows)  # (B, Nq, d), padded queries zero
+
+    def _heads(self, lin: nn.Linear, X: torch.Tensor, rows: torch.Tensor | None, heads: int,
+               rotate_from: int | None = None) -> torch.Tensor:
+        """Project ``X`` ``(B, N, ·)`` (only ``rows``), split into heads, rotate if RoPE."""
+        B, N, _ = X.shape
+        Y = apply_to_rows(lin, X, rows).view(B, N, heads, self.head_dim)  # (B, N, heads, Dh)
+        Y = Y.transpose(1, 2)  # (B, heads, N, Dh)
+        if self.rotary is not None and rotate_from is not None:
+            Y = self.rotary(Y, rotate_from)
+        return Y
+
+    def _attend(self, q, k, v, valid_lens, mask, causal, query_valid_lens) -> torch.Tensor:
+        p = self.dropout if self.training else 0.0
+        if not self.keep_weights:
+            args = dict(score=self.score, valid_lens=valid_lens, mask=mask, causal=causal,
+                        dropout_p=p, query_valid_lens=query_valid_lens)
+            return attention(q, k, v, backend=self.backend, **args)
+        call = make_call(q, k, v, score=self.score, valid_lens=valid_lens, mask=mask,
+                         causal=causal, dropout_p=p, query_valid_lens=query_valid_lens)
+        weights = reference_weights(call)  # (B, H, Nq, Nk) or (B, Hkv, G, Nq, Nk)
+        B, Nq, Nk = q.shape[0], q.shape[-2], k.shape[-2]
+        self.attention_weights = weights.detach().reshape(B, self.num_heads, Nq, Nk)
+        if p > 0:
+            weights = F.dropout(weights, p, training=True)
+        return weights @ v  # (B, H, Nq, Dh) or (B, Hkv, G, Nq, Dh)
+
+    def extra_repr(self) -> str:
+        return (f"num_hiddens={self.num_hiddens}, num_heads={self.num_heads}, "
+                f"num_kv_heads={self.num_kv_heads}, dropout={self.dropout}, "
+                f"backend={self.backend!r}, keep_weights={self.keep_weights}")

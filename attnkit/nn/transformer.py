@@ -1,0 +1,429 @@
+"""Transformer building blocks ("Attention Is All You Need" §3, Figure 1; d2l §11.7).
+
+Figure 1 of the paper, bottom up:
+
+* :class:`PositionWiseFFN` — "Feed-Forward" box (§3.3): ``max(0, xW_1 + b_1)W_2 + b_2``;
+* :class:`AddNorm` — "Add & Norm" box (§5.4): ``LayerNorm(x + Dropout(Sublayer(x)))``;
+* :class:`TransformerEncoderBlock` — the left column, one of N layers (§3.1);
+* :class:`TransformerDecoderBlock` — the right column, one of N layers (§3.1),
+  with masked self-attention, encoder–decoder (cross) attention and the FFN;
+* :class:`TransformerEncoder` / :class:`TransformerDecoder` — input embedding
+  (scaled by ``√d_model``, §3.4), positional encoding (§3.5) and the stack.
+
+Shape vocabulary: ``B`` batch, ``S`` source length, ``T`` target length,
+``d`` = ``num_hiddens`` (the paper's ``d_model``), ``V`` vocabulary size.
+
+Post-LN (the paper's arrangement) is the default; ``pre_norm=True`` gives the
+pre-LN arrangement (Xiong et al., 2020: ``x + Dropout(Sublayer(LayerNorm(x)))``,
+with a final LayerNorm after the stack), which trains without warm-up.
+
+Names are fixed so that :func:`attnkit.nn.capture_attention` can key the
+weights of every layer: ``blocks.{i}.attention`` in the encoder,
+``blocks.{i}.self_attention`` and ``blocks.{i}.cross_attention`` in the decoder.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .._checks import check_dropout, shape_str
+from ..scores import Score
+from .multihead import KVCache, MultiHeadAttention, apply_to_rows, valid_rows
+from .positional import (
+    ALiBiScore,
+    LearnedPositionalEmbedding,
+    PositionalEncoding,
+    RotaryEmbedding,
+)
+
+__all__ = [
+    "POSITIONAL_KINDS",
+    "AddNorm",
+    "PositionWiseFFN",
+    "TransformerDecoder",
+    "TransformerDecoderBlock",
+    "TransformerEncoder",
+    "TransformerEncoderBlock",
+]
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+#: Accepted values of ``positional=``: additive absolute encodings ("sinusoidal",
+#: "learned") or relative ones applied inside attention ("rope", "alibi").
+POSITIONAL_KINDS = ("sinusoidal", "learned", "rope", "alibi")
+
+
+def _positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return value
+
+
+class PositionWiseFFN(nn.Module):
+    """Position-wise feed-forward network ("Attention Is All You Need" §3.3, d2l §11.7.2).
+
+    ``FFN(x) = dense2(dropout(activation(dense1(x))))``, the same two-layer MLP
+    at every position: ``d → ffn_num_hiddens → d`` (the paper: 512 → 2048 → 512,
+    ReLU). The inner dropout is the one ``torch.nn.TransformerEncoderLayer`` has.
+
+    Shapes:
+        X: ``(B, N, d)``; returns ``(B, N, d)``.
+
+    Args:
+        activation: ``"relu"`` (the paper), ``"gelu"``, or an ``nn.Module``.
+    """
+
+    def __init__(self, num_hiddens: int, ffn_num_hiddens: int, dropout: float = 0.0,
+                 activation: str | nn.Module = "relu"):
+        super().__init__()
+        _positive("num_hiddens", num_hiddens)
+        _positive("ffn_num_hiddens", ffn_num_hiddens)
+        if isinstance(activation, str):
+            if activation not in _ACTIVATIONS:
+                raise ValueError(
+                    f"activation must be one of {sorted(_ACTIVATIONS)} or an nn.Module; "
+                    f"got {activation!r}"
+                )
+            activation = _ACTIVATIONS[activation]()
+        elif not isinstance(activation, nn.Module):
+            raise TypeError(
+                f"activation must be a str or an nn.Module; got {type(activation).__name__}"
+            )
+        self.dense1 = nn.Linear(num_hiddens, ffn_num_hiddens)
+        self.activation = activation
+        self.dropout = nn.Dropout(check_dropout("dropout", dropout))
+        self.dense2 = nn.Linear(ffn_num_hiddens, num_hiddens)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.dense2(self.dropout(self.activation(self.dense1(X))))  # (B, N, d)
+
+
+class AddNorm(nn.Module):
+    """Residual connection and layer normalization, "Add & Norm" of Figure 1 (§5.4).
+
+    Post-LN (default, the paper): ``forward(X, Y) = LayerNorm(X + Dropout(Y))``
+    with ``Y = Sublayer(X)`` (d2l §11.7.2). Pre-LN (``pre_norm=True``):
+    ``forward(X, Y) = X + Dropout(Y)`` with ``Y = Sublayer(LayerNorm(X))``.
+    :meth:`residual` does either given the sublayer as a function, so a block
+    is written once for both arrangements.
+
+    Shapes:
+        X, Y: ``(B, N, d)``; returns ``(B, N, d)``.
+    """
+
+    def __init__(self, num_hiddens: int, dropout: float, *, pre_norm: bool = False,
+                 eps: float = 1e-5):
+        super().__init__()
+        _positive("num_hiddens", num_hiddens)
+        self.dropout = nn.Dropout(check_dropout("dropout", dropout))
+        self.ln = nn.LayerNorm(num_hiddens, eps=eps)
+        self.pre_norm = bool(pre_norm)
+
+    def forward(self, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        if X.shape != Y.shape:
+            raise ValueError(
+                f"X and Y must have the same shape (B, N, d); got X {shape_str(X.shape)} "
+                f"and Y {shape_str(Y.shape)}"
+            )
+        if self.pre_norm:
+            return X + self.dropout(Y)
+        return self.ln(X + self.dropout(Y))
+
+    def residual(self, X: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor]
+                 ) -> torch.Tensor:
+        """``self(X, sublayer(X))`` post-LN, ``self(X, sublayer(LayerNorm(X)))`` pre-LN."""
+        return self(X, sublayer(self.ln(X) if self.pre_norm else X))
+
+    def extra_repr(self) -> str:
+        return f"pre_norm={self.pre_norm}"
+
+
+def _own(score: str | Score) -> str | Score:
+    """A private copy of a Score instance, so that no two attention modules share one."""
+    return copy.deepcopy(score) if isinstance(score, Score) else score
+
+
+def _self_attention_score(positional: str, num_heads: int, score: str | Score,
+                          *, symmetric: bool) -> str | Score:
+    _check_positional(positional)
+    if positional != "alibi":
+        return _own(score)
+    if score != "scaled_dot":
+        raise ValueError(
+            f"positional='alibi' brings its own score (scaled dot + bias); got score={score!r}"
+        )
+    return ALiBiScore(num_heads, symmetric=symmetric)
+
+
+def _row_lens(valid_lens: torch.Tensor | None) -> torch.Tensor | None:
+    """Lengths ``(B,)`` also say which query rows are padding; ``(B, Nq)`` forms do not."""
+    return valid_lens if valid_lens is not None and valid_lens.ndim == 1 else None
+
+
+def _rotary(positional: str, num_hiddens: int, num_heads: int) -> RotaryEmbedding | None:
+    return RotaryEmbedding(num_hiddens // num_heads) if positional == "rope" else None
+
+
+class TransformerEncoderBlock(nn.Module):
+    """One encoder layer, the left column of Figure 1 (§3.1; d2l §11.7.4).
+
+    ``X → AddNorm(X, MultiHeadSelfAttention(X)) → AddNorm(·, FFN(·))``.
+    Source padding is masked with ``valid_lens``; with ``(B,)`` lengths the
+    padded positions are also skipped as queries and in the FFN sublayer
+    (outputs at valid positions are unchanged; the work scales with the real
+    tokens). Outputs at padded positions are zeros.
+
+    Shapes:
+        X: ``(B, S, d)``; valid_lens: ``(B,)``; returns ``(B, S, d)``.
+
+    Args:
+        num_kv_heads, bias, score, backend: as :class:`MultiHeadAttention`.
+        positional: ``"rope"`` rotates queries and keys, ``"alibi"`` uses a
+            symmetric :class:`ALiBiScore`; other kinds change nothing here.
+    """
+
+    def __init__(self, num_hiddens: int, ffn_num_hiddens: int, num_heads: int,
+                 dropout: float, *, num_kv_heads: int | None = None, bias: bool = False,
+                 pre_norm: bool = False, score: str | Score = "scaled_dot",
+                 activation: str | nn.Module = "relu", positional: str = "sinusoidal",
+                 backend: str = "auto"):
+        super().__init__()
+        self.attention = MultiHeadAttention(
+            num_hiddens, num_heads, dropout, num_kv_heads=num_kv_heads, bias=bias,
+            score=_self_attention_score(positional, num_heads, score, symmetric=True),
+            backend=backend, rotary=_rotary(positional, num_hiddens, num_heads))
+        self.addnorm1 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
+        self.ffn = PositionWiseFFN(num_hiddens, ffn_num_hiddens, dropout, activation)
+        self.addnorm2 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
+
+    def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        lens = _row_lens(valid_lens)
+        Y = self.addnorm1.residual(X, lambda Z: self.attention(
+            Z, Z, Z, valid_lens, mask=mask, query_valid_lens=lens))
+        rows = valid_rows(lens, X.shape[0], X.shape[1])  # the FFN sublayer is position-wise:
+        return apply_to_rows(lambda Z: self.addnorm2.residual(Z, self.ffn), Y, rows)
+
+
+class TransformerDecoderBlock(nn.Module):
+    """One decoder layer, the right column of Figure 1 (§3.1, §3.2.3; d2l §11.7.5).
+
+    1. masked (causal) multi-head self-attention over the target prefix;
+    2. encoder–decoder attention: queries from the decoder, keys and values
+       from the encoder outputs, source padding masked with ``enc_valid_lens``;
+    3. the position-wise FFN; each followed by :class:`AddNorm`.
+
+    Incremental decoding passes ``self_cache`` (a :class:`KVCache`, appended
+    to) and ``cross_cache`` (a static :class:`KVCache`: the encoder outputs
+    are projected once). The causal mask is bottom-right aligned, so the new
+    queries are the last positions of the cached sequence; for a full pass it
+    is the usual look-ahead mask.
+
+    Shapes:
+        X: ``(B, T, d)``; enc_outputs: ``(B, S, d)``; enc_valid_lens: ``(B,)``;
+        tgt_valid_lens: ``(B,)`` or ``None``: padded target positions are
+        skipped as keys, queries and in the FFN (the causal mask alone already
+        keeps valid positions from seeing them; this saves the work);
+        returns ``(B, T, d)``, zeros at padded positions.
+    """
+
+    def __init__(self, num_hiddens: int, ffn_num_hiddens: int, num_heads: int,
+                 dropout: float, *, num_kv_heads: int | None = None, bias: bool = False,
+                 pre_norm: bool = False, score: str | Score = "scaled_dot",
+                 activation: str | nn.Module = "relu", positional: str = "sinusoidal",
+                 backend: str = "auto"):
+        super().__init__()
+        self.self_attention = MultiHeadAttention(
+            num_hiddens, num_heads, dropout, num_kv_heads=num_kv_heads, bias=bias,
+            score=_self_attention_score(positional, num_heads, score, symmetric=False),
+            backend=backend, rotary=_rotary(positional, num_hiddens, num_heads))
+        self.addnorm1 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
+        cross_score = "scaled_dot" if positional == "alibi" else _own(score)
+        self.cross_attention = MultiHeadAttention(
+            num_hiddens, num_heads, dropout, num_kv_heads=num_kv_heads, bias=bias,
+            score=cross_score, backend=backend)
+        self.addnorm2 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
+        self.ffn = PositionWiseFFN(num_hiddens, ffn_num_hiddens, dropout, activation)
+        self.addnorm3 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
+
+    def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
+                enc_valid_lens: torch.Tensor | None = None, *,
+                tgt_valid_lens: torch.Tensor | None = None,
+                self_cache: KVCache | None = None,
+                cross_cache: KVCache | None = None) -> torch.Tensor:
+        lens = None if self_cache is not None else _row_lens(tgt_valid_lens)
+        X = self.addnorm1.residual(X, lambda Z: self.self_attention(
+            Z, Z, Z, tgt_valid_lens, causal="bottom_right", kv_cache=self_cache,
+            query_valid_lens=lens))
+        X = self.addnorm2.residual(X, lambda Z: self.cross_attention(
+            Z, enc_outputs, enc_outputs, enc_valid_lens, kv_cache=cross_cache,
+            query_valid_lens=lens))
+        rows = valid_rows(lens, X.shape[0], X.shape[1])  # the FFN sublayer is position-wise:
+        return apply_to_rows(lambda Z: self.addnorm3.residual(Z, self.ffn), X, rows)
+
+
+def _check_positional(positional: str) -> str:
+    if positional not in POSITIONAL_KINDS:
+        raise ValueError(f"positional must be one of {POSITIONAL_KINDS}; got {positional!r}")
+    return positional
+
+
+def _check_tokens(name: str, tokens, vocab_size: int) -> None:
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids; got {type(tokens).__name__}")
+    if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(
+            f"{name} must be a (B, N) int64 tensor of token ids; got {shape_str(tokens.shape)} "
+            f"{tokens.dtype}"
+        )
+    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise ValueError(
+            f"{name} ids must lie in [0, {vocab_size}); got min {int(tokens.min())}, "
+            f"max {int(tokens.max())}"
+        )
+
+
+def token_embedding(vocab_size: int, num_hiddens: int) -> nn.Embedding:
+    """``nn.Embedding`` initialised with std ``d^-0.5``, so that ×√d gives unit variance.
+
+    The paper multiplies embeddings by √d (§3.4) because they share weights
+    with the pre-softmax projection, whose natural scale is ``d^-0.5``;
+    ``nn.Embedding``'s default N(0, 1) would make the scaled embedding √d times
+    larger than the positional encoding (amplitude 1) and drown the positions
+    (d2l's implementation has this: a char-level task then learns several
+    times slower).
+    """
+    emb = nn.Embedding(vocab_size, num_hiddens)
+    nn.init.normal_(emb.weight, mean=0.0, std=num_hiddens ** -0.5)
+    return emb
+
+
+class _Embed(nn.Module):
+    """Token embedding × √d (§3.4) followed by the positional encoding (§3.5)."""
+
+    def __init__(self, embedding: nn.Embedding, positional: str, dropout: float,
+                 max_len: int):
+        super().__init__()
+        self.embedding = embedding
+        d = embedding.embedding_dim
+        self.scale = math.sqrt(d)
+        if positional == "sinusoidal":
+            self.pos_encoding: nn.Module = PositionalEncoding(d, dropout, max_len)
+        elif positional == "learned":
+            self.pos_encoding = LearnedPositionalEmbedding(d, dropout, max_len)
+        else:  # relative kinds act inside attention: only the dropout of §5.4 stays
+            self.pos_encoding = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        X = self.embedding(tokens) * self.scale  # (B, N, d)
+        if isinstance(self.pos_encoding, nn.Dropout):
+            return self.pos_encoding(X)
+        return self.pos_encoding(X, offset)  # (B, N, d)
+
+
+class TransformerEncoder(nn.Module):
+    """The encoder stack, left half of Figure 1 (§3.1; d2l §11.7.4).
+
+    ``tokens → Embedding·√d + PE → N × TransformerEncoderBlock (→ LayerNorm if pre-LN)``.
+
+    Shapes:
+        X: ``(B, S)`` token ids; valid_lens: ``(B,)``; returns ``(B, S, d)``.
+
+    Args:
+        embedding: an ``nn.Embedding(vocab_size, d)`` to use (e.g. shared
+            with the decoder); a new one when ``None``.
+        positional: one of :data:`POSITIONAL_KINDS`.
+        Others: as :class:`TransformerEncoderBlock`; a Score instance is
+            copied into every attention module (no parameters shared).
+    """
+
+    def __init__(self, vocab_size: int, num_hiddens: int, ffn_num_hiddens: int,
+                 num_heads: int, num_blks: int, dropout: float, *,
+                 num_kv_heads: int | None = None, bias: bool = False, pre_norm: bool = False,
+                 score: str | Score = "scaled_dot", activation: str | nn.Module = "relu",
+                 positional: str = "sinusoidal", max_len: int = 1000,
+                 embedding: nn.Embedding | None = None, backend: str = "auto"):
+        super().__init__()
+        _positive("vocab_size", vocab_size)
+        _positive("num_blks", num_blks)
+        _check_positional(positional)
+        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
+        embedding = embedding if embedding is not None else token_embedding(vocab_size,
+                                                                            num_hiddens)
+        self.embed = _Embed(embedding, positional, dropout, max_len)
+        self.blocks = nn.ModuleList(
+            TransformerEncoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout,
+                                    num_kv_heads=num_kv_heads, bias=bias, pre_norm=pre_norm,
+                                    score=score, activation=activation, positional=positional,
+                                    backend=backend)
+            for _ in range(num_blks))
+        self.final_norm = nn.LayerNorm(num_hiddens) if pre_norm else nn.Identity()
+
+    def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        _check_tokens("src", X, self.vocab_size)
+        H = self.embed(X)  # (B, S, d)
+        for blk in self.blocks:
+            H = blk(H, valid_lens)  # (B, S, d)
+        return self.final_norm(H)
+
+
+class TransformerDecoder(nn.Module):
+    """The decoder stack, right half of Figure 1 without the final Linear/Softmax.
+
+    ``tokens → Embedding·√d + PE → N × TransformerDecoderBlock (→ LayerNorm if pre-LN)``;
+    the output projection to the vocabulary lives in
+    :class:`attnkit.models.Transformer` (so it can be tied to an embedding).
+
+    Shapes:
+        X: ``(B, T)`` token ids; enc_outputs: ``(B, S, d)``; enc_valid_lens:
+        ``(B,)``; returns ``(B, T, d)``.
+
+    ``caches`` (incremental decoding): a sequence of ``(self_cache,
+    cross_cache)`` pairs, one per block, and ``offset`` = the position of
+    ``X[:, 0]`` (the number of tokens decoded before).
+    """
+
+    def __init__(self, vocab_size: int, num_hiddens: int, ffn_num_hiddens: int,
+                 num_heads: int, num_blks: int, dropout: float, *,
+                 num_kv_heads: int | None = None, bias: bool = False, pre_norm: bool = False,
+                 score: str | Score = "scaled_dot", activation: str | nn.Module = "relu",
+                 positional: str = "sinusoidal", max_len: int = 1000,
+                 embedding: nn.Embedding | None = None, backend: str = "auto"):
+        super().__init__()
+        _positive("vocab_size", vocab_size)
+        _positive("num_blks", num_blks)
+        _check_positional(positional)
+        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
+        embedding = embedding if embedding is not None else token_embedding(vocab_size,
+                                                                            num_hiddens)
+        self.embed = _Embed(embedding, positional, dropout, max_len)
+        self.blocks = nn.ModuleList(
+            TransformerDecoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout,
+                                    num_kv_heads=num_kv_heads, bias=bias, pre_norm=pre_norm,
+                                    score=score, activation=activation, positional=positional,
+                                    backend=backend)
+            for _ in range(num_blks))
+        self.final_norm = nn.LayerNorm(num_hiddens) if pre_norm else nn.Identity()
+
+    def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
+                enc_valid_lens: torch.Tensor | None = None, *,
+                tgt_valid_lens: torch.Tensor | None = None,
+                caches: Sequence[tuple[KVCache, KVCache]] | None = None,
+                offset: int = 0) -> torch.Tensor:
+        _check_tokens("tgt", X, self.vocab_size)
+        if caches is not None and len(caches) != len(self.blocks):
+            raise ValueError(
+                f"caches must hold one (self_cache, cross_cache) pair per block "
+                f"({len(self.blocks)}); got {len(caches)}"
+            )
+        H = self.embed(X, offset)  # (B, T, d)
+        for i, blk in enumerate(self.blocks):
+            self_cache, cross_cache = caches[i] if caches is not None else (None, None)
+            H = blk(H, enc_outputs, enc_valid_lens, tgt_valid_lens=tgt_valid_lens,
+                    self_cache=self_cache, cross_cache=cross_cache)  # (B, T, d)
+        return self.final_norm(H)

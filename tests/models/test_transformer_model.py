@@ -1,0 +1,168 @@
+"""The Transformer seq2seq model: causality, padding invariance, KV-cache decoding, ties.
+
+Sizes are distinct per axis: B=3, S=11, T=7, d=12 (H=4 or 3), d_ff=13, V_src=29, V_tgt=23.
+"""
+
+import pytest
+import torch
+
+from attnkit.models import Transformer
+
+B, S, T, VS, VT = 3, 11, 7, 29, 23
+TIGHT = dict(rtol=1e-10, atol=1e-10)
+POSITIONAL = ["sinusoidal", "learned", "rope", "alibi"]
+
+
+def _model(positional="sinusoidal", **kw):
+    torch.manual_seed(0)
+    args = dict(num_hiddens=12, num_heads=3, ffn_num_hiddens=13, num_encoder_layers=2,
+                num_decoder_layers=2, dropout=0.0, max_len=64, positional=positional)
+    args.update(kw)
+    return Transformer(VS, VT, **args).double().eval()
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(1, VS, (B, S), generator=g)
+    tgt = torch.randint(1, VT, (B, T), generator=g)
+    return src, tgt, torch.tensor([S, 6, 1])
+
+
+@pytest.mark.parametrize("positional", POSITIONAL)
+def test_no_leak_from_the_future(positional):
+    model = _model(positional)
+    src, tgt, vl = _batch()
+    logits = model(src, tgt, vl)
+    assert logits.shape == (B, T, VT)
+    for t in (3, T - 1):
+        changed = tgt.clone()
+        changed[:, t:] = (changed[:, t:] + 5) % VT
+        other = model(src, changed, vl)
+        torch.testing.assert_close(other[:, :t], logits[:, :t], rtol=0, atol=0)
+        assert not torch.allclose(other[:, t], logits[:, t])  # the change is visible at t
+
+
+@pytest.mark.parametrize("positional", POSITIONAL)
+def test_padding_invariance(positional):
+    model = _model(positional)
+    src, tgt, vl = _batch()
+    logits = model(src, tgt, vl)
+    enc = model.encode(src, vl)
+    repadded = src.clone()
+    for b, n in enumerate(vl.tolist()):
+        repadded[b, n:] = torch.randint(0, VS, (S - n,))
+    torch.testing.assert_close(model(repadded, tgt, vl), logits, rtol=0, atol=0)
+    enc2 = model.encode(repadded, vl)
+    for b, n in enumerate(vl.tolist()):
+        torch.testing.assert_close(enc2[b, :n], enc[b, :n], rtol=0, atol=0)
+
+
+def test_target_padding_only_changes_padded_positions():
+    model = _model()
+    src, tgt, vl = _batch()
+    tgt_vl = torch.tensor([T, 3, 5])
+    full = model(src, tgt, vl)
+    padded = model(src, tgt, vl, tgt_vl)
+    for b, n in enumerate(tgt_vl.tolist()):
+        torch.testing.assert_close(padded[b, :n], full[b, :n], **TIGHT)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(positional="sinusoidal"), dict(positional="learned"), dict(positional="rope"),
+    dict(positional="alibi"), dict(num_heads=6, num_kv_heads=3, positional="rope"),
+    dict(num_heads=6, num_kv_heads=2, positional="alibi"),
+    dict(num_heads=6, num_kv_heads=1, pre_norm=True),
+    dict(share_embeddings=True, tie_output=True),
+], ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_kv_cache_decoding_equals_full_forward(kw):
+    vt = VS if kw.get("share_embeddings") else VT
+    torch.manual_seed(0)
+    args = dict(num_hiddens=12, num_heads=3, ffn_num_hiddens=13, num_encoder_layers=2,
+                num_decoder_layers=2, dropout=0.0, max_len=64)
+    model = Transformer(VS, vt, **{**args, **kw}).double().eval()
+    src, tgt, vl = _batch()
+    tgt = tgt % vt
+    full = model(src, tgt, vl)
+    state = model.init_state(model.encode(src, vl), vl)
+    steps = [model.decode_step(tgt[:, :2], state)[0]]  # a 2-token prefix, then one at a time
+    for t in range(2, T):
+        logits, state = model.decode_step(tgt[:, t:t + 1], state)
+        steps.append(logits)
+    assert state.position == T
+    assert all(len(self_c) == T and len(cross_c) == S for self_c, cross_c in state.caches)
+    torch.testing.assert_close(torch.cat(steps, 1), full, **TIGHT)
+
+
+def test_reorder_state_follows_the_selected_rows():
+    model = _model(num_heads=6, num_kv_heads=3)
+    src, tgt, vl = _batch()
+    full = model(src, tgt, vl)
+    state = model.init_state(model.encode(src, vl), vl)
+    model.decode_step(tgt[:, :3], state)
+    pick = torch.tensor([2, 2, 0, 1])  # e.g. beams: rows duplicated and reordered
+    state = model.reorder_state(state, pick)
+    logits, _ = model.decode_step(tgt[pick, 3:4], state)
+    torch.testing.assert_close(logits[:, 0], full[pick, 3], **TIGHT)
+
+
+def test_shared_and_tied_embeddings():
+    model = Transformer(VS, VS, num_hiddens=12, num_heads=3, ffn_num_hiddens=13,
+                        num_encoder_layers=1, num_decoder_layers=1,
+                        share_embeddings=True, tie_output=True)
+    emb = model.encoder.embed.embedding
+    assert model.decoder.embed.embedding is emb and model.output.weight is emb.weight
+    untied = Transformer(VS, VS, num_hiddens=12, num_heads=3, ffn_num_hiddens=13,
+                         num_encoder_layers=1, num_decoder_layers=1)
+    n = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in untied.parameters()) - n == 2 * VS * 12
+
+
+def test_embeddings_are_scaled_by_sqrt_d_model():
+    model = _model()
+    tokens = torch.tensor([[3, 5]])
+    x = model.encoder.embed(tokens)
+    expected = model.encoder.embed.embedding.weight[[3, 5]] * 12 ** 0.5
+    expected = expected + model.encoder.embed.pos_encoding.P[0, :2]
+    torch.testing.assert_close(x[0], expected, **TIGHT)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model = Transformer(VS, VT, num_hiddens=12, num_heads=4, ffn_num_hiddens=13,
+                        num_encoder_layers=2, num_decoder_layers=2, dropout=0.1,
+                        positional="learned").train()
+    src, tgt, vl = _batch()
+    model(src, tgt, vl, torch.tensor([T, 4, 6])).logsumexp(-1).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_bf16_forward_has_no_nan():
+    model = _model().to(torch.bfloat16)
+    src, tgt, _ = _batch()
+    logits = model(src, tgt, torch.tensor([S, 0, 1]))  # includes an empty source
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+    ref = _model().float()(src, tgt, torch.tensor([S, 0, 1]))
+    torch.testing.assert_close(logits.float(), ref, rtol=0.1, atol=0.15)
+
+
+def test_validation_messages():
+    with pytest.raises(ValueError, match="share_embeddings=True needs src_vocab_size == "
+                                         "tgt_vocab_size; got 29 and 23"):
+        Transformer(VS, VT, share_embeddings=True)
+    with pytest.raises(ValueError, match="positional must be one of"):
+        Transformer(VS, VT, num_hiddens=12, num_heads=3, positional="relative")
+    model = _model()
+    src, tgt, vl = _batch()
+    bad = src.clone()
+    bad[1, 2] = 40
+    with pytest.raises(ValueError, match=r"src ids must lie in \[0, 29\); got min 1, max 40"):
+        model(bad, tgt, vl)
+    with pytest.raises(ValueError, match=r"tgt ids must lie in \[0, 23\)"):
+        model(src, torch.full_like(tgt, VT), vl)
+    with pytest.raises(ValueError, match=r"src must be a \(B, N\) int64 tensor"):
+        model(src.double(), tgt, vl)
+    with pytest.raises(ValueError, match=r"offset \+ N = 60 \+ 7 = 67 exceed max_len=64"):
+        state = model.init_state(model.encode(src, vl), vl)
+        state.position = 60
+        model.decode_step(tgt, state)

@@ -1,0 +1,278 @@
+"""MultiHeadAttention against torch.nn.MultiheadAttention, explicit GQA, and per-head loops.
+
+Sizes are distinct per axis (B=2, Nq=5, Nk=7, H=3, Dh=11) so that a transposed
+axis cannot pass.
+"""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from attnkit import attention
+from attnkit.nn import KVCache, MultiHeadAttention, RotaryEmbedding
+from attnkit.nn.multihead import apply_to_rows, valid_rows
+from attnkit.scores import Additive, Distance
+
+B, NQ, NK, H, DH = 2, 5, 7, 3, 11
+D = H * DH
+TIGHT = dict(rtol=1e-12, atol=1e-12)
+
+
+def _inputs(seed=0, dtype=torch.float64, d=D):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, NQ, d, generator=g, dtype=dtype)
+    k = torch.randn(B, NK, d, generator=g, dtype=dtype)
+    v = torch.randn(B, NK, d, generator=g, dtype=dtype)
+    return q, k, v
+
+
+def _copy_from_torch(mha: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
+    wq, wk, wv = ref.in_proj_weight.chunk(3)
+    bq, bk, bv = ref.in_proj_bias.chunk(3)
+    with torch.no_grad():
+        for lin, w, b in ((mha.W_q, wq, bq), (mha.W_k, wk, bk), (mha.W_v, wv, bv),
+                          (mha.W_o, ref.out_proj.weight, ref.out_proj.bias)):
+            lin.weight.copy_(w)
+            lin.bias.copy_(b)
+
+
+@pytest.fixture
+def torch_pair():
+    torch.manual_seed(1)
+    ref = nn.MultiheadAttention(D, H, dropout=0.0, bias=True, batch_first=True).double()
+    with torch.no_grad():  # non-zero biases so that copying them is checked
+        ref.in_proj_bias.normal_()
+        ref.out_proj.bias.normal_()
+    mha = MultiHeadAttention(D, H, 0.0, bias=True, keep_weights=True).double()
+    _copy_from_torch(mha, ref)
+    return mha, ref
+
+
+def test_matches_torch_multihead_attention_with_key_padding_mask(torch_pair):
+    mha, ref = torch_pair
+    q, k, v = _inputs()
+    valid_lens = torch.tensor([3, 7])
+    # torch: True = ignore (padding); attnkit: valid_lens or mask with True = may attend.
+    key_padding_mask = torch.arange(NK)[None, :] >= valid_lens[:, None]  # (B, Nk)
+    expected, expected_w = ref(q, k, v, key_padding_mask=key_padding_mask,
+                               need_weights=True, average_attn_weights=False)
+    torch.testing.assert_close(mha(q, k, v, valid_lens), expected, **TIGHT)
+    torch.testing.assert_close(mha.attention_weights, expected_w, **TIGHT)
+    out_mask = mha(q, k, v, mask=~key_padding_mask[:, None, :])  # (B, 1, Nk)
+    torch.testing.assert_close(out_mask, expected, **TIGHT)
+
+
+def test_matches_torch_multihead_attention_with_attn_mask(torch_pair):
+    mha, ref = torch_pair
+    q, k, v = _inputs(seed=3)
+    g = torch.Generator().manual_seed(4)
+    blocked = torch.rand(NQ, NK, generator=g) < 0.4  # torch: True = not allowed
+    blocked[:, 0] = False  # every row keeps a key (torch gives NaN rows otherwise)
+    expected, expected_w = ref(q, k, v, attn_mask=blocked, need_weights=True,
+                               average_attn_weights=False)
+    torch.testing.assert_close(mha(q, k, v, mask=~blocked), expected, **TIGHT)
+    torch.testing.assert_close(mha.attention_weights, expected_w, **TIGHT)
+
+
+def test_matches_torch_with_causal_self_attention(torch_pair):
+    mha, ref = torch_pair
+    x = _inputs(seed=5)[1]  # (B, Nk, d)
+    causal_blocked = torch.triu(torch.ones(NK, NK, dtype=torch.bool), 1)
+    expected, _ = ref(x, x, x, attn_mask=causal_blocked)
+    torch.testing.assert_close(mha(x, x, x, causal=True), expected, **TIGHT)
+
+
+def _explicit_gqa(mha: MultiHeadAttention, q, k, v, valid_lens):
+    """Project, repeat the key/value heads explicitly, softmax in float64, project out."""
+    Hq, Hkv, dh = mha.num_heads, mha.num_kv_heads, mha.head_dim
+    Q = mha.W_q(q).view(B, -1, Hq, dh).transpose(1, 2)
+    K = mha.W_k(k).view(B, -1, Hkv, dh).transpose(1, 2).repeat_interleave(Hq // Hkv, dim=1)
+    V = mha.W_v(v).view(B, -1, Hkv, dh).transpose(1, 2).repeat_interleave(Hq // Hkv, dim=1)
+    scores = Q @ K.transpose(-1, -2) / math.sqrt(dh)  # (B, H, Nq, Nk)
+    keep = torch.arange(K.shape[-2])[None, :] < valid_lens[:, None]  # (B, Nk)
+    scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+    out = torch.softmax(scores, -1) @ V  # (B, H, Nq, Dh)
+    return mha.W_o(out.transpose(1, 2).reshape(B, -1, Hq * dh))
+
+
+@pytest.mark.parametrize("num_kv_heads", [1, 2, 4])
+def test_grouped_query_attention_equals_explicitly_repeated_heads(num_kv_heads):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(4 * 5, 4, num_kv_heads=num_kv_heads, bias=True,
+                             keep_weights=True).double()
+    assert mha.W_k.out_features == num_kv_heads * 5
+    q, k, v = _inputs(seed=6, d=20)
+    valid_lens = torch.tensor([2, 6])
+    torch.testing.assert_close(mha(q, k, v, valid_lens), _explicit_gqa(mha, q, k, v, valid_lens),
+                               **TIGHT)
+    assert mha.attention_weights.shape == (B, 4, NQ, NK)
+    if num_kv_heads == 1:  # multi-query: heads differ only through their queries
+        assert not torch.allclose(mha.attention_weights[:, 0], mha.attention_weights[:, 1])
+
+
+def test_gqa_with_per_head_mask_matches_loop_over_heads():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(4 * 5, 4, num_kv_heads=2).double()
+    q, k, v = _inputs(seed=7, d=20)
+    mask = torch.rand(B, 4, NQ, NK) < 0.7  # (B, H, Nq, Nk), a different mask per head
+    Q = mha.W_q(q).view(B, NQ, 4, 5).transpose(1, 2)
+    K = mha.W_k(k).view(B, NK, 2, 5).transpose(1, 2)
+    V = mha.W_v(v).view(B, NK, 2, 5).transpose(1, 2)
+    heads = [attention(Q[:, h], K[:, h // 2], V[:, h // 2], mask=mask[:, h], backend="reference")
+             for h in range(4)]  # each (B, Nq, Dh)
+    expected = mha.W_o(torch.stack(heads, 1).transpose(1, 2).reshape(B, NQ, 20))
+    torch.testing.assert_close(mha(q, k, v, mask=mask), expected, **TIGHT)
+
+
+@pytest.mark.parametrize("score", ["dot", "distance", "additive", "bilinear",
+                                   Distance(sigma=2.0), Additive(7, DH, DH)])
+def test_every_score_is_applied_per_head(score):
+    """Output = W_o(concat of single-head attention with the same score on each head)."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, score=score, backend="reference").double()
+    q, k, v = _inputs(seed=8)
+    valid_lens = torch.tensor([4, 1])
+    split = lambda X, lin: lin(X).view(B, -1, H, DH)  # noqa: E731  (B, N, H, Dh)
+    Q, K, V = split(q, mha.W_q), split(k, mha.W_k), split(v, mha.W_v)
+    heads = [attention(Q[:, :, h], K[:, :, h], V[:, :, h], score=mha.score,
+                       valid_lens=valid_lens, backend="reference") for h in range(H)]
+    expected = mha.W_o(torch.cat(heads, dim=-1))  # head h occupies features h·Dh…(h+1)·Dh
+    torch.testing.assert_close(mha(q, k, v, valid_lens), expected, **TIGHT)
+
+
+def test_weights_on_demand_and_default_path_equal():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, bias=True).double()
+    q, k, v = _inputs(seed=9)
+    valid_lens = torch.tensor([[1, 2, 3, 4, 5], [7, 0, 7, 3, 2]])  # (B, Nq)
+    plain = mha(q, k, v, valid_lens)
+    assert mha.attention_weights is None  # nothing stored by default
+    mha.keep_weights = True
+    torch.testing.assert_close(mha(q, k, v, valid_lens), plain, **TIGHT)
+    w = mha.attention_weights
+    assert w.shape == (B, H, NQ, NK) and not w.requires_grad
+    keep = torch.arange(NK) < valid_lens[:, None, :, None]  # (B, 1, Nq, Nk)
+    assert torch.all(w[~keep.expand_as(w)] == 0)
+    sums = w.sum(-1)  # (B, H, Nq)
+    expected = (valid_lens > 0).double()[:, None, :].expand_as(sums)
+    torch.testing.assert_close(sums, expected, **TIGHT)
+    # the query with no valid key gets a zero attention row: its output is W_o's bias
+    torch.testing.assert_close(plain[1, 1], mha.W_o.bias, **TIGHT)
+
+
+def test_query_valid_lens_zero_padded_rows_and_keep_the_rest():
+    """Padded queries are skipped; keys beyond (B,) valid_lens are not projected."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, bias=True).double()
+    q, k, v = _inputs(seed=10)
+    full = mha(q, k, v, torch.tensor([3, 7]))
+    rows = mha(q, k, v, torch.tensor([3, 7]), query_valid_lens=torch.tensor([2, 5]))
+    torch.testing.assert_close(rows[0, :2], full[0, :2], **TIGHT)
+    torch.testing.assert_close(rows[1], full[1], **TIGHT)
+    assert torch.all(rows[0, 2:] == 0)  # padded queries: not computed, zero rows
+
+
+def test_apply_to_rows_computes_valid_positions_only():
+    lens = torch.tensor([2, 0, 4])
+    rows = valid_rows(lens, 3, 4)
+    torch.testing.assert_close(rows, torch.tensor([0, 1, 8, 9, 10, 11]))
+    assert valid_rows(torch.tensor([4, 4, 4]), 3, 4) is None  # nothing to skip
+    assert valid_rows(torch.tensor([[1, 2]]), 1, 2) is None  # per-query lens: not rows
+    lin = nn.Linear(5, 3).double()
+    X = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    out = apply_to_rows(lin, X, rows)
+    keep = torch.arange(4) < lens[:, None]  # (B, N)
+    torch.testing.assert_close(out[keep], lin(X)[keep], **TIGHT)
+    assert torch.all(out[~keep] == 0)
+    out.sum().backward()
+    assert torch.all(X.grad[~keep] == 0)
+    torch.testing.assert_close(X.grad[keep], lin.weight.sum(0).expand(6, 5), **TIGHT)
+
+
+def test_kv_cache_step_by_step_equals_causal_full_pass():
+    torch.manual_seed(0)
+    rotary = RotaryEmbedding(6)
+    mha = MultiHeadAttention(24, 4, num_kv_heads=2, rotary=rotary, bias=True).double()
+    x = torch.randn(B, 9, 24, dtype=torch.float64)
+    full = mha(x, x, x, causal=True)
+    cache = KVCache()
+    steps = [mha(x[:, :4], x[:, :4], x[:, :4], causal="bottom_right", kv_cache=cache)]
+    for t in range(4, 9):
+        xt = x[:, t:t + 1]
+        steps.append(mha(xt, xt, xt, causal="bottom_right", kv_cache=cache))
+    assert len(cache) == 9 and cache.keys.shape == (B, 2, 9, 6)
+    torch.testing.assert_close(torch.cat(steps, 1), full, **TIGHT)
+
+
+def test_static_cache_projects_keys_once():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H).double()
+    q, k, v = _inputs(seed=11)
+    cache = KVCache(static=True)
+    first = mha(q, k, v, kv_cache=cache)
+    stored = cache.keys
+    again = mha(q, k * 0, v * 0, kv_cache=cache)  # keys/values ignored once cached
+    assert cache.keys is stored
+    torch.testing.assert_close(first, mha(q, k, v), **TIGHT)
+    torch.testing.assert_close(again, first, **TIGHT)
+
+
+def test_different_query_key_value_sizes():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, query_size=13, key_size=17, value_size=19).double()
+    g = torch.Generator().manual_seed(0)
+    out = mha(torch.randn(B, NQ, 13, generator=g, dtype=torch.float64),
+              torch.randn(B, NK, 17, generator=g, dtype=torch.float64),
+              torch.randn(B, NK, 19, generator=g, dtype=torch.float64))
+    assert out.shape == (B, NQ, D)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, 0.1, bias=True, score="additive")
+    q, k, v = _inputs(seed=12, dtype=torch.float32)
+    mha(q, k, v, torch.tensor([3, 6])).square().sum().backward()
+    for name, p in mha.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_bf16_forward_is_finite_and_close_to_float32():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, bias=True)
+    q, k, v = _inputs(seed=13, dtype=torch.float32)
+    valid_lens = torch.tensor([0, 5])  # includes an empty row
+    ref = mha(q, k, v, valid_lens)
+    low = mha.to(torch.bfloat16)(q.bfloat16(), k.bfloat16(), v.bfloat16(), valid_lens)
+    assert low.dtype == torch.bfloat16 and torch.isfinite(low).all()
+    torch.testing.assert_close(low.float(), ref, rtol=0.1, atol=0.1)
+
+
+def test_validation_messages():
+    with pytest.raises(ValueError, match="num_hiddens must be divisible by num_heads"):
+        MultiHeadAttention(10, 3)
+    with pytest.raises(ValueError, match="num_kv_heads must divide num_heads"):
+        MultiHeadAttention(12, 4, num_kv_heads=3)
+    with pytest.raises(ValueError, match="num_heads must be a positive int"):
+        MultiHeadAttention(12, 0)
+    with pytest.raises(ValueError, match=r"rotary.head_dim must equal .* = 4; got 6"):
+        MultiHeadAttention(12, 3, rotary=RotaryEmbedding(6))
+    with pytest.raises(ValueError, match=r"score must be one of \('dot', .*got 'cosine'"):
+        MultiHeadAttention(12, 3, score="cosine")
+    with pytest.raises(TypeError, match="score must be a str or attnkit.scores.Score"):
+        MultiHeadAttention(12, 3, score=3)
+    mha = MultiHeadAttention(12, 3)
+    x = torch.randn(2, 4, 12)
+    with pytest.raises(ValueError, match=r"keys must have shape \(B, N, 12\); got \(2, 4, 5\)"):
+        mha(x, torch.randn(2, 4, 5), x)
+    with pytest.raises(ValueError, match=r"queries must have shape \(B, N, 12\); got \(4, 12\)"):
+        mha(x[0], x, x)
+    with pytest.raises(ValueError, match="keys and values must have the same"):
+        mha(x, x, x[:, :3])
+    with pytest.raises(ValueError, match="mask must have at most 4 dims"):
+        mha(x, x, x, mask=torch.ones(1, 1, 1, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"a 4-D mask must have shape \(B\|1, H\|1"):
+        mha(x, x, x, mask=torch.ones(2, 2, 4, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="mask must have dtype torch.bool"):
+        mha(x, x, x, mask=torch.ones(4, 4))
