@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -35,7 +36,7 @@ def run_cli(args: argparse.Namespace) -> int:
         ckpt = resolve_checkpoint(args.checkpoint)
         paths = list_checkpoints(ckpt.parent)[-args.average:]
         weights = average_checkpoints(paths)
-        print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}")
+        print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}", file=sys.stderr)
     tr = load_translator(args.checkpoint, weights=weights)
     if args.multi30k_split:
         c = tr.config
