@@ -48,6 +48,8 @@ import torch.nn.functional as F
 import attnkit
 from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
 
+from .._profiling import peak_memory_bytes as _peak_memory_bytes
+
 __all__ = ["BenchResult", "Row", "format_section", "run_bench", "write_section"]
 
 START = "<!-- bench:cpu-attention:start -->"
@@ -104,17 +106,7 @@ def machine_info() -> dict[str, str]:
 
 def peak_memory_bytes(fn: Callable[[], object]) -> int:
     """Peak of the running sum of allocations during ``fn()`` (profiler memory events)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    events.sort(key=lambda e: e.start_ns())
-    running = peak = 0
-    for e in events:
-        running += e.nbytes()
-        peak = max(peak, running)
-    return peak
+    return _peak_memory_bytes(fn, no_grad=False)
 
 
 def time_alternating(fns: dict[str, Callable[[], object]], repeats: int,
