@@ -4,48 +4,17 @@ Without a GPU the kernels run under the Triton interpreter on CPU tensors, which
 ``TRITON_INTERPRET=1`` before triton is first imported.
 """
 
-import os
-import sys
-
+import pytest
 import torch
 
-if not torch.cuda.is_available() and "triton" not in sys.modules:
-    os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of triton
+from tests.kernels._setup import DEVICE, DTYPES, FLOOR  # noqa: F401  (skips without triton)
 
-import pytest  # noqa: E402
-
-pytest.importorskip("triton", reason="triton is not installed")
+# isort: split
 
 from attnkit.kernels.triton_flash import (  # noqa: E402
     flash_attention,
     flash_dropout_mask,
-    is_interpreting,
 )
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-if DEVICE.type == "cpu" and not is_interpreting():
-    pytest.skip(
-        "no GPU, and triton was imported before TRITON_INTERPRET=1 was set "
-        "(set it in the environment to run these tests on the CPU)",
-        allow_module_level=True,
-    )
-
-# Floors of the error-relative tolerance: err(kernel) <= k * err(same-precision ref) + floor.
-FLOOR = {torch.float16: 1e-3, torch.bfloat16: 1e-2, torch.float32: 1e-5}
-
-# bf16 needs a GPU: the interpreter's numpy has no bfloat16.
-DTYPES = [
-    torch.float16,
-    pytest.param(
-        torch.bfloat16,
-        marks=pytest.mark.skipif(
-            DEVICE.type != "cuda",
-            reason="bfloat16 is not supported by the Triton interpreter (numpy has no bf16)",
-        ),
-    ),
-    torch.float32,
-]
-
 
 # ------------------------------------------------------------------------------------------
 # Reference: materialized scores, -inf masking, softmax, fully masked rows set to zero.
