@@ -49,6 +49,7 @@ import attnkit
 from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
 
 from .._profiling import peak_memory_bytes as _peak_memory_bytes
+from .report import write_marked
 
 __all__ = ["BenchResult", "Row", "format_section", "run_bench", "write_section"]
 
@@ -502,13 +503,6 @@ def format_section(r: BenchResult) -> str:
 
 def write_section(section: str, path: str | os.PathLike = "BENCHMARKS.md") -> None:
     """Replace the text between this benchmark's markers (create file/markers if missing)."""
-    path = Path(path)
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text and text.index(START) < text.index(END):
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    write_marked(path, START, END, section)
+
+

@@ -25,7 +25,7 @@ import subprocess
 
 import torch
 
-from .throughput import write_marked
+from .report import write_marked
 
 START = "<!-- bench:gpu:start -->"
 END = "<!-- bench:gpu:end -->"

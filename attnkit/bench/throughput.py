@@ -26,24 +26,12 @@ from ..data.batching import BatchingConfig, BucketBatcher
 from ..data.tokenizer import SentencePieceTokenizer
 from ..train.trainer import smoothed_loss
 from .attention import machine_info
+from .report import write_marked
 from .transformer import TorchSeq2Seq
 
 START = "<!-- bench:train-throughput:start -->"
 END = "<!-- bench:train-throughput:end -->"
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "multi30k"
-
-
-def write_marked(path: str | Path, start: str, end: str, section: str) -> None:
-    """Replace the text between ``start`` and ``end`` in ``path`` (append if absent)."""
-    path = Path(path)
-    block = f"{start}\n{section.rstrip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in text and end in text and text.index(start) < text.index(end):
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def corpus_batches(max_tokens: int, num_batches: int, data_root: Path, seed: int = 0):

@@ -41,6 +41,7 @@ from torch import nn
 
 from ..models import build_model, count_parameters, transformer_small
 from ..nn.positional import PositionalEncoding
+from .report import write_marked
 
 __all__ = ["TransformerBenchResult", "main", "run_transformer_bench", "write_benchmarks_md"]
 
@@ -218,16 +219,7 @@ def format_section(results: list[TransformerBenchResult], command: str) -> str:
 
 def write_benchmarks_md(section: str, path: str | os.PathLike = "BENCHMARKS.md") -> None:
     """Replace the text between this benchmark's markers (create the file/markers if missing)."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    write_marked(path, START, END, section)
 
 
 def main(argv: list[str] | None = None) -> list[TransformerBenchResult]:

@@ -326,6 +326,26 @@ class _Embed(nn.Module):
         return self.pos_encoding(X, offset)  # (B, N, d)
 
 
+def _init_stack(stack: nn.Module, block_cls, vocab_size: int, num_hiddens: int,
+                ffn_num_hiddens: int, num_heads: int, num_blks: int, dropout: float, *,
+                positional: str, max_len: int, embedding: nn.Embedding | None,
+                pre_norm: bool, **block_kwargs) -> None:
+    """What the encoder and decoder stacks share: checks, embedding + PE, N blocks,
+    and the final LayerNorm of a pre-LN stack."""
+    _positive("vocab_size", vocab_size)
+    _positive("num_blks", num_blks)
+    _check_positional(positional)
+    stack.vocab_size, stack.num_hiddens = vocab_size, num_hiddens
+    if embedding is None:
+        embedding = token_embedding(vocab_size, num_hiddens)
+    stack.embed = _Embed(embedding, positional, dropout, max_len)
+    stack.blocks = nn.ModuleList(
+        block_cls(num_hiddens, ffn_num_hiddens, num_heads, dropout, pre_norm=pre_norm,
+                  positional=positional, **block_kwargs)
+        for _ in range(num_blks))
+    stack.final_norm = nn.LayerNorm(num_hiddens) if pre_norm else nn.Identity()
+
+
 class TransformerEncoder(nn.Module):
     """The encoder stack, left half of Figure 1 (§3.1; d2l §11.7.4).
 
@@ -349,20 +369,12 @@ class TransformerEncoder(nn.Module):
                  positional: str = "sinusoidal", max_len: int = 1000,
                  embedding: nn.Embedding | None = None, backend: str = "auto"):
         super().__init__()
-        _positive("vocab_size", vocab_size)
-        _positive("num_blks", num_blks)
-        _check_positional(positional)
-        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
-        embedding = embedding if embedding is not None else token_embedding(vocab_size,
-                                                                            num_hiddens)
-        self.embed = _Embed(embedding, positional, dropout, max_len)
-        self.blocks = nn.ModuleList(
-            TransformerEncoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout,
-                                    num_kv_heads=num_kv_heads, bias=bias, pre_norm=pre_norm,
-                                    score=score, activation=activation, positional=positional,
-                                    backend=backend)
-            for _ in range(num_blks))
-        self.final_norm = nn.LayerNorm(num_hiddens) if pre_norm else nn.Identity()
+        _init_stack(self, TransformerEncoderBlock, vocab_size, num_hiddens, ffn_num_hiddens,
+                    num_heads,
+                    num_blks, dropout, num_kv_heads=num_kv_heads, bias=bias,
+                    pre_norm=pre_norm, score=score, activation=activation,
+                    positional=positional, max_len=max_len, embedding=embedding,
+                    backend=backend)
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
         _check_tokens("src", X, self.vocab_size)
@@ -395,20 +407,12 @@ class TransformerDecoder(nn.Module):
                  positional: str = "sinusoidal", max_len: int = 1000,
                  embedding: nn.Embedding | None = None, backend: str = "auto"):
         super().__init__()
-        _positive("vocab_size", vocab_size)
-        _positive("num_blks", num_blks)
-        _check_positional(positional)
-        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
-        embedding = embedding if embedding is not None else token_embedding(vocab_size,
-                                                                            num_hiddens)
-        self.embed = _Embed(embedding, positional, dropout, max_len)
-        self.blocks = nn.ModuleList(
-            TransformerDecoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout,
-                                    num_kv_heads=num_kv_heads, bias=bias, pre_norm=pre_norm,
-                                    score=score, activation=activation, positional=positional,
-                                    backend=backend)
-            for _ in range(num_blks))
-        self.final_norm = nn.LayerNorm(num_hiddens) if pre_norm else nn.Identity()
+        _init_stack(self, TransformerDecoderBlock, vocab_size, num_hiddens, ffn_num_hiddens,
+                    num_heads,
+                    num_blks, dropout, num_kv_heads=num_kv_heads, bias=bias,
+                    pre_norm=pre_norm, score=score, activation=activation,
+                    positional=positional, max_len=max_len, embedding=embedding,
+                    backend=backend)
 
     def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
                 enc_valid_lens: torch.Tensor | None = None, *,

@@ -259,6 +259,7 @@ class Trainer:
         self.scheduler = noam_scheduler(self.optimizer, d_model=model_dim(self.model_config),
                                         warmup=cfg.warmup, scale=cfg.lr_scale)
         self.step = 0
+        self._valid_batches = None
         self._saved_step = -1
         self.train_seconds = 0.0
         if resume_from is not None:
@@ -462,13 +463,15 @@ class Trainer:
             return {}
         model = self.model
         model.eval()
-        src_tok, tgt_tok = self.tokenizers.src, self.tokenizers.tgt
-        examples = [(src_tok.encode(s), tgt_tok.encode(t)) for s, t in self.valid_pairs]
-        batcher = BucketBatcher(examples, BatchingConfig(
-            max_tokens=self.cfg.max_tokens, max_len=self.cfg.max_len, shuffle=False))
+        if self._valid_batches is None:  # tokenized and batched once per run
+            src_tok, tgt_tok = self.tokenizers.src, self.tokenizers.tgt
+            examples = [(src_tok.encode(s), tgt_tok.encode(t)) for s, t in self.valid_pairs]
+            self._valid_batches = list(BucketBatcher(examples, BatchingConfig(
+                max_tokens=self.cfg.max_tokens, max_len=self.cfg.max_len,
+                shuffle=False)).batches_for_epoch(0))
         loss_sum = nll_sum = 0.0
         tokens = 0
-        for b in batcher.batches_for_epoch(0):
+        for b in self._valid_batches:
             b = b.to(self.device)
             with self._autocast():
                 logits = model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens)

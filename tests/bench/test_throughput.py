@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from attnkit.bench.throughput import END, START, run_throughput_bench, write_marked
+from attnkit.bench.report import write_marked
+from attnkit.bench.throughput import END, START, run_throughput_bench
 
 
 def test_quick_throughput_run_writes_its_section_idempotently(tmp_path):

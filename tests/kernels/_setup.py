@@ -40,3 +40,17 @@ DTYPES = [
     ),
     torch.float32,
 ]
+
+
+def max_err(a, b):
+    """Largest absolute difference, in float64."""
+    return (a.double() - b.double()).abs().max().item()
+
+
+def per_query_lens(batch, nq, nk, seed=1):
+    """(B, Nq) lengths in [0, Nk] with some zeros (rows that see nothing)."""
+    gen = torch.Generator().manual_seed(seed)
+    vl = torch.randint(0, nk + 1, (batch, nq), generator=gen)
+    vl[0, 0] = 0
+    vl[-1, nq // 2] = 0
+    return vl.to(DEVICE)

@@ -7,7 +7,13 @@ Without a GPU the kernels run under the Triton interpreter on CPU tensors, which
 import pytest
 import torch
 
-from tests.kernels._setup import DEVICE, DTYPES, FLOOR  # noqa: F401  (skips without triton)
+from tests.kernels._setup import (  # noqa: F401  (skips without triton)
+    DEVICE,
+    DTYPES,
+    FLOOR,
+    max_err,
+    per_query_lens,
+)
 
 # isort: split
 
@@ -67,9 +73,6 @@ def run(fn, inputs, do, dtype, **kwargs):
     return out, torch.autograd.grad(out, leaves, do.to(out.dtype))
 
 
-def max_err(a, b):
-    return (a.double() - b.double()).abs().max().item()
-
 
 def check_against_reference(inputs, do, dtype, **kwargs):
     out, grads = run(additive_attention, inputs, do, dtype, **kwargs)
@@ -85,13 +88,6 @@ def check_against_reference(inputs, do, dtype, **kwargs):
         assert g_err <= g_bound, f"{name}: err {g_err:.3g} > bound {g_bound:.3g}"
     return err, bound
 
-
-def per_query_lens(batch, nq, nk, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    vl = torch.randint(0, nk + 1, (batch, nq), generator=gen)
-    vl[0, 0] = 0
-    vl[-1, nq // 2] = 0
-    return vl.to(DEVICE)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

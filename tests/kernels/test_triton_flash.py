@@ -7,7 +7,13 @@ Without a GPU the kernels run under the Triton interpreter on CPU tensors, which
 import pytest
 import torch
 
-from tests.kernels._setup import DEVICE, DTYPES, FLOOR  # noqa: F401  (skips without triton)
+from tests.kernels._setup import (  # noqa: F401  (skips without triton)
+    DEVICE,
+    DTYPES,
+    FLOOR,
+    max_err,
+    per_query_lens,
+)
 
 # isort: split
 
@@ -84,9 +90,6 @@ def run(fn, q, k, v, key_bias, do, dtype, **kwargs):
     return out, grads
 
 
-def max_err(a, b):
-    return (a.double() - b.double()).abs().max().item()
-
 
 def check_against_reference(q, k, v, key_bias, do, dtype, *, dropout_p=0.0, dropout_seed=0,
                             **kwargs):
@@ -111,14 +114,6 @@ def check_against_reference(q, k, v, key_bias, do, dtype, *, dropout_p=0.0, drop
         assert g_err <= g_bound, f"{name}: err {g_err:.3g} > bound {g_bound:.3g}"
     return err, bound
 
-
-def per_query_lens(batch, nq, nk, seed=1):
-    """(B, Nq) lengths in [0, Nk] with some zeros (rows that see nothing)."""
-    gen = torch.Generator().manual_seed(seed)
-    vl = torch.randint(0, nk + 1, (batch, nq), generator=gen)
-    vl[0, 0] = 0
-    vl[-1, nq // 2] = 0
-    return vl.to(DEVICE)
 
 
 # ------------------------------------------------------------------------------------------
