@@ -24,7 +24,7 @@ import torch
 
 from ..data.batching import BatchingConfig, BucketBatcher
 from ..data.tokenizer import SentencePieceTokenizer
-from ..train.trainer import smoothed_loss
+from ..train.trainer import smoothed_loss, valid_targets
 from .attention import machine_info
 from .report import write_marked
 from .transformer import TorchSeq2Seq
@@ -70,11 +70,15 @@ def run_throughput_bench(*, max_tokens: int = 4096, num_batches: int = 6, rounds
     models = {"attnkit": ours, "torch.nn.Transformer": theirs}
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
 
-    def step(name, b):
+    def step(name, b):  # each model as its trainer would run it
         m, opt = models[name], opts[name]
         m.train()
-        logits = m(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens)
-        loss, _, n = smoothed_loss(logits, b.tgt_out, epsilon=0.1)
+        if m is ours:  # logits of the valid positions only, as attnkit's Trainer asks
+            logits = m(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens, only_valid=True)
+            loss, _, n = smoothed_loss(logits, valid_targets(b), epsilon=0.1)
+        else:
+            logits = m(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens)
+            loss, _, n = smoothed_loss(logits, b.tgt_out, epsilon=0.1)
         (loss / n).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -67,7 +67,7 @@ class TorchSeq2Seq(nn.Module):
         S, T = src.shape[1], tgt_in.shape[1]
         src_pad = torch.arange(S, device=src.device) >= src_valid_lens[:, None]  # True = pad
         tgt_pad = torch.arange(T, device=src.device) >= tgt_valid_lens[:, None]
-        causal = nn.Transformer.generate_square_subsequent_mask(T, device=src.device)
+        causal = torch.ones(T, T, dtype=torch.bool, device=src.device).triu(1)  # True = masked
         x = self.pos_encoding(self.src_embedding(src) * self.scale)  # (B, S, d)
         y = self.pos_encoding(self.tgt_embedding(tgt_in) * self.scale)  # (B, T, d)
         h = self.transformer(x, y, tgt_mask=causal, src_key_padding_mask=src_pad,

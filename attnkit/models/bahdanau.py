@@ -30,6 +30,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .._checks import check_dropout
 from ..nn.attention import AdditiveAttention
+from ..nn.multihead import select_valid
 from ..nn.transformer import _check_tokens, _positive
 
 __all__ = ["AttentionDecoder", "BahdanauSeq2Seq", "BahdanauState", "Seq2SeqEncoder"]
@@ -153,8 +154,10 @@ class BahdanauSeq2Seq(nn.Module):
     :class:`attnkit.models.Transformer`.
 
     ``forward(src (B, S), tgt_in (B, T), src_valid_lens (B,), tgt_valid_lens=None)``
-    → logits ``(B, T, V)`` (``tgt_valid_lens`` is accepted for a uniform
-    interface; the decoder is causal by construction). Step decoding:
+    → logits ``(B, T, V)`` (the decoder is causal by construction, so
+    ``tgt_valid_lens`` changes nothing there); with ``only_valid=True``, the
+    logits ``(n_valid, V)`` of positions ``t < tgt_valid_lens[b]`` only, as
+    :class:`attnkit.models.Transformer` gives them. Step decoding:
     ``encode`` → ``init_state`` → ``decode_step`` repeatedly.
     """
 
@@ -179,10 +182,11 @@ class BahdanauSeq2Seq(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor,
                 src_valid_lens: torch.Tensor | None = None,
-                tgt_valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+                tgt_valid_lens: torch.Tensor | None = None, *,
+                only_valid: bool = False) -> torch.Tensor:
         state = self.init_state(self.encode(src, src_valid_lens), src_valid_lens)
-        logits, _ = self.decoder(tgt_in, state)
-        return logits  # (B, T, V)
+        logits, _ = self.decoder(tgt_in, state)  # (B, T, V)
+        return select_valid(logits, tgt_valid_lens) if only_valid else logits
 
     def decode_step(self, tgt: torch.Tensor, state: BahdanauState
                     ) -> tuple[torch.Tensor, BahdanauState]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..nn.multihead import KVCache, apply_to_rows, valid_rows
+from ..nn.multihead import KVCache, apply_to_rows, select_valid, valid_rows
 from ..nn.transformer import TransformerDecoder, TransformerEncoder
 
 __all__ = ["Transformer", "TransformerState"]
@@ -90,6 +90,10 @@ class Transformer(nn.Module):
         src ``(B, S)`` long, tgt_in ``(B, T)`` long (target shifted right,
         starting with ``<bos>``), src_valid_lens ``(B,)``, tgt_valid_lens
         ``(B,)`` or ``None`` → logits ``(B, T, V)``.
+        With ``only_valid=True``: logits ``(n_valid, V)`` of the valid target
+        positions only (``t < tgt_valid_lens[b]``, row-major, the order of
+        :func:`attnkit.nn.select_valid`): what a training loss needs, without
+        materialising zeros at padded positions (the largest tensors of a step).
 
     Padding is skipped, not just masked: positions beyond ``src_valid_lens``
     / ``tgt_valid_lens`` are left out of the attention, the FFNs and the
@@ -137,10 +141,13 @@ class Transformer(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor,
                 src_valid_lens: torch.Tensor | None = None,
-                tgt_valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+                tgt_valid_lens: torch.Tensor | None = None, *,
+                only_valid: bool = False) -> torch.Tensor:
         enc_outputs = self.encode(src, src_valid_lens)  # (B, S, d)
         H = self.decoder(tgt_in, enc_outputs, src_valid_lens,
                          tgt_valid_lens=tgt_valid_lens)  # (B, T, d)
+        if only_valid:
+            return self.output(select_valid(H, tgt_valid_lens))  # (n_valid, V)
         rows = valid_rows(tgt_valid_lens, H.shape[0], H.shape[1])
         return apply_to_rows(self.output, H, rows)  # (B, T, V), zeros at padding
 

@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 from .capture import attention_modules, capture_attention
-from .multihead import KVCache, MultiHeadAttention
+from .multihead import KVCache, MultiHeadAttention, select_valid
 from .positional import (
     ALiBi,
     ALiBiScore,
@@ -53,5 +53,6 @@ __all__ += [
     "alibi_slopes",
     "attention_modules",
     "capture_attention",
+    "select_valid",
     "sinusoidal_table",
 ]

@@ -58,14 +58,17 @@ def capture_attention(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     captured: dict[str, torch.Tensor] = {}
     handles = []
 
-    # Each attention module and its parent sync the captures after their forward: the
-    # parent's hook sees weights a parent assembles over several calls (e.g. the
-    # Bahdanau decoder's steps, (B, T, S)).
+    # Each attention module and every module above it sync the captures after their
+    # forward: a parent sees weights it assembles over several calls (e.g. the Bahdanau
+    # decoder's steps, (B, T, S)), and the Transformer stacks run their blocks on packed
+    # rows through ``forward_rows``, which no hook of the blocks sees.
     groups: dict[str, list[str]] = {}
     for name in modules:
         groups.setdefault(name, []).append(name)
-        if name:
-            groups.setdefault(name.rpartition(".")[0], []).append(name)
+        parent = name
+        while parent:
+            parent = parent.rpartition(".")[0]
+            groups.setdefault(parent, []).append(name)
     owners = dict(model.named_modules())
 
     def sync(names: list[str]):

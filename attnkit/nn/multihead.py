@@ -36,7 +36,8 @@ from ..functional import attention, make_call
 from ..scores import Additive, Bilinear, Score, resolve_score
 from .positional import RotaryEmbedding
 
-__all__ = ["KVCache", "MultiHeadAttention", "apply_to_rows", "valid_rows"]
+__all__ = ["KVCache", "MultiHeadAttention", "apply_to_rows", "pack_rows", "select_valid",
+           "unpack_rows", "valid_rows"]
 
 
 class KVCache:
@@ -100,6 +101,32 @@ def valid_rows(lens: torch.Tensor | None, batch_size: int, length: int) -> torch
     return None if rows.numel() == batch_size * length else rows
 
 
+def select_valid(X: torch.Tensor, lens: torch.Tensor | None) -> torch.Tensor:
+    """The positions ``j < lens[b]`` of ``X`` ``(B, N, ...)``, row-major: ``(n_valid, ...)``.
+
+    The order is that of ``X[mask]`` with ``mask[b, j] = j < lens[b]``, so
+    logits and targets selected this way line up. ``lens=None`` keeps all.
+    """
+    B, N = X.shape[:2]
+    rows = valid_rows(lens, B, N)
+    flat = X.reshape(B * N, *X.shape[2:])  # (B·N, ...)
+    return flat if rows is None else flat.index_select(0, rows)
+
+
+def pack_rows(X: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """``X`` ``(B, N, D)`` → its positions ``rows`` ``(n_valid, D)`` (all ``B·N`` when ``None``)."""
+    flat = X.reshape(X.shape[0] * X.shape[1], X.shape[-1])  # (B·N, D)
+    return flat if rows is None else flat.index_select(0, rows)
+
+
+def unpack_rows(Y: torch.Tensor, rows: torch.Tensor | None, B: int, N: int) -> torch.Tensor:
+    """Inverse of :func:`pack_rows`: ``(n_valid, D)`` → ``(B, N, D)``, zeros elsewhere."""
+    if rows is None:
+        return Y.view(B, N, Y.shape[-1])
+    out = Y.new_zeros(B * N, Y.shape[-1]).index_copy(0, rows, Y)  # (B·N, D)
+    return out.view(B, N, Y.shape[-1])
+
+
 def apply_to_rows(fn, X: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
     """``fn`` on the positions ``rows`` of ``X`` ``(B, N, D)`` only; zeros elsewhere.
 
@@ -108,10 +135,7 @@ def apply_to_rows(fn, X: torch.Tensor, rows: torch.Tensor | None) -> torch.Tenso
     """
     if rows is None:
         return fn(X)
-    B, N = X.shape[:2]
-    Y = fn(X.reshape(B * N, -1).index_select(0, rows))  # (n_valid, D')
-    out = Y.new_zeros(B * N, Y.shape[-1]).index_copy(0, rows, Y)  # (B·N, D')
-    return out.view(B, N, -1)  # (B, N, D')
+    return unpack_rows(fn(pack_rows(X, rows)), rows, X.shape[0], X.shape[1])
 
 
 _SCORE_NAMES = ("dot", "scaled_dot", "distance", "additive", "bilinear")
@@ -302,38 +326,89 @@ class MultiHeadAttention(nn.Module):
         reuse = kv_cache is not None and kv_cache.static and kv_cache.filled
         self._check_inputs(queries, None if reuse else keys, None if reuse else values)
         B, Nq, _ = queries.shape
-        start = 0 if kv_cache is None or kv_cache.static else len(kv_cache)  # first position
         q_rows = valid_rows(query_valid_lens, B, Nq)  # padded queries are not computed
-        q = self._heads(self.W_q, queries, q_rows, self.num_heads, start)  # (B, H, Nq, Dh)
-        if reuse:
-            k, v = kv_cache.keys, kv_cache.values  # (B, Hkv, Nk, Dh)
-        else:
-            # Keys beyond (B,) valid_lens are masked, so they are not projected either
-            # (unless appended to a cache, where valid_lens also counts the cached keys).
-            kv_rows = None
-            if kv_cache is None or kv_cache.static:
-                same = valid_lens is query_valid_lens and keys.shape[1] == Nq
-                kv_rows = q_rows if same else valid_rows(valid_lens, B, keys.shape[1])
-            k = self._heads(self.W_k, keys, kv_rows, self.num_kv_heads, start)  # (B, Hkv, Nk, Dh)
-            v = self._heads(self.W_v, values, kv_rows, self.num_kv_heads)  # (B, Hkv, Nk, Dh)
+        # self-attention over the same positions: keys are needed where queries are
+        same = keys is queries and values is queries and (
+            q_rows is None or valid_lens is query_valid_lens)
+        out = self.forward_rows(pack_rows(queries, q_rows), q_rows, B, Nq,
+                                None if same else keys, None if same else values, valid_lens,
+                                mask=mask, causal=causal, kv_cache=kv_cache,
+                                query_valid_lens=query_valid_lens)  # (n_valid, d)
+        return unpack_rows(out, q_rows, B, Nq)  # (B, Nq, d), padded queries zero
+
+    def forward_rows(self, queries: torch.Tensor, rows: torch.Tensor | None, B: int, Nq: int,
+                     keys: torch.Tensor | None = None, values: torch.Tensor | None = None,
+                     valid_lens: torch.Tensor | None = None, *,
+                     mask: torch.Tensor | None = None, causal: bool | str = False,
+                     kv_cache: KVCache | None = None,
+                     query_valid_lens: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`forward` on packed queries: the positions ``rows`` of a ``(B, Nq)`` batch.
+
+        ``queries`` ``(n_valid, query_size)`` are the rows :func:`pack_rows`
+        gives (``rows`` from :func:`valid_rows` of ``query_valid_lens``; ``None``
+        = all ``B·Nq``); returns ``(n_valid, d)``. ``keys``/``values`` ``None``
+        means self-attention over the same positions: queries, keys and values
+        are then projected by one matrix product (``[W_q; W_k; W_v]``), so the
+        keys at padded query positions must be masked too (``valid_lens`` is
+        ``query_valid_lens``, or ``rows`` is ``None``). The
+        Transformer blocks keep their hidden states packed like this, so
+        padding is neither computed nor gathered and scattered per sublayer.
+        Inputs are not validated here (:meth:`forward` does that), and as a
+        direct method call it runs no forward hooks of this module.
+        """
+        start = 0 if kv_cache is None or kv_cache.static else len(kv_cache)  # first position
+        reuse = kv_cache is not None and kv_cache.static and kv_cache.filled
+        kvh = self.num_kv_heads
+        if keys is None and not reuse:  # self-attention: one projection for q, k and v
+            weights = [self.W_q.weight, self.W_k.weight, self.W_v.weight]
+            bias = None if self.W_q.bias is None else torch.cat(
+                [self.W_q.bias, self.W_k.bias, self.W_v.bias])
+            qkv = unpack_rows(F.linear(queries, torch.cat(weights), bias), rows, B, Nq)
+            q, k, v = qkv.split([self.num_hiddens, self.head_dim * kvh, self.head_dim * kvh], -1)
+            q = self._heads(q, self.num_heads, start)  # (B, H, Nq, Dh)
+            k, v = self._heads(k, kvh, start), self._heads(v, kvh)  # (B, Hkv, Nq, Dh)
             if kv_cache is not None:
                 k, v = kv_cache.update(k, v)  # (B, Hkv, Nk_total, Dh)
-        G = self.num_heads // self.num_kv_heads
+        else:
+            q = self._heads(unpack_rows(self.W_q(queries), rows, B, Nq), self.num_heads, start)
+            if reuse:
+                k, v = kv_cache.keys, kv_cache.values  # (B, Hkv, Nk, Dh)
+            else:
+                k, v = self._keys_values(keys, values, valid_lens, kv_cache, start)
+        G = self.num_heads // kvh
         if G > 1:  # grouped-query: broadcast each key/value head over its G query heads
-            q = q.unflatten(1, (self.num_kv_heads, G))  # (B, Hkv, G, Nq, Dh)
+            q = q.unflatten(1, (kvh, G))  # (B, Hkv, G, Nq, Dh)
             k, v = k.unsqueeze(2), v.unsqueeze(2)  # (B, Hkv, 1, Nk, Dh)
         out = self._attend(q, k, v, valid_lens, self._group_mask(mask), causal,
                            query_valid_lens)  # (B, H, Nq, Dh) or (B, Hkv, G, Nq, Dh)
-        out = out.reshape(B, self.num_heads, Nq, self.head_dim)  # (B, H, Nq, Dh)
-        out = out.transpose(1, 2).reshape(B, Nq, self.num_hiddens)  # (B, Nq, d)
-        return apply_to_rows(self.W_o, out, q_rows)  # (B, Nq, d), padded queries zero
+        out = out.reshape(B, self.num_heads, Nq, self.head_dim).transpose(1, 2)  # (B,Nq,H,Dh)
+        return self.W_o(pack_rows(out.reshape(B, Nq, self.num_hiddens), rows))  # (n_valid, d)
 
-    def _heads(self, lin: nn.Linear, X: torch.Tensor, rows: torch.Tensor | None, heads: int,
-               rotate_from: int | None = None) -> torch.Tensor:
-        """Project ``X`` ``(B, N, ·)`` (only ``rows``), split into heads, rotate if RoPE."""
-        B, N, _ = X.shape
-        Y = apply_to_rows(lin, X, rows).view(B, N, heads, self.head_dim)  # (B, N, heads, Dh)
-        Y = Y.transpose(1, 2)  # (B, heads, N, Dh)
+    def _keys_values(self, keys, values, valid_lens, kv_cache, start):
+        """Projected keys and values ``(B, Hkv, Nk, Dh)`` (appended to a growing cache)."""
+        B, Nk, _ = keys.shape
+        # Keys beyond (B,) valid_lens are masked, so they are not projected either
+        # (unless appended to a cache, where valid_lens also counts the cached keys).
+        kv_rows = valid_rows(valid_lens, B, Nk) if kv_cache is None or kv_cache.static else None
+        kvh, width = self.num_kv_heads, self.head_dim * self.num_kv_heads
+        if keys is values and self.W_k.in_features == self.W_v.in_features:
+            bias = None if self.W_k.bias is None else torch.cat([self.W_k.bias, self.W_v.bias])
+            kv = F.linear(pack_rows(keys, kv_rows), torch.cat([self.W_k.weight,
+                                                                self.W_v.weight]), bias)
+            k, v = unpack_rows(kv, kv_rows, B, Nk).split([width, width], -1)
+        else:
+            k = unpack_rows(self.W_k(pack_rows(keys, kv_rows)), kv_rows, B, Nk)
+            v = unpack_rows(self.W_v(pack_rows(values, kv_rows)), kv_rows, B, Nk)
+        k, v = self._heads(k, kvh, start), self._heads(v, kvh)  # (B, Hkv, Nk, Dh)
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)  # (B, Hkv, Nk_total, Dh)
+        return k, v
+
+    def _heads(self, Y: torch.Tensor, heads: int, rotate_from: int | None = None
+               ) -> torch.Tensor:
+        """``(B, N, heads·Dh)`` → ``(B, heads, N, Dh)`` (a view), rotated if RoPE."""
+        B, N, _ = Y.shape
+        Y = Y.view(B, N, heads, self.head_dim).transpose(1, 2)  # (B, heads, N, Dh)
         if self.rotary is not None and rotate_from is not None:
             Y = self.rotary(Y, rotate_from)
         return Y

@@ -33,7 +33,7 @@ from torch import nn
 
 from .._checks import check_dropout, shape_str
 from ..scores import Score
-from .multihead import KVCache, MultiHeadAttention, apply_to_rows, valid_rows
+from .multihead import KVCache, MultiHeadAttention, pack_rows, unpack_rows, valid_rows
 from .positional import (
     ALiBiScore,
     LearnedPositionalEmbedding,
@@ -203,11 +203,21 @@ class TransformerEncoderBlock(nn.Module):
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        self.attention._check_inputs(X, None, None)
+        B, S, _ = X.shape
+        rows = valid_rows(_row_lens(valid_lens), B, S)  # only these positions are computed
+        Xp = self.forward_rows(pack_rows(X, rows), rows, B, S, valid_lens, mask=mask)
+        return unpack_rows(Xp, rows, B, S)  # (B, S, d), zeros at padding
+
+    def forward_rows(self, Xp: torch.Tensor, rows: torch.Tensor | None, B: int, S: int,
+                     valid_lens: torch.Tensor | None = None, *,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The block on packed positions ``(n_valid, d)`` (``rows`` = :func:`valid_rows`
+        of ``(B,)`` ``valid_lens``, else ``None``); the encoder keeps them packed."""
         lens = _row_lens(valid_lens)
-        Y = self.addnorm1.residual(X, lambda Z: self.attention(
-            Z, Z, Z, valid_lens, mask=mask, query_valid_lens=lens))
-        rows = valid_rows(lens, X.shape[0], X.shape[1])  # the FFN sublayer is position-wise:
-        return apply_to_rows(lambda Z: self.addnorm2.residual(Z, self.ffn), Y, rows)
+        Xp = self.addnorm1.residual(Xp, lambda Zp: self.attention.forward_rows(
+            Zp, rows, B, S, None, None, valid_lens, mask=mask, query_valid_lens=lens))
+        return self.addnorm2.residual(Xp, self.ffn)  # (n_valid, d)
 
 
 class TransformerDecoderBlock(nn.Module):
@@ -256,15 +266,43 @@ class TransformerDecoderBlock(nn.Module):
                 tgt_valid_lens: torch.Tensor | None = None,
                 self_cache: KVCache | None = None,
                 cross_cache: KVCache | None = None) -> torch.Tensor:
+        self.self_attention._check_inputs(X, None, None)
+        if cross_cache is None or not cross_cache.filled:
+            _check_enc_outputs(enc_outputs, X.shape[0], self.cross_attention.W_k.in_features)
         lens = None if self_cache is not None else _row_lens(tgt_valid_lens)
-        X = self.addnorm1.residual(X, lambda Z: self.self_attention(
-            Z, Z, Z, tgt_valid_lens, causal="bottom_right", kv_cache=self_cache,
+        B, T, _ = X.shape
+        rows = valid_rows(lens, B, T)  # only these positions are computed
+        Xp = self.forward_rows(pack_rows(X, rows), rows, B, T, enc_outputs, enc_valid_lens,
+                               tgt_valid_lens=tgt_valid_lens, self_cache=self_cache,
+                               cross_cache=cross_cache)
+        return unpack_rows(Xp, rows, B, T)  # (B, T, d), zeros at padding
+
+    def forward_rows(self, Xp: torch.Tensor, rows: torch.Tensor | None, B: int, T: int,
+                     enc_outputs: torch.Tensor, enc_valid_lens: torch.Tensor | None = None, *,
+                     tgt_valid_lens: torch.Tensor | None = None,
+                     self_cache: KVCache | None = None,
+                     cross_cache: KVCache | None = None) -> torch.Tensor:
+        """The block on packed positions ``(n_valid, d)`` (``rows`` = :func:`valid_rows`
+        of ``(B,)`` ``tgt_valid_lens`` without a cache, else ``None``)."""
+        lens = None if self_cache is not None else _row_lens(tgt_valid_lens)
+        Xp = self.addnorm1.residual(Xp, lambda Zp: self.self_attention.forward_rows(
+            Zp, rows, B, T, None, None, tgt_valid_lens, causal="bottom_right",
+            kv_cache=self_cache, query_valid_lens=lens))
+        Xp = self.addnorm2.residual(Xp, lambda Zp: self.cross_attention.forward_rows(
+            Zp, rows, B, T, enc_outputs, enc_outputs, enc_valid_lens, kv_cache=cross_cache,
             query_valid_lens=lens))
-        X = self.addnorm2.residual(X, lambda Z: self.cross_attention(
-            Z, enc_outputs, enc_outputs, enc_valid_lens, kv_cache=cross_cache,
-            query_valid_lens=lens))
-        rows = valid_rows(lens, X.shape[0], X.shape[1])  # the FFN sublayer is position-wise:
-        return apply_to_rows(lambda Z: self.addnorm3.residual(Z, self.ffn), X, rows)
+        return self.addnorm3.residual(Xp, self.ffn)  # (n_valid, d)
+
+
+def _check_enc_outputs(enc_outputs, batch_size: int, size: int) -> None:
+    if not isinstance(enc_outputs, torch.Tensor):
+        raise TypeError(
+            f"enc_outputs must be a torch.Tensor; got {type(enc_outputs).__name__}")
+    if enc_outputs.ndim != 3 or enc_outputs.shape[0] != batch_size or enc_outputs.shape[-1] != size:
+        raise ValueError(
+            f"enc_outputs must have shape (B, S, {size}) with B = {batch_size}; "
+            f"got {shape_str(enc_outputs.shape)}"
+        )
 
 
 def _check_positional(positional: str) -> str:
@@ -378,10 +416,12 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
         _check_tokens("src", X, self.vocab_size)
-        H = self.embed(X)  # (B, S, d)
+        B, S = X.shape
+        rows = valid_rows(_row_lens(valid_lens), B, S)  # padding is never computed
+        Hp = pack_rows(self.embed(X), rows)  # (n_valid, d)
         for blk in self.blocks:
-            H = blk(H, valid_lens)  # (B, S, d)
-        return self.final_norm(H)
+            Hp = blk.forward_rows(Hp, rows, B, S, valid_lens)  # (n_valid, d)
+        return unpack_rows(self.final_norm(Hp), rows, B, S)  # (B, S, d), zeros at padding
 
 
 class TransformerDecoder(nn.Module):
@@ -425,9 +465,15 @@ class TransformerDecoder(nn.Module):
                 f"caches must hold one (self_cache, cross_cache) pair per block "
                 f"({len(self.blocks)}); got {len(caches)}"
             )
-        H = self.embed(X, offset)  # (B, T, d)
+        B, T = X.shape
+        lens = None if caches is not None else _row_lens(tgt_valid_lens)
+        rows = valid_rows(lens, B, T)  # padding is never computed
+        Hp = pack_rows(self.embed(X, offset), rows)  # (n_valid, d)
         for i, blk in enumerate(self.blocks):
             self_cache, cross_cache = caches[i] if caches is not None else (None, None)
-            H = blk(H, enc_outputs, enc_valid_lens, tgt_valid_lens=tgt_valid_lens,
-                    self_cache=self_cache, cross_cache=cross_cache)  # (B, T, d)
-        return self.final_norm(H)
+            if i == 0 and (cross_cache is None or not cross_cache.filled):
+                _check_enc_outputs(enc_outputs, B, blk.cross_attention.W_k.in_features)
+            Hp = blk.forward_rows(Hp, rows, B, T, enc_outputs, enc_valid_lens,
+                                  tgt_valid_lens=tgt_valid_lens, self_cache=self_cache,
+                                  cross_cache=cross_cache)  # (n_valid, d)
+        return unpack_rows(self.final_norm(Hp), rows, B, T)  # (B, T, d), zeros at padding

@@ -40,11 +40,14 @@ from ..data.tokenizer import (
     WordTokenizer,
     load_tokenizer,
 )
+from ..nn.multihead import select_valid
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .loss import smoothed_loss
 from .schedule import noam_scheduler
 
-__all__ = ["Trainer", "TokenizerPair", "build_model_for", "load_pairs", "smoothed_loss"]
+__all__ = ["Trainer", "TokenizerPair", "build_model_for", "load_pairs", "smoothed_loss",
+           "valid_targets"]
 
 
 # ---------------------------------------------------------------------- data
@@ -167,19 +170,10 @@ def model_dim(model_config) -> int:
 
 
 # ---------------------------------------------------------------------- loss
-def smoothed_loss(logits: torch.Tensor, target: torch.Tensor, *, epsilon: float,
-                  pad_id: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Summed label-smoothed loss, summed NLL and token count over non-pad targets.
-
-    logits ``(B, T, V)``, target ``(B, T)``. Equals ``F.cross_entropy(...,
-    label_smoothing=epsilon, ignore_index=pad_id, reduction="sum")``.
-    """
-    logp = torch.log_softmax(logits.float(), -1)  # (B, T, V)
-    keep = target != pad_id  # (B, T)
-    nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    smooth = -logp.mean(-1)  # (B, T)
-    loss = ((1 - epsilon) * nll + epsilon * smooth)[keep].sum()
-    return loss, nll[keep].sum().detach(), int(keep.sum())
+def valid_targets(batch) -> torch.Tensor:
+    """Target ids ``(n_valid,)`` at the positions ``t < tgt_valid_lens[b]``, in the
+    order of the ``only_valid=True`` logits of the models."""
+    return select_valid(batch.tgt_out, batch.tgt_valid_lens)
 
 
 # ---------------------------------------------------------------- the trainer
@@ -358,8 +352,10 @@ class Trainer:
                 else model.no_sync()
             with sync:
                 with self._autocast():
-                    logits = model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens)
-                loss, nll, _ = smoothed_loss(logits, b.tgt_out, epsilon=c.label_smoothing)
+                    logits = model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens,
+                                   only_valid=True)  # (n_valid, V)
+                loss, nll, _ = smoothed_loss(logits, valid_targets(b),
+                                             epsilon=c.label_smoothing)
                 # DDP averages gradients over ranks: scale so the result is a sum
                 (loss * self.dist.world_size / total_tokens).backward()
             loss_sum += float(loss.detach())
@@ -474,8 +470,10 @@ class Trainer:
         for b in self._valid_batches:
             b = b.to(self.device)
             with self._autocast():
-                logits = model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens)
-            loss, nll, n = smoothed_loss(logits, b.tgt_out, epsilon=self.cfg.label_smoothing)
+                logits = model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens,
+                               only_valid=True)  # (n_valid, V)
+            loss, nll, n = smoothed_loss(logits, valid_targets(b),
+                                         epsilon=self.cfg.label_smoothing)
             loss_sum += float(loss)
             nll_sum += float(nll)
             tokens += n

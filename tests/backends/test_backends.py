@@ -288,6 +288,15 @@ def test_sdpa_plan_groups_by_length_and_detects_causal():
                      valid_lens=torch.arange(16) % 6 + 1)
     groups = _plan(call, _prefix_lengths(call), work_per_qk=1.0)
     assert [g.kind for g in groups] == ["masked"]
+    # reordering the batch into groups has a price: when it outweighs the padding
+    # saved, one masked call wins; groups that are already contiguous pay nothing
+    lens = torch.tensor([8, 3, 8, 3])
+    call = make_call(q, q, q, valid_lens=lens, query_valid_lens=lens)
+    assert len(_plan(call, _prefix_lengths(call), work_per_qk=1e9)) == 2
+    assert len(_plan(call, _prefix_lengths(call), work_per_qk=1e9, move_per_seq=1e12)) == 1
+    lens = torch.tensor([8, 8, 3, 3])
+    call = make_call(q, q, q, valid_lens=lens, query_valid_lens=lens)
+    assert len(_plan(call, _prefix_lengths(call), work_per_qk=1e9, move_per_seq=1e12)) == 2
 
 
 def test_chunked_blocks_respect_budget_and_skip_padding():

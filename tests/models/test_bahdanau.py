@@ -72,6 +72,16 @@ def test_step_decoding_equals_full_forward():
     torch.testing.assert_close(logits[:, 0], full[pick, 3], **TIGHT)
 
 
+def test_only_valid_logits_are_the_valid_rows():
+    model = _model().eval()
+    src, tgt, vl = _batch()
+    tgt_vl = torch.tensor([T, 2, 5])
+    dense = model(src, tgt, vl, tgt_vl)  # (B, T, V)
+    packed = model(src, tgt, vl, tgt_vl, only_valid=True)  # (n_valid, V)
+    assert packed.shape == (T + 2 + 5, VT)
+    torch.testing.assert_close(packed, dense[torch.arange(T) < tgt_vl[:, None]], rtol=0, atol=0)
+
+
 def test_padding_invariance():
     model = _model().eval()
     src, tgt, vl = _batch()

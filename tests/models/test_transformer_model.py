@@ -67,6 +67,21 @@ def test_target_padding_only_changes_padded_positions():
         torch.testing.assert_close(padded[b, :n], full[b, :n], **TIGHT)
 
 
+def test_only_valid_logits_are_the_valid_rows_in_row_major_order():
+    model = _model()
+    src, tgt, vl = _batch()
+    tgt_vl = torch.tensor([T, 3, 5])
+    dense = model(src, tgt, vl, tgt_vl)  # (B, T, V)
+    packed = model(src, tgt, vl, tgt_vl, only_valid=True)  # (n_valid, V)
+    keep = torch.arange(T) < tgt_vl[:, None]
+    assert packed.shape == (int(tgt_vl.sum()), VT)
+    torch.testing.assert_close(packed, dense[keep], rtol=0, atol=0)
+    assert torch.equal(packed[T], dense[1, 0]) and torch.equal(packed[T + 3], dense[2, 0])
+    # without target lengths every position is valid
+    torch.testing.assert_close(model(src, tgt, vl, only_valid=True),
+                               model(src, tgt, vl).reshape(B * T, VT), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("kw", [
     dict(positional="sinusoidal"), dict(positional="learned"), dict(positional="rope"),
     dict(positional="alibi"), dict(num_heads=6, num_kv_heads=3, positional="rope"),

@@ -1,0 +1,89 @@
+"""Label-smoothed cross-entropy ("Attention Is All You Need" §5.4), fused.
+
+With smoothing ``ε`` over ``V`` classes, the target distribution puts
+``1 − ε`` on the reference token and spreads ``ε`` uniformly over the
+vocabulary (the convention of ``F.cross_entropy(label_smoothing=ε)``), so
+the loss of one position with logits ``x`` and reference ``y`` is ::
+
+    ℓ = (1 − ε)·(lse(x) − x_y) + ε·(lse(x) − mean(x)),   lse(x) = log Σ_v exp(x_v)
+
+and its gradient is ``softmax(x) − (1 − ε)·onehot(y) − ε/V``.
+
+:class:`_SmoothedNLL` computes both directly: the forward keeps only
+``lse`` per row, and the backward writes the gradient into one new
+``(n, V)`` tensor. The composition ``log_softmax → gather → mean`` that
+autograd would differentiate allocates three or four tensors of that size
+(the log-probabilities, their gradient, the zero-filled gradient of the
+gather, the sum of the two), and for a vocabulary of thousands these are
+the largest tensors of a training step: allocating and first touching them
+cost as much as a layer's matrix products.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["smoothed_loss"]
+
+
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+class _SmoothedNLL(torch.autograd.Function):
+    """Per-row ``(loss, nll)`` of logits ``(n, V)`` and targets ``(n,)``."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, epsilon: float):
+        x = _at_least_fp32(logits)  # (n, V); a no-op for float32
+        lse = torch.logsumexp(x, -1)  # (n,)
+        picked = x.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (n,)
+        nll = lse - picked  # (n,)
+        loss = (1 - epsilon) * nll + epsilon * (lse - x.mean(-1))  # (n,)
+        ctx.save_for_backward(logits, target, lse)
+        ctx.epsilon = epsilon
+        ctx.mark_non_differentiable(nll)
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor, _grad_nll: torch.Tensor):
+        logits, target, lse = ctx.saved_tensors
+        eps, V = ctx.epsilon, logits.shape[-1]
+        grad = torch.sub(_at_least_fp32(logits), lse.unsqueeze(-1)).exp_()  # softmax (n, V)
+        grad.sub_(eps / V)
+        grad.scatter_add_(-1, target.unsqueeze(-1),
+                          torch.full_like(lse, eps - 1).unsqueeze(-1))  # − (1 − ε) at y
+        grad.mul_(grad_loss.unsqueeze(-1))
+        return grad.to(logits.dtype), None, None
+
+
+def smoothed_loss(logits: torch.Tensor, target: torch.Tensor, *, epsilon: float,
+                  pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Summed label-smoothed loss, summed NLL and token count over non-pad targets.
+
+    logits ``(..., V)``, target ``(...)`` integer: ``(B, T, V)`` and ``(B, T)``,
+    or the valid positions only, ``(n, V)`` and ``(n,)`` (the ``only_valid=True``
+    logits of the models and :func:`attnkit.train.trainer.valid_targets`).
+    Targets equal to ``pad_id`` contribute nothing. Equals
+    ``F.cross_entropy(..., label_smoothing=epsilon, ignore_index=pad_id,
+    reduction="sum")`` (and its gradient), computed in float32 (float64 stays).
+
+    Raises:
+        ValueError: shapes that do not match, or ``epsilon`` outside ``[0, 1)``.
+    """
+    if logits.ndim < 1 or tuple(target.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"target must have the shape of logits without its last dim; got logits "
+            f"{tuple(logits.shape)} and target {tuple(target.shape)}"
+        )
+    if not 0.0 <= float(epsilon) < 1.0:
+        raise ValueError(f"epsilon must lie in [0, 1); got {epsilon!r}")
+    V = logits.shape[-1]
+    keep = target != pad_id  # (...)
+    flat_target = target.reshape(-1).long()
+    loss_rows, nll_rows = _SmoothedNLL.apply(logits.reshape(-1, V), flat_target,
+                                             float(epsilon))  # (N,), (N,)
+    keep_rows = keep.reshape(-1)  # pad rows: no loss, no gradient
+    zero = loss_rows.new_zeros(())
+    loss = torch.where(keep_rows, loss_rows, zero).sum()
+    return loss, torch.where(keep_rows, nll_rows, zero).sum().detach(), int(keep.sum())
