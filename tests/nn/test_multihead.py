@@ -191,6 +191,36 @@ def test_apply_to_rows_computes_valid_positions_only():
     torch.testing.assert_close(X.grad[keep], lin.weight.sum(0).expand(6, 5), **TIGHT)
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(num_kv_heads=1), dict(bias=False)])
+def test_fused_projections_equal_separate_ones_forward_and_gradients(kw):
+    """Self-attention projects q, k, v with one product and cross-attention k, v with
+    one; passing copies of the input takes the three separate products instead."""
+    torch.manual_seed(3)
+    mha = MultiHeadAttention(D, H, **{"bias": True, **kw}).double()
+    x, mem, _ = _inputs(4)
+    lens, mem_lens = torch.tensor([5, 2]), torch.tensor([7, 3])
+    cases = [  # (fused call, separate call)
+        (lambda: mha(x, x, x, lens, query_valid_lens=lens, causal=True),
+         lambda: mha(x, x.clone(), x.clone(), lens, query_valid_lens=lens, causal=True)),
+        (lambda: mha(x, mem, mem, mem_lens, query_valid_lens=lens),
+         lambda: mha(x, mem, mem.clone(), mem_lens, query_valid_lens=lens)),
+    ]
+    for fused, separate in cases:
+        out = fused()
+        grads = torch.autograd.grad(out.square().sum(), list(mha.parameters()))
+        want = separate()
+        want_grads = torch.autograd.grad(want.square().sum(), list(mha.parameters()))
+        torch.testing.assert_close(out, want, **TIGHT)
+        for g, w in zip(grads, want_grads):
+            torch.testing.assert_close(g, w, **TIGHT)
+    # keys valid beyond the valid queries: the keys there must still be projected
+    out = mha(x, x, x, torch.tensor([5, 4]), query_valid_lens=lens)
+    want = mha(x, x.clone(), x.clone(), torch.tensor([5, 4]), query_valid_lens=lens)
+    torch.testing.assert_close(out, want, **TIGHT)
+    assert (out[1, 2:] == 0).all() and not torch.allclose(
+        out[1, :2], mha(x, x, x, torch.tensor([5, 2]), query_valid_lens=lens)[1, :2])
+
+
 def test_kv_cache_step_by_step_equals_causal_full_pass():
     torch.manual_seed(0)
     rotary = RotaryEmbedding(6)
