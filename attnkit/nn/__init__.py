@@ -17,6 +17,7 @@ __all__ = [
 ]
 
 from .capture import attention_modules, capture_attention
+from .dropout import Dropout
 from .multihead import KVCache, MultiHeadAttention, select_valid
 from .positional import (
     ALiBi,
@@ -40,6 +41,7 @@ __all__ += [
     "ALiBi",
     "ALiBiScore",
     "AddNorm",
+    "Dropout",
     "KVCache",
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",

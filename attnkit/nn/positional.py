@@ -31,6 +31,7 @@ from torch import nn
 
 from .._checks import check_dropout, shape_str
 from ..scores import DotForm, Score
+from .dropout import Dropout
 
 __all__ = [
     "ALiBi",
@@ -115,7 +116,7 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.num_hiddens = _check_positive_int("num_hiddens", num_hiddens)
         self.max_len = _check_positive_int("max_len", max_len)
-        self.dropout = nn.Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_dropout("dropout", dropout))
         # Not in the state dict: it is a function of (max_len, d), not a parameter. Kept in
         # float64 (exact for float64 models); each call casts its slice to X's dtype.
         P = sinusoidal_table(max_len, num_hiddens)
@@ -151,7 +152,7 @@ class LearnedPositionalEmbedding(nn.Module):
         self.max_len = _check_positive_int("max_len", max_len)
         self.embedding = nn.Embedding(max_len, num_hiddens)
         nn.init.normal_(self.embedding.weight, std=0.02)
-        self.dropout = nn.Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_dropout("dropout", dropout))
 
     def forward(self, X: torch.Tensor, offset: int = 0) -> torch.Tensor:
         _check_sequence(X, self.num_hiddens)

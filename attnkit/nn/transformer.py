@@ -33,6 +33,7 @@ from torch import nn
 
 from .._checks import check_dropout, shape_str
 from ..scores import Score
+from .dropout import Dropout
 from .multihead import KVCache, MultiHeadAttention, pack_rows, unpack_rows, valid_rows
 from .positional import (
     ALiBiScore,
@@ -96,7 +97,7 @@ class PositionWiseFFN(nn.Module):
             )
         self.dense1 = nn.Linear(num_hiddens, ffn_num_hiddens)
         self.activation = activation
-        self.dropout = nn.Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_dropout("dropout", dropout))
         self.dense2 = nn.Linear(ffn_num_hiddens, num_hiddens)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
@@ -120,7 +121,7 @@ class AddNorm(nn.Module):
                  eps: float = 1e-5):
         super().__init__()
         _positive("num_hiddens", num_hiddens)
-        self.dropout = nn.Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_dropout("dropout", dropout))
         self.ln = nn.LayerNorm(num_hiddens, eps=eps)
         self.pre_norm = bool(pre_norm)
 
@@ -355,7 +356,7 @@ class _Embed(nn.Module):
         elif positional == "learned":
             self.pos_encoding = LearnedPositionalEmbedding(d, dropout, max_len)
         else:  # relative kinds act inside attention: only the dropout of §5.4 stays
-            self.pos_encoding = nn.Dropout(dropout)
+            self.pos_encoding = Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
         X = self.embedding(tokens) * self.scale  # (B, N, d)
