@@ -111,6 +111,10 @@ def run_throughput_bench(*, max_tokens: int = 4096, num_batches: int = 6, rounds
             f"({tokens:,} target tokens, padding {pad_frac:.1%} of slots). Model: d={d}, "
             f"{heads} heads, FFN {ffn}, {layers}+{layers} layers, dropout 0.1, fp32. "
             f"Median of {rounds} alternating rounds; a round = one training step on every batch.",
+            "Each model runs the step its own training would: attnkit as its Trainer does "
+            "(logits only at target positions, `only_valid=True`), the baseline on its "
+            "`(B, T, V)` logits; both use the same fused label-smoothed loss "
+            "(`attnkit.train.loss`, ε = 0.1), forward, backward and Adam.",
             "",
             "| model | target tokens/s |",
             "|---|---:|",
