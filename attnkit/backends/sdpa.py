@@ -222,11 +222,10 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
     if torch.is_autocast_enabled(device_type):  # as autocast would cast SDPA's inputs
         dtype = torch.get_autocast_dtype(device_type)
         tensors = tuple(t.to(dtype) for t in tensors)
-    (grp,) = groups if len(groups) == 1 else (None,)
-    if grp is not None and grp.kind != "empty" and (grp.r0, grp.r1, grp.K) == (0, q.shape[2],
-                                                                               k.shape[2]):
+    only = groups[0] if len(groups) == 1 else None
+    if only is not None and only.kind != "empty" and (only.r0, only.r1, only.K) == (0, Nq, Nk):
         # one call over the whole batch: plain autograd, no bookkeeping
-        return _group_attention(spec, grp, 0, B, *tensors)  # (B, G, Nq, Dv)
+        return _group_attention(spec, only, 0, B, *tensors)  # (B, G, Nq, Dv)
     out = _Grouped.apply(spec, *tensors)  # (B, G, Nq, Dv) in `order`
     if not identity:
         inverse = torch.empty(B, dtype=torch.long)

@@ -107,16 +107,20 @@ def select_valid(X: torch.Tensor, lens: torch.Tensor | None) -> torch.Tensor:
     The order is that of ``X[mask]`` with ``mask[b, j] = j < lens[b]``, so
     logits and targets selected this way line up. ``lens=None`` keeps all.
     """
-    B, N = X.shape[:2]
-    rows = valid_rows(lens, B, N)
-    flat = X.reshape(B * N, *X.shape[2:])  # (B·N, ...)
-    return flat if rows is None else flat.index_select(0, rows)
+    return pack_rows(X, valid_rows(lens, X.shape[0], X.shape[1]))
 
 
 def pack_rows(X: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    """``X`` ``(B, N, D)`` → its positions ``rows`` ``(n_valid, D)`` (all ``B·N`` when ``None``)."""
-    flat = X.reshape(X.shape[0] * X.shape[1], X.shape[-1])  # (B·N, D)
+    """``X`` ``(B, N, ...)`` → the positions ``rows``: ``(n_valid, ...)`` (all when ``None``)."""
+    flat = X.reshape(X.shape[0] * X.shape[1], *X.shape[2:])  # (B·N, ...)
     return flat if rows is None else flat.index_select(0, rows)
+
+
+def _fused_linear(X: torch.Tensor, *linears: nn.Linear) -> torch.Tensor:
+    """``X`` through several linear layers of the same input size as one product:
+    ``X [W_1; W_2; …]ᵀ + [b_1; b_2; …]``, outputs side by side on the last axis."""
+    bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
+    return F.linear(X, torch.cat([lin.weight for lin in linears]), bias)
 
 
 def unpack_rows(Y: torch.Tensor, rows: torch.Tensor | None, B: int, N: int) -> torch.Tensor:
@@ -360,10 +364,7 @@ class MultiHeadAttention(nn.Module):
         reuse = kv_cache is not None and kv_cache.static and kv_cache.filled
         kvh = self.num_kv_heads
         if keys is None and not reuse:  # self-attention: one projection for q, k and v
-            weights = [self.W_q.weight, self.W_k.weight, self.W_v.weight]
-            bias = None if self.W_q.bias is None else torch.cat(
-                [self.W_q.bias, self.W_k.bias, self.W_v.bias])
-            qkv = unpack_rows(F.linear(queries, torch.cat(weights), bias), rows, B, Nq)
+            qkv = unpack_rows(_fused_linear(queries, self.W_q, self.W_k, self.W_v), rows, B, Nq)
             q, k, v = qkv.split([self.num_hiddens, self.head_dim * kvh, self.head_dim * kvh], -1)
             q = self._heads(q, self.num_heads, start)  # (B, H, Nq, Dh)
             k, v = self._heads(k, kvh, start), self._heads(v, kvh)  # (B, Hkv, Nq, Dh)
@@ -392,9 +393,7 @@ class MultiHeadAttention(nn.Module):
         kv_rows = valid_rows(valid_lens, B, Nk) if kv_cache is None or kv_cache.static else None
         kvh, width = self.num_kv_heads, self.head_dim * self.num_kv_heads
         if keys is values and self.W_k.in_features == self.W_v.in_features:
-            bias = None if self.W_k.bias is None else torch.cat([self.W_k.bias, self.W_v.bias])
-            kv = F.linear(pack_rows(keys, kv_rows), torch.cat([self.W_k.weight,
-                                                                self.W_v.weight]), bias)
+            kv = _fused_linear(pack_rows(keys, kv_rows), self.W_k, self.W_v)  # (n, 2·width)
             k, v = unpack_rows(kv, kv_rows, B, Nk).split([width, width], -1)
         else:
             k = unpack_rows(self.W_k(pack_rows(keys, kv_rows)), kv_rows, B, Nk)

@@ -365,27 +365,36 @@ class _Embed(nn.Module):
         return self.pos_encoding(X, offset)  # (B, N, d)
 
 
-def _init_stack(stack: nn.Module, block_cls, vocab_size: int, num_hiddens: int,
-                ffn_num_hiddens: int, num_heads: int, num_blks: int, dropout: float, *,
-                positional: str, max_len: int, embedding: nn.Embedding | None,
-                pre_norm: bool, **block_kwargs) -> None:
-    """What the encoder and decoder stacks share: checks, embedding + PE, N blocks,
-    and the final LayerNorm of a pre-LN stack."""
-    _positive("vocab_size", vocab_size)
-    _positive("num_blks", num_blks)
-    _check_positional(positional)
-    stack.vocab_size, stack.num_hiddens = vocab_size, num_hiddens
-    if embedding is None:
-        embedding = token_embedding(vocab_size, num_hiddens)
-    stack.embed = _Embed(embedding, positional, dropout, max_len)
-    stack.blocks = nn.ModuleList(
-        block_cls(num_hiddens, ffn_num_hiddens, num_heads, dropout, pre_norm=pre_norm,
-                  positional=positional, **block_kwargs)
-        for _ in range(num_blks))
-    stack.final_norm = nn.LayerNorm(num_hiddens) if pre_norm else nn.Identity()
+class _TransformerStack(nn.Module):
+    """What the encoder and decoder stacks share: checks, embedding + PE, N blocks of
+    ``block_cls``, and the final LayerNorm of a pre-LN stack."""
+
+    block_cls: type[nn.Module]
+
+    def __init__(self, vocab_size: int, num_hiddens: int, ffn_num_hiddens: int,
+                 num_heads: int, num_blks: int, dropout: float, *,
+                 num_kv_heads: int | None = None, bias: bool = False, pre_norm: bool = False,
+                 score: str | Score = "scaled_dot", activation: str | nn.Module = "relu",
+                 positional: str = "sinusoidal", max_len: int = 1000,
+                 embedding: nn.Embedding | None = None, backend: str = "auto"):
+        super().__init__()
+        _positive("vocab_size", vocab_size)
+        _positive("num_blks", num_blks)
+        _check_positional(positional)
+        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
+        if embedding is None:
+            embedding = token_embedding(vocab_size, num_hiddens)
+        self.embed = _Embed(embedding, positional, dropout, max_len)
+        self.blocks = nn.ModuleList(
+            self.block_cls(num_hiddens, ffn_num_hiddens, num_heads, dropout,
+                           num_kv_heads=num_kv_heads, bias=bias, pre_norm=pre_norm,
+                           score=score, activation=activation, positional=positional,
+                           backend=backend)
+            for _ in range(num_blks))
+        self.final_norm = nn.LayerNorm(num_hiddens) if pre_norm else nn.Identity()
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(_TransformerStack):
     """The encoder stack, left half of Figure 1 (§3.1; d2l §11.7.4).
 
     ``tokens → Embedding·√d + PE → N × TransformerEncoderBlock (→ LayerNorm if pre-LN)``.
@@ -401,19 +410,7 @@ class TransformerEncoder(nn.Module):
             copied into every attention module (no parameters shared).
     """
 
-    def __init__(self, vocab_size: int, num_hiddens: int, ffn_num_hiddens: int,
-                 num_heads: int, num_blks: int, dropout: float, *,
-                 num_kv_heads: int | None = None, bias: bool = False, pre_norm: bool = False,
-                 score: str | Score = "scaled_dot", activation: str | nn.Module = "relu",
-                 positional: str = "sinusoidal", max_len: int = 1000,
-                 embedding: nn.Embedding | None = None, backend: str = "auto"):
-        super().__init__()
-        _init_stack(self, TransformerEncoderBlock, vocab_size, num_hiddens, ffn_num_hiddens,
-                    num_heads,
-                    num_blks, dropout, num_kv_heads=num_kv_heads, bias=bias,
-                    pre_norm=pre_norm, score=score, activation=activation,
-                    positional=positional, max_len=max_len, embedding=embedding,
-                    backend=backend)
+    block_cls = TransformerEncoderBlock
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
         _check_tokens("src", X, self.vocab_size)
@@ -425,7 +422,7 @@ class TransformerEncoder(nn.Module):
         return unpack_rows(self.final_norm(Hp), rows, B, S)  # (B, S, d), zeros at padding
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(_TransformerStack):
     """The decoder stack, right half of Figure 1 without the final Linear/Softmax.
 
     ``tokens → Embedding·√d + PE → N × TransformerDecoderBlock (→ LayerNorm if pre-LN)``;
@@ -441,19 +438,7 @@ class TransformerDecoder(nn.Module):
     ``X[:, 0]`` (the number of tokens decoded before).
     """
 
-    def __init__(self, vocab_size: int, num_hiddens: int, ffn_num_hiddens: int,
-                 num_heads: int, num_blks: int, dropout: float, *,
-                 num_kv_heads: int | None = None, bias: bool = False, pre_norm: bool = False,
-                 score: str | Score = "scaled_dot", activation: str | nn.Module = "relu",
-                 positional: str = "sinusoidal", max_len: int = 1000,
-                 embedding: nn.Embedding | None = None, backend: str = "auto"):
-        super().__init__()
-        _init_stack(self, TransformerDecoderBlock, vocab_size, num_hiddens, ffn_num_hiddens,
-                    num_heads,
-                    num_blks, dropout, num_kv_heads=num_kv_heads, bias=bias,
-                    pre_norm=pre_norm, score=score, activation=activation,
-                    positional=positional, max_len=max_len, embedding=embedding,
-                    backend=backend)
+    block_cls = TransformerDecoderBlock
 
     def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
                 enc_valid_lens: torch.Tensor | None = None, *,
@@ -470,10 +455,10 @@ class TransformerDecoder(nn.Module):
         lens = None if caches is not None else _row_lens(tgt_valid_lens)
         rows = valid_rows(lens, B, T)  # padding is never computed
         Hp = pack_rows(self.embed(X, offset), rows)  # (n_valid, d)
+        if caches is None or not caches[0][1].filled:  # else the encoder keys are cached
+            _check_enc_outputs(enc_outputs, B, self.blocks[0].cross_attention.W_k.in_features)
         for i, blk in enumerate(self.blocks):
             self_cache, cross_cache = caches[i] if caches is not None else (None, None)
-            if i == 0 and (cross_cache is None or not cross_cache.filled):
-                _check_enc_outputs(enc_outputs, B, blk.cross_attention.W_k.in_features)
             Hp = blk.forward_rows(Hp, rows, B, T, enc_outputs, enc_valid_lens,
                                   tgt_valid_lens=tgt_valid_lens, self_cache=self_cache,
                                   cross_cache=cross_cache)  # (n_valid, d)

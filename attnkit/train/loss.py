@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from ..data.tokenizer import PAD_ID
+
 __all__ = ["smoothed_loss"]
 
 
@@ -58,7 +60,7 @@ class _SmoothedNLL(torch.autograd.Function):
 
 
 def smoothed_loss(logits: torch.Tensor, target: torch.Tensor, *, epsilon: float,
-                  pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+                  pad_id: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Summed label-smoothed loss, summed NLL and token count over non-pad targets.
 
     logits ``(..., V)``, target ``(...)`` integer: ``(B, T, V)`` and ``(B, T)``,
