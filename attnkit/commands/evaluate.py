@@ -24,31 +24,44 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    from ..data.corpus import load_multi30k, read_aligned_files
-    from ..eval.bleu import corpus_bleu, corpus_chrf, tokenized_lowercase_bleu
-    from ..translate import load_translator, resolve_checkpoint
+def _translator(args: argparse.Namespace):
+    """The run's translator, with the last ``--average`` checkpoints averaged."""
+    from .._values import check_nonnegative_int
+    from ..decode.translator import load_translator
+    from ..runs.checkpoint import average_checkpoints, list_checkpoints, resolve_checkpoint
 
     weights = None
-    if args.average:
-        from ..train.checkpoint import average_checkpoints, list_checkpoints
-
+    if check_nonnegative_int("--average", args.average):
         ckpt = resolve_checkpoint(args.checkpoint)
         paths = list_checkpoints(ckpt.parent)[-args.average:]
         weights = average_checkpoints(paths)
         print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}", file=sys.stderr)
-    tr = load_translator(args.checkpoint, weights=weights)
+    return load_translator(args.checkpoint, weights=weights)
+
+
+def _test_pairs(args: argparse.Namespace, run) -> list[tuple[str, str]]:
+    """The test pairs: ``--src``/``--ref`` files, or a Multi30k split of the run's data."""
+    from ..data.corpus import load_multi30k, read_aligned_files
+
     if args.multi30k_split:
-        c = tr.config
-        if not c.multi30k_root:
-            raise ValueError("--multi30k-split needs a checkpoint trained on data='multi30k'")
-        corpus = load_multi30k(c.multi30k_root, args.multi30k_split, c.src_lang, c.tgt_lang,
-                               tokenized=c.tokenized)
+        data = (run.train or {}).get("data", {})
+        if data.get("kind") != "multi30k" or not data.get("multi30k_root"):
+            raise ValueError("--multi30k-split needs a checkpoint trained on [data] kind = "
+                             "'multi30k'")
+        corpus = load_multi30k(data["multi30k_root"], args.multi30k_split, data["src_lang"],
+                               data["tgt_lang"], tokenized=data["tokenized"])
     elif args.src and args.ref:
         corpus = read_aligned_files(args.src, args.ref)
     else:
         raise ValueError("give --src and --ref, or --multi30k-split")
-    pairs = corpus.pairs[: args.limit] if args.limit else corpus.pairs
+    return corpus.pairs[: args.limit] if args.limit else corpus.pairs
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from ..eval.bleu import corpus_bleu, corpus_chrf, tokenized_lowercase_bleu
+
+    tr = _translator(args)
+    pairs = _test_pairs(args, tr.run)
     srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]
     hyps = tr.translate(srcs, beam_size=args.beam_size, alpha=args.length_penalty)
     if args.hyp_out:

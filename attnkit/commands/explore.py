@@ -13,7 +13,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ..translate import capture_for_pair
+    from ..decode.translator import capture_for_pair
     from ..viz.explorer import records_from_captures, write_explorer
 
     captures, src_tokens, tgt_tokens = capture_for_pair(args.checkpoint, args.src, args.tgt)

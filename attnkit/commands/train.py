@@ -1,71 +1,86 @@
-"""``attnkit train``: train a translation model; every option is a TrainConfig field."""
+"""``attnkit train``: train a translation model from a TOML config and flags.
+
+Every option of :class:`attnkit.runs.config.TrainConfig` is a flag
+``--key-name``; the help text, type and range come from the field's metadata.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
-import re
-import types
-import typing
 
-from ..train import config as config_module
-from ..train.config import TrainConfig, load_config_file
-
-
-def _field_help() -> dict[str, str]:
-    """The comment after each field of TrainConfig, used as its ``--help`` text."""
-    src = inspect.getsource(config_module.TrainConfig)
-    return {m.group(1): m.group(2).strip()
-            for m in re.finditer(r"^\s+(\w+): [^=\n]+= [^#\n]+#(.*)$", src, re.M)}
+TABLE_TITLES = {
+    "data": "[data]: the corpus",
+    "tokenizer": "[tokenizer]",
+    "model": "[model]: a preset, then any field of its config class",
+    "optim": "[optim]: optimizer, schedule, loss, batches",
+    "run": "[run]: stopping, hardware, bookkeeping (may change on resume: marked 'resume')",
+}
 
 
-def _parser_for(tp):
-    """(argparse type, allows None) for a field annotation."""
-    tp = eval(tp, vars(typing), vars(config_module)) if isinstance(tp, str) else tp
-    args = typing.get_args(tp)
-    optional = isinstance(tp, types.UnionType) and type(None) in args
-    base = next(a for a in args if a is not type(None)) if optional else tp
-    return base, optional
+def _converter(tp):
+    """An argparse ``type`` for a field annotation; ``none`` unsets optional fields."""
+    from attnkit._options import _split_optional
 
+    base, optional = _split_optional(tp)
 
-def _convert(base, optional):
-    def conv(text: str):
+    def convert(text: str):
         if optional and text.lower() == "none":
             return None
-        return base(text)
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {getattr(base, '__name__', base)}, got {text!r}") from None
 
-    conv.__name__ = base.__name__
-    return conv
+    convert.__name__ = getattr(base, "__name__", "value")
+    return convert
+
+
+def _help(field, tp) -> str:
+    from attnkit._options import _split_optional, option_info
+
+    info = option_info(field)
+    parts = [info.help]
+    if isinstance(info.choices, tuple):
+        parts.append("{" + ", ".join(map(str, info.choices)) + "}")
+    if field.default is not field.default_factory and field.default is not None:
+        parts.append(f"(default: {field.default!r})")
+    if _split_optional(tp)[1]:
+        parts.append("— 'none' to unset")
+    if info.resume:
+        parts.append("[resume]")
+    return " ".join(p for p in parts if p).replace("%", "%%")
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML config file; flags given here override it")
-    helps = _field_help()
-    for f in dataclasses.fields(TrainConfig):
-        base, optional = _parser_for(f.type)
-        flag = "--" + f.name.replace("_", "-")
-        text = f"{helps.get(f.name, '')} (default: {f.default!r})"
-        if base is bool:
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                           default=None, help=text)
-        else:
-            p.add_argument(flag, dest=f.name, type=_convert(base, optional), default=None,
-                           help=text + (" — 'none' to unset" if optional else ""),
-                           metavar=f.name.upper())
+    from attnkit._options import _split_optional
+    from attnkit.runs.config import flat_options
+
+    p.add_argument("--config", help="TOML config file with [data], [tokenizer], [model], "
+                                    "[optim], [run] tables; flags given here override it")
+    groups = {t: p.add_argument_group(title) for t, title in TABLE_TITLES.items()}
+    for name, (table, key, field, tp) in flat_options().items():
+        flag, group = "--" + name.replace("_", "-"), groups[table]
+        if _split_optional(tp)[0] is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=_help(field, tp))
+        else:  # SUPPRESS: only flags given appear in the namespace ('none' included)
+            group.add_argument(flag, dest=name, type=_converter(tp), default=argparse.SUPPRESS,
+                               help=_help(field, tp), metavar=key.upper())
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = load_config_file(args.config) if args.config else {}
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            values[f.name] = v
-    return TrainConfig.from_dict(values)
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~attnkit.runs.config.TrainConfig` of ``--config`` with the flags on top."""
+    from attnkit.runs.config import TrainConfig, flat_options, load_config_file
+
+    tables = load_config_file(args.config) if args.config else {}
+    given = vars(args)
+    flags = {name: given[name] for name in flat_options() if name in given}
+    return TrainConfig.merge(tables, flags, source=args.config or "")
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ..train.trainer import Trainer
+    from attnkit.train.trainer import Trainer
 
     cfg = config_from_args(args)
     trainer = Trainer(cfg)

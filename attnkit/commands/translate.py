@@ -15,7 +15,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-size", type=int, default=4, help="beam width; 1 = greedy (default 4)")
     p.add_argument("--length-penalty", type=float, default=0.6,
                    help="GNMT length penalty alpha for beam search (default 0.6)")
-    p.add_argument("--max-len", type=int, default=None, help="longest output in tokens")
+    p.add_argument("--max-output-len", type=int, default=None,
+                   help="longest output in tokens (default: 2 x source length + 10)")
 
 
 def read_sentences(args) -> list[str]:
@@ -32,12 +33,13 @@ def read_sentences(args) -> list[str]:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ..translate import load_translator
+    from .._values import check_positive_int
+    from ..decode.translator import load_translator
 
-    if args.beam_size < 1:
-        raise ValueError(f"--beam-size must be >= 1; got {args.beam_size}")
+    check_positive_int("--beam-size", args.beam_size)
+    check_positive_int("--max-output-len", args.max_output_len, allow_none=True)
     tr = load_translator(args.checkpoint)
     for line in tr.translate(read_sentences(args), beam_size=args.beam_size,
-                             max_len=args.max_len, alpha=args.length_penalty):
+                             max_output_len=args.max_output_len, alpha=args.length_penalty):
         print(line)
     return 0

@@ -40,6 +40,7 @@ from attnkit.data.tokenizer import (
     CharTokenizer,
     SentencePieceTokenizer,
     Tokenizer,
+    TokenizerPair,
     WordTokenizer,
     load_tokenizer,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "ParallelCorpus",
     "SentencePieceTokenizer",
     "Tokenizer",
+    "TokenizerPair",
     "WordTokenizer",
     "collate",
     "date_alphabet",

@@ -49,6 +49,7 @@ __all__ = [
     "MULTI30K_LANGS",
     "MULTI30K_SPLITS",
     "load_multi30k",
+    "load_pairs",
     "normalize_whitespace",
     "read_aligned_files",
     "read_tsv_pairs",
@@ -384,3 +385,44 @@ def split_pairs(
     train = [pairs[i] for i in range(n) if i not in valid_idx]
     valid = [pairs[i] for i in range(n) if i in valid_idx]
     return train, valid
+
+
+def _read_split(data, split: str) -> ParallelCorpus | None:
+    """The training (``split="train"``) or validation corpus a ``[data]`` section names."""
+    if data.kind == "multi30k":
+        return load_multi30k(data.multi30k_root, "train" if split == "train" else "val",
+                             data.src_lang, data.tgt_lang, tokenized=data.tokenized)
+    path = data.train_path if split == "train" else data.valid_path
+    if path is None:
+        return None
+    if data.kind == "aligned":
+        tgt = data.train_tgt_path if split == "train" else data.valid_tgt_path
+        return read_aligned_files(path, tgt)
+    return read_tsv_pairs(path)
+
+
+def load_pairs(data, *, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
+    """Training and validation pairs of a run's ``[data]`` section, and a report.
+
+    ``data`` is an :class:`attnkit.runs.config.DataConfig`. Without a validation
+    file, ``valid_size`` pairs are split off the training data (seeded).
+    """
+    if data.kind == "dates":
+        from .generated import generate_heldout_pairs, generate_pairs
+
+        train = generate_pairs(data.num_examples, seed=seed)
+        valid = generate_heldout_pairs(data.valid_size, seed=seed + 1)
+        return train, valid, f"dates: {len(train)} generated pairs, {len(valid)} held out"
+    tr, va = _read_split(data, "train"), _read_split(data, "valid")
+    reports = ["train: " + tr.report.summary()]
+    flip = data.kind == "tsv" and data.reverse
+    train = [(t, s) for s, t in tr.pairs] if flip else list(tr.pairs)
+    if va is None:
+        fraction = min(0.5, data.valid_size / max(1, len(train)))
+        train, valid = split_pairs(train, valid_fraction=fraction, seed=seed)
+    else:
+        reports.append("valid: " + va.report.summary())
+        valid = [(t, s) for s, t in va.pairs] if flip else list(va.pairs)
+    if data.max_pairs:
+        train = train[: data.max_pairs]
+    return train, valid, "\n".join(reports)

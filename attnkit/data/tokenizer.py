@@ -51,6 +51,7 @@ __all__ = [
     "CharTokenizer",
     "SentencePieceTokenizer",
     "Tokenizer",
+    "TokenizerPair",
     "WordTokenizer",
     "load_tokenizer",
 ]
@@ -414,3 +415,57 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
             f"got {kind!r}"
         )
     return _REGISTRY[kind].load(directory)
+
+
+class TokenizerPair:
+    """Source and target tokenizers (the same object when the vocabulary is shared).
+
+    Saved as the source tokenizer's files in ``directory`` and, unless shared,
+    the target's in ``directory/tgt``; :meth:`load` is the one reader of that
+    layout.
+    """
+
+    def __init__(self, src: Tokenizer, tgt: Tokenizer) -> None:
+        self.src, self.tgt = src, tgt
+
+    @property
+    def shared(self) -> bool:
+        return self.src is self.tgt
+
+    def describe(self) -> dict:
+        """The ``tokenizer`` section of a run's ``config.json``."""
+        kinds = {type(t).__name__ for t in (self.src, self.tgt)}
+        kind = next((k for k, c in _REGISTRY.items() if c.__name__ in kinds), "unknown")
+        return {"kind": kind, "shared": self.shared, "src_vocab_size": self.src.vocab_size,
+                "tgt_vocab_size": self.tgt.vocab_size}
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        if not self.shared:
+            self.tgt.save(directory / "tgt")
+        self.src.save(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TokenizerPair:
+        directory = Path(directory)
+        src = load_tokenizer(directory)
+        tgt_dir = directory / "tgt"
+        return cls(src, load_tokenizer(tgt_dir) if tgt_dir.is_dir() else src)
+
+    @classmethod
+    def train(cls, kind: str, pairs: Sequence[tuple[str, str]], *, shared: bool = True,
+              vocab_size: int = 8000, seed: int = 0) -> TokenizerPair:
+        """Tokenizers of ``kind`` (``"char" | "word" | "sentencepiece"``) trained on ``pairs``."""
+        if kind not in _REGISTRY:
+            raise ValueError(f"kind must be one of {sorted(_REGISTRY)}; got {kind!r}")
+        srcs, tgts = [s for s, _ in pairs], [t for _, t in pairs]
+
+        def make(texts: list[str]) -> Tokenizer:
+            if kind == "sentencepiece":
+                return SentencePieceTokenizer.train(texts, vocab_size=vocab_size, seed=seed)
+            return _REGISTRY[kind].train(texts)
+
+        if shared:
+            tok = make(srcs + tgts)
+            return cls(tok, tok)
+        return cls(make(srcs), make(tgts))

@@ -3,34 +3,21 @@
 Both share one interface: ``forward(src, tgt_in, src_valid_lens, tgt_valid_lens=None)``
 → logits ``(B, T, V)``, and step decoding with ``encode`` → ``init_state`` →
 ``decode_step`` (and ``reorder_state`` for beam search).
+
+Configs (:mod:`attnkit.models.config`) import no torch; the modules are loaded
+on first use of a name.
 """
 
-from .bahdanau import AttentionDecoder, BahdanauSeq2Seq, BahdanauState, Seq2SeqEncoder
-from .config import (
-    BahdanauConfig,
-    TransformerConfig,
-    bahdanau_small,
-    build_model,
-    count_parameters,
-    transformer_base,
-    transformer_small,
-    transformer_tiny,
-)
-from .transformer import Transformer, TransformerState
+from .._lazy import lazy_attributes
 
-__all__ = [
-    "AttentionDecoder",
-    "BahdanauConfig",
-    "BahdanauSeq2Seq",
-    "BahdanauState",
-    "Seq2SeqEncoder",
-    "Transformer",
-    "TransformerConfig",
-    "TransformerState",
-    "bahdanau_small",
-    "build_model",
-    "count_parameters",
-    "transformer_base",
-    "transformer_small",
-    "transformer_tiny",
-]
+_WHERE = {
+    **dict.fromkeys(["AttentionDecoder", "BahdanauSeq2Seq", "BahdanauState", "Seq2SeqEncoder"],
+                    ".bahdanau"),
+    **dict.fromkeys(["BahdanauConfig", "TransformerConfig", "PRESETS", "bahdanau_small",
+                     "transformer_base", "transformer_small", "transformer_tiny",
+                     "model_config_from_dict", "model_config_to_dict"], ".config"),
+    **dict.fromkeys(["build_model", "count_parameters"], ".build"),
+    **dict.fromkeys(["Transformer", "TransformerState"], ".transformer"),
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

@@ -11,74 +11,81 @@ Builders take the vocabulary sizes and any field to override as keywords.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from torch import nn
-
-from ..nn.transformer import POSITIONAL_KINDS
-from .bahdanau import BahdanauSeq2Seq
-from .transformer import Transformer
+from .._options import option, validate_options
 
 __all__ = [
     "BahdanauConfig",
+    "MODEL_CONFIGS",
+    "PRESETS",
     "TransformerConfig",
     "bahdanau_small",
-    "build_model",
-    "count_parameters",
+    "model_config_from_dict",
+    "model_config_to_dict",
     "transformer_base",
     "transformer_small",
     "transformer_tiny",
 ]
 
 
-def _check_positive(config, *names: str) -> None:
-    for name in names:
-        v = getattr(config, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{type(config).__name__}.{name} must be a positive int; got {v!r}")
+def _positional_kinds() -> tuple[str, ...]:
+    from ..nn.transformer import POSITIONAL_KINDS
+
+    return tuple(POSITIONAL_KINDS)
 
 
-def _check_dropout(config) -> None:
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"{type(config).__name__}.dropout must lie in [0, 1); "
-                         f"got {config.dropout!r}")
+def _score_names() -> tuple[str, ...]:
+    from .. import scores
+
+    return tuple(getattr(scores, 'SCORE_NAMES', ('dot', 'scaled_dot', 'distance', 'additive', 'bilinear')))  # INTEGRATE
+
+
+def _activations() -> tuple[str, ...]:
+    from ..nn import transformer
+
+    return tuple(getattr(transformer, 'ACTIVATIONS', None) or transformer._ACTIVATIONS)  # INTEGRATE
 
 
 @dataclass(frozen=True, kw_only=True)
 class TransformerConfig:
     """Hyperparameters of :class:`attnkit.models.Transformer` (paper Table 3 notation)."""
 
-    src_vocab_size: int  # source vocabulary size
-    tgt_vocab_size: int  # target vocabulary size
-    num_hiddens: int = 512  # d_model
-    num_heads: int = 8  # h, query heads
-    num_kv_heads: int | None = None  # key/value heads (None = num_heads; 1 = multi-query)
-    ffn_num_hiddens: int = 2048  # d_ff, inner size of the position-wise FFN
-    num_encoder_layers: int = 6  # N, encoder layers
-    num_decoder_layers: int = 6  # N, decoder layers
-    dropout: float = 0.1  # P_drop
-    max_len: int = 1024  # positions covered by the positional encoding
-    pre_norm: bool = False  # pre-LN instead of the paper's post-LN
-    share_embeddings: bool = False  # one embedding for source and target (same vocabulary)
-    tie_output: bool = False  # output projection weight = target embedding weight
-    positional: str = "sinusoidal"  # "sinusoidal" | "learned" | "rope" | "alibi"
-    score: str = "scaled_dot"  # scoring function of every attention module
-    bias: bool = True  # biases in the attention projections
-    activation: str = "relu"  # FFN activation: "relu" (paper) or "gelu"
+    src_vocab_size: int = option(help="source vocabulary size", check="positive")
+    tgt_vocab_size: int = option(help="target vocabulary size", check="positive")
+    num_hiddens: int = option(512, "d_model, the width of every layer", check="positive")
+    num_heads: int = option(8, "h, attention (query) heads", check="positive")
+    num_kv_heads: int | None = option(
+        None, "key/value heads (none = num_heads; 1 = multi-query)", check="positive")
+    ffn_num_hiddens: int = option(2048, "d_ff, inner size of the position-wise FFN",
+                                  check="positive")
+    num_encoder_layers: int = option(6, "N, encoder layers", check="positive")
+    num_decoder_layers: int = option(6, "N, decoder layers", check="positive")
+    dropout: float = option(0.1, "P_drop, dropout rate", check="probability")
+    max_len: int = option(1024, "positions covered by the positional encoding (the longest "
+                                "source or target sequence, EOS/BOS included)", check="positive")
+    pre_norm: bool = option(False, "pre-LN blocks instead of the paper's post-LN")
+    share_embeddings: bool = option(False, "one embedding for source and target (same "
+                                           "vocabulary)")
+    tie_output: bool = option(False, "output projection weight = target embedding weight")
+    positional: str = option("sinusoidal", "positional encoding", choices=_positional_kinds)
+    score: str = option("scaled_dot", "scoring function of every attention module",
+                        choices=_score_names)
+    bias: bool = option(True, "biases in the attention projections")
+    activation: str = option("relu", "FFN activation (the paper: relu)", choices=_activations)
 
     def __post_init__(self):
-        _check_positive(self, "src_vocab_size", "tgt_vocab_size", "num_hiddens", "num_heads",
-                        "ffn_num_hiddens", "num_encoder_layers", "num_decoder_layers",
-                        "max_len")
-        _check_dropout(self)
+        validate_options(self)
         if self.num_hiddens % self.num_heads:
             raise ValueError(
                 f"TransformerConfig.num_hiddens must be divisible by num_heads; got "
                 f"{self.num_hiddens} and {self.num_heads}"
             )
-        if self.positional not in POSITIONAL_KINDS:
-            raise ValueError(f"TransformerConfig.positional must be one of {POSITIONAL_KINDS}; "
-                             f"got {self.positional!r}")
+        if self.num_kv_heads is not None and self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"TransformerConfig.num_kv_heads must divide num_heads; got "
+                f"{self.num_kv_heads} and {self.num_heads}"
+            )
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "TransformerConfig.share_embeddings needs src_vocab_size == tgt_vocab_size; "
@@ -90,17 +97,48 @@ class TransformerConfig:
 class BahdanauConfig:
     """Hyperparameters of :class:`attnkit.models.BahdanauSeq2Seq` (d2l §11.4.4)."""
 
-    src_vocab_size: int  # source vocabulary size
-    tgt_vocab_size: int  # target vocabulary size
-    embed_size: int = 256  # token embedding size E
-    num_hiddens: int = 256  # GRU hidden size h (also the additive attention's hidden size)
-    num_layers: int = 2  # GRU layers L, encoder and decoder
-    dropout: float = 0.2  # dropout between GRU layers and on the attention weights
+    src_vocab_size: int = option(help="source vocabulary size", check="positive")
+    tgt_vocab_size: int = option(help="target vocabulary size", check="positive")
+    embed_size: int = option(256, "token embedding size E", check="positive")
+    num_hiddens: int = option(256, "GRU hidden size (also the additive attention's hidden "
+                                   "size h)", check="positive")
+    num_layers: int = option(2, "GRU layers, encoder and decoder", check="positive")
+    dropout: float = option(0.2, "dropout between GRU layers and on the attention weights",
+                            check="probability")
 
     def __post_init__(self):
-        _check_positive(self, "src_vocab_size", "tgt_vocab_size", "embed_size", "num_hiddens",
-                        "num_layers")
-        _check_dropout(self)
+        validate_options(self)
+
+
+MODEL_CONFIGS: dict[str, type] = {"TransformerConfig": TransformerConfig,
+                                  "BahdanauConfig": BahdanauConfig}
+
+
+def model_config_to_dict(config: TransformerConfig | BahdanauConfig) -> dict:
+    """``{"class": name, **fields}``: what a run stores to rebuild its model."""
+    if type(config) not in MODEL_CONFIGS.values():
+        raise TypeError(f"config must be a TransformerConfig or BahdanauConfig; "
+                        f"got {type(config).__name__}")
+    return {"class": type(config).__name__, **{f: getattr(config, f) for f in
+                                               config.__dataclass_fields__}}
+
+
+def model_config_from_dict(d: dict, *, where: str = "model") -> TransformerConfig | BahdanauConfig:
+    """Inverse of :func:`model_config_to_dict`; every field must be present, none unknown.
+
+    Raises:
+        ValueError: naming ``where``, an unknown class, or missing or unknown fields.
+    """
+    if not isinstance(d, dict) or d.get("class") not in MODEL_CONFIGS:
+        got = d.get("class") if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"{where}: 'class' must be one of {sorted(MODEL_CONFIGS)}; got {got!r}")
+    cls = MODEL_CONFIGS[d["class"]]
+    names = set(cls.__dataclass_fields__)
+    given = set(d) - {"class"}
+    if given != names:
+        raise ValueError(f"{where}: fields of {cls.__name__} missing {sorted(names - given)}, "
+                         f"unknown {sorted(given - names)}")
+    return cls(**{k: d[k] for k in names})
 
 
 def _build_config(cls, src_vocab_size: int, tgt_vocab_size: int | None, sizes: dict,
@@ -163,25 +201,9 @@ def bahdanau_small(src_vocab_size: int, tgt_vocab_size: int | None = None,
     return _build_config(BahdanauConfig, src_vocab_size, tgt_vocab_size, {}, overrides)
 
 
-def build_model(config: TransformerConfig | BahdanauConfig, *, backend: str = "auto"
-                ) -> nn.Module:
-    """The model a config describes (freshly initialized)."""
-    if isinstance(config, TransformerConfig):
-        kwargs = {f.name: getattr(config, f.name) for f in fields(config)}
-        src, tgt = kwargs.pop("src_vocab_size"), kwargs.pop("tgt_vocab_size")
-        return Transformer(src, tgt, backend=backend, **kwargs)
-    if isinstance(config, BahdanauConfig):
-        kwargs = {f.name: getattr(config, f.name) for f in fields(config)}
-        src, tgt = kwargs.pop("src_vocab_size"), kwargs.pop("tgt_vocab_size")
-        return BahdanauSeq2Seq(src, tgt, backend=backend, **kwargs)
-    raise TypeError(
-        f"config must be a TransformerConfig or BahdanauConfig; got {type(config).__name__}"
-    )
-
-
-def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
-    """Number of scalar parameters, each shared tensor counted once."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    return sum(p.numel() for p in model.parameters()
-               if p.requires_grad or not trainable_only)
+PRESETS: dict = {
+    "transformer_tiny": transformer_tiny,
+    "transformer_small": transformer_small,
+    "transformer_base": transformer_base,
+    "bahdanau_small": bahdanau_small,
+}

@@ -1,23 +1,15 @@
-"""Training infrastructure: the Noam learning-rate schedule and pickle-free checkpoints."""
+"""Training: set-up from a config, the loop, the label-smoothed loss, the Noam schedule.
 
-from attnkit.train.checkpoint import (
-    average_checkpoints,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    read_model_state,
-    save_checkpoint,
-)
-from attnkit.train.schedule import NoamLambda, noam_lr, noam_scheduler
+Names are imported on first use, so ``attnkit.train`` costs nothing until used.
+"""
 
-__all__ = [
-    "NoamLambda",
-    "average_checkpoints",
-    "latest_checkpoint",
-    "list_checkpoints",
-    "load_checkpoint",
-    "noam_lr",
-    "noam_scheduler",
-    "read_model_state",
-    "save_checkpoint",
-]
+from .._lazy import lazy_attributes
+
+_WHERE = {
+    **dict.fromkeys(["NoamLambda", "noam_lr", "noam_scheduler"], ".schedule"),
+    **dict.fromkeys(["smoothed_loss"], ".loss"),
+    **dict.fromkeys(["Setup", "set_up", "check_resume"], ".setup"),
+    **dict.fromkeys(["MetricsWindow", "Trainer"], ".trainer"),
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

@@ -15,8 +15,9 @@ TATOEBA = DATA / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
 needs_data = pytest.mark.skipif(not TATOEBA.exists(), reason=f"shared data absent: {TATOEBA}")
 
 TINY = ["--num-hiddens", "32", "--num-heads", "2", "--ffn-num-hiddens", "48",
-        "--num-layers", "1", "--warmup", "10", "--eval-every", "0", "--no-progress",
-        "--device", "cpu", "--eval-sentences", "8", "--max-len", "30", "--max-tokens", "800"]
+        "--num-encoder-layers", "1", "--num-decoder-layers", "1", "--warmup", "10",
+        "--eval-every", "0", "--no-progress", "--device", "cpu", "--eval-sentences", "8",
+        "--max-sentence-tokens", "30", "--max-tokens", "800"]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_clear_errors_for_missing_file_bad_value_and_incompatible_checkpoint(run
 
     shutil.copytree(run_dir / "checkpoints" / "step-000009", bad)
     meta = json.loads((bad / "config.json").read_text())
-    meta["train"]["num_hiddens"] = 48  # a config that does not match the stored weights
+    meta["model"]["num_hiddens"] = 48  # a model section that does not match the weights
     (bad / "config.json").write_text(json.dumps(meta))
     assert main(["translate", "--checkpoint", str(bad), "Go."]) == 2
     assert "is corrupt: config.json (size or sha256 differs)" in capsys.readouterr().err
@@ -131,16 +132,17 @@ def test_config_file_with_tables_and_flag_overrides(tmp_path):
     from attnkit.commands.train import add_cli_arguments, config_from_args
 
     cfg_file = tmp_path / "run.toml"
-    cfg_file.write_text('out_dir = "runs/x"\n[model]\nmodel = "transformer_small"\n'
-                        'num_hiddens = 128\n[optim]\nwarmup = 100\n')
+    cfg_file.write_text('[run]\nout_dir = "runs/x"\nmax_steps = 9\n[model]\n'
+                        'preset = "transformer_small"\nnum_hiddens = 128\n[optim]\n'
+                        'warmup = 100\n')
     import argparse
 
     p = argparse.ArgumentParser()
     add_cli_arguments(p)
     cfg = config_from_args(p.parse_args(["--config", str(cfg_file), "--warmup", "50",
                                          "--max-steps", "none"]))
-    assert (cfg.model, cfg.num_hiddens, cfg.warmup, cfg.max_steps) == (
-        "transformer_small", 128, 50, None)
+    assert (cfg.model.preset, cfg.model.options["num_hiddens"], cfg.optim.warmup,
+            cfg.run.max_steps) == ("transformer_small", 128, 50, None)
     (tmp_path / "bad.toml").write_text("learning_rate = 3\n")
     with pytest.raises(ValueError, match=r"unknown config keys \['learning_rate'\]"):
         config_from_args(p.parse_args(["--config", str(tmp_path / "bad.toml")]))

@@ -10,16 +10,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnkit.train.config import TrainConfig
-from attnkit.train.trainer import Trainer, smoothed_loss
+from attnkit.runs.config import TrainConfig
+from attnkit.train.loss import smoothed_loss
+from attnkit.train.trainer import Trainer
 
+TINY_MODEL = dict(num_hiddens=32, num_heads=2, ffn_num_hiddens=48, num_encoder_layers=1,
+                  num_decoder_layers=1)
 TINY = dict(data="dates", num_examples=400, valid_size=20, eval_sentences=10, max_tokens=600,
-            max_len=40, num_hiddens=32, num_heads=2, ffn_num_hiddens=48, num_layers=1,
-            warmup=20, eval_every=0, log_every=1, progress=False, device="cpu")
+            max_sentence_tokens=40, warmup=20, eval_every=0, log_every=1, progress=False,
+            device="cpu")
+TINY_CLI = ["--num-hiddens", "32", "--num-heads", "2", "--ffn-num-hiddens", "48",
+            "--num-encoder-layers", "1", "--num-decoder-layers", "1"]
 
 
-def tiny(tmp_path, name="run", **kw):
-    return TrainConfig(**{**TINY, "out_dir": str(tmp_path / name), **kw})
+def tiny(tmp_path, name="run", model_options=TINY_MODEL, **kw):
+    return TrainConfig.from_flat({**TINY, **model_options, "out_dir": str(tmp_path / name),
+                                  **kw})
 
 
 def params(model):
@@ -92,7 +98,7 @@ def test_fused_smoothed_loss_gradcheck_and_errors():
 def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
     cfg = tiny(tmp_path, max_steps=30, dropout=0.0, checkpoint_every=0)
     final = Trainer(cfg, log=None).fit()
-    log = read_log(cfg.out_dir + "/metrics.jsonl")
+    log = read_log(cfg.run.out_dir + "/metrics.jsonl")
     steps = [r for r in log if "loss" in r]
     assert [r["step"] for r in steps] == list(range(1, 31))
     assert steps[-1]["loss"] < 0.6 * steps[0]["loss"]
@@ -131,8 +137,7 @@ def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_step
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     """A real kill -9 of the command-line training, at an arbitrary moment after a checkpoint."""
     args = ["--data", "dates", "--num-examples", "400", "--valid-size", "10",
-            "--eval-sentences", "5", "--max-tokens", "600", "--num-hiddens", "32",
-            "--num-heads", "2", "--ffn-num-hiddens", "48", "--num-layers", "1", "--warmup", "20",
+            "--eval-sentences", "5", "--max-tokens", "600", *TINY_CLI, "--warmup", "20",
             "--eval-every", "0", "--checkpoint-every", "3", "--max-steps", "12",
             "--dropout", "0.1", "--no-progress", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -163,8 +168,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
 def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_path):
     pytest.importorskip("torch.distributed")
     common = ["--data", "dates", "--num-examples", "300", "--valid-size", "10",
-              "--eval-sentences", "4", "--max-tokens", "800", "--num-hiddens", "32",
-              "--num-heads", "2", "--ffn-num-hiddens", "48", "--num-layers", "1",
+              "--eval-sentences", "4", "--max-tokens", "800", *TINY_CLI,
               "--warmup", "10", "--eval-every", "0", "--checkpoint-every", "0",
               "--max-steps", "6", "--dropout", "0.0", "--log-every", "1", "--no-progress",
               "--device", "cpu", "--batch-multiple", "2"]
@@ -187,23 +191,24 @@ def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_pat
 
 def test_bahdanau_model_trains_with_teacher_forcing(tmp_path):
     cfg = tiny(tmp_path, model="bahdanau_small", max_steps=25, dropout=0.0,
-               checkpoint_every=0, warmup=10)
+               checkpoint_every=0, warmup=10,
+               model_options=dict(num_hiddens=32, embed_size=32, num_layers=1))
     Trainer(cfg, log=None).fit()
-    steps = [r for r in read_log(cfg.out_dir + "/metrics.jsonl") if "loss" in r]
+    steps = [r for r in read_log(cfg.run.out_dir + "/metrics.jsonl") if "loss" in r]
     assert steps[-1]["loss"] < 0.7 * steps[0]["loss"]
 
 
 def test_bf16_autocast_training_has_no_nan(tmp_path):
     cfg = tiny(tmp_path, max_steps=4, bf16=True, checkpoint_every=0)
     Trainer(cfg, log=None).fit()
-    steps = [r for r in read_log(cfg.out_dir + "/metrics.jsonl") if "loss" in r]
+    steps = [r for r in read_log(cfg.run.out_dir + "/metrics.jsonl") if "loss" in r]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in steps)
 
 
 def test_config_errors_are_clear():
     with pytest.raises(ValueError, match=r"model must be one of .*got 'gpt'"):
-        TrainConfig(model="gpt")
+        TrainConfig.from_flat(model="gpt")
     with pytest.raises(ValueError, match=r"data='tsv' needs train_path"):
-        TrainConfig(data="tsv")
+        TrainConfig.from_flat(data="tsv")
     with pytest.raises(ValueError, match=r"unknown config keys \['lr'\]"):
-        TrainConfig.from_dict({"lr": 1})
+        TrainConfig.from_flat({"lr": 1})

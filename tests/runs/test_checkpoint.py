@@ -1,4 +1,4 @@
-"""Tests for attnkit.train.checkpoint: exact round trips, resumption, atomicity, averaging."""
+"""Tests for attnkit.runs.checkpoint: exact round trips, resumption, atomicity, averaging."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from attnkit.data.batching import BatchingConfig, BucketBatcher
-from attnkit.data.tokenizer import CharTokenizer
-from attnkit.train import checkpoint as ckpt_mod
-from attnkit.train.checkpoint import (
+from attnkit.data.tokenizer import CharTokenizer, load_tokenizer
+from attnkit.runs import checkpoint as ckpt_mod
+from attnkit.runs.checkpoint import (
     average_checkpoints,
     latest_checkpoint,
     list_checkpoints,
@@ -90,7 +90,7 @@ def test_round_trip_is_bitwise(tmp_path):
 
     assert info["train_state"] == {"step": 6, "epoch": 0} and info["step"] == 6
     assert info["config"] == {"d_model": 16, "layers": [1, 2]}
-    assert info["tokenizer"] == tok
+    assert load_tokenizer(path / "tokenizer") == tok  # the tokenizer's files round-trip
     assert_same_state(model.state_dict(), model2.state_dict())
     assert_same_state(opt.state_dict(), opt2.state_dict())  # betas stay a tuple
     assert sched.state_dict() == sched2.state_dict()

@@ -7,7 +7,7 @@ digits, more if needed)::
     state.safetensors     every tensor of the optimizer / scheduler / RNG states
     state.json            the rest of those states; tensors appear as {"__tensor__": key}
     train_state.json      the caller's train_state (step, epoch, data-iterator state, …)
-    config.json           the caller's config
+    config.json           the run's description (see :func:`read_run`)
     tokenizer/            the tokenizer's own files, if one was given
     manifest.json         size and SHA-256 of every file above; written last
 
@@ -42,6 +42,7 @@ import os
 import random
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,11 @@ from .._io import write_atomic
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
+    "RUN_FORMAT_VERSION",
+    "RunInfo",
+    "read_run",
+    "resolve_checkpoint",
+    "run_description",
     "average_checkpoints",
     "latest_checkpoint",
     "list_checkpoints",
@@ -63,7 +69,8 @@ __all__ = [
     "save_checkpoint",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the container: files, manifest, state encoding
+RUN_FORMAT_VERSION = 2  # what config.json says (1: before it carried a format_version)
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step-(\d+)$")
 _MARKERS = ("__tensor__", "__ndarray__", "__tuple__", "__items__", "__float__")
@@ -362,10 +369,9 @@ def load_checkpoint(
         restore_rng: also restore the Python / numpy / torch RNG states.
 
     Returns:
-        ``{"train_state": dict, "config": dict, "step": int, "path": Path,
-        "tokenizer": Tokenizer | None}``; ``tokenizer`` is what
-        :func:`~attnkit.data.tokenizer.load_tokenizer` reads from ``tokenizer/``
-        (``None`` if the checkpoint has no ``tokenizer/tokenizer.json``).
+        ``{"train_state": dict, "config": dict, "step": int, "path": Path}``.
+        The run's description and tokenizers are read by :func:`read_run` and
+        :meth:`attnkit.data.tokenizer.TokenizerPair.load`.
 
     Raises:
         ValueError: if the checkpoint is incomplete or corrupt, or the model's
@@ -389,18 +395,12 @@ def load_checkpoint(
         scheduler.load_state_dict(_unflatten(state["scheduler"], state_tensors))
     if restore_rng:
         _set_rng_states(_unflatten(state["rng"], state_tensors))
-    tokenizer = None
-    if (p / "tokenizer" / "tokenizer.json").is_file():
-        from attnkit.data.tokenizer import load_tokenizer  # data layer: lower than train
-
-        tokenizer = load_tokenizer(p / "tokenizer")
     train_state = json.loads((p / "train_state.json").read_text(encoding="utf-8"))
     return {
         "train_state": train_state,
         "config": json.loads((p / "config.json").read_text(encoding="utf-8")),
         "step": train_state["step"],
         "path": p,
-        "tokenizer": tokenizer,
     }
 
 
@@ -433,3 +433,93 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
         else:
             out[k] = states[-1][k].clone()
     return out
+
+
+# ---------------------------------------------------------------- the run format
+@dataclass(frozen=True)
+class RunInfo:
+    """What a checkpoint says about its run (:func:`read_run`).
+
+    ``model`` is the one source of truth for rebuilding the model;
+    ``tokenizer`` describes ``tokenizer/`` (``{"kind", "shared"}``); ``train``
+    is the nested training config, used only to resume (``None`` for a run of
+    format 1, which cannot be resumed by this release).
+    """
+
+    path: Path
+    format_version: int
+    model: Any  # TransformerConfig | BahdanauConfig
+    tokenizer: dict
+    train: dict | None
+    train_state: dict
+    description: dict  # config.json as stored
+
+
+def run_description(*, model_config: Any, tokenizer: dict, train: dict) -> dict:
+    """The ``config.json`` of a checkpoint in the current run format."""
+    from .. import __version__
+    from ..models.config import model_config_to_dict
+
+    return {"format_version": RUN_FORMAT_VERSION, "attnkit_version": __version__,
+            "model": model_config_to_dict(model_config), "tokenizer": dict(tokenizer),
+            "train": train}
+
+
+def _from_format_1(meta: dict, p: Path) -> tuple[dict, dict, None]:
+    """(model dict, tokenizer dict, train) of a run written before ``format_version``."""
+    train = meta["train"]
+    cls = "BahdanauConfig" if str(meta.get("model_class", "")).startswith("bahdanau") \
+        else "TransformerConfig"
+    tokenizer = {"kind": train.get("tokenizer", "char"),
+                 "shared": not (p / "tokenizer" / "tgt").is_dir()}
+    return {"class": cls, **meta["model"]}, tokenizer, None
+
+
+def read_run(path: str | Path) -> RunInfo:
+    """The description of the checkpoint at ``path`` (a checkpoint or run folder).
+
+    The only reader of run metadata: verifies the manifest, then reads
+    ``config.json`` and ``train_state.json``. Runs of format 1 (no
+    ``format_version`` in ``config.json``) load for inference.
+
+    Raises:
+        ValueError: a corrupt checkpoint, a run format newer (or unknown) than this
+            release reads (the message names both versions), or a model section that
+            does not describe a model config.
+    """
+    from ..models.config import model_config_from_dict
+
+    p = _verified(resolve_checkpoint(path))
+    meta = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    version = meta.get("format_version", 1) if isinstance(meta, dict) else None
+    if version == 1 and isinstance(meta, dict) and {"train", "model"} <= set(meta):
+        model, tokenizer, train = _from_format_1(meta, p)
+    elif version == RUN_FORMAT_VERSION:
+        model, tokenizer, train = meta["model"], meta["tokenizer"], meta["train"]
+    else:
+        raise ValueError(
+            f"{p / 'config.json'}: run format_version {version!r} cannot be read by this "
+            f"attnkit, which reads run format_version {RUN_FORMAT_VERSION} (and 1)"
+            + (" — written by a newer attnkit; upgrade to load it"
+               if isinstance(version, int) and version > RUN_FORMAT_VERSION else ""))
+    state = json.loads((p / "train_state.json").read_text(encoding="utf-8"))
+    return RunInfo(path=p, format_version=version,
+                   model=model_config_from_dict(model, where=f"{p / 'config.json'}: model"),
+                   tokenizer=tokenizer, train=train, train_state=state, description=meta)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory from a run folder (its latest checkpoint), a
+    ``checkpoints/`` folder, or a checkpoint directory itself."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    if (p / MANIFEST).exists():
+        return p
+    for root in (p / "checkpoints", p):
+        if root.is_dir():
+            latest = latest_checkpoint(root)
+            if latest is not None:
+                return Path(latest)
+    raise ValueError(f"{p} is neither a checkpoint nor a folder holding checkpoints "
+                     "(expected manifest.json, or checkpoints/step-*/)")

@@ -1,0 +1,127 @@
+"""Dataclass fields that describe themselves: help text, allowed values, resume rules.
+
+Every configuration dataclass of attnkit (the model configs, the sections of a
+training run) declares its fields with :func:`option`. The metadata is the one
+source for three things:
+
+* validation at construction (:func:`validate_options`): type, sign, range and
+  choices, with a message naming the field;
+* ``--help`` text of the command line (no source parsing);
+* what may change when a run is resumed (``resume=True``).
+
+Torch-free, so the command line can read it without importing PyTorch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from ._values import check_choice, check_nonnegative_int, check_positive_int, check_probability
+
+__all__ = ["OptionInfo", "describe_type", "option", "option_info", "validate_options",
+           "validate_value"]
+
+_MISSING = dataclasses.MISSING
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionInfo:
+    """What :func:`option` attaches to a field (``field.metadata["attnkit"]``)."""
+
+    help: str
+    check: str | None = None  # "positive" | "nonnegative" | "probability" | "positive_float"
+    choices: tuple[Any, ...] | None = None  # allowed values (or a callable giving them)
+    resume: bool = False  # may differ from the stored value when a run is resumed
+    flag: str | None = None  # command-line flag name when it is not the field name
+
+
+def option(default: Any = _MISSING, help: str = "", *, check: str | None = None,
+           choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] | None = None,
+           resume: bool = False, flag: str | None = None) -> Any:
+    """A dataclass field with its help text and checks (see :class:`OptionInfo`)."""
+    info = OptionInfo(help=help, check=check, choices=choices, resume=resume, flag=flag)
+    kwargs = {} if default is _MISSING else {"default": default}
+    return dataclasses.field(metadata={"attnkit": info}, **kwargs)
+
+
+def option_info(field: dataclasses.Field) -> OptionInfo:
+    """The :class:`OptionInfo` of ``field`` (an empty one for plain fields)."""
+    return field.metadata.get("attnkit", OptionInfo(help=""))
+
+
+def _split_optional(tp: Any) -> tuple[Any, bool]:
+    """``(base type, None allowed)`` of an annotation such as ``int | None``."""
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else tp), type(None) in args
+    return tp, False
+
+
+def describe_type(tp: Any) -> str:
+    base, optional = _split_optional(tp)
+    name = getattr(base, "__name__", str(base))
+    return f"{name} or none" if optional else name
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def _type_ok(base: Any, value: Any) -> bool:
+    if base is bool:
+        return isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is str:
+        return isinstance(value, str)
+    return True  # richer annotations are checked by the class itself
+
+
+def validate_value(label: str, value: Any, field: dataclasses.Field, tp: Any) -> Any:
+    """``value`` checked against ``field``'s type ``tp`` and its :class:`OptionInfo`.
+
+    Returns the value (ints given for float fields become floats). Raises
+    ``TypeError``/``ValueError`` whose message starts with ``label``.
+    """
+    base, optional = _split_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise TypeError(f"{label} must be {_a(describe_type(tp))}; got None")
+    if not _type_ok(base, value):
+        raise TypeError(f"{label} must be {_a(describe_type(tp))}; got {value!r} "
+                        f"({type(value).__name__})")
+    info = option_info(field)
+    if base is float:
+        value = float(value)
+    if info.check == "positive":
+        check_positive_int(label, value)
+    elif info.check == "nonnegative":
+        check_nonnegative_int(label, value)
+    elif info.check == "probability":
+        check_probability(label, value)
+    elif info.check == "positive_float" and not value > 0:
+        raise ValueError(f"{label} must be > 0; got {value!r}")
+    elif info.check == "nonnegative_float" and not value >= 0:
+        raise ValueError(f"{label} must be >= 0; got {value!r}")
+    if info.choices is not None:
+        choices = info.choices() if callable(info.choices) else info.choices
+        check_choice(label, value, choices)
+    return value
+
+
+def validate_options(obj: Any, prefix: str | None = None) -> None:
+    """Check every field of dataclass instance ``obj`` (messages ``Class.field ...``)."""
+    prefix = type(obj).__name__ + "." if prefix is None else prefix
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = validate_value(prefix + f.name, getattr(obj, f.name), f, hints[f.name])
+        if value is not getattr(obj, f.name):
+            object.__setattr__(obj, f.name, value)  # frozen: normalize int -> float

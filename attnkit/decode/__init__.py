@@ -1,0 +1,18 @@
+"""Inference: load a run, translate (greedy or beam search), capture attention.
+
+* :mod:`~attnkit.decode.search` — greedy and beam search over any model with
+  ``encode`` / ``init_state`` / ``decode_step`` / ``reorder_state``.
+* :mod:`~attnkit.decode.translator` — :func:`load_translator` rebuilds a model
+  from a checkpoint's model section alone; :class:`Translator` translates
+  sentences and captures attention weights for pictures.
+"""
+
+from .._lazy import lazy_attributes
+
+_WHERE = {
+    **dict.fromkeys(["beam_search", "greedy_search"], ".search"),
+    **dict.fromkeys(["Translator", "capture_for_pair", "capture_with_model", "load_translator",
+                     "translate_sentences"], ".translator"),
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

@@ -1,0 +1,163 @@
+"""Translating with a trained run: load it, translate sentences, capture attention.
+
+A run is rebuilt from its checkpoint's model section alone
+(:func:`attnkit.runs.checkpoint.read_run`); the training config is never
+consulted, so a later change of training defaults cannot change what an old
+checkpoint computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, TokenizerPair
+from ..models.build import build_model
+from ..runs.checkpoint import RunInfo, load_checkpoint, read_run
+from .search import beam_search, greedy_search
+
+__all__ = ["Translator", "capture_for_pair", "capture_with_model", "load_translator",
+           "positions_of", "translate_sentences"]
+
+
+def positions_of(model_config) -> int | None:
+    """Positions the model's positional table covers (``None``: no limit, an RNN)."""
+    return getattr(model_config, "max_len", None)
+
+
+def _source_batch(tokenizers: TokenizerPair, sentences: list[str], max_src_len: int | None,
+                  device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded source ids ``(B, S)`` (EOS appended) and their lengths ``(B,)``."""
+    ids = [tokenizers.src.encode(s) for s in sentences]
+    if max_src_len is not None:
+        ids = [x[: max_src_len - 1] for x in ids]  # room for EOS
+    ids = [x + [EOS_ID] for x in ids]
+    lens = torch.tensor([len(x) for x in ids], device=device)  # (B,)
+    src = torch.full((len(ids), int(lens.max())), PAD_ID, dtype=torch.long, device=device)
+    for r, x in enumerate(ids):
+        src[r, : len(x)] = torch.tensor(x, device=device)
+    return src, lens
+
+
+def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], *,
+                        beam_size: int = 1, max_output_len: int | None = None,
+                        alpha: float = 0.6, batch_size: int = 64, device=None,
+                        positions: int | None = None) -> list[str]:
+    """Translate ``sentences`` with greedy (``beam_size=1``) or beam search, one output
+    per input, in input order.
+
+    ``max_output_len`` limits each output in tokens; by default it is
+    ``2·S + 10`` for a batch whose longest source has ``S`` tokens, capped by
+    ``positions``, the size of the model's positional table
+    (:func:`positions_of`); sources longer than that table are cut to fit.
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+    table = positions
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out: list[str] = [""] * len(sentences)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        src, lens = _source_batch(tokenizers, [sentences[i] for i in idx], table, device)
+        limit = max_output_len or 2 * src.shape[1] + 10
+        if table is not None:
+            limit = min(limit, table - 1)  # BOS takes the first position
+        if beam_size == 1:
+            res = greedy_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID, max_len=limit)
+        else:
+            res = beam_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
+                              beam_size=beam_size, max_len=limit, alpha=alpha)
+        for i, toks in zip(idx, res):
+            out[i] = tokenizers.tgt.decode(toks)
+    return out
+
+
+@dataclass
+class Translator:
+    """A model ready for inference, with its tokenizers and the run it came from."""
+
+    model: torch.nn.Module
+    tokenizers: TokenizerPair
+    run: RunInfo | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.run is None else self.run.path
+
+    def translate(self, sentences: list[str], *, beam_size: int = 1,
+                  max_output_len: int | None = None, alpha: float = 0.6) -> list[str]:
+        return translate_sentences(self.model, self.tokenizers, list(sentences),
+                                   beam_size=beam_size, max_output_len=max_output_len,
+                                   alpha=alpha, positions=positions_of(
+                                       None if self.run is None else self.run.model))
+
+    def capture(self, src: str, tgt: str | None = None, *, beam_size: int = 1):
+        """Attention weights of every layer for one pair (``tgt=None``: the model's own
+        translation): ``(captures, src_tokens, tgt_tokens)``."""
+        if tgt is None:
+            tgt = self.translate([src], beam_size=beam_size)[0]
+        return capture_with_model(self.model, self.tokenizers, src, tgt)
+
+
+def _check_vocab(run: RunInfo, tokenizers: TokenizerPair) -> None:
+    sizes = (tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    wanted = (run.model.src_vocab_size, run.model.tgt_vocab_size)
+    if sizes != wanted:
+        raise ValueError(f"{run.path}: the tokenizers' vocabularies {sizes} do not match the "
+                         f"model section's (src_vocab_size, tgt_vocab_size) = {wanted}")
+
+
+def load_translator(path: str | Path, *, device: str = "cpu", backend: str = "auto",
+                    weights: dict | None = None) -> Translator:
+    """The model and tokenizers of a checkpoint (or a run folder's latest checkpoint).
+
+    The model is built from the checkpoint's model section only; ``weights``
+    replaces its weights (e.g. an average of several checkpoints).
+    """
+    run = read_run(path)
+    tokenizers = TokenizerPair.load(run.path / "tokenizer")
+    _check_vocab(run, tokenizers)
+    model = build_model(run.model, backend=backend)
+    load_checkpoint(run.path, model=model, restore_rng=False)
+    if weights is not None:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"averaged weights do not fit the model: missing {missing}, "
+                             f"unexpected {unexpected}")
+    model.to(device).eval()
+    return Translator(model, tokenizers, run)
+
+
+def capture_for_pair(path: str | Path, src: str, tgt: str | None = None, *, beam_size: int = 1):
+    """:meth:`Translator.capture` of the run at ``path``."""
+    return load_translator(path).capture(src, tgt, beam_size=beam_size)
+
+
+def capture_with_model(model, tokenizers: TokenizerPair, src: str, tgt: str):
+    """Teacher-forced forward pass of one pair with every attention layer captured.
+
+    Returns ``(captures, src_tokens, tgt_tokens)``; captures are keyed by module name.
+    """
+    from ..nn.capture import capture_attention
+
+    s_ids = tokenizers.src.encode(src) + [EOS_ID]
+    t_ids = [BOS_ID] + tokenizers.tgt.encode(tgt)
+    dev = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad(), capture_attention(model) as caps:
+        model(torch.tensor([s_ids], device=dev), torch.tensor([t_ids], device=dev),
+              torch.tensor([len(s_ids)], device=dev))
+    captures = dict(caps.items())
+    return captures, [_piece(tokenizers.src, i) for i in s_ids], \
+        [_piece(tokenizers.tgt, i) for i in t_ids]
+
+
+def _piece(tok, i: int) -> str:
+    if i < len(SPECIAL_TOKENS):
+        return SPECIAL_TOKENS[i]
+    if hasattr(tok, "id_to_piece"):
+        return tok.id_to_piece(i)
+    text = tok.decode([i])
+    return text if text.strip() else repr(text)

@@ -1,0 +1,156 @@
+"""Setting up a training run: processes, device, data, tokenizers, model, optimizer.
+
+Each piece is a small function of the :class:`~attnkit.runs.config.TrainConfig`;
+:func:`set_up` calls them in order and, when the run folder holds a checkpoint,
+first checks that the checkpoint's run may be resumed with this config.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..data.batching import BatchingConfig, BucketBatcher
+from ..data.corpus import load_pairs
+from ..data.tokenizer import TokenizerPair
+from ..models.build import build_model
+from ..runs.checkpoint import RUN_FORMAT_VERSION, RunInfo, latest_checkpoint, read_run
+from ..runs.config import TrainConfig, model_differences, resume_differences
+from .schedule import noam_scheduler
+
+__all__ = ["DistInfo", "Setup", "build_optimizer", "check_resume", "init_distributed",
+           "resolve_device", "set_up"]
+
+
+@dataclass
+class DistInfo:
+    """This process's place among the training processes (``torchrun``)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the process group when started by ``torchrun`` (``WORLD_SIZE > 1``)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    wants_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if wants_cuda else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(),
+                    int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} asked for, but CUDA is not available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_resume(cfg: TrainConfig, checkpoint: Path) -> RunInfo:
+    """The run stored at ``checkpoint``, if ``cfg`` may resume it.
+
+    Raises:
+        ValueError: the stored run has another run format, or differs from
+            ``cfg`` in a field that may not change on resume (the message lists
+            each field with the stored and the given value).
+    """
+    run = read_run(checkpoint)
+    if run.train is None or run.format_version != RUN_FORMAT_VERSION:
+        raise ValueError(
+            f"cannot resume {checkpoint}: it was written in run format_version "
+            f"{run.format_version}, this attnkit resumes format_version {RUN_FORMAT_VERSION} "
+            "(it still loads for translate and evaluate); start a new run in another "
+            "directory with --out-dir")
+    m = run.model
+    given = cfg.model.config(m.src_vocab_size, m.tgt_vocab_size,
+                             shared=bool(run.tokenizer.get("shared")))
+    diffs = resume_differences(run.train, cfg) + model_differences(m, given)
+    if diffs:
+        raise ValueError(
+            f"cannot resume {checkpoint}: the run was trained with other settings:\n  "
+            + "\n  ".join(diffs)
+            + "\nresume with the stored settings, or start a new run in another directory "
+              "with --out-dir")
+    return run
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, num_hiddens: int):
+    """Adam or AdamW with the paper's schedule (``lr`` = 1 times the Noam factor)."""
+    o = cfg.optim
+    opt_cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=1.0, betas=(o.beta1, o.beta2), eps=o.eps,
+                        weight_decay=o.weight_decay)
+    scheduler = noam_scheduler(optimizer, d_model=num_hiddens, warmup=o.warmup,
+                               scale=o.lr_scale)
+    return optimizer, scheduler
+
+
+@dataclass
+class Setup:
+    """Everything the training loop needs, built from a config."""
+
+    dist: DistInfo
+    device: torch.device
+    tokenizers: TokenizerPair
+    batcher: BucketBatcher
+    valid_pairs: list
+    model: torch.nn.Module
+    model_config: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    resume_from: Path | None
+    report: str
+
+
+def set_up(cfg: TrainConfig) -> Setup:
+    """Build a run from ``cfg``; a checkpoint in ``out_dir`` is checked for resuming first
+    (before any data is read), and its tokenizers are reused."""
+    dist_info = init_distributed(cfg.run.device)
+    device = resolve_device(cfg.run.device, dist_info.local_rank)
+    resume_from = latest_checkpoint(Path(cfg.run.out_dir) / "checkpoints")
+    if resume_from is not None:
+        check_resume(cfg, resume_from)
+    seed_everything(cfg.run.seed)
+    train_pairs, valid_pairs, report = load_pairs(cfg.data, seed=cfg.run.seed)
+    t = cfg.tokenizer
+    tokenizers = (TokenizerPair.load(resume_from / "tokenizer") if resume_from is not None
+                  else TokenizerPair.train(t.kind, train_pairs, shared=t.shared_vocab,
+                                           vocab_size=t.vocab_size, seed=cfg.run.seed))
+    examples = [(tokenizers.src.encode(s), tokenizers.tgt.encode(t)) for s, t in train_pairs]
+    batcher = BucketBatcher(examples, BatchingConfig(
+        max_tokens=cfg.optim.max_tokens, max_len=cfg.data.max_sentence_tokens,
+        seed=cfg.run.seed, batch_multiple=cfg.optim.batch_multiple or dist_info.world_size))
+    model_config = cfg.model.config(tokenizers.src.vocab_size, tokenizers.tgt.vocab_size,
+                                    shared=tokenizers.shared)
+    model = build_model(model_config, backend=cfg.run.backend).to(device)
+    optimizer, scheduler = build_optimizer(cfg, model, model_config.num_hiddens)
+    return Setup(dist_info, device, tokenizers, batcher, valid_pairs, model, model_config,
+                 optimizer, scheduler, resume_from,
+                 f"{report}\nbatching: {batcher.report.summary()}")
