@@ -1,0 +1,409 @@
+"""The configuration of a training run: five tables, validated before anything is read.
+
+A run is configured by one TOML file (and flags that override it)::
+
+    [data]        what to train on          (kind = "multi30k", multi30k_root, ...)
+    [tokenizer]   how text becomes ids      (kind = "sentencepiece", vocab_size, ...)
+    [model]       the architecture          (preset = "transformer_small", then any field
+                                             of the preset's TransformerConfig / BahdanauConfig)
+    [optim]       the optimisation          (warmup, label_smoothing, max_tokens, ...)
+    [run]         stopping, hardware, bookkeeping (max_steps, device, out_dir, ...)
+
+Tables stay tables: a key in the wrong table is an error that names the right
+one. Every key is a field declared with :func:`attnkit._options.option` (help
+text, type, range); the command line offers each as ``--key-name`` (key names
+are unique across tables) and the three choices of kind as ``--data``,
+``--tokenizer`` and ``--model``. Values are checked for type, sign and range
+when the config is built, with a message naming the key and the file.
+
+Fields marked ``resume=True`` (stopping, logging, evaluation and checkpoint
+cadence, device, precision, backend, learning-rate scale) may differ when a
+run is resumed; any other difference refuses the resume (see
+:func:`resume_differences`).
+
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._options import option, option_info, validate_value
+from ..models.config import PRESETS, BahdanauConfig, TransformerConfig
+
+__all__ = ["DataConfig", "ModelSection", "OptimConfig", "RunConfig", "TokenizerConfig",
+           "TrainConfig", "flat_options", "load_config_file", "model_differences",
+           "resume_differences"]
+
+DATA_KINDS = ("dates", "tsv", "aligned", "multi30k")
+TOKENIZER_KINDS = ("char", "word", "sentencepiece")
+_VOCAB_FIELDS = ("src_vocab_size", "tgt_vocab_size")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """``[data]``: the parallel corpus of a run."""
+
+    kind: str = option("dates", "corpus: dates (built in) | tsv | aligned | multi30k",
+                       choices=DATA_KINDS, flag="data")
+    train_path: str | None = option(None, "tsv: pairs file; aligned: source file")
+    train_tgt_path: str | None = option(None, "aligned: target file")
+    valid_path: str | None = option(None, "tsv: validation pairs; aligned: source file")
+    valid_tgt_path: str | None = option(None, "aligned: validation target file")
+    multi30k_root: str | None = option(None, "multi30k: folder with raw/ and tok/")
+    src_lang: str = option("de", "multi30k: source language")
+    tgt_lang: str = option("en", "multi30k: target language")
+    tokenized: bool = option(False, "multi30k: use the lowercased tokenized files")
+    reverse: bool = option(False, "tsv: swap the two columns (translate column 2 -> 1)")
+    num_examples: int = option(30000, "dates: training pairs to generate", check="positive")
+    valid_size: int = option(500, "dates: held-out pairs; tsv without valid_path: pairs "
+                                  "split off", check="positive")
+    max_pairs: int | None = option(None, "keep only the first N training pairs",
+                                   check="positive")
+    max_sentence_tokens: int = option(100, "longest training sentence kept, in tokens, source "
+                                           "or target (longer pairs are counted and skipped)",
+                                      check="positive")
+
+    def check(self, label) -> None:
+        needs = {"tsv": ("train_path",), "aligned": ("train_path", "train_tgt_path"),
+                 "multi30k": ("multi30k_root",)}.get(self.kind, ())
+        missing = [n for n in needs if not getattr(self, n)]
+        if missing:
+            what = {"tsv": "a tab-separated pairs file", "aligned": "source and target files",
+                    "multi30k": "folder with raw/ and tok/"}[self.kind]
+            raise ValueError(f"data={self.kind!r} needs {' and '.join(missing)} ({what}); "
+                             f"set {', '.join(label(n) for n in missing)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerConfig:
+    """``[tokenizer]``: how sentences become ids."""
+
+    kind: str = option("char", "char | word (the book's) | sentencepiece",
+                       choices=TOKENIZER_KINDS, flag="tokenizer")
+    vocab_size: int = option(8000, "sentencepiece vocabulary size", check="positive")
+    shared_vocab: bool = option(True, "one vocabulary for source and target")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """``[optim]``: the optimizer, the schedule, the loss and the batches."""
+
+    optimizer: str = option("adam", "adam | adamw", choices=("adam", "adamw"))
+    lr_scale: float = option(1.0, "factor on the paper's schedule d^-0.5·min(s^-0.5, s·w^-1.5)",
+                             check="positive_float", resume=True)
+    warmup: int = option(4000, "warmup steps of the schedule", check="positive")
+    beta1: float = option(0.9, "Adam β1 (paper: 0.9)", check="probability")
+    beta2: float = option(0.98, "Adam β2 (paper: 0.98)", check="probability")
+    eps: float = option(1e-9, "Adam ε (paper: 1e-9)", check="positive_float")
+    weight_decay: float = option(0.0, "AdamW decoupled weight decay",
+                                 check="nonnegative_float")
+    label_smoothing: float = option(0.1, "ε_ls (paper: 0.1)", check="probability")
+    clip_norm: float | None = option(1.0, "gradient clipping by global norm (none: off)",
+                                     check="positive_float")
+    accum_steps: int = option(1, "micro-batches per optimizer step", check="positive")
+    max_tokens: int = option(4096, "token budget of one (global) micro-batch, padding "
+                                   "included", check="positive")
+    batch_multiple: int | None = option(None, "examples per batch rounded to a multiple "
+                                              "(none: the number of processes)",
+                                        check="positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """``[run]``: where the run lives, when it stops, what it runs on, what it records."""
+
+    out_dir: str = option("runs/attnkit", "run folder: checkpoints/, metrics.jsonl",
+                          resume=True)
+    seed: int = option(0, "seeds data order, initialisation and dropout", check="nonnegative")
+    max_steps: int | None = option(None, "stop after this many optimizer steps",
+                                   check="positive", resume=True)
+    epochs: int | None = option(None, "stop after this many epochs", check="positive",
+                                resume=True)
+    time_limit: float | None = option(None, "stop after this many seconds of training",
+                                      check="positive_float", resume=True)
+    bf16: bool = option(False, "bf16 autocast (CPU and GPU)", resume=True)
+    device: str = option("auto", "auto | cpu | cuda | cuda:N", resume=True)
+    backend: str = option("auto", "attention backend of every attention module",
+                          choices=("auto", "reference", "sdpa", "chunked", "triton"),
+                          resume=True)
+    log_every: int = option(20, "steps between metric records", check="positive", resume=True)
+    eval_every: int = option(500, "steps between validations (0: only at the end)",
+                             check="nonnegative", resume=True)
+    checkpoint_every: int = option(500, "steps between checkpoints (0: only at the end)",
+                                   check="nonnegative", resume=True)
+    keep_last: int = option(5, "checkpoints kept on disk", check="positive", resume=True)
+    eval_sentences: int = option(300, "validation sentences decoded for BLEU / exact match",
+                                 check="positive", resume=True)
+    beam_size: int = option(1, "beam used for validation decoding (1 = greedy)",
+                            check="positive", resume=True)
+    progress: bool = option(True, "progress bar", resume=True)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """``[model]``: a preset (``transformer_tiny`` …) and overrides of its config's fields.
+
+    The keys besides ``preset`` are exactly the fields of the preset's config
+    class (:class:`~attnkit.models.TransformerConfig` or
+    :class:`~attnkit.models.BahdanauConfig`) except the vocabulary sizes, which
+    come from the tokenizer. ``share_embeddings`` defaults to ``true`` when the
+    vocabulary is shared.
+    """
+
+    preset: str = "transformer_tiny"
+    options: dict = field(default_factory=dict)
+
+    @property
+    def config_class(self) -> type:
+        return BahdanauConfig if self.preset.startswith("bahdanau") else TransformerConfig
+
+    def config(self, src_vocab_size: int, tgt_vocab_size: int, *, shared: bool = False):
+        """The model config for these vocabulary sizes."""
+        options = dict(self.options)
+        if (self.config_class is TransformerConfig and shared
+                and src_vocab_size == tgt_vocab_size):
+            options.setdefault("share_embeddings", True)
+        return PRESETS[self.preset](src_vocab_size, tgt_vocab_size, **options)
+
+    def to_dict(self) -> dict:
+        return {"preset": self.preset, **self.options}
+
+
+def model_fields() -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every settable model field (of either config class): name -> (field, type)."""
+    out: dict[str, tuple[dataclasses.Field, Any]] = {}
+    for cls in (TransformerConfig, BahdanauConfig):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in _VOCAB_FIELDS:
+                out.setdefault(f.name, (f, hints[f.name]))
+    return out
+
+
+_PRESET_FIELD = option("transformer_tiny", "model preset; the [model] keys override its "
+                       "fields", choices=tuple(PRESETS), flag="model")
+_PRESET_FIELD.name = "preset"
+SECTIONS: dict[str, type] = {"data": DataConfig, "tokenizer": TokenizerConfig,
+                             "model": ModelSection, "optim": OptimConfig, "run": RunConfig}
+
+
+def section_fields(table: str) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """The keys of one table: name -> (field, type)."""
+    if table == "model":
+        return {"preset": (_PRESET_FIELD, str), **model_fields()}
+    cls = SECTIONS[table]
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def flat_options() -> dict[str, tuple[str, str, dataclasses.Field, Any]]:
+    """Every option by its flat name (the flag without ``--``, dashes as underscores):
+    ``name -> (table, key, field, type)``. Flat names are unique across tables."""
+    out: dict[str, tuple[str, str, dataclasses.Field, Any]] = {}
+    for table in SECTIONS:
+        for key, (f, tp) in section_fields(table).items():
+            name = option_info(f).flag or key
+            if name in out:  # pragma: no cover - a programming error, caught by the tests
+                raise RuntimeError(f"option name {name!r} is used by two tables")
+            out[name] = (table, key, f, tp)
+    return out
+
+
+def _table_of_key() -> dict[str, str]:
+    return {key: table for table in SECTIONS for key in section_fields(table)}
+
+
+def _label(table: str, key: str, source: str | None) -> str:
+    """How a value is named in messages: ``FILE: [table] key`` or the flag ``--key``."""
+    if not source:
+        name = next(n for n, (t, k, _, _) in flat_options().items() if (t, k) == (table, key))
+        return f"--{name.replace('_', '-')}"
+    return f"{source}: [{table}] {key}"
+
+
+def _check_keys(raw: dict, source: str) -> None:
+    """Every top-level key is a table, every key sits in its own table."""
+    where = _table_of_key()
+    prefix = f"{source}: " if source else ""
+    tables = ", ".join(f"[{t}]" for t in SECTIONS)
+    for table, values in raw.items():
+        if not isinstance(values, dict):
+            if table in where:
+                raise ValueError(f"{prefix}key {table!r} is outside any table; it belongs in "
+                                 f"the [{where[table]}] table")
+            raise ValueError(f"{prefix}unknown config keys [{table!r}] (outside any table; "
+                             f"the tables are {tables})")
+        if table not in SECTIONS:
+            raise ValueError(f"{prefix}unknown table [{table}]; the tables are {tables}")
+        own = section_fields(table)
+        for key in values:
+            if key not in own and key in where:
+                raise ValueError(f"{prefix}[{table}] {key}: this key belongs in the "
+                                 f"[{where[key]}] table")
+        unknown = sorted(k for k in values if k not in own)
+        if unknown:
+            raise ValueError(f"{prefix}unknown config keys {unknown} in [{table}]; keys of "
+                             f"[{table}]: {', '.join(own)}")
+
+
+def _build_section(table: str, values: dict, origin: dict) -> Any:
+    """One section from its checked values; ``origin[(table, key)]`` names the source."""
+    fields = section_fields(table)
+    checked = {k: validate_value(_label(table, k, origin.get((table, k), "")), v, *fields[k])
+               for k, v in values.items()}
+    if table != "model":
+        return SECTIONS[table](**checked)
+    preset = checked.pop("preset", "transformer_tiny")
+    section = ModelSection(preset=preset, options=checked)
+    allowed = {f.name for f in dataclasses.fields(section.config_class)}
+    for key in checked:
+        if key not in allowed:
+            raise ValueError(
+                f"{_label('model', key, origin.get(('model', key), ''))} is not an option of "
+                f"preset {preset!r} ({section.config_class.__name__}); its options: "
+                f"{', '.join(sorted(allowed - set(_VOCAB_FIELDS)))}")
+    return section
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything a training run needs, in five sections (see the module docstring).
+
+    Build it from a TOML file with :meth:`from_file`, from nested tables with
+    :meth:`from_dict`, or from flat option names (as the flags name them) with
+    :meth:`from_flat`::
+
+        TrainConfig.from_flat(data="dates", model="transformer_tiny", num_hiddens=32,
+                              max_steps=100)
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    # ------------------------------------------------------------- building
+    @classmethod
+    def from_dict(cls, tables: dict, *, source: str = "",
+                  origin: dict | None = None) -> TrainConfig:
+        """From nested tables ``{"data": {...}, "model": {...}, ...}`` (all optional).
+
+        ``source`` names the file in messages. Raises ``ValueError``/``TypeError``
+        naming the key (and file) for a key outside its table, an unknown key, or
+        a value of the wrong type or range.
+        """
+        _check_keys(tables, source)
+        origin = origin or {}
+        sections = {t: _build_section(t, dict(tables.get(t, {})), origin) for t in SECTIONS}
+        cfg = cls(**sections)
+        cfg._check_consistency(source, origin)
+        return cfg
+
+    @classmethod
+    def from_flat(cls, values: dict | None = None, /, **kwargs) -> TrainConfig:
+        """From flat option names (``num_heads=2``, ``data="tsv"``), as the flags give them."""
+        return cls.merge({}, {**(values or {}), **kwargs})
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> TrainConfig:
+        """From a TOML file, with flat-named ``overrides`` on top."""
+        return cls.merge(load_config_file(path), overrides, source=str(path))
+
+    @classmethod
+    def merge(cls, tables: dict, flat: dict, *, source: str = "") -> TrainConfig:
+        """Tables (from a file) with flat-named values (from flags) on top."""
+        options = flat_options()
+        _check_keys(tables, source)
+        merged = {t: dict(v) for t, v in tables.items()}
+        origin: dict = {}
+        unknown = sorted(set(flat) - set(options))
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; the options are listed by "
+                             "attnkit train --help")
+        for name, value in flat.items():
+            table, key, _, _ = options[name]
+            merged.setdefault(table, {})[key] = value
+            origin[(table, key)] = None  # named by its flag
+        return cls.from_dict(merged, source=source, origin=origin)
+
+    def _check_consistency(self, source: str, origin: dict) -> None:
+        def label(table, key):
+            return _label(table, key, origin.get((table, key), source))
+
+        prefix = f"{source}: " if source else ""
+        try:
+            self.data.check(lambda key: label("data", key))
+            config = self.model.config(8, 8, shared=self.tokenizer.shared_vocab)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{prefix}{e}") from None
+        if getattr(config, "share_embeddings", False) and not self.tokenizer.shared_vocab:
+            raise ValueError(f"{label('model', 'share_embeddings')} needs "
+                             f"{label('tokenizer', 'shared_vocab')} = true")
+        longest = self.data.max_sentence_tokens + 1  # EOS (source) or BOS (target input)
+        if hasattr(config, "max_len") and longest > config.max_len:
+            raise ValueError(
+                f"{label('data', 'max_sentence_tokens')} = {self.data.max_sentence_tokens} "
+                f"needs {longest} positions, more than the model's positional table "
+                f"({label('model', 'max_len')} = {config.max_len})")
+
+    # ------------------------------------------------------------- using
+    def to_dict(self) -> dict:
+        """Nested tables, JSON- and TOML-friendly; :meth:`from_dict` reads it back."""
+        return {t: (getattr(self, t).to_dict() if t == "model"
+                    else dataclasses.asdict(getattr(self, t))) for t in SECTIONS}
+
+    def replace(self, **flat) -> TrainConfig:
+        """A copy with flat-named options changed (validated again)."""
+        return TrainConfig.merge(self.to_dict(), flat)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """The tables of a TOML config file (checked for placement, not yet for values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        with path.open("rb") as f:
+            tables = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid TOML: {e}") from None
+    _check_keys(tables, str(path))
+    return tables
+
+
+def _flatten(tables: dict) -> dict[str, Any]:
+    return {f"{t}.{k}": v for t, values in tables.items() for k, v in values.items()}
+
+
+def resume_differences(stored: dict, given: TrainConfig) -> list[str]:
+    """The fields, as ``table.key: stored X, given Y``, in which ``given`` differs from a
+    run's stored train config (nested dict), except those marked ``resume=True`` and
+    the ``[model]`` table (compare the resolved model configs for that:
+    :func:`model_differences`)."""
+    may_change = {f"{t}.{k}" for t in SECTIONS for k, (f, _) in section_fields(t).items()
+                  if option_info(f).resume}
+    a, b = _flatten(stored), _flatten(given.to_dict())
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key in may_change or key.startswith("model."):
+            continue
+        if a.get(key, "(unset)") != b.get(key, "(unset)"):
+            out.append(f"{key}: stored {a.get(key, '(unset)')!r}, given "
+                       f"{b.get(key, '(unset)')!r}")
+    return out
+
+
+def model_differences(stored: Any, given: Any) -> list[str]:
+    """``model.field: stored X, given Y`` for each field in which two model configs differ."""
+    if type(stored) is not type(given):
+        return [f"model: stored {type(stored).__name__}, given {type(given).__name__}"]
+    return [f"model.{f.name}: stored {getattr(stored, f.name)!r}, given "
+            f"{getattr(given, f.name)!r}" for f in dataclasses.fields(stored)
+            if getattr(stored, f.name) != getattr(given, f.name)]
