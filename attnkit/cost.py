@@ -20,14 +20,16 @@ The shape of the answer, for ``B`` sequences, ``Nq`` queries, ``Nk`` keys:
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 
-__all__ = ["AttentionCost", "CostStep", "attention_cost", "format_cost", "SCORES"]
+from ._values import check_positive_int
+
+__all__ = ["DTYPES", "SCORES", "AttentionCost", "CostStep", "attention_cost", "format_cost"]
 
 SCORES = ("dot", "scaled_dot", "bilinear", "additive", "distance")
 
 _DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
+DTYPES = tuple(_DTYPE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -107,86 +109,125 @@ def attention_cost(score: str, *, batch: int, num_queries: int, num_keys: int,
             (one more score-sized buffer zeroes those rows).
         dtype: element type of inputs and intermediates.
     """
+    sizes = _checked_sizes(score, batch=batch, num_queries=num_queries, num_keys=num_keys,
+                           query_size=query_size, key_size=key_size, value_size=value_size,
+                           num_hiddens=num_hiddens, valid_lens=valid_lens, dtype=dtype)
+    dims = _Dims(sizes)
+    sim = _Sim()
+    if score in ("dot", "scaled_dot"):
+        _dot_steps(sim, dims, scaled=score == "scaled_dot")
+    elif score == "bilinear":
+        _bilinear_steps(sim, dims)
+    elif score == "distance":
+        _distance_steps(sim, dims)
+    else:
+        _additive_steps(sim, dims)
+    _softmax_steps(sim, dims, valid_lens, empty_rows)
+    out = dims.B * dims.Nq * dims.Dv * dims.e
+    sim.step("output = weights V", flops=2 * dims.B * dims.Nq * dims.Nk * dims.Dv,
+             read=dims.S + dims.v_b, write=out, alloc=("output", out), free=["weights"])
+    return AttentionCost(score, sizes, sim.steps)
+
+
+def _checked_sizes(score: str, *, batch, num_queries, num_keys, query_size, key_size,
+                   value_size, num_hiddens, valid_lens, dtype) -> dict:
+    """The sizes of one call, checked, with ``Dk`` and ``Dv`` defaults filled in."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}; got {score!r}")
     if dtype not in _DTYPE_BYTES:
-        raise ValueError(f"dtype must be one of {tuple(_DTYPE_BYTES)}; got {dtype!r}")
+        raise ValueError(f"dtype must be one of {DTYPES}; got {dtype!r}")
     if valid_lens not in (None, "1d", "2d"):
         raise ValueError(f"valid_lens must be None, '1d' or '2d'; got {valid_lens!r}")
-    dk = key_size or query_size
-    dv = value_size or dk
-    sizes = dict(batch=batch, num_queries=num_queries, num_keys=num_keys, query_size=query_size,
-                 key_size=dk, value_size=dv, num_hiddens=num_hiddens, valid_lens=valid_lens,
-                 dtype=dtype)
-    for k, v in sizes.items():
-        if k in ("valid_lens", "dtype", "num_hiddens"):
-            continue
-        if not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{k} must be a positive int; got {v!r}")
-    if score == "additive" and not num_hiddens:
+    for name, value in (("batch", batch), ("num_queries", num_queries),
+                        ("num_keys", num_keys), ("query_size", query_size)):
+        check_positive_int(name, value)
+    dk = check_positive_int("key_size", key_size, allow_none=True) or query_size
+    dv = check_positive_int("value_size", value_size, allow_none=True) or dk
+    if score == "additive" and num_hiddens is None:
         raise ValueError("num_hiddens (h) is required for score 'additive'")
+    check_positive_int("num_hiddens", num_hiddens, allow_none=True)
     if score in ("dot", "scaled_dot", "distance") and dk != query_size:
         raise ValueError(f"score {score!r} needs key_size == query_size; got {dk} != {query_size}")
-    e = _DTYPE_BYTES[dtype]
-    B, Nq, Nk, Dq, h = batch, num_queries, num_keys, query_size, num_hiddens or 0
-    S = B * Nq * Nk * e  # one score-sized buffer
-    q_b, k_b, v_b = B * Nq * Dq * e, B * Nk * dk * e, B * Nk * dv * e
-    sim = _Sim()
+    return dict(batch=batch, num_queries=num_queries, num_keys=num_keys, query_size=query_size,
+                key_size=dk, value_size=dv, num_hiddens=num_hiddens, valid_lens=valid_lens,
+                dtype=dtype)
 
-    if score in ("dot", "scaled_dot"):
-        sim.step("scores = Q Kᵀ", flops=2 * B * Nq * Nk * dk, read=q_b + k_b, write=S,
-                 alloc=("t", S))
-        if score == "scaled_dot":
-            sim.step("scores / √d", flops=B * Nq * Nk, read=S, write=S, alloc=("scores", S),
-                     free=["t"])
-        else:
-            sim.live["scores"] = sim.live.pop("t")
-    elif score == "bilinear":
-        qm = B * Nq * dk * e
-        sim.step("Q M", flops=2 * B * Nq * Dq * dk, read=q_b + Dq * dk * e, write=qm,
-                 alloc=("qm", qm))
-        sim.step("scores = (Q M) Kᵀ", flops=2 * B * Nq * Nk * dk, read=qm + k_b, write=S,
-                 alloc=("scores", S), free=["qm"])
-    elif score == "distance":
-        sim.step("‖q‖², ‖k‖²", flops=2 * B * (Nq * Dq + Nk * dk), read=2 * (q_b + k_b),
-                 write=B * (Nq + Nk) * e + q_b + k_b, alloc=("norms", B * (Nq + Nk) * e))
-        sim.step("scores = Q Kᵀ", flops=2 * B * Nq * Nk * dk, read=q_b + k_b, write=S,
-                 alloc=("scores", S))
-        sim.step("(2·QKᵀ − ‖q‖² − ‖k‖²) / 2σ² (in place)", flops=4 * B * Nq * Nk, read=4 * S,
-                 write=4 * S, free=["norms"])
-    else:  # additive
-        qp, kp, F = B * Nq * h * e, B * Nk * h * e, B * Nq * Nk * h * e
-        sim.step("W_q Q", flops=2 * B * Nq * Dq * h, read=q_b + h * Dq * e, write=qp,
-                 alloc=("qp", qp))
-        sim.step("W_k K", flops=2 * B * Nk * dk * h, read=k_b + h * dk * e, write=kp,
-                 alloc=("kp", kp))
-        sim.step("features = W_q q + W_k k  (B·Nq·Nk·h)", flops=B * Nq * Nk * h,
-                 read=qp + kp, write=F, alloc=("features", F))
-        sim.step("tanh(features)", flops=B * Nq * Nk * h, read=F, write=F,
-                 alloc=("tanh", F), free=["features"])
-        sim.step("scores = w_vᵀ tanh(...)", flops=2 * B * Nq * Nk * h, read=F + h * e, write=S,
-                 alloc=("scores", S), free=["tanh", "qp", "kp"])
 
-    if valid_lens is None:
-        sim.step("softmax", flops=5 * B * Nq * Nk, read=S, write=S, alloc=("weights", S),
-                 free=["scores"])
+class _Dims:
+    """Sizes in the short names of the formulas, and the byte sizes of the tensors."""
+
+    def __init__(self, sizes: dict):
+        self.e = e = _DTYPE_BYTES[sizes["dtype"]]
+        self.B, self.Nq, self.Nk = sizes["batch"], sizes["num_queries"], sizes["num_keys"]
+        self.Dq, self.Dk, self.Dv = sizes["query_size"], sizes["key_size"], sizes["value_size"]
+        self.h = sizes["num_hiddens"] or 0
+        self.S = self.B * self.Nq * self.Nk * e  # one score-sized buffer
+        self.q_b = self.B * self.Nq * self.Dq * e
+        self.k_b = self.B * self.Nk * self.Dk * e
+        self.v_b = self.B * self.Nk * self.Dv * e
+
+
+def _dot_steps(sim: _Sim, d: _Dims, *, scaled: bool) -> None:
+    sim.step("scores = Q Kᵀ", flops=2 * d.B * d.Nq * d.Nk * d.Dk, read=d.q_b + d.k_b,
+             write=d.S, alloc=("t", d.S))
+    if scaled:
+        sim.step("scores / √d", flops=d.B * d.Nq * d.Nk, read=d.S, write=d.S,
+                 alloc=("scores", d.S), free=["t"])
     else:
-        m = B * Nk if valid_lens == "1d" else B * Nq * Nk  # bool bytes
-        sim.step("mask from valid_lens", flops=m, read=B * 8, write=m, alloc=("mask", m))
-        sim.step("~mask & row_has_key", flops=2 * m, read=m, write=m, alloc=("fill", m))
-        sim.step("masked_fill(-inf)", read=S + m, write=S, alloc=("masked", S),
-                 free=["fill"])
-        if empty_rows:
-            sim.step("softmax", flops=5 * B * Nq * Nk, read=S, write=S, alloc=("w0", S))
-            sim.step("zero rows with no valid key", flops=B * Nq * Nk, read=S, write=S,
-                     alloc=("weights", S), free=["scores", "masked", "mask", "w0"])
-        else:
-            sim.step("softmax", flops=5 * B * Nq * Nk, read=S, write=S, alloc=("weights", S),
-                     free=["scores", "masked", "mask"])
-    out = B * Nq * dv * e
-    sim.step("output = weights V", flops=2 * B * Nq * Nk * dv, read=S + v_b, write=out,
-             alloc=("output", out), free=["weights"])
-    return AttentionCost(score, sizes, sim.steps)
+        sim.live["scores"] = sim.live.pop("t")
+
+
+def _bilinear_steps(sim: _Sim, d: _Dims) -> None:
+    qm = d.B * d.Nq * d.Dk * d.e
+    sim.step("Q M", flops=2 * d.B * d.Nq * d.Dq * d.Dk, read=d.q_b + d.Dq * d.Dk * d.e,
+             write=qm, alloc=("qm", qm))
+    sim.step("scores = (Q M) Kᵀ", flops=2 * d.B * d.Nq * d.Nk * d.Dk, read=qm + d.k_b,
+             write=d.S, alloc=("scores", d.S), free=["qm"])
+
+
+def _distance_steps(sim: _Sim, d: _Dims) -> None:
+    norms = d.B * (d.Nq + d.Nk) * d.e
+    sim.step("‖q‖², ‖k‖²", flops=2 * d.B * (d.Nq * d.Dq + d.Nk * d.Dk),
+             read=2 * (d.q_b + d.k_b), write=norms + d.q_b + d.k_b, alloc=("norms", norms))
+    sim.step("scores = Q Kᵀ", flops=2 * d.B * d.Nq * d.Nk * d.Dk, read=d.q_b + d.k_b,
+             write=d.S, alloc=("scores", d.S))
+    sim.step("(2·QKᵀ − ‖q‖² − ‖k‖²) / 2σ² (in place)", flops=4 * d.B * d.Nq * d.Nk,
+             read=4 * d.S, write=4 * d.S, free=["norms"])
+
+
+def _additive_steps(sim: _Sim, d: _Dims) -> None:
+    B, Nq, Nk, h, e = d.B, d.Nq, d.Nk, d.h, d.e
+    qp, kp, F = B * Nq * h * e, B * Nk * h * e, B * Nq * Nk * h * e
+    sim.step("W_q Q", flops=2 * B * Nq * d.Dq * h, read=d.q_b + h * d.Dq * e, write=qp,
+             alloc=("qp", qp))
+    sim.step("W_k K", flops=2 * B * Nk * d.Dk * h, read=d.k_b + h * d.Dk * e, write=kp,
+             alloc=("kp", kp))
+    sim.step("features = W_q q + W_k k  (B·Nq·Nk·h)", flops=B * Nq * Nk * h,
+             read=qp + kp, write=F, alloc=("features", F))
+    sim.step("tanh(features)", flops=B * Nq * Nk * h, read=F, write=F,
+             alloc=("tanh", F), free=["features"])
+    sim.step("scores = w_vᵀ tanh(...)", flops=2 * B * Nq * Nk * h, read=F + h * e, write=d.S,
+             alloc=("scores", d.S), free=["tanh", "qp", "kp"])
+
+
+def _softmax_steps(sim: _Sim, d: _Dims, valid_lens: str | None, empty_rows: bool) -> None:
+    """Masking (with ``valid_lens``) and the softmax; leaves ``weights`` alive."""
+    S, softmax_flops = d.S, 5 * d.B * d.Nq * d.Nk
+    if valid_lens is None:
+        sim.step("softmax", flops=softmax_flops, read=S, write=S, alloc=("weights", S),
+                 free=["scores"])
+        return
+    m = d.B * d.Nk if valid_lens == "1d" else d.B * d.Nq * d.Nk  # bool bytes
+    sim.step("mask from valid_lens", flops=m, read=d.B * 8, write=m, alloc=("mask", m))
+    sim.step("~mask & row_has_key", flops=2 * m, read=m, write=m, alloc=("fill", m))
+    sim.step("masked_fill(-inf)", read=S + m, write=S, alloc=("masked", S), free=["fill"])
+    if empty_rows:
+        sim.step("softmax", flops=softmax_flops, read=S, write=S, alloc=("w0", S))
+        sim.step("zero rows with no valid key", flops=d.B * d.Nq * d.Nk, read=S, write=S,
+                 alloc=("weights", S), free=["scores", "masked", "mask", "w0"])
+    else:
+        sim.step("softmax", flops=softmax_flops, read=S, write=S, alloc=("weights", S),
+                 free=["scores", "masked", "mask"])
 
 
 def _fmt_bytes(n: float) -> str:
@@ -212,38 +253,3 @@ def format_cost(costs: list[AttentionCost], *, steps: bool = False) -> str:
                 lines.append(f"    {s.name:<44} {s.flops / 1e9:>9.3f} GFLOP  "
                              f"live {_fmt_bytes(s.live_bytes)}")
     return "\n".join(lines)
-
-
-def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--score", action="append", choices=SCORES,
-                   help="scoring function (repeatable; default: all five)")
-    p.add_argument("--batch", "-B", type=int, default=2, help="batch size B (heads folded in)")
-    p.add_argument("--num-queries", "--nq", type=int, default=1024, help="Nq")
-    p.add_argument("--num-keys", "--nk", type=int, default=1024, help="Nk")
-    p.add_argument("--query-size", "--dq", type=int, default=64, help="Dq")
-    p.add_argument("--key-size", "--dk", type=int, default=None, help="Dk (default Dq)")
-    p.add_argument("--value-size", "--dv", type=int, default=None, help="Dv (default Dk)")
-    p.add_argument("--num-hiddens", "-H", type=int, default=64, help="h of additive attention")
-    p.add_argument("--valid-lens", choices=["1d", "2d"], default=None,
-                   help="include masking by valid_lens of shape (B,) or (B, Nq)")
-    p.add_argument("--empty-rows", action="store_true",
-                   help="with --valid-lens: some row has no valid key (one more buffer)")
-    p.add_argument("--dtype", choices=list(_DTYPE_BYTES), default="float32")
-    p.add_argument("--steps", action="store_true", help="show every step")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    costs = []
-    for score in args.score or SCORES:
-        dk = args.key_size
-        if score in ("dot", "scaled_dot", "distance"):
-            dk = args.query_size
-        costs.append(attention_cost(
-            score, batch=args.batch, num_queries=args.num_queries, num_keys=args.num_keys,
-            query_size=args.query_size, key_size=dk, value_size=args.value_size,
-            num_hiddens=args.num_hiddens, valid_lens=args.valid_lens,
-            empty_rows=args.empty_rows, dtype=args.dtype))
-    print(f"reference attention, B={args.batch} Nq={args.num_queries} Nk={args.num_keys} "
-          f"Dq={args.query_size} h={args.num_hiddens} {args.dtype}")
-    print(format_cost(costs, steps=args.steps))
-    return 0

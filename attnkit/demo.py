@@ -1,6 +1,6 @@
-"""``attnkit demo``: the main job on its embedded default — no files, no downloads.
+"""The main job on its embedded default — no files, no downloads (``attnkit demo``).
 
-Trains a small Transformer on the built-in date task (dates written many ways
+:func:`run_demo` trains a small Transformer on the built-in date task (dates written many ways
 → ``YYYY-MM-DD``, character level) for a fixed time budget, prints sample
 translations, writes the attention maps of one example (encoder self,
 decoder self and cross-attention, every head) as PNG and as an interactive
@@ -12,61 +12,72 @@ training pair contains::
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["DemoResult", "demo_config", "run_demo"]
 
-def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="attnkit-demo", help="output directory (default "
-                                                         "attnkit-demo)")
-    p.add_argument("--time-limit", type=float, default=140.0,
-                   help="training time budget in seconds (default 140)")
-    p.add_argument("--heldout", type=int, default=1000,
-                   help="held-out examples scored for exact match (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the tiny model gains little from more, "
-                        "and one thread does not stall when other programs use the cores)")
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_demo` measured and wrote."""
+
+    exact_match: float  # on the held-out dates
+    steps: int
+    train_seconds: float
+    attention_maps: Path
+    explorer: Path
 
 
 def demo_config(out: Path, time_limit: float, seed: int):
-    from .train.config import TrainConfig
+    from .runs.config import TrainConfig
 
-    return TrainConfig(
+    return TrainConfig.from_flat(
         data="dates", num_examples=40000, valid_size=200, tokenizer="char",
         model="transformer_tiny", dropout=0.0, warmup=200, lr_scale=0.5,
-        label_smoothing=0.0, max_tokens=2000, max_len=40, time_limit=time_limit,
+        label_smoothing=0.0, max_tokens=2000, max_sentence_tokens=40, time_limit=time_limit,
         eval_every=0, checkpoint_every=0, log_every=25, keep_last=1, eval_sentences=200,
         seed=seed, out_dir=str(out / "run"), device="cpu")
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run_demo(*, out: str | Path = "attnkit-demo", time_limit: float = 140.0,
+             heldout: int = 1000, seed: int = 0, threads: int | None = 1) -> DemoResult:
+    """Train on the date task for ``time_limit`` seconds, print samples, write the maps.
+
+    Args:
+        out: output directory (its ``run/`` is replaced: the demo always starts fresh).
+        time_limit: training time budget in seconds.
+        heldout: held-out examples scored for exact match.
+        seed: random seed of training and of the held-out dates.
+        threads: torch CPU threads (``None`` leaves torch's default).
+    """
     import torch
 
     from .data.generated import generate_heldout_pairs
+    from .decode.translator import capture_with_model
     from .train.trainer import Trainer
-    from .translate import capture_with_model
     from .viz.explorer import records_from_captures, write_explorer
     from .viz.figures import figure_attention_maps
     from .viz.heatmap import save_figure
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
     if (out / "run").exists():
         import shutil
 
         shutil.rmtree(out / "run")  # the demo always starts fresh
-    cfg = demo_config(out, args.time_limit, args.seed)
-    print(f"attnkit demo: a Transformer learns to read dates, for {args.time_limit:.0f} s "
+    cfg = demo_config(out, time_limit, seed)
+    print(f"attnkit demo: a Transformer learns to read dates, for {time_limit:.0f} s "
           "on this machine's CPU")
     t0 = time.time()
     trainer = Trainer(cfg)
     trainer.fit()
-    print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s")
+    seconds = time.time() - t0
+    print(f"trained {trainer.step} steps in {seconds:.0f} s")
 
-    pairs = generate_heldout_pairs(args.heldout, seed=args.seed + 12345)
+    pairs = generate_heldout_pairs(heldout, seed=seed + 12345)
     hyps = trainer.translate([s for s, _ in pairs], beam_size=1)
     hits = [h == t for h, (_, t) in zip(hyps, pairs)]
     print("\nsamples (held out, never seen in training):")
@@ -82,5 +93,6 @@ def run_cli(args: argparse.Namespace) -> int:
                           src_tokens, tgt_tokens, title=f"attnkit demo: {example_src}")
     print(f"\nattention maps of '{example_src}': {png}")
     print(f"interactive explorer: {html}")
-    print(f"exact match: {sum(hits) / len(hits):.3f}")
-    return 0
+    exact = sum(hits) / len(hits)
+    print(f"exact match: {exact:.3f}")
+    return DemoResult(exact, trainer.step, seconds, Path(png), Path(html))

@@ -62,3 +62,10 @@ def test_cost_errors():
         attention_cost("additive", batch=1, num_queries=1, num_keys=1, query_size=1)
     with pytest.raises(ValueError, match=r"batch must be a positive int; got 0"):
         attention_cost("dot", batch=0, num_queries=1, num_keys=1, query_size=1)
+    with pytest.raises(ValueError, match=r"key_size must be a positive int; got 0"):
+        attention_cost("bilinear", batch=1, num_queries=1, num_keys=1, query_size=1, key_size=0)
+    with pytest.raises(ValueError, match=r"num_hiddens must be a positive int; got 0"):
+        attention_cost("additive", batch=1, num_queries=1, num_keys=1, query_size=1,
+                       num_hiddens=0)
+    with pytest.raises(ValueError, match=r"num_queries must be a positive int; got True"):
+        attention_cost("dot", batch=1, num_queries=True, num_keys=1, query_size=1)

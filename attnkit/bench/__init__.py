@@ -1,12 +1,22 @@
-"""Benchmarks that compare attnkit with PyTorch's own kernels, side by side.
+"""Benchmark suites that compare attnkit with PyTorch's own kernels, side by side.
 
-* :mod:`attnkit.bench.attention` — attention backends on the CPU
-  (``python -m attnkit.bench``, :func:`run_bench`);
-* :mod:`attnkit.bench.transformer` — a Transformer training step.
+* :mod:`attnkit.bench.attention` — attention backends on the CPU;
+* :mod:`attnkit.bench.transformer` — a Transformer training step on one padded batch;
+* :mod:`attnkit.bench.throughput` — training throughput on real bucketed batches;
+* :mod:`attnkit.bench.gpu` — the Triton kernels against SDPA's backends (CUDA only).
 
-Each writes its own marked section of ``BENCHMARKS.md``.
+Every suite has the same shape: ``run(**options)`` measures and returns a
+result with ``summary()`` (terminal lines), ``markdown(command)`` (its section
+of ``BENCHMARKS.md``) and ``markers``; :func:`attnkit.bench.report.record`
+writes that section. From the shell: ``attnkit bench SUITE [--record [FILE]]``.
 """
 
-from .attention import run_bench
+#: suite name -> module; the modules import PyTorch, so they are not imported here
+SUITES = {
+    "attention": "attnkit.bench.attention",
+    "transformer": "attnkit.bench.transformer",
+    "throughput": "attnkit.bench.throughput",
+    "gpu": "attnkit.bench.gpu",
+}
 
-__all__ = ["run_bench"]
+__all__ = ["SUITES"]

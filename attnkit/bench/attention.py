@@ -24,9 +24,10 @@ large matmul in the same dtype; peak memory, measured with
 ``torch.profiler`` memory events (the maximum of the running sum of
 allocations and frees during one call, i.e. memory beyond the inputs).
 
-Run ``python -m attnkit.bench`` (``--quick`` for a small smoke run); the table
-is written to ``BENCHMARKS.md`` between the markers
-``<!-- bench:cpu-attention:start -->`` and ``<!-- bench:cpu-attention:end -->``.
+Run ``attnkit bench attention`` (``--quick`` for a small smoke run; ``--record``
+writes the table to ``BENCHMARKS.md`` between the markers
+``<!-- bench:cpu-attention:start -->`` and ``<!-- bench:cpu-attention:end -->``);
+in Python, :func:`run` returns a :class:`BenchResult`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -49,9 +51,8 @@ import attnkit
 from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
 
 from .._profiling import peak_memory_bytes as _peak_memory_bytes
-from .report import write_marked
 
-__all__ = ["BenchResult", "Row", "format_section", "run_bench", "write_section"]
+__all__ = ["END", "START", "BenchResult", "Row", "run"]
 
 START = "<!-- bench:cpu-attention:start -->"
 END = "<!-- bench:cpu-attention:end -->"
@@ -74,13 +75,29 @@ class Row:
 
 @dataclass
 class BenchResult:
+    """The suite's rows and targets (see :class:`attnkit.bench.report.SuiteResult`)."""
+
     rows: list[Row]
     targets: list[tuple[str, str, float | None, bool | None]]  # (name, rule, value, met)
     peaks: dict[str, float]  # dtype name -> measured matmul GFLOP/s
     machine: dict[str, str]
-    command: str
     date: str
     notes: list[str] = field(default_factory=list)
+
+    markers: ClassVar[tuple[str, str]] = (START, END)
+
+    def summary(self) -> list[str]:
+        """One line per target: rule, measured value, met or not."""
+        lines = []
+        for name, rule, value, met in self.targets:
+            status = "—" if met is None else "met" if met else "NOT met"
+            shown = "—" if value is None else f"{value:.2f}"
+            lines.append(f"{name:55s} {rule:>7s} {shown:>8s}  {status}")
+        return lines
+
+    def markdown(self, command: str) -> str:
+        """The Markdown written between the markers (without the markers)."""
+        return _format_section(self, command)
 
     def row(self, workload: str, mode: str, impl_prefix: str) -> Row | None:
         for r in self.rows:
@@ -330,17 +347,14 @@ def _no_grad(fn):
 # -------------------------------------------------------------------- driver
 
 
-def run_bench(*, quick: bool = False, repeats: int | None = None, flex: bool | None = None,
-              output: str | os.PathLike | None = "BENCHMARKS.md", command: str | None = None,
-              big: bool | None = None, verbose: bool = False) -> BenchResult:
-    """Run the suite and (unless ``output`` is None) write the section to ``output``.
+def run(*, quick: bool = False, repeats: int | None = None, flex: bool | None = None,
+        big: bool | None = None, verbose: bool = False) -> BenchResult:
+    """Run the suite; return its rows and targets (nothing is written).
 
     Args:
         quick: tiny shapes and few repeats (a smoke test of the machinery).
         repeats: timed rounds per workload (default 3 quick, 7 full).
         flex: include compiled FlexAttention (default: not in quick mode).
-        output: Markdown file whose marked section is replaced.
-        command: the command line recorded in the section.
         big: run the large additive workload (default True).
         verbose: print each workload's medians to stderr as it finishes.
     """
@@ -368,13 +382,9 @@ def run_bench(*, quick: bool = False, repeats: int | None = None, flex: bool | N
     if big:
         notes.append(_big_additive(extra["big"], rows, medians, peaks))
         log(notes[-1])
-    result = BenchResult(rows, _targets(medians, extra["sizes"]), peaks, machine_info(),
-                         command or "python -m attnkit.bench",
-                         _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                         notes)
-    if output is not None:
-        write_section(format_section(result), output)
-    return result
+    return BenchResult(rows, _targets(medians, extra["sizes"]), peaks, machine_info(),
+                       _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                       notes)
 
 
 def _big_additive(w: Workload, rows, medians, peaks) -> str:
@@ -458,15 +468,14 @@ def _fmt(x, spec):
     return "—" if x is None else format(x, spec)
 
 
-def format_section(r: BenchResult) -> str:
-    """The Markdown written between the markers (without the markers)."""
+def _format_section(r: BenchResult, command: str) -> str:
     mi = r.machine
     lines = [
         "## Attention on the CPU: attnkit backends vs reference, SDPA with a mask, FlexAttention",
         "",
         f"- Machine: {mi['cpu']}, {mi['cores']} cores ({mi['threads']} torch threads); "
         f"torch {mi['torch']}, Python {mi['python']}",
-        f"- Command: `{r.command}`",
+        f"- Command: `{command}`",
         f"- Date: {r.date}",
         f"- Measured matmul peak: fp32 {r.peaks['float32']:.0f} GFLOP/s, "
         f"bf16 {r.peaks['bfloat16']:.0f} GFLOP/s",
@@ -499,10 +508,3 @@ def format_section(r: BenchResult) -> str:
     if r.notes:
         lines += [""] + [f"- {n}" for n in r.notes]
     return "\n".join(lines) + "\n"
-
-
-def write_section(section: str, path: str | os.PathLike = "BENCHMARKS.md") -> None:
-    """Replace the text between this benchmark's markers (create file/markers if missing)."""
-    write_marked(path, START, END, section)
-
-

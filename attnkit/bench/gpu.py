@@ -12,20 +12,23 @@ timings:
 * additive attention, N up to 8k, h=64: fused ``triton`` vs the ``chunked``
   backend and the naive (reference) path, with peak memory.
 
-``python -m attnkit.bench.gpu`` writes its table to BENCHMARKS.md between its
-markers, with the GPU name, driver, torch and Triton versions and the command.
+``attnkit bench gpu --record`` writes its table to BENCHMARKS.md between its
+markers, with the GPU name, driver, torch and Triton versions and the command;
+in Python, :func:`run` returns a :class:`GpuBenchResult`.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
+import math
 import statistics
 import subprocess
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from .report import write_marked
+__all__ = ["END", "START", "GpuBenchResult", "needed_flops", "run"]
 
 START = "<!-- bench:gpu:start -->"
 END = "<!-- bench:gpu:end -->"
@@ -56,10 +59,49 @@ def needed_flops(lens, n: int, d: int, heads: int, causal: bool) -> float:
     return float(total)
 
 
-def run_gpu_bench(*, quick: bool = False, repeats: int = 10, output: str = "BENCHMARKS.md",
-                  command: str = "python -m attnkit.bench.gpu") -> list[dict]:
+@dataclass
+class GpuBenchResult:
+    """One row per (shape, implementation) (see :class:`attnkit.bench.report.SuiteResult`)."""
+
+    rows: list[dict]  # d, N, causal, valid_lens, impl, ms, tflops[, peak_mib]
+    gpu: str
+    driver: str
+    torch_version: str
+    triton_version: str
+    date: str
+
+    markers: ClassVar[tuple[str, str]] = (START, END)
+
+    def summary(self) -> list[str]:
+        """One line per row."""
+        return [f"d={r['d']:<4d} N={r['N']:<6d} causal={r['causal']!s:<5} "
+                f"valid_lens={r['valid_lens']!s:<5} {r['impl']:<22s} {r['ms']:9.3f} ms"
+                + ("" if math.isnan(r["tflops"]) else f" {r['tflops']:7.1f} TFLOP/s")
+                + (f" peak {r['peak_mib']:.0f} MiB" if "peak_mib" in r else "")
+                for r in self.rows]
+
+    def markdown(self, command: str) -> str:
+        """The Markdown written between the markers."""
+        lines = ["## GPU: Triton kernels vs SDPA backends", "",
+                 f"Date {self.date}; {self.gpu}, driver {self.driver}; torch "
+                 f"{self.torch_version}, Triton {self.triton_version}. Command: `{command}`.",
+                 "", "| d | N | causal | valid_lens | implementation | ms | TFLOP/s (needed) "
+                 "| peak MiB |", "|---:|---:|:---:|:---:|---|---:|---:|---:|"]
+        for r in self.rows:
+            peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else ""
+            lines.append(f"| {r['d']} | {r['N']} | {r['causal']} | {r['valid_lens']} | "
+                         f"{r['impl']} | {r['ms']:.3f} | {r['tflops']:.1f} | {peak} |")
+        return "\n".join(lines)
+
+
+def run(*, quick: bool = False, repeats: int = 10) -> GpuBenchResult:
+    """Run the suite on the first CUDA device.
+
+    Raises:
+        OSError: no CUDA device is available (an environment error).
+    """
     if not torch.cuda.is_available():
-        raise RuntimeError("the GPU benchmark needs a CUDA device; none is available here")
+        raise OSError("the GPU benchmark needs a CUDA device; none is available here")
     dev = torch.device("cuda")
     rows = []
     ns = [1024, 4096] if quick else [1024, 2048, 4096, 8192, 16384]
@@ -69,8 +111,7 @@ def run_gpu_bench(*, quick: bool = False, repeats: int = 10, output: str = "BENC
                 for with_lens in (False, True):
                     rows += _dot_case(dev, d, n, causal, with_lens, repeats)
     rows += _additive_rows(dev, [1024, 2048] if quick else [1024, 4096, 8192], repeats)
-    _write(rows, output, command)
-    return rows
+    return _result(rows)
 
 
 def _dot_case(dev, d, n, causal, with_lens, repeats):
@@ -141,40 +182,14 @@ def _additive_rows(dev, ns, repeats):
     return [row for n in ns for row in _additive_case(dev, score, n, repeats)]
 
 
-def _write(rows, output, command):
-    props = torch.cuda.get_device_properties(0)
+def _result(rows: list[dict]) -> GpuBenchResult:
+    """The rows with the device, driver and library versions they were measured with."""
+    import triton
+
     try:
         driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,"
                                  "noheader"], capture_output=True, text=True).stdout.strip()
     except OSError:
         driver = "unknown"
-    import triton
-
-    lines = ["## GPU: Triton kernels vs SDPA backends", "",
-             f"Date {_dt.date.today().isoformat()}; {props.name}, driver {driver}; torch "
-             f"{torch.__version__}, Triton {triton.__version__}. Command: `{command}`.", "",
-             "| d | N | causal | valid_lens | implementation | ms | TFLOP/s (needed) | peak MiB |",
-             "|---:|---:|:---:|:---:|---|---:|---:|---:|"]
-    for r in rows:
-        peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else ""
-        lines.append(f"| {r['d']} | {r['N']} | {r['causal']} | {r['valid_lens']} | "
-                     f"{r['impl']} | {r['ms']:.3f} | {r['tflops']:.1f} | {peak} |")
-    write_marked(output, START, END, "\n".join(lines))
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m attnkit.bench.gpu", description=__doc__)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--output", default="BENCHMARKS.md")
-    args = p.parse_args(argv)
-    try:
-        run_gpu_bench(quick=args.quick, repeats=args.repeats, output=args.output)
-    except RuntimeError as e:
-        print(f"attnkit bench gpu: {e}")
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return GpuBenchResult(rows, torch.cuda.get_device_properties(0).name, driver,
+                          torch.__version__, triton.__version__, _dt.date.today().isoformat())

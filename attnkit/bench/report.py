@@ -1,11 +1,43 @@
-"""Writing benchmark results into BENCHMARKS.md, one marked section per benchmark."""
+"""What every benchmark suite returns, and writing it into BENCHMARKS.md.
+
+Each suite module of :mod:`attnkit.bench` has one entry point,
+``run(**options) -> result``, that measures and writes nothing. Its result
+follows :class:`SuiteResult`: ``summary()`` gives the lines printed to the
+terminal, ``markdown(command)`` the suite's section of ``BENCHMARKS.md``, and
+``markers`` the two comment lines that delimit that section. :func:`record`
+puts the section in a file, replacing only that suite's earlier section.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar, Protocol
 
-__all__ = ["write_marked"]
+__all__ = ["SuiteResult", "record", "write_marked"]
+
+
+class SuiteResult(Protocol):
+    """The result of one suite's ``run(...)``."""
+
+    #: ``(start, end)``: the comment lines around the suite's section of BENCHMARKS.md
+    markers: ClassVar[tuple[str, str]]
+
+    def summary(self) -> list[str]:
+        """The lines printed to the terminal after a run."""
+        ...
+
+    def markdown(self, command: str) -> str:
+        """The suite's section of BENCHMARKS.md; ``command`` is the command line
+        recorded in it (the one that reproduces the run)."""
+        ...
+
+
+def record(result: SuiteResult, path: str | os.PathLike, command: str) -> Path:
+    """Write ``result``'s section into ``path`` between its markers; return the path."""
+    start, end = result.markers
+    write_marked(path, start, end, result.markdown(command))
+    return Path(path)
 
 
 def write_marked(path: str | os.PathLike, start: str, end: str, section: str) -> None:

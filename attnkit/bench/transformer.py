@@ -17,23 +17,24 @@ and queries, and the position-wise layers run on real tokens only); the
 baseline computes on every padded position as ``torch.nn.Transformer``
 does in training.
 
-Run ``python -m attnkit.bench.transformer`` (``--help`` for options); it
-writes its table to ``BENCHMARKS.md`` between the markers
-``<!-- bench:transformer-step:start -->`` and ``<!-- bench:transformer-step:end -->``.
+Run ``attnkit bench transformer`` (``--help`` for options; ``--record`` writes
+its table to ``BENCHMARKS.md`` between the markers
+``<!-- bench:transformer-step:start -->`` and ``<!-- bench:transformer-step:end -->``);
+in Python, :func:`run` returns a :class:`TransformerBenchResult`.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import math
 import os
 import platform
 import statistics
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +42,9 @@ from torch import nn
 
 from ..models import build_model, count_parameters, transformer_small
 from ..nn.positional import PositionalEncoding
-from .report import write_marked
 
-__all__ = ["TransformerBenchResult", "main", "run_transformer_bench", "write_benchmarks_md"]
+__all__ = ["END", "START", "StepTiming", "TorchSeq2Seq", "TransformerBenchResult",
+           "measure_step", "run"]
 
 START = "<!-- bench:transformer-step:start -->"
 END = "<!-- bench:transformer-step:end -->"
@@ -77,8 +78,8 @@ class TorchSeq2Seq(nn.Module):
 
 
 @dataclass
-class TransformerBenchResult:
-    """Medians in seconds per training step and the ratio attnkit / torch."""
+class StepTiming:
+    """One thread count: medians in seconds per training step, the ratio attnkit / torch."""
 
     attnkit_s: float
     torch_s: float
@@ -128,10 +129,10 @@ def _step(model, opt, batch) -> None:
     opt.step()
 
 
-def run_transformer_bench(*, batch_size: int = 32, min_len: int = 6, max_len: int = 64,
-                          vocab: int = 8000, reps: int = 10, warmup: int = 2, seed: int = 0,
-                          threads: int | None = None, device: str = "cpu",
-                          dtype: torch.dtype = torch.float32) -> TransformerBenchResult:
+def measure_step(*, batch_size: int = 32, min_len: int = 6, max_len: int = 64,
+                 vocab: int = 8000, reps: int = 10, warmup: int = 2, seed: int = 0,
+                 threads: int | None = None, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> StepTiming:
     """Time training steps of both models on one padded batch, alternating; return medians."""
     if threads is not None:
         torch.set_num_threads(threads)
@@ -160,12 +161,41 @@ def run_transformer_bench(*, batch_size: int = 32, min_len: int = 6, max_len: in
     a, b = statistics.median(times["attnkit"]), statistics.median(times["torch"])
     src, tgt_in, _, src_lens, tgt_lens = batch
     real = int(src_lens.sum() + tgt_lens.sum())
-    return TransformerBenchResult(
+    return StepTiming(
         attnkit_s=a, torch_s=b, ratio=a / b, batch_size=batch_size, src_len=src.shape[1],
         tgt_len=tgt_in.shape[1], real_fraction=real / (src.numel() + tgt_in.numel()),
         real_tokens=real, attnkit_params=count_parameters(ours),
         torch_params=count_parameters(base), reps=reps, threads=torch.get_num_threads(),
         dtype=str(dtype).replace("torch.", ""), device=device)
+
+
+@dataclass
+class TransformerBenchResult:
+    """One :class:`StepTiming` per thread count (see :class:`attnkit.bench.report.SuiteResult`)."""
+
+    steps: list[StepTiming]
+
+    markers: ClassVar[tuple[str, str]] = (START, END)
+
+    def summary(self) -> list[str]:
+        """One line per thread count: both step times and the ratio."""
+        return [f"{x.threads} threads: attnkit {x.attnkit_s * 1e3:.0f} ms, torch "
+                f"{x.torch_s * 1e3:.0f} ms per step; ratio attnkit / torch {x.ratio:.2f} "
+                f"({x.speedup:.2f}× speed-up)" for x in self.steps]
+
+    def markdown(self, command: str) -> str:
+        """The Markdown written between the markers: one row per thread count."""
+        return _format_section(self.steps, command)
+
+
+def run(*, threads: Sequence[int | None] = (None,), batch_size: int = 32, min_len: int = 6,
+        max_len: int = 64, vocab: int = 8000, reps: int = 10, warmup: int = 2, seed: int = 0,
+        device: str = "cpu", dtype: torch.dtype = torch.float32) -> TransformerBenchResult:
+    """:func:`measure_step` at each thread count in ``threads`` (``None``: torch's default)."""
+    return TransformerBenchResult([
+        measure_step(batch_size=batch_size, min_len=min_len, max_len=max_len, vocab=vocab,
+                     reps=reps, warmup=warmup, seed=seed, threads=t, device=device,
+                     dtype=dtype) for t in threads])
 
 
 def _cpu_model() -> str:
@@ -178,8 +208,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def format_section(results: list[TransformerBenchResult], command: str) -> str:
-    """The Markdown written between the markers: one row per thread count."""
+def _format_section(results: list[StepTiming], command: str) -> str:
     r = results[0]
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     gpu = (f", GPU {torch.cuda.get_device_name()}" if r.device.startswith("cuda") else "")
@@ -215,41 +244,3 @@ def format_section(results: list[TransformerBenchResult], command: str) -> str:
         f" {platform.python_version()}. Date: {date}.{note}",
         f"Command: `{command}`",
     ])
-
-
-def write_benchmarks_md(section: str, path: str | os.PathLike = "BENCHMARKS.md") -> None:
-    """Replace the text between this benchmark's markers (create the file/markers if missing)."""
-    write_marked(path, START, END, section)
-
-
-def main(argv: list[str] | None = None) -> list[TransformerBenchResult]:
-    p = argparse.ArgumentParser(prog="python -m attnkit.bench.transformer",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--min-len", type=int, default=6)
-    p.add_argument("--max-len", type=int, default=64)
-    p.add_argument("--vocab", type=int, default=8000)
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", default=None,
-                   help="torch threads, or a comma list to run each (e.g. 1,2)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--output", default="BENCHMARKS.md",
-                   help="Markdown file to update ('-' to only print)")
-    args = p.parse_args(argv)
-    threads = [None] if args.threads is None else [int(t) for t in args.threads.split(",")]
-    results = [run_transformer_bench(batch_size=args.batch_size, min_len=args.min_len,
-                                     max_len=args.max_len, vocab=args.vocab, reps=args.reps,
-                                     warmup=args.warmup, seed=args.seed, threads=t,
-                                     device=args.device) for t in threads]
-    shown = " ".join(argv) if argv is not None else " ".join(sys.argv[1:])
-    section = format_section(results, f"python -m attnkit.bench.transformer {shown}".strip())
-    print(section)
-    if args.output != "-":
-        write_benchmarks_md(section, args.output)
-    return results
-
-
-if __name__ == "__main__":
-    main()

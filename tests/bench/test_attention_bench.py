@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from attnkit.bench.attention import END, START, format_section, run_bench, write_section
+from attnkit.bench.attention import END, START, run
+from attnkit.bench.report import record, write_marked
+from attnkit.cli import main
 
 
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "BENCHMARKS.md"
-    return run_bench(quick=True, repeats=1, flex=False, big=True, output=path,
-                     command="python -m attnkit.bench --quick"), path
+    result = run(quick=True, repeats=1, flex=False, big=True)
+    record(result, path, "attnkit bench attention --quick")
+    return result, path
 
 
 def test_table_structure(quick_result):
@@ -20,7 +23,7 @@ def test_table_structure(quick_result):
     assert text.count(START) == 1 and text.count(END) == 1
     assert "| workload | pass | implementation | median ms | GFLOP/s | % of matmul peak " \
            "| peak MiB | speedup of attnkit |" in text
-    assert "`python -m attnkit.bench --quick`" in text and "torch " in text
+    assert "`attnkit bench attention --quick`" in text and "torch " in text
     assert "Measured matmul peak: fp32" in text and "### Targets" in text
     impls = {(r.workload, r.mode, r.impl.split(":")[0]) for r in result.rows}
     assert ("scaled_dot valid_lens fp32", "fwd", "attnkit") in impls
@@ -38,22 +41,41 @@ def test_write_is_idempotent_and_keeps_other_sections(quick_result, tmp_path):
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\n<!-- bench:other:start -->\nother table\n"
                     "<!-- bench:other:end -->\n")
-    section = format_section(result)
-    write_section(section, path)
+    section = result.markdown("attnkit bench attention --quick")
+    write_marked(path, START, END, section)
     once = path.read_text()
-    write_section(section, path)
+    write_marked(path, START, END, section)
     assert path.read_text() == once
     assert "other table" in once and once.count(START) == 1
-    write_section("replaced\n", path)
+    write_marked(path, START, END, "replaced\n")
     text = path.read_text()
     assert "replaced" in text and "| workload |" not in text and "other table" in text
 
 
 def test_main_quick(tmp_path, capsys):
-    from attnkit.bench.__main__ import main
-
     out = tmp_path / "B.md"
-    assert main(["--quick", "--repeats", "1", "--no-flex", "--no-big",
-                 "--output", str(out)]) == 0
+    assert main(["bench", "attention", "--quick", "--repeats", "1", "--no-flex", "--no-big",
+                 "--record", str(out)]) == 0
     assert "--quick" in out.read_text()
     assert "scaled dot fwd vs SDPA+mask" in capsys.readouterr().out
+    assert f"`attnkit bench attention --quick --repeats 1 --no-flex --no-big --record {out}`" \
+        in out.read_text()
+
+
+def test_nothing_is_written_without_record(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "attention", "--quick", "--repeats", "1", "--no-flex",
+                 "--no-big"]) == 0
+    assert list(tmp_path.iterdir()) == []
+    out = capsys.readouterr().out
+    assert "scaled dot fwd vs SDPA+mask" in out and "not recorded" in out
+
+
+def test_record_without_file_writes_benchmarks_md(tmp_path, monkeypatch, quick_result):
+    from attnkit.bench import attention
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(attention, "run", lambda **kw: quick_result[0])  # no second run
+    assert main(["bench", "attention", "--quick", "--record"]) == 0
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert text.count(START) == 1 and "`attnkit bench attention --quick --record`" in text

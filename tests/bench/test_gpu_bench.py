@@ -1,6 +1,7 @@
 import torch
 
-from attnkit.bench.gpu import main, needed_flops
+from attnkit.bench.gpu import needed_flops
+from attnkit.cli import main
 
 
 def test_needed_flops_counts_valid_and_causal_keys_only():
@@ -14,5 +15,24 @@ def test_needed_flops_counts_valid_and_causal_keys_only():
 def test_gpu_bench_refuses_without_cuda(capsys):
     if torch.cuda.is_available():
         return
-    assert main(["--quick"]) == 2
-    assert "needs a CUDA device" in capsys.readouterr().out
+    assert main(["bench", "gpu", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a CUDA device" in err
+    assert err.startswith("attnkit bench gpu: error: ") and err.count("\n") == 1
+
+
+def test_result_formats_rows_for_the_terminal_and_the_record():
+    from attnkit.bench.gpu import GpuBenchResult
+
+    rows = [{"d": 64, "N": 1024, "causal": True, "valid_lens": False, "impl": "attnkit triton",
+             "ms": 0.1234, "tflops": 250.0},
+            {"d": 64, "N": 1024, "causal": False, "valid_lens": True,
+             "impl": "additive chunked", "ms": 2.5, "tflops": float("nan"), "peak_mib": 12.0}]
+    r = GpuBenchResult(rows, "NVIDIA H200", "550.1", "2.13", "3.5", "2026-01-01")
+    text = r.markdown("attnkit bench gpu --quick")
+    assert "Command: `attnkit bench gpu --quick`." in text and "NVIDIA H200" in text
+    assert "| 64 | 1024 | True | False | attnkit triton | 0.123 | 250.0 |  |" in text
+    assert "| 64 | 1024 | False | True | additive chunked | 2.500 | nan | 12 |" in text
+    lines = r.summary()
+    assert len(lines) == 2 and "250.0 TFLOP/s" in lines[0] and "peak 12 MiB" in lines[1]
+    assert "TFLOP/s" not in lines[1]

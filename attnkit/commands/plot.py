@@ -1,0 +1,54 @@
+"""``attnkit plot NAME``: render one of the figures to PNG and SVG.
+
+The figures are :data:`attnkit.viz.figures.FIGURES`; their names are listed
+here too, so that ``--help`` needs no plotting library (a test keeps the two
+lists equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: the names of :data:`attnkit.viz.figures.FIGURES`
+FIGURE_NAMES = ("attention-maps", "causal-mask", "cost", "curves", "lr-schedule",
+                "masked-softmax", "positional-encoding", "scaling", "scores")
+
+
+def add_cli_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", choices=[*FIGURE_NAMES, "all"],
+                   help="figure to draw; 'all' draws every figure that needs no input")
+    p.add_argument("--out", default="figures", help="output directory (default: figures)")
+    p.add_argument("--format", action="append", choices=["png", "svg", "pdf"],
+                   help="output format (repeatable; default: png and svg)")
+    p.add_argument("--log", help="curves: a training log (metrics.jsonl)")
+    p.add_argument("--checkpoint", help="attention-maps: a checkpoint directory")
+    p.add_argument("--src", help="attention-maps: the source sentence")
+    p.add_argument("--tgt", help="attention-maps: the target sentence (default: the model's "
+                                 "greedy translation)")
+
+
+def _inputs(name: str, args: argparse.Namespace) -> dict:
+    """The keyword arguments figure ``name`` needs, from the options."""
+    if name == "curves":
+        if not args.log:
+            raise ValueError("plot curves needs --log PATH (a training metrics.jsonl)")
+        return {"log": args.log}
+    if name == "attention-maps":
+        if not (args.checkpoint and args.src):
+            raise ValueError("plot attention-maps needs --checkpoint DIR and --src TEXT")
+        from ..decode.translator import capture_for_pair
+
+        captures, src_tokens, tgt_tokens = capture_for_pair(args.checkpoint, args.src, args.tgt)
+        return {"captures": captures, "src_tokens": src_tokens, "tgt_tokens": tgt_tokens}
+    return {}
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from ..viz.figures import FIGURES, NEEDS_INPUT, plot
+
+    formats = tuple(args.format or ("png", "svg"))
+    names = [n for n in FIGURES if n not in NEEDS_INPUT] if args.name == "all" else [args.name]
+    for name in names:
+        for path in plot(name, args.out, formats=formats, **_inputs(name, args)):
+            print(path)
+    return 0
