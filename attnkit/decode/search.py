@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._values import check_positive_int
+
 __all__ = ["Hypothesis", "beam_search", "greedy_search", "length_penalty"]
 
 
@@ -25,7 +27,7 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _check(src, src_valid_lens, max_len, name="max_len"):
+def _check(src, src_valid_lens, max_len):
     if not isinstance(src, torch.Tensor) or src.ndim != 2 or src.dtype != torch.long:
         got = (f"{tuple(src.shape)} {src.dtype}" if isinstance(src, torch.Tensor)
                else type(src).__name__)
@@ -33,8 +35,7 @@ def _check(src, src_valid_lens, max_len, name="max_len"):
     if src_valid_lens is not None and tuple(src_valid_lens.shape) != (src.shape[0],):
         raise ValueError(f"src_valid_lens must have shape ({src.shape[0]},); "
                          f"got {tuple(src_valid_lens.shape)}")
-    if not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"{name} must be a positive int; got {max_len!r}")
+    check_positive_int("max_len", max_len)
 
 
 @torch.no_grad()
@@ -87,11 +88,9 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     :class:`Hypothesis` per sentence, best first.
     """
     _check(src, src_valid_lens, max_len)
-    if not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive int; got {beam_size!r}")
+    check_positive_int("beam_size", beam_size)
     B, K, dev = src.shape[0], beam_size, src.device
-    enc = model.encode(src, src_valid_lens)
-    state = model.init_state(enc, src_valid_lens)
+    state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
     expand = torch.arange(B, device=dev).repeat_interleave(K)  # (B·K,)
     state = model.reorder_state(state, expand)
     seqs = torch.full((B * K, 1), bos_id, dtype=torch.long, device=dev)  # (B·K, t)
@@ -102,47 +101,80 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     for t in range(1, max_len + 1):
         logits, state = model.decode_step(seqs[:, -1:], state)  # (B·K, 1, V)
         logp = torch.log_softmax(logits[:, -1].float(), -1)  # (B·K, V)
-        V = logp.shape[-1]
-        cand = (scores.view(-1, 1) + logp).view(B, K * V)  # (B, K·V)
-        top, idx = cand.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
-        beam_of, tok = idx // V, idx % V
-        new_scores = torch.full((B, K), float("-inf"), device=dev)
-        new_origin = torch.zeros(B, K, dtype=torch.long, device=dev)
-        new_tok = torch.full((B, K), eos_id, dtype=torch.long, device=dev)
-        top_l, beam_l, tok_l = top.tolist(), beam_of.tolist(), tok.tolist()
-        seq_l = None
-        for b in range(B):
-            if not bool(active[b]):
-                continue
-            k = 0
-            for s, beam, token in zip(top_l[b], beam_l[b], tok_l[b]):
-                if s == float("-inf"):
-                    break
-                if token == eos_id:
-                    if seq_l is None:
-                        seq_l = seqs.tolist()
-                    toks = seq_l[b * K + beam][1:]
-                    finished[b].append(Hypothesis(toks, s, s / length_penalty(len(toks) + 1,
-                                                                              alpha)))
-                    continue
-                if k < K:
-                    new_scores[b, k], new_origin[b, k], new_tok[b, k] = s, beam, token
-                    k += 1
-            fin = finished[b]
-            if len(fin) >= K:
-                best_done = max(h.score for h in fin)
-                best_alive = float(new_scores[b].max())
-                bound = best_alive / length_penalty(max_len + 1, alpha) if best_alive < 0 \
-                    else best_alive
-                if t == max_len or bound <= best_done or best_alive == float("-inf"):
-                    active[b] = False
+        new_scores, new_origin, new_tok = _advance(
+            scores, logp, seqs, finished, active, eos_id=eos_id, alpha=alpha,
+            last_step=t == max_len, max_len=max_len)
         if not bool(active.any()):
             break
         rows = (torch.arange(B, device=dev)[:, None] * K + new_origin).view(-1)  # (B·K,)
         state = model.reorder_state(state, rows)
         seqs = torch.cat([seqs.index_select(0, rows), new_tok.view(-1, 1)], 1)
         scores = new_scores.masked_fill(~active[:, None], float("-inf"))
-    # sentences that ran out of length: their live beams count as hypotheses
+    _add_live_beams(finished, active, seqs, scores, alpha)
+    for fin in finished:
+        fin.sort(key=lambda h: h.score, reverse=True)
+    if return_all:
+        return finished
+    return [fin[0].tokens if fin else [] for fin in finished]
+
+
+def _advance(scores, logp, seqs, finished, active, *, eos_id, alpha, last_step, max_len):
+    """One beam step for every active sentence.
+
+    From the ``2K`` best extensions of each sentence's beams (scores (B, K), ``logp``
+    (B·K, V)), those ending in ``<eos>`` join ``finished`` and the best ``K`` others
+    become the new beams; a sentence that is done is marked off in ``active`` (in
+    place). Returns the new beams' (scores, origin beam, token), each (B, K); the
+    slots of inactive sentences and unfilled slots hold ``-inf`` scores.
+    """
+    B, K = scores.shape
+    V, dev = logp.shape[-1], scores.device
+    cand = (scores.view(-1, 1) + logp).view(B, K * V)  # (B, K·V)
+    top, idx = cand.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
+    beam_of, tok = idx // V, idx % V
+    new_scores = torch.full((B, K), float("-inf"), device=dev)
+    new_origin = torch.zeros(B, K, dtype=torch.long, device=dev)
+    new_tok = torch.full((B, K), eos_id, dtype=torch.long, device=dev)
+    top_l, beam_l, tok_l = top.tolist(), beam_of.tolist(), tok.tolist()
+    seq_l = None
+    for b in range(B):
+        if not bool(active[b]):
+            continue
+        k = 0
+        for s, beam, token in zip(top_l[b], beam_l[b], tok_l[b]):
+            if s == float("-inf"):
+                break
+            if token == eos_id:
+                if seq_l is None:
+                    seq_l = seqs.tolist()
+                toks = seq_l[b * K + beam][1:]
+                finished[b].append(Hypothesis(toks, s, s / length_penalty(len(toks) + 1,
+                                                                          alpha)))
+                continue
+            if k < K:
+                new_scores[b, k], new_origin[b, k], new_tok[b, k] = s, beam, token
+                k += 1
+        if _sentence_done(finished[b], new_scores[b], K, alpha=alpha, last_step=last_step,
+                          max_len=max_len):
+            active[b] = False
+    return new_scores, new_origin, new_tok
+
+
+def _sentence_done(fin, alive_scores, K, *, alpha, last_step, max_len) -> bool:
+    """Whether a sentence with finished hypotheses ``fin`` and live beam scores
+    ``alive_scores`` (K,) can stop: it has ``K`` hypotheses and no live beam can
+    still beat the best of them, or this was the last step."""
+    if len(fin) < K:
+        return False
+    best_done = max(h.score for h in fin)
+    best_alive = float(alive_scores.max())
+    bound = best_alive / length_penalty(max_len + 1, alpha) if best_alive < 0 else best_alive
+    return last_step or bound <= best_done or best_alive == float("-inf")
+
+
+def _add_live_beams(finished, active, seqs, scores, alpha) -> None:
+    """Sentences that ran out of length: their live beams count as hypotheses."""
+    B, K = scores.shape
     seq_l = seqs.tolist()
     for b in range(B):
         if finished[b] and not bool(active[b]):
@@ -152,8 +184,3 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
             if s > float("-inf"):
                 toks = seq_l[b * K + k][1:]
                 finished[b].append(Hypothesis(toks, s, s / length_penalty(len(toks), alpha)))
-    for fin in finished:
-        fin.sort(key=lambda h: h.score, reverse=True)
-    if return_all:
-        return finished
-    return [fin[0].tokens if fin else [] for fin in finished]

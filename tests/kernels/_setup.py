@@ -25,7 +25,7 @@ if DEVICE.type == "cpu" and not is_interpreting():
         allow_module_level=True,
     )
 
-# Floors of the error-relative tolerance: err(kernel) <= k * err(same-precision ref) + floor.
+# Floors of the error-relative tolerance rule of tests/kernels/_reference.py.
 FLOOR = {torch.float16: 1e-3, torch.bfloat16: 1e-2, torch.float32: 1e-5}
 
 # bf16 needs a GPU: the interpreter's numpy has no bfloat16.
@@ -40,11 +40,6 @@ DTYPES = [
     ),
     torch.float32,
 ]
-
-
-def max_err(a, b):
-    """Largest absolute difference, in float64."""
-    return (a.double() - b.double()).abs().max().item()
 
 
 def per_query_lens(batch, nq, nk, seed=1):

@@ -11,7 +11,6 @@ from tests.kernels._setup import (  # noqa: F401  (skips without triton)
     DEVICE,
     DTYPES,
     FLOOR,
-    max_err,
     per_query_lens,
 )
 
@@ -21,36 +20,14 @@ from attnkit.kernels.triton_additive import (  # noqa: E402
     additive_attention,
     additive_block_sizes,
 )
+from tests.kernels._reference import (  # noqa: E402
+    attend_mask,
+    check_against_baseline,
+    max_err,
+    reference_additive,
+)
 
 NAMES = ("dq", "dk", "dv", "dw_q", "dw_k", "dw_v")
-
-
-def attend_mask(batch, nq, nk, valid_lens, causal):
-    """Boolean (B, Nq, Nk), True = may attend."""
-    i = torch.arange(nq, device=DEVICE)[:, None]  # (Nq, 1)
-    j = torch.arange(nk, device=DEVICE)[None, :]  # (1, Nk)
-    mask = torch.ones(batch, nq, nk, dtype=torch.bool, device=DEVICE)
-    if valid_lens is not None:
-        vl = valid_lens if valid_lens.dim() == 2 else valid_lens[:, None].expand(batch, nq)
-        mask &= j[None] < vl[:, :, None]
-    if causal == "top_left":
-        mask &= j <= i
-    elif causal == "bottom_right":
-        mask &= j <= i + (nk - nq)
-    return mask
-
-
-def reference_additive(q, k, v, w_q, w_k, w_v, *, valid_lens=None, causal=None):
-    """Materialized additive attention in the dtype of its inputs."""
-    b, nq, _ = q.shape
-    nk = k.shape[1]
-    feats = torch.tanh((q @ w_q.T)[:, :, None, :] + (k @ w_k.T)[:, None, :, :])  # (B,Nq,Nk,Hd)
-    s = feats @ w_v  # (B, Nq, Nk)
-    mask = attend_mask(b, nq, nk, valid_lens, causal)
-    s = s.masked_fill(~mask, float("-inf"))
-    w = torch.softmax(s, dim=-1)
-    w = torch.where(mask.any(dim=-1, keepdim=True), w, torch.zeros_like(w))  # empty rows -> 0
-    return w @ v  # (B, Nq, Dv)
 
 
 def make_inputs(b, nq, nk, dq, dk, dv, hd, dtype, seed=0):
@@ -73,21 +50,13 @@ def run(fn, inputs, do, dtype, **kwargs):
     return out, torch.autograd.grad(out, leaves, do.to(out.dtype))
 
 
-
 def check_against_reference(inputs, do, dtype, **kwargs):
+    """Assert the error-relative rule against the float64 reference."""
     out, grads = run(additive_attention, inputs, do, dtype, **kwargs)
-    ref, ref_grads = run(reference_additive, inputs, do, torch.float64, **kwargs)
-    low, low_grads = run(reference_additive, inputs, do, dtype, **kwargs)
-    assert out.dtype == dtype and out.shape == ref.shape
-    floor = FLOOR[dtype]
-    err, bound = max_err(out, ref), 2 * max_err(low, ref) + floor
-    assert err <= bound, f"output: err {err:.3g} > bound {bound:.3g}"
-    for name, g, rg, lg in zip(NAMES, grads, ref_grads, low_grads, strict=True):
-        assert g.shape == rg.shape and g.dtype == dtype and torch.isfinite(g).all(), name
-        g_err, g_bound = max_err(g, rg), 3 * max_err(lg, rg) + floor
-        assert g_err <= g_bound, f"{name}: err {g_err:.3g} > bound {g_bound:.3g}"
-    return err, bound
-
+    truth = run(reference_additive, inputs, do, torch.float64, **kwargs)
+    low = run(reference_additive, inputs, do, dtype, **kwargs)
+    assert out.dtype == dtype
+    return check_against_baseline((out, grads), low, truth, floor=FLOOR[dtype], names=NAMES)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -120,7 +89,7 @@ def test_empty_rows_are_zero_with_zero_gradients():
     vl = torch.tensor([[0, 6, 6, 6, 6, 6, 6, 6, 6], [6, 1, 0, 6, 6, 6, 6, 6, 6]], device=DEVICE)
     out, grads = run(additive_attention, inputs, do, dtype, valid_lens=vl,
                      causal="bottom_right")
-    empty = ~attend_mask(b, nq, nk, vl, "bottom_right").any(-1)  # (B, Nq)
+    empty = ~attend_mask(b, nq, nk, vl, "bottom_right", device=DEVICE).any(-1)  # (B, Nq)
     assert empty[0, :3].all() and empty[1, 2]
     assert (out[empty] == 0).all()
     for g in grads:

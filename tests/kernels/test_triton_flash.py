@@ -11,7 +11,6 @@ from tests.kernels._setup import (  # noqa: F401  (skips without triton)
     DEVICE,
     DTYPES,
     FLOOR,
-    max_err,
     per_query_lens,
 )
 
@@ -21,47 +20,12 @@ from attnkit.kernels.triton_flash import (  # noqa: E402
     flash_attention,
     flash_dropout_mask,
 )
-
-# ------------------------------------------------------------------------------------------
-# Reference: materialized scores, -inf masking, softmax, fully masked rows set to zero.
-# ------------------------------------------------------------------------------------------
-
-
-def attend_mask(batch, nq, nk, valid_lens, causal):
-    """Boolean (B, Nq, Nk), True = may attend."""
-    i = torch.arange(nq, device=DEVICE)[:, None]  # (Nq, 1)
-    j = torch.arange(nk, device=DEVICE)[None, :]  # (1, Nk)
-    mask = torch.ones(batch, nq, nk, dtype=torch.bool, device=DEVICE)
-    if valid_lens is not None:
-        vl = valid_lens if valid_lens.dim() == 2 else valid_lens[:, None].expand(batch, nq)
-        mask &= j[None] < vl[:, :, None]
-    if causal == "top_left":
-        mask &= j <= i
-    elif causal == "bottom_right":
-        mask &= j <= i + (nk - nq)
-    return mask
-
-
-def reference_attention(q, k, v, *, scale, key_bias=None, valid_lens=None, causal=None,
-                        dropout_mask=None, dropout_p=0.0):
-    """Plain attention in the dtype of its inputs (float64 for the oracle).
-
-    ``dropout_mask`` (B, H, Nq, Nk), True = kept, scales kept weights by 1 / (1 - p).
-    """
-    b, h, nq, _ = q.shape
-    hkv, nk = k.shape[1], k.shape[2]
-    k = k.repeat_interleave(h // hkv, dim=1)  # (B, H, Nk, D)
-    v = v.repeat_interleave(h // hkv, dim=1)  # (B, H, Nk, Dv)
-    s = scale * (q @ k.transpose(-1, -2))  # (B, H, Nq, Nk)
-    if key_bias is not None:
-        s = s + key_bias.to(s.dtype)[:, None, None, :]
-    mask = attend_mask(b, nq, nk, valid_lens, causal)[:, None]  # (B, 1, Nq, Nk)
-    s = s.masked_fill(~mask, float("-inf"))
-    w = torch.softmax(s, dim=-1)
-    w = torch.where(mask.any(dim=-1, keepdim=True), w, torch.zeros_like(w))  # empty rows -> 0
-    if dropout_mask is not None:
-        w = w * dropout_mask.to(w.dtype) / (1.0 - dropout_p)
-    return w @ v  # (B, H, Nq, Dv)
+from tests.kernels._reference import (  # noqa: E402
+    attend_mask,
+    check_against_baseline,
+    max_err,
+    reference_attention,
+)
 
 
 def make_inputs(b, h, hkv, nq, nk, d, dv, dtype, *, bias=True, seed=0):
@@ -90,10 +54,10 @@ def run(fn, q, k, v, key_bias, do, dtype, **kwargs):
     return out, grads
 
 
-
 def check_against_reference(q, k, v, key_bias, do, dtype, *, dropout_p=0.0, dropout_seed=0,
                             **kwargs):
-    """Assert the flash-attn criterion; return (kernel err, bound) of the output."""
+    """Assert the error-relative rule against the float64 reference; return (err, bound)
+    of the output."""
     out, grads = run(flash_attention, q, k, v, key_bias, do, dtype, dropout_p=dropout_p,
                      dropout_seed=dropout_seed, **kwargs)
     if dropout_p > 0:
@@ -101,19 +65,11 @@ def check_against_reference(q, k, v, key_bias, do, dtype, *, dropout_p=0.0, drop
         kwargs["dropout_p"] = dropout_p
         kwargs["dropout_mask"] = flash_dropout_mask(b, h, nq, k.shape[2], dropout_p=dropout_p,
                                                     dropout_seed=dropout_seed, device=DEVICE)
-    ref, ref_grads = run(reference_attention, q, k, v, key_bias, do, torch.float64, **kwargs)
-    low, low_grads = run(reference_attention, q, k, v, key_bias, do, dtype, **kwargs)
-    assert out.dtype == dtype and out.shape == ref.shape
-    floor = FLOOR[dtype]
-    err, bound = max_err(out, ref), 2 * max_err(low, ref) + floor
-    assert err <= bound, f"output: err {err:.3g} > bound {bound:.3g}"
+    truth = run(reference_attention, q, k, v, key_bias, do, torch.float64, **kwargs)
+    low = run(reference_attention, q, k, v, key_bias, do, dtype, **kwargs)
+    assert out.dtype == dtype
     names = ("dq", "dk", "dv", "dkey_bias")[: len(grads)]
-    for name, g, rg, lg in zip(names, grads, ref_grads, low_grads, strict=True):
-        assert g.shape == rg.shape and torch.isfinite(g).all(), name
-        g_err, g_bound = max_err(g, rg), 3 * max_err(lg, rg) + floor
-        assert g_err <= g_bound, f"{name}: err {g_err:.3g} > bound {g_bound:.3g}"
-    return err, bound
-
+    return check_against_baseline((out, grads), low, truth, floor=FLOOR[dtype], names=names)
 
 
 # ------------------------------------------------------------------------------------------
@@ -169,14 +125,15 @@ def test_non_contiguous_inputs():
 
 
 def test_representative_error_is_far_below_bound():
-    """fp16, GQA, per-query lengths, causal bottom-right: record err vs bound."""
+    """fp16, GQA, per-query lengths, causal bottom-right: the bound allows twice the
+    plain fp16 reference's error; the kernel stays within about that error itself."""
     dtype = torch.float16
     q, k, v, key_bias, do = make_inputs(2, 6, 2, 17, 33, 24, 24, dtype, seed=7)
     err, bound = check_against_reference(
         q, k, v, key_bias, do, dtype, scale=24**-0.5,
         valid_lens=per_query_lens(2, 17, 33), causal="bottom_right",
     )
-    assert err < bound
+    assert err <= bound / 2, (err, bound)
 
 
 # ------------------------------------------------------------------------------------------
@@ -192,7 +149,7 @@ def test_empty_rows_are_zero_with_zero_gradients(dtype):
     # bottom_right with Nq > Nk: rows i < Nq - Nk = 3 see nothing.
     out, (dq, dk, dv, db) = run(flash_attention, q, k, v, key_bias, do, dtype, scale=0.25,
                                 valid_lens=vl, causal="bottom_right")
-    empty = ~attend_mask(b, nq, nk, vl, "bottom_right").any(-1)  # (B, Nq)
+    empty = ~attend_mask(b, nq, nk, vl, "bottom_right", device=DEVICE).any(-1)  # (B, Nq)
     assert empty[0, :3].all() and empty[1, 2]
     assert (out[empty[:, None].expand(b, h, nq)] == 0).all()
     for g in (dq, dk, dv, db):
