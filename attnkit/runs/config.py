@@ -252,11 +252,12 @@ def _check_keys(raw: dict, source: str) -> None:
                              f"[{table}]: {', '.join(own)}")
 
 
-def _build_section(table: str, values: dict, origin: dict) -> Any:
-    """One section from its checked values; ``origin[(table, key)]`` names the source."""
+def _build_section(table: str, values: dict, origin: dict, source: str) -> Any:
+    """One section from its checked values; ``origin[(table, key)]`` names the source of a
+    value when it is not the file ``source`` (``None``: a flag)."""
     fields = section_fields(table)
-    checked = {k: validate_value(_label(table, k, origin.get((table, k), "")), v, *fields[k])
-               for k, v in values.items()}
+    checked = {k: validate_value(_label(table, k, origin.get((table, k), source)), v,
+                                 *fields[k]) for k, v in values.items()}
     if table != "model":
         return SECTIONS[table](**checked)
     preset = checked.pop("preset", "transformer_tiny")
@@ -265,7 +266,7 @@ def _build_section(table: str, values: dict, origin: dict) -> Any:
     for key in checked:
         if key not in allowed:
             raise ValueError(
-                f"{_label('model', key, origin.get(('model', key), ''))} is not an option of "
+                f"{_label('model', key, origin.get(('model', key), source))} is not an option of "
                 f"preset {preset!r} ({section.config_class.__name__}); its options: "
                 f"{', '.join(sorted(allowed - set(_VOCAB_FIELDS)))}")
     return section
@@ -301,7 +302,8 @@ class TrainConfig:
         """
         _check_keys(tables, source)
         origin = origin or {}
-        sections = {t: _build_section(t, dict(tables.get(t, {})), origin) for t in SECTIONS}
+        sections = {t: _build_section(t, dict(tables.get(t, {})), origin, source)
+                    for t in SECTIONS}
         cfg = cls(**sections)
         cfg._check_consistency(source, origin)
         return cfg
@@ -334,22 +336,25 @@ class TrainConfig:
         return cls.from_dict(merged, source=source, origin=origin)
 
     def _check_consistency(self, source: str, origin: dict) -> None:
-        def label(table, key):
-            return _label(table, key, origin.get((table, key), source))
+        def label(table, key):  # the file is named once, in the prefix
+            given = origin.get((table, key), source)
+            return f"[{table}] {key}" if given else _label(table, key, None)
 
         prefix = f"{source}: " if source else ""
         try:
             self.data.check(lambda key: label("data", key))
             config = self.model.config(8, 8, shared=self.tokenizer.shared_vocab)
+            _build_on_meta(config)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{prefix}{e}") from None
         if getattr(config, "share_embeddings", False) and not self.tokenizer.shared_vocab:
-            raise ValueError(f"{label('model', 'share_embeddings')} needs "
+            raise ValueError(f"{prefix}{label('model', 'share_embeddings')} needs "
                              f"{label('tokenizer', 'shared_vocab')} = true")
         longest = self.data.max_sentence_tokens + 1  # EOS (source) or BOS (target input)
         if hasattr(config, "max_len") and longest > config.max_len:
             raise ValueError(
-                f"{label('data', 'max_sentence_tokens')} = {self.data.max_sentence_tokens} "
+                f"{prefix}{label('data', 'max_sentence_tokens')} = "
+                f"{self.data.max_sentence_tokens} "
                 f"needs {longest} positions, more than the model's positional table "
                 f"({label('model', 'max_len')} = {config.max_len})")
 
@@ -362,6 +367,17 @@ class TrainConfig:
     def replace(self, **flat) -> TrainConfig:
         """A copy with flat-named options changed (validated again)."""
         return TrainConfig.merge(self.to_dict(), flat)
+
+
+def _build_on_meta(config) -> None:
+    """Build the model without memory, so that option combinations the modules refuse
+    (e.g. ALiBi with another score) are found when the config is read."""
+    import torch
+
+    from ..models.build import build_model
+
+    with torch.device("meta"):
+        build_model(config)
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -94,9 +94,9 @@ def check_resume(cfg: TrainConfig, checkpoint: Path) -> RunInfo:
     diffs = resume_differences(run.train, cfg) + model_differences(m, given)
     if diffs:
         raise ValueError(
-            f"cannot resume {checkpoint}: the run was trained with other settings:\n  "
-            + "\n  ".join(diffs)
-            + "\nresume with the stored settings, or start a new run in another directory "
+            f"cannot resume {checkpoint}: the run was trained with other settings ("
+            + "; ".join(diffs)
+            + "); resume with the stored settings, or start a new run in another directory "
               "with --out-dir")
     return run
 

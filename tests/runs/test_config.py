@@ -1,0 +1,160 @@
+"""The training config: tables kept as tables, every value validated with field and file."""
+
+import argparse
+import dataclasses
+
+import pytest
+
+from attnkit.commands.train import add_cli_arguments, config_from_args
+from attnkit.models import BahdanauConfig, TransformerConfig, build_model
+from attnkit.runs.config import (
+    SECTIONS,
+    TrainConfig,
+    flat_options,
+    load_config_file,
+    resume_differences,
+    section_fields,
+)
+
+
+def parse(*argv):
+    p = argparse.ArgumentParser()
+    add_cli_arguments(p)
+    return config_from_args(p.parse_args(list(argv)))
+
+
+def write(tmp_path, text, name="run.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_tables_map_onto_sections_and_round_trip(tmp_path):
+    path = write(tmp_path, '[data]\nkind = "tsv"\ntrain_path = "pairs.tsv"\n'
+                           '[tokenizer]\nkind = "word"\n[model]\npreset = "transformer_small"\n'
+                           'num_kv_heads = 2\npositional = "rope"\nscore = "dot"\n'
+                           'activation = "gelu"\nbias = false\npre_norm = true\n'
+                           '[optim]\nwarmup = 10\n[run]\nmax_steps = 3\n')
+    cfg = TrainConfig.from_file(path)
+    assert (cfg.data.kind, cfg.tokenizer.kind, cfg.optim.warmup, cfg.run.max_steps) == (
+        "tsv", "word", 10, 3)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    model = cfg.model.config(50, 50, shared=True)
+    assert isinstance(model, TransformerConfig)
+    assert (model.num_kv_heads, model.positional, model.score, model.activation, model.bias,
+            model.pre_norm, model.share_embeddings) == (2, "rope", "dot", "gelu", False, True,
+                                                         True)
+    assert model.num_hiddens == 256  # from the preset
+
+
+def test_every_model_option_is_a_flag_and_reaches_the_model():
+    cfg = parse("--model", "transformer_tiny", "--num-kv-heads", "1", "--positional", "alibi",
+                "--activation", "gelu", "--no-bias", "--pre-norm",
+                "--max-len", "128", "--tie-output", "--num-encoder-layers", "1")
+    config = cfg.model.config(30, 30, shared=True)
+    model = build_model(config)
+    attn = model.encoder.blocks[0].attention
+    assert attn.num_kv_heads == 1 and attn.W_q.bias is None
+    assert len(model.encoder.blocks) == 1 and config.positional == "alibi"
+    for f in dataclasses.fields(TransformerConfig) + dataclasses.fields(BahdanauConfig):
+        if f.name not in ("src_vocab_size", "tgt_vocab_size"):
+            assert f.name in flat_options(), f.name
+
+
+def test_option_of_the_other_model_is_refused_not_dropped():
+    with pytest.raises(ValueError, match=r"--num-heads is not an option of preset "
+                                         r"'bahdanau_small' \(BahdanauConfig\); its options: "
+                                         r"dropout, embed_size, num_hiddens, num_layers"):
+        parse("--model", "bahdanau_small", "--num-heads", "4")
+    with pytest.raises(ValueError, match=r"--num-layers is not an option of preset "
+                                         r"'transformer_tiny'"):
+        parse("--num-layers", "2")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("warmup = 10\n", r"run.toml: key 'warmup' is outside any table; it belongs in the "
+                      r"\[optim\] table"),
+    ("[model]\nwarmup = 10\n", r"run.toml: \[model\] warmup: this key belongs in the "
+                               r"\[optim\] table"),
+    ("[optim]\nlearning_rate = 3\n", r"run.toml: unknown config keys \['learning_rate'\] in "
+                                     r"\[optim\]"),
+    ("[training]\nx = 1\n", r"run.toml: unknown table \[training\]"),
+    ("[optim]\nwarmup = -5\n", r"run.toml: \[optim\] warmup must be a positive int; got -5"),
+    ("[optim]\nwarmup = 1.5\n", r"run.toml: \[optim\] warmup must be an int; got 1.5"),
+    ("[optim]\nclip_norm = -1.0\n", r"run.toml: \[optim\] clip_norm must be > 0; got -1.0"),
+    ("[optim]\nlabel_smoothing = 1.0\n", r"\[optim\] label_smoothing must lie in \[0, 1\)"),
+    ("[run]\nbf16 = 1\n", r"run.toml: \[run\] bf16 must be a bool; got 1"),
+    ("[model]\npreset = \"gpt\"\n", r"\[model\] preset must be one of 'transformer_tiny'"),
+    ("[model]\nnum_heads = 5\n", r"run.toml: TransformerConfig.num_hiddens must be divisible "
+                                 r"by num_heads; got 64 and 5"),
+    ("[model]\nscore = \"cosine\"\n", r"run.toml: \[model\] score must be one of 'dot'"),
+    ("[data]\nkind = \"tsv\"\n", r"run.toml: data='tsv' needs train_path .*\[data\] "
+                                 r"train_path"),
+    ("[data]\nmax_sentence_tokens = 200\n[model]\nmax_len = 100\n",
+     r"run.toml: \[data\] max_sentence_tokens = 200 needs 201 positions, more than the model's "
+     r"positional table \(\[model\] max_len = 100\)"),
+    ("[optim\n", r"run.toml: not valid TOML"),
+    ("[model]\npositional = \"alibi\"\nscore = \"dot\"\n",
+     r"run.toml: positional='alibi' brings its own score"),
+])
+def test_bad_config_files_name_the_key_and_the_file(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises((ValueError, TypeError), match=message):
+        parse("--config", str(path))
+
+
+def test_values_are_checked_before_any_data_is_read(tmp_path):
+    path = write(tmp_path, '[data]\nkind = "tsv"\ntrain_path = "/no/such/file.tsv"\n'
+                           '[optim]\nwarmup = 0\n')
+    with pytest.raises(ValueError, match=r"warmup must be a positive int"):
+        parse("--config", str(path))
+
+
+def test_flags_override_the_file_and_are_named_in_messages(tmp_path):
+    path = write(tmp_path, "[optim]\nwarmup = 10\n[run]\nmax_steps = 5\n")
+    cfg = parse("--config", str(path), "--warmup", "20", "--max-steps", "none")
+    assert (cfg.optim.warmup, cfg.run.max_steps) == (20, None)
+    with pytest.raises(ValueError, match=r"^--dropout must lie in \[0, 1\); got 1.5"):
+        parse("--dropout", "1.5")
+    with pytest.raises(SystemExit):  # argparse: not a number
+        parse("--warmup", "ten")
+
+
+def test_help_comes_from_field_metadata(capsys):
+    p = argparse.ArgumentParser()
+    add_cli_arguments(p)
+    p.print_help()
+    out = capsys.readouterr().out
+    assert "Adam β2 (paper: 0.98)" in out and "[model]: a preset" in out
+    for name in flat_options():
+        assert "--" + name.replace("_", "-") in out
+    for table in SECTIONS:
+        for key, (f, _) in section_fields(table).items():
+            assert f.metadata["attnkit"].help, f"{table}.{key} has no help text"
+
+
+def test_option_names_are_unique_and_kinds_have_their_table_as_flag():
+    names = flat_options()
+    assert {names["data"][:2], names["tokenizer"][:2], names["model"][:2]} == {
+        ("data", "kind"), ("tokenizer", "kind"), ("model", "preset")}
+
+
+def test_shipped_configs_load(tmp_path):
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml")):
+        cfg = TrainConfig.from_file(path)
+        assert cfg.data.kind == "multi30k" and cfg.model.preset == "transformer_small"
+        assert load_config_file(path).keys() <= set(SECTIONS)
+
+
+def test_resume_differences_ignore_what_may_change():
+    stored = TrainConfig.from_flat(num_heads=2, max_steps=10).to_dict()
+    same = TrainConfig.from_flat(num_heads=2, max_steps=50, time_limit=30.0, log_every=1,
+                                 eval_every=0, checkpoint_every=7, lr_scale=0.5, device="cpu",
+                                 backend="reference", bf16=True, keep_last=2)
+    assert resume_differences(stored, same) == []
+    other = TrainConfig.from_flat(num_heads=2, warmup=10, tokenizer="word", seed=3)
+    assert resume_differences(stored, other) == [
+        "optim.warmup: stored 4000, given 10", "run.seed: stored 0, given 3",
+        "tokenizer.kind: stored 'char', given 'word'"]

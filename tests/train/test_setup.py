@@ -1,0 +1,92 @@
+"""Set-up of a run, above all the resume check: a run continues only with its own settings."""
+
+import json
+import random
+
+import pytest
+
+from attnkit.cli import main
+from attnkit.runs.config import TrainConfig
+from attnkit.train.trainer import Trainer
+
+
+def pairs_file(path, n=300):
+    rng = random.Random(0)
+    words = "zero one two three four five six seven eight nine".split()
+    lines = []
+    for _ in range(n):
+        digits = [rng.randrange(10) for _ in range(rng.randint(1, 4))]
+        lines.append(" ".join(map(str, digits)) + "\t" + " ".join(words[d] for d in digits))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny(tmp_path, **kw):
+    base = dict(data="tsv", train_path=str(tmp_path / "pairs.tsv"), tokenizer="word",
+                valid_size=20, eval_sentences=4, max_tokens=400, max_sentence_tokens=12,
+                num_hiddens=16, num_heads=2, ffn_num_hiddens=32, num_encoder_layers=1,
+                num_decoder_layers=1, warmup=10, eval_every=0, checkpoint_every=2,
+                progress=False, device="cpu", out_dir=str(tmp_path / "run"), max_steps=2)
+    return TrainConfig.from_flat({**base, **kw})
+
+
+@pytest.fixture
+def trained(tmp_path):
+    pairs_file(tmp_path / "pairs.tsv")
+    Trainer(tiny(tmp_path), log=None).fit()
+    return tmp_path
+
+
+def test_resume_with_other_architecture_or_tokenizer_is_refused_listing_the_fields(trained):
+    (trained / "pairs.tsv").unlink()  # the refusal comes before any data is read
+    with pytest.raises(ValueError) as e:
+        Trainer(tiny(trained, num_heads=4, tokenizer="char", max_steps=4), log=None)
+    msg = str(e.value)
+    assert msg.startswith(f"cannot resume {trained / 'run' / 'checkpoints' / 'step-000002'}")
+    assert "tokenizer.kind: stored 'word', given 'char'" in msg
+    assert "model.num_heads: stored 2, given 4" in msg
+    assert "start a new run in another directory with --out-dir" in msg
+    assert "max_steps" not in msg  # may change on resume
+
+
+def test_resume_with_changes_that_are_allowed_continues(trained):
+    t = Trainer(tiny(trained, max_steps=4, log_every=1, lr_scale=0.5, checkpoint_every=3,
+                     keep_last=2, eval_sentences=2, backend="reference"), log=None)
+    assert t.step == 2
+    t.fit()
+    assert t.step == 4
+
+
+def test_resume_refusal_from_the_command_line(trained, capsys):
+    code = main(["train", "--data", "tsv", "--train-path", str(trained / "pairs.tsv"),
+                 "--tokenizer", "word", "--num-hiddens", "32", "--out-dir",
+                 str(trained / "run"), "--no-progress", "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnkit train: error: cannot resume")
+    assert "model.num_hiddens: stored 16, given 32" in err
+
+
+def test_a_run_of_another_format_is_not_resumed(trained):
+    ckpt = trained / "run" / "checkpoints" / "step-000002"
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta["format_version"] = 3
+    data = json.dumps(meta).encode()
+    (ckpt / "config.json").write_bytes(data)
+    import hashlib
+
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["files"]["config.json"] = {"bytes": len(data),
+                                        "sha256": hashlib.sha256(data).hexdigest()}
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"run format_version 3 cannot be read by this attnkit, "
+                                         r"which reads run format_version 2"):
+        Trainer(tiny(trained, max_steps=4), log=None)
+
+
+def test_the_checkpoint_describes_the_run(trained):
+    meta = json.loads((trained / "run/checkpoints/step-000002/config.json").read_text())
+    assert meta["format_version"] == 2
+    assert meta["model"]["class"] == "TransformerConfig" and meta["model"]["num_heads"] == 2
+    assert meta["tokenizer"]["kind"] == "word" and meta["tokenizer"]["shared"]
+    assert TrainConfig.from_dict(meta["train"]) == tiny(trained)
