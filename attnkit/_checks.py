@@ -2,21 +2,16 @@
 
 Every check raises at the public boundary with a message that names the
 argument, what was expected and what was given, so nothing fails deep inside
-torch. Shape vocabulary (used in every docstring of the package):
-
-====  ===========================================================
-B     batch size (the first dim of every batched tensor)
-H     number of heads (an optional extra leading dim)
-Nq    number of queries
-Nk    number of keys (= number of values)
-Dq    query feature size;  Dk key feature size;  Dv value size
-h     hidden size of additive attention
-====  ===========================================================
+torch. Shape symbols (B, Nq, Nk, Dq, …) are those of the one glossary,
+``docs/shapes.md``. Checks of plain values (sizes, probabilities) live in the
+torch-free :mod:`attnkit._values`.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ._values import check_probability
 
 CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 
@@ -89,45 +84,51 @@ def check_qkv(queries, keys, values=None) -> tuple[int, ...]:
 
 def check_valid_lens(valid_lens, batch_size: int, num_queries: int, num_keys: int,
                      device: torch.device) -> torch.Tensor | None:
-    """Validate `valid_lens` of shape (B,) or (B, Nq); return it as a tensor."""
-    if valid_lens is None:
+    """Validate ``valid_lens``: counts of valid keys, ``(B,)`` or ``(B, Nq)``, in ``[0, Nk]``."""
+    return _check_lengths(valid_lens, "valid_lens", "(B,) or (B, Nq)",
+                          [(batch_size,), (batch_size, num_queries)],
+                          ("Nk", num_keys), "valid keys", device)
+
+
+def check_query_valid_lens(query_valid_lens, batch_size: int, num_queries: int,
+                           device: torch.device) -> torch.Tensor | None:
+    """Validate ``query_valid_lens``: counts of real queries, ``(B,)``, in ``[0, Nq]``."""
+    return _check_lengths(query_valid_lens, "query_valid_lens", "(B,)", [(batch_size,)],
+                          ("Nq", num_queries), "real queries", device)
+
+
+def _check_lengths(lens, name: str, symbols: str, shapes: list[tuple[int, ...]],
+                   bound: tuple[str, int], counts: str,
+                   device: torch.device) -> torch.Tensor | None:
+    """Lengths ``name`` of one of ``shapes`` (spelled ``symbols``), values in ``[0, bound]``.
+
+    ``bound`` is ``(symbol, value)``, e.g. ``("Nk", 11)``; ``counts`` says what
+    the lengths count, for the dtype message. Lists and tuples become tensors.
+    """
+    if lens is None:
         return None
-    if isinstance(valid_lens, (list, tuple)):
-        valid_lens = torch.tensor(valid_lens, device=device)
-    if not isinstance(valid_lens, torch.Tensor):
+    if isinstance(lens, (list, tuple)):
+        lens = torch.tensor(lens, device=device)
+    if not isinstance(lens, torch.Tensor):
         raise TypeError(
-            f"valid_lens must be an integer tensor of shape (B,) or (B, Nq); "
-            f"got {type(valid_lens).__name__}"
-        )
-    if valid_lens.is_floating_point() or valid_lens.is_complex() or valid_lens.dtype == torch.bool:
-        raise TypeError(
-            "valid_lens must have an integer dtype (counts of valid keys); "
-            f"got {valid_lens.dtype}"
-        )
-    expected = (f"({batch_size},) or ({batch_size}, {num_queries})")
-    if valid_lens.ndim == 1:
-        ok = valid_lens.shape[0] == batch_size
-    elif valid_lens.ndim == 2:
-        ok = tuple(valid_lens.shape) == (batch_size, num_queries)
-    else:
-        ok = False
-    if not ok:
+            f"{name} must be an integer tensor of shape {symbols}; got {type(lens).__name__}")
+    if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+        raise TypeError(f"{name} must have an integer dtype (counts of {counts}); "
+                        f"got {lens.dtype}")
+    if tuple(lens.shape) not in shapes:
+        expected = " or ".join(str(s) for s in shapes)
         raise ValueError(
-            f"valid_lens must have shape (B,) or (B, Nq) = {expected}; "
-            f"got {shape_str(valid_lens.shape)}"
-        )
-    if valid_lens.device != device:
+            f"{name} must have shape {symbols} = {expected}; got {shape_str(lens.shape)}")
+    if lens.device != device:
         raise ValueError(
-            f"valid_lens must be on the same device as queries ({device}); got {valid_lens.device}"
-        )
-    if valid_lens.numel():
-        lo, hi = int(valid_lens.min()), int(valid_lens.max())
-        if lo < 0 or hi > num_keys:
-            raise ValueError(
-                f"valid_lens values must lie in [0, Nk] = [0, {num_keys}]; "
-                f"got min {lo}, max {hi}"
-            )
-    return valid_lens
+            f"{name} must be on the same device as queries ({device}); got {lens.device}")
+    if lens.numel():
+        lo, hi = int(lens.min()), int(lens.max())
+        symbol, limit = bound
+        if lo < 0 or hi > limit:
+            raise ValueError(f"{name} values must lie in [0, {symbol}] = [0, {limit}]; "
+                             f"got min {lo}, max {hi}")
+    return lens
 
 
 def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
@@ -156,11 +157,8 @@ def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> tor
 
 
 def check_dropout(name: str, p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"{name} must be a float in [0, 1); got {type(p).__name__}")
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1); got {p}")
-    return float(p)
+    """``p`` as a float in ``[0, 1)`` (:func:`attnkit._values.check_probability`)."""
+    return check_probability(name, p)
 
 
 def normalize_causal(causal) -> str | None:

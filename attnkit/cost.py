@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ._names import SCORE_NAMES
 from ._values import check_positive_int
 
 __all__ = ["DTYPES", "SCORES", "AttentionCost", "CostStep", "attention_cost", "format_cost"]
 
-SCORES = ("dot", "scaled_dot", "bilinear", "additive", "distance")
+SCORES = SCORE_NAMES  # the one list of score names (attnkit._names)
 
 _DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 DTYPES = tuple(_DTYPE_BYTES)

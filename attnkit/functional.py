@@ -6,17 +6,27 @@ Three layers, each usable alone: :func:`attention_weights` gives the weights,
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
+import torch.nn.functional as F
 
 from ._checks import (
     check_dropout,
     check_mask,
     check_qkv,
+    check_query_valid_lens,
     check_valid_lens,
     normalize_causal,
-    shape_str,
 )
-from .backends import AttentionCall, BackendChoice, explain_choice, reference_weights
+from .backends import (
+    AttentionCall,
+    BackendChoice,
+    explain_choice,
+    get_backend,
+    reference_weights,
+    select_backend,
+)
 from .scores import Score, resolve_score
 
 __all__ = ["attention", "attention_weights", "choose_backend", "make_call"]
@@ -29,54 +39,53 @@ def make_call(queries, keys, values, *, score="scaled_dot", valid_lens=None, mas
     score = resolve_score(score)
     score.check_sizes(queries.shape[-1], keys.shape[-1])
     num_queries, num_keys = queries.shape[-2], keys.shape[-2]
-    valid_lens = check_valid_lens(valid_lens, batch[0], num_queries, num_keys, queries.device)
-    mask = check_mask(mask, (*batch, num_queries, num_keys), queries.device)
+    device = queries.device
     return AttentionCall(
-        queries=queries, keys=keys, values=values, score=score, valid_lens=valid_lens,
-        mask=mask, causal=normalize_causal(causal),
+        queries=queries, keys=keys, values=values, score=score,
+        valid_lens=check_valid_lens(valid_lens, batch[0], num_queries, num_keys, device),
+        mask=check_mask(mask, (*batch, num_queries, num_keys), device),
+        causal=normalize_causal(causal),
         dropout_p=check_dropout("dropout_p", dropout_p), batch_shape=batch,
-        query_valid_lens=_check_query_valid_lens(query_valid_lens, batch[0], num_queries,
-                                                 queries.device),
+        query_valid_lens=check_query_valid_lens(query_valid_lens, batch[0], num_queries,
+                                                device),
     )
 
 
-def _check_query_valid_lens(query_valid_lens, batch_size: int, num_queries: int,
-                            device: torch.device) -> torch.Tensor | None:
-    """Validate ``query_valid_lens`` of shape ``(B,)`` with values in ``[0, Nq]``."""
-    if query_valid_lens is None:
-        return None
-    if isinstance(query_valid_lens, torch.Tensor) and query_valid_lens.ndim != 1:
-        raise ValueError(
-            f"query_valid_lens must have shape (B,) = ({batch_size},); "
-            f"got {shape_str(query_valid_lens.shape)}"
-        )
-    try:
-        return check_valid_lens(query_valid_lens, batch_size, 1, num_queries, device)
-    except (TypeError, ValueError) as e:
-        msg = str(e).replace("valid_lens", "query_valid_lens").replace("Nk", "Nq")
-        msg = msg.replace(f"(B,) or (B, Nq) = ({batch_size},) or ({batch_size}, 1)",
-                          f"(B,) = ({batch_size},)")
-        msg = msg.replace("(counts of valid keys)", "(counts of real queries)")
-        raise type(e)(msg) from None
-
-
+@overload
 def attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *,
-              score: str | Score = "scaled_dot", valid_lens: torch.Tensor | None = None,
-              mask: torch.Tensor | None = None, causal: bool | str = False,
-              dropout_p: float = 0.0, query_valid_lens: torch.Tensor | None = None,
-              backend: str = "auto") -> torch.Tensor:
+              score: str | Score = ..., valid_lens: torch.Tensor | None = ...,
+              mask: torch.Tensor | None = ..., causal: bool | str = ...,
+              dropout_p: float = ..., query_valid_lens: torch.Tensor | None = ...,
+              backend: str = ..., return_weights: Literal[False] = ...) -> torch.Tensor: ...
+
+
+@overload
+def attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *,
+              score: str | Score = ..., valid_lens: torch.Tensor | None = ...,
+              mask: torch.Tensor | None = ..., causal: bool | str = ...,
+              dropout_p: float = ..., query_valid_lens: torch.Tensor | None = ...,
+              backend: str = ..., return_weights: Literal[True]
+              ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def attention(queries, keys, values, *, score="scaled_dot", valid_lens=None, mask=None,
+              causal=False, dropout_p=0.0, query_valid_lens=None, backend="auto",
+              return_weights=False):
     """Attention pooling ``softmax(a(Q, K)) V`` over the keys that may be attended.
 
-    Shapes:
+    Shapes (symbols: ``docs/shapes.md``):
         queries: ``(B, ..., Nq, Dq)``; keys: ``(B, ..., Nk, Dk)``; values:
         ``(B, ..., Nk, Dv)``. Extra leading dims (e.g. heads) broadcast like
         ``torch.matmul``.
         valid_lens: ``(B,)`` or ``(B, Nq)`` integer, keys ``j >= valid_len`` ignored.
         mask: boolean, broadcastable to ``(B, ..., Nq, Nk)``; **True = may attend**.
-        returns: ``(B, ..., Nq, Dv)`` in the dtype of the inputs.
+        returns: ``(B, ..., Nq, Dv)`` in the dtype of the inputs; with
+        ``return_weights=True`` the pair ``(out, weights)``, weights
+        ``(B, ..., Nq, Nk)``.
 
     Args:
-        score: ``"dot"``, ``"scaled_dot"`` (default), ``"distance"`` or a
+        score: a parameter-free name of :data:`attnkit.scores.SCORE_NAMES`
+            (``"dot"``, ``"scaled_dot"`` (default), ``"distance"``) or a
             :class:`attnkit.scores.Score` instance (``Bilinear``, ``Additive``,
             ``Distance(sigma)``, ``ScaledDot(scale)``…).
         causal: ``False``; ``True`` or ``"top_left"`` (query ``i`` sees keys
@@ -91,6 +100,15 @@ def attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *
             this is how padded self-attention costs only the real tokens).
         backend: ``"auto"`` or a name from :func:`attnkit.backends.available_backends`.
             An explicit backend that cannot serve the call raises ``ValueError``.
+        return_weights: also return the attention weights. They are computed
+            on the materialized path (the ``reference`` computation, whatever
+            ``backend`` says; the name is still checked), *before* dropout:
+            each row sums to 1 over its valid keys and is all zeros for a row
+            with nothing to attend to or a padded query, exactly as
+            :func:`attention_weights`. The output is ``dropout(weights) @ values``,
+            so with ``dropout_p > 0`` it uses the dropped weights, not the
+            returned ones. Modules that keep weights (``keep_weights=True``)
+            use this.
 
     Rows with no key to attend to (``valid_len == 0``, a fully masked row,
     or a causal row that sees nothing) and rows of padded queries produce
@@ -98,8 +116,12 @@ def attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, *
     """
     call = make_call(queries, keys, values, score=score, valid_lens=valid_lens, mask=mask,
                      causal=causal, dropout_p=dropout_p, query_valid_lens=query_valid_lens)
-    from .backends import select_backend
-
+    if return_weights:
+        if backend != "auto":
+            get_backend(backend)  # an unknown name raises, as without weights
+        weights = reference_weights(call)  # (*batch, Nq, Nk)
+        dropped = F.dropout(weights, call.dropout_p) if call.dropout_p > 0 else weights
+        return dropped @ call.values, weights  # (*batch, Nq, Dv), (*batch, Nq, Nk)
     chosen = select_backend(call, backend)
     out = chosen.forward(call)  # (*batch, Nq, Dv)
     if call.query_valid_lens is not None and not chosen.handles_query_valid_lens:

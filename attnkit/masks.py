@@ -6,7 +6,9 @@ One polarity everywhere: **True = may attend** (the polarity of
 (True = ignore); convert with ``~mask`` when moving between them.
 
 All builders return masks that broadcast against attention scores of shape
-``(B, ..., Nq, Nk)``.
+``(B, ..., Nq, Nk)``. ``valid_lens``, causal masks and padded queries are all
+*prefix* masks (a row may attend keys ``[0, e)``); :func:`prefix_mask` turns
+such lengths into a mask. Shapes: see ``docs/shapes.md``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,22 @@ import torch
 from ._checks import check_valid_lens, normalize_causal, shape_str
 
 __all__ = [
+    "causal_lengths",
     "causal_mask",
     "combine_masks",
     "key_padding_mask",
+    "prefix_mask",
     "valid_lens_mask",
 ]
+
+
+def prefix_mask(lengths: torch.Tensor, num_keys: int) -> torch.Tensor:
+    """``lengths`` ``(...)`` → ``(..., Nk)``: position ``j`` may be attended iff ``j < length``.
+
+    The one place lengths become a mask (unchecked: callers validate).
+    """
+    positions = torch.arange(num_keys, device=lengths.device)  # (Nk,)
+    return positions < lengths.unsqueeze(-1)  # (..., Nk)
 
 
 def key_padding_mask(valid_lens: torch.Tensor, num_keys: int) -> torch.Tensor:
@@ -36,8 +49,7 @@ def key_padding_mask(valid_lens: torch.Tensor, num_keys: int) -> torch.Tensor:
             valid_lens).__name__
         raise ValueError(f"valid_lens must be a tensor of shape (B,); got {given}")
     valid_lens = check_valid_lens(valid_lens, valid_lens.shape[0], 1, num_keys, valid_lens.device)
-    positions = torch.arange(num_keys, device=valid_lens.device)  # (Nk,)
-    return positions < valid_lens.unsqueeze(-1)  # (B, Nk)
+    return prefix_mask(valid_lens, num_keys)  # (B, Nk)
 
 
 def valid_lens_mask(valid_lens: torch.Tensor, num_queries: int, num_keys: int) -> torch.Tensor:
@@ -56,10 +68,8 @@ def valid_lens_mask(valid_lens: torch.Tensor, num_queries: int, num_keys: int) -
         valid_lens = torch.as_tensor(valid_lens)
     batch = valid_lens.shape[0] if valid_lens.ndim >= 1 else -1
     valid_lens = check_valid_lens(valid_lens, batch, num_queries, num_keys, valid_lens.device)
-    positions = torch.arange(num_keys, device=valid_lens.device)  # (Nk,)
-    if valid_lens.ndim == 1:
-        return positions < valid_lens[:, None, None]  # (B, 1, Nk)
-    return positions < valid_lens[:, :, None]  # (B, Nq, Nk)
+    lens = valid_lens[:, None] if valid_lens.ndim == 1 else valid_lens  # (B, 1) or (B, Nq)
+    return prefix_mask(lens, num_keys)  # (B, 1, Nk) or (B, Nq, Nk)
 
 
 def causal_mask(num_queries: int, num_keys: int, *, align: str = "top_left",
@@ -79,6 +89,17 @@ def causal_mask(num_queries: int, num_keys: int, *, align: str = "top_left",
     With ``Nq > Nk`` and bottom-right alignment, the first ``Nq - Nk`` queries
     see nothing: their rows are all False (attnkit gives them zero weights).
     """
+    return prefix_mask(causal_lengths(num_queries, num_keys, align=align, device=device),
+                       num_keys)  # (Nq, Nk)
+
+
+def causal_lengths(num_queries: int, num_keys: int, *, align: str = "top_left",
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """The causal mask as prefix lengths ``(Nq,)`` long: query ``i`` sees keys ``[0, e[i])``.
+
+    ``e[i] = i + 1`` (``"top_left"``) or ``i + 1 + Nk - Nq`` (``"bottom_right"``),
+    clamped to ``[0, Nk]``; :func:`causal_mask` is ``prefix_mask`` of these.
+    """
     align = normalize_causal(align)
     if align is None:
         raise ValueError("align must be 'top_left' or 'bottom_right'; got None/False")
@@ -86,9 +107,8 @@ def causal_mask(num_queries: int, num_keys: int, *, align: str = "top_left",
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"{name} must be a non-negative int; got {n!r}")
     offset = 0 if align == "top_left" else num_keys - num_queries
-    rows = torch.arange(num_queries, device=device)[:, None]  # (Nq, 1)
-    cols = torch.arange(num_keys, device=device)[None, :]  # (1, Nk)
-    return cols <= rows + offset  # (Nq, Nk)
+    rows = torch.arange(num_queries, device=device)  # (Nq,)
+    return (rows + 1 + offset).clamp(min=0, max=num_keys)  # (Nq,)
 
 
 def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:

@@ -10,15 +10,24 @@ owned by a module.
 Scores that are a dot product in disguise also describe themselves as one
 (:meth:`Score.as_dot`): ``a(q, k) = scale * q'ᵀk + bias_k (+ terms constant
 per query)``. Fused backends use that form; it gives the same softmax weights.
+
+Named scores: :data:`SCORE_REGISTRY` is the one list of names (name → how to
+build the score for queries and keys of size ``Dh``), :data:`SCORE_NAMES` its
+names, and :func:`make_score` the one way a name becomes a Score (every module
+and the functional API go through it). Shapes: ``docs/shapes.md``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from . import _names
+from ._values import check_positive_int
 
 __all__ = [
     "Additive",
@@ -26,8 +35,12 @@ __all__ = [
     "Distance",
     "Dot",
     "DotForm",
+    "SCORE_NAMES",
+    "SCORE_REGISTRY",
     "Score",
     "ScaledDot",
+    "ScoreSpec",
+    "make_score",
     "resolve_score",
 ]
 
@@ -125,9 +138,8 @@ class Bilinear(Score):
 
     def __init__(self, query_size: int, key_size: int, *, scaled: bool = False):
         super().__init__()
-        for n, v in (("query_size", query_size), ("key_size", key_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{n} must be a positive int; got {v!r}")
+        check_positive_int("query_size", query_size)
+        check_positive_int("key_size", key_size)
         self.query_size, self.key_size, self.scaled = query_size, key_size, scaled
         self.M = nn.Parameter(torch.empty(query_size, key_size))
         nn.init.uniform_(self.M, -1.0 / math.sqrt(query_size), 1.0 / math.sqrt(query_size))
@@ -170,9 +182,7 @@ class Additive(Score):
     def __init__(self, num_hiddens: int, query_size: int | None = None,
                  key_size: int | None = None):
         super().__init__()
-        if isinstance(num_hiddens, bool) or not isinstance(num_hiddens, int) or num_hiddens <= 0:
-            raise ValueError(f"num_hiddens must be a positive int; got {num_hiddens!r}")
-        self.num_hiddens = num_hiddens
+        self.num_hiddens = check_positive_int("num_hiddens", num_hiddens)
         self.W_q = (nn.Linear(query_size, num_hiddens, bias=False) if query_size
                     else nn.LazyLinear(num_hiddens, bias=False))
         self.W_k = (nn.Linear(key_size, num_hiddens, bias=False) if key_size
@@ -238,25 +248,65 @@ class Distance(Score):
         return f"sigma={self.sigma}"
 
 
-_NAMED = {"dot": Dot, "scaled_dot": ScaledDot, "distance": Distance}
-_NEED_PARAMS = {"bilinear": "Bilinear(query_size, key_size)",
-                "additive": "Additive(num_hiddens, query_size, key_size)"}
+@dataclass(frozen=True)
+class ScoreSpec:
+    """How the score of one name is built for queries and keys of size ``Dh``."""
+
+    #: ``build(Dh)`` → a new Score for queries and keys of size ``Dh``.
+    build: Callable[[int], Score]
+    #: the constructor to name when the score has learned parameters (so it
+    #: cannot be built without sizes); ``None`` for scores without parameters.
+    learned: str | None = None
+
+
+#: The one registry of named scores: name → :class:`ScoreSpec`. Additive
+#: attention built for size ``Dh`` has hidden size ``h = Dh``; bilinear has
+#: ``M`` of shape ``(Dh, Dh)``.
+SCORE_REGISTRY: dict[str, ScoreSpec] = {
+    "dot": ScoreSpec(lambda size: Dot()),
+    "scaled_dot": ScoreSpec(lambda size: ScaledDot()),
+    "distance": ScoreSpec(lambda size: Distance()),
+    "additive": ScoreSpec(lambda size: Additive(size, size, size),
+                          "Additive(num_hiddens, query_size, key_size)"),
+    "bilinear": ScoreSpec(lambda size: Bilinear(size, size), "Bilinear(query_size, key_size)"),
+}
+
+#: The accepted score names, in registry order (for configs and command lines).
+SCORE_NAMES: tuple[str, ...] = _names.SCORE_NAMES
+if tuple(SCORE_REGISTRY) != SCORE_NAMES:  # pragma: no cover - caught by any import
+    raise RuntimeError("SCORE_REGISTRY and attnkit._names.SCORE_NAMES disagree")
+
+
+def make_score(score: str | Score, size: int | None = None) -> Score:
+    """A :class:`Score` from a name of :data:`SCORE_NAMES` or an instance (returned as is).
+
+    ``size`` is ``Dh``, the size of the queries and keys the score will see
+    (e.g. one head); names of scores with learned parameters (``"additive"``,
+    ``"bilinear"``) need it, the others ignore it.
+
+    Raises:
+        TypeError: ``score`` neither a str nor a Score.
+        ValueError: an unknown name, or a score with parameters without ``size``.
+    """
+    if isinstance(score, Score):
+        return score
+    if not isinstance(score, str):
+        raise TypeError(
+            f"score must be a str or attnkit.scores.Score; got {type(score).__name__}")
+    if score not in SCORE_REGISTRY:
+        raise ValueError(
+            f"score must be one of {SCORE_NAMES} or an attnkit.scores.Score instance; "
+            f"got {score!r}"
+        )
+    spec = SCORE_REGISTRY[score]
+    if size is None and spec.learned is not None:
+        raise ValueError(
+            f"score={score!r} carries learned parameters; pass an instance, e.g. "
+            f"attnkit.scores.{spec.learned}"
+        )
+    return spec.build(check_positive_int("size", size, allow_none=True))
 
 
 def resolve_score(score: str | Score) -> Score:
-    """Turn ``"dot" | "scaled_dot" | "distance"`` or a :class:`Score` into a Score."""
-    if isinstance(score, Score):
-        return score
-    if isinstance(score, str):
-        if score in _NAMED:
-            return _NAMED[score]()
-        if score in _NEED_PARAMS:
-            raise ValueError(
-                f"score={score!r} carries learned parameters; pass an instance, e.g. "
-                f"attnkit.scores.{_NEED_PARAMS[score]}"
-            )
-        raise ValueError(
-            "score must be one of 'dot', 'scaled_dot', 'distance' or an "
-            f"attnkit.scores.Score instance; got {score!r}"
-        )
-    raise TypeError(f"score must be a str or attnkit.scores.Score; got {type(score).__name__}")
+    """:func:`make_score` without a size: the names of parameter-free scores, or an instance."""
+    return make_score(score)

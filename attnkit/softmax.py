@@ -1,11 +1,14 @@
-"""Masked softmax that is safe on rows with nothing to attend to."""
+"""Masked softmax that is safe on rows with nothing to attend to.
+
+Shapes use the symbols of ``docs/shapes.md`` (``B``, ``Nq``, ``Nk``).
+"""
 
 from __future__ import annotations
 
 import torch
 
 from ._checks import check_mask, check_tensor, check_valid_lens, shape_str
-from .masks import combine_masks
+from .masks import combine_masks, prefix_mask
 
 __all__ = ["masked_softmax", "softmax_with_mask"]
 
@@ -50,10 +53,9 @@ def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
         vl = check_valid_lens(valid_lens, X.shape[0], num_queries, num_keys, X.device)
     mask = check_mask(mask, tuple(X.shape), X.device)
     if vl is not None:
-        positions = torch.arange(num_keys, device=X.device)  # (Nk,)
         lens = vl[:, None] if vl.ndim == 1 else vl  # (B, 1) or (B, Nq)
-        lens = lens.reshape(lens.shape[0], *([1] * (X.ndim - 3)), lens.shape[1], 1)
-        mask = combine_masks(positions < lens, mask)  # (B, 1.., Nq|1, Nk)
+        lens = lens.reshape(lens.shape[0], *([1] * (X.ndim - 3)), lens.shape[1])  # (B,1..,Nq|1)
+        mask = combine_masks(prefix_mask(lens, num_keys), mask)  # (B, 1.., Nq|1, Nk)
     return softmax_with_mask(X, mask)
 
 

@@ -236,3 +236,56 @@ def test_property_weights_sum_to_one_over_valid_keys(name, seed, data):
     beyond = torch.arange(NK)[None, None, :] >= vl[:, :, None]
     assert torch.equal(w[beyond], torch.zeros_like(w[beyond]))
     torch.testing.assert_close(w.sum(-1), (vl > 0).double())
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_return_weights_gives_the_reference_weights_and_their_output(name):
+    q, k, v = make_inputs(name)
+    score = make_score(name)
+    vl = torch.tensor([[0, 1, 2, 3, 7], [7, 0, 5, 5, 2], [1, 1, 1, 6, 0]])
+    qvl = torch.tensor([5, 3, 0])
+    out, w = attention(q, k, v, score=score, valid_lens=vl, causal="bottom_right",
+                       query_valid_lens=qvl, return_weights=True)
+    mask = full_mask(vl, "bottom_right", NQ, NK) & (torch.arange(NQ) < qvl[:, None])[..., None]
+    want_out, want_w = dense_reference(q, k, v, lambda a, b: score(a, b), mask)
+    assert out.shape == (B, NQ, DV) and w.shape == (B, NQ, NK)
+    torch.testing.assert_close(w, want_w, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, want_out, rtol=1e-10, atol=1e-12)
+    assert torch.equal(out, attention(q, k, v, score=score, valid_lens=vl, causal="bottom_right",
+                                      query_valid_lens=qvl, backend="reference"))
+
+
+def test_return_weights_with_heads_and_dropout_returns_weights_before_dropout():
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(B, 2, n, d, generator=g, dtype=torch.float64)
+               for n, d in ((NQ, D), (NK, D), (NK, D)))
+    vl = torch.tensor([2, NK, 5])
+    torch.manual_seed(7)
+    out, w = attention(q, k, v, valid_lens=vl, dropout_p=0.4, return_weights=True)
+    want_w = attention_weights(q, k, valid_lens=vl)  # (B, 2, Nq, Nk), no dropout
+    torch.testing.assert_close(w, want_w, rtol=0, atol=0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(B, 2, NQ, dtype=torch.float64))
+    torch.manual_seed(7)
+    dropped = torch.nn.functional.dropout(want_w, 0.4)  # the same draw
+    torch.testing.assert_close(out, dropped @ v, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(out, w @ v)
+
+
+def test_return_weights_checks_the_backend_name():
+    q, k, v = make_inputs("dot")
+    with pytest.raises(ValueError, match="backend must be 'auto' or one of"):
+        attention(q, k, v, backend="nope", return_weights=True)
+
+
+def test_call_prefix_lengths_combine_valid_lens_causal_and_padded_queries():
+    from attnkit.functional import make_call
+
+    q = torch.randn(2, 3, 4, 5)  # (B, H, Nq, D)
+    k = torch.randn(2, 3, 6, 5)  # Nk = 6
+    call = make_call(q, k, k, valid_lens=torch.tensor([3, 6]), causal="bottom_right",
+                     query_valid_lens=torch.tensor([4, 2]))
+    e = call.prefix_lengths()  # bottom-right: row i sees keys j <= i + 2
+    assert e.tolist() == [[3, 3, 3, 3], [3, 4, 0, 0]]
+    assert torch.equal(call.prefix_lengths(fold=True), e.repeat_interleave(3, dim=0))
+    mask = call.full_mask().expand(2, 3, 4, 6)
+    assert torch.equal(mask.sum(-1), e[:, None, :].expand(2, 3, 4))

@@ -69,3 +69,16 @@ def test_mask_errors_name_the_argument():
         combine_masks(torch.ones(2, dtype=torch.bool), torch.ones(2))
     with pytest.raises(ValueError, match=r"masks\[1\] of shape \(3\) does not broadcast"):
         combine_masks(torch.ones(2, dtype=torch.bool), torch.ones(3, dtype=torch.bool))
+
+
+def test_prefix_mask_and_causal_lengths_agree_with_causal_mask():
+    from attnkit.masks import causal_lengths, prefix_mask
+
+    m = prefix_mask(torch.tensor([[0, 2], [3, 1]]), 3)
+    assert m.tolist() == [[[False, False, False], [True, True, False]],
+                          [[True, True, True], [True, False, False]]]
+    for nq, nk in ((2, 5), (5, 2), (3, 3)):
+        for align in ("top_left", "bottom_right"):
+            e = causal_lengths(nq, nk, align=align)
+            assert e.shape == (nq,) and int(e.min()) >= 0 and int(e.max()) <= nk
+            assert torch.equal(prefix_mask(e, nk), causal_mask(nq, nk, align=align))

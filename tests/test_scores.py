@@ -86,3 +86,22 @@ def test_constructor_errors():
         Bilinear(2, -3)
     with pytest.raises(ValueError, match=r"num_hiddens must be a positive int; got 0"):
         Additive(0)
+
+
+def test_score_registry_builds_every_name_for_a_head_size():
+    from attnkit.scores import SCORE_NAMES, SCORE_REGISTRY, make_score
+
+    assert SCORE_NAMES == ("dot", "scaled_dot", "distance", "additive", "bilinear")
+    assert SCORE_NAMES == tuple(SCORE_REGISTRY)
+    qq, kk = torch.randn(2, 3, 5), torch.randn(2, 4, 5)
+    for name in SCORE_NAMES:
+        s = make_score(name, 5)
+        assert s.name == name and s(qq, kk).shape == (2, 3, 4)
+    assert make_score("additive", 5).num_hiddens == 5  # h = Dh
+    assert make_score("bilinear", 5).M.shape == (5, 5)
+    inst = Dot()
+    assert make_score(inst, 5) is inst
+    with pytest.raises(ValueError, match=r"score='bilinear' carries learned parameters"):
+        make_score("bilinear")
+    with pytest.raises(ValueError, match=r"size must be a positive int; got 0"):
+        make_score("additive", 0)

@@ -9,11 +9,12 @@ weights). A backend that cannot serve a call says why in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from ..masks import causal_mask, combine_masks
+from ..masks import causal_lengths, combine_masks, prefix_mask
 from ..scores import Score
 
 __all__ = ["AttentionCall", "Backend"]
@@ -29,7 +30,10 @@ class AttentionCall:
     broadcastable to ``(*batch, Nq, Nk)``, True = may attend; ``causal`` is
     ``None``, ``"top_left"`` or ``"bottom_right"``; ``query_valid_lens``
     ``None`` or ``(B,)``: query rows ``i >= query_valid_lens[b]`` are padding
-    and their output rows are zero.
+    and their output rows are zero. Symbols: ``docs/shapes.md``.
+
+    ``valid_lens``, ``causal`` and ``query_valid_lens`` meet in one place,
+    :meth:`prefix_lengths`, which every backend uses.
     """
 
     queries: torch.Tensor
@@ -57,34 +61,53 @@ class AttentionCall:
         return torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in tensors)
 
-    def valid_lens_mask(self) -> torch.Tensor | None:
-        """``valid_lens`` as a mask of shape ``(B, 1.., Nq|1, Nk)``."""
+    def prefix_lengths(self, *, fold: bool = False) -> torch.Tensor:
+        """``e[b, i]``: query ``i`` of sequence ``b`` may attend keys ``[0, e)``; ``(B, Nq)`` long.
+
+        ``valid_lens``, ``causal`` and ``query_valid_lens`` are all prefix
+        masks, so together they are one length per query row::
+
+            e[b, i] = min(valid_len[b(, i)], causal limit of row i)   (0 for padded queries)
+
+        The user's ``mask`` is not included. ``fold=True`` repeats the rows
+        for the dims after ``B`` folded into the batch: ``(B·P, Nq)`` with
+        ``P = prod(batch_shape[1:])``, the layout of a ``(B·P, Nq, D)`` view.
+        """
+        B, Nq, Nk = self.batch_shape[0], self.num_queries, self.num_keys
+        device = self.queries.device
         if self.valid_lens is None:
-            return None
-        vl = self.valid_lens
-        lens = vl[:, None] if vl.ndim == 1 else vl  # (B, 1) or (B, Nq)
+            e = torch.full((B, Nq), Nk, dtype=torch.long, device=device)
+        elif self.valid_lens.ndim == 1:
+            e = self.valid_lens.long()[:, None].expand(B, Nq)
+        else:
+            e = self.valid_lens.long()
+        if self.causal is not None:
+            e = torch.minimum(e, causal_lengths(Nq, Nk, align=self.causal, device=device))
+        if self.query_valid_lens is not None:  # padded queries see nothing
+            e = e * prefix_mask(self.query_valid_lens, Nq)  # (B, Nq)
+        if fold:
+            e = e.repeat_interleave(math.prod(self.batch_shape[1:]), dim=0)  # (B·P, Nq)
+        return e
+
+    def _per_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, Nq, ...)`` → ``(B, 1.., Nq, ...)``: broadcastable over ``batch_shape``."""
         extra = [1] * (len(self.batch_shape) - 1)
-        lens = lens.reshape(lens.shape[0], *extra, lens.shape[1], 1)
-        positions = torch.arange(self.num_keys, device=vl.device)  # (Nk,)
-        return positions < lens
+        return x.reshape(x.shape[0], *extra, *x.shape[1:])
 
     def query_valid_mask(self) -> torch.Tensor | None:
         """``query_valid_lens`` as a mask of shape ``(B, 1.., Nq, 1)`` (True = real query)."""
         if self.query_valid_lens is None:
             return None
-        qvl = self.query_valid_lens
-        extra = [1] * (len(self.batch_shape) - 1)
-        positions = torch.arange(self.num_queries, device=qvl.device)  # (Nq,)
-        rows = positions < qvl[:, None]  # (B, Nq)
-        return rows.reshape(rows.shape[0], *extra, self.num_queries, 1)
+        rows = prefix_mask(self.query_valid_lens, self.num_queries)  # (B, Nq)
+        return self._per_batch(rows[..., None])
 
     def full_mask(self) -> torch.Tensor | None:
-        """valid_lens, query_valid_lens, the user's mask and the causal mask combined (AND)."""
-        causal = None
-        if self.causal is not None:
-            causal = causal_mask(self.num_queries, self.num_keys, align=self.causal,
-                                 device=self.queries.device)
-        return combine_masks(self.valid_lens_mask(), self.query_valid_mask(), self.mask, causal)
+        """The prefix lengths (valid_lens, causal, query_valid_lens) and the user's mask
+        combined (AND): broadcastable to ``(*batch, Nq, Nk)``, True = may attend."""
+        if self.valid_lens is None and self.causal is None and self.query_valid_lens is None:
+            return self.mask
+        prefix = prefix_mask(self.prefix_lengths(), self.num_keys)  # (B, Nq, Nk)
+        return combine_masks(self._per_batch(prefix), self.mask)
 
 
 class Backend:

@@ -29,11 +29,13 @@ scores, ``(b, q, k)`` scores for others. At most three such temporaries are
 alive at once (features, their gradient, scratch), plus the ``(b, q, Nk)``
 score slab, so the peak extra memory is about ``3 × max_block_bytes`` plus
 ``O(B·H·Nq·(Dv + h))`` for outputs and gradients; it does not grow with
-``Nq × Nk × h``. A user ``mask`` is expanded to ``(B·H, Nq, Nk)`` booleans.
+``Nq × Nk × h``. A user ``mask`` is expanded to ``(B·P, Nq, Nk)`` booleans (``P``: the dims
+after ``B`` folded, see ``docs/shapes.md``).
 
 Padding: query blocks whose rows are all padding (``query_valid_lens``) or
 see no key are skipped, and each block visits only the keys up to the
-largest valid length among its rows (``valid_lens`` and ``causal``).
+largest prefix length among its rows (``valid_lens`` and ``causal``, from
+:meth:`AttentionCall.prefix_lengths`).
 
 Precision: blocks are computed in float32 whatever the input dtype
 (projections run in the input dtype, as ``nn.Linear`` does); the output is
@@ -52,7 +54,6 @@ import torch
 
 from ..scores import Additive, Score
 from .base import AttentionCall, Backend
-from .sdpa import _prefix_lengths
 
 __all__ = ["DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
 
@@ -102,7 +103,7 @@ class ChunkedBackend(Backend):
 
     def forward(self, call: AttentionCall) -> torch.Tensor:
         batch = call.batch_shape
-        B, G = batch[0], math.prod(batch[1:])
+        B, P = batch[0], math.prod(batch[1:])  # P: the dims after B (heads…) folded
         q, k, v = call.queries, call.keys, call.values
         device_type = q.device.type
         if torch.is_autocast_enabled(device_type):
@@ -116,25 +117,25 @@ class ChunkedBackend(Backend):
         else:
             kernel = _ScoreKernel(score)
             params = [p for p in score.parameters() if p.requires_grad]
-        q = _flatten(q, batch, B * G)  # (BG, Nq, Dq|h)
-        k = _flatten(k, batch, B * G)  # (BG, Nk, Dk|h)
-        v = _flatten(v, batch, B * G)  # (BG, Nk, Dv)
-        e = _prefix_lengths(call).repeat_interleave(G, dim=0)  # (BG, Nq)
+        q = _flatten(q, batch, B * P)  # (BP, Nq, Dq|h)
+        k = _flatten(k, batch, B * P)  # (BP, Nk, Dk|h)
+        v = _flatten(v, batch, B * P)  # (BP, Nk, Dv)
+        e = call.prefix_lengths(fold=True)  # (BP, Nq)
         mask = None
         if call.mask is not None:
             mask = call.mask.expand(*batch, call.num_queries, call.num_keys)
-            mask = mask.reshape(B * G, call.num_queries, call.num_keys)  # (BG, Nq, Nk)
+            mask = mask.reshape(B * P, call.num_queries, call.num_keys)  # (BP, Nq, Nk)
         pair_bytes = kernel.bytes_per_pair(q)
         blocks = _blocks(e, pair_bytes, self.max_block_bytes)
         seed = int(torch.randint(0, 2**62, (1,)).item()) if call.dropout_p > 0 else 0
         plan = _Plan(kernel, e, mask, blocks, call.dropout_p, seed, self.intra_op_threads)
         with torch.autocast(device_type, enabled=False):
-            out = _ChunkedAttention.apply(plan, q, k, v, *params)  # (BG, Nq, Dv)
+            out = _ChunkedAttention.apply(plan, q, k, v, *params)  # (BP, Nq, Dv)
         return out.reshape(*batch, call.num_queries, v.shape[-1])
 
 
 def _flatten(x: torch.Tensor, batch: tuple[int, ...], n: int) -> torch.Tensor:
-    return x.expand(*batch, *x.shape[-2:]).reshape(n, *x.shape[-2:])  # (BG, N, D)
+    return x.expand(*batch, *x.shape[-2:]).reshape(n, *x.shape[-2:])  # (BP, N, D)
 
 
 def _acc_dtype(x: torch.Tensor) -> torch.dtype:
@@ -164,8 +165,8 @@ class _Block:
 @dataclass
 class _Plan:
     kernel: object
-    e: torch.Tensor  # (BG, Nq) prefix lengths: row i sees keys [0, e)
-    mask: torch.Tensor | None  # (BG, Nq, Nk) user mask, True = may attend
+    e: torch.Tensor  # (BP, Nq) prefix lengths: row i sees keys [0, e)
+    mask: torch.Tensor | None  # (BP, Nq, Nk) user mask, True = may attend
     blocks: list[_Block]
     dropout_p: float
     seed: int
@@ -190,22 +191,22 @@ class _Plan:
 
 
 def _blocks(e: torch.Tensor, pair_bytes: int, budget: int) -> list[_Block]:
-    """Tile ``(BG, Nq)`` so that one ``(b, q, k)`` block stays within ``budget`` bytes."""
-    BG, Nq = e.shape
+    """Tile ``(BP, Nq)`` so that one ``(b, q, k)`` block stays within ``budget`` bytes."""
+    BP, Nq = e.shape
     kmax = int(e.max()) if e.numel() else 0
     if kmax == 0:
         return []
     bk = max(1, min(kmax, budget // pair_bytes))
     bq = max(1, min(Nq, budget // (pair_bytes * bk)))
-    bb = max(1, min(BG, budget // (pair_bytes * bk * bq)))
-    nb, nq = -(-BG // bb), -(-Nq // bq)
-    need = torch.nn.functional.pad(e, (0, nq * bq - Nq, 0, nb * bb - BG))  # (nb·bb, nq·bq)
+    bb = max(1, min(BP, budget // (pair_bytes * bk * bq)))
+    nb, nq = -(-BP // bb), -(-Nq // bq)
+    need = torch.nn.functional.pad(e, (0, nq * bq - Nq, 0, nb * bb - BP))  # (nb·bb, nq·bq)
     need = need.reshape(nb, bb, nq, bq).amax((1, 3)).tolist()  # (nb, nq) keys per block
     out = []
     for i in range(nb):
         for j in range(nq):
             if need[i][j] > 0:
-                out.append(_Block(i * bb, min(BG, (i + 1) * bb), j * bq, min(Nq, (j + 1) * bq),
+                out.append(_Block(i * bb, min(BP, (i + 1) * bb), j * bq, min(Nq, (j + 1) * bq),
                                   need[i][j], bk))
     return out
 
@@ -219,7 +220,7 @@ def _matvec(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 class _AdditiveKernel:
-    """``s = w · tanh(qp_i + kp_j)`` on projected queries/keys ``(BG, N, h)``.
+    """``s = w · tanh(qp_i + kp_j)`` on projected queries/keys ``(BP, N, h)``.
 
     ``tanh`` is evaluated as ``tanh(x) = 2σ(2x) − 1`` (``σ`` the logistic
     sigmoid, several times cheaper than ``tanh`` on the CPU), so a block is
@@ -348,9 +349,9 @@ class _ChunkedAttention(torch.autograd.Function):
     def _forward(ctx, plan: _Plan, q, k, v, *params):
         state = plan.kernel.prepare(q, k, params, plan)
         v32 = v.to(_acc_dtype(v))
-        BG, Nq, Dv = v.shape[0], q.shape[1], v.shape[-1]
-        out = v32.new_zeros(BG, Nq, Dv)  # rows never visited stay zero
-        lse = v32.new_full((BG, Nq), float("inf"))  # +inf: weight 0 in backward
+        BP, Nq, Dv = v.shape[0], q.shape[1], v.shape[-1]
+        out = v32.new_zeros(BP, Nq, Dv)  # rows never visited stay zero
+        lse = v32.new_full((BP, Nq), float("inf"))  # +inf: weight 0 in backward
         for index, blk in enumerate(plan.blocks):
             s = v32.new_empty(blk.b1 - blk.b0, blk.q1 - blk.q0, blk.K)  # (b, q, K)
             for k0, k1 in blk.key_chunks():
@@ -378,8 +379,8 @@ class _ChunkedAttention(torch.autograd.Function):
         plan = ctx.plan
         state = plan.kernel.prepare(q, k, params, plan)
         acc = _acc_dtype(v)
-        v32, dout = v.to(acc), grad_out.to(acc)  # (BG, Nk, Dv), (BG, Nq, Dv)
-        delta = (dout * out).sum(-1)  # (BG, Nq) = rowsum(p · dp)
+        v32, dout = v.to(acc), grad_out.to(acc)  # (BP, Nk, Dv), (BP, Nq, Dv)
+        delta = (dout * out).sum(-1)  # (BP, Nq) = rowsum(p · dp)
         grads = [torch.zeros_like(state[0]), torch.zeros_like(state[1])]
         grads += [torch.zeros(p.shape, dtype=acc, device=p.device) for p in params]
         if isinstance(plan.kernel, _AdditiveKernel):

@@ -15,8 +15,8 @@ are all *prefix* masks: row ``i`` of sequence ``b`` may attend keys
 
     e[b, i] = min(valid_len[b(, i)], causal limit of row i)   (0 for padded queries)
 
-so each sequence needs only the rows ``[r0, r1)`` with ``e > 0`` and the
-keys ``[0, max e)``. Per sequence the rows are classified as
+(:meth:`AttentionCall.prefix_lengths`), so each sequence needs only the rows
+``[r0, r1)`` with ``e > 0`` and the keys ``[0, max e)``. Per sequence the rows are classified as
 
 * ``dense``: every row sees the same ``K`` keys -> SDPA with no mask;
 * ``causal``: ``e = min(i - r0 + 1, K)`` -> SDPA with ``is_causal=True``
@@ -97,14 +97,14 @@ class SDPABackend(Backend):
     def forward(self, call: AttentionCall) -> torch.Tensor:
         form = call.score.as_dot(call.queries, call.keys)
         batch = call.batch_shape
-        B, G = batch[0], math.prod(batch[1:])
-        q = _to_4d(form.queries, batch, B, G)  # (B, G, Nq, Dq')
-        k = _to_4d(form.keys, batch, B, G)  # (B, G, Nk, Dk')
-        v = _to_4d(call.values, batch, B, G)  # (B, G, Nk, Dv)
+        B, P = batch[0], math.prod(batch[1:])  # P: the dims after B (heads…) folded
+        q = _to_4d(form.queries, batch, B, P)  # (B, P, Nq, Dq')
+        k = _to_4d(form.keys, batch, B, P)  # (B, P, Nk, Dk')
+        v = _to_4d(call.values, batch, B, P)  # (B, P, Nk, Dv)
         bias = None
         if form.key_bias is not None:
             bias = form.key_bias.to(q.dtype).expand(*batch, call.num_keys)
-            bias = bias.reshape(B, G, 1, call.num_keys)  # (B, G, 1, Nk)
+            bias = bias.reshape(B, P, 1, call.num_keys)  # (B, P, 1, Nk)
         if call.mask is not None:
             out = _masked_call(call, q, k, v, bias, form.scale)
         else:
@@ -112,33 +112,16 @@ class SDPABackend(Backend):
         return out.reshape(*batch, call.num_queries, v.shape[-1])  # (*batch, Nq, Dv)
 
 
-def _to_4d(x: torch.Tensor, batch: tuple[int, ...], B: int, G: int) -> torch.Tensor:
+def _to_4d(x: torch.Tensor, batch: tuple[int, ...], B: int, P: int) -> torch.Tensor:
     x = x.expand(*batch, *x.shape[-2:])  # (*batch, N, D), a view
     if len(batch) == 2:
         return x
-    return x.reshape(B, G, *x.shape[-2:])  # (B, G, N, D)
+    return x.reshape(B, P, *x.shape[-2:])  # (B, P, N, D)
 
 
 # --------------------------------------------------------------------- planning
 
 
-def _prefix_lengths(call: AttentionCall) -> torch.Tensor:
-    """``e[b, i]``: row ``i`` of sequence ``b`` sees keys ``[0, e)``; ``(B, Nq)`` int64."""
-    B, Nq, Nk = call.batch_shape[0], call.num_queries, call.num_keys
-    device = call.queries.device
-    rows = torch.arange(Nq, device=device)  # (Nq,)
-    if call.valid_lens is None:
-        e = torch.full((B, Nq), Nk, dtype=torch.long, device=device)
-    elif call.valid_lens.ndim == 1:
-        e = call.valid_lens.long()[:, None].expand(B, Nq)
-    else:
-        e = call.valid_lens.long()
-    if call.causal is not None:
-        offset = 0 if call.causal == "top_left" else Nk - Nq
-        e = torch.minimum(e, (rows + 1 + offset).clamp(min=0))  # (B, Nq)
-    if call.query_valid_lens is not None:
-        e = e * (rows < call.query_valid_lens[:, None])  # padded queries see nothing
-    return e
 
 
 def _plan(call: AttentionCall, e: torch.Tensor, work_per_qk: float,
@@ -196,7 +179,7 @@ def _plan(call: AttentionCall, e: torch.Tensor, work_per_qk: float,
 
 
 def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
-    """Attention over only the rows and keys each sequence needs; ``(B, G, Nq, Dv)``.
+    """Attention over only the rows and keys each sequence needs; ``(B, P, Nq, Dv)``.
 
     The batch is reordered once so that every group is a contiguous run;
     :class:`_Grouped` then runs one SDPA call per group on views and writes
@@ -205,10 +188,10 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
     concatenations.
     """
     B = q.shape[0]
-    e = _prefix_lengths(call)  # (B, Nq)
-    G, Nq, Nk = q.shape[1], q.shape[2], k.shape[2]
-    work = 2.0 * G * (q.shape[-1] + v.shape[-1])  # FLOPs per (query, key) pair
-    moved = 2 * G * (Nq * (q.shape[-1] + v.shape[-1]) + Nk * (k.shape[-1] + v.shape[-1]))
+    e = call.prefix_lengths()  # (B, Nq)
+    P, Nq, Nk = q.shape[1], q.shape[2], k.shape[2]
+    work = 2.0 * P * (q.shape[-1] + v.shape[-1])  # FLOPs per (query, key) pair
+    moved = 2 * P * (Nq * (q.shape[-1] + v.shape[-1]) + Nk * (k.shape[-1] + v.shape[-1]))
     groups = _plan(call, e, work, moved * _MOVE_FLOPS_PER_ELEMENT)
     order = [b for grp in groups for b in grp.index]
     identity = order == list(range(B))
@@ -225,8 +208,8 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
     only = groups[0] if len(groups) == 1 else None
     if only is not None and only.kind != "empty" and (only.r0, only.r1, only.K) == (0, Nq, Nk):
         # one call over the whole batch: plain autograd, no bookkeeping
-        return _group_attention(spec, only, 0, B, *tensors)  # (B, G, Nq, Dv)
-    out = _Grouped.apply(spec, *tensors)  # (B, G, Nq, Dv) in `order`
+        return _group_attention(spec, only, 0, B, *tensors)  # (B, P, Nq, Dv)
+    out = _Grouped.apply(spec, *tensors)  # (B, P, Nq, Dv) in `order`
     if not identity:
         inverse = torch.empty(B, dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(B)
@@ -248,8 +231,8 @@ class _Grouped(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec: _GroupSpec, q, k, v, bias=None):
-        B, G, Nq, Dv = q.shape[0], q.shape[1], q.shape[2], v.shape[-1]
-        out = q.new_zeros(B, G, Nq, Dv)  # rows never computed stay zero
+        B, P, Nq, Dv = q.shape[0], q.shape[1], q.shape[2], v.shape[-1]
+        out = q.new_zeros(B, P, Nq, Dv)  # rows never computed stay zero
         graphs = []
         start = 0
         track = any(ctx.needs_input_grad[1:])  # keep each group's graph only for training
@@ -261,9 +244,9 @@ class _Grouped(torch.autograd.Function):
                     continue
                 leaves = [q[b0:b1, :, grp.r0:grp.r1], k[b0:b1, :, :grp.K], v[b0:b1, :, :grp.K]]
                 if bias is not None:
-                    leaves.append(bias[b0:b1, ..., :grp.K])  # (n, G, 1, K)
+                    leaves.append(bias[b0:b1, ..., :grp.K])  # (n, P, 1, K)
                 leaves = [t.detach().requires_grad_(track) for t in leaves]
-                res = _group_attention(spec, grp, b0, b1, *leaves)  # (n, G, rows, Dv)
+                res = _group_attention(spec, grp, b0, b1, *leaves)  # (n, P, rows, Dv)
                 out[b0:b1, :, grp.r0:grp.r1] = res.detach()
                 if track:
                     graphs.append((b0, b1, grp, leaves, res))
@@ -295,7 +278,7 @@ class _Grouped(torch.autograd.Function):
 
 def _group_attention(spec: _GroupSpec, grp: _Group, b0: int, b1: int, qs, ks, vs,
                      bs=None) -> torch.Tensor:
-    """SDPA for one group: ``(n, G, rows, Dq')`` queries against ``K`` keys."""
+    """SDPA for one group: ``(n, P, rows, Dq')`` queries against ``K`` keys."""
     mask, row_ok = None, None
     if grp.kind == "masked" or (grp.kind == "causal" and bs is not None):
         er = spec.e[b0:b1, grp.r0:grp.r1]  # (n, rows)
@@ -309,7 +292,7 @@ def _group_attention(spec: _GroupSpec, grp: _Group, b0: int, b1: int, qs, ks, vs
     out = F.scaled_dot_product_attention(
         qs, ks, vs, attn_mask=mask, dropout_p=spec.dropout_p,
         is_causal=grp.kind == "causal" and mask is None, scale=spec.scale,
-    )  # (n, G, rows, Dv)
+    )  # (n, P, rows, Dv)
     if row_ok is not None:
         out = out * row_ok[:, None, :, None].to(out.dtype)  # empty rows -> 0
     return out
@@ -317,12 +300,12 @@ def _group_attention(spec: _GroupSpec, grp: _Group, b0: int, b1: int, qs, ks, vs
 
 def _masked_call(call, q, k, v, bias, scale) -> torch.Tensor:
     """One SDPA call with the full boolean mask (used when the caller gives a mask)."""
-    B, G, Nq, Nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    B, P, Nq, Nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
     mask = call.full_mask()  # broadcastable to (*batch, Nq, Nk)
-    mask = mask.expand(*call.batch_shape, Nq, Nk).reshape(B, G, Nq, Nk)
-    row_ok = mask.any(-1, keepdim=True)  # (B, G, Nq, 1)
+    mask = mask.expand(*call.batch_shape, Nq, Nk).reshape(B, P, Nq, Nk)
+    row_ok = mask.any(-1, keepdim=True)  # (B, P, Nq, 1)
     mask = mask | ~row_ok  # empty rows attend all keys, zeroed below
     attn_mask = mask if bias is None else bias.masked_fill(~mask, float("-inf"))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                          dropout_p=call.dropout_p, scale=scale)
-    return out * row_ok.to(out.dtype)  # (B, G, Nq, Dv)
+    return out * row_ok.to(out.dtype)  # (B, P, Nq, Dv)

@@ -9,8 +9,11 @@ folds ``M`` into the queries, distance passes the per-key bias
 causal alignments are built into the kernels: key blocks past a sequence's
 valid length or the causal frontier are skipped.
 
-Leading batch dims are folded into one (``(B, H, N, D)`` → ``(B·H, 1, N, D)``,
-``valid_lens`` repeated per head), so every layout the reference takes works.
+Leading batch dims are folded into one (``(B, P, N, D)`` → ``(B·P, 1, N, D)``
+with ``P`` the product of the dims after ``B``, e.g. heads), and the key
+lengths are the call's prefix lengths repeated per folded row
+(:meth:`AttentionCall.prefix_lengths`: ``valid_lens`` and padded queries in
+one ``(B·P, Nq)`` tensor), so every layout the reference takes works.
 
 Runs on CUDA tensors. On CPU tensors it runs only under Triton's interpreter
 (``TRITON_INTERPRET=1``, for tests: slow, no bf16) and only when asked for by
@@ -25,7 +28,6 @@ until a GPU measurement shows the fused kernel faster.
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 
 import torch
@@ -44,6 +46,7 @@ def _interpreting() -> bool:
 
 class TritonBackend(Backend):
     name = "triton"
+    handles_query_valid_lens = True  # padded queries have prefix length 0
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
         if importlib.util.find_spec("triton") is None:
@@ -83,13 +86,12 @@ class TritonBackend(Backend):
     def forward(self, call: AttentionCall) -> torch.Tensor:
         q, k, v = call.queries, call.keys, call.values
         batch = q.shape[:-2]
-        per = math.prod(batch[1:])  # heads and other dims folded into the batch
-        vl = call.valid_lens
-        if vl is not None and per > 1:
-            vl = vl.repeat_interleave(per, dim=0)  # (B·H,) or (B·H, Nq)
-        q3 = q.reshape(-1, q.shape[-2], q.shape[-1])  # (B·H, Nq, Dq)
-        k3 = k.reshape(-1, k.shape[-2], k.shape[-1])  # (B·H, Nk, Dk)
-        v3 = v.reshape(-1, v.shape[-2], v.shape[-1])  # (B·H, Nk, Dv)
+        vl = None  # the kernels apply causal themselves; lengths only when there are any
+        if call.valid_lens is not None or call.query_valid_lens is not None:
+            vl = call.prefix_lengths(fold=True)  # (B·P, Nq), P = prod(batch[1:])
+        q3 = q.reshape(-1, q.shape[-2], q.shape[-1])  # (B·P, Nq, Dq)
+        k3 = k.reshape(-1, k.shape[-2], k.shape[-1])  # (B·P, Nk, Dk)
+        v3 = v.reshape(-1, v.shape[-2], v.shape[-1])  # (B·P, Nk, Dv)
         if isinstance(call.score, Additive):
             from ..kernels import additive_attention
 
@@ -104,5 +106,5 @@ class TritonBackend(Backend):
             out = flash_attention(form.queries.unsqueeze(1), form.keys.unsqueeze(1),
                                   v3.unsqueeze(1), scale=form.scale, key_bias=bias,
                                   valid_lens=vl, causal=call.causal,
-                                  dropout_p=call.dropout_p).squeeze(1)  # (B·H, Nq, Dv)
+                                  dropout_p=call.dropout_p).squeeze(1)  # (B·P, Nq, Dv)
         return out.reshape(*batch, q.shape[-2], v.shape[-1])  # (*batch, Nq, Dv)

@@ -8,8 +8,10 @@ feeds the context vector, concatenated with the embedded input token, to its
 GRU. The attention module is ``decoder.attention``, the name
 :func:`attnkit.nn.capture_attention` and the explorer use.
 
-Shape vocabulary: ``B`` batch, ``S`` source length, ``T`` target length,
-``E`` embedding size, ``h`` hidden size, ``L`` GRU layers, ``V`` vocabulary.
+Shapes use the symbols of ``docs/shapes.md``: ``B`` batch, ``S`` source
+length, ``T`` target length, ``E`` embedding size, ``d`` GRU hidden size
+(``num_hiddens``, also the hidden size ``h`` of the additive attention),
+``L`` GRU layers, ``V`` vocabulary.
 
 Two differences from the book, on purpose:
 
@@ -29,9 +31,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .._checks import check_dropout
+from .._values import check_positive_int
 from ..nn.attention import AdditiveAttention
-from ..nn.multihead import select_valid
-from ..nn.transformer import _check_tokens, _positive
+from ..nn.packed import select_valid
+from ..nn.transformer import _check_tokens
 
 __all__ = ["AttentionDecoder", "BahdanauSeq2Seq", "BahdanauState", "Seq2SeqEncoder"]
 
@@ -47,7 +50,7 @@ class Seq2SeqEncoder(nn.Module):
 
     Shapes:
         X: ``(B, S)`` token ids; valid_lens: ``(B,)`` or ``None`` (all valid).
-        returns ``(outputs (B, S, h), state (L, B, h))``; outputs at padded
+        returns ``(outputs (B, S, d), state (L, B, d))``; outputs at padded
         positions are zero, ``state`` is taken after each sequence's last
         valid token.
     """
@@ -57,7 +60,7 @@ class Seq2SeqEncoder(nn.Module):
         super().__init__()
         for name, v in (("vocab_size", vocab_size), ("embed_size", embed_size),
                         ("num_hiddens", num_hiddens), ("num_layers", num_layers)):
-            _positive(name, v)
+            check_positive_int(name, v)
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embed_size)
         self.rnn = nn.GRU(embed_size, num_hiddens, num_layers, batch_first=True,
@@ -68,12 +71,12 @@ class Seq2SeqEncoder(nn.Module):
         _check_tokens("src", X, self.vocab_size)
         embs = self.embedding(X)  # (B, S, E)
         if valid_lens is None:
-            return self.rnn(embs)  # (B, S, h), (L, B, h)
+            return self.rnn(embs)  # (B, S, d), (L, B, d)
         lengths = valid_lens.detach().to("cpu", torch.int64).clamp(min=1)  # (B,)
         packed = pack_padded_sequence(embs, lengths, batch_first=True, enforce_sorted=False)
         outputs, state = self.rnn(packed)
         outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=X.shape[1])
-        return outputs, state  # (B, S, h), (L, B, h)
+        return outputs, state  # (B, S, d), (L, B, d)
 
 
 @dataclass
@@ -81,8 +84,8 @@ class BahdanauState:
     """Decoder state between steps.
 
     Attributes:
-        enc_outputs: ``(B, S, h)`` encoder states (keys and values of attention).
-        hidden: ``(L, B, h)`` GRU hidden state.
+        enc_outputs: ``(B, S, d)`` encoder states (keys and values of attention).
+        hidden: ``(L, B, d)`` GRU hidden state.
         src_valid_lens: ``(B,)`` or ``None``.
     """
 
@@ -116,7 +119,7 @@ class AttentionDecoder(nn.Module):
         super().__init__()
         for name, v in (("vocab_size", vocab_size), ("embed_size", embed_size),
                         ("num_hiddens", num_hiddens), ("num_layers", num_layers)):
-            _positive(name, v)
+            check_positive_int(name, v)
         self.vocab_size = vocab_size
         self.attention = AdditiveAttention(num_hiddens, dropout, query_size=num_hiddens,
                                            key_size=num_hiddens, backend=backend)
@@ -135,13 +138,13 @@ class AttentionDecoder(nn.Module):
         embs = self.embedding(X)  # (B, T, E)
         hidden, outputs, weights = state.hidden, [], []
         for t in range(X.shape[1]):
-            query = hidden[-1].unsqueeze(1)  # (B, 1, h)
+            query = hidden[-1].unsqueeze(1)  # (B, 1, d)
             context = self.attention(query, state.enc_outputs, state.enc_outputs,
-                                     state.src_valid_lens)  # (B, 1, h)
+                                     state.src_valid_lens)  # (B, 1, d)
             if self.attention.keep_weights:
                 weights.append(self.attention.attention_weights)  # (B, 1, S)
-            x = torch.cat((context, embs[:, t:t + 1]), dim=-1)  # (B, 1, h + E)
-            out, hidden = self.rnn(x, hidden)  # (B, 1, h), (L, B, h)
+            x = torch.cat((context, embs[:, t:t + 1]), dim=-1)  # (B, 1, d + E)
+            out, hidden = self.rnn(x, hidden)  # (B, 1, d), (L, B, d)
             outputs.append(out)
         if weights:  # one row per decoding step, like a Transformer's cross-attention
             self.attention.attention_weights = torch.cat(weights, dim=1)  # (B, T, S)
@@ -172,7 +175,7 @@ class BahdanauSeq2Seq(nn.Module):
 
     def encode(self, src: torch.Tensor, src_valid_lens: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(enc_outputs (B, S, h), enc_state (L, B, h))``."""
+        """``(enc_outputs (B, S, d), enc_state (L, B, d))``."""
         return self.encoder(src, src_valid_lens)
 
     def init_state(self, enc: tuple[torch.Tensor, torch.Tensor],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._names import ACTIVATIONS, POSITIONAL_KINDS, SCORE_NAMES
 from .._options import option, validate_options
 
 __all__ = [
@@ -27,24 +28,6 @@ __all__ = [
     "transformer_small",
     "transformer_tiny",
 ]
-
-
-def _positional_kinds() -> tuple[str, ...]:
-    from ..nn.transformer import POSITIONAL_KINDS
-
-    return tuple(POSITIONAL_KINDS)
-
-
-def _score_names() -> tuple[str, ...]:
-    from .. import scores
-
-    return tuple(getattr(scores, 'SCORE_NAMES', ('dot', 'scaled_dot', 'distance', 'additive', 'bilinear')))  # INTEGRATE
-
-
-def _activations() -> tuple[str, ...]:
-    from ..nn import transformer
-
-    return tuple(getattr(transformer, 'ACTIVATIONS', None) or transformer._ACTIVATIONS)  # INTEGRATE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,11 +51,11 @@ class TransformerConfig:
     share_embeddings: bool = option(False, "one embedding for source and target (same "
                                            "vocabulary)")
     tie_output: bool = option(False, "output projection weight = target embedding weight")
-    positional: str = option("sinusoidal", "positional encoding", choices=_positional_kinds)
+    positional: str = option("sinusoidal", "positional encoding", choices=POSITIONAL_KINDS)
     score: str = option("scaled_dot", "scoring function of every attention module",
-                        choices=_score_names)
+                        choices=SCORE_NAMES)
     bias: bool = option(True, "biases in the attention projections")
-    activation: str = option("relu", "FFN activation (the paper: relu)", choices=_activations)
+    activation: str = option("relu", "FFN activation (the paper: relu)", choices=ACTIVATIONS)
 
     def __post_init__(self):
         validate_options(self)

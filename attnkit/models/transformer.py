@@ -9,8 +9,9 @@ the pre-softmax linear transformation" — ``share_embeddings=True`` shares the
 source and target embeddings (one vocabulary), ``tie_output=True`` ties the
 output projection to the target embedding.
 
-Shape vocabulary: ``B`` batch, ``S`` source length, ``T`` target length,
-``d`` = ``num_hiddens``, ``V`` target vocabulary size.
+Shapes use the symbols of ``docs/shapes.md``: ``B`` batch, ``S`` source
+length, ``T`` target length, ``d`` = ``num_hiddens``, ``V`` target vocabulary
+size, ``n_valid`` real target positions.
 
 Decoding one token at a time (greedy or beam search)::
 
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..nn.multihead import KVCache, apply_to_rows, select_valid, valid_rows
+from ..nn.multihead import KVCache
+from ..nn.packed import Packed, select_valid
 from ..nn.transformer import TransformerDecoder, TransformerEncoder
 
 __all__ = ["Transformer", "TransformerState"]
@@ -73,12 +75,14 @@ class Transformer(nn.Module):
     Args:
         src_vocab_size, tgt_vocab_size: vocabulary sizes.
         num_hiddens: ``d_model`` (the paper's base: 512).
-        num_heads: ``h`` (8); ``num_kv_heads`` for grouped-query attention.
+        num_heads: ``H`` (the paper's ``h`` = 8); ``num_kv_heads`` (``Hkv``) for
+            grouped-query attention.
         ffn_num_hiddens: ``d_ff`` (2048).
         num_encoder_layers, num_decoder_layers: ``N`` (6 and 6).
         dropout: ``P_drop`` (0.1), on embeddings + PE, attention weights,
             FFN hidden units and every sublayer output.
-        max_len: positions of the positional table.
+        max_len: number of positions the positional encoding covers (the
+            longest source or target it can encode).
         pre_norm: pre-LN instead of the paper's post-LN.
         share_embeddings: one embedding for source and target (needs equal
             vocabulary sizes).
@@ -148,8 +152,8 @@ class Transformer(nn.Module):
                          tgt_valid_lens=tgt_valid_lens)  # (B, T, d)
         if only_valid:
             return self.output(select_valid(H, tgt_valid_lens))  # (n_valid, V)
-        rows = valid_rows(tgt_valid_lens, H.shape[0], H.shape[1])
-        return apply_to_rows(self.output, H, rows)  # (B, T, V), zeros at padding
+        packed = Packed.from_lens(tgt_valid_lens, H.shape[0], H.shape[1])
+        return packed.apply(self.output, H)  # (B, T, V), zeros at padding
 
     def init_state(self, enc_outputs: torch.Tensor,
                    src_valid_lens: torch.Tensor | None = None) -> TransformerState:

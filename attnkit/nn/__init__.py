@@ -18,7 +18,8 @@ __all__ = [
 
 from .capture import attention_modules, capture_attention
 from .dropout import Dropout
-from .multihead import KVCache, MultiHeadAttention, select_valid
+from .multihead import KVCache, MultiHeadAttention
+from .packed import Packed, select_valid
 from .positional import (
     ALiBi,
     ALiBiScore,
@@ -45,6 +46,7 @@ __all__ += [
     "KVCache",
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",
+    "Packed",
     "PositionWiseFFN",
     "PositionalEncoding",
     "RotaryEmbedding",

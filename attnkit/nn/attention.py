@@ -8,8 +8,9 @@ attend**) and ``causal=``. Differences from the book, on purpose:
   output (the book's ``-1e6`` fill gives uniform weights over padding);
 * weights are kept only on demand: with ``keep_weights=True`` the module
   fills ``.attention_weights`` ``(B, ..., Nq, Nk)`` after each forward
-  (computed on the materialized path); by default nothing is stored and the
-  fastest backend that serves the call runs (``backend="auto"``).
+  (``attnkit.attention(..., return_weights=True)``: the materialized path,
+  weights before dropout); by default nothing is stored and the fastest
+  backend that serves the call runs (``backend="auto"``).
 
 Dropout acts on the attention weights in training mode only.
 """
@@ -17,12 +18,10 @@ Dropout acts on the attention weights in training mode only.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_dropout
-from ..backends import reference_weights
-from ..functional import attention, make_call
+from ..functional import attention
 from ..scores import Additive, Bilinear, Distance, Dot, ScaledDot, Score
 
 __all__ = [
@@ -57,16 +56,13 @@ class AttentionPooling(nn.Module):
         """queries ``(B, .., Nq, Dq)``, keys ``(B, .., Nk, Dk)``, values
         ``(B, .., Nk, Dv)``, valid_lens ``(B,)``/``(B, Nq)`` → ``(B, .., Nq, Dv)``."""
         p = self.dropout if self.training else 0.0
+        args = dict(score=self.score, valid_lens=valid_lens, mask=mask, causal=causal,
+                    dropout_p=p, backend=self.backend)
         if not self.keep_weights:
-            return attention(queries, keys, values, score=self.score, valid_lens=valid_lens,
-                             mask=mask, causal=causal, dropout_p=p, backend=self.backend)
-        call = make_call(queries, keys, values, score=self.score, valid_lens=valid_lens,
-                         mask=mask, causal=causal, dropout_p=p)
-        weights = reference_weights(call)  # (B, .., Nq, Nk)
-        self.attention_weights = weights.detach()
-        if p > 0:
-            weights = F.dropout(weights, p, training=True)
-        return weights @ values  # (B, .., Nq, Dv)
+            return attention(queries, keys, values, **args)  # (B, .., Nq, Dv)
+        out, weights = attention(queries, keys, values, return_weights=True, **args)
+        self.attention_weights = weights.detach()  # (B, .., Nq, Nk)
+        return out  # (B, .., Nq, Dv)
 
     def extra_repr(self) -> str:
         return f"dropout={self.dropout}, backend={self.backend!r}, keep_weights={self.keep_weights}"

@@ -5,19 +5,12 @@
 each kind are one ``nn.Linear`` whose output is split into heads, and all heads
 run as one batched call of :func:`attnkit.attention` on ``(B, H, N, Dh)``.
 
-Shape vocabulary:
-
-====  =========================================================
-B     batch size
-H     number of (query) heads;  Hkv number of key/value heads
-G     ``H // Hkv``, query heads per key/value head
-Nq    number of queries;  Nk number of keys (= values)
-d     ``num_hiddens``; Dh = d // H, the size of one head
-====  =========================================================
+Shapes use the symbols of ``docs/shapes.md`` (``B``, ``H``, ``Hkv``, ``G``,
+``Nq``, ``Nk``, ``d``, ``Dh``, ``n_valid``).
 
 Grouped-query attention (GQA, Ainslie et al., 2023) and multi-query attention
 (MQA, Shazeer, 2019, ``num_kv_heads=1``) project keys and values to
-``Hkv < H`` heads; query head ``h`` uses key/value head ``h // G`` (the
+``Hkv < H`` heads; query head ``n`` uses key/value head ``n // G`` (the
 grouping of ``repeat_interleave(G, dim=1)``). Instead of copying the key/value
 heads, the queries are viewed as ``(B, Hkv, G, Nq, Dh)`` and the keys/values as
 ``(B, Hkv, 1, Nk, Dh)``; :func:`attnkit.attention` broadcasts the extra leading
@@ -30,14 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_dropout, shape_str
-from ..backends import reference_weights
-from ..functional import attention, make_call
-from ..scores import Additive, Bilinear, Score, resolve_score
+from .._checks import check_dropout, check_query_valid_lens, shape_str
+from .._values import check_positive_int
+from ..functional import attention
+from ..scores import Score, make_score
+from .packed import Packed, select_valid  # noqa: F401  (select_valid: also importable here)
 from .positional import RotaryEmbedding
 
-__all__ = ["KVCache", "MultiHeadAttention", "apply_to_rows", "pack_rows", "select_valid",
-           "unpack_rows", "valid_rows"]
+__all__ = ["KVCache", "MultiHeadAttention"]
 
 
 class KVCache:
@@ -87,70 +80,11 @@ class KVCache:
         return f"KVCache(static={self.static}, length={len(self)})"
 
 
-def valid_rows(lens: torch.Tensor | None, batch_size: int, length: int) -> torch.Tensor | None:
-    """Flat indices into ``B·N`` of the positions ``j < lens[b]``: ``(n_valid,)`` long.
-
-    ``None`` when every position is valid, or when ``lens`` is not a ``(B,)``
-    integer tensor (then nothing is skipped, and the attention call validates it).
-    """
-    if (not isinstance(lens, torch.Tensor) or lens.ndim != 1 or lens.shape[0] != batch_size
-            or lens.is_floating_point() or lens.dtype == torch.bool):
-        return None
-    keep = torch.arange(length, device=lens.device) < lens[:, None]  # (B, N)
-    rows = keep.flatten().nonzero().squeeze(1)  # (n_valid,)
-    return None if rows.numel() == batch_size * length else rows
-
-
-def select_valid(X: torch.Tensor, lens: torch.Tensor | None) -> torch.Tensor:
-    """The positions ``j < lens[b]`` of ``X`` ``(B, N, ...)``, row-major: ``(n_valid, ...)``.
-
-    The order is that of ``X[mask]`` with ``mask[b, j] = j < lens[b]``, so
-    logits and targets selected this way line up. ``lens=None`` keeps all.
-    """
-    return pack_rows(X, valid_rows(lens, X.shape[0], X.shape[1]))
-
-
-def pack_rows(X: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    """``X`` ``(B, N, ...)`` → the positions ``rows``: ``(n_valid, ...)`` (all when ``None``)."""
-    flat = X.reshape(X.shape[0] * X.shape[1], *X.shape[2:])  # (B·N, ...)
-    return flat if rows is None else flat.index_select(0, rows)
-
-
 def _fused_linear(X: torch.Tensor, *linears: nn.Linear) -> torch.Tensor:
     """``X`` through several linear layers of the same input size as one product:
     ``X [W_1; W_2; …]ᵀ + [b_1; b_2; …]``, outputs side by side on the last axis."""
     bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
     return F.linear(X, torch.cat([lin.weight for lin in linears]), bias)
-
-
-def unpack_rows(Y: torch.Tensor, rows: torch.Tensor | None, B: int, N: int) -> torch.Tensor:
-    """Inverse of :func:`pack_rows`: ``(n_valid, D)`` → ``(B, N, D)``, zeros elsewhere."""
-    if rows is None:
-        return Y.view(B, N, Y.shape[-1])
-    out = Y.new_zeros(B * N, Y.shape[-1]).index_copy(0, rows, Y)  # (B·N, D)
-    return out.view(B, N, Y.shape[-1])
-
-
-def apply_to_rows(fn, X: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    """``fn`` on the positions ``rows`` of ``X`` ``(B, N, D)`` only; zeros elsewhere.
-
-    For position-wise functions (linear layers, the FFN), so that padding costs
-    nothing: ``(B, N, D) → (n_valid, D) → fn → (B, N, D')``.
-    """
-    if rows is None:
-        return fn(X)
-    return unpack_rows(fn(pack_rows(X, rows)), rows, X.shape[0], X.shape[1])
-
-
-_SCORE_NAMES = ("dot", "scaled_dot", "distance", "additive", "bilinear")
-
-
-def _check_size(name: str, value, *, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return value
 
 
 class MultiHeadAttention(nn.Module):
@@ -179,7 +113,9 @@ class MultiHeadAttention(nn.Module):
         bias: biases in the four projections (the book: ``False``; the paper's
             and ``torch.nn.MultiheadAttention``'s: ``True``).
         score: scoring function applied per head to ``(B, H, Nq, Dh)`` queries
-            and keys. ``"dot"``, ``"scaled_dot"`` (default, ``1/√Dh``),
+            and keys: a name of :data:`attnkit.scores.SCORE_NAMES`, built for
+            size ``Dh`` by :func:`attnkit.scores.make_score` —
+            ``"dot"``, ``"scaled_dot"`` (default, ``1/√Dh``),
             ``"distance"`` (a Gaussian kernel on each head's ``Dh`` features),
             ``"additive"`` (``Additive(Dh, Dh, Dh)``: hidden size ``h = Dh``,
             its ``W_q, W_k, w_v`` shared by all heads), ``"bilinear"``
@@ -193,7 +129,9 @@ class MultiHeadAttention(nn.Module):
             accepts ``"auto"`` (= ``"sdpa"`` when it serves the call, else
             ``"reference"``), ``"sdpa"`` or ``"reference"``.
         keep_weights: store the weights of the last call in
-            ``.attention_weights`` (computed on the materialized path).
+            ``.attention_weights``, from ``attnkit.attention(...,
+            return_weights=True)`` (the materialized path; weights before
+            dropout).
         query_size, key_size, value_size: input feature sizes (default ``d``).
         rotary: a :class:`attnkit.nn.RotaryEmbedding` of size ``Dh`` applied to
             the projected queries and keys; their positions start at the
@@ -224,15 +162,15 @@ class MultiHeadAttention(nn.Module):
                  key_size: int | None = None, value_size: int | None = None,
                  rotary: RotaryEmbedding | None = None):
         super().__init__()
-        _check_size("num_hiddens", num_hiddens)
-        _check_size("num_heads", num_heads)
+        check_positive_int("num_hiddens", num_hiddens)
+        check_positive_int("num_heads", num_heads)
         if num_hiddens % num_heads:
             raise ValueError(
                 f"num_hiddens must be divisible by num_heads; got num_hiddens={num_hiddens}, "
                 f"num_heads={num_heads}"
             )
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
-        _check_size("num_kv_heads", num_kv_heads)
+        check_positive_int("num_kv_heads", num_kv_heads)
         if num_heads % num_kv_heads:
             raise ValueError(
                 f"num_kv_heads must divide num_heads; got num_kv_heads={num_kv_heads}, "
@@ -240,15 +178,15 @@ class MultiHeadAttention(nn.Module):
             )
         self.num_hiddens, self.num_heads, self.num_kv_heads = num_hiddens, num_heads, num_kv_heads
         self.head_dim = num_hiddens // num_heads
-        query_size = _check_size("query_size", query_size, allow_none=True) or num_hiddens
-        key_size = _check_size("key_size", key_size, allow_none=True) or num_hiddens
-        value_size = _check_size("value_size", value_size, allow_none=True) or num_hiddens
+        query_size = check_positive_int("query_size", query_size, allow_none=True) or num_hiddens
+        key_size = check_positive_int("key_size", key_size, allow_none=True) or num_hiddens
+        value_size = check_positive_int("value_size", value_size, allow_none=True) or num_hiddens
         kv_hiddens = num_kv_heads * self.head_dim
         self.W_q = nn.Linear(query_size, num_hiddens, bias=bias)
         self.W_k = nn.Linear(key_size, kv_hiddens, bias=bias)
         self.W_v = nn.Linear(value_size, kv_hiddens, bias=bias)
         self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=bias)
-        self.score = self._make_score(score)
+        self.score = make_score(score, self.head_dim)  # shared by all heads
         self.score.check_sizes(self.head_dim, self.head_dim)
         if rotary is not None:
             if not isinstance(rotary, RotaryEmbedding):
@@ -267,20 +205,19 @@ class MultiHeadAttention(nn.Module):
         self.keep_weights = keep_weights
         self.attention_weights: torch.Tensor | None = None
 
-    def _make_score(self, score: str | Score) -> Score:
-        if isinstance(score, str) and score not in _SCORE_NAMES:
-            raise ValueError(
-                f"score must be one of {_SCORE_NAMES} or an attnkit.scores.Score instance; "
-                f"got {score!r}"
-            )
-        if score == "additive":
-            return Additive(self.head_dim, self.head_dim, self.head_dim)
-        if score == "bilinear":
-            return Bilinear(self.head_dim, self.head_dim)
-        return resolve_score(score)
+    def check_inputs(self, queries: torch.Tensor, keys: torch.Tensor | None = None,
+                     values: torch.Tensor | None = None) -> None:
+        """Raise unless the inputs fit this module: ``(B, N, size)`` with the sizes of
+        ``W_q``/``W_k``/``W_v``, keys and values of the same ``(B, Nk)``.
 
-    def _check_inputs(self, queries, keys, values) -> None:
-        """Shapes ``(B, N, size)``; ``keys``/``values`` ``None`` when taken from a cache."""
+        ``keys``/``values`` ``None``: only the queries are checked (self-attention
+        on the queries, or keys/values taken from a cache). :meth:`forward` calls
+        this; code that runs :meth:`forward_rows` directly calls it first.
+
+        Raises:
+            TypeError: an input that is not a tensor.
+            ValueError: an input of the wrong shape.
+        """
         pairs = [("queries", queries, self.W_q)]
         if keys is not None:
             pairs += [("keys", keys, self.W_k), ("values", values, self.W_v)]
@@ -328,77 +265,83 @@ class MultiHeadAttention(nn.Module):
                 causal: bool | str = False, kv_cache: KVCache | None = None,
                 query_valid_lens: torch.Tensor | None = None) -> torch.Tensor:
         reuse = kv_cache is not None and kv_cache.static and kv_cache.filled
-        self._check_inputs(queries, None if reuse else keys, None if reuse else values)
+        self.check_inputs(queries, None if reuse else keys, None if reuse else values)
         B, Nq, _ = queries.shape
-        q_rows = valid_rows(query_valid_lens, B, Nq)  # padded queries are not computed
+        query_valid_lens = check_query_valid_lens(query_valid_lens, B, Nq, queries.device)
+        packed = Packed.from_lens(query_valid_lens, B, Nq)  # padded queries are not computed
         # self-attention over the same positions: keys are needed where queries are
         same = keys is queries and values is queries and (
-            q_rows is None or valid_lens is query_valid_lens)
-        out = self.forward_rows(pack_rows(queries, q_rows), q_rows, B, Nq,
-                                None if same else keys, None if same else values, valid_lens,
-                                mask=mask, causal=causal, kv_cache=kv_cache,
-                                query_valid_lens=query_valid_lens)  # (n_valid, d)
-        return unpack_rows(out, q_rows, B, Nq)  # (B, Nq, d), padded queries zero
+            packed.all_valid or valid_lens is query_valid_lens)
+        kv = {} if same else dict(keys=keys, values=values)
+        out = self.forward_rows(packed.pack(queries), packed, valid_lens=valid_lens, mask=mask,
+                                causal=causal, kv_cache=kv_cache, **kv)  # (n_valid, d)
+        return packed.unpack(out)  # (B, Nq, d), padded queries zero
 
-    def forward_rows(self, queries: torch.Tensor, rows: torch.Tensor | None, B: int, Nq: int,
+    def forward_rows(self, queries: torch.Tensor, packed: Packed, *,
                      keys: torch.Tensor | None = None, values: torch.Tensor | None = None,
-                     valid_lens: torch.Tensor | None = None, *,
+                     valid_lens: torch.Tensor | None = None,
                      mask: torch.Tensor | None = None, causal: bool | str = False,
-                     kv_cache: KVCache | None = None,
-                     query_valid_lens: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`forward` on packed queries: the positions ``rows`` of a ``(B, Nq)`` batch.
+                     kv_cache: KVCache | None = None) -> torch.Tensor:
+        """:meth:`forward` on packed queries: the real positions of a ``(B, Nq)`` batch.
 
-        ``queries`` ``(n_valid, query_size)`` are the rows :func:`pack_rows`
-        gives (``rows`` from :func:`valid_rows` of ``query_valid_lens``; ``None``
-        = all ``B·Nq``); returns ``(n_valid, d)``. ``keys``/``values`` ``None``
-        means self-attention over the same positions: queries, keys and values
-        are then projected by one matrix product (``[W_q; W_k; W_v]``), so the
+        ``queries`` ``(n_valid, query_size)`` are ``packed.pack`` of the padded
+        queries; ``packed.lens`` (if any) are the ``query_valid_lens``;
+        returns ``(n_valid, d)``. ``keys``/``values`` ``None`` means
+        self-attention over the same positions: queries, keys and values are
+        then projected by one matrix product (``[W_q; W_k; W_v]``), so the
         keys at padded query positions must be masked too (``valid_lens`` is
-        ``query_valid_lens``, or ``rows`` is ``None``). The
-        Transformer blocks keep their hidden states packed like this, so
-        padding is neither computed nor gathered and scattered per sublayer.
-        Inputs are not validated here (:meth:`forward` does that), and as a
-        direct method call it runs no forward hooks of this module.
+        ``packed.lens``, or nothing is padding). The Transformer blocks keep
+        their hidden states packed like this, so padding is neither computed
+        nor gathered and scattered per sublayer. Inputs are not validated here
+        (:meth:`check_inputs` does that), and as a direct method call it runs
+        no forward hooks of this module.
         """
         start = 0 if kv_cache is None or kv_cache.static else len(kv_cache)  # first position
-        reuse = kv_cache is not None and kv_cache.static and kv_cache.filled
-        kvh = self.num_kv_heads
-        if keys is None and not reuse:  # self-attention: one projection for q, k and v
-            qkv = unpack_rows(_fused_linear(queries, self.W_q, self.W_k, self.W_v), rows, B, Nq)
-            q, k, v = qkv.split([self.num_hiddens, self.head_dim * kvh, self.head_dim * kvh], -1)
-            q = self._heads(q, self.num_heads, start)  # (B, H, Nq, Dh)
-            k, v = self._heads(k, kvh, start), self._heads(v, kvh)  # (B, Hkv, Nq, Dh)
-            if kv_cache is not None:
-                k, v = kv_cache.update(k, v)  # (B, Hkv, Nk_total, Dh)
+        if keys is None and not (kv_cache is not None and kv_cache.static and kv_cache.filled):
+            q, k, v = self._self_qkv(queries, packed, kv_cache, start)
         else:
-            q = self._heads(unpack_rows(self.W_q(queries), rows, B, Nq), self.num_heads, start)
-            if reuse:
-                k, v = kv_cache.keys, kv_cache.values  # (B, Hkv, Nk, Dh)
-            else:
-                k, v = self._keys_values(keys, values, valid_lens, kv_cache, start)
-        G = self.num_heads // kvh
+            q = self._heads(packed.unpack(self.W_q(queries)), self.num_heads, start)
+            k, v = self._keys_values(keys, values, valid_lens, kv_cache, start)
+        kvh, G = self.num_kv_heads, self.num_heads // self.num_kv_heads
         if G > 1:  # grouped-query: broadcast each key/value head over its G query heads
             q = q.unflatten(1, (kvh, G))  # (B, Hkv, G, Nq, Dh)
             k, v = k.unsqueeze(2), v.unsqueeze(2)  # (B, Hkv, 1, Nk, Dh)
         out = self._attend(q, k, v, valid_lens, self._group_mask(mask), causal,
-                           query_valid_lens)  # (B, H, Nq, Dh) or (B, Hkv, G, Nq, Dh)
+                           packed.lens)  # (B, H, Nq, Dh) or (B, Hkv, G, Nq, Dh)
+        B, Nq = packed.shape
         out = out.reshape(B, self.num_heads, Nq, self.head_dim).transpose(1, 2)  # (B,Nq,H,Dh)
-        return self.W_o(pack_rows(out.reshape(B, Nq, self.num_hiddens), rows))  # (n_valid, d)
+        return self.W_o(packed.pack(out.reshape(B, Nq, self.num_hiddens)))  # (n_valid, d)
+
+    def _self_qkv(self, queries, packed: Packed, kv_cache, start):
+        """Self-attention: q, k, v by one product ``[W_q; W_k; W_v]`` (k, v appended to a
+        cache): ``(B, H, Nq, Dh)``, ``(B, Hkv, Nk, Dh)``, ``(B, Hkv, Nk, Dh)``."""
+        kvh = self.num_kv_heads
+        qkv = packed.unpack(_fused_linear(queries, self.W_q, self.W_k, self.W_v))  # (B, Nq, ·)
+        q, k, v = qkv.split([self.num_hiddens, self.head_dim * kvh, self.head_dim * kvh], -1)
+        q = self._heads(q, self.num_heads, start)  # (B, H, Nq, Dh)
+        k, v = self._heads(k, kvh, start), self._heads(v, kvh)  # (B, Hkv, Nq, Dh)
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)  # (B, Hkv, Nk_total, Dh)
+        return q, k, v
 
     def _keys_values(self, keys, values, valid_lens, kv_cache, start):
-        """Projected keys and values ``(B, Hkv, Nk, Dh)`` (appended to a growing cache)."""
+        """Projected keys and values ``(B, Hkv, Nk, Dh)`` (appended to a growing cache,
+        or taken from a filled static one)."""
+        if kv_cache is not None and kv_cache.static and kv_cache.filled:
+            return kv_cache.keys, kv_cache.values  # (B, Hkv, Nk, Dh)
         B, Nk, _ = keys.shape
         # Keys beyond (B,) valid_lens are masked, so they are not projected either
         # (unless appended to a cache, where valid_lens also counts the cached keys).
-        kv_rows = valid_rows(valid_lens, B, Nk) if kv_cache is None or kv_cache.static else None
-        kvh, width = self.num_kv_heads, self.head_dim * self.num_kv_heads
+        growing = kv_cache is not None and not kv_cache.static
+        kv_packed = Packed.dense(B, Nk) if growing else Packed.from_lens(valid_lens, B, Nk)
+        width = self.head_dim * self.num_kv_heads
         if keys is values and self.W_k.in_features == self.W_v.in_features:
-            kv = _fused_linear(pack_rows(keys, kv_rows), self.W_k, self.W_v)  # (n, 2·width)
-            k, v = unpack_rows(kv, kv_rows, B, Nk).split([width, width], -1)
+            kv = _fused_linear(kv_packed.pack(keys), self.W_k, self.W_v)  # (n, 2·width)
+            k, v = kv_packed.unpack(kv).split([width, width], -1)  # (B, Nk, width) each
         else:
-            k = unpack_rows(self.W_k(pack_rows(keys, kv_rows)), kv_rows, B, Nk)
-            v = unpack_rows(self.W_v(pack_rows(values, kv_rows)), kv_rows, B, Nk)
-        k, v = self._heads(k, kvh, start), self._heads(v, kvh)  # (B, Hkv, Nk, Dh)
+            k = kv_packed.apply(self.W_k, keys)  # (B, Nk, width)
+            v = kv_packed.apply(self.W_v, values)  # (B, Nk, width)
+        k, v = self._heads(k, self.num_kv_heads, start), self._heads(v, self.num_kv_heads)
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)  # (B, Hkv, Nk_total, Dh)
         return k, v
@@ -414,18 +357,14 @@ class MultiHeadAttention(nn.Module):
 
     def _attend(self, q, k, v, valid_lens, mask, causal, query_valid_lens) -> torch.Tensor:
         p = self.dropout if self.training else 0.0
+        args = dict(score=self.score, valid_lens=valid_lens, mask=mask, causal=causal,
+                    dropout_p=p, query_valid_lens=query_valid_lens, backend=self.backend)
         if not self.keep_weights:
-            args = dict(score=self.score, valid_lens=valid_lens, mask=mask, causal=causal,
-                        dropout_p=p, query_valid_lens=query_valid_lens)
-            return attention(q, k, v, backend=self.backend, **args)
-        call = make_call(q, k, v, score=self.score, valid_lens=valid_lens, mask=mask,
-                         causal=causal, dropout_p=p, query_valid_lens=query_valid_lens)
-        weights = reference_weights(call)  # (B, H, Nq, Nk) or (B, Hkv, G, Nq, Nk)
+            return attention(q, k, v, **args)  # (B, H, Nq, Dh) or (B, Hkv, G, Nq, Dh)
+        out, weights = attention(q, k, v, return_weights=True, **args)
         B, Nq, Nk = q.shape[0], q.shape[-2], k.shape[-2]
         self.attention_weights = weights.detach().reshape(B, self.num_heads, Nq, Nk)
-        if p > 0:
-            weights = F.dropout(weights, p, training=True)
-        return weights @ v  # (B, H, Nq, Dh) or (B, Hkv, G, Nq, Dh)
+        return out  # (B, H, Nq, Dh) or (B, Hkv, G, Nq, Dh)
 
     def extra_repr(self) -> str:
         return (f"num_hiddens={self.num_hiddens}, num_heads={self.num_heads}, "

@@ -18,8 +18,10 @@ Every encoding takes a start position (``offset``) so that incremental decoding
 (one new token at a time, with a key/value cache) sees the same positions as a
 full forward pass.
 
-Shape vocabulary: ``B`` batch, ``N`` sequence length, ``d`` model size
-(``num_hiddens``), ``H`` heads, ``Dh`` head size, ``Nq``/``Nk`` queries/keys.
+Shapes use the symbols of ``docs/shapes.md``: ``B`` batch, ``N`` sequence
+length, ``d`` model size (``num_hiddens``), ``H`` heads, ``Dh`` head size,
+``Nq``/``Nk`` queries/keys. ``max_len`` is the number of positions an
+encoding covers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 
 from .._checks import check_dropout, shape_str
+from .._values import check_positive_int
 from ..scores import DotForm, Score
 from .dropout import Dropout
 
@@ -42,12 +45,6 @@ __all__ = [
     "alibi_slopes",
     "sinusoidal_table",
 ]
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return value
 
 
 def _check_offset(offset, length: int, max_len: int | None) -> int:
@@ -78,8 +75,8 @@ def sinusoidal_table(max_len: int, num_hiddens: int) -> torch.Tensor:
     ``P[pos, 2i+1] = cos(pos / 10000^(2i/d))`` ("Attention Is All You Need"
     §3.5). An odd ``d`` is allowed: the last column is a sine.
     """
-    _check_positive_int("max_len", max_len)
-    _check_positive_int("num_hiddens", num_hiddens)
+    check_positive_int("max_len", max_len)
+    check_positive_int("num_hiddens", num_hiddens)
     pos = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
     two_i = torch.arange(0, num_hiddens, 2, dtype=torch.float64)  # (ceil(d/2),)
     angles = pos / torch.pow(10000.0, two_i / num_hiddens)  # (max_len, ceil(d/2))
@@ -114,8 +111,8 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000):
         super().__init__()
-        self.num_hiddens = _check_positive_int("num_hiddens", num_hiddens)
-        self.max_len = _check_positive_int("max_len", max_len)
+        self.num_hiddens = check_positive_int("num_hiddens", num_hiddens)
+        self.max_len = check_positive_int("max_len", max_len)
         self.dropout = Dropout(check_dropout("dropout", dropout))
         # Not in the state dict: it is a function of (max_len, d), not a parameter. Kept in
         # float64 (exact for float64 models); each call casts its slice to X's dtype.
@@ -148,8 +145,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, num_hiddens: int, dropout: float = 0.0, max_len: int = 1000):
         super().__init__()
-        self.num_hiddens = _check_positive_int("num_hiddens", num_hiddens)
-        self.max_len = _check_positive_int("max_len", max_len)
+        self.num_hiddens = check_positive_int("num_hiddens", num_hiddens)
+        self.max_len = check_positive_int("max_len", max_len)
         self.embedding = nn.Embedding(max_len, num_hiddens)
         nn.init.normal_(self.embedding.weight, std=0.02)
         self.dropout = Dropout(check_dropout("dropout", dropout))
@@ -192,7 +189,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
-        _check_positive_int("head_dim", head_dim)
+        check_positive_int("head_dim", head_dim)
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings; got {head_dim}")
         if not isinstance(base, (int, float)) or isinstance(base, bool) or base <= 1:
@@ -225,19 +222,19 @@ class RotaryEmbedding(nn.Module):
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
-    """Head slopes ``m_h`` of ALiBi (Press et al., 2022, §3), float64 ``(H,)``.
+    """Head slopes ``m_n`` of ALiBi (Press et al., 2022, §3), float64 ``(H,)``.
 
     For ``H`` a power of two, the geometric sequence starting at
-    ``2^(−8/H)`` with that same ratio: ``m_h = 2^(−8h/H)``, ``h = 1 … H``
+    ``2^(−8/H)`` with that same ratio: ``m_n = 2^(−8n/H)``, ``n = 1 … H``
     (8 heads: 1/2, 1/4, …, 1/256). Otherwise, as in the authors' code: the
     slopes of the closest smaller power of two ``P``, followed by every other
     slope of ``2P`` heads until there are ``H``.
     """
-    _check_positive_int("num_heads", num_heads)
+    check_positive_int("num_heads", num_heads)
 
     def power_of_two(n: int) -> list[float]:
         start = 2.0 ** (-8.0 / n)
-        return [start ** (h + 1) for h in range(n)]
+        return [start ** (i + 1) for i in range(n)]
 
     p = 2 ** int(math.floor(math.log2(num_heads)))
     slopes = power_of_two(p)
@@ -249,11 +246,11 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
 class ALiBi(nn.Module):
     """Attention with Linear Biases (Press et al., 2022): the additive bias per head.
 
-    ``bias[h, i, j] = m_h · (j − i')`` with ``i' = i + Nk − Nq`` the absolute
+    ``bias[n, i, j] = m_n · (j − i')`` with ``i' = i + Nk − Nq`` the absolute
     position of query ``i`` when the queries are the *last* ``Nq`` of the
     ``Nk`` positions (bottom-right alignment, as in decoding with a cache).
-    On the causal keys ``j ≤ i'`` it is ``−m_h·(distance)``, the paper's
-    penalty. ``symmetric=True`` gives ``−m_h·|j − i'|`` for bidirectional
+    On the causal keys ``j ≤ i'`` it is ``−m_n·(distance)``, the paper's
+    penalty. ``symmetric=True`` gives ``−m_n·|j − i'|`` for bidirectional
     (encoder) self-attention, where a one-sided bias would favour later keys.
 
     Slopes: :func:`alibi_slopes`.
@@ -264,7 +261,7 @@ class ALiBi(nn.Module):
 
     def __init__(self, num_heads: int, *, symmetric: bool = False):
         super().__init__()
-        self.num_heads = _check_positive_int("num_heads", num_heads)
+        self.num_heads = check_positive_int("num_heads", num_heads)
         self.symmetric = bool(symmetric)
         # float64, so that a float64 model gets exact slopes (.float() casts it like weights)
         self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)
@@ -285,20 +282,20 @@ class ALiBi(nn.Module):
 
 
 class ALiBiScore(Score):
-    """Scaled dot-product score plus the ALiBi bias: ``qᵀk/√Dh + m_h·(j − i')``.
+    """Scaled dot-product score plus the ALiBi bias: ``qᵀk/√Dh + m_n·(j − i')``.
 
     A :class:`attnkit.scores.Score` to pass as ``score=`` to
     :class:`attnkit.nn.MultiHeadAttention` (which then applies it per head).
     The head index is read from the score's leading dims: heads on dim ``-3``
     (``(B, H, Nq, Nk)``), split as ``(Hkv, G)`` on dims ``-4, -3`` (the
-    grouped-query layout of ``MultiHeadAttention``, head ``h = kv·G + g``), or
+    grouped-query layout of ``MultiHeadAttention``, head ``n = kv·G + g``), or
     those dims flattened row-major into one (head = flat index mod ``H``).
     Query positions are bottom-right aligned (see :class:`ALiBi`), so a decoding
     step with a key/value cache gets the same bias as the full pass.
 
     Backends: the one-sided form is also a dot form (:meth:`as_dot`): for a
-    fixed query ``−m_h·i'`` is constant and cancels in the softmax, leaving a
-    key bias ``m_h·j``, so the fused ``sdpa`` backend runs it (float32/float64
+    fixed query ``−m_n·i'`` is constant and cancels in the softmax, leaving a
+    key bias ``m_n·j``, so the fused ``sdpa`` backend runs it (float32/float64
     only: in fp16/bf16 a bias that grows with ``j`` would round away the
     differences between nearby keys). Everything else runs on ``reference``.
     A blocked backend (``chunked``) would evaluate the score on slices of
@@ -357,7 +354,7 @@ class ALiBiScore(Score):
         return scores + self._per_head(lead, bias)  # (..., Nq, Nk)
 
     def as_dot(self, queries, keys):
-        # The key bias m_h·j grows with the position: in fp16/bf16 it would round away
+        # The key bias m_n·j grows with the position: in fp16/bf16 it would round away
         # the differences between nearby keys, so low precision takes the generic path.
         if self.alibi.symmetric or keys.dtype not in (torch.float32, torch.float64):
             return None

@@ -10,8 +10,12 @@ Figure 1 of the paper, bottom up:
 * :class:`TransformerEncoder` / :class:`TransformerDecoder` — input embedding
   (scaled by ``√d_model``, §3.4), positional encoding (§3.5) and the stack.
 
-Shape vocabulary: ``B`` batch, ``S`` source length, ``T`` target length,
-``d`` = ``num_hiddens`` (the paper's ``d_model``), ``V`` vocabulary size.
+Shapes use the symbols of ``docs/shapes.md``: ``B`` batch, ``S`` source
+length, ``T`` target length, ``d`` = ``num_hiddens`` (the paper's
+``d_model``), ``V`` vocabulary size, ``n_valid`` real (unpadded) positions.
+``src_valid_lens`` ``(B,)`` are the valid source positions, i.e. the valid
+keys of the decoder's cross-attention; ``num_blks`` (the book's name) is the
+number of blocks of one stack.
 
 Post-LN (the paper's arrangement) is the default; ``pre_norm=True`` gives the
 pre-LN arrangement (Xiong et al., 2020: ``x + Dropout(Sublayer(LayerNorm(x)))``,
@@ -31,10 +35,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .. import _names
 from .._checks import check_dropout, shape_str
+from .._values import check_positive_int
 from ..scores import Score
 from .dropout import Dropout
-from .multihead import KVCache, MultiHeadAttention, pack_rows, unpack_rows, valid_rows
+from .multihead import KVCache, MultiHeadAttention
+from .packed import Packed
 from .positional import (
     ALiBiScore,
     LearnedPositionalEmbedding,
@@ -43,6 +50,7 @@ from .positional import (
 )
 
 __all__ = [
+    "ACTIVATIONS",
     "POSITIONAL_KINDS",
     "AddNorm",
     "PositionWiseFFN",
@@ -54,15 +62,14 @@ __all__ = [
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 
+#: Accepted names of ``activation=`` (an ``nn.Module`` is accepted too).
+ACTIVATIONS: tuple[str, ...] = _names.ACTIVATIONS
+if tuple(_ACTIVATIONS) != ACTIVATIONS:  # pragma: no cover - caught by any import
+    raise RuntimeError("_ACTIVATIONS and attnkit._names.ACTIVATIONS disagree")
+
 #: Accepted values of ``positional=``: additive absolute encodings ("sinusoidal",
 #: "learned") or relative ones applied inside attention ("rope", "alibi").
-POSITIONAL_KINDS = ("sinusoidal", "learned", "rope", "alibi")
-
-
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return value
+POSITIONAL_KINDS = _names.POSITIONAL_KINDS
 
 
 class PositionWiseFFN(nn.Module):
@@ -82,8 +89,8 @@ class PositionWiseFFN(nn.Module):
     def __init__(self, num_hiddens: int, ffn_num_hiddens: int, dropout: float = 0.0,
                  activation: str | nn.Module = "relu"):
         super().__init__()
-        _positive("num_hiddens", num_hiddens)
-        _positive("ffn_num_hiddens", ffn_num_hiddens)
+        check_positive_int("num_hiddens", num_hiddens)
+        check_positive_int("ffn_num_hiddens", ffn_num_hiddens)
         if isinstance(activation, str):
             if activation not in _ACTIVATIONS:
                 raise ValueError(
@@ -120,7 +127,7 @@ class AddNorm(nn.Module):
     def __init__(self, num_hiddens: int, dropout: float, *, pre_norm: bool = False,
                  eps: float = 1e-5):
         super().__init__()
-        _positive("num_hiddens", num_hiddens)
+        check_positive_int("num_hiddens", num_hiddens)
         self.dropout = Dropout(check_dropout("dropout", dropout))
         self.ln = nn.LayerNorm(num_hiddens, eps=eps)
         self.pre_norm = bool(pre_norm)
@@ -161,11 +168,6 @@ def _self_attention_score(positional: str, num_heads: int, score: str | Score,
     return ALiBiScore(num_heads, symmetric=symmetric)
 
 
-def _row_lens(valid_lens: torch.Tensor | None) -> torch.Tensor | None:
-    """Lengths ``(B,)`` also say which query rows are padding; ``(B, Nq)`` forms do not."""
-    return valid_lens if valid_lens is not None and valid_lens.ndim == 1 else None
-
-
 def _rotary(positional: str, num_hiddens: int, num_heads: int) -> RotaryEmbedding | None:
     return RotaryEmbedding(num_hiddens // num_heads) if positional == "rope" else None
 
@@ -204,20 +206,18 @@ class TransformerEncoderBlock(nn.Module):
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        self.attention._check_inputs(X, None, None)
-        B, S, _ = X.shape
-        rows = valid_rows(_row_lens(valid_lens), B, S)  # only these positions are computed
-        Xp = self.forward_rows(pack_rows(X, rows), rows, B, S, valid_lens, mask=mask)
-        return unpack_rows(Xp, rows, B, S)  # (B, S, d), zeros at padding
+        self.attention.check_inputs(X)
+        packed = Packed.from_lens(valid_lens, X.shape[0], X.shape[1])  # (B,) lens: skip padding
+        Xp = self.forward_rows(packed.pack(X), packed, valid_lens=valid_lens, mask=mask)
+        return packed.unpack(Xp)  # (B, S, d), zeros at padding
 
-    def forward_rows(self, Xp: torch.Tensor, rows: torch.Tensor | None, B: int, S: int,
-                     valid_lens: torch.Tensor | None = None, *,
+    def forward_rows(self, Xp: torch.Tensor, packed: Packed, *,
+                     valid_lens: torch.Tensor | None = None,
                      mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The block on packed positions ``(n_valid, d)`` (``rows`` = :func:`valid_rows`
-        of ``(B,)`` ``valid_lens``, else ``None``); the encoder keeps them packed."""
-        lens = _row_lens(valid_lens)
+        """The block on packed positions ``Xp`` ``(n_valid, d)`` (``packed`` =
+        ``Packed.from_lens(valid_lens, B, S)``); the encoder keeps them packed."""
         Xp = self.addnorm1.residual(Xp, lambda Zp: self.attention.forward_rows(
-            Zp, rows, B, S, None, None, valid_lens, mask=mask, query_valid_lens=lens))
+            Zp, packed, valid_lens=valid_lens, mask=mask))
         return self.addnorm2.residual(Xp, self.ffn)  # (n_valid, d)
 
 
@@ -226,7 +226,7 @@ class TransformerDecoderBlock(nn.Module):
 
     1. masked (causal) multi-head self-attention over the target prefix;
     2. encoder–decoder attention: queries from the decoder, keys and values
-       from the encoder outputs, source padding masked with ``enc_valid_lens``;
+       from the encoder outputs, source padding masked with ``src_valid_lens``;
     3. the position-wise FFN; each followed by :class:`AddNorm`.
 
     Incremental decoding passes ``self_cache`` (a :class:`KVCache`, appended
@@ -236,7 +236,7 @@ class TransformerDecoderBlock(nn.Module):
     is the usual look-ahead mask.
 
     Shapes:
-        X: ``(B, T, d)``; enc_outputs: ``(B, S, d)``; enc_valid_lens: ``(B,)``;
+        X: ``(B, T, d)``; enc_outputs: ``(B, S, d)``; src_valid_lens: ``(B,)``;
         tgt_valid_lens: ``(B,)`` or ``None``: padded target positions are
         skipped as keys, queries and in the FFN (the causal mask alone already
         keeps valid positions from seeing them; this saves the work);
@@ -263,36 +263,40 @@ class TransformerDecoderBlock(nn.Module):
         self.addnorm3 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
 
     def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
-                enc_valid_lens: torch.Tensor | None = None, *,
+                src_valid_lens: torch.Tensor | None = None, *,
                 tgt_valid_lens: torch.Tensor | None = None,
                 self_cache: KVCache | None = None,
                 cross_cache: KVCache | None = None) -> torch.Tensor:
-        self.self_attention._check_inputs(X, None, None)
+        self.self_attention.check_inputs(X)
         if cross_cache is None or not cross_cache.filled:
             _check_enc_outputs(enc_outputs, X.shape[0], self.cross_attention.W_k.in_features)
-        lens = None if self_cache is not None else _row_lens(tgt_valid_lens)
-        B, T, _ = X.shape
-        rows = valid_rows(lens, B, T)  # only these positions are computed
-        Xp = self.forward_rows(pack_rows(X, rows), rows, B, T, enc_outputs, enc_valid_lens,
-                               tgt_valid_lens=tgt_valid_lens, self_cache=self_cache,
-                               cross_cache=cross_cache)
-        return unpack_rows(Xp, rows, B, T)  # (B, T, d), zeros at padding
+        packed = _target_packing(tgt_valid_lens, X.shape[0], X.shape[1], self_cache is not None)
+        Xp = self.forward_rows(packed.pack(X), packed, enc_outputs,
+                               src_valid_lens=src_valid_lens, tgt_valid_lens=tgt_valid_lens,
+                               self_cache=self_cache, cross_cache=cross_cache)
+        return packed.unpack(Xp)  # (B, T, d), zeros at padding
 
-    def forward_rows(self, Xp: torch.Tensor, rows: torch.Tensor | None, B: int, T: int,
-                     enc_outputs: torch.Tensor, enc_valid_lens: torch.Tensor | None = None, *,
+    def forward_rows(self, Xp: torch.Tensor, packed: Packed, enc_outputs: torch.Tensor, *,
+                     src_valid_lens: torch.Tensor | None = None,
                      tgt_valid_lens: torch.Tensor | None = None,
                      self_cache: KVCache | None = None,
                      cross_cache: KVCache | None = None) -> torch.Tensor:
-        """The block on packed positions ``(n_valid, d)`` (``rows`` = :func:`valid_rows`
-        of ``(B,)`` ``tgt_valid_lens`` without a cache, else ``None``)."""
-        lens = None if self_cache is not None else _row_lens(tgt_valid_lens)
+        """The block on packed positions ``Xp`` ``(n_valid, d)`` (``packed`` from
+        ``(B,)`` ``tgt_valid_lens`` without a cache, else dense)."""
         Xp = self.addnorm1.residual(Xp, lambda Zp: self.self_attention.forward_rows(
-            Zp, rows, B, T, None, None, tgt_valid_lens, causal="bottom_right",
-            kv_cache=self_cache, query_valid_lens=lens))
+            Zp, packed, valid_lens=tgt_valid_lens, causal="bottom_right", kv_cache=self_cache))
         Xp = self.addnorm2.residual(Xp, lambda Zp: self.cross_attention.forward_rows(
-            Zp, rows, B, T, enc_outputs, enc_outputs, enc_valid_lens, kv_cache=cross_cache,
-            query_valid_lens=lens))
+            Zp, packed, keys=enc_outputs, values=enc_outputs, valid_lens=src_valid_lens,
+            kv_cache=cross_cache))
         return self.addnorm3.residual(Xp, self.ffn)  # (n_valid, d)
+
+
+def _target_packing(tgt_valid_lens, batch_size: int, length: int, cached: bool) -> Packed:
+    """Target positions to compute: ``t < tgt_valid_lens[b]``; all of them with a cache
+    (decoding steps are real tokens, and the cache keeps every position)."""
+    if cached:
+        return Packed.dense(batch_size, length)
+    return Packed.from_lens(tgt_valid_lens, batch_size, length)
 
 
 def _check_enc_outputs(enc_outputs, batch_size: int, size: int) -> None:
@@ -378,8 +382,8 @@ class _TransformerStack(nn.Module):
                  positional: str = "sinusoidal", max_len: int = 1000,
                  embedding: nn.Embedding | None = None, backend: str = "auto"):
         super().__init__()
-        _positive("vocab_size", vocab_size)
-        _positive("num_blks", num_blks)
+        check_positive_int("vocab_size", vocab_size)
+        check_positive_int("num_blks", num_blks)
         _check_positional(positional)
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         if embedding is None:
@@ -414,12 +418,11 @@ class TransformerEncoder(_TransformerStack):
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
         _check_tokens("src", X, self.vocab_size)
-        B, S = X.shape
-        rows = valid_rows(_row_lens(valid_lens), B, S)  # padding is never computed
-        Hp = pack_rows(self.embed(X), rows)  # (n_valid, d)
+        packed = Packed.from_lens(valid_lens, *X.shape)  # padding is never computed
+        Hp = packed.pack(self.embed(X))  # (n_valid, d)
         for blk in self.blocks:
-            Hp = blk.forward_rows(Hp, rows, B, S, valid_lens)  # (n_valid, d)
-        return unpack_rows(self.final_norm(Hp), rows, B, S)  # (B, S, d), zeros at padding
+            Hp = blk.forward_rows(Hp, packed, valid_lens=valid_lens)  # (n_valid, d)
+        return packed.unpack(self.final_norm(Hp))  # (B, S, d), zeros at padding
 
 
 class TransformerDecoder(_TransformerStack):
@@ -430,7 +433,7 @@ class TransformerDecoder(_TransformerStack):
     :class:`attnkit.models.Transformer` (so it can be tied to an embedding).
 
     Shapes:
-        X: ``(B, T)`` token ids; enc_outputs: ``(B, S, d)``; enc_valid_lens:
+        X: ``(B, T)`` token ids; enc_outputs: ``(B, S, d)``; src_valid_lens:
         ``(B,)``; returns ``(B, T, d)``.
 
     ``caches`` (incremental decoding): a sequence of ``(self_cache,
@@ -441,7 +444,7 @@ class TransformerDecoder(_TransformerStack):
     block_cls = TransformerDecoderBlock
 
     def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
-                enc_valid_lens: torch.Tensor | None = None, *,
+                src_valid_lens: torch.Tensor | None = None, *,
                 tgt_valid_lens: torch.Tensor | None = None,
                 caches: Sequence[tuple[KVCache, KVCache]] | None = None,
                 offset: int = 0) -> torch.Tensor:
@@ -452,14 +455,13 @@ class TransformerDecoder(_TransformerStack):
                 f"({len(self.blocks)}); got {len(caches)}"
             )
         B, T = X.shape
-        lens = None if caches is not None else _row_lens(tgt_valid_lens)
-        rows = valid_rows(lens, B, T)  # padding is never computed
-        Hp = pack_rows(self.embed(X, offset), rows)  # (n_valid, d)
+        packed = _target_packing(tgt_valid_lens, B, T, caches is not None)
+        Hp = packed.pack(self.embed(X, offset))  # (n_valid, d); padding is never computed
         if caches is None or not caches[0][1].filled:  # else the encoder keys are cached
             _check_enc_outputs(enc_outputs, B, self.blocks[0].cross_attention.W_k.in_features)
         for i, blk in enumerate(self.blocks):
             self_cache, cross_cache = caches[i] if caches is not None else (None, None)
-            Hp = blk.forward_rows(Hp, rows, B, T, enc_outputs, enc_valid_lens,
+            Hp = blk.forward_rows(Hp, packed, enc_outputs, src_valid_lens=src_valid_lens,
                                   tgt_valid_lens=tgt_valid_lens, self_cache=self_cache,
                                   cross_cache=cross_cache)  # (n_valid, d)
-        return unpack_rows(self.final_norm(Hp), rows, B, T)  # (B, T, d), zeros at padding
+        return packed.unpack(self.final_norm(Hp))  # (B, T, d), zeros at padding

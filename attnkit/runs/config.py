@@ -27,11 +27,12 @@ This module imports no torch.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .._options import option, option_info, validate_value
 from ..models.config import PRESETS, BahdanauConfig, TransformerConfig

@@ -24,7 +24,7 @@ import torch
 import attnkit
 from attnkit.backends import AUTO_ORDER, get_backend
 from attnkit.backends.chunked import ChunkedBackend, _blocks
-from attnkit.backends.sdpa import _plan, _prefix_lengths
+from attnkit.backends.sdpa import _plan
 from attnkit.functional import make_call
 from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot
 from tests.backends._seeds import case_seed
@@ -299,26 +299,26 @@ def test_query_valid_lens_validation():
 def test_sdpa_plan_groups_by_length_and_detects_causal():
     q = torch.randn(4, 2, 8, 5)
     call = make_call(q, q, q, valid_lens=torch.tensor([8, 3, 8, 0]))
-    groups = _plan(call, _prefix_lengths(call), work_per_qk=1e9)
+    groups = _plan(call, call.prefix_lengths(), work_per_qk=1e9)
     kinds = {(g.kind, g.K): g.index for g in groups}
     assert kinds == {("dense", 8): [0, 2], ("dense", 3): [1], ("empty", 0): [3]}
     call = make_call(q, q, q, causal=True, query_valid_lens=torch.tensor([8, 5, 8, 8]))
-    groups = _plan(call, _prefix_lengths(call), work_per_qk=1e9)
+    groups = _plan(call, call.prefix_lengths(), work_per_qk=1e9)
     assert {g.kind for g in groups} == {"causal"}
     # many tiny distinct lengths: one masked call is cheaper than many calls
     call = make_call(torch.randn(16, 4, 3), torch.randn(16, 6, 3), torch.randn(16, 6, 3),
                      valid_lens=torch.arange(16) % 6 + 1)
-    groups = _plan(call, _prefix_lengths(call), work_per_qk=1.0)
+    groups = _plan(call, call.prefix_lengths(), work_per_qk=1.0)
     assert [g.kind for g in groups] == ["masked"]
     # reordering the batch into groups has a price: when it outweighs the padding
     # saved, one masked call wins; groups that are already contiguous pay nothing
     lens = torch.tensor([8, 3, 8, 3])
     call = make_call(q, q, q, valid_lens=lens, query_valid_lens=lens)
-    assert len(_plan(call, _prefix_lengths(call), work_per_qk=1e9)) == 2
-    assert len(_plan(call, _prefix_lengths(call), work_per_qk=1e9, move_per_seq=1e12)) == 1
+    assert len(_plan(call, call.prefix_lengths(), work_per_qk=1e9)) == 2
+    assert len(_plan(call, call.prefix_lengths(), work_per_qk=1e9, move_per_seq=1e12)) == 1
     lens = torch.tensor([8, 8, 3, 3])
     call = make_call(q, q, q, valid_lens=lens, query_valid_lens=lens)
-    assert len(_plan(call, _prefix_lengths(call), work_per_qk=1e9, move_per_seq=1e12)) == 2
+    assert len(_plan(call, call.prefix_lengths(), work_per_qk=1e9, move_per_seq=1e12)) == 2
 
 
 def test_chunked_blocks_respect_budget_and_skip_padding():

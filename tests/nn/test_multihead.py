@@ -12,7 +12,6 @@ from torch import nn
 
 from attnkit import attention
 from attnkit.nn import KVCache, MultiHeadAttention, RotaryEmbedding
-from attnkit.nn.multihead import apply_to_rows, valid_rows
 from attnkit.scores import Additive, Distance
 
 B, NQ, NK, H, DH = 2, 5, 7, 3, 11
@@ -172,23 +171,6 @@ def test_query_valid_lens_zero_padded_rows_and_keep_the_rest():
     torch.testing.assert_close(rows[0, :2], full[0, :2], **TIGHT)
     torch.testing.assert_close(rows[1], full[1], **TIGHT)
     assert torch.all(rows[0, 2:] == 0)  # padded queries: not computed, zero rows
-
-
-def test_apply_to_rows_computes_valid_positions_only():
-    lens = torch.tensor([2, 0, 4])
-    rows = valid_rows(lens, 3, 4)
-    torch.testing.assert_close(rows, torch.tensor([0, 1, 8, 9, 10, 11]))
-    assert valid_rows(torch.tensor([4, 4, 4]), 3, 4) is None  # nothing to skip
-    assert valid_rows(torch.tensor([[1, 2]]), 1, 2) is None  # per-query lens: not rows
-    lin = nn.Linear(5, 3).double()
-    X = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
-    out = apply_to_rows(lin, X, rows)
-    keep = torch.arange(4) < lens[:, None]  # (B, N)
-    torch.testing.assert_close(out[keep], lin(X)[keep], **TIGHT)
-    assert torch.all(out[~keep] == 0)
-    out.sum().backward()
-    assert torch.all(X.grad[~keep] == 0)
-    torch.testing.assert_close(X.grad[keep], lin.weight.sum(0).expand(6, 5), **TIGHT)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(num_kv_heads=1), dict(bias=False)])

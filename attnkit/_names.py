@@ -1,0 +1,11 @@
+"""The names users choose from, in one torch-free place.
+
+The modules that implement them check that their registries match these
+tuples (``attnkit.scores.SCORE_REGISTRY``, the activations and positional
+encodings of ``attnkit.nn.transformer``), so configs, the cost model and the
+command line can offer the names without importing PyTorch.
+"""
+
+SCORE_NAMES: tuple[str, ...] = ("dot", "scaled_dot", "distance", "additive", "bilinear")
+POSITIONAL_KINDS: tuple[str, ...] = ("sinusoidal", "learned", "rope", "alibi")
+ACTIVATIONS: tuple[str, ...] = ("relu", "gelu")
