@@ -16,39 +16,21 @@ and the command line's ``--help`` do not load PyTorch.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._lazy import lazy_attributes
+from ._version import __version__
 
-# public name -> (module, attribute; None for the module itself)
-_EXPORTS: dict[str, tuple[str, str | None]] = {
-    "Additive": ("attnkit.scores", "Additive"),
-    "Bilinear": ("attnkit.scores", "Bilinear"),
-    "Distance": ("attnkit.scores", "Distance"),
-    "Dot": ("attnkit.scores", "Dot"),
-    "ScaledDot": ("attnkit.scores", "ScaledDot"),
-    "attention": ("attnkit.functional", "attention"),
-    "attention_weights": ("attnkit.functional", "attention_weights"),
-    "choose_backend": ("attnkit.functional", "choose_backend"),
-    "masked_softmax": ("attnkit.softmax", "masked_softmax"),
-    "masks": ("attnkit.masks", None),
-    "scores": ("attnkit.scores", None),
+_WHERE = {
+    **dict.fromkeys(["Additive", "Bilinear", "Distance", "Dot", "ScaledDot"], ".scores"),
+    **dict.fromkeys(["attention", "attention_weights", "choose_backend"], ".functional"),
+    "masked_softmax": ".softmax",
+    "masks": ".masks",
+    "scores": ".scores",
 }
-
-__all__ = [
-    "Additive",
-    "Bilinear",
-    "Distance",
-    "Dot",
-    "ScaledDot",
-    "attention",
-    "attention_weights",
-    "choose_backend",
-    "masked_softmax",
-    "masks",
-    "scores",
+__all__ = [  # the names of _WHERE, spelled out for static tools
+    "Additive", "Bilinear", "Distance", "Dot", "ScaledDot", "__version__", "attention",
+    "attention_weights", "choose_backend", "masked_softmax", "masks", "scores",
 ]
 
 if TYPE_CHECKING:  # what static tools see; at run time these load on first use
@@ -57,22 +39,9 @@ if TYPE_CHECKING:  # what static tools see; at run time these load on first use
     from .scores import Additive, Bilinear, Distance, Dot, ScaledDot
     from .softmax import masked_softmax
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name, or a submodule (``attnkit.nn``), on first access."""
-    if name in _EXPORTS:
-        module, attr = _EXPORTS[name]
-        value = importlib.import_module(module)
-        if attr is not None:
-            value = getattr(value, attr)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value  # later accesses skip this function
-    return value
+__getattr__, _dir = lazy_attributes(__name__, _WHERE, submodules=True)
 
 
 def __dir__() -> list[str]:
     """The public names (``dir(attnkit)``), loaded or not."""
-    return sorted([*_EXPORTS, "__version__"])
+    return [*_dir(), "__version__"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["read_json", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -25,3 +26,24 @@ def write_atomic(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: Path, *, missing: Exception, format_version: int | None = None) -> dict:
+    """The JSON object in ``path``; ``missing`` is raised when there is no such file.
+
+    Raises:
+        ValueError: the file is not a JSON object in UTF-8, or its
+            ``"format_version"`` is not ``format_version`` (when given).
+    """
+    if not path.is_file():
+        raise missing
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if format_version is not None and data.get("format_version") != format_version:
+        raise ValueError(f"{path}: format_version must be {format_version}, "
+                         f"got {data.get('format_version')!r}")
+    return data

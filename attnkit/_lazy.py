@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
 
 __all__ = ["lazy_attributes"]
 
 
-def lazy_attributes(package: str, where: dict[str, str]
+def lazy_attributes(package: str, where: dict[str, str], *, submodules: bool = False
                     ) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
-    """``(__getattr__, __dir__)`` for ``package``: ``where`` maps a public name to the
-    submodule (relative, e.g. ``".config"``) that defines it."""
+    """``(__getattr__, __dir__)`` for ``package``.
+
+    ``where`` maps a public name to the submodule (relative, e.g. ``".config"``)
+    that defines it; a name equal to the submodule's own name (``"masks":
+    ".masks"``) is the submodule itself. With ``submodules=True`` any other
+    submodule is imported on first access too (``attnkit.nn``). A loaded value
+    is cached in the package, so later accesses skip ``__getattr__``.
+    """
 
     def __getattr__(name: str) -> object:
-        if name not in where:
+        if name in where:
+            module = importlib.import_module(where[name], package)
+            value = module if module.__name__.rsplit(".", 1)[-1] == name \
+                else getattr(module, name)
+        elif submodules and not name.startswith("_") and \
+                importlib.util.find_spec(f"{package}.{name}"):
+            value = importlib.import_module(f"{package}.{name}")
+        else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(where[name], package), name)
+        setattr(sys.modules[package], name, value)
+        return value
 
     def __dir__() -> list[str]:
         return sorted(where)

@@ -109,7 +109,7 @@ def test_a_bug_is_not_hidden(monkeypatch):
         main(["raising"])
 
 
-def test_python_m_attnkit_bench_is_attnkit_bench():
-    r = subprocess.run([sys.executable, "-m", "attnkit.bench", "--help"], capture_output=True,
-                       text=True, check=True)
+def test_python_m_attnkit_cli_bench_lists_the_suites():
+    r = subprocess.run([sys.executable, "-m", "attnkit.cli", "bench", "--help"],
+                       capture_output=True, text=True, check=True)
     assert "usage: attnkit bench" in r.stdout and "throughput" in r.stdout

@@ -1,7 +1,7 @@
 """``attnkit tour``: the five scoring functions on the book's toy example.
 
 Prints the shapes and weights of each score and writes one heatmap PNG per
-score (see :func:`attnkit.tour.run_tour`).
+score (see :func:`attnkit.viz.tour.run_tour`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ..tour import run_tour
+    from ..viz.tour import run_tour
 
     run_tour(args.out, seed=args.seed)
     return 0

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from .._io import write_atomic
+from .._io import read_json, write_atomic
 
 __all__ = [
     "BOS_ID",
@@ -76,13 +76,8 @@ def _write_metadata(directory: str | Path, meta: dict) -> Path:
 
 def _read_metadata(directory: str | Path, expected_type: str | None = None) -> dict:
     path = Path(directory) / METADATA_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"not a saved tokenizer: {path} is missing")
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    if meta.get("format_version") != _FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format_version must be {_FORMAT_VERSION}, got {meta.get('format_version')!r}"
-        )
+    meta = read_json(path, format_version=_FORMAT_VERSION, missing=FileNotFoundError(
+        f"not a saved tokenizer: {path} is missing"))
     if expected_type is not None and meta.get("type") != expected_type:
         raise ValueError(f"{path}: type must be {expected_type!r}, got {meta.get('type')!r}")
     return meta

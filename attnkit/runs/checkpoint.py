@@ -51,7 +51,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .._io import write_atomic
+from .._io import read_json, write_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -248,6 +248,21 @@ def save_checkpoint(
         raise ValueError(f"train_state['step'] must be an int >= 0, got {step!r}")
     if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
         raise ValueError(f"keep_last must be None or an int >= 1, got {keep_last!r}")
+    payload = _payload(model, optimizer, scheduler, config=config, train_state=train_state)
+    root = Path(dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = _write_directory(root, step, payload, tokenizer)
+    if keep_last is not None:
+        for old in list_checkpoints(root)[:-keep_last]:
+            trash = old.with_name(old.name + ".deleting")
+            os.replace(old, trash)  # no longer a checkpoint before any file goes
+            shutil.rmtree(trash)
+    return final
+
+
+def _payload(model, optimizer, scheduler, *, config: dict, train_state: dict
+             ) -> dict[str, bytes]:
+    """The bytes of every file of a checkpoint but the tokenizer's and the manifest."""
     payload: dict[str, bytes] = {}
     for name, obj in (("config", config), ("train_state", train_state)):
         if not isinstance(obj, dict):
@@ -256,7 +271,6 @@ def save_checkpoint(
             payload[f"{name}.json"] = _json_bytes(obj)
         except (TypeError, ValueError) as e:
             raise TypeError(f"{name} must be JSON-serializable (finite floats): {e}") from e
-
     model_tensors = {k: v.detach().cpu().contiguous().clone() for k, v in
                      model.state_dict().items()}  # fmt: skip
     payload["model.safetensors"] = st_save(model_tensors, metadata={"format": "pt"})
@@ -270,9 +284,11 @@ def save_checkpoint(
     }  # fmt: skip
     payload["state.json"] = _json_bytes(state)
     payload["state.safetensors"] = st_save(state_tensors, metadata={"format": "pt"})
+    return payload
 
-    root = Path(dir)
-    root.mkdir(parents=True, exist_ok=True)
+
+def _write_directory(root: Path, step: int, payload: dict[str, bytes], tokenizer) -> Path:
+    """``root/step-N`` written as ``step-N.tmp``, manifest last, then renamed into place."""
     final = root / f"step-{step:06d}"
     if final.exists():
         raise FileExistsError(f"checkpoint already exists: {final}")
@@ -294,12 +310,6 @@ def save_checkpoint(
     _fsync_dir(tmp)
     os.replace(tmp, final)
     _fsync_dir(root)
-
-    if keep_last is not None:
-        for old in list_checkpoints(root)[:-keep_last]:
-            trash = old.with_name(old.name + ".deleting")
-            os.replace(old, trash)  # no longer a checkpoint before any file goes
-            shutil.rmtree(trash)
     return final
 
 
@@ -307,15 +317,8 @@ def save_checkpoint(
 def _verified(path: str | Path) -> Path:
     """Check the manifest of checkpoint ``path``: every file present, sizes and hashes equal."""
     p = Path(path)
-    mpath = p / MANIFEST
-    if not mpath.is_file():
-        raise ValueError(f"not a complete checkpoint (no {MANIFEST}): {p}")
-    manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{mpath}: format_version must be {FORMAT_VERSION}, "
-            f"got {manifest.get('format_version')!r}"
-        )
+    manifest = read_json(p / MANIFEST, format_version=FORMAT_VERSION, missing=ValueError(
+        f"not a complete checkpoint (no {MANIFEST}): {p}"))
     bad = []
     for name, info in manifest["files"].items():
         f = p / name
@@ -457,7 +460,7 @@ class RunInfo:
 
 def run_description(*, model_config: Any, tokenizer: dict, train: dict) -> dict:
     """The ``config.json`` of a checkpoint in the current run format."""
-    from .. import __version__
+    from .._version import __version__
     from ..models.config import model_config_to_dict
 
     return {"format_version": RUN_FORMAT_VERSION, "attnkit_version": __version__,

@@ -92,7 +92,7 @@ def figure_masked_softmax(seed: int = 0):
 
 def figure_scores(seed: int = 0):
     """The five scoring functions on the same queries and keys (one panel each)."""
-    from ..tour import tour_scores
+    from .tour import tour_scores
 
     plt = _pyplot()
     g = torch.Generator().manual_seed(seed)

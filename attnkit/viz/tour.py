@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .functional import attention, attention_weights
-from .scores import Additive, Bilinear, Distance, Dot, ScaledDot
+from ..functional import attention, attention_weights
+from ..scores import Additive, Bilinear, Distance, Dot, ScaledDot
 
 
 def toy_inputs(seed: int = 0):
@@ -37,7 +37,7 @@ def tour_scores(query_size: int = 2, key_size: int = 2, seed: int = 0) -> dict:
 
 def run_tour(out_dir: str | Path = "attnkit-demo", *, seed: int = 0, quiet: bool = False) -> dict:
     """Run every score on the toy example; return ``{name: png_path}``."""
-    from .viz.heatmap import save_figure, show_heatmaps
+    from .heatmap import save_figure, show_heatmaps
 
     say = (lambda *a: None) if quiet else print
     out_dir = Path(out_dir)
