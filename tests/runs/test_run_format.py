@@ -1,6 +1,5 @@
 """The run format: a checked-in golden checkpoint, format versions, the model section."""
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,22 +11,11 @@ from attnkit.decode.translator import load_translator
 from attnkit.models import TransformerConfig, model_config_to_dict
 from attnkit.runs.checkpoint import RUN_FORMAT_VERSION, read_run
 
+from ._edit import edit_config
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 FORMAT_2 = GOLDEN / "run-format-2"
 EXPECTED = json.loads((GOLDEN / "run-format-2.expected.json").read_text(encoding="utf-8"))
-
-
-def edit_config(ckpt: Path, change) -> None:
-    """Rewrite ``config.json`` with ``change(meta)`` and re-sign it in the manifest."""
-    meta = json.loads((ckpt / "config.json").read_text())
-    changed = change(meta)
-    meta = changed if isinstance(changed, dict) else meta
-    data = json.dumps(meta).encode()
-    (ckpt / "config.json").write_bytes(data)
-    manifest = json.loads((ckpt / "manifest.json").read_text())
-    manifest["files"]["config.json"] = {"bytes": len(data),
-                                        "sha256": hashlib.sha256(data).hexdigest()}
-    (ckpt / "manifest.json").write_text(json.dumps(manifest))
 
 
 def outputs(path) -> dict:

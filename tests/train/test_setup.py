@@ -9,6 +9,8 @@ from attnkit.cli import main
 from attnkit.runs.config import TrainConfig
 from attnkit.train.trainer import Trainer
 
+from ..runs._edit import edit_config
+
 
 def pairs_file(path, n=300):
     rng = random.Random(0)
@@ -68,17 +70,8 @@ def test_resume_refusal_from_the_command_line(trained, capsys):
 
 
 def test_a_run_of_another_format_is_not_resumed(trained):
-    ckpt = trained / "run" / "checkpoints" / "step-000002"
-    meta = json.loads((ckpt / "config.json").read_text())
-    meta["format_version"] = 3
-    data = json.dumps(meta).encode()
-    (ckpt / "config.json").write_bytes(data)
-    import hashlib
-
-    manifest = json.loads((ckpt / "manifest.json").read_text())
-    manifest["files"]["config.json"] = {"bytes": len(data),
-                                        "sha256": hashlib.sha256(data).hexdigest()}
-    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    edit_config(trained / "run" / "checkpoints" / "step-000002",
+                lambda meta: meta.update(format_version=3))
     with pytest.raises(ValueError, match=r"run format_version 3 cannot be read by this attnkit, "
                                          r"which reads run format_version 2"):
         Trainer(tiny(trained, max_steps=4), log=None)
