@@ -7,7 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["read_json", "write_atomic"]
+MAX_JSON_BYTES = 64 << 20  # metadata files are small; a larger one is not ours
+
+__all__ = ["MAX_JSON_BYTES", "check_writable_file", "ensure_writable_dir", "read_json", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -37,6 +39,9 @@ def read_json(path: Path, *, missing: Exception, format_version: int | None = No
     """
     if not path.is_file():
         raise missing
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, more than a metadata file may "
+                         f"hold ({MAX_JSON_BYTES})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -47,3 +52,34 @@ def read_json(path: Path, *, missing: Exception, format_version: int | None = No
         raise ValueError(f"{path}: format_version must be {format_version}, "
                          f"got {data.get('format_version')!r}")
     return data
+
+
+def ensure_writable_dir(path: str | Path, name: str) -> Path:
+    """The directory ``path``, created if needed and checked writable by writing a probe.
+
+    Called before long work, so that an output directory that is a file,
+    read-only or on a full disk is found before anything is computed.
+
+    Raises:
+        OSError: with a message naming ``name`` (the flag or field) and the path.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise NotADirectoryError(f"{name}: {p} exists and is not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".attnkit-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OSError(e.errno, f"{name}: cannot write to {p}: {e.strerror or e}") from None
+    return p
+
+
+def check_writable_file(path: str | Path, name: str) -> Path:
+    """``path`` if a file can be written there (its folder is created and probed)."""
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{name}: {p} is a directory, expected a file name")
+    ensure_writable_dir(p.parent if str(p.parent) else Path("."), name)
+    return p

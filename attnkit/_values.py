@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_choice", "check_nonnegative_int", "check_positive_int", "check_probability"]
+__all__ = ["check_choice", "check_finite", "check_nonnegative_int", "check_positive_int",
+           "check_probability"]
 
 
 def _is_int(value: Any) -> bool:
@@ -39,6 +40,17 @@ def check_nonnegative_int(name: str, value: Any, *, allow_none: bool = False) ->
     if not _is_int(value) or value < 0:
         raise ValueError(f"{name} must be an int >= 0; got {value!r}")
     return value
+
+
+def check_finite(name: str, value: Any, *, minimum: float | None = None) -> float:
+    """``value`` as a float if it is a finite number (and ``>= minimum`` when given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number; got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return float(value)
 
 
 def check_probability(name: str, value: Any) -> float:

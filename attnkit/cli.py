@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # what the boundary reports as one line: bad values, files and the environment
-USER_ERRORS = (ValueError, TypeError, OSError, UnicodeDecodeError)
+USER_ERRORS = (ValueError, TypeError, OSError, UnicodeDecodeError, MemoryError)
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:
@@ -76,6 +76,8 @@ def _one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line (an OSError names its file)."""
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror  # OSError(errno, message): the message alone
     else:
         text = str(exc).strip() or type(exc).__name__
     return " ".join(line.strip() for line in text.splitlines() if line.strip())

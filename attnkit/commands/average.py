@@ -14,6 +14,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .._io import ensure_writable_dir
     from .._values import check_positive_int
     from ..decode.translator import load_translator
     from ..runs.checkpoint import (
@@ -22,15 +23,18 @@ def run_cli(args: argparse.Namespace) -> int:
         resolve_checkpoint,
         save_checkpoint,
     )
+    from ..runs.lock import RunLock
 
     check_positive_int("--last", args.last)
-    latest = resolve_checkpoint(args.checkpoint)
-    paths = list_checkpoints(latest.parent)[-args.last:]
-    tr = load_translator(latest, weights=average_checkpoints(paths))
-    step = tr.run.train_state.get("step", 0)
-    out = save_checkpoint(Path(args.out), model=tr.model, optimizer=None, scheduler=None,
-                          config=tr.run.description, train_state={
-                              "step": step, "averaged": [str(p) for p in paths]},
-                          tokenizer=tr.tokenizers)
+    ensure_writable_dir(args.out, "--out")
+    with RunLock(args.out):  # one writer per folder, as for train
+        latest = resolve_checkpoint(args.checkpoint)
+        paths = list_checkpoints(latest.parent)[-args.last:]
+        tr = load_translator(latest, weights=average_checkpoints(paths))
+        step = tr.run.train_state.get("step", 0)
+        out = save_checkpoint(Path(args.out), model=tr.model, optimizer=None, scheduler=None,
+                              config=tr.run.description, train_state={
+                                  "step": step, "averaged": [str(p) for p in paths]},
+                              tokenizer=tr.tokenizers)
     print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {out}")
     return 0

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from ._decoding import add_decoding_arguments, check_decoding_arguments, note_overlong, one_line
+
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint directory or run folder")
@@ -15,23 +17,22 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref", help="reference file, line-aligned with --src")
     p.add_argument("--multi30k-split", help="instead of --src/--ref: a Multi30k split of the "
                                             "checkpoint's data (e.g. test_2016_flickr)")
-    p.add_argument("--beam-size", type=int, default=4, help="beam width (1 = greedy)")
-    p.add_argument("--length-penalty", type=float, default=0.6, help="GNMT alpha")
+    add_decoding_arguments(p)
     p.add_argument("--average", type=int, default=0,
                    help="average the weights of the last N checkpoints first")
     p.add_argument("--limit", type=int, default=None, help="only the first N sentences")
-    p.add_argument("--hyp-out", help="write the translations to this file")
+    p.add_argument("--hyp-out", help="write the translations to this file, one line per "
+                                     "source line")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
 
 
 def _translator(args: argparse.Namespace):
     """The run's translator, with the last ``--average`` checkpoints averaged."""
-    from .._values import check_nonnegative_int
     from ..decode.translator import load_translator
     from ..runs.checkpoint import average_checkpoints, list_checkpoints, resolve_checkpoint
 
     weights = None
-    if check_nonnegative_int("--average", args.average):
+    if args.average:
         ckpt = resolve_checkpoint(args.checkpoint)
         paths = list_checkpoints(ckpt.parent)[-args.average:]
         weights = average_checkpoints(paths)
@@ -39,33 +40,49 @@ def _translator(args: argparse.Namespace):
     return load_translator(args.checkpoint, weights=weights)
 
 
-def _test_pairs(args: argparse.Namespace, run) -> list[tuple[str, str]]:
-    """The test pairs: ``--src``/``--ref`` files, or a Multi30k split of the run's data."""
-    from ..data.corpus import load_multi30k, read_aligned_files
+def _test_set(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:
+    """Sources and references, every line kept: ``--src``/``--ref``, or a Multi30k split
+    of the run's data."""
+    from ..data.corpus import multi30k_files, read_test_set
 
     if args.multi30k_split:
         data = (run.train or {}).get("data", {})
         if data.get("kind") != "multi30k" or not data.get("multi30k_root"):
             raise ValueError("--multi30k-split needs a checkpoint trained on [data] kind = "
                              "'multi30k'")
-        corpus = load_multi30k(data["multi30k_root"], args.multi30k_split, data["src_lang"],
-                               data["tgt_lang"], tokenized=data["tokenized"])
+        srcs, refs = read_test_set(*multi30k_files(
+            data["multi30k_root"], args.multi30k_split, data["src_lang"], data["tgt_lang"],
+            tokenized=data["tokenized"]))
     elif args.src and args.ref:
-        corpus = read_aligned_files(args.src, args.ref)
+        srcs, refs = read_test_set(args.src, args.ref)
     else:
         raise ValueError("give --src and --ref, or --multi30k-split")
-    return corpus.pairs[: args.limit] if args.limit else corpus.pairs
+    return (srcs[: args.limit], refs[: args.limit]) if args.limit else (srcs, refs)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    from .._io import check_writable_file
+    from .._values import check_nonnegative_int, check_positive_int
+
+    check_decoding_arguments(args)
+    check_nonnegative_int("--average", args.average)
+    check_positive_int("--limit", args.limit, allow_none=True)
+    if args.hyp_out:
+        check_writable_file(args.hyp_out, "--hyp-out")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     from ..eval.bleu import corpus_bleu, corpus_chrf, tokenized_lowercase_bleu
 
+    _check_arguments(args)
     tr = _translator(args)
-    pairs = _test_pairs(args, tr.run)
-    srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]
-    hyps = tr.translate(srcs, beam_size=args.beam_size, alpha=args.length_penalty)
+    srcs, refs = _test_set(args, tr.run)
+    note_overlong("attnkit evaluate", tr, srcs)
+    hyps = [one_line(h) for h in tr.translate(srcs, beam_size=args.beam_size,
+                                              max_output_len=args.max_output_len,
+                                              alpha=args.length_penalty)]
     if args.hyp_out:
-        Path(args.hyp_out).write_text("\n".join(hyps) + "\n", encoding="utf-8")
+        Path(args.hyp_out).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     bleu, chrf, lc = corpus_bleu(hyps, refs), corpus_chrf(hyps, refs), \
         tokenized_lowercase_bleu(hyps, refs)
     result = {"sentences": len(hyps), "bleu": bleu.score, "bleu_signature": bleu.signature,

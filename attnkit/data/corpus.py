@@ -50,6 +50,9 @@ __all__ = [
     "MULTI30K_SPLITS",
     "load_multi30k",
     "load_pairs",
+    "multi30k_files",
+    "read_sentences",
+    "read_test_set",
     "normalize_whitespace",
     "read_aligned_files",
     "read_tsv_pairs",
@@ -172,19 +175,61 @@ class _Tally:
         )
 
 
-def _read_lines(path: Path) -> list[bytes]:
-    """Raw lines of ``path`` without their ``\\n`` / ``\\r\\n`` endings.
+def _split_lines(data: bytes) -> list[bytes]:
+    """Lines of ``data`` split on ``\\n`` only, a trailing ``\\r`` stripped from each.
 
-    A final newline does not start an extra line; a file without one still
-    yields its last line.
+    A final newline does not start an extra line; data without one still
+    yields its last line. Form feeds, vertical tabs, lone ``\\r`` and Unicode
+    line separators stay inside their line, so line *i* of the output is line
+    *i* of the input as ``wc -l`` and every aligned corpus count them.
     """
-    data = path.read_bytes()
     if not data:
         return []
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    """Raw lines of ``path`` (see :func:`_split_lines`)."""
+    return _split_lines(path.read_bytes())
+
+
+def read_sentences(source: str | Path | bytes, *, name: str) -> list[str]:
+    """Every line of a file (or of ``bytes``, e.g. standard input) as text, blank lines kept.
+
+    Lines are split on ``\\n`` only (see :func:`_split_lines`); a UTF-8 byte
+    order mark at the start is dropped. ``name`` names the source in messages.
+
+    Raises:
+        FileNotFoundError: ``source`` is a path that is not a file.
+        ValueError: a line is not valid UTF-8 (the message gives its number).
+    """
+    data = source if isinstance(source, bytes) else _check_path(source, name).read_bytes()
+    out = []
+    for line_no, raw in enumerate(_split_lines(data), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}: line {line_no} is not valid UTF-8 (byte "
+                             f"{raw[e.start:e.start + 1]!r} at column {e.start + 1})") from None
+        out.append(text[1:] if line_no == 1 and text.startswith("\ufeff") else text)
+    return out
+
+
+def read_test_set(src: str | Path, ref: str | Path) -> tuple[list[str], list[str]]:
+    """Line-aligned source and reference files for scoring, every line kept (blank too).
+
+    Raises:
+        ValueError: the files differ in line count (naming both counts), or a
+            line is not valid UTF-8.
+    """
+    srcs, refs = read_sentences(src, name=str(src)), read_sentences(ref, name=str(ref))
+    if len(srcs) != len(refs):
+        raise ValueError(f"line-aligned files differ in length: {src} has {len(srcs)} lines, "
+                         f"{ref} has {len(refs)} lines")
+    return srcs, refs
 
 
 def _decode(raw: bytes) -> str | None:
@@ -198,6 +243,8 @@ def _check_path(path: str | Path, name: str) -> Path:
     if not isinstance(path, (str, Path)):
         raise TypeError(f"{name} must be a str or pathlib.Path, got {type(path).__name__}")
     p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{name}: {p} is a directory, expected a file")
     if not p.is_file():
         raise FileNotFoundError(f"{name}: no such file: {p}")
     return p
@@ -342,6 +389,13 @@ def load_multi30k(
         ValueError: on an unknown split or language, or ``src_lang == tgt_lang``.
         FileNotFoundError: if a file of the split is missing.
     """
+    return read_aligned_files(*multi30k_files(root, split, src_lang, tgt_lang,
+                                              tokenized=tokenized))
+
+
+def multi30k_files(root: str | Path, split: str, src_lang: str, tgt_lang: str, *,
+                   tokenized: bool = False) -> tuple[Path, Path]:
+    """The source and target files of one Multi30k split (see :func:`load_multi30k`)."""
     if split not in MULTI30K_SPLITS:
         raise ValueError(f"split must be one of {MULTI30K_SPLITS}, got {split!r}")
     for name, lang in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
@@ -351,10 +405,9 @@ def load_multi30k(
         raise ValueError(f"src_lang and tgt_lang must differ, both are {src_lang!r}")
     base = Path(root)
     if tokenized:
-        paths = [base / "tok" / f"{split}.lc.norm.tok.{lang}" for lang in (src_lang, tgt_lang)]
-    else:
-        paths = [base / "raw" / f"{split}.{lang}" for lang in (src_lang, tgt_lang)]
-    return read_aligned_files(paths[0], paths[1])
+        return tuple(base / "tok" / f"{split}.lc.norm.tok.{lang}" for lang in (src_lang,
+                                                                               tgt_lang))
+    return tuple(base / "raw" / f"{split}.{lang}" for lang in (src_lang, tgt_lang))
 
 
 def split_pairs(

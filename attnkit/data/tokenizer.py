@@ -291,7 +291,10 @@ class SentencePieceTokenizer(Tokenizer):
         if not isinstance(model_proto, (bytes, bytearray)):
             raise TypeError(f"model_proto must be bytes, got {type(model_proto).__name__}")
         self.model_proto = bytes(model_proto)
-        self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        except RuntimeError as e:  # sentencepiece's parse error
+            raise ValueError(f"model_proto is not a sentencepiece model: {e}") from None
         got = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(), self._sp.eos_id())
         if got != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
             raise ValueError(
@@ -381,7 +384,15 @@ class SentencePieceTokenizer(Tokenizer):
     @classmethod
     def load(cls, directory: str | Path) -> SentencePieceTokenizer:
         meta = _read_metadata(directory, cls._type)
-        return cls((Path(directory) / meta["model_file"]).read_bytes())
+        name = meta.get("model_file")
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"{Path(directory) / METADATA_FILE}: model_file must be a file "
+                             f"name inside {directory}; got {name!r}")
+        path = Path(directory) / name
+        try:
+            return cls(path.read_bytes())
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SentencePieceTokenizer) and other.model_proto == self.model_proto

@@ -19,7 +19,7 @@ from ..runs.checkpoint import RunInfo, load_checkpoint, read_run
 from .search import beam_search, greedy_search
 
 __all__ = ["Translator", "capture_for_pair", "capture_with_model", "load_translator",
-           "positions_of", "translate_sentences"]
+           "overlong_sources", "positions_of", "translate_sentences"]
 
 
 def positions_of(model_config) -> int | None:
@@ -51,12 +51,16 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
     ``max_output_len`` limits each output in tokens; by default it is
     ``2·S + 10`` for a batch whose longest source has ``S`` tokens, capped by
     ``positions``, the size of the model's positional table
-    (:func:`positions_of`); sources longer than that table are cut to fit.
+    (:func:`positions_of`); sources longer than that table are cut to fit
+    (:func:`overlong_sources` tells which). A blank sentence gives a blank
+    output.
     """
     device = device or next(model.parameters()).device
     model.eval()
     table = positions
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    # blank in, blank out: only sentences with text are decoded
+    order = sorted((i for i, s in enumerate(sentences) if s.strip()),
+                   key=lambda i: len(sentences[i]))
     out: list[str] = [""] * len(sentences)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
@@ -72,6 +76,16 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
         for i, toks in zip(idx, res):
             out[i] = tokenizers.tgt.decode(toks)
     return out
+
+
+def overlong_sources(tokenizers: TokenizerPair, sentences: list[str],
+                     positions: int | None) -> list[int]:
+    """Indices of the sentences whose source ids (EOS included) exceed ``positions``:
+    :func:`translate_sentences` cuts them to fit."""
+    if positions is None:
+        return []
+    return [i for i, s in enumerate(sentences)
+            if s.strip() and len(tokenizers.src.encode(s)) + 1 > positions]
 
 
 @dataclass
@@ -92,6 +106,11 @@ class Translator:
                                    beam_size=beam_size, max_output_len=max_output_len,
                                    alpha=alpha, positions=positions_of(
                                        None if self.run is None else self.run.model))
+
+    def overlong(self, sentences: list[str]) -> list[int]:
+        """Indices of ``sentences`` too long for the model (cut when translated)."""
+        return overlong_sources(self.tokenizers, list(sentences),
+                                positions_of(None if self.run is None else self.run.model))
 
     def capture(self, src: str, tgt: str | None = None, *, beam_size: int = 1):
         """Attention weights of every layer for one pair (``tgt=None``: the model's own

@@ -35,6 +35,7 @@ resumed run continues bitwise-identically to one that was never interrupted
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -62,11 +63,14 @@ __all__ = [
     "resolve_checkpoint",
     "run_description",
     "average_checkpoints",
+    "clean_leftovers",
     "latest_checkpoint",
+    "latest_verified_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "read_model_state",
     "save_checkpoint",
+    "verify_checkpoint",
 ]
 
 FORMAT_VERSION = 1  # the container: files, manifest, state encoding
@@ -251,13 +255,29 @@ def save_checkpoint(
     payload = _payload(model, optimizer, scheduler, config=config, train_state=train_state)
     root = Path(dir)
     root.mkdir(parents=True, exist_ok=True)
-    final = _write_directory(root, step, payload, tokenizer)
+    if keep_last is not None and keep_last >= 2 and not (root / f"step-{step:06d}").exists():
+        _rotate(root, keep_last - 1)  # free the space before it is needed; others remain
+    try:
+        final = _write_directory(root, step, payload, tokenizer)
+    except OSError as e:
+        shutil.rmtree(root / f"step-{step:06d}.tmp", ignore_errors=True)
+        if e.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, f"no space left on the device while writing checkpoint "
+                                    f"step {step} under {root}; the partial copy was removed; "
+                                    f"the last complete checkpoint is "
+                                    f"{latest_checkpoint(root) or 'none'}") from None
     if keep_last is not None:
-        for old in list_checkpoints(root)[:-keep_last]:
-            trash = old.with_name(old.name + ".deleting")
-            os.replace(old, trash)  # no longer a checkpoint before any file goes
-            shutil.rmtree(trash)
+        _rotate(root, keep_last)
     return final
+
+
+def _rotate(root: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints under ``root``."""
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else list_checkpoints(root):
+        trash = old.with_name(old.name + ".deleting")
+        os.replace(old, trash)  # no longer a checkpoint before any file goes
+        shutil.rmtree(trash)
 
 
 def _payload(model, optimizer, scheduler, *, config: dict, train_state: dict
@@ -314,21 +334,90 @@ def _write_directory(root: Path, step: int, payload: dict[str, bytes], tokenizer
 
 
 # -------------------------------------------------------------------------- loading
+def _listed_files(p: Path, manifest: dict) -> dict[str, dict]:
+    """The manifest's files, each name a relative path inside ``p`` (else corrupt)."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise ValueError(f"checkpoint {p} is corrupt: {MANIFEST} lists no files")
+    for name, info in files.items():
+        parts = Path(name).parts
+        if (not parts or Path(name).is_absolute() or ".." in parts or "\\" in name
+                or not isinstance(info, dict) or not isinstance(info.get("bytes"), int)):
+            raise ValueError(f"checkpoint {p} is corrupt: {MANIFEST} names {name!r}, which is "
+                             "not a file inside the checkpoint")
+    return files
+
+
+def _unlisted(p: Path, files: dict) -> list[str]:
+    """Files or links in ``p`` that the manifest does not list (nothing else may be read)."""
+    found = {f.relative_to(p).as_posix() for f in p.rglob("*")
+             if f.is_symlink() or (f.is_file() and f.name != MANIFEST)}
+    links = {f.relative_to(p).as_posix() for f in p.rglob("*") if f.is_symlink()}
+    return sorted((found - set(files)) | links)
+
+
 def _verified(path: str | Path) -> Path:
-    """Check the manifest of checkpoint ``path``: every file present, sizes and hashes equal."""
+    """Check checkpoint ``path`` against its manifest before any of its files is opened:
+    every listed file inside the directory, present, of the listed size and SHA-256;
+    no other file or link."""
     p = Path(path)
     manifest = read_json(p / MANIFEST, format_version=FORMAT_VERSION, missing=ValueError(
         f"not a complete checkpoint (no {MANIFEST}): {p}"))
-    bad = []
-    for name, info in manifest["files"].items():
+    files = _listed_files(p, manifest)
+    bad = [f"{name} (not listed in {MANIFEST})" for name in _unlisted(p, files)]
+    for name, info in files.items():
         f = p / name
-        if not f.is_file():
+        if f.is_symlink() or not f.is_file():
             bad.append(f"{name} (missing)")
-        elif f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+        elif f.stat().st_size != info["bytes"] or _sha256(f) != info.get("sha256"):
             bad.append(f"{name} (size or sha256 differs)")
     if bad:
         raise ValueError(f"checkpoint {p} is corrupt: {', '.join(bad)}")
     return p
+
+
+def verify_checkpoint(path: str | Path) -> Path:
+    """``path`` if it is a complete checkpoint whose files match its manifest.
+
+    Raises:
+        ValueError: naming each file that is missing, unlisted or differs.
+    """
+    return _verified(path)
+
+
+def latest_verified_checkpoint(root: str | Path, *, set_aside: bool = False
+                               ) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint under ``root`` that passes :func:`verify_checkpoint`, and
+    why each newer one was skipped. With ``set_aside``, a skipped checkpoint is renamed
+    ``step-N.corrupt`` (kept for inspection, never loaded, no longer in the way of the
+    step that will be saved again)."""
+    skipped = []
+    for ckpt in reversed(list_checkpoints(root)):
+        try:
+            return _verified(ckpt), skipped
+        except ValueError as e:
+            if set_aside:
+                aside = ckpt.with_name(f"{ckpt.name}.corrupt")
+                n = 1
+                while aside.exists():
+                    aside, n = ckpt.with_name(f"{ckpt.name}.corrupt{n}"), n + 1
+                os.replace(ckpt, aside)
+                e = ValueError(f"{e}; moved to {aside.name}")
+            skipped.append(str(e))
+    return None, skipped
+
+
+def clean_leftovers(root: str | Path) -> list[Path]:
+    """Remove what interrupted saves and rotations left under ``root`` (``step-N.tmp``,
+    ``step-N.deleting``); returns the removed paths."""
+    r = Path(root)
+    if not r.is_dir():
+        return []
+    gone = [d for d in r.iterdir() if d.is_dir() and not d.is_symlink()
+            and d.suffix in (".tmp", ".deleting") and _NAME.match(d.stem)]
+    for d in gone:
+        shutil.rmtree(d, ignore_errors=True)
+    return gone
 
 
 def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:

@@ -16,11 +16,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher
 from ..data.corpus import load_pairs
 from ..data.tokenizer import TokenizerPair
 from ..models.build import build_model
-from ..runs.checkpoint import RUN_FORMAT_VERSION, RunInfo, latest_checkpoint, read_run
+from ..runs.checkpoint import (
+    RUN_FORMAT_VERSION,
+    RunInfo,
+    clean_leftovers,
+    latest_verified_checkpoint,
+    read_run,
+)
 from ..runs.config import TrainConfig, model_differences, resume_differences
 from .schedule import noam_scheduler
 
@@ -129,16 +136,27 @@ class Setup:
     report: str
 
 
-def set_up(cfg: TrainConfig) -> Setup:
-    """Build a run from ``cfg``; a checkpoint in ``out_dir`` is checked for resuming first
-    (before any data is read), and its tokenizers are reused."""
-    dist_info = init_distributed(cfg.run.device)
-    device = resolve_device(cfg.run.device, dist_info.local_rank)
-    resume_from = latest_checkpoint(Path(cfg.run.out_dir) / "checkpoints")
+def _resume_point(cfg: TrainConfig, is_main: bool) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from (the newest that verifies), and notes on what was
+    cleaned up or skipped on the way."""
+    root = Path(cfg.run.out_dir) / "checkpoints"
+    notes = []
+    if is_main:
+        ensure_writable_dir(cfg.run.out_dir, "out_dir")
+        notes += [f"removed {p}, left by an interrupted save" for p in clean_leftovers(root)]
+    resume_from, skipped = latest_verified_checkpoint(root, set_aside=is_main)
+    notes += [f"skipped: {reason}" for reason in skipped]
     if resume_from is not None:
         check_resume(cfg, resume_from)
-    seed_everything(cfg.run.seed)
+    return resume_from, notes
+
+
+def _training_data(cfg: TrainConfig, resume_from: Path | None, world_size: int):
+    """Training pairs -> tokenizers -> batches; an error when no batch can be made."""
     train_pairs, valid_pairs, report = load_pairs(cfg.data, seed=cfg.run.seed)
+    if not train_pairs:
+        raise ValueError(f"no training pair in the [data] of this run ({report}); check "
+                         "the files and their format")
     t = cfg.tokenizer
     tokenizers = (TokenizerPair.load(resume_from / "tokenizer") if resume_from is not None
                   else TokenizerPair.train(t.kind, train_pairs, shared=t.shared_vocab,
@@ -146,11 +164,28 @@ def set_up(cfg: TrainConfig) -> Setup:
     examples = [(tokenizers.src.encode(s), tokenizers.tgt.encode(t)) for s, t in train_pairs]
     batcher = BucketBatcher(examples, BatchingConfig(
         max_tokens=cfg.optim.max_tokens, max_len=cfg.data.max_sentence_tokens,
-        seed=cfg.run.seed, batch_multiple=cfg.optim.batch_multiple or dist_info.world_size))
+        seed=cfg.run.seed, batch_multiple=cfg.optim.batch_multiple or world_size))
+    if batcher.report.kept == 0:
+        raise ValueError(
+            f"no training example fits: {batcher.report.summary()}; raise "
+            f"max_sentence_tokens (now {cfg.data.max_sentence_tokens}) or max_tokens (now "
+            f"{cfg.optim.max_tokens})")
+    return tokenizers, batcher, valid_pairs, f"{report}\nbatching: {batcher.report.summary()}"
+
+
+def set_up(cfg: TrainConfig) -> Setup:
+    """Build a run from ``cfg``. The run folder is checked writable, leftovers of
+    interrupted saves are removed, and the newest checkpoint that verifies is checked
+    for resuming — all before any data is read; its tokenizers are reused."""
+    dist_info = init_distributed(cfg.run.device)
+    device = resolve_device(cfg.run.device, dist_info.local_rank)
+    resume_from, notes = _resume_point(cfg, dist_info.is_main)
+    seed_everything(cfg.run.seed)
+    tokenizers, batcher, valid_pairs, report = _training_data(cfg, resume_from,
+                                                              dist_info.world_size)
     model_config = cfg.model.config(tokenizers.src.vocab_size, tokenizers.tgt.vocab_size,
                                     shared=tokenizers.shared)
     model = build_model(model_config, backend=cfg.run.backend).to(device)
     optimizer, scheduler = build_optimizer(cfg, model, model_config.num_hiddens)
     return Setup(dist_info, device, tokenizers, batcher, valid_pairs, model, model_config,
-                 optimizer, scheduler, resume_from,
-                 f"{report}\nbatching: {batcher.report.summary()}")
+                 optimizer, scheduler, resume_from, "\n".join([*notes, report]))

@@ -22,17 +22,20 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher, shard_batch
 from ..decode.translator import positions_of, translate_sentences
 from ..nn import select_valid
 from ..runs.checkpoint import load_checkpoint, run_description, save_checkpoint
 from ..runs.config import TrainConfig
+from ..runs.lock import RunLock
 from .loss import smoothed_loss
 from .setup import set_up
 
@@ -79,7 +82,14 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, log=print):
         self.cfg, self.log = cfg, log
-        s = set_up(cfg)
+        # one writer per run folder (rank 0 writes; the lock is held until fit() ends)
+        self._lock = RunLock(cfg.run.out_dir) if os.environ.get("RANK", "0") == "0" else None
+        self._hold()
+        try:
+            s = set_up(cfg)
+        except BaseException:
+            self.close()
+            raise
         self.dist, self.device, self.tokenizers = s.dist, s.device, s.tokenizers
         self.batcher, self.valid_pairs = s.batcher, s.valid_pairs
         self.model, self.model_config = s.model, s.model_config
@@ -103,6 +113,21 @@ class Trainer:
                   f"{self.tokenizers.src.vocab_size}/{self.tokenizers.tgt.vocab_size}, "
                   f"device {self.device}, world size {self.dist.world_size}")
 
+    def _hold(self) -> None:
+        if self._lock is None or self._lock.held:
+            return
+        ensure_writable_dir(self.cfg.run.out_dir, "out_dir")
+        self._lock.acquire()
+        stale = self._lock.stale_holder
+        if stale and self.log is not None:
+            self.log(f"took over the lock of {self.cfg.run.out_dir} left by pid "
+                     f"{stale.get('pid')}, which ended without releasing it")
+
+    def close(self) -> None:
+        """Release the run folder (``fit`` does this when it ends)."""
+        if self._lock is not None:
+            self._lock.release()
+
     def _resume(self, checkpoint: Path) -> None:
         info = load_checkpoint(checkpoint, model=self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, restore_rng=True)
@@ -125,9 +150,12 @@ class Trainer:
     def _write_metrics(self, record: dict) -> None:
         if not self.dist.is_main:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with (self.out_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.out_dir / "metrics.jsonl"
+        try:
+            with path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
 
     def save(self) -> Path | None:
         """Write a checkpoint (rank 0 only) at the current step."""
@@ -242,6 +270,13 @@ class Trainer:
         ``on_step(trainer, record)`` is called after every step (tests use it
         to stop a run abruptly).
         """
+        self._hold()
+        try:
+            return self._fit(on_step)
+        finally:
+            self.close()
+
+    def _fit(self, on_step) -> dict:
         start, window, record, pending = time.time(), MetricsWindow(), {}, []
         bar = self._progress_bar()
         try:

@@ -1,0 +1,39 @@
+"""Options shared by the commands that decode (translate, evaluate): one place for their
+flags, their checks and the note about sentences cut to the model's length."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) -> None:
+    p.add_argument("--beam-size", type=int, default=beam_size,
+                   help=f"beam width; 1 = greedy (default {beam_size})")
+    p.add_argument("--length-penalty", type=float, default=0.6,
+                   help="GNMT length penalty alpha for beam search, >= 0 (default 0.6)")
+    p.add_argument("--max-output-len", type=int, default=None,
+                   help="longest output in tokens (default: 2 x source length + 10)")
+
+
+def check_decoding_arguments(args: argparse.Namespace) -> None:
+    """Reject values that make no sense before the model is loaded."""
+    from .._values import check_finite, check_positive_int
+
+    check_positive_int("--beam-size", args.beam_size)
+    check_finite("--length-penalty", args.length_penalty, minimum=0.0)
+    check_positive_int("--max-output-len", args.max_output_len, allow_none=True)
+
+
+def note_overlong(prog: str, translator, sentences: list[str]) -> None:
+    """Say on stderr which sentences are cut to the model's limit (line numbers)."""
+    cut = translator.overlong(sentences)
+    if cut:
+        shown = ", ".join(str(i + 1) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
+        print(f"{prog}: note: {len(cut)} of {len(sentences)} sentences are longer than the "
+              f"model's positional table and were cut to fit (lines {shown})", file=sys.stderr)
+
+
+def one_line(text: str) -> str:
+    """An output that cannot break line alignment (line breaks become spaces)."""
+    return " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
