@@ -9,7 +9,8 @@ from pathlib import Path
 
 MAX_JSON_BYTES = 64 << 20  # metadata files are small; a larger one is not ours
 
-__all__ = ["MAX_JSON_BYTES", "check_writable_file", "ensure_writable_dir", "read_json", "write_atomic"]
+__all__ = ["MAX_JSON_BYTES", "check_writable_file", "ensure_writable_dir", "read_json",
+           "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
