@@ -45,8 +45,43 @@ def check_same_device(**tensors) -> None:
             )
 
 
+def check_same_dtype(**tensors) -> None:
+    """One floating dtype for all given tensors (``None`` entries skipped).
+
+    Mixed precision is not promoted silently (fp16 queries against fp32 keys
+    would run the scores in one precision or the other depending on the
+    backend): the ``TypeError`` names every argument with its dtype.
+    """
+    items = [(k, v) for k, v in tensors.items() if v is not None]
+    if len({t.dtype for _, t in items}) <= 1:
+        return
+    names = [k for k, _ in items]
+    listed = ", ".join(names[:-1]) + " and " + names[-1]
+    dtypes = ", ".join(str(t.dtype) for _, t in items)
+    first_name, first = items[0]
+    odd = ", ".join(f"{k} is {t.dtype}" for k, t in items[1:] if t.dtype != first.dtype)
+    raise TypeError(
+        f"{listed} must share one dtype; got {dtypes} ({first_name} is {first.dtype}, {odd}); "
+        f"cast them to one dtype, e.g. .to({first.dtype})"
+    )
+
+
+def check_feature_sizes(queries: torch.Tensor, keys: torch.Tensor) -> None:
+    """Dq, Dk >= 1: a score of zero features is undefined (scaled dot divides by √0)."""
+    if queries.shape[-1] == 0 or keys.shape[-1] == 0:
+        raise ValueError(
+            "queries and keys must have feature sizes Dq, Dk >= 1 (a score over zero "
+            f"features is undefined); got queries {shape_str(queries.shape)} and keys "
+            f"{shape_str(keys.shape)}"
+        )
+
+
 def check_qkv(queries, keys, values=None) -> tuple[int, ...]:
-    """Validate query/key/value shapes; return the broadcast batch shape."""
+    """Validate query/key/value shapes and dtypes; return the broadcast batch shape.
+
+    Empty axes other than the feature sizes of queries and keys are accepted
+    (``B``, ``Nq``, ``Nk`` or ``Dv`` = 0; see "Empty axes" in ``docs/shapes.md``).
+    """
     check_tensor("queries", queries)
     check_tensor("keys", keys)
     if values is not None:
@@ -72,13 +107,8 @@ def check_qkv(queries, keys, values=None) -> tuple[int, ...]:
             "queries, keys and values must have equal (or broadcastable) leading batch "
             f"dims before (N, D); got {given}"
         ) from None
-    if values is not None and not (
-        queries.dtype == keys.dtype == values.dtype
-    ):
-        raise TypeError(
-            "queries, keys and values must share one dtype; got "
-            f"{queries.dtype}, {keys.dtype}, {values.dtype}"
-        )
+    check_same_dtype(queries=queries, keys=keys, values=values)
+    check_feature_sizes(queries, keys)
     return tuple(batch)
 
 

@@ -2,6 +2,28 @@
 
 Three layers, each usable alone: :func:`attention_weights` gives the weights,
 :func:`attention` the output, and the modules in :mod:`attnkit.nn` wrap them.
+
+Precision: fp16/bf16 inputs are scored, normalized and summed with float32
+accumulation on every backend; the ``reference`` and weights paths upcast
+queries and keys *before* the score, so a ``q·k`` beyond fp16's 65504 stays
+finite, as in the fused kernels. Outputs and weights come back in the input
+dtype. Mixed dtypes (fp16 queries with fp32 keys…) raise ``TypeError`` naming
+each argument's dtype: nothing is promoted silently.
+
+Empty axes: the same result on every backend, forward and backward
+(``docs/shapes.md``, "Empty axes"):
+
+* ``B = 0`` (or another batch dim), ``Nq = 0`` or ``Dv = 0``: an empty
+  output ``(B, ..., Nq, Dv)``.
+* ``Nk = 0``: every row has nothing to attend to, so the output is zeros
+  ``(B, ..., Nq, Dv)`` and the weights ``(B, ..., Nq, 0)`` (the empty-row
+  rule); ``valid_lens``, if given, must be 0.
+* In these cases the gradients of queries, keys, values and the score's
+  parameters are zeros of their shapes, and no backend kernel runs (the
+  backend is still checked: one that cannot serve the call raises).
+* ``Dq = 0`` or ``Dk = 0``: ``ValueError`` (a score over zero features is
+  undefined: scaled dot would divide by √0, and a constant 0 score would give
+  uniform weights the user did not ask for).
 """
 
 from __future__ import annotations
@@ -9,7 +31,6 @@ from __future__ import annotations
 from typing import Literal, overload
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import (
     check_dropout,
@@ -23,9 +44,13 @@ from .backends import (
     AttentionCall,
     BackendChoice,
     explain_choice,
+    float_weights,
     get_backend,
     reference_weights,
     select_backend,
+    to_input_dtype,
+    weighted_values,
+    zero_output,
 )
 from .scores import Score, resolve_score
 
@@ -92,8 +117,7 @@ def attention(queries, keys, values, *, score="scaled_dot", valid_lens=None, mas
             ``j <= i``, as SDPA's ``is_causal``); ``"bottom_right"`` (query
             ``i`` sees keys ``j <= i + Nk - Nq``, for decoding with a cache).
             See :func:`attnkit.masks.causal_mask`.
-        dropout_p: dropout on the attention weights, always applied when > 0
-            (modules pass 0 in eval mode).
+        dropout_p: dropout on the weights when > 0 (modules pass 0 in eval mode).
         query_valid_lens: optional ``(B,)`` integer: query rows
             ``i >= query_valid_lens[b]`` are padding. Their output rows are
             zero, and fast backends skip computing them (with ``valid_lens``
@@ -113,20 +137,31 @@ def attention(queries, keys, values, *, score="scaled_dot", valid_lens=None, mas
     Rows with no key to attend to (``valid_len == 0``, a fully masked row,
     or a causal row that sees nothing) and rows of padded queries produce
     zero output rows.
+
+    Empty axes ``B``, ``Nq``, ``Nk``, ``Dv`` = 0 give zeros of the output's
+    shape; ``Dq``/``Dk`` = 0 raise ``ValueError``; mixed dtypes raise
+    ``TypeError``; half inputs are scored in float32 (see the module docs).
     """
     call = make_call(queries, keys, values, score=score, valid_lens=valid_lens, mask=mask,
                      causal=causal, dropout_p=dropout_p, query_valid_lens=query_valid_lens)
     if return_weights:
-        if backend != "auto":
-            get_backend(backend)  # an unknown name raises, as without weights
-        weights = reference_weights(call)  # (*batch, Nq, Nk)
-        dropped = F.dropout(weights, call.dropout_p) if call.dropout_p > 0 else weights
-        return dropped @ call.values, weights  # (*batch, Nq, Dv), (*batch, Nq, Nk)
+        return _attention_with_weights(call, backend)
     chosen = select_backend(call, backend)
+    if call.is_empty:  # no key, or nothing to output: zeros on every backend
+        return zero_output(call)  # (*batch, Nq, Dv)
     out = chosen.forward(call)  # (*batch, Nq, Dv)
     if call.query_valid_lens is not None and not chosen.handles_query_valid_lens:
         out = out * call.query_valid_mask().to(out.dtype)  # padded query rows -> 0
     return out
+
+
+def _attention_with_weights(call: AttentionCall, backend: str):
+    """``(out, weights)`` on the materialized path (``return_weights=True``)."""
+    if backend != "auto":
+        get_backend(backend)  # an unknown name raises, as without weights
+    weights = float_weights(call)  # (*batch, Nq, Nk), float32 for half inputs
+    out = weighted_values(call, weights)  # (*batch, Nq, Dv), dropout applied
+    return out, to_input_dtype(weights, call.queries.dtype)
 
 
 def attention_weights(queries: torch.Tensor, keys: torch.Tensor, *,
@@ -138,9 +173,11 @@ def attention_weights(queries: torch.Tensor, keys: torch.Tensor, *,
     """The attention weights ``(B, ..., Nq, Nk)`` that :func:`attention` would use.
 
     Same arguments and semantics as :func:`attention` (without values and
-    dropout); always materialized. Each row sums to 1 over its valid keys,
-    0 beyond them, and is all zeros when it has no valid key or is a padded
-    query (``i >= query_valid_lens[b]``).
+    dropout); always materialized, with float32 scores and softmax for
+    fp16/bf16 inputs, returned in the input dtype. Each row sums to 1 over its
+    valid keys, 0 beyond them, and is all zeros when it has no valid key or is
+    a padded query (``i >= query_valid_lens[b]``). Empty axes as in
+    :func:`attention`: ``Nk = 0`` gives ``(B, ..., Nq, 0)``.
     """
     call = make_call(queries, keys, None, score=score, valid_lens=valid_lens, mask=mask,
                      causal=causal, query_valid_lens=query_valid_lens)

@@ -60,7 +60,14 @@ class DotForm:
 
 
 class Score(nn.Module):
-    """Base class of scoring functions ``a(q, k)``."""
+    """Base class of scoring functions ``a(q, k)``.
+
+    Scores compute in the dtype of their inputs and cast their parameters to
+    it. :func:`attnkit.attention` and :func:`attnkit.attention_weights` pass
+    fp16/bf16 queries and keys as float32 on their materialized path, so no
+    score is ever evaluated in half precision there (a half ``q·k`` overflows
+    beyond 65504).
+    """
 
     name: str = "score"
     #: True for scores whose value depends on where a block of queries/keys sits
@@ -201,16 +208,24 @@ class Additive(Score):
                 )
 
     def project(self, queries, keys) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(W_q q, W_k k)``: ``(..., Nq, h)`` and ``(..., Nk, h)``."""
-        return self.W_q(queries), self.W_k(keys)
+        """``(W_q q, W_k k)``: ``(..., Nq, h)`` and ``(..., Nk, h)``, in the inputs' dtype."""
+        return _linear(self.W_q, queries), _linear(self.W_k, keys)
 
     def forward(self, queries, keys):
         q, k = self.project(queries, keys)  # (..., Nq, h), (..., Nk, h)
         features = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (..., Nq, Nk, h)
-        return self.w_v(features).squeeze(-1)  # (..., Nq, Nk)
+        return _linear(self.w_v, features).squeeze(-1)  # (..., Nq, Nk)
 
     def extra_repr(self):
         return f"num_hiddens={self.num_hiddens}"
+
+
+def _linear(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``lin(x)`` in the dtype of ``x`` (the weight cast like ``Bilinear.M``): fp16
+    parameters score float32 inputs, as the reference path upcasts half inputs."""
+    if isinstance(lin, nn.LazyLinear) and lin.has_uninitialized_params():
+        return lin(x)  # infers in_features, as the book's LazyLinear
+    return nn.functional.linear(x, lin.weight.to(x.dtype))
 
 
 class Distance(Score):

@@ -26,8 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import AttentionCall, Backend
-from .reference import ReferenceBackend, reference_weights
+from .base import AttentionCall, Backend, zero_output
+from .reference import (
+    ReferenceBackend,
+    float_weights,
+    reference_weights,
+    to_input_dtype,
+    weighted_values,
+)
 
 __all__ = [
     "AUTO_ORDER",
@@ -36,10 +42,14 @@ __all__ = [
     "BackendChoice",
     "available_backends",
     "explain_choice",
+    "float_weights",
     "get_backend",
     "register_backend",
     "reference_weights",
     "select_backend",
+    "to_input_dtype",
+    "weighted_values",
+    "zero_output",
 ]
 
 _REGISTRY: dict[str, Backend] = {}

@@ -17,7 +17,7 @@ import torch
 from ..masks import causal_lengths, combine_masks, prefix_mask
 from ..scores import Score
 
-__all__ = ["AttentionCall", "Backend"]
+__all__ = ["AttentionCall", "Backend", "zero_output"]
 
 
 @dataclass
@@ -54,6 +54,14 @@ class AttentionCall:
     @property
     def num_keys(self) -> int:
         return self.keys.shape[-2]
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to compute: no key (``Nk = 0``: every row has nothing to attend
+        to) or an empty output (``B``, a batch dim, ``Nq`` or ``Dv`` is 0)."""
+        dv = 1 if self.values is None else self.values.shape[-1]
+        out_dims = (*self.batch_shape, self.num_queries, dv)
+        return self.num_keys == 0 or 0 in out_dims
 
     @property
     def needs_grad(self) -> bool:
@@ -110,8 +118,38 @@ class AttentionCall:
         return combine_masks(self._per_batch(prefix), self.mask)
 
 
+class _ZeroOutput(torch.autograd.Function):
+    """Zeros of a given shape whose gradient to every input is zero (not ``None``)."""
+
+    @staticmethod
+    def forward(ctx, shape, dtype, *inputs):
+        ctx.save_for_backward(*inputs)
+        return inputs[0].new_zeros(shape, dtype=dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return (None, None, *(torch.zeros_like(t) for t in ctx.saved_tensors))
+
+
+def zero_output(call: AttentionCall) -> torch.Tensor:
+    """The output of an empty call (:attr:`AttentionCall.is_empty`): zeros
+    ``(*batch, Nq, Dv)`` in the dtype of the values, with zero gradients for
+    queries, keys, values and the score's (initialized) parameters, exactly
+    what the reference computation gives; every backend returns it."""
+    params = [p for p in call.score.parameters()
+              if not isinstance(p, torch.nn.parameter.UninitializedParameter)]
+    shape = (*call.batch_shape, call.num_queries, call.values.shape[-1])
+    return _ZeroOutput.apply(shape, call.values.dtype, call.queries, call.keys, call.values,
+                             *params)
+
+
 class Backend:
-    """Base class; subclasses set ``name`` and implement the two methods."""
+    """Base class; subclasses set ``name`` and implement the two methods.
+
+    :func:`attnkit.attention` never hands a backend an empty call
+    (:attr:`AttentionCall.is_empty`: no key, or an empty output); it returns
+    :func:`zero_output` for it, after the backend has agreed to serve the call.
+    """
 
     name: str = ""
     #: Whether :meth:`forward` itself zeroes the rows of padded queries

@@ -302,3 +302,14 @@ def test_rotation_frees_space_before_it_is_needed(capsys, small_disk, tmp_path):
     assert code == 0, err
     names = sorted(p.name for p in (small_disk / "run" / "checkpoints").iterdir())
     assert names == ["step-000011", "step-000012"]
+
+
+def test_explore_names_the_sentence_length_and_the_limit(capsys, tmp_path):
+    code, _, err = run(["explore", "--checkpoint", str(GOLDEN), "--src", " ".join(["4"] * 40),
+                        "--tgt", "four", "--out", str(tmp_path / "v.html")], capsys)
+    line = one_error_line(err, "explore")
+    assert code == 2 and "the source sentence has 41 tokens (with EOS)" in line
+    assert "16 positions" in line
+    code, _, err = run(["explore", "--checkpoint", str(GOLDEN), "--src", "3", "--out",
+                        str(tmp_path)], capsys)
+    assert code == 2 and "is a directory, expected a file name" in one_error_line(err, "explore")

@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from attnkit.viz.explorer import (
+    EXACT_CELLS,
+    MAX_TOKENS,
     AttentionRecord,
+    check_sentence_lengths,
     explorer_html,
     records_from_captures,
     write_explorer,
@@ -293,6 +296,94 @@ def test_records_from_captures_errors(captures, error, match):
         records_from_captures(captures)
 
 
+# ------------------------------------------------------------------ long inputs --
+
+LONG = 2_000  # tokens per sentence of the synthetic long capture
+LONG_HEADS = 2
+#: Bound on the page of a 2,000-token pair (3 kinds × 2 heads): measured 0.18 MB; the old
+#: page inlined every weight as JSON (~190 MB for this capture).
+LONG_PAGE_BYTES = 1_000_000
+
+
+def decode(weights) -> np.ndarray:
+    """The page's decoding of one record's weights: (H, Nq, Nk)."""
+    if isinstance(weights, list):
+        return np.asarray(weights)
+    import base64
+
+    h, nq, nk = weights["shape"]
+    heads = [np.frombuffer(base64.b64decode(d), dtype=np.uint8).reshape(nq, nk) * (s / 255)
+             for d, s in zip(weights["data"], weights["scales"], strict=True)]
+    return np.stack(heads)
+
+
+@pytest.fixture(scope="module")
+def long_capture():
+    """A 2,000-token pair with every kind captured: (records, src, tgt)."""
+    src = [f"s{i}" for i in range(LONG)]
+    tgt = [f"t{i}" for i in range(LONG)]
+    records = [AttentionRecord(kind, 0, softmax_weights(40 + i, LONG_HEADS, LONG, LONG))
+               for i, kind in enumerate(KIND_SHAPES)]
+    return records, src, tgt
+
+
+def test_long_pair_page_is_small_and_says_what_was_cut(long_capture):
+    records, src, tgt = long_capture
+    text = explorer_html(records, src, tgt)
+    assert len(text.encode("utf-8")) < LONG_PAGE_BYTES
+    data = embedded_data(text)
+    assert data["src_tokens"] == src[:MAX_TOKENS] and data["tgt_tokens"] == tgt[:MAX_TOKENS]
+    assert data["total_tokens"] == {"src": LONG, "tgt": LONG}
+    notes = " ".join(data["reduced"])
+    assert f"first {MAX_TOKENS:,} of the {LONG:,} source tokens" in notes
+    assert f"first {MAX_TOKENS:,} of the {LONG:,} target tokens" in notes
+    assert "8 bits" in notes  # 3 × 2 × 128² weights > EXACT_CELLS
+    for rec, got in zip(records, data["records"], strict=True):
+        want = rec.weights[:, :MAX_TOKENS, :MAX_TOKENS].numpy()
+        step = want.max(axis=(1, 2), keepdims=True) / 255  # (H, 1, 1)
+        # half a step, or one step where a tiny weight was kept nonzero
+        assert (np.abs(decode(got["weights"]) - want) <= step * (1 + 1e-6)).all()
+
+
+def test_quantized_weights_keep_zeros_and_tiny_weights():
+    w = torch.full((1, 400, 400), 1 / 398)  # (H, Nq, Nk): 160,000 weights > EXACT_CELLS
+    w[0, :, :2] = 0.0
+    w[0, 5, 2] = 1e-9
+    assert w.numel() > EXACT_CELLS
+    toks = [f"x{i}" for i in range(400)]
+    data = embedded_data(explorer_html([AttentionRecord("encoder_self", 0, w)], toks,
+                                       max_tokens=400))
+    got = decode(data["records"][0]["weights"])
+    assert (got[0, :, :2] == 0).all() and got[0, 5, 2] > 0
+    assert data["reduced"] == [
+        "Weights are stored with 8 bits per head: steps of 1/255 of the head's largest "
+        "weight; exact zeros stay 0 and no nonzero weight is rounded to 0."
+    ]
+
+
+def test_short_pages_say_nothing_was_cut():
+    data = embedded_data(explorer_html(full_records(), SRC, TGT))
+    assert data["reduced"] == [] and data["total_tokens"] == {"src": N_SRC, "tgt": N_TGT}
+
+
+@pytest.mark.parametrize("max_tokens", [0, -3, 2.5, True])
+def test_max_tokens_validation(max_tokens):
+    with pytest.raises(ValueError, match=r"max_tokens must be an int >= 1, got "):
+        explorer_html(full_records(), SRC, TGT, max_tokens=max_tokens)
+
+
+@pytest.mark.parametrize("src_len,tgt_len,match", [
+    (2345, 10, r"the source sentence has 2,345 tokens \(with EOS\), more than the 1,024 "
+               r"positions .* at most 1,024 tokens"),
+    (10, 1025, r"the target sentence has 1,025 tokens \(with BOS\), more than the 1,024"),
+])
+def test_too_long_sentences_name_their_length_and_the_limit(src_len, tgt_len, match):
+    with pytest.raises(ValueError, match=match):
+        check_sentence_lengths(src_len, tgt_len, 1024)
+    check_sentence_lengths(1024, 1024, 1024)
+    check_sentence_lengths(src_len, tgt_len, None)  # no positional table: no limit
+
+
 # ---------------------------------------------------------------- in the browser --
 
 
@@ -567,3 +658,29 @@ def test_screenshot_is_a_real_picture(open_page, pages, tmp_path):
     assert pixels.std() > 0
     colours = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]  # (800, 1280)
     assert len(np.unique(colours)) > 50  # more than a flat fill
+
+
+def test_long_pair_page_loads_fast_and_states_the_cut(open_page, long_capture, tmp_path):
+    import time
+
+    records, src, tgt = long_capture
+    path = write_explorer(tmp_path / "long.html", records, src, tgt)
+    start = time.perf_counter()
+    page, _ = open_page(path)  # waits for the page's ready flag
+    seconds = time.perf_counter() - start
+    assert seconds < 20, f"a 2,000-token page took {seconds:.1f} s to load"  # measured ~1 s
+    note = page.locator('[data-testid="reduced-note"]')
+    assert note.is_visible()
+    assert f"first {MAX_TOKENS:,} of the {LONG:,} source tokens" in note.inner_text()
+    assert page.locator("#summary").inner_text().startswith(
+        f"{MAX_TOKENS} of {LONG} source tokens shown")
+    assert page.locator("#src-chips .chip").count() == MAX_TOKENS
+    shape = page.evaluate("() => [attnkitExplorer.weights().length, "
+                          "attnkitExplorer.weights()[0].length]")
+    assert shape == [MAX_TOKENS, MAX_TOKENS]
+    assert page.locator(f"{MAIN} rect.cell").count() == MAX_TOKENS ** 2
+
+
+def test_short_page_has_no_reduction_note(open_page, pages):
+    page, _ = open_page(pages["full"])
+    assert not page.locator('[data-testid="reduced-note"]').is_visible()
