@@ -22,8 +22,8 @@ from typing import Any
 
 from ._values import check_choice, check_nonnegative_int, check_positive_int, check_probability
 
-__all__ = ["OptionInfo", "describe_type", "option", "option_info", "validate_options",
-           "validate_value"]
+__all__ = ["OptionInfo", "describe_type", "option", "option_info", "parse_flag_value",
+           "validate_options", "validate_value"]
 
 _MISSING = dataclasses.MISSING
 
@@ -33,17 +33,20 @@ class OptionInfo:
     """What :func:`option` attaches to a field (``field.metadata["attnkit"]``)."""
 
     help: str
-    check: str | None = None  # "positive" | "nonnegative" | "probability" | "positive_float"
+    check: str | None = None  # "positive", "nonnegative", "probability", "positive_float",
+    #                           "nonnegative_float", "bool_or_auto", "positive_or_auto"
     choices: tuple[Any, ...] | None = None  # allowed values (or a callable giving them)
     resume: bool = False  # may differ from the stored value when a run is resumed
     flag: str | None = None  # command-line flag name when it is not the field name
+    path: bool = False  # a file or folder: in a config file, relative to that file
 
 
 def option(default: Any = _MISSING, help: str = "", *, check: str | None = None,
            choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] | None = None,
-           resume: bool = False, flag: str | None = None) -> Any:
+           resume: bool = False, flag: str | None = None, path: bool = False) -> Any:
     """A dataclass field with its help text and checks (see :class:`OptionInfo`)."""
-    info = OptionInfo(help=help, check=check, choices=choices, resume=resume, flag=flag)
+    info = OptionInfo(help=help, check=check, choices=choices, resume=resume, flag=flag,
+                      path=path)
     kwargs = {} if default is _MISSING else {"default": default}
     return dataclasses.field(metadata={"attnkit": info}, **kwargs)
 
@@ -84,6 +87,31 @@ def _type_ok(base: Any, value: Any) -> bool:
     return True  # richer annotations are checked by the class itself
 
 
+def _bool_or_auto(label: str, value: Any) -> Any:
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError(f"{label} must be true, false or \"auto\"; got {value!r}")
+
+
+def _positive_or_auto(label: str, value: Any) -> Any:
+    if value == "auto":
+        return value
+    return check_positive_int(label, value)
+
+
+_AUTO_CHECKS = {"bool_or_auto": _bool_or_auto, "positive_or_auto": _positive_or_auto}
+
+
+def parse_flag_value(info: OptionInfo, text: str) -> Any:
+    """A command-line string for a field whose check accepts ``"auto"``."""
+    low = text.lower()
+    if info.check == "bool_or_auto" and low in ("auto", "true", "false"):
+        return {"auto": "auto", "true": True, "false": False}[low]
+    if info.check == "positive_or_auto":
+        return "auto" if low == "auto" else int(text)
+    raise ValueError(f"expected auto, true or false; got {text!r}")
+
+
 def validate_value(label: str, value: Any, field: dataclasses.Field, tp: Any) -> Any:
     """``value`` checked against ``field``'s type ``tp`` and its :class:`OptionInfo`.
 
@@ -99,6 +127,8 @@ def validate_value(label: str, value: Any, field: dataclasses.Field, tp: Any) ->
         raise TypeError(f"{label} must be {_a(describe_type(tp))}; got {value!r} "
                         f"({type(value).__name__})")
     info = option_info(field)
+    if info.check in _AUTO_CHECKS:
+        return _AUTO_CHECKS[info.check](label, value)
     if base is float:
         value = float(value)
     if info.check == "positive":

@@ -17,16 +17,19 @@ TABLE_TITLES = {
 }
 
 
-def _converter(tp):
+def _converter(field, tp):
     """An argparse ``type`` for a field annotation; ``none`` unsets optional fields."""
-    from attnkit._options import _split_optional
+    from attnkit._options import _split_optional, option_info, parse_flag_value
 
     base, optional = _split_optional(tp)
+    info = option_info(field)
 
     def convert(text: str):
         if optional and text.lower() == "none":
             return None
         try:
+            if info.check in ("bool_or_auto", "positive_or_auto"):
+                return parse_flag_value(info, text)
             return base(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
@@ -65,7 +68,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=_help(field, tp))
         else:  # SUPPRESS: only flags given appear in the namespace ('none' included)
-            group.add_argument(flag, dest=name, type=_converter(tp), default=argparse.SUPPRESS,
+            group.add_argument(flag, dest=name, type=_converter(field, tp),
+                               default=argparse.SUPPRESS,
                                help=_help(field, tp), metavar=key.upper())
 
 

@@ -443,8 +443,14 @@ def split_pairs(
 def _read_split(data, split: str) -> ParallelCorpus | None:
     """The training (``split="train"``) or validation corpus a ``[data]`` section names."""
     if data.kind == "multi30k":
-        return load_multi30k(data.multi30k_root, "train" if split == "train" else "val",
-                             data.src_lang, data.tgt_lang, tokenized=data.tokenized)
+        try:
+            return load_multi30k(data.multi30k_root, "train" if split == "train" else "val",
+                                 data.src_lang, data.tgt_lang, tokenized=data.tokenized)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"{e}; the Multi30k folder is set by [data] multi30k_root (--multi30k-root; "
+                "the shipped configs read it from the ATTNKIT_DATA variable, default "
+                "../shared/data next to the repository)") from None
     path = data.train_path if split == "train" else data.valid_path
     if path is None:
         return None

@@ -27,6 +27,8 @@ This module imports no torch.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +54,11 @@ class DataConfig:
 
     kind: str = option("dates", "corpus: dates (built in) | tsv | aligned | multi30k",
                        choices=DATA_KINDS, flag="data")
-    train_path: str | None = option(None, "tsv: pairs file; aligned: source file")
-    train_tgt_path: str | None = option(None, "aligned: target file")
-    valid_path: str | None = option(None, "tsv: validation pairs; aligned: source file")
-    valid_tgt_path: str | None = option(None, "aligned: validation target file")
-    multi30k_root: str | None = option(None, "multi30k: folder with raw/ and tok/")
+    train_path: str | None = option(None, "tsv: pairs file; aligned: source file", path=True)
+    train_tgt_path: str | None = option(None, "aligned: target file", path=True)
+    valid_path: str | None = option(None, "tsv: validation pairs; aligned: source file", path=True)
+    valid_tgt_path: str | None = option(None, "aligned: validation target file", path=True)
+    multi30k_root: str | None = option(None, "multi30k: folder with raw/ and tok/", path=True)
     src_lang: str = option("de", "multi30k: source language")
     tgt_lang: str = option("en", "multi30k: target language")
     tokenized: bool = option(False, "multi30k: use the lowercased tokenized files")
@@ -76,7 +78,8 @@ class DataConfig:
         missing = [n for n in needs if not getattr(self, n)]
         if missing:
             what = {"tsv": "a tab-separated pairs file", "aligned": "source and target files",
-                    "multi30k": "folder with raw/ and tok/"}[self.kind]
+                    "multi30k": "folder with raw/ and tok/, or the ATTNKIT_DATA variable "
+                                "naming the folder that holds multi30k/"}[self.kind]
             raise ValueError(f"data={self.kind!r} needs {' and '.join(missing)} ({what}); "
                              f"set {', '.join(label(n) for n in missing)}")
 
@@ -120,7 +123,7 @@ class RunConfig:
     """``[run]``: where the run lives, when it stops, what it runs on, what it records."""
 
     out_dir: str = option("runs/attnkit", "run folder: checkpoints/, metrics.jsonl",
-                          resume=True)
+                          resume=True, path=True)
     seed: int = option(0, "seeds data order, initialisation and dropout", check="nonnegative")
     max_steps: int | None = option(None, "stop after this many optimizer steps",
                                    check="positive", resume=True)
@@ -128,7 +131,12 @@ class RunConfig:
                                 resume=True)
     time_limit: float | None = option(None, "stop after this many seconds of training",
                                       check="positive_float", resume=True)
-    bf16: bool = option(False, "bf16 autocast (CPU and GPU)", resume=True)
+    bf16: bool | str = option("auto", "bf16 autocast: auto (where the device runs it fast: "
+                                      "native bf16 or a measured speed-up), true or false",
+                              check="bool_or_auto", resume=True)
+    threads: int | str = option("auto", "CPU threads: auto (the cores not busy with other "
+                                        "processes, re-checked while training) or a number",
+                                check="positive_or_auto", resume=True)
     device: str = option("auto", "auto | cpu | cuda | cuda:N", resume=True)
     backend: str = option("auto", "attention backend of every attention module",
                           choices=("auto", "reference", "sdpa", "chunked", "triton"),
@@ -334,6 +342,10 @@ class TrainConfig:
             table, key, _, _ = options[name]
             merged.setdefault(table, {})[key] = value
             origin[(table, key)] = None  # named by its flag
+        data = merged.get("data", {})
+        if data.get("kind") == "multi30k" and not data.get("multi30k_root") \
+                and os.environ.get("ATTNKIT_DATA"):
+            data["multi30k_root"] = os.path.join(os.environ["ATTNKIT_DATA"], "multi30k")
         return cls.from_dict(merged, source=source, origin=origin)
 
     def _check_consistency(self, source: str, origin: dict) -> None:
@@ -392,7 +404,37 @@ def load_config_file(path: str | Path) -> dict:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid TOML: {e}") from None
     _check_keys(tables, str(path))
-    return tables
+    return _resolve_paths(tables, path)
+
+
+_VARIABLE = re.compile(r"\$\{(ATTNKIT_[A-Z_]+)(?::-([^}]*))?\}")
+
+
+def expand_variables(value: str, where: str) -> str:
+    """``${ATTNKIT_DATA}`` and ``${ATTNKIT_DATA:-default}`` replaced from the environment."""
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if os.environ.get(name):
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ValueError(f"{where} uses ${{{name}}}, which is not set; set the environment "
+                         f"variable {name} or write the path")
+    return _VARIABLE.sub(sub, value)
+
+
+def _resolve_paths(tables: dict, source: Path) -> dict:
+    """Path values of a config file, variables expanded, relative to the file's folder."""
+    base = source.resolve().parent
+    out = {t: dict(v) for t, v in tables.items()}
+    for table, values in out.items():
+        fields = section_fields(table)
+        for key, value in values.items():
+            if key in fields and option_info(fields[key][0]).path and isinstance(value, str):
+                value = os.path.expanduser(expand_variables(value, f"{source}: [{table}] {key}"))
+                values[key] = os.path.normpath(base / value) if not os.path.isabs(value) \
+                    else value
+    return out
 
 
 def _flatten(tables: dict) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ..runs.checkpoint import (
     read_run,
 )
 from ..runs.config import TrainConfig, model_differences, resume_differences
+from ..runtime import Precision, Threads, apply_threads, choose_precision
 from .schedule import noam_scheduler
 
 __all__ = ["DistInfo", "Setup", "build_optimizer", "check_resume", "init_distributed",
@@ -134,6 +135,8 @@ class Setup:
     scheduler: object
     resume_from: Path | None
     report: str
+    precision: Precision
+    threads: Threads
 
 
 def _resume_point(cfg: TrainConfig, is_main: bool) -> tuple[Path | None, list[str]]:
@@ -179,6 +182,8 @@ def set_up(cfg: TrainConfig) -> Setup:
     for resuming — all before any data is read; its tokenizers are reused."""
     dist_info = init_distributed(cfg.run.device)
     device = resolve_device(cfg.run.device, dist_info.local_rank)
+    threads = apply_threads(cfg.run.threads)
+    precision = choose_precision(cfg.run.bf16, device)
     resume_from, notes = _resume_point(cfg, dist_info.is_main)
     seed_everything(cfg.run.seed)
     tokenizers, batcher, valid_pairs, report = _training_data(cfg, resume_from,
@@ -187,5 +192,9 @@ def set_up(cfg: TrainConfig) -> Setup:
                                     shared=tokenizers.shared)
     model = build_model(model_config, backend=cfg.run.backend).to(device)
     optimizer, scheduler = build_optimizer(cfg, model, model_config.num_hiddens)
+    runtime = (f"precision: {'bf16 autocast' if precision.bf16 else 'fp32'} ({precision.reason})"
+               f"; threads: {threads.count} ({threads.reason})")
+    notes += [f"warning: {precision.warning}"] if precision.warning else []
     return Setup(dist_info, device, tokenizers, batcher, valid_pairs, model, model_config,
-                 optimizer, scheduler, resume_from, "\n".join([*notes, report]))
+                 optimizer, scheduler, resume_from, "\n".join([*notes, report, runtime]),
+                 precision, threads)

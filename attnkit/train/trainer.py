@@ -36,6 +36,7 @@ from ..nn import select_valid
 from ..runs.checkpoint import load_checkpoint, run_description, save_checkpoint
 from ..runs.config import TrainConfig
 from ..runs.lock import RunLock
+from ..runtime import apply_threads, machine
 from .loss import smoothed_loss
 from .setup import set_up
 
@@ -94,6 +95,7 @@ class Trainer:
         self.batcher, self.valid_pairs = s.batcher, s.valid_pairs
         self.model, self.model_config = s.model, s.model_config
         self.optimizer, self.scheduler = s.optimizer, s.scheduler
+        self.precision, self.threads, self._threads_checked = s.precision, s.threads, time.time()
         self.out_dir = Path(cfg.run.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self._say(s.report)
@@ -143,7 +145,7 @@ class Trainer:
             self.log(msg)
 
     def _autocast(self):
-        if not self.cfg.run.bf16:
+        if not self.precision.bf16:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
@@ -166,6 +168,8 @@ class Trainer:
                  "train_seconds": self.train_seconds}
         config = run_description(model_config=self.model_config,
                                  tokenizer=self.tokenizers.describe(), train=self.cfg.to_dict())
+        config["runtime"] = {**self.precision.to_dict(), "threads": self.threads.count,
+                             "threads_reason": self.threads.reason, **machine()}
         return save_checkpoint(self.ckpt_dir, model=self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, config=config, train_state=state,
                                tokenizer=self.tokenizers, keep_last=self.cfg.run.keep_last)
@@ -242,6 +246,7 @@ class Trainer:
         """
         r, record = self.cfg.run, None
         window.add(out)
+        self._recheck_threads()
         if self._every(r.log_every):
             record = {"step": self.step, "epoch": self.batcher.epoch, **window.record(),
                       "lr": out["lr"], "grad_norm": out["grad_norm"],
@@ -255,6 +260,15 @@ class Trainer:
             start = time.time()
             self.save()
         return window, record, start
+
+    def _recheck_threads(self, every_s: float = 30.0) -> None:
+        """With ``threads = "auto"``, follow the load of the machine while training."""
+        if self.cfg.run.threads != "auto" or time.time() - self._threads_checked < every_s:
+            return
+        self._threads_checked = time.time()
+        before, self.threads = self.threads.count, apply_threads("auto")
+        if self.threads.count != before:
+            self._say(f"threads: {before} -> {self.threads.count} ({self.threads.reason})")
 
     def _progress_bar(self):
         if not (self.cfg.run.progress and self.dist.is_main):

@@ -4,13 +4,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from attnkit.cli import main
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from .._data import DATA
+
 TATOEBA = DATA / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
 needs_data = pytest.mark.skipif(not TATOEBA.exists(), reason=f"shared data absent: {TATOEBA}")
 

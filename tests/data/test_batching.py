@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +17,9 @@ from attnkit.data.batching import (
     shard_batch,
 )
 
-MULTI30K = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "multi30k"
+from .._data import DATA
+
+MULTI30K = DATA / "multi30k"
 
 
 def random_examples(n: int, seed: int, max_len: int = 30) -> list[tuple[list[int], list[int]]]:

@@ -15,7 +15,8 @@ from attnkit.data.corpus import (
     split_pairs,
 )
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from .._data import DATA
+
 TATOEBA = DATA / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
 MULTI30K = DATA / "multi30k"
 needs_tatoeba = pytest.mark.skipif(not TATOEBA.is_file(), reason=f"{TATOEBA} absent")

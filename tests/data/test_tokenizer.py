@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,8 @@ from attnkit.data.tokenizer import (
     load_tokenizer,
 )
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from .._data import DATA
+
 TATOEBA = DATA / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
 MULTI30K = DATA / "multi30k"
 needs_tatoeba = pytest.mark.skipif(not TATOEBA.is_file(), reason=f"{TATOEBA} absent")

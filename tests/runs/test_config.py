@@ -83,7 +83,8 @@ def test_option_of_the_other_model_is_refused_not_dropped():
     ("[optim]\nwarmup = 1.5\n", r"run.toml: \[optim\] warmup must be an int; got 1.5"),
     ("[optim]\nclip_norm = -1.0\n", r"run.toml: \[optim\] clip_norm must be > 0; got -1.0"),
     ("[optim]\nlabel_smoothing = 1.0\n", r"\[optim\] label_smoothing must lie in \[0, 1\)"),
-    ("[run]\nbf16 = 1\n", r"run.toml: \[run\] bf16 must be a bool; got 1"),
+    ("[run]\nbf16 = 1\n", r"run.toml: \[run\] bf16 must be true, false or \"auto\"; got 1"),
+    ("[run]\nprogress = 1\n", r"run.toml: \[run\] progress must be a bool; got 1"),
     ("[model]\npreset = \"gpt\"\n", r"\[model\] preset must be one of 'transformer_tiny'"),
     ("[model]\nnum_heads = 5\n", r"run.toml: TransformerConfig.num_hiddens must be divisible "
                                  r"by num_heads; got 64 and 5"),
@@ -158,3 +159,56 @@ def test_resume_differences_ignore_what_may_change():
     assert resume_differences(stored, other) == [
         "optim.warmup: stored 4000, given 10", "run.seed: stored 0, given 3",
         "tokenizer.kind: stored 'char', given 'word'"]
+
+
+def test_paths_in_a_file_are_relative_to_the_file_and_flags_to_the_folder(tmp_path,
+                                                                          monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    path = write(tmp_path / "cfg", '[data]\nkind = "aligned"\ntrain_path = "a.de"\n'
+                                   'train_tgt_path = "/abs/a.en"\n[run]\nout_dir = "../out"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = parse("--config", "cfg/run.toml", "--valid-path", "v.de")
+    assert cfg.data.train_path == str(tmp_path / "cfg" / "a.de")
+    assert cfg.data.train_tgt_path == "/abs/a.en" and cfg.run.out_dir == str(tmp_path / "out")
+    assert cfg.data.valid_path == "v.de"  # a flag: relative to the working folder
+    assert path.is_file()
+
+
+def test_a_data_root_can_come_from_the_environment(tmp_path, monkeypatch):
+    text = '[data]\nkind = "multi30k"\nmulti30k_root = "${ATTNKIT_DATA:-data}/multi30k"\n'
+    path = write(tmp_path, text)
+    monkeypatch.delenv("ATTNKIT_DATA", raising=False)
+    assert TrainConfig.from_file(path).data.multi30k_root == str(tmp_path / "data/multi30k")
+    monkeypatch.setenv("ATTNKIT_DATA", "/corpora")
+    assert TrainConfig.from_file(path).data.multi30k_root == "/corpora/multi30k"
+    assert parse("--data", "multi30k").data.multi30k_root == "/corpora/multi30k"
+    monkeypatch.delenv("ATTNKIT_DATA")
+    write(tmp_path, '[data]\nkind = "multi30k"\nmulti30k_root = "${ATTNKIT_DATA}/m"\n')
+    with pytest.raises(ValueError, match=r"\[data\] multi30k_root uses \$\{ATTNKIT_DATA\}, "
+                                         r"which is not set"):
+        TrainConfig.from_file(path)
+    with pytest.raises(ValueError, match=r"multi30k_root .*or the ATTNKIT_DATA variable"):
+        parse("--data", "multi30k")
+
+
+def test_the_shipped_config_works_from_any_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from .._data import DATA
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "multi30k-de-en.toml"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ATTNKIT_DATA", str(DATA))
+    cfg = TrainConfig.from_file(config)
+    assert cfg.data.multi30k_root == str(DATA / "multi30k")
+    assert cfg.run.out_dir == str(config.parents[1] / "runs" / "multi30k-de-en")
+    assert cfg.run.bf16 == "auto" and cfg.run.threads == "auto"
+
+
+def test_a_missing_corpus_names_what_sets_it(tmp_path):
+    from attnkit.data.corpus import load_pairs
+
+    cfg = parse("--data", "multi30k", "--multi30k-root", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"no such file: .*nowhere.*--multi30k-root.*"
+                                                r"ATTNKIT_DATA"):
+        load_pairs(cfg.data, seed=0)

@@ -18,7 +18,7 @@ TINY_MODEL = dict(num_hiddens=32, num_heads=2, ffn_num_hiddens=48, num_encoder_l
                   num_decoder_layers=1)
 TINY = dict(data="dates", num_examples=400, valid_size=20, eval_sentences=10, max_tokens=600,
             max_sentence_tokens=40, warmup=20, eval_every=0, log_every=1, progress=False,
-            device="cpu")
+            device="cpu", threads=1)  # a fixed thread count: bitwise-equal runs
 TINY_CLI = ["--num-hiddens", "32", "--num-heads", "2", "--ffn-num-hiddens", "48",
             "--num-encoder-layers", "1", "--num-decoder-layers", "1"]
 
@@ -139,7 +139,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
     args = ["--data", "dates", "--num-examples", "400", "--valid-size", "10",
             "--eval-sentences", "5", "--max-tokens", "600", *TINY_CLI, "--warmup", "20",
             "--eval-every", "0", "--checkpoint-every", "3", "--max-steps", "12",
-            "--dropout", "0.1", "--no-progress", "--device", "cpu"]
+            "--dropout", "0.1", "--no-progress", "--device", "cpu", "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "attnkit.cli", "train", *args]
     subprocess.run([*cmd, "--out-dir", str(tmp_path / "a")], check=True, env=env,

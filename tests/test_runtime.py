@@ -1,0 +1,72 @@
+"""Precision and threads chosen by the machine: the decision rules, with the machine substituted."""
+
+import os
+
+import pytest
+import torch
+
+from attnkit.runtime import (
+    cached_bf16_speed_ratio,
+    choose_precision,
+    choose_threads,
+    cpu_flags,
+    machine,
+)
+
+CPU = torch.device("cpu")
+
+
+def never(*_):
+    raise AssertionError("must not be called")
+
+
+@pytest.mark.parametrize("flags, ratio, bf16, words", [
+    ({"avx2", "amx_bf16"}, never, True, "natively (amx_bf16)"),
+    ({"avx512f", "avx512_bf16"}, never, True, "natively (avx512_bf16)"),
+    ({"avx2"}, lambda: 0.04, False, "measured 0.04x the speed of fp32"),
+    ({"avx512f"}, lambda: 0.43, False, "no native bf16"),
+    ({"avx512f"}, lambda: 1.7, True, "measured 1.70x the speed of fp32"),
+])
+def test_auto_uses_bf16_only_where_it_is_fast(flags, ratio, bf16, words):
+    p = choose_precision("auto", CPU, flags=lambda: flags, ratio=ratio)
+    assert p.bf16 is bf16 and words in p.reason and p.warning is None
+    assert p.to_dict()["bf16"] is bf16
+
+
+def test_forcing_bf16_where_it_is_slow_warns_with_the_ratio():
+    p = choose_precision(True, CPU, flags=lambda: {"avx2"}, ratio=lambda: 0.04)
+    assert p.bf16 and "0.04x the speed of fp32" in p.warning and p.speed_ratio == 0.04
+    assert choose_precision(True, CPU, flags=lambda: {"amx_bf16"}, ratio=never).warning is None
+    assert not choose_precision(False, CPU, flags=never, ratio=never).bf16
+
+
+def test_the_micro_benchmark_is_measured_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    assert cached_bf16_speed_ratio(lambda: calls.append(1) or 0.5) == 0.5
+    assert cached_bf16_speed_ratio(lambda: calls.append(1) or 9.0) == 0.5
+    assert calls == [1] and (tmp_path / "attnkit" / "bf16-speed.json").is_file()
+
+
+@pytest.mark.parametrize("cores, busy, want", [(2, 0, 2), (2, 1, 1), (2, 5, 1), (8, 3, 5)])
+def test_auto_threads_leave_busy_cores_alone(monkeypatch, cores, busy, want):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    t = choose_threads("auto", cores=cores, busy=lambda: busy)
+    assert t.count == want and f"{busy} busy" in t.reason
+
+
+def test_threads_follow_an_explicit_setting_the_environment_and_torchrun(monkeypatch):
+    assert choose_threads(3, cores=2, busy=never).count == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert choose_threads("auto", cores=8, busy=never).count == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert choose_threads("auto", cores=8, busy=lambda: 0).count == 4
+
+
+def test_machine_facts_are_recorded():
+    m = machine()
+    assert m["isa"] == torch.backends.cpu.get_cpu_capability() and m["cores"] == os.cpu_count()
+    assert m["bf16_native"] in ("no", "amx_bf16", "avx512_bf16", "amx_bf16,avx512_bf16")
+    assert isinstance(cpu_flags(), set)
