@@ -7,6 +7,19 @@ import argparse
 import sys
 
 
+def threads_arg(text: str) -> int | str:
+    """``--threads``: ``auto`` or a positive int."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive int, got {text!r}")
+    return n
+
+
 def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) -> None:
     p.add_argument("--beam-size", type=int, default=beam_size,
                    help=f"beam width; 1 = greedy (default {beam_size})")
@@ -14,6 +27,9 @@ def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) ->
                    help="GNMT length penalty alpha for beam search, >= 0 (default 0.6)")
     p.add_argument("--max-output-len", type=int, default=None,
                    help="longest output in tokens (default: 2 x source length + 10)")
+    p.add_argument("--threads", type=threads_arg, default="auto",
+                   help="CPU threads: auto (default: the cores other processes leave free) "
+                        "or a number")
 
 
 def check_decoding_arguments(args: argparse.Namespace) -> None:
@@ -23,6 +39,9 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
     check_positive_int("--beam-size", args.beam_size)
     check_finite("--length-penalty", args.length_penalty, minimum=0.0)
     check_positive_int("--max-output-len", args.max_output_len, allow_none=True)
+    from ..runtime import apply_threads
+
+    apply_threads(args.threads)
 
 
 def note_overlong(prog: str, translator, sentences: list[str]) -> None:
@@ -37,3 +56,14 @@ def note_overlong(prog: str, translator, sentences: list[str]) -> None:
 def one_line(text: str) -> str:
     """An output that cannot break line alignment (line breaks become spaces)."""
     return " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
+
+
+def progress(total: int, desc: str):
+    """A progress bar on stderr (sentences/s, ETA) when it is a terminal; silent when piped.
+
+    Returns a context manager whose ``update(n)`` counts ``n`` sentences done.
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sent", file=sys.stderr, disable=None,
+                leave=False, dynamic_ncols=True)

@@ -24,13 +24,16 @@ def run_cli(args: argparse.Namespace) -> int:
         save_checkpoint,
     )
     from ..runs.lock import RunLock
+    from ._decoding import progress
 
     check_positive_int("--last", args.last)
     ensure_writable_dir(args.out, "--out")
     with RunLock(args.out):  # one writer per folder, as for train
         latest = resolve_checkpoint(args.checkpoint)
         paths = list_checkpoints(latest.parent)[-args.last:]
-        tr = load_translator(latest, weights=average_checkpoints(paths))
+        with progress(len(paths), "average") as bar:
+            weights = average_checkpoints(paths, progress=bar.update)
+        tr = load_translator(latest, weights=weights)
         step = tr.run.train_state.get("step", 0)
         out = save_checkpoint(Path(args.out), model=tr.model, optimizer=None, scheduler=None,
                               config=tr.run.description, train_state={

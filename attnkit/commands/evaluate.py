@@ -8,7 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from ._decoding import add_decoding_arguments, check_decoding_arguments, note_overlong, one_line
+from ._decoding import (
+    add_decoding_arguments,
+    check_decoding_arguments,
+    note_overlong,
+    one_line,
+    progress,
+)
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +41,8 @@ def _translator(args: argparse.Namespace):
     if args.average:
         ckpt = resolve_checkpoint(args.checkpoint)
         paths = list_checkpoints(ckpt.parent)[-args.average:]
-        weights = average_checkpoints(paths)
+        with progress(len(paths), "average") as bar:
+            weights = average_checkpoints(paths, progress=bar.update)
         print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}", file=sys.stderr)
     return load_translator(args.checkpoint, weights=weights)
 
@@ -78,9 +85,11 @@ def run_cli(args: argparse.Namespace) -> int:
     tr = _translator(args)
     srcs, refs = _test_set(args, tr.run)
     note_overlong("attnkit evaluate", tr, srcs)
-    hyps = [one_line(h) for h in tr.translate(srcs, beam_size=args.beam_size,
-                                              max_output_len=args.max_output_len,
-                                              alpha=args.length_penalty)]
+    with progress(len(srcs), "evaluate") as bar:
+        hyps = [one_line(h) for h in tr.translate(srcs, beam_size=args.beam_size,
+                                                  max_output_len=args.max_output_len,
+                                                  alpha=args.length_penalty,
+                                                  progress=bar.update)]
     if args.hyp_out:
         Path(args.hyp_out).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     bleu, chrf, lc = corpus_bleu(hyps, refs), corpus_chrf(hyps, refs), \

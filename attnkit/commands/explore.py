@@ -19,16 +19,23 @@ def run_cli(args: argparse.Namespace) -> int:
     from .._values import check_positive_int
     from ..decode.translator import capture_with_model, load_translator, positions_of
     from ..viz.explorer import check_sentence_lengths, records_from_captures, write_explorer
+    from ._decoding import progress
 
     check_writable_file(args.out, "--out")
     check_positive_int("--max-tokens", args.max_tokens)
-    translator = load_translator(args.checkpoint)
-    tgt = args.tgt if args.tgt is not None else translator.translate([args.src])[0]
-    tok = translator.tokenizers
-    check_sentence_lengths(len(tok.src.encode(args.src)) + 1, len(tok.tgt.encode(tgt)) + 1,
-                           positions_of(translator.run.model))
-    captures, src_tokens, tgt_tokens = capture_with_model(translator.model, tok, args.src, tgt)
-    path = write_explorer(args.out, records_from_captures(captures), src_tokens, tgt_tokens,
-                          title=f"attnkit: {args.src}", max_tokens=args.max_tokens)
+    with progress(3, "explore: load, translate, capture") as bar:
+        translator = load_translator(args.checkpoint)
+        bar.update(1)
+        tgt = args.tgt if args.tgt is not None else translator.translate([args.src])[0]
+        tok = translator.tokenizers
+        check_sentence_lengths(len(tok.src.encode(args.src)) + 1, len(tok.tgt.encode(tgt)) + 1,
+                               positions_of(translator.run.model))
+        bar.update(1)
+        captures, src_tokens, tgt_tokens = capture_with_model(translator.model, tok, args.src,
+                                                              tgt)
+        path = write_explorer(args.out, records_from_captures(captures), src_tokens,
+                              tgt_tokens, title=f"attnkit: {args.src}",
+                              max_tokens=args.max_tokens)
+        bar.update(1)
     print(f"wrote {path} ({len(captures)} attention modules); open it in a browser")
     return 0

@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._decoding import add_decoding_arguments, check_decoding_arguments, note_overlong, one_line
+from ._decoding import (
+    add_decoding_arguments,
+    check_decoding_arguments,
+    note_overlong,
+    one_line,
+    progress,
+)
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +46,10 @@ def run_cli(args: argparse.Namespace) -> int:
     sentences = read_input(args)
     tr = load_translator(args.checkpoint)
     note_overlong("attnkit translate", tr, sentences)
-    for line in tr.translate(sentences, beam_size=args.beam_size,
-                             max_output_len=args.max_output_len, alpha=args.length_penalty):
+    with progress(len(sentences), "translate") as bar:
+        lines = tr.translate(sentences, beam_size=args.beam_size,
+                             max_output_len=args.max_output_len, alpha=args.length_penalty,
+                             progress=bar.update)
+    for line in lines:
         print(one_line(line))
     return 0

@@ -8,6 +8,7 @@ checkpoint computes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def _source_batch(tokenizers: TokenizerPair, sentences: list[str], max_src_len: 
 def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], *,
                         beam_size: int = 1, max_output_len: int | None = None,
                         alpha: float = 0.6, batch_size: int = 64, device=None,
-                        positions: int | None = None) -> list[str]:
+                        positions: int | None = None,
+                        progress: Callable[[int], object] | None = None) -> list[str]:
     """Translate ``sentences`` with greedy (``beam_size=1``) or beam search, one output
     per input, in input order.
 
@@ -53,7 +55,7 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
     ``positions``, the size of the model's positional table
     (:func:`positions_of`); sources longer than that table are cut to fit
     (:func:`overlong_sources` tells which). A blank sentence gives a blank
-    output.
+    output. ``progress(n)`` is called after each batch of ``n`` sentences.
     """
     device = device or next(model.parameters()).device
     model.eval()
@@ -75,6 +77,8 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
                               beam_size=beam_size, max_len=limit, alpha=alpha)
         for i, toks in zip(idx, res):
             out[i] = tokenizers.tgt.decode(toks)
+        if progress is not None:
+            progress(len(idx))
     return out
 
 
@@ -101,10 +105,11 @@ class Translator:
         return None if self.run is None else self.run.path
 
     def translate(self, sentences: list[str], *, beam_size: int = 1,
-                  max_output_len: int | None = None, alpha: float = 0.6) -> list[str]:
+                  max_output_len: int | None = None, alpha: float = 0.6,
+                  progress: Callable[[int], object] | None = None) -> list[str]:
         return translate_sentences(self.model, self.tokenizers, list(sentences),
                                    beam_size=beam_size, max_output_len=max_output_len,
-                                   alpha=alpha, positions=positions_of(
+                                   alpha=alpha, progress=progress, positions=positions_of(
                                        None if self.run is None else self.run.model))
 
     def overlong(self, sentences: list[str]) -> list[int]:

@@ -496,13 +496,15 @@ def load_checkpoint(
     }
 
 
-def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
+def average_checkpoints(paths: list[str | Path], *, progress=None
+                        ) -> dict[str, torch.Tensor]:
     """Element-wise mean of the model weights of several checkpoints.
 
     Floating-point tensors are summed in float64, divided by ``len(paths)`` and
     cast back to their dtype. Integer and boolean tensors (step counters,
     BatchNorm's ``num_batches_tracked``) cannot be averaged and are taken from
     the **last** path — pass paths oldest first, e.g. ``list_checkpoints(root)[-k:]``.
+    ``progress(1)`` is called after each checkpoint is read.
 
     Raises:
         ValueError: if ``paths`` is empty or the checkpoints differ in keys or
@@ -510,7 +512,11 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
     """
     if not paths:
         raise ValueError("paths must name at least one checkpoint, got none")
-    states = [read_model_state(p) for p in paths]
+    states = []
+    for p in paths:  # verified and read one by one; progress(1) after each
+        states.append(read_model_state(p))
+        if progress is not None:
+            progress(1)
     first = states[0]
     for p, s in zip(paths[1:], states[1:], strict=True):
         _check_fits(first, s, f"checkpoint {p} (compared with {paths[0]})")

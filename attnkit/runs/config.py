@@ -144,6 +144,9 @@ class RunConfig:
     log_every: int = option(20, "steps between metric records", check="positive", resume=True)
     eval_every: int = option(500, "steps between validations (0: only at the end)",
                              check="nonnegative", resume=True)
+    stop_at: float | None = option(None, "stop once a validation reaches this score (exact "
+                                         "match for dates, BLEU otherwise); needs eval_every",
+                                   check="nonnegative_float", resume=True)
     checkpoint_every: int = option(500, "steps between checkpoints (0: only at the end)",
                                    check="nonnegative", resume=True)
     keep_last: int = option(5, "checkpoints kept on disk", check="positive", resume=True)

@@ -105,6 +105,7 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                 else None)
         self.step = 0
+        self.stopped_because: str | None = None
         self._valid_batches = None
         self._saved_step = -1
         self.train_seconds = 0.0
@@ -175,13 +176,17 @@ class Trainer:
                                tokenizer=self.tokenizers, keep_last=self.cfg.run.keep_last)
 
     def _done(self, start_time: float) -> bool:
+        """Whether a stop condition holds; ``stopped_because`` says which."""
         r = self.cfg.run
-        if r.max_steps is not None and self.step >= r.max_steps:
-            return True
-        if r.epochs is not None and self.batcher.epoch >= r.epochs:
-            return True
-        return r.time_limit is not None and \
-            self.train_seconds + (time.time() - start_time) >= r.time_limit
+        if self.stopped_because is None:
+            if r.max_steps is not None and self.step >= r.max_steps:
+                self.stopped_because = f"max_steps = {r.max_steps} reached"
+            elif r.epochs is not None and self.batcher.epoch >= r.epochs:
+                self.stopped_because = f"epochs = {r.epochs} done"
+            elif r.time_limit is not None and \
+                    self.train_seconds + (time.time() - start_time) >= r.time_limit:
+                self.stopped_because = f"time_limit = {r.time_limit:g} s reached"
+        return self.stopped_because is not None
 
     def _all_reduce(self, *values: float) -> list[float]:
         if self.dist.world_size == 1:
@@ -254,7 +259,11 @@ class Trainer:
             self._write_metrics(record)
             window = MetricsWindow()
         if self._every(r.eval_every):
-            self._write_metrics({"step": self.step, **self.evaluate()})
+            scores = self.evaluate()
+            self._write_metrics({"step": self.step, **scores})
+            score = scores.get("val_exact_match", scores.get("val_bleu"))
+            if r.stop_at is not None and score is not None and score >= r.stop_at:
+                self.stopped_because = f"validation score {score:.3f} >= stop_at {r.stop_at}"
         if self._every(r.checkpoint_every):
             self.train_seconds += time.time() - start
             start = time.time()
@@ -292,6 +301,7 @@ class Trainer:
 
     def _fit(self, on_step) -> dict:
         start, window, record, pending = time.time(), MetricsWindow(), {}, []
+        self.stopped_because = None
         bar = self._progress_bar()
         try:
             while not self._time_up_everywhere(start):

@@ -313,3 +313,24 @@ def test_explore_names_the_sentence_length_and_the_limit(capsys, tmp_path):
     code, _, err = run(["explore", "--checkpoint", str(GOLDEN), "--src", "3", "--out",
                         str(tmp_path)], capsys)
     assert code == 2 and "is a directory, expected a file name" in one_error_line(err, "explore")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_long_commands_show_progress_on_a_terminal_only(monkeypatch, tmp_path, terminal):
+    f = tmp_path / "in.txt"
+    f.write_text("3 1\n5\n" * 20)
+    err = _Terminal() if terminal else io.StringIO()
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["translate", "--checkpoint", str(GOLDEN), "--input", str(f),
+                 "--beam-size", "1"]) == 0
+    assert len(out.getvalue().splitlines()) == 40
+    shown = err.getvalue()
+    assert ("translate" in shown and "/40" in shown and "sent/s" in shown) == terminal, shown
+    assert terminal or shown == ""

@@ -83,3 +83,20 @@ def test_the_checkpoint_describes_the_run(trained):
     assert meta["model"]["class"] == "TransformerConfig" and meta["model"]["num_heads"] == 2
     assert meta["tokenizer"]["kind"] == "word" and meta["tokenizer"]["shared"]
     assert TrainConfig.from_dict(meta["train"]) == tiny(trained)
+
+
+def test_training_stops_at_a_validation_target(trained):
+    t = Trainer(tiny(trained, out_dir=str(trained / "target"), max_steps=50, eval_every=3,
+                     stop_at=0.0), log=None)
+    t.fit()
+    assert t.step == 3 and t.stopped_because.startswith("validation score")
+    t = Trainer(tiny(trained, out_dir=str(trained / "steps"), max_steps=3), log=None)
+    t.fit()
+    assert t.stopped_because == "max_steps = 3 reached"
+
+
+def test_the_run_records_its_precision_and_threads(trained):
+    meta = json.loads((trained / "run/checkpoints/step-000002/config.json").read_text())
+    runtime = meta["runtime"]
+    assert isinstance(runtime["bf16"], bool) and runtime["reason"]
+    assert runtime["threads"] >= 1 and runtime["isa"] and runtime["cpu"]
