@@ -34,14 +34,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -110,16 +108,10 @@ class BenchResult:
 
 
 def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "threads": str(torch.get_num_threads()),
-            "torch": torch.__version__, "python": platform.python_version()}
+    """:func:`attnkit.runtime.machine` as strings, plus the Python version."""
+    from ..runtime import machine
+
+    return {**{k: str(v) for k, v in machine().items()}, "python": platform.python_version()}
 
 
 def peak_memory_bytes(fn: Callable[[], object]) -> int:

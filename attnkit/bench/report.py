@@ -33,10 +33,27 @@ class SuiteResult(Protocol):
         ...
 
 
-def record(result: SuiteResult, path: str | os.PathLike, command: str) -> Path:
-    """Write ``result``'s section into ``path`` between its markers; return the path."""
+def where_line(machine: dict) -> str:
+    """The line every section carries: what the figures depend on."""
+    return (f"- Where: {machine['cpu']}, ISA {machine['isa']}, native bf16: "
+            f"{machine['bf16_native']}, {machine['cores']} cores, {machine['threads']} torch "
+            f"threads, load average {machine['load_avg_1min']} before the run, torch "
+            f"{machine['torch']}")
+
+
+def record(result: SuiteResult, path: str | os.PathLike, command: str,
+           machine: dict | None = None) -> Path:
+    """Write ``result``'s section into ``path`` between its markers; return the path.
+
+    ``machine`` (:func:`attnkit.runtime.machine`, taken before the run) is recorded
+    under the section's heading: CPU, ISA level, native bf16, threads, load.
+    """
     start, end = result.markers
-    write_marked(path, start, end, result.markdown(command))
+    section = result.markdown(command)
+    if machine is not None:
+        head, _, rest = section.partition("\n")
+        section = f"{head}\n\n{where_line(machine)}\n{rest}"
+    write_marked(path, start, end, section)
     return Path(path)
 
 

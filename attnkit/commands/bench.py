@@ -99,8 +99,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from ..bench.report import record
+    from ..runtime import machine
 
     suite = importlib.import_module(SUITES[args.suite])
+    before = machine()  # the load average before the run
     result = suite.run(**args._run_kwargs(args))
     for line in result.summary():
         print(line)
@@ -108,5 +110,5 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"(not recorded; --record writes it to {DEFAULT_RECORD})")
         return 0
     command = getattr(args, "command_line", None) or f"attnkit bench {args.suite}"
-    print(f"wrote {record(result, args.record, command)}")
+    print(f"wrote {record(result, args.record, command, machine=before)}")
     return 0
