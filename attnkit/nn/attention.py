@@ -10,7 +10,13 @@ attend**) and ``causal=``. Differences from the book, on purpose:
   fills ``.attention_weights`` ``(B, ..., Nq, Nk)`` after each forward
   (``attnkit.attention(..., return_weights=True)``: the materialized path,
   weights before dropout); by default nothing is stored and the fastest
-  backend that serves the call runs (``backend="auto"``).
+  backend that serves the call runs (``backend="auto"``). Reading
+  ``.attention_weights`` when nothing was kept raises an error that says
+  so (the book's modules always keep them: :mod:`attnkit.d2l` does too).
+
+Lazy sizes (``AdditiveAttention`` without ``query_size``/``key_size``) are
+inferred from the first call's inputs before any backend runs, so every
+backend, ``triton`` included, sees materialized parameters.
 
 Dropout acts on the attention weights in training mode only.
 """
@@ -19,12 +25,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from .._checks import check_dropout
 from ..functional import attention
 from ..scores import Additive, Bilinear, Distance, Dot, ScaledDot, Score
 
 __all__ = [
+    "NOT_KEPT",
     "AdditiveAttention",
     "AttentionPooling",
     "BilinearAttention",
@@ -33,7 +41,52 @@ __all__ = [
 ]
 
 
-class AttentionPooling(nn.Module):
+#: The message of reading ``.attention_weights`` that were not kept.
+NOT_KEPT = (
+    "{name}.attention_weights were not kept: build it with keep_weights=True (or set "
+    "module.keep_weights = True, or wrap the call in attnkit.nn.capture_attention(model)) "
+    "and call it again; the book-compatible modules of attnkit.d2l always keep them"
+)
+
+
+class KeptWeights:
+    """Mixin: ``.attention_weights`` that raises, naming ``keep_weights=True``, when the
+    module kept nothing (instead of handing back ``None``)."""
+
+    _attention_weights: torch.Tensor | None = None
+
+    @property
+    def attention_weights(self) -> torch.Tensor:
+        """The weights of the last forward call (kept only with ``keep_weights=True``).
+
+        Raises:
+            RuntimeError: nothing was kept (``keep_weights`` off, or no call yet).
+        """
+        if self._attention_weights is None:
+            raise RuntimeError(NOT_KEPT.format(name=type(self).__name__))
+        return self._attention_weights
+
+    @attention_weights.setter
+    def attention_weights(self, value: torch.Tensor | None) -> None:
+        self._attention_weights = value
+
+    @property
+    def kept_weights(self) -> torch.Tensor | None:
+        """The kept weights, or ``None`` when nothing was kept (never raises)."""
+        return self._attention_weights
+
+
+def materialize_lazy(score: nn.Module, queries: torch.Tensor, keys: torch.Tensor) -> None:
+    """Infer the sizes of ``score``'s lazy layers (``nn.LazyLinear``) from ``queries`` and
+    ``keys`` by scoring zero queries, so a backend that reads the parameters directly
+    (``triton``, ``chunked``) never meets an uninitialized one."""
+    if any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+           for m in score.modules()):
+        with torch.no_grad():
+            score(queries[..., :0, :], keys)  # (..., 0, Nk): sizes only, no work
+
+
+class AttentionPooling(KeptWeights, nn.Module):
     """Attention pooling with any :class:`attnkit.scores.Score`.
 
     The four named modules below are this class with a fixed score.
@@ -48,13 +101,15 @@ class AttentionPooling(nn.Module):
         self.dropout = check_dropout("dropout", dropout)
         self.backend = backend
         self.keep_weights = keep_weights
-        self.attention_weights: torch.Tensor | None = None
+        self.attention_weights = None
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 valid_lens: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
                 causal: bool | str = False) -> torch.Tensor:
         """queries ``(B, .., Nq, Dq)``, keys ``(B, .., Nk, Dk)``, values
         ``(B, .., Nk, Dv)``, valid_lens ``(B,)``/``(B, Nq)`` → ``(B, .., Nq, Dv)``."""
+        if isinstance(queries, torch.Tensor) and isinstance(keys, torch.Tensor):
+            materialize_lazy(self.score, queries, keys)
         p = self.dropout if self.training else 0.0
         args = dict(score=self.score, valid_lens=valid_lens, mask=mask, causal=causal,
                     dropout_p=p, backend=self.backend)

@@ -74,8 +74,8 @@ def capture_attention(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     def sync(names: list[str]):
         def hook(module, args, output):
             for name in names:
-                if modules[name].attention_weights is not None:
-                    captured[name] = modules[name].attention_weights
+                if modules[name].kept_weights is not None:
+                    captured[name] = modules[name].kept_weights
         return hook
 
     try:

@@ -27,6 +27,7 @@ from .._checks import check_dropout, check_query_valid_lens, shape_str
 from .._values import check_positive_int
 from ..functional import attention
 from ..scores import Score, make_score
+from .attention import KeptWeights
 from .packed import Packed, select_valid  # noqa: F401  (select_valid: also importable here)
 from .positional import RotaryEmbedding
 
@@ -87,7 +88,7 @@ def _fused_linear(X: torch.Tensor, *linears: nn.Linear) -> torch.Tensor:
     return F.linear(X, torch.cat([lin.weight for lin in linears]), bias)
 
 
-class MultiHeadAttention(nn.Module):
+class MultiHeadAttention(KeptWeights, nn.Module):
     """Multi-head attention, "Attention Is All You Need" §3.2.2 and Figure 2 (right).
 
     ``forward(queries, keys, values, valid_lens=None)`` as in d2l §11.5, plus
@@ -111,7 +112,9 @@ class MultiHeadAttention(nn.Module):
         num_kv_heads: ``Hkv`` key/value heads (``None`` = ``H``); must divide
             ``H``. ``1`` is multi-query attention.
         bias: biases in the four projections (the book: ``False``; the paper's
-            and ``torch.nn.MultiheadAttention``'s: ``True``).
+            and ``torch.nn.MultiheadAttention``'s: ``True``). The fourth
+            positional argument, as in the book's ``MultiHeadAttention(num_hiddens,
+            num_heads, dropout, bias)``.
         score: scoring function applied per head to ``(B, H, Nq, Dh)`` queries
             and keys: a name of :data:`attnkit.scores.SCORE_NAMES`, built for
             size ``Dh`` by :func:`attnkit.scores.make_score` —
@@ -155,8 +158,8 @@ class MultiHeadAttention(nn.Module):
             a mask with more than 4 dims.
     """
 
-    def __init__(self, num_hiddens: int, num_heads: int, dropout: float = 0.0, *,
-                 num_kv_heads: int | None = None, bias: bool = False,
+    def __init__(self, num_hiddens: int, num_heads: int, dropout: float = 0.0,
+                 bias: bool = False, *, num_kv_heads: int | None = None,
                  score: str | Score = "scaled_dot", backend: str = "auto",
                  keep_weights: bool = False, query_size: int | None = None,
                  key_size: int | None = None, value_size: int | None = None,
@@ -203,7 +206,7 @@ class MultiHeadAttention(nn.Module):
         self.dropout = check_dropout("dropout", dropout)
         self.backend = backend
         self.keep_weights = keep_weights
-        self.attention_weights: torch.Tensor | None = None
+        self.attention_weights = None
 
     def check_inputs(self, queries: torch.Tensor, keys: torch.Tensor | None = None,
                      values: torch.Tensor | None = None) -> None:

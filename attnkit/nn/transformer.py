@@ -72,6 +72,15 @@ if tuple(_ACTIVATIONS) != ACTIVATIONS:  # pragma: no cover - caught by any impor
 POSITIONAL_KINDS = _names.POSITIONAL_KINDS
 
 
+_BOOK_FFN = (
+    "PositionWiseFFN takes keyword arguments only: PositionWiseFFN(num_hiddens=d, "
+    "ffn_num_hiddens=d_ff) maps (B, N, d) to (B, N, d). The book's positional "
+    "PositionWiseFFN(ffn_num_hiddens, ffn_num_outputs) (a lazy input size, output size "
+    "ffn_num_outputs) is attnkit.d2l.PositionWiseFFN; got positional arguments {args} "
+    "(ffn_num_hiddens is required)"
+)
+
+
 class PositionWiseFFN(nn.Module):
     """Position-wise feed-forward network ("Attention Is All You Need" §3.3, d2l §11.7.2).
 
@@ -79,36 +88,64 @@ class PositionWiseFFN(nn.Module):
     at every position: ``d → ffn_num_hiddens → d`` (the paper: 512 → 2048 → 512,
     ReLU). The inner dropout is the one ``torch.nn.TransformerEncoderLayer`` has.
 
+    Arguments are keyword-only: the book's ``PositionWiseFFN(4, 8)`` means
+    *inner size 4, output size 8*, the opposite order of these names, so a
+    positional call raises ``TypeError`` pointing to
+    :class:`attnkit.d2l.PositionWiseFFN` (which is this class with
+    ``num_hiddens=None, num_outputs=ffn_num_outputs``) instead of silently
+    computing something else.
+
     Shapes:
-        X: ``(B, N, d)``; returns ``(B, N, d)``.
+        X: ``(B, N, d)``; returns ``(B, N, d)`` (``(B, N, num_outputs)`` when
+        ``num_outputs`` is given).
 
     Args:
+        num_hiddens: ``d``, the input size (and the output size unless
+            ``num_outputs``); ``None`` infers it from the first input (lazy).
+        ffn_num_hiddens: the inner size ``d_ff``.
+        num_outputs: output size, default ``num_hiddens``.
         activation: ``"relu"`` (the paper), ``"gelu"``, or an ``nn.Module``.
+
+    Raises:
+        TypeError: positional arguments, or an activation of the wrong type.
+        ValueError: sizes that are not positive ints, an unknown activation.
     """
 
-    def __init__(self, num_hiddens: int, ffn_num_hiddens: int, dropout: float = 0.0,
-                 activation: str | nn.Module = "relu"):
+    def __init__(self, *args, num_hiddens: int | None = None,
+                 ffn_num_hiddens: int | None = None, dropout: float = 0.0,
+                 activation: str | nn.Module = "relu", num_outputs: int | None = None):
         super().__init__()
-        check_positive_int("num_hiddens", num_hiddens)
+        if args or ffn_num_hiddens is None:
+            raise TypeError(_BOOK_FFN.format(args=args))
         check_positive_int("ffn_num_hiddens", ffn_num_hiddens)
-        if isinstance(activation, str):
-            if activation not in _ACTIVATIONS:
-                raise ValueError(
-                    f"activation must be one of {sorted(_ACTIVATIONS)} or an nn.Module; "
-                    f"got {activation!r}"
-                )
-            activation = _ACTIVATIONS[activation]()
-        elif not isinstance(activation, nn.Module):
-            raise TypeError(
-                f"activation must be a str or an nn.Module; got {type(activation).__name__}"
-            )
-        self.dense1 = nn.Linear(num_hiddens, ffn_num_hiddens)
-        self.activation = activation
+        check_positive_int("num_hiddens", num_hiddens, allow_none=True)
+        if num_hiddens is None and num_outputs is None:
+            raise ValueError("num_outputs must be given when num_hiddens is None (lazy input)")
+        num_outputs = num_hiddens if num_outputs is None else num_outputs
+        check_positive_int("num_outputs", num_outputs)
+        self.dense1 = (nn.LazyLinear(ffn_num_hiddens) if num_hiddens is None
+                       else nn.Linear(num_hiddens, ffn_num_hiddens))
+        self.activation = _activation(activation)
         self.dropout = Dropout(check_dropout("dropout", dropout))
-        self.dense2 = nn.Linear(ffn_num_hiddens, num_hiddens)
+        self.dense2 = nn.Linear(ffn_num_hiddens, num_outputs)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.dense2(self.dropout(self.activation(self.dense1(X))))  # (B, N, d)
+
+
+def _activation(activation: str | nn.Module) -> nn.Module:
+    if isinstance(activation, str):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(_ACTIVATIONS)} or an nn.Module; "
+                f"got {activation!r}"
+            )
+        return _ACTIVATIONS[activation]()
+    if not isinstance(activation, nn.Module):
+        raise TypeError(
+            f"activation must be a str or an nn.Module; got {type(activation).__name__}"
+        )
+    return activation
 
 
 class AddNorm(nn.Module):
@@ -185,23 +222,32 @@ class TransformerEncoderBlock(nn.Module):
         X: ``(B, S, d)``; valid_lens: ``(B,)``; returns ``(B, S, d)``.
 
     Args:
-        num_kv_heads, bias, score, backend: as :class:`MultiHeadAttention`.
+        bias: biases in the attention projections; also the fifth positional
+            argument, as the book's ``use_bias``.
+        num_kv_heads, score, backend: as :class:`MultiHeadAttention`.
         positional: ``"rope"`` rotates queries and keys, ``"alibi"`` uses a
             symmetric :class:`ALiBiScore`; other kinds change nothing here.
+
+    The book's ``TransformerEncoderBlock(num_hiddens, ffn_num_hiddens, num_heads,
+    dropout, use_bias)`` means the same here, but outputs at padded positions
+    are zero (the book computes them); :class:`attnkit.d2l.TransformerEncoderBlock`
+    has the book's values everywhere.
     """
 
     def __init__(self, num_hiddens: int, ffn_num_hiddens: int, num_heads: int,
-                 dropout: float, *, num_kv_heads: int | None = None, bias: bool = False,
+                 dropout: float, bias: bool = False, *, num_kv_heads: int | None = None,
                  pre_norm: bool = False, score: str | Score = "scaled_dot",
                  activation: str | nn.Module = "relu", positional: str = "sinusoidal",
                  backend: str = "auto"):
         super().__init__()
+        _check_bias_flag("TransformerEncoderBlock", bias)
         self.attention = MultiHeadAttention(
             num_hiddens, num_heads, dropout, num_kv_heads=num_kv_heads, bias=bias,
             score=_self_attention_score(positional, num_heads, score, symmetric=True),
             backend=backend, rotary=_rotary(positional, num_hiddens, num_heads))
         self.addnorm1 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
-        self.ffn = PositionWiseFFN(num_hiddens, ffn_num_hiddens, dropout, activation)
+        self.ffn = PositionWiseFFN(num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens,
+                                   dropout=dropout, activation=activation)
         self.addnorm2 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
@@ -241,14 +287,22 @@ class TransformerDecoderBlock(nn.Module):
         skipped as keys, queries and in the FFN (the causal mask alone already
         keeps valid positions from seeing them; this saves the work);
         returns ``(B, T, d)``, zeros at padded positions.
+
+    Not the book's block: the book's ``TransformerDecoderBlock(num_hiddens,
+    ffn_num_hiddens, num_heads, dropout, i)`` takes a block index and runs
+    ``forward(X, state) -> (X, state)``; that is
+    :class:`attnkit.d2l.TransformerDecoderBlock`. A fifth positional argument
+    here raises ``TypeError`` saying so.
     """
 
     def __init__(self, num_hiddens: int, ffn_num_hiddens: int, num_heads: int,
-                 dropout: float, *, num_kv_heads: int | None = None, bias: bool = False,
+                 dropout: float, *args, num_kv_heads: int | None = None, bias: bool = False,
                  pre_norm: bool = False, score: str | Score = "scaled_dot",
                  activation: str | nn.Module = "relu", positional: str = "sinusoidal",
                  backend: str = "auto"):
         super().__init__()
+        if args:
+            raise TypeError(_BOOK_DECODER_BLOCK.format(args=args))
         self.self_attention = MultiHeadAttention(
             num_hiddens, num_heads, dropout, num_kv_heads=num_kv_heads, bias=bias,
             score=_self_attention_score(positional, num_heads, score, symmetric=False),
@@ -259,7 +313,8 @@ class TransformerDecoderBlock(nn.Module):
             num_hiddens, num_heads, dropout, num_kv_heads=num_kv_heads, bias=bias,
             score=cross_score, backend=backend)
         self.addnorm2 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
-        self.ffn = PositionWiseFFN(num_hiddens, ffn_num_hiddens, dropout, activation)
+        self.ffn = PositionWiseFFN(num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens,
+                                   dropout=dropout, activation=activation)
         self.addnorm3 = AddNorm(num_hiddens, dropout, pre_norm=pre_norm)
 
     def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
@@ -291,6 +346,25 @@ class TransformerDecoderBlock(nn.Module):
         return self.addnorm3.residual(Xp, self.ffn)  # (n_valid, d)
 
 
+_BOOK_DECODER_BLOCK = (
+    "attnkit.nn.TransformerDecoderBlock takes no fifth positional argument (got {args}): "
+    "options are keyword-only (bias=, pre_norm=, ...). The book's "
+    "TransformerDecoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout, i) with a "
+    "block index and forward(X, state) -> (X, state) is attnkit.d2l.TransformerDecoderBlock"
+)
+
+_BOOK_STATE = (
+    "attnkit.nn.{cls} takes enc_outputs (B, S, d) and src_valid_lens as tensors: "
+    "forward(X, enc_outputs, src_valid_lens); the book's state protocol "
+    "(init_state, forward(X, state) -> (X, state)) is attnkit.d2l.{cls}"
+)
+
+
+def _check_bias_flag(cls: str, bias) -> None:
+    if not isinstance(bias, bool):
+        raise TypeError(f"{cls}: bias (the book's use_bias) must be a bool; got {bias!r}")
+
+
 def _target_packing(tgt_valid_lens, batch_size: int, length: int, cached: bool) -> Packed:
     """Target positions to compute: ``t < tgt_valid_lens[b]``; all of them with a cache
     (decoding steps are real tokens, and the cache keeps every position)."""
@@ -299,10 +373,12 @@ def _target_packing(tgt_valid_lens, batch_size: int, length: int, cached: bool) 
     return Packed.from_lens(tgt_valid_lens, batch_size, length)
 
 
-def _check_enc_outputs(enc_outputs, batch_size: int, size: int) -> None:
+def _check_enc_outputs(enc_outputs, batch_size: int, size: int,
+                       cls: str = "TransformerDecoderBlock") -> None:
     if not isinstance(enc_outputs, torch.Tensor):
         raise TypeError(
-            f"enc_outputs must be a torch.Tensor; got {type(enc_outputs).__name__}")
+            f"enc_outputs must be a torch.Tensor; got {type(enc_outputs).__name__}. "
+            + _BOOK_STATE.format(cls=cls))
     if enc_outputs.ndim != 3 or enc_outputs.shape[0] != batch_size or enc_outputs.shape[-1] != size:
         raise ValueError(
             f"enc_outputs must have shape (B, S, {size}) with B = {batch_size}; "
@@ -376,14 +452,15 @@ class _TransformerStack(nn.Module):
     block_cls: type[nn.Module]
 
     def __init__(self, vocab_size: int, num_hiddens: int, ffn_num_hiddens: int,
-                 num_heads: int, num_blks: int, dropout: float, *,
-                 num_kv_heads: int | None = None, bias: bool = False, pre_norm: bool = False,
+                 num_heads: int, num_blks: int, dropout: float, bias: bool = False, *,
+                 num_kv_heads: int | None = None, pre_norm: bool = False,
                  score: str | Score = "scaled_dot", activation: str | nn.Module = "relu",
                  positional: str = "sinusoidal", max_len: int = 1000,
                  embedding: nn.Embedding | None = None, backend: str = "auto"):
         super().__init__()
         check_positive_int("vocab_size", vocab_size)
         check_positive_int("num_blks", num_blks)
+        _check_bias_flag(type(self).__name__, bias)
         _check_positional(positional)
         self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
         if embedding is None:
@@ -443,6 +520,12 @@ class TransformerDecoder(_TransformerStack):
 
     block_cls = TransformerDecoderBlock
 
+    def init_state(self, *args, **kwargs):
+        """Not here: this decoder takes ``enc_outputs`` and ``src_valid_lens`` in
+        :meth:`forward`. Raises ``TypeError`` pointing to
+        :class:`attnkit.d2l.TransformerDecoder`, which has the book's state protocol."""
+        raise TypeError(_BOOK_STATE.format(cls="TransformerDecoder"))
+
     def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
                 src_valid_lens: torch.Tensor | None = None, *,
                 tgt_valid_lens: torch.Tensor | None = None,
@@ -458,7 +541,8 @@ class TransformerDecoder(_TransformerStack):
         packed = _target_packing(tgt_valid_lens, B, T, caches is not None)
         Hp = packed.pack(self.embed(X, offset))  # (n_valid, d); padding is never computed
         if caches is None or not caches[0][1].filled:  # else the encoder keys are cached
-            _check_enc_outputs(enc_outputs, B, self.blocks[0].cross_attention.W_k.in_features)
+            _check_enc_outputs(enc_outputs, B, self.blocks[0].cross_attention.W_k.in_features,
+                               "TransformerDecoder")
         for i, blk in enumerate(self.blocks):
             self_cache, cross_cache = caches[i] if caches is not None else (None, None)
             Hp = blk.forward_rows(Hp, packed, enc_outputs, src_valid_lens=src_valid_lens,

@@ -207,19 +207,36 @@ def figure_lr_schedule(steps: int = 20000):
     return fig
 
 
+_STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1)), "v")]
+
+
+def _distinct_curves(values: dict[str, list[float]]) -> list[tuple[str, list[float]]]:
+    """Curves with equal values merged into one, labelled ``a = b = c``: the legend
+    then lists exactly the lines one can see."""
+    merged: dict[tuple, list[str]] = {}
+    for name, ys in values.items():
+        merged.setdefault(tuple(round(y, 9) for y in ys), []).append(name)
+    return [(" = ".join(names), list(ys)) for ys, names in merged.items()]
+
+
+def _cost_lines(ax, xs, values: dict[str, list[float]]) -> None:
+    for (label, ys), (ls, marker) in zip(_distinct_curves(values), _STYLES):
+        ax.loglog(xs, ys, linestyle=ls, marker=marker, ms=4, label=label, base=2)
+
+
 def figure_cost(measure: bool = True):
     """Peak memory vs N and FLOPs vs d for each score (the cost model), with measured
-    peak memory of the reference implementation at small N as points."""
+    peak memory of the reference implementation at small N as points. Scores whose
+    curves coincide share one line, named ``a = b = …`` in the legend."""
     from ..functional import attention
     from ..scores import Additive
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), squeeze=False, layout="constrained")
     ns = [64, 128, 256, 512, 1024, 2048, 4096]
-    for score in SCORES:
-        mem = [attention_cost(score, batch=1, num_queries=n, num_keys=n, query_size=64,
-                              num_hiddens=64).peak_bytes / 2**20 for n in ns]
-        axes[0, 0].loglog(ns, mem, "-", label=score, base=2)
+    _cost_lines(axes[0, 0], ns, {score: [attention_cost(
+        score, batch=1, num_queries=n, num_keys=n, query_size=64,
+        num_hiddens=64).peak_bytes / 2**20 for n in ns] for score in SCORES})
     if measure:
         mn = [64, 128, 256]
         q = {n: torch.randn(1, n, 64) for n in mn}
@@ -228,23 +245,34 @@ def figure_cost(measure: bool = True):
             pts = [peak_memory_bytes(lambda n=n, s=s: attention(q[n], q[n], q[n], score=s,
                                                               backend="reference")) / 2**20
                    for n in mn]
-            axes[0, 0].loglog(mn, pts, "k^", base=2, ms=6,
-                              label="measured" if score == "scaled_dot" else None)
+            axes[0, 0].loglog(mn, pts, "k^", base=2, ms=7, mfc="none",
+                              label="measured (scaled_dot, additive)"
+                              if score == "scaled_dot" else None)
     axes[0, 0].set_xlabel("N = Nq = Nk")
     axes[0, 0].set_ylabel("peak memory of intermediates (MiB)")
     axes[0, 0].set_title("Memory grows with N² (additive: N²·h)")
-    axes[0, 0].legend()
+    axes[0, 0].legend(fontsize=8)
     ds = [16, 32, 64, 128, 256, 512]
-    for score in SCORES:
-        fl = [attention_cost(score, batch=1, num_queries=1024, num_keys=1024, query_size=d,
-                             num_hiddens=d).flops / 1e9 for d in ds]
-        axes[0, 1].loglog(ds, fl, "-o", label=score, base=2, ms=3)
+    _cost_lines(axes[0, 1], ds, {score: [attention_cost(
+        score, batch=1, num_queries=1024, num_keys=1024, query_size=d,
+        num_hiddens=d).flops / 1e9 for d in ds] for score in SCORES})
     axes[0, 1].set_xlabel("d (= Dq = Dk = Dv; additive h = d)")
     axes[0, 1].set_ylabel("GFLOP at N = 1024")
     axes[0, 1].set_title("Compute grows linearly with d")
-    axes[0, 1].legend()
-    fig.suptitle("Cost of the reference attention (attnkit cost)")
+    axes[0, 1].legend(fontsize=8)
+    fig.suptitle("Cost of the reference attention (attnkit cost); "
+                 "scores with the same cost share a line")
     return fig
+
+
+def _integer_steps(ax, rows) -> None:
+    """Steps are whole numbers: integer ticks, and a window around a lone step."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    steps = sorted({r["step"] for r in rows if "step" in r})
+    if len(steps) == 1:
+        ax.set_xlim(steps[0] - 1, steps[0] + 1)
 
 
 def figure_curves(log: str | Path):
@@ -268,6 +296,10 @@ def figure_curves(log: str | Path):
             pts = [(r["step"], r[k]) for r in rows if k in r and "step" in r]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if len(pts) > 20 else "-o",
                     label=k)
+            if len(pts) == 1:
+                ax.annotate(f"{pts[0][1]:.4g} (one record)", pts[0], xytext=(6, 6),
+                            textcoords="offset points", fontsize=9)
+        _integer_steps(ax, rows)
         ax.set_xlabel("step")
         ax.set_title(", ".join(group))
         if group == ["ppl"]:
@@ -277,10 +309,56 @@ def figure_curves(log: str | Path):
     return fig
 
 
+_KIND_AXES = {  # kind -> (title, query axis, key axis)
+    "encoder_self": ("encoder self-attention", "query: source token", "key: source token"),
+    "decoder_self": ("decoder self-attention", "query: target token", "key: target token"),
+    "cross": ("cross-attention", "query: target token", "key: source token"),
+}
+
+
+def _plain(token: str) -> str:
+    """A whitespace token shown as its character (tokenizers print it as ``' '``)."""
+    return " " if token.isspace() or (len(token) > 2 and token[1:-1].isspace()
+                                      and token[0] == token[-1] in "'\"") else token
+
+
+def _sentence(tokens: list[str] | None, limit: int = 60) -> str:
+    """Tokens as one readable string: characters joined as they are, pieces by spaces."""
+    if not tokens:
+        return ""
+    words = [_plain(t) for t in tokens if not (t.startswith("<") and t.endswith(">"))]
+    text = ("".join(words) if all(len(t) == 1 for t in words) else " ".join(words))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _tick_labels(tokens: list[str], max_labels: int = 24, width: int = 6):
+    """Positions and labels for an axis: long labels truncated, every k-th shown."""
+    step = max(1, -(-len(tokens) // max_labels))
+    pos = list(range(0, len(tokens), step))
+    labels = [(t if len(t) <= width else t[:width - 1] + "…").replace(" ", "␣")
+              for t in (_plain(tokens[i]) for i in pos)]
+    return pos, labels
+
+
+def _token_axes(ax, yt, xt):
+    for axis, toks in ((ax.xaxis, xt), (ax.yaxis, yt)):
+        pos, labels = _tick_labels(toks)
+        axis.set_ticks(pos, labels)
+        axis.set_tick_params(labelsize=8 if len(toks) <= 16 else 7)
+        if axis is ax.xaxis and max(map(len, labels), default=0) > 2:  # words, not characters
+            axis.set_tick_params(labelrotation=60)
+
+
 def figure_attention_maps(captures: dict[str, torch.Tensor], src_tokens: list[str],
-                          tgt_tokens: list[str] | None = None, *, max_heads: int = 8):
+                          tgt_tokens: list[str] | None = None, *, max_heads: int = 8,
+                          title: str | None = None):
     """Per-layer, per-head maps of captured weights (rows: layers of each kind;
-    columns: heads), tokens on the axes."""
+    columns: heads), tokens on the axes, one 0–1 colour scale for all panels.
+
+    Every panel names its kind, layer and head and labels its query and key
+    axes; the title names the sentence pair (``title`` overrides it). Long token
+    lists are thinned and long tokens truncated so tick labels stay readable.
+    """
     from .explorer import records_from_captures
 
     plt = _pyplot()
@@ -289,23 +367,26 @@ def figure_attention_maps(captures: dict[str, torch.Tensor], src_tokens: list[st
         raise ValueError("captures is empty: nothing to draw")
     heads = min(max_heads, max(r.weights.shape[0] for r in records))
     fig, axes = plt.subplots(len(records), heads, squeeze=False,
-                             figsize=(2.6 * heads + 1.5, 2.6 * len(records) + 0.8),
+                             figsize=(2.9 * heads + 1.5, 2.9 * len(records) + 1.0),
                              layout="constrained")
     toks = {"encoder_self": (src_tokens, src_tokens), "decoder_self": (tgt_tokens, tgt_tokens),
             "cross": (tgt_tokens, src_tokens)}
     im = None
     for r_i, rec in enumerate(records):
         yt, xt = toks[rec.kind]
+        name, ylabel, xlabel = _KIND_AXES[rec.kind]
         for h in range(heads):
             ax = axes[r_i, h]
             if h >= rec.weights.shape[0]:
                 ax.axis("off")
                 continue
-            im = _heat(ax, rec.weights[h], title=f"{rec.kind} L{rec.layer} H{h}", vmax=1.0,
-                       xticks=xt, yticks=yt, xlabel="", ylabel="")
-            ax.tick_params(axis="x", labelrotation=90, labelsize=6)
-            ax.tick_params(axis="y", labelsize=6)
-    _colorbar(fig, im, axes)
+            im = _heat(ax, rec.weights[h], title=f"{name}\nlayer {rec.layer}, head {h}",
+                       vmax=1.0, xlabel=xlabel, ylabel=ylabel if h == 0 else "")
+            if xt is not None and yt is not None:
+                _token_axes(ax, yt, xt)
+    _colorbar(fig, im, axes, label="attention weight (0–1, same scale in every panel)")
+    pair = _sentence(src_tokens) + (f"  →  {_sentence(tgt_tokens)}" if tgt_tokens else "")
+    fig.suptitle(title if title is not None else f"Attention of every layer and head: {pair!r}")
     return fig
 
 

@@ -1,11 +1,12 @@
 """Attention heatmaps (d2l's ``show_heatmaps``, with tokens and valid lengths).
 
 Uses matplotlib's non-interactive Agg backend, so it runs on machines with
-no display.
+no display; inside a Jupyter kernel (inline backend) figures show inline.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import torch
 def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "inline" not in os.environ.get("MPLBACKEND", ""):  # a notebook keeps its backend
+        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt
@@ -25,12 +27,15 @@ def show_heatmaps(matrices: torch.Tensor, *, xlabel: str = "Keys", ylabel: str =
                   titles: Sequence[str] | None = None, figsize: tuple[float, float] | None = None,
                   cmap: str = "Reds", xticklabels: Sequence[str] | None = None,
                   yticklabels: Sequence[str] | None = None, valid_lens: Sequence[int] | None = None,
-                  suptitle: str | None = None):
+                  suptitle: str | None = None, vmin: float = 0.0, vmax: float | None = None):
     """Draw a grid of heatmaps and return the matplotlib ``Figure``.
 
     ``matrices`` has shape ``(rows, cols, Nq, Nk)`` (d2l's convention); each
-    panel is queries × keys. With ``valid_lens`` (one per row of panels), a
-    dashed line marks where the valid keys end.
+    panel is queries × keys. All panels share one colour scale, ``vmin`` to
+    ``vmax`` (default: the largest value; pass ``vmax=1.0`` so that figures of
+    attention weights drawn separately can be compared shade for shade). With
+    ``valid_lens`` (one per row of panels), a dashed line marks where the valid
+    keys end, explained in a legend.
     """
     if not isinstance(matrices, torch.Tensor) or matrices.ndim != 4:
         got = tuple(matrices.shape) if isinstance(matrices, torch.Tensor) else type(matrices)
@@ -43,15 +48,19 @@ def show_heatmaps(matrices: torch.Tensor, *, xlabel: str = "Keys", ylabel: str =
     fig, axes = plt.subplots(rows, cols, figsize=figsize, sharex=True, sharey=True,
                              squeeze=False)
     data = matrices.detach().float().cpu()
-    vmax = float(data.max()) if data.numel() else 1.0
-    image = None
+    if vmax is None:
+        vmax = float(data.max()) if data.numel() else 1.0
+    image, dashed = None, None
     for i in range(rows):
         for j in range(cols):
             ax = axes[i, j]
-            image = ax.imshow(data[i, j].numpy(), cmap=cmap, vmin=0.0, vmax=max(vmax, 1e-12),
-                              aspect="auto", interpolation="nearest")
+            image = ax.imshow(data[i, j].numpy(), cmap=cmap, vmin=vmin,
+                              vmax=max(vmax, vmin + 1e-12), aspect="auto",
+                              interpolation="nearest")
             if valid_lens is not None and valid_lens[i] < nk:
-                ax.axvline(valid_lens[i] - 0.5, color="tab:blue", linestyle="--", linewidth=1.2)
+                dashed = ax.axvline(valid_lens[i] - 0.5, color="tab:blue", linestyle="--",
+                                    linewidth=1.2, label="valid_len: keys to the right "
+                                                         "are padding (weight 0)")
             if i == rows - 1:
                 ax.set_xlabel(xlabel)
             if j == 0:
@@ -68,6 +77,8 @@ def show_heatmaps(matrices: torch.Tensor, *, xlabel: str = "Keys", ylabel: str =
             elif nq <= 32:
                 ax.set_yticks(range(nq))
     fig.colorbar(image, ax=axes, shrink=0.6, label="weight")
+    if dashed is not None:
+        fig.legend(handles=[dashed], loc="lower center", fontsize=8, frameon=False)
     if suptitle:
         fig.suptitle(suptitle)
     return fig

@@ -2,7 +2,9 @@
 
 Batch of 2, one query each, 10 key–value pairs, valid lengths 2 and 6: the
 first sequence may attend to its first 2 keys, the second to its first 6.
-Prints shapes and weights and writes one heatmap PNG per scoring function.
+Prints shapes and weights and writes one heatmap PNG per scoring function,
+all on the same 0–1 colour scale; a dashed line (explained in each figure's
+legend) marks where a sequence's valid keys end.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ def run_tour(out_dir: str | Path = "attnkit-demo", *, seed: int = 0, quiet: bool
                 row = " ".join(f"{x:.2f}" for x in w[b, 0].tolist())
                 say(f"  batch {b} (valid {int(valid_lens[b])}): {row}")
             titles = [f"{name}: sequence {b}" for b in range(w.shape[0])]
+            # one 0–1 scale in every file, so a shade means the same weight in all of them
             fig = show_heatmaps(w.unsqueeze(1), titles=titles, valid_lens=valid_lens.tolist(),
-                                suptitle=f"{name} attention weights")
+                                suptitle=f"{name} attention weights", vmax=1.0)
             written[name] = save_figure(fig, out_dir / f"scores-{name}.png")
     say(f"\nwrote {len(written)} heatmaps to {out_dir}/")
     return written

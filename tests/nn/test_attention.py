@@ -24,7 +24,8 @@ def test_dot_product_attention_book_example():
     out = attn(queries, keys, values, valid_lens)
     assert out.shape == (2, 1, 4)
     torch.testing.assert_close(out, attention(queries, keys, values, valid_lens=valid_lens))
-    assert attn.attention_weights is None  # nothing stored by default
+    with pytest.raises(RuntimeError, match=r"attention_weights were not kept: .*keep_weights=True"):
+        attn.attention_weights  # nothing stored by default, and reading it says so
 
 
 def test_unscaled_dot_product_attention():

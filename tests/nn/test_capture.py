@@ -78,7 +78,7 @@ def test_flags_and_hooks_are_restored_even_on_error():
         if isinstance(m, MultiHeadAttention):
             kept = name == "decoder.blocks.0.cross_attention"
             assert m.keep_weights is kept
-            assert (m.attention_weights is not None) is kept
+            assert (m.kept_weights is not None) is kept
 
 
 def test_bahdanau_decoder_attention_is_captured_for_all_steps():

@@ -147,7 +147,8 @@ def test_weights_on_demand_and_default_path_equal():
     q, k, v = _inputs(seed=9)
     valid_lens = torch.tensor([[1, 2, 3, 4, 5], [7, 0, 7, 3, 2]])  # (B, Nq)
     plain = mha(q, k, v, valid_lens)
-    assert mha.attention_weights is None  # nothing stored by default
+    with pytest.raises(RuntimeError, match=r"attention_weights were not kept: .*keep_weights=True"):
+        mha.attention_weights  # nothing stored by default, and reading it says so
     mha.keep_weights = True
     torch.testing.assert_close(mha(q, k, v, valid_lens), plain, **TIGHT)
     w = mha.attention_weights

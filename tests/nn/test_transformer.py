@@ -114,7 +114,7 @@ def test_add_norm_post_and_pre_ln_by_hand():
 
 def test_ffn_is_relu_mlp_applied_per_position():
     torch.manual_seed(0)
-    ffn = PositionWiseFFN(D, FFN).double()
+    ffn = PositionWiseFFN(num_hiddens=D, ffn_num_hiddens=FFN).double()
     X = torch.randn(B, T, D, dtype=torch.float64)
     out = ffn(X)
     # the same function at every position: evaluating one position alone gives the same row
@@ -122,7 +122,7 @@ def test_ffn_is_relu_mlp_applied_per_position():
     h = torch.clamp(X @ ffn.dense1.weight.T + ffn.dense1.bias, min=0)  # max(0, xW1 + b1)
     torch.testing.assert_close(out, h @ ffn.dense2.weight.T + ffn.dense2.bias)
     with pytest.raises(ValueError, match=r"activation must be one of \['gelu', 'relu'\]"):
-        PositionWiseFFN(D, FFN, activation="swish")
+        PositionWiseFFN(num_hiddens=D, ffn_num_hiddens=FFN, activation="swish")
 
 
 def test_encoder_block_ignores_padded_tokens():

@@ -80,6 +80,8 @@ def test_attention_maps_panels_per_layer_and_head(tmp_path):
         "decoder.blocks.0.cross_attention": rand(2, 4, 5),
     }
     fig = FIGURES["attention-maps"](captures, list("abcde"), list("wxyz"))
+    titles, suptitle = _texts(fig)
+    assert all(titles) and "abcde" in suptitle
     assert len(panel_axes(fig)) == 4 * 2
     (png,) = plot(
         "attention-maps",
@@ -99,3 +101,61 @@ def test_plot_command_and_errors(tmp_path, capsys):
     assert "plot curves needs --log PATH" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"figure name must be one of .*got 'nope'"):
         plot("nope", tmp_path)
+
+
+def _texts(fig):
+    return [ax.get_title() for ax in panel_axes(fig)], fig.get_suptitle()
+
+
+def test_attention_maps_label_axes_title_the_sentence_and_share_one_scale():
+    g = torch.Generator().manual_seed(0)
+    src = list("Saturday, the 31st of July 1976") + ["<eos>"]
+    tgt = ["<bos>"] + list("1976-07-31")
+    captures = {
+        "encoder.blocks.0.attention": torch.softmax(torch.randn(1, 2, 32, 32, generator=g), -1),
+        "decoder.blocks.0.cross_attention": torch.softmax(torch.randn(1, 2, 11, 32,
+                                                                      generator=g), -1),
+    }
+    fig = FIGURES["attention-maps"](captures, src, tgt)
+    titles, suptitle = _texts(fig)
+    assert "Saturday, the 31st of July 1976" in suptitle and "1976-07-31" in suptitle
+    assert titles[0] == "encoder self-attention\nlayer 0, head 0"
+    assert titles[3] == "cross-attention\nlayer 0, head 1"
+    for ax in panel_axes(fig):
+        assert ax.get_xlabel().startswith("key: ")
+        assert ax.images[0].get_clim() == (0.0, 1.0)
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert len(labels) <= 24 and all(len(t) <= 6 for t in labels)
+        assert all(t.get_rotation() == 0 for t in ax.get_xticklabels())
+        assert all(t.get_fontsize() >= 7 for t in ax.get_xticklabels())
+    assert panel_axes(fig)[0].get_ylabel().startswith("query: ")
+
+
+def test_cost_legend_lists_only_visible_lines():
+    fig = FIGURES["cost"](measure=False)
+    for ax in panel_axes(fig):
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        curves = [tuple(line.get_ydata()) for line in ax.get_lines()]
+        assert len(set(curves)) == len(curves) == len(labels)  # no line hides another
+        assert sorted(n for label in labels for n in label.split(" = ")) == sorted(
+            ["dot", "scaled_dot", "bilinear", "additive", "distance"])
+
+
+def test_curves_with_one_record_have_integer_steps(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text(json.dumps({"step": 7, "loss": 2.5}) + "\n")
+    fig = FIGURES["curves"](log)
+    (ax,) = panel_axes(fig)
+    assert ax.get_xlim() == (6.0, 8.0)
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert any("one record" in t.get_text() for t in ax.texts)
+
+
+def test_tour_heatmaps_share_one_scale_and_explain_the_dashed_line(tmp_path):
+    from attnkit.viz.heatmap import show_heatmaps
+
+    w = torch.softmax(torch.randn(2, 1, 1, 10), -1) * 0.5
+    fig = show_heatmaps(w, valid_lens=[2, 6], vmax=1.0, titles=["a", "b"])
+    assert all(ax.images[0].get_clim() == (0.0, 1.0) for ax in panel_axes(fig))
+    (legend,) = fig.legends
+    assert "valid_len" in legend.get_texts()[0].get_text()

@@ -1,0 +1,79 @@
+"""The book's small helpers used in chapter 11: ``show_heatmaps``, ``plot``, ``check_shape``.
+
+Figures are drawn with matplotlib's ``pyplot`` on the current backend (inline
+in a notebook, Agg on a machine without a display), like the book's; the
+functions return ``None`` as the book's do, and ``plt.gcf()`` is the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["check_shape", "plot", "show_heatmaps"]
+
+
+def check_shape(a: torch.Tensor, shape) -> None:
+    """Raise ``AssertionError`` unless ``a.shape == shape`` (the book's check)."""
+    if tuple(a.shape) != tuple(shape):
+        raise AssertionError(f"tensor's shape {tuple(a.shape)} != expected shape {tuple(shape)}")
+
+
+def show_heatmaps(matrices: torch.Tensor, xlabel: str, ylabel: str,
+                  titles: Sequence[str] | None = None, figsize=(2.5, 2.5),
+                  cmap: str = "Reds") -> None:
+    """Heatmaps of ``matrices`` ``(rows, cols, Nq, Nk)`` (d2l §11.1), one colour bar.
+
+    Unlike the book, every panel uses the same colour scale (from ``min(0, min)``
+    to the largest value), so one shade means one value in all of them.
+    """
+    from ..viz.heatmap import show_heatmaps as _show
+
+    data = torch.as_tensor(matrices).detach().float().cpu()
+    low = min(0.0, float(data.min())) if data.numel() else 0.0
+    _show(data, xlabel=xlabel, ylabel=ylabel, titles=titles, figsize=figsize, cmap=cmap,
+          vmin=low)
+
+
+def plot(X, Y=None, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
+         xscale="linear", yscale="linear", fmts=("-", "m--", "g-.", "r:"),
+         figsize=(3.5, 2.5), axes=None) -> None:
+    """Plot one or several curves (the book's ``d2l.plot``, used in §11.6).
+
+    ``X``/``Y``: a sequence or tensor of values, or a list of them (one per
+    curve); a 2-D ``Y`` is one curve per row. With ``Y`` omitted, ``X`` holds
+    the y values against ``0, 1, …``.
+    """
+    from ..viz.heatmap import _pyplot
+
+    plt = _pyplot()
+    if axes is None:
+        axes = plt.figure(figsize=figsize).gca()
+    X, Y = _curves(X), (None if Y is None else _curves(Y))
+    if Y is None:
+        X, Y = [list(range(len(y))) for y in X], X
+    elif len(X) != len(Y):
+        X = X * len(Y)
+    for x, y, fmt in zip(X, Y, fmts * len(Y)):
+        axes.plot(x, y, fmt) if len(x) else axes.plot(y, fmt)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_xscale(xscale)
+    axes.set_yscale(yscale)
+    axes.set_xlim(xlim)
+    axes.set_ylim(ylim)
+    if legend:
+        axes.legend(legend)
+    axes.grid()
+
+
+def _curves(V) -> list[list[float]]:
+    """A list of curves (lists of floats) from a tensor, a list, or a list of those."""
+    if isinstance(V, torch.Tensor):
+        V = V.detach().cpu()
+        return [V.tolist()] if V.ndim == 1 else [row.tolist() for row in V]
+    V = list(V)
+    if V and (isinstance(V[0], torch.Tensor) and V[0].ndim >= 1 or isinstance(V[0], list | tuple)):
+        return [torch.as_tensor(v).tolist() for v in V]
+    return [[float(v) for v in V]]
