@@ -17,6 +17,7 @@ SUITES = {
     "transformer": "attnkit.bench.transformer",
     "throughput": "attnkit.bench.throughput",
     "gpu": "attnkit.bench.gpu",
+    "threads": "attnkit.bench.threads",
 }
 
 __all__ = ["SUITES"]

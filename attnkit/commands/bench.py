@@ -29,6 +29,7 @@ _HELP = {
     "transformer": "a Transformer training step vs torch.nn.Transformer on a padded batch",
     "throughput": "training throughput vs torch.nn.Transformer on real bucketed batches",
     "gpu": "Triton kernels vs SDPA's backends (needs a CUDA device)",
+    "threads": "training throughput idle and with one competing process, per threads setting",
 }
 
 
@@ -81,9 +82,16 @@ def _gpu_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], d
     return lambda a: dict(quick=a.quick, repeats=a.repeats)
 
 
+def _threads_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict]:
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per cell")
+    p.add_argument("--batches", type=int, default=6, help="training steps per round")
+    return lambda a: dict(rounds=a.rounds, num_batches=a.batches)
+
+
 # suite -> adds its options, returns the keyword arguments of its run() from the parsed ones
 _OPTIONS = {"attention": _attention_options, "transformer": _transformer_options,
-            "throughput": _throughput_options, "gpu": _gpu_options}
+            "throughput": _throughput_options, "gpu": _gpu_options,
+            "threads": _threads_options}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

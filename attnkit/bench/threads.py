@@ -1,0 +1,133 @@
+"""Training throughput on a shared machine: idle, and with one competing CPU-bound process.
+
+For each thread setting (1, every core, and ``auto`` — :func:`attnkit.runtime.choose_threads`)
+the same training steps (the Multi30k config's model sizes, bucketed batches
+of the built-in date task) are timed on the idle machine and again while
+another process spins on one core. Reported: target tokens per second, and
+loaded / idle. The rule behind ``auto`` must keep the loaded throughput at
+≥ 0.4× the idle one (two OpenMP threads on two cores collapse when one core is
+taken: every parallel region waits for the descheduled thread).
+
+``attnkit bench threads --record`` writes the table to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..data.batching import BatchingConfig, BucketBatcher
+from ..data.generated import generate_pairs
+from ..data.tokenizer import CharTokenizer
+from ..models.build import build_model
+from ..models.config import transformer_small
+from ..runtime import apply_threads
+from ..train.loss import smoothed_loss
+from ..train.trainer import valid_targets
+
+__all__ = ["END", "START", "ThreadsResult", "run"]
+
+START = "<!-- bench:threads:start -->"
+END = "<!-- bench:threads:end -->"
+TARGET = 0.4  # loaded / idle throughput of threads = auto
+
+
+@contextmanager
+def competing_process():
+    """One CPU-bound process (a Python busy loop) for the duration of the block."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)  # let it take its core and show in /proc/loadavg
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _setup(max_tokens: int, num_batches: int):
+    pairs = generate_pairs(6000, seed=0)
+    tok = CharTokenizer.train([s for p in pairs for s in p])
+    examples = [(tok.encode(s), tok.encode(t)) for s, t in pairs]
+    batches = list(BucketBatcher(examples, BatchingConfig(
+        max_tokens=max_tokens, max_len=60, seed=0)).batches_for_epoch(0))[:num_batches]
+    model = build_model(transformer_small(tok.vocab_size, num_heads=8, ffn_num_hiddens=512,
+                                          dropout=0.1))
+    return model, torch.optim.Adam(model.parameters(), lr=1e-4), batches
+
+
+def _tokens_per_s(model, opt, batches) -> float:
+    model.train()
+    tokens, t0 = 0, time.perf_counter()
+    for b in batches:
+        logits = model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens, only_valid=True)
+        loss, _, n = smoothed_loss(logits, valid_targets(b), epsilon=0.1)
+        (loss / n).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens += n
+    return tokens / (time.perf_counter() - t0)
+
+
+@dataclass
+class ThreadsResult:
+    rows: list[dict]  # setting, threads idle/loaded, tokens/s idle/loaded, ratio
+    rounds: int
+    date: str
+    markers: ClassVar[tuple[str, str]] = (START, END)
+
+    def auto_ratio(self) -> float:
+        return next(r["ratio"] for r in self.rows if r["setting"] == "auto")
+
+    def summary(self) -> list[str]:
+        lines = [f"threads={r['setting']:>4}: idle {r['idle']:8.0f} tok/s "
+                 f"({r['threads_idle']} threads), loaded {r['loaded']:8.0f} tok/s "
+                 f"({r['threads_loaded']} threads): {r['ratio']:.2f}x" for r in self.rows]
+        met = "met" if self.auto_ratio() >= TARGET else "NOT met"
+        return lines + [f"auto keeps {self.auto_ratio():.2f}x of idle (target >= {TARGET}): "
+                        f"{met}"]
+
+    def markdown(self, command: str) -> str:
+        head = ("## Threads on a shared machine\n\n"
+                f"Command: `{command}` ({self.date}; median of {self.rounds} rounds per cell; "
+                "training steps of the Multi30k config's model sizes on date-task batches; "
+                "loaded = one other CPU-bound process running)\n\n"
+                "| threads setting | threads idle / loaded | tokens/s idle | tokens/s loaded "
+                "| loaded / idle |\n|---|---|---|---|---|\n")
+        body = "".join(f"| {r['setting']} | {r['threads_idle']} / {r['threads_loaded']} | "
+                       f"{r['idle']:,.0f} | {r['loaded']:,.0f} | {r['ratio']:.2f}× |\n"
+                       for r in self.rows)
+        return head + body + (f"\nTarget: `auto` keeps ≥ {TARGET}× of its idle throughput "
+                              f"under load: {self.auto_ratio():.2f}×.\n")
+
+
+def _measure(setting, model, opt, batches, rounds: int) -> tuple[int, float]:
+    n = apply_threads(setting).count
+    _tokens_per_s(model, opt, batches[:2])  # warm-up at this thread count
+    return n, statistics.median(_tokens_per_s(model, opt, batches) for _ in range(rounds))
+
+
+def run(*, rounds: int = 3, max_tokens: int = 1500, num_batches: int = 6) -> ThreadsResult:
+    """Time the settings idle, then under one competing process (restores the threads)."""
+    before = torch.get_num_threads()
+    model, opt, batches = _setup(max_tokens, num_batches)
+    settings = [1, torch.get_num_threads() if before > 1 else 2, "auto"]
+    rows = []
+    try:
+        idle = {str(s): _measure(s, model, opt, batches, rounds) for s in settings}
+        with competing_process():
+            loaded = {str(s): _measure(s, model, opt, batches, rounds) for s in settings}
+    finally:
+        torch.set_num_threads(before)
+    for s in map(str, settings):
+        rows.append({"setting": s, "threads_idle": idle[s][0], "threads_loaded": loaded[s][0],
+                     "idle": idle[s][1], "loaded": loaded[s][1],
+                     "ratio": loaded[s][1] / idle[s][1]})
+    return ThreadsResult(rows, rounds, _dt.date.today().isoformat())
