@@ -44,8 +44,10 @@ def _inputs(name: str, args: argparse.Namespace) -> dict:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from .._io import ensure_writable_dir
     from ..viz.figures import FIGURES, NEEDS_INPUT, plot
 
+    ensure_writable_dir(args.out, "--out")  # before any figure is computed
     formats = tuple(args.format or ("png", "svg"))
     names = [n for n in FIGURES if n not in NEEDS_INPUT] if args.name == "all" else [args.name]
     for name in names:
