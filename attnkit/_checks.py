@@ -16,6 +16,25 @@ from ._values import check_probability
 CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 
 
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    """``torch.broadcast_shapes`` in plain Python (raises ``RuntimeError`` the same way).
+
+    PyTorch's own version loads its symbolic-shape machinery (sympy) on first
+    use, half a second that a one-sentence ``attnkit translate`` would pay.
+    """
+    out: list[int] = []
+    for shape in shapes:
+        shape = tuple(int(n) for n in shape)
+        if len(shape) > len(out):
+            out = [1] * (len(shape) - len(out)) + out
+        for i, n in enumerate(shape, start=len(out) - len(shape)):
+            if out[i] == 1:
+                out[i] = n
+            elif n != 1 and n != out[i]:
+                raise RuntimeError(f"shapes {shapes} cannot be broadcast together")
+    return tuple(out)
+
+
 def shape_str(shape) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
@@ -96,7 +115,7 @@ def check_qkv(queries, keys, values=None) -> tuple[int, ...]:
     if values is not None:
         shapes.append(values.shape[:-2])
     try:
-        batch = torch.broadcast_shapes(*shapes)
+        batch = broadcast_shapes(*shapes)
     except RuntimeError:
         given = ", ".join(
             f"{n} {shape_str(t.shape)}"
@@ -172,7 +191,7 @@ def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> tor
             f"mask must have dtype torch.bool (True = may attend); got {mask.dtype}"
         )
     try:
-        out = torch.broadcast_shapes(mask.shape, target_shape)
+        out = broadcast_shapes(mask.shape, target_shape)
     except RuntimeError:
         out = None
     if out is None or tuple(out) != tuple(target_shape):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_valid_lens, normalize_causal, shape_str
+from ._checks import broadcast_shapes, check_valid_lens, normalize_causal, shape_str
 
 __all__ = [
     "causal_lengths",
@@ -128,7 +128,7 @@ def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:
             out = m
             continue
         try:
-            torch.broadcast_shapes(out.shape, m.shape)
+            broadcast_shapes(out.shape, m.shape)
         except RuntimeError:
             raise ValueError(
                 f"masks[{i}] of shape {shape_str(m.shape)} does not broadcast with the "

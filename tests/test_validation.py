@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from attnkit import attention, attention_weights, masked_softmax
 from attnkit.scores import Bilinear
@@ -70,3 +72,16 @@ def test_attention_weights_and_masked_softmax_validate_too():
         masked_softmax(torch.randn(3, 5), torch.tensor([1, 2, 3]))
     with pytest.raises(TypeError, match=r"X must have a floating dtype; got torch.int64"):
         masked_softmax(torch.ones(2, 3, 4, dtype=torch.long))
+
+
+@given(st.lists(st.lists(st.integers(0, 3), max_size=4).map(tuple), min_size=1, max_size=3))
+def test_broadcast_shapes_agrees_with_torch(shapes):
+    from attnkit._checks import broadcast_shapes
+
+    try:
+        want = tuple(torch.broadcast_shapes(*shapes))
+    except RuntimeError:
+        with pytest.raises(RuntimeError):
+            broadcast_shapes(*shapes)
+        return
+    assert broadcast_shapes(*shapes) == want

@@ -31,7 +31,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_dropout, shape_str
+from .._checks import broadcast_shapes, check_dropout, shape_str
 from .._values import check_positive_int
 from ..scores import DotForm, Score
 from .dropout import Dropout
@@ -358,7 +358,7 @@ class ALiBiScore(Score):
         # the differences between nearby keys, so low precision takes the generic path.
         if self.alibi.symmetric or keys.dtype not in (torch.float32, torch.float64):
             return None
-        lead = tuple(torch.broadcast_shapes(queries.shape[:-2], keys.shape[:-2]))
+        lead = broadcast_shapes(queries.shape[:-2], keys.shape[:-2])
         nk = keys.shape[-2]
         j = torch.arange(nk, device=keys.device, dtype=keys.dtype)  # (Nk,)
         per_head = self.alibi.slopes.to(keys.device, keys.dtype)[:, None] * j  # (H, Nk)
