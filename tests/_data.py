@@ -5,3 +5,17 @@ from pathlib import Path
 
 DATA = Path(os.environ.get("ATTNKIT_DATA") or
             Path(__file__).resolve().parents[1].parent / "shared" / "data")
+
+
+def digits_pairs_file(path: Path, n: int = 200, *, max_digits: int = 4) -> Path:
+    """A small TSV task at ``path``: digits to their English names ("3 1" -> "three one")."""
+    import random
+
+    rng = random.Random(0)
+    words = "zero one two three four five six seven eight nine".split()
+    lines = []
+    for _ in range(n):
+        digits = [rng.randrange(10) for _ in range(rng.randint(1, max_digits))]
+        lines.append(" ".join(map(str, digits)) + "\t" + " ".join(words[d] for d in digits))
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -3,7 +3,6 @@
 import io
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from attnkit.cli import main
 from attnkit.runs.checkpoint import verify_checkpoint
 from attnkit.runs.lock import RunLock
 
+from .._data import digits_pairs_file
 from ..runs._edit import edit_config
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
@@ -28,14 +28,7 @@ TINY = ["--data", "tsv", "--tokenizer", "word", "--num-hiddens", "16", "--num-he
 
 
 def pairs_file(path, n=200):
-    rng = random.Random(0)
-    words = "zero one two three four five six seven eight nine".split()
-    lines = []
-    for _ in range(n):
-        digits = [rng.randrange(10) for _ in range(rng.randint(1, 4))]
-        lines.append(" ".join(map(str, digits)) + "\t" + " ".join(words[d] for d in digits))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return digits_pairs_file(path, n)
 
 
 def run(argv, capsys, stdin: bytes | None = None, monkeypatch=None):

@@ -1,7 +1,6 @@
 """Set-up of a run, above all the resume check: a run continues only with its own settings."""
 
 import json
-import random
 
 import pytest
 
@@ -9,18 +8,12 @@ from attnkit.cli import main
 from attnkit.runs.config import TrainConfig
 from attnkit.train.trainer import Trainer
 
+from .._data import digits_pairs_file
 from ..runs._edit import edit_config
 
 
 def pairs_file(path, n=300):
-    rng = random.Random(0)
-    words = "zero one two three four five six seven eight nine".split()
-    lines = []
-    for _ in range(n):
-        digits = [rng.randrange(10) for _ in range(rng.randint(1, 4))]
-        lines.append(" ".join(map(str, digits)) + "\t" + " ".join(words[d] for d in digits))
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return digits_pairs_file(path, n)
 
 
 def tiny(tmp_path, **kw):
