@@ -57,7 +57,7 @@ def _setup(max_tokens: int, num_batches: int):
     tok = CharTokenizer.train([s for p in pairs for s in p])
     examples = [(tok.encode(s), tok.encode(t)) for s, t in pairs]
     batches = list(BucketBatcher(examples, BatchingConfig(
-        max_tokens=max_tokens, max_len=60, seed=0)).batches_for_epoch(0))[:num_batches]
+        max_tokens=max_tokens, max_sentence_tokens=60, seed=0)).batches_for_epoch(0))[:num_batches]
     model = build_model(transformer_small(tok.vocab_size, num_heads=8, ffn_num_hiddens=512,
                                           dropout=0.1))
     return model, torch.optim.Adam(model.parameters(), lr=1e-4), batches

@@ -54,7 +54,7 @@ def corpus_batches(max_tokens: int, num_batches: int, data_root: Path, seed: int
         tok = CharTokenizer.train([s for p in pairs for s in p])
         source = "built-in date task (8,000 pairs, characters)"
     examples = [(tok.encode(s), tok.encode(t)) for s, t in pairs]
-    batcher = BucketBatcher(examples, BatchingConfig(max_tokens=max_tokens, max_len=100,
+    batcher = BucketBatcher(examples, BatchingConfig(max_tokens=max_tokens, max_sentence_tokens=100,
                                                      seed=seed))
     batches = list(batcher.batches_for_epoch(0))[:num_batches]
     return batches, tok.vocab_size, source, batcher.padding_fraction(0)

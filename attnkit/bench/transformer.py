@@ -11,7 +11,7 @@ has). Same batch, same process, alternating steps after warm-up; the
 medians and the ratio attnkit / torch are reported.
 
 The batch has a realistic length spread: lengths drawn log-normally (median
-about half the maximum) and clipped to ``[min_len, max_len]``, padded to the
+about half the maximum) and clipped to ``[shortest, longest]``, padded to the
 longest. attnkit skips the padding (the attention backends skip padded keys
 and queries, and the position-wise layers run on real tokens only); the
 baseline computes on every padded position as ``torch.nn.Transformer``
@@ -101,17 +101,17 @@ class StepTiming:
         return self.torch_s / self.attnkit_s
 
 
-def _lengths(batch_size: int, min_len: int, max_len: int, g: torch.Generator) -> torch.Tensor:
-    median = max_len / 2
+def _lengths(batch_size: int, shortest: int, longest: int, g: torch.Generator) -> torch.Tensor:
+    median = longest / 2
     raw = torch.exp(torch.randn(batch_size, generator=g) * 0.5 + math.log(median))
-    return raw.round().clamp(min_len, max_len).long()  # (B,)
+    return raw.round().clamp(shortest, longest).long()  # (B,)
 
 
-def make_batch(batch_size: int, min_len: int, max_len: int, vocab: int, seed: int = 0):
+def make_batch(batch_size: int, shortest: int, longest: int, vocab: int, seed: int = 0):
     """Padded ``(src, tgt_in, tgt_out, src_valid_lens, tgt_valid_lens)`` (pad id 0)."""
     g = torch.Generator().manual_seed(seed)
-    src_lens = _lengths(batch_size, min_len, max_len, g)
-    tgt_lens = _lengths(batch_size, min_len, max_len, g)
+    src_lens = _lengths(batch_size, shortest, longest, g)
+    tgt_lens = _lengths(batch_size, shortest, longest, g)
     S, T = int(src_lens.max()), int(tgt_lens.max())
     src = torch.randint(4, vocab, (batch_size, S), generator=g)
     tgt = torch.randint(4, vocab, (batch_size, T + 1), generator=g)
@@ -129,7 +129,7 @@ def _step(model, opt, batch) -> None:
     opt.step()
 
 
-def measure_step(*, batch_size: int = 32, min_len: int = 6, max_len: int = 64,
+def measure_step(*, batch_size: int = 32, shortest: int = 6, longest: int = 64,
                  vocab: int = 8000, reps: int = 10, warmup: int = 2, seed: int = 0,
                  threads: int | None = None, device: str = "cpu",
                  dtype: torch.dtype = torch.float32) -> StepTiming:
@@ -137,12 +137,12 @@ def measure_step(*, batch_size: int = 32, min_len: int = 6, max_len: int = 64,
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    config = transformer_small(vocab, max_len=max(1024, max_len + 1))
+    config = transformer_small(vocab, max_len=max(1024, longest + 1))
     ours = build_model(config).to(device, dtype).train()
     base = TorchSeq2Seq(vocab, vocab, config.num_hiddens, config.num_heads,
                         config.ffn_num_hiddens, config.num_encoder_layers, config.dropout,
                         config.max_len).to(device, dtype).train()
-    batch = tuple(t.to(device) for t in make_batch(batch_size, min_len, max_len, vocab, seed))
+    batch = tuple(t.to(device) for t in make_batch(batch_size, shortest, longest, vocab, seed))
     # foreach: one multi-tensor update instead of a loop over parameters, for both
     opts = {"attnkit": torch.optim.Adam(ours.parameters(), lr=1e-4, foreach=True),
             "torch": torch.optim.Adam(base.parameters(), lr=1e-4, foreach=True)}
@@ -188,12 +188,12 @@ class TransformerBenchResult:
         return _format_section(self.steps, command)
 
 
-def run(*, threads: Sequence[int | None] = (None,), batch_size: int = 32, min_len: int = 6,
-        max_len: int = 64, vocab: int = 8000, reps: int = 10, warmup: int = 2, seed: int = 0,
+def run(*, threads: Sequence[int | None] = (None,), batch_size: int = 32, shortest: int = 6,
+        longest: int = 64, vocab: int = 8000, reps: int = 10, warmup: int = 2, seed: int = 0,
         device: str = "cpu", dtype: torch.dtype = torch.float32) -> TransformerBenchResult:
     """:func:`measure_step` at each thread count in ``threads`` (``None``: torch's default)."""
     return TransformerBenchResult([
-        measure_step(batch_size=batch_size, min_len=min_len, max_len=max_len, vocab=vocab,
+        measure_step(batch_size=batch_size, shortest=shortest, longest=longest, vocab=vocab,
                      reps=reps, warmup=warmup, seed=seed, threads=t, device=device,
                      dtype=dtype) for t in threads])
 

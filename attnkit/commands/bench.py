@@ -55,8 +55,9 @@ def _attention_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespa
 
 def _transformer_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict]:
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--min-len", type=int, default=6)
-    p.add_argument("--max-len", type=int, default=64)
+    p.add_argument("--shortest", type=int, default=6, help="shortest sentence, in tokens")
+    p.add_argument("--longest", type=int, default=64,
+                   help="longest sentence, in tokens; the batch is padded to it")
     p.add_argument("--vocab", type=int, default=8000)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
@@ -65,7 +66,7 @@ def _transformer_options(p: argparse.ArgumentParser) -> Callable[[argparse.Names
                    help="torch threads, or a comma list to run each (e.g. 2,1)")
     p.add_argument("--device", default="cpu")
     return lambda a: dict(threads=a.threads or [None], batch_size=a.batch_size,
-                          min_len=a.min_len, max_len=a.max_len, vocab=a.vocab, reps=a.reps,
+                          shortest=a.shortest, longest=a.longest, vocab=a.vocab, reps=a.reps,
                           warmup=a.warmup, seed=a.seed, device=a.device)
 
 

@@ -39,7 +39,7 @@ multiply that loss by ``world_size`` to get the single-process gradient. Set
 ``BatchingConfig.batch_multiple = world_size`` so every rank gets the same number
 of examples.
 
-**Filtering.** Examples whose source or target is longer than ``max_len`` (or
+**Filtering.** Examples whose source or target is longer than ``max_sentence_tokens`` (or
 that could not fit the token budget even alone) are removed and counted in
 :attr:`BucketBatcher.report`, never dropped silently.
 """
@@ -74,7 +74,7 @@ class BatchingConfig:
 
     Attributes:
         max_tokens: budget per batch, ``B * max(S, T)`` including padding.
-        max_len: longest source or target (ids, before ``<bos>``/``<eos>``) that
+        max_sentence_tokens: longest source or target (ids, before ``<bos>``/``<eos>``) that
             is kept; longer examples are filtered and counted. ``None``: only
             examples that cannot fit ``max_tokens`` alone are filtered.
         seed: seeds the per-epoch shuffles.
@@ -89,7 +89,7 @@ class BatchingConfig:
     """
 
     max_tokens: int
-    max_len: int | None = None
+    max_sentence_tokens: int | None = None
     seed: int = 0
     shuffle: bool = True
     sort_pool_size: int | None = None
@@ -103,14 +103,15 @@ class BatchingConfig:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
         positive("max_tokens", self.max_tokens)
-        positive("max_len", self.max_len, allow_none=True)
+        positive("max_sentence_tokens", self.max_sentence_tokens, allow_none=True)
         positive("sort_pool_size", self.sort_pool_size, allow_none=True)
         positive("batch_multiple", self.batch_multiple)
         if not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
-        if self.max_len is not None and self.max_len + 1 > self.max_tokens:
+        if self.max_sentence_tokens is not None and self.max_sentence_tokens + 1 > self.max_tokens:
             raise ValueError(
-                f"max_tokens must be >= max_len + 1 = {self.max_len + 1} so that the "
+                f"max_tokens must be >= max_sentence_tokens + 1 = "
+                f"{self.max_sentence_tokens + 1} so that the "
                 f"longest kept example fits a batch, got max_tokens={self.max_tokens}"
             )
 
@@ -243,15 +244,16 @@ class FilterReport:
         num_examples: examples given.
         kept: examples that take part in batches.
         too_long: examples removed because the source or target exceeded the
-            length limit ``max_len`` (effective: ``min(max_len, max_tokens - 1)``).
-        max_len: that effective limit.
+            length limit ``max_sentence_tokens`` (effective:
+            ``min(max_sentence_tokens, max_tokens - 1)``).
+        max_sentence_tokens: that effective limit.
         examples: the first few removed dataset indices.
     """
 
     num_examples: int
     kept: int
     too_long: int
-    max_len: int
+    max_sentence_tokens: int
     examples: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -259,7 +261,7 @@ class FilterReport:
         where = f" (indices {', '.join(map(str, self.examples))}{more})" if self.too_long else ""
         return (
             f"{self.kept} of {self.num_examples} examples kept; {self.too_long} longer than "
-            f"{self.max_len} tokens removed{where}"
+            f"{self.max_sentence_tokens} tokens removed{where}"
         )
 
 
@@ -273,7 +275,7 @@ class BucketBatcher:
 
     Typical use::
 
-        batcher = BucketBatcher(examples, BatchingConfig(max_tokens=4096, max_len=100))
+        batcher = BucketBatcher(examples, BatchingConfig(max_tokens=4096, max_sentence_tokens=100))
         print(batcher.report.summary())
         for epoch in range(n_epochs):
             for batch in batcher:        # one pass = the rest of the current epoch
@@ -296,8 +298,8 @@ class BucketBatcher:
         self.config = config
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         limit = config.max_tokens - 1
-        if config.max_len is not None:
-            limit = min(limit, config.max_len)
+        if config.max_sentence_tokens is not None:
+            limit = min(limit, config.max_sentence_tokens)
         kept, dropped = [], []
         cost = np.zeros(len(examples), dtype=np.int64)  # max(S, T) of the example alone
         short = np.zeros(len(examples), dtype=np.int64)  # min(S, T): secondary sort key

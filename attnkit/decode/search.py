@@ -27,7 +27,7 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _check(src, src_valid_lens, max_len):
+def _check(src, src_valid_lens, max_output_len):
     if not isinstance(src, torch.Tensor) or src.ndim != 2 or src.dtype != torch.long:
         got = (f"{tuple(src.shape)} {src.dtype}" if isinstance(src, torch.Tensor)
                else type(src).__name__)
@@ -35,23 +35,23 @@ def _check(src, src_valid_lens, max_len):
     if src_valid_lens is not None and tuple(src_valid_lens.shape) != (src.shape[0],):
         raise ValueError(f"src_valid_lens must have shape ({src.shape[0]},); "
                          f"got {tuple(src_valid_lens.shape)}")
-    check_positive_int("max_len", max_len)
+    check_positive_int("max_output_len", max_output_len)
 
 
 @torch.no_grad()
 def greedy_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
-                  bos_id: int, eos_id: int, max_len: int = 100) -> list[list[int]]:
+                  bos_id: int, eos_id: int, max_output_len: int = 100) -> list[list[int]]:
     """Pick the most likely token at every step, for a whole batch at once.
 
     Returns one list of token ids per sentence, without ``<bos>`` and ``<eos>``.
     """
-    _check(src, src_valid_lens, max_len)
+    _check(src, src_valid_lens, max_output_len)
     B = src.shape[0]
     state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
     tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1)
     out = torch.empty((B, 0), dtype=torch.long, device=src.device)
     done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    for _ in range(max_len):
+    for _ in range(max_output_len):
         logits, state = model.decode_step(tokens, state)  # (B, 1, V)
         tokens = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
         tokens = tokens.masked_fill(done[:, None], eos_id)
@@ -74,7 +74,7 @@ class Hypothesis:
 
 @torch.no_grad()
 def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
-                bos_id: int, eos_id: int, beam_size: int = 4, max_len: int = 100,
+                bos_id: int, eos_id: int, beam_size: int = 4, max_output_len: int = 100,
                 alpha: float = 0.6, return_all: bool = False):
     """Batched beam search with GNMT length penalty.
 
@@ -83,11 +83,11 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     ``log P / length_penalty(len, alpha)``; a sentence stops when it has
     ``K`` finished hypotheses and no live beam can still beat the best of them
     (log-probabilities only fall, so the bound is exact for ``alpha >= 0``),
-    or at ``max_len``. Returns the best token list per sentence (without
+    or at ``max_output_len``. Returns the best token list per sentence (without
     ``<bos>``/``<eos>``), or with ``return_all=True`` every finished
     :class:`Hypothesis` per sentence, best first.
     """
-    _check(src, src_valid_lens, max_len)
+    _check(src, src_valid_lens, max_output_len)
     check_positive_int("beam_size", beam_size)
     B, K, dev = src.shape[0], beam_size, src.device
     state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
@@ -98,12 +98,12 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     scores[:, 1:] = float("-inf")  # all beams start identical: keep one
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     active = torch.ones(B, dtype=torch.bool, device=dev)
-    for t in range(1, max_len + 1):
+    for t in range(1, max_output_len + 1):
         logits, state = model.decode_step(seqs[:, -1:], state)  # (B·K, 1, V)
         logp = torch.log_softmax(logits[:, -1].float(), -1)  # (B·K, V)
         new_scores, new_origin, new_tok = _advance(
             scores, logp, seqs, finished, active, eos_id=eos_id, alpha=alpha,
-            last_step=t == max_len, max_len=max_len)
+            last_step=t == max_output_len, max_output_len=max_output_len)
         if not bool(active.any()):
             break
         rows = (torch.arange(B, device=dev)[:, None] * K + new_origin).view(-1)  # (B·K,)
@@ -118,7 +118,7 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     return [fin[0].tokens if fin else [] for fin in finished]
 
 
-def _advance(scores, logp, seqs, finished, active, *, eos_id, alpha, last_step, max_len):
+def _advance(scores, logp, seqs, finished, active, *, eos_id, alpha, last_step, max_output_len):
     """One beam step for every active sentence.
 
     From the ``2K`` best extensions of each sentence's beams (scores (B, K), ``logp``
@@ -155,12 +155,12 @@ def _advance(scores, logp, seqs, finished, active, *, eos_id, alpha, last_step, 
                 new_scores[b, k], new_origin[b, k], new_tok[b, k] = s, beam, token
                 k += 1
         if _sentence_done(finished[b], new_scores[b], K, alpha=alpha, last_step=last_step,
-                          max_len=max_len):
+                          max_output_len=max_output_len):
             active[b] = False
     return new_scores, new_origin, new_tok
 
 
-def _sentence_done(fin, alive_scores, K, *, alpha, last_step, max_len) -> bool:
+def _sentence_done(fin, alive_scores, K, *, alpha, last_step, max_output_len) -> bool:
     """Whether a sentence with finished hypotheses ``fin`` and live beam scores
     ``alive_scores`` (K,) can stop: it has ``K`` hypotheses and no live beam can
     still beat the best of them, or this was the last step."""
@@ -168,7 +168,7 @@ def _sentence_done(fin, alive_scores, K, *, alpha, last_step, max_len) -> bool:
         return False
     best_done = max(h.score for h in fin)
     best_alive = float(alive_scores.max())
-    bound = best_alive / length_penalty(max_len + 1, alpha) if best_alive < 0 else best_alive
+    bound = best_alive / length_penalty(max_output_len + 1, alpha) if best_alive < 0 else best_alive
     return last_step or bound <= best_done or best_alive == float("-inf")
 
 

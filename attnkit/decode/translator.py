@@ -71,10 +71,11 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
         if table is not None:
             limit = min(limit, table - 1)  # BOS takes the first position
         if beam_size == 1:
-            res = greedy_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID, max_len=limit)
+            res = greedy_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
+                                max_output_len=limit)
         else:
             res = beam_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
-                              beam_size=beam_size, max_len=limit, alpha=alpha)
+                              beam_size=beam_size, max_output_len=limit, alpha=alpha)
         for i, toks in zip(idx, res):
             out[i] = tokenizers.tgt.decode(toks)
         if progress is not None:

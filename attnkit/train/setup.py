@@ -166,7 +166,7 @@ def _training_data(cfg: TrainConfig, resume_from: Path | None, world_size: int):
                                            vocab_size=t.vocab_size, seed=cfg.run.seed))
     examples = [(tokenizers.src.encode(s), tokenizers.tgt.encode(t)) for s, t in train_pairs]
     batcher = BucketBatcher(examples, BatchingConfig(
-        max_tokens=cfg.optim.max_tokens, max_len=cfg.data.max_sentence_tokens,
+        max_tokens=cfg.optim.max_tokens, max_sentence_tokens=cfg.data.max_sentence_tokens,
         seed=cfg.run.seed, batch_multiple=cfg.optim.batch_multiple or world_size))
     if batcher.report.kept == 0:
         raise ValueError(

@@ -346,7 +346,8 @@ class Trainer:
             src_tok, tgt_tok = self.tokenizers.src, self.tokenizers.tgt
             examples = [(src_tok.encode(s), tgt_tok.encode(t)) for s, t in self.valid_pairs]
             self._valid_batches = list(BucketBatcher(examples, BatchingConfig(
-                max_tokens=self.cfg.optim.max_tokens, max_len=self.cfg.data.max_sentence_tokens,
+                max_tokens=self.cfg.optim.max_tokens,
+                max_sentence_tokens=self.cfg.data.max_sentence_tokens,
                 shuffle=False)).batches_for_epoch(0))
         return self._valid_batches
 

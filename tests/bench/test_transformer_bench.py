@@ -7,7 +7,7 @@ from attnkit.bench.transformer import END, START, run
 
 
 def test_tiny_run_summarises_and_records_one_row_per_thread_count(tmp_path):
-    r = run(threads=[1], batch_size=2, min_len=2, max_len=6, vocab=40, reps=1, warmup=0)
+    r = run(threads=[1], batch_size=2, shortest=2, longest=6, vocab=40, reps=1, warmup=0)
     assert len(r.steps) == 1 and r.steps[0].threads == 1 and r.steps[0].ratio > 0
     assert r.summary()[0].startswith("1 threads: attnkit ")
     out = record(r, tmp_path / "B.md", "attnkit bench transformer --threads 1")

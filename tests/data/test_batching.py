@@ -87,12 +87,12 @@ def test_plans_depend_only_on_seed_and_epoch():
 
 def test_too_long_examples_are_counted_not_silently_dropped():
     examples = [([4] * 3, [5] * 3), ([4] * 9, [5]), ([4], [5] * 7), ([4] * 6, [5] * 6)]
-    batcher = BucketBatcher(examples, BatchingConfig(max_tokens=64, max_len=6))
+    batcher = BucketBatcher(examples, BatchingConfig(max_tokens=64, max_sentence_tokens=6))
     rep = batcher.report
     assert (rep.num_examples, rep.kept, rep.too_long, rep.examples) == (4, 2, 2, [1, 2])
     assert rep.summary() == "2 of 4 examples kept; 2 longer than 6 tokens removed (indices 1, 2)"
     assert sorted(i for idx in batcher.plan(0) for i in idx) == [0, 3]
-    # without max_len, only what cannot fit the budget alone is removed
+    # without max_sentence_tokens, only what cannot fit the budget alone is removed
     assert BucketBatcher(examples, BatchingConfig(max_tokens=9)).report.examples == [1]
 
 
@@ -186,8 +186,8 @@ def test_state_from_other_data_is_rejected():
 def test_config_validation():
     with pytest.raises(ValueError, match="max_tokens must be an int >= 1, got 0"):
         BatchingConfig(max_tokens=0)
-    with pytest.raises(ValueError, match="max_tokens must be >= max_len \\+ 1 = 101"):
-        BatchingConfig(max_tokens=100, max_len=100)
+    with pytest.raises(ValueError, match="max_tokens must be >= max_sentence_tokens \\+ 1 = 101"):
+        BatchingConfig(max_tokens=100, max_sentence_tokens=100)
     with pytest.raises(TypeError, match="config must be a BatchingConfig, got dict"):
         BucketBatcher([], {"max_tokens": 10})
 
@@ -201,7 +201,8 @@ def test_real_multi30k_batches():
     src_tok = WordTokenizer.train([s for s, _ in pairs], min_freq=2)
     tgt_tok = WordTokenizer.train([t for _, t in pairs], min_freq=2)
     examples = [(src_tok.encode(s), tgt_tok.encode(t)) for s, t in pairs]
-    batcher = BucketBatcher(examples, BatchingConfig(max_tokens=4096, max_len=40, seed=0))
+    batcher = BucketBatcher(examples, BatchingConfig(max_tokens=4096, max_sentence_tokens=40,
+                                                     seed=0))
     assert batcher.report.kept + batcher.report.too_long == 29000
     assert 0 < batcher.report.too_long < 100  # a few very long captions
     assert batcher.padding_fraction(0) < 0.15

@@ -56,7 +56,7 @@ def brute_force_best(model, sent, max_len, alpha):
 def test_wide_beam_finds_the_exact_best_sequence(alpha):
     model = MarkovModel(4, seed=1)
     src = torch.arange(4)[:, None]
-    got = beam_search(model, src, None, bos_id=BOS, eos_id=EOS, beam_size=64, max_len=4,
+    got = beam_search(model, src, None, bos_id=BOS, eos_id=EOS, beam_size=64, max_output_len=4,
                       alpha=alpha)
     for s in range(4):
         assert got[s] == brute_force_best(model, s, 4, alpha), s
@@ -70,8 +70,8 @@ def seq_log_prob(model, sent, seq):
 def test_greedy_is_the_argmax_chain_and_beam_of_one_never_worse():
     model = MarkovModel(5, seed=2)
     src = torch.arange(5)[:, None]
-    greedy = greedy_search(model, src, None, bos_id=BOS, eos_id=EOS, max_len=6)
-    beam1 = beam_search(model, src, None, bos_id=BOS, eos_id=EOS, beam_size=1, max_len=6,
+    greedy = greedy_search(model, src, None, bos_id=BOS, eos_id=EOS, max_output_len=6)
+    beam1 = beam_search(model, src, None, bos_id=BOS, eos_id=EOS, beam_size=1, max_output_len=6,
                         alpha=0.0)
     ended = 0
     for s in range(5):  # hand-walk the argmax chain
@@ -92,7 +92,7 @@ def test_greedy_is_the_argmax_chain_and_beam_of_one_never_worse():
 def test_beam_scores_sorted_and_length_penalty_applied():
     model = MarkovModel(2, seed=3)
     hyps = beam_search(model, torch.arange(2)[:, None], None, bos_id=BOS, eos_id=EOS,
-                       beam_size=3, max_len=5, alpha=0.6, return_all=True)
+                       beam_size=3, max_output_len=5, alpha=0.6, return_all=True)
     for per in hyps:
         scores = [h.score for h in per]
         assert scores == sorted(scores, reverse=True)
@@ -112,7 +112,7 @@ def test_batched_decoding_equals_one_sentence_at_a_time():
     src[1, 3:] = 0
     src[2, 5:] = 0
     for search in (greedy_search, beam_search):
-        kw = dict(bos_id=BOS, eos_id=EOS, max_len=8)
+        kw = dict(bos_id=BOS, eos_id=EOS, max_output_len=8)
         if search is beam_search:
             kw["beam_size"] = 3
         together = search(model, src, lens, **kw)
