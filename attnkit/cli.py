@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("attnkit.commands.evaluate", "BLEU / chrF of a checkpoint on a test set"),
     "average": ("attnkit.commands.average", "average the last k checkpoints"),
     "explore": ("attnkit.commands.explore", "write an interactive HTML attention explorer"),
+    "export": ("attnkit.commands.export", "export a run to another engine (ctranslate2)"),
     "bench": ("attnkit.commands.bench",
               "benchmark suites against PyTorch's kernels (--record writes BENCHMARKS.md)"),
 }

@@ -1,0 +1,294 @@
+"""Export a Transformer run to CTranslate2 (https://github.com/OpenNMT/CTranslate2).
+
+The model is described with CTranslate2's own converter API, a
+``ctranslate2.specs.TransformerSpec``, filled from the run's modules the way
+CTranslate2's OpenNMT-py and fairseq converters fill it, then validated,
+optionally quantized and saved by CTranslate2 itself::
+
+    export_ctranslate2("runs/multi30k-de-en", "deploy/de-en", quantization="int8")
+
+How attnkit's Transformer maps onto the spec (``L`` = one layer):
+
+==============================================  =============================================
+attnkit                                         CTranslate2 spec
+==============================================  =============================================
+``encoder.embed.embedding`` (× √d)              ``encoder.embeddings[0]``, ``scale_embeddings``
+``decoder.embed.embedding`` (× √d)              ``decoder.embeddings``, ``scale_embeddings``
+sinusoidal table ``P`` / learned positions      ``{en,de}coder.position_encodings.encodings``
+                                                (given as a weight: attnkit interleaves sin/cos
+                                                from position 0, CTranslate2's built-in table
+                                                concatenates them from position 1)
+rope (interleaved pairs, base 10000)            ``rotary_dim=0, rotary_interleave=True`` on the
+                                                self-attentions; no position table
+``L.attention.W_q, W_k, W_v`` (encoder)         ``L.self_attention.linear[0]`` (fused q;k;v)
+``L.self_attention.W_q, W_k, W_v`` (decoder)    ``L.self_attention.linear[0]`` (fused q;k;v)
+``L.cross_attention.W_q`` / ``W_k, W_v``        ``L.attention.linear[0]`` / ``linear[1]`` (k;v)
+``W_o``                                         ``linear[-1]`` of the same attention
+``L.addnorm1.ln`` (encoder)                     ``L.self_attention.layer_norm``
+``L.addnorm1.ln`` / ``addnorm2.ln`` (decoder)   ``L.self_attention.layer_norm`` /
+                                                ``L.attention.layer_norm``
+last ``addnorm.ln`` of a layer                  ``L.ffn.layer_norm``
+``L.ffn.dense1`` / ``dense2``                   ``L.ffn.linear_0`` / ``linear_1``
+``final_norm`` (pre-LN only)                    ``{en,de}coder.layer_norm``
+``output`` (tied or not, with its bias)         ``decoder.projection``
+``pre_norm``                                    ``pre_norm`` of both stacks
+``activation`` relu / gelu (erf)                ``Activation.RELU`` / ``Activation.GELU``
+``score`` scaled_dot / dot                      ``queries_scale`` 1/√Dh (default) / 1.0
+``num_kv_heads``                                ``num_heads_kv`` of every attention
+LayerNorm eps 1e-5                              config ``layer_norm_epsilon = 1e-5``
+==============================================  =============================================
+
+Vocabularies are written from attnkit's tokenizers so that token id ``i`` in
+attnkit is token ``i`` in CTranslate2 (the specials ``<pad> <unk> <bos>
+<eos>`` are ids 0–3); the config names ``<bos>`` as the decoder start token
+and adds ``<eos>`` to every source, as attnkit does. The run's tokenizer is
+copied to ``tokenizer/`` and :data:`EXPORT_INFO` records the model section and
+its positional table size, so the directory alone can translate text
+(:mod:`attnkit.export.ctranslate2_translator`).
+
+What CTranslate2 cannot represent is refused by :func:`check_exportable`,
+naming the option: the Bahdanau RNN, ``positional="alibi"`` (CTranslate2
+has ALiBi in decoders only; attnkit's encoder uses the symmetric form) and
+the scores other than ``scaled_dot`` and ``dot``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["EXPORT_INFO", "QUANTIZATIONS", "check_exportable", "export_ctranslate2",
+           "require_ctranslate2"]
+
+#: What ``--quantization`` accepts: the weight types CTranslate2 runs on a CPU.
+QUANTIZATIONS = ("float32", "int16", "int8")
+
+#: The file of an exported directory that says what it holds (written last).
+EXPORT_INFO = "attnkit-export.json"
+
+EXPORT_FORMAT = 1
+_LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by every attnkit LayerNorm
+_SCORES = {"scaled_dot": None, "dot": 1.0}  # score -> queries_scale (None: 1/sqrt(Dh))
+_POSITIONAL = ("sinusoidal", "learned", "rope")
+_INSTALL = 'pip install "attnkit[deploy]"'
+
+
+def require_ctranslate2(what: str = "the ctranslate2 engine"):
+    """The ``ctranslate2`` module, or an ``OSError`` saying how to install it."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise OSError(f"{what} needs the ctranslate2 package, which is not installed: "
+                      f"{_INSTALL}") from None
+    return ctranslate2
+
+
+def check_exportable(config) -> None:
+    """Raise ``ValueError`` (one line, naming the option) unless CTranslate2 can represent
+    the model of ``config`` (a :class:`attnkit.models.TransformerConfig`)."""
+    from ..models.config import TransformerConfig
+
+    if not isinstance(config, TransformerConfig):
+        raise ValueError(f"cannot export a {type(config).__name__} model to CTranslate2: only "
+                         "Transformer runs can be (the Bahdanau RNN has no CTranslate2 spec)")
+    if config.positional not in _POSITIONAL:
+        raise ValueError(
+            f"cannot export model option positional={config.positional!r} to CTranslate2: "
+            "it has ALiBi in decoders only, while attnkit's encoder uses the symmetric form; "
+            f"exportable: {', '.join(_POSITIONAL)}")
+    if config.score not in _SCORES:
+        raise ValueError(
+            f"cannot export model option score={config.score!r} to CTranslate2, whose "
+            f"attention is a dot product (scaled or not); exportable: {', '.join(_SCORES)}")
+
+
+def _array(t):
+    """A float32 numpy copy of a tensor (what the spec stores)."""
+    return t.detach().to("cpu").float().contiguous().numpy()
+
+
+def _linear(spec, *linears) -> None:
+    """``spec.weight``/``bias`` from one or more ``nn.Linear`` fused along the outputs."""
+    import numpy as np
+
+    spec.weight = np.concatenate([_array(lin.weight) for lin in linears])
+    if linears[0].bias is not None:
+        spec.bias = np.concatenate([_array(lin.bias) for lin in linears])
+
+
+def _norm(spec, ln) -> None:
+    spec.gamma, spec.beta = _array(ln.weight), _array(ln.bias)
+
+
+def _attention(spec, mha, queries_scale, *, fused_qkv: bool) -> None:
+    if fused_qkv:
+        _linear(spec.linear[0], mha.W_q, mha.W_k, mha.W_v)
+    else:
+        _linear(spec.linear[0], mha.W_q)
+        _linear(spec.linear[1], mha.W_k, mha.W_v)
+    _linear(spec.linear[-1], mha.W_o)
+    if queries_scale is not None:
+        spec.queries_scale = queries_scale
+
+
+def _ffn(spec, ffn, ln) -> None:
+    _linear(spec.linear_0, ffn.dense1)
+    _linear(spec.linear_1, ffn.dense2)
+    _norm(spec.layer_norm, ln)
+
+
+def _positions(spec, embed, positional: str) -> None:
+    """The additive position table (absolute kinds); nothing for rope."""
+    if positional == "sinusoidal":
+        spec.position_encodings.encodings = _array(embed.pos_encoding.P[0])  # (max_len, d)
+    elif positional == "learned":
+        spec.position_encodings.encodings = _array(embed.pos_encoding.embedding.weight)
+    elif hasattr(spec, "position_encodings"):  # rope: the encoder spec declares a table
+        del spec.position_encodings
+
+
+def _stack_options(config) -> dict:
+    from ctranslate2.specs import common_spec
+
+    activation = {"relu": common_spec.Activation.RELU,
+                  "gelu": common_spec.Activation.GELU}[config.activation]
+    options = dict(pre_norm=config.pre_norm, activation=activation)
+    if config.num_kv_heads not in (None, config.num_heads):
+        options["num_heads_kv"] = config.num_kv_heads
+    if config.positional == "rope":
+        options.update(rotary_dim=0, rotary_interleave=True, rotary_base=10000.0)
+    return options
+
+
+def _stacks(model, config):
+    """The filled encoder and decoder specs of ``model`` (see the module's table)."""
+    from ctranslate2.specs import transformer_spec
+
+    options = _stack_options(config)
+    enc = transformer_spec.TransformerEncoderSpec(config.num_encoder_layers, config.num_heads,
+                                                  **options)
+    dec = transformer_spec.TransformerDecoderSpec(config.num_decoder_layers, config.num_heads,
+                                                  **options)
+    for spec, embeddings, stack in ((enc, enc.embeddings[0], model.encoder),
+                                    (dec, dec.embeddings, model.decoder)):
+        embeddings.weight = _array(stack.embed.embedding.weight)
+        _positions(spec, stack.embed, config.positional)
+        if config.pre_norm:
+            _norm(spec.layer_norm, stack.final_norm)
+    scale = _SCORES[config.score]
+    for layer, blk in zip(enc.layer, model.encoder.blocks):
+        _attention(layer.self_attention, blk.attention, scale, fused_qkv=True)
+        _norm(layer.self_attention.layer_norm, blk.addnorm1.ln)
+        _ffn(layer.ffn, blk.ffn, blk.addnorm2.ln)
+    for layer, blk in zip(dec.layer, model.decoder.blocks):
+        _attention(layer.self_attention, blk.self_attention, scale, fused_qkv=True)
+        _norm(layer.self_attention.layer_norm, blk.addnorm1.ln)
+        _attention(layer.attention, blk.cross_attention, scale, fused_qkv=False)
+        _norm(layer.attention.layer_norm, blk.addnorm2.ln)
+        _ffn(layer.ffn, blk.ffn, blk.addnorm3.ln)
+    _linear(dec.projection, model.output)
+    return enc, dec
+
+
+def vocabulary(tokenizer) -> list[str]:
+    """The token string of every id of ``tokenizer``, in id order (all distinct)."""
+    if hasattr(tokenizer, "idx_to_token"):
+        tokens = list(tokenizer.idx_to_token)
+    elif hasattr(tokenizer, "id_to_piece"):
+        tokens = [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+    else:
+        raise ValueError(f"a {type(tokenizer).__name__} has no token strings to write as a "
+                         "CTranslate2 vocabulary")
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"the {type(tokenizer).__name__}'s token strings are not distinct; "
+                         "CTranslate2 needs one string per id")
+    return tokens
+
+
+def model_spec(model, config, tokenizers):
+    """The filled ``TransformerSpec`` of ``model`` (built from ``config``) and its config."""
+    from ctranslate2.specs import transformer_spec
+
+    from ..data.tokenizer import BOS_ID, EOS_ID, SPECIAL_TOKENS, UNK_ID
+
+    check_exportable(config)
+    spec = transformer_spec.TransformerSpec(*_stacks(model, config))
+    spec.register_source_vocabulary(vocabulary(tokenizers.src))
+    spec.register_target_vocabulary(vocabulary(tokenizers.tgt))
+    cfg = spec.config
+    cfg.layer_norm_epsilon = _LAYER_NORM_EPS
+    cfg.unk_token, cfg.bos_token = SPECIAL_TOKENS[UNK_ID], SPECIAL_TOKENS[BOS_ID]
+    cfg.eos_token, cfg.decoder_start_token = SPECIAL_TOKENS[EOS_ID], SPECIAL_TOKENS[BOS_ID]
+    cfg.add_source_bos, cfg.add_source_eos = False, True
+    return spec
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    """Refuse to overwrite anything but an earlier export (with ``force``)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise NotADirectoryError(f"--out: {out} exists and is not a directory")
+    if not any(out.iterdir()):
+        out.rmdir()
+        return
+    if not (out / EXPORT_INFO).is_file():
+        raise ValueError(f"--out: {out} exists and is not empty; choose a new directory")
+    if not force:
+        raise ValueError(f"--out: {out} holds an earlier export; pass --force to replace it")
+    shutil.rmtree(out)
+
+
+def export_ctranslate2(checkpoint: str | Path, out: str | Path, *,
+                       quantization: str = "float32", force: bool = False) -> Path:
+    """Write the Transformer run at ``checkpoint`` as a CTranslate2 model directory ``out``.
+
+    ``quantization``: one of :data:`QUANTIZATIONS` (the weights' type on disk).
+    The directory is built next to ``out`` and renamed into place, so it is
+    either complete or absent; ``force`` replaces an earlier export there.
+
+    Raises:
+        ValueError: a model CTranslate2 cannot represent (naming the option), a
+            bad ``quantization``, an ``out`` that holds other files.
+        OSError: ctranslate2 not installed, unreadable checkpoint, unwritable ``out``.
+    """
+    from ..runs.checkpoint import read_run
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"--quantization must be one of {', '.join(QUANTIZATIONS)}; "
+                         f"got {quantization!r}")
+    ct2 = require_ctranslate2("attnkit export ctranslate2")
+    check_exportable(read_run(checkpoint).model)  # before the weights are read
+    from ..decode.translator import load_translator
+
+    tr = load_translator(checkpoint)
+    spec = model_spec(tr.model, tr.run.model, tr.tokenizers)
+    spec.validate()
+    spec.optimize(quantization=quantization)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out, force)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        spec.save(str(work))
+        tr.tokenizers.save(work / "tokenizer")
+        info = _info(tr.run, quantization, ct2.__version__)
+        (work / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def _info(run, quantization: str, ct2_version: str) -> dict:
+    from .._version import __version__
+    from ..models.config import model_config_to_dict
+
+    return {"format": EXPORT_FORMAT, "engine": "ctranslate2",
+            "ctranslate2_version": ct2_version, "attnkit_version": __version__,
+            "checkpoint": str(run.path), "step": run.train_state.get("step"),
+            "quantization": quantization, "positions": run.model.max_len,
+            "tokenizer": run.tokenizer, "model": model_config_to_dict(run.model)}

@@ -1,0 +1,111 @@
+"""Translating with an exported model gives what attnkit's own search gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from attnkit.decode.translator import load_translator
+
+from .conftest import RUNS, SENTENCES
+
+ctranslate2 = pytest.importorskip("ctranslate2")
+
+from attnkit.export import export_ctranslate2, load_ctranslate2  # noqa: E402
+
+ALL_RUNS = ["golden", *RUNS]
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    """``exported(name, quantization)``: (attnkit translator, CTranslate2 translator)."""
+    cache = {}
+
+    def get(name: str, quantization: str = "float32"):
+        if (name, quantization) not in cache:
+            run = trained_run(name)
+            out = export_ctranslate2(run, tmp_path_factory.mktemp("ct2") / name,
+                                     quantization=quantization)
+            cache[name, quantization] = load_translator(run), load_ctranslate2(out, threads=1)
+        return cache[name, quantization]
+
+    return get
+
+
+#: attnkit's beam search also finishes an <eos> ranked between K and 2K at a step (beyond
+#: the beam); CTranslate2 (like fairseq and OpenNMT-py) finishes only those within the top
+#: K. With K = 2 or 3 this picks another hypothesis for a few of these sentences.
+_NARROW = pytest.mark.xfail(reason="attnkit finishes <eos> candidates ranked K..2K-1, "
+                                   "CTranslate2 only those ranked below K", strict=False)
+
+
+@pytest.mark.parametrize("name", ALL_RUNS)
+@pytest.mark.parametrize("beam_size", [1, pytest.param(2, marks=_NARROW),
+                                       pytest.param(3, marks=_NARROW), 4])
+def test_greedy_and_beam_outputs_are_attnkits_token_for_token(name, beam_size, exported):
+    """alpha = 0: the ranking both searches share (see the module docs of the translator)."""
+    ours, ct2 = exported(name)
+    want = ours.translate(SENTENCES, beam_size=beam_size, alpha=0.0)
+    assert ct2.translate(SENTENCES, beam_size=beam_size, alpha=0.0) == want
+    assert want[SENTENCES.index("")] == ""
+
+
+@pytest.mark.parametrize("name", ALL_RUNS)
+def test_an_output_limit_is_attnkits(name, exported):
+    ours, ct2 = exported(name)
+    for beam_size in (1, 3):
+        want = ours.translate(SENTENCES, beam_size=beam_size, max_output_len=2, alpha=0.0)
+        assert ct2.translate(SENTENCES, beam_size=beam_size, max_output_len=2, alpha=0.0) == want
+
+
+@pytest.mark.parametrize("name", ALL_RUNS)
+def test_beam_search_with_a_length_penalty_ranks_like_attnkit(name, exported):
+    """GNMT alpha > 0 is applied to CTranslate2's K best hypotheses; the searches stop by
+    different rules, so this is agreement on these sentences, not a guarantee."""
+    ours, ct2 = exported(name)
+    want = ours.translate(SENTENCES, beam_size=4, alpha=0.6)
+    got = ct2.translate(SENTENCES, beam_size=4, alpha=0.6)
+    assert got == want
+
+
+def test_int8_runs_and_mostly_agrees(exported):
+    ours, _ = exported("golden")
+    _, int8 = exported("golden", "int8")
+    assert int8.info["quantization"] == "int8"
+    want = ours.translate(SENTENCES, beam_size=1)
+    got = int8.translate(SENTENCES, beam_size=1)
+    assert len(got) == len(SENTENCES) and got[SENTENCES.index("")] == ""
+    same = sum(g == w for g, w in zip(got, want))
+    assert same >= 0.75 * len(SENTENCES), list(zip(SENTENCES, want, got))
+
+
+def test_sentences_too_long_for_the_table_are_cut_and_named_like_attnkits(exported):
+    ours, ct2 = exported("golden")  # 16 positions
+    assert ct2.overlong(SENTENCES) == ours.overlong(SENTENCES) == [SENTENCES.index(
+        "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6")]
+
+
+def test_progress_counts_every_decoded_sentence_and_order_is_kept(exported):
+    ours, ct2 = exported("golden")
+    seen = []
+    got = ct2.translate(SENTENCES, progress=seen.append)
+    assert sum(seen) == sum(1 for s in SENTENCES if s.strip())
+    assert got == ours.translate(SENTENCES)  # default alpha, greedy
+    assert [ct2.translate([s])[0] for s in SENTENCES[:3]] == got[:3]
+
+
+def test_the_translate_command_decodes_with_the_exported_model(trained_run, tmp_path, capsys):
+    from attnkit.cli import main
+
+    run = trained_run("golden")
+    out = export_ctranslate2(run, tmp_path / "ct2")
+    argv = ["translate", "--engine", "ctranslate2", "--model", str(out), "--beam-size", "1"]
+    assert main([*argv, "3 1 4", "7 7"]) == 0
+    assert capsys.readouterr().out.splitlines() == load_translator(run).translate(
+        ["3 1 4", "7 7"], beam_size=1)
+    assert main(["translate", "--engine", "ctranslate2", "3"]) == 2
+    assert "--engine ctranslate2 needs --model DIR" in capsys.readouterr().err
+    assert main(["translate", "--engine", "ctranslate2", "--model", str(tmp_path), "3"]) == 2
+    assert "is not a directory written by 'attnkit export ctranslate2'" in \
+        capsys.readouterr().err
+    assert main(["translate", "3"]) == 2
+    assert "--checkpoint is required" in capsys.readouterr().err
