@@ -18,6 +18,7 @@ SUITES = {
     "throughput": "attnkit.bench.throughput",
     "gpu": "attnkit.bench.gpu",
     "threads": "attnkit.bench.threads",
+    "decoding": "attnkit.bench.decoding",
 }
 
 __all__ = ["SUITES"]

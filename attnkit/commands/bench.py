@@ -30,6 +30,7 @@ _HELP = {
     "throughput": "training throughput vs torch.nn.Transformer on real bucketed batches",
     "gpu": "Triton kernels vs SDPA's backends (needs a CUDA device)",
     "threads": "training throughput idle and with one competing process, per threads setting",
+    "decoding": "attnkit's greedy and beam search against CTranslate2 on the same run",
 }
 
 
@@ -89,10 +90,19 @@ def _threads_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace
     return lambda a: dict(rounds=a.rounds, num_batches=a.batches)
 
 
+def _decoding_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict]:
+    p.add_argument("--checkpoint", required=True, help="a Multi30k Transformer run")
+    p.add_argument("--split", default="test_2016_flickr", help="the Multi30k split decoded")
+    p.add_argument("--threads", type=_thread_list, default=[1, 2], help="e.g. 1,2")
+    p.add_argument("--limit", type=int, default=None, help="only the first N sentences")
+    return lambda a: dict(checkpoint=a.checkpoint, split=a.split, threads=tuple(a.threads),
+                          limit=a.limit)
+
+
 # suite -> adds its options, returns the keyword arguments of its run() from the parsed ones
 _OPTIONS = {"attention": _attention_options, "transformer": _transformer_options,
             "throughput": _throughput_options, "gpu": _gpu_options,
-            "threads": _threads_options}
+            "threads": _threads_options, "decoding": _decoding_options}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

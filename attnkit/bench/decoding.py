@@ -1,0 +1,135 @@
+"""Decoding speed: attnkit's own search against CTranslate2 on the same model.
+
+The run is exported with :func:`attnkit.export.export_ctranslate2` (float32 and
+int8) into a temporary folder; then the test sentences are translated by each
+engine, greedy and with beam 5, at each thread count, all in one process.
+Reported: sentences/s, target tokens/s (tokens of the outputs, ``<eos>``
+included) and sacreBLEU of each output, and each engine's speed over
+attnkit's. Targets (on the same model): attnkit's greedy ≥ 0.5× CTranslate2
+float32 sentences/s, beam 5 ≥ 0.4×.
+
+``attnkit bench decoding --checkpoint RUN --record`` writes the table to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from ..data.corpus import multi30k_files, read_test_set
+from ..decode.translator import load_translator
+from ..eval.bleu import corpus_bleu
+from ..runs.checkpoint import read_run
+
+__all__ = ["END", "START", "DecodingResult", "run"]
+
+START = "<!-- bench:decoding:start -->"
+END = "<!-- bench:decoding:end -->"
+TARGETS = {1: 0.5, 5: 0.4}  # beam -> attnkit / CTranslate2 float32, sentences/s
+
+
+@dataclass
+class DecodingResult:
+    rows: list[dict]  # engine, threads, beam, seconds, sent/s, tok/s, bleu
+    sentences: int
+    source: str
+    checkpoint: str
+    date: str
+    markers: ClassVar[tuple[str, str]] = (START, END)
+
+    def ratio(self, threads: int, beam: int) -> float | None:
+        """attnkit's sentences/s over CTranslate2 float32's."""
+        get = {(r["engine"], r["threads"], r["beam"]): r["sent_s"] for r in self.rows}
+        ours, theirs = get.get(("attnkit", threads, beam)), get.get(("ct2 float32", threads,
+                                                                     beam))
+        return None if not ours or not theirs else ours / theirs
+
+    def summary(self) -> list[str]:
+        lines = [f"{r['engine']:12s} threads {r['threads']} beam {r['beam']}: "
+                 f"{r['sent_s']:7.1f} sent/s {r['tok_s']:8.0f} tok/s BLEU {r['bleu']:5.2f}"
+                 for r in self.rows]
+        for (threads, beam) in sorted({(r["threads"], r["beam"]) for r in self.rows}):
+            ratio = self.ratio(threads, beam)
+            if ratio is not None:
+                met = "met" if ratio >= TARGETS[beam] else "NOT met"
+                lines.append(f"attnkit / ct2 float32, threads {threads}, beam {beam}: "
+                             f"{ratio:.2f}x (target >= {TARGETS[beam]}): {met}")
+        return lines
+
+    def markdown(self, command: str) -> str:
+        head = (f"## Decoding: attnkit's search and CTranslate2 on the same model\n\n"
+                f"Command: `{command}` ({self.date}). Model: `{self.checkpoint}`; "
+                f"{self.sentences} sentences of {self.source}; batches of 64 sorted by "
+                "length, output limit 2·S + 10, GNMT α = 0.6 for beam 5.\n\n"
+                "| engine | threads | beam | seconds | sentences/s | target tokens/s | "
+                "sacreBLEU | vs attnkit |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+        base = {(r["threads"], r["beam"]): r["sent_s"] for r in self.rows
+                if r["engine"] == "attnkit"}
+        body = "".join(
+            f"| {r['engine']} | {r['threads']} | {r['beam']} | {r['seconds']:.1f} | "
+            f"{r['sent_s']:.1f} | {r['tok_s']:,.0f} | {r['bleu']:.2f} | "
+            f"{r['sent_s'] / base[(r['threads'], r['beam'])]:.2f}× |\n" for r in self.rows)
+        return head + body + "\n" + "\n".join(f"- {line}" for line in self.summary()
+                                              if "target" in line) + "\n"
+
+
+def _time(engine, sentences: list[str], beam: int, tokenize) -> tuple[float, list[str], int]:
+    t0 = time.perf_counter()
+    hyps = engine.translate(sentences, beam_size=beam, alpha=0.6)
+    seconds = time.perf_counter() - t0
+    return seconds, hyps, sum(len(tokenize(h)) + 1 for h in hyps)
+
+
+def _engines(checkpoint: str, folder: Path, threads: int) -> dict:
+    from ..export.ctranslate2 import export_ctranslate2
+    from ..export.ctranslate2_translator import load_ctranslate2
+
+    engines = {"attnkit": load_translator(checkpoint)}
+    for q in ("float32", "int8"):
+        out = folder / q
+        if not out.exists():
+            export_ctranslate2(checkpoint, out, quantization=q)
+        engines[f"ct2 {q}"] = load_ctranslate2(out, threads=threads)
+    return engines
+
+
+def _test_set(checkpoint: str, split: str, limit: int | None):
+    data = (read_run(checkpoint).train or {}).get("data", {})
+    if data.get("kind") != "multi30k":
+        raise ValueError("the decoding benchmark needs a run trained on [data] kind = "
+                         "'multi30k' (it decodes one of its test splits)")
+    srcs, refs = read_test_set(*multi30k_files(data["multi30k_root"], split, data["src_lang"],
+                                               data["tgt_lang"]))
+    return srcs[:limit] if limit else srcs, refs[:limit] if limit else refs
+
+
+def run(*, checkpoint: str, split: str = "test_2016_flickr", threads: tuple[int, ...] = (1, 2),
+        beams: tuple[int, ...] = (1, 5), limit: int | None = None) -> DecodingResult:
+    """Translate the split with every engine, thread count and beam; nothing is written
+    but the temporary exports."""
+    srcs, refs = _test_set(checkpoint, split, limit)
+    rows, before = [], torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for n in threads:
+                torch.set_num_threads(n)
+                engines = _engines(checkpoint, Path(tmp), n)
+                tokenize = engines["attnkit"].tokenizers.tgt.encode
+                for beam in beams:
+                    for name, engine in engines.items():
+                        engine.translate(srcs[:8], beam_size=beam)  # warm-up
+                        seconds, hyps, tokens = _time(engine, srcs, beam, tokenize)
+                        rows.append({"engine": name, "threads": n, "beam": beam,
+                                     "seconds": seconds, "sent_s": len(srcs) / seconds,
+                                     "tok_s": tokens / seconds,
+                                     "bleu": corpus_bleu(hyps, refs).score})
+        finally:
+            torch.set_num_threads(before)
+    return DecodingResult(rows, len(srcs), f"Multi30k {split}", checkpoint,
+                          _dt.date.today().isoformat())
