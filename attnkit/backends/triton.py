@@ -27,6 +27,7 @@ until a GPU measurement shows the fused kernel faster.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -40,6 +41,12 @@ __all__ = ["TritonBackend"]
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+@functools.cache
+def _triton_installed() -> bool:
+    """Whether triton can be imported (looked up once: ``auto`` asks on every call)."""
+    return importlib.util.find_spec("triton") is not None
+
+
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -49,7 +56,7 @@ class TritonBackend(Backend):
     handles_query_valid_lens = True  # padded queries have prefix length 0
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
-        if importlib.util.find_spec("triton") is None:
+        if not _triton_installed():
             return "triton is not installed (pip install 'attnkit[triton]')"
         q, k, v = call.queries, call.keys, call.values
         if q.device.type != "cuda" and not _interpreting():
