@@ -82,6 +82,12 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def __del__(self) -> None:  # a lock object that is dropped frees its folder
+        try:
+            self.release()
+        except OSError:
+            pass
+
     def __enter__(self) -> RunLock:
         return self.acquire()
 

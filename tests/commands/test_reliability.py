@@ -327,3 +327,12 @@ def test_long_commands_show_progress_on_a_terminal_only(monkeypatch, tmp_path, t
     shown = err.getvalue()
     assert ("translate" in shown and "/40" in shown and "sent/s" in shown) == terminal, shown
     assert terminal or shown == ""
+
+
+def test_a_dropped_lock_frees_its_folder(tmp_path):
+    import gc
+
+    lock = RunLock(tmp_path / "run").acquire()
+    del lock
+    gc.collect()
+    RunLock(tmp_path / "run").acquire().release()
