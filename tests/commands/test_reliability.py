@@ -187,7 +187,7 @@ def test_a_run_folder_has_one_writer(capsys, tmp_path, train_args):
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     code = ("import sys, time; from attnkit.runs.lock import RunLock; "
-            f"RunLock({str(tmp_path / 'run')!r}).acquire(); print('locked', flush=True); "
+            f"lock = RunLock({str(tmp_path / 'run')!r}).acquire(); print('locked', flush=True); "
             "time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
