@@ -57,14 +57,30 @@ class TransformerState:
     src_valid_lens: torch.Tensor | None
     caches: list[tuple[KVCache, KVCache]] = field(default_factory=list)
     position: int = 0
+    origin: torch.Tensor | None = None  # (B,) the source sentence of each row
 
     def reorder(self, indices: torch.Tensor) -> TransformerState:
-        """Keep batch rows ``indices`` (``(B',)`` long), e.g. the surviving beams."""
+        """Keep batch rows ``indices`` (``(B',)`` long), e.g. the surviving beams.
+
+        Everything on the encoder side (outputs, lengths, cross-attention caches)
+        depends only on each row's source sentence, so when every row keeps its
+        source (beams reordered within their sentence) only the self-attention
+        caches are reordered.
+        """
+        origin = (torch.arange(self.enc_outputs.shape[0], device=indices.device)
+                  if self.origin is None else self.origin)  # (B,)
+        new_origin = origin.index_select(0, indices)  # (B',)
+        same_sources = new_origin.shape == origin.shape and bool(
+            torch.equal(new_origin, origin))
+        self.origin = new_origin
+        for self_cache, _ in self.caches:
+            self_cache.reorder(indices)
+        if same_sources:
+            return self
         self.enc_outputs = self.enc_outputs.index_select(0, indices)
         if self.src_valid_lens is not None:
             self.src_valid_lens = self.src_valid_lens.index_select(0, indices)
-        for self_cache, cross_cache in self.caches:
-            self_cache.reorder(indices)
+        for _, cross_cache in self.caches:
             cross_cache.reorder(indices)
         return self
 

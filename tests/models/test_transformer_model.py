@@ -181,3 +181,26 @@ def test_validation_messages():
         state = model.init_state(model.encode(src, vl), vl)
         state.position = 60
         model.decode_step(tgt, state)
+
+
+def test_reordering_within_sentences_keeps_the_encoder_side_and_across_moves_it():
+    from attnkit.models.transformer import TransformerState
+    from attnkit.nn.multihead import KVCache
+
+    enc = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 3, 4)
+    cross = KVCache(static=True)
+    cross.update(enc.view(2, 1, 3, 4), enc.view(2, 1, 3, 4))
+    selfc = KVCache()
+    selfc.update(torch.arange(2.0).view(2, 1, 1, 1), torch.arange(2.0).view(2, 1, 1, 1))
+    state = TransformerState(enc, torch.tensor([3, 2]), [(selfc, cross)], 1)
+    state.reorder(torch.tensor([0, 0, 1, 1]))  # beams: every sentence twice
+    assert torch.equal(state.enc_outputs, enc[[0, 0, 1, 1]])
+    expanded = state.enc_outputs
+    state.reorder(torch.tensor([1, 0, 3, 2]))  # within sentences: encoder side unchanged
+    assert state.enc_outputs is expanded and torch.equal(state.src_valid_lens,
+                                                         torch.tensor([3, 3, 2, 2]))
+    assert torch.equal(selfc.keys.flatten(), torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    state.reorder(torch.tensor([2, 3, 0, 1]))  # across sentences: everything moves
+    assert torch.equal(state.enc_outputs, enc[[1, 1, 0, 0]])
+    assert torch.equal(cross.keys[:, 0], enc[[1, 1, 0, 0]])
+    assert torch.equal(state.src_valid_lens, torch.tensor([2, 2, 3, 3]))
