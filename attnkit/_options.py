@@ -23,7 +23,7 @@ from typing import Any
 from ._values import check_choice, check_nonnegative_int, check_positive_int, check_probability
 
 __all__ = ["OptionInfo", "describe_type", "option", "option_info", "parse_flag_value",
-           "validate_options", "validate_value"]
+           "split_optional", "validate_options", "validate_value"]
 
 _MISSING = dataclasses.MISSING
 
@@ -56,7 +56,7 @@ def option_info(field: dataclasses.Field) -> OptionInfo:
     return field.metadata.get("attnkit", OptionInfo(help=""))
 
 
-def _split_optional(tp: Any) -> tuple[Any, bool]:
+def split_optional(tp: Any) -> tuple[Any, bool]:
     """``(base type, None allowed)`` of an annotation such as ``int | None``."""
     args = typing.get_args(tp)
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
@@ -66,7 +66,7 @@ def _split_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def describe_type(tp: Any) -> str:
-    base, optional = _split_optional(tp)
+    base, optional = split_optional(tp)
     name = getattr(base, "__name__", str(base))
     return f"{name} or none" if optional else name
 
@@ -118,7 +118,7 @@ def validate_value(label: str, value: Any, field: dataclasses.Field, tp: Any) ->
     Returns the value (ints given for float fields become floats). Raises
     ``TypeError``/``ValueError`` whose message starts with ``label``.
     """
-    base, optional = _split_optional(tp)
+    base, optional = split_optional(tp)
     if value is None:
         if optional:
             return None

@@ -33,7 +33,6 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -42,6 +41,7 @@ from torch import nn
 
 from ..models import build_model, count_parameters, transformer_small
 from ..nn.positional import PositionalEncoding
+from ..runtime import cpu_model
 
 __all__ = ["END", "START", "StepTiming", "TorchSeq2Seq", "TransformerBenchResult",
            "measure_step", "run"]
@@ -198,16 +198,6 @@ def run(*, threads: Sequence[int | None] = (None,), batch_size: int = 32, shorte
                      dtype=dtype) for t in threads])
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _format_section(results: list[StepTiming], command: str) -> str:
     r = results[0]
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -239,7 +229,7 @@ def _format_section(results: list[StepTiming], command: str) -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
-        f"Machine: {_cpu_model()}, {os.cpu_count()} cores{gpu}{load};"
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores{gpu}{load};"
         f" torch {torch.__version__}; {platform.python_implementation()}"
         f" {platform.python_version()}. Date: {date}.{note}",
         f"Command: `{command}`",

@@ -19,9 +19,9 @@ TABLE_TITLES = {
 
 def _converter(field, tp):
     """An argparse ``type`` for a field annotation; ``none`` unsets optional fields."""
-    from attnkit._options import _split_optional, option_info, parse_flag_value
+    from attnkit._options import option_info, parse_flag_value, split_optional
 
-    base, optional = _split_optional(tp)
+    base, optional = split_optional(tp)
     info = option_info(field)
 
     def convert(text: str):
@@ -40,7 +40,7 @@ def _converter(field, tp):
 
 
 def _help(field, tp) -> str:
-    from attnkit._options import _split_optional, option_info
+    from attnkit._options import option_info, split_optional
 
     info = option_info(field)
     parts = [info.help]
@@ -48,7 +48,7 @@ def _help(field, tp) -> str:
         parts.append("{" + ", ".join(map(str, info.choices)) + "}")
     if field.default is not field.default_factory and field.default is not None:
         parts.append(f"(default: {field.default!r})")
-    if _split_optional(tp)[1]:
+    if split_optional(tp)[1]:
         parts.append("— 'none' to unset")
     if info.resume:
         parts.append("[resume]")
@@ -56,7 +56,7 @@ def _help(field, tp) -> str:
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    from attnkit._options import _split_optional
+    from attnkit._options import split_optional
     from attnkit.runs.config import flat_options
 
     p.add_argument("--config", help="TOML config file with [data], [tokenizer], [model], "
@@ -64,7 +64,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     groups = {t: p.add_argument_group(title) for t, title in TABLE_TITLES.items()}
     for name, (table, key, field, tp) in flat_options().items():
         flag, group = "--" + name.replace("_", "-"), groups[table]
-        if _split_optional(tp)[0] is bool:
+        if split_optional(tp)[0] is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=_help(field, tp))
         else:  # SUPPRESS: only flags given appear in the namespace ('none' included)

@@ -19,8 +19,9 @@ from ..models.build import build_model
 from ..runs.checkpoint import RunInfo, load_checkpoint, read_run
 from .search import beam_search, greedy_search
 
-__all__ = ["Translator", "capture_for_pair", "capture_with_model", "load_translator",
-           "overlong_sources", "positions_of", "translate_sentences"]
+__all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "capture_with_model", "in_batches",
+           "load_translator", "output_limit", "overlong_sources", "positions_of",
+           "translate_sentences"]
 
 
 def positions_of(model_config) -> int | None:
@@ -42,45 +43,64 @@ def _source_batch(tokenizers: TokenizerPair, sentences: list[str], max_src_len: 
     return src, lens
 
 
-def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], *,
-                        beam_size: int = 1, max_output_len: int | None = None,
-                        alpha: float = 0.6, batch_size: int = 64, device=None,
-                        positions: int | None = None,
-                        progress: Callable[[int], object] | None = None) -> list[str]:
-    """Translate ``sentences`` with greedy (``beam_size=1``) or beam search, one output
-    per input, in input order.
+BATCH_SIZE = 64  # sentences decoded together
 
-    ``max_output_len`` limits each output in tokens; by default it is
-    ``2·S + 10`` for a batch whose longest source has ``S`` tokens, capped by
-    ``positions``, the size of the model's positional table
-    (:func:`positions_of`); sources longer than that table are cut to fit
-    (:func:`overlong_sources` tells which). A blank sentence gives a blank
-    output. ``progress(n)`` is called after each batch of ``n`` sentences.
-    """
-    device = device or next(model.parameters()).device
-    model.eval()
-    table = positions
-    # blank in, blank out: only sentences with text are decoded
+
+def output_limit(source_len: int, max_output_len: int | None, positions: int | None) -> int:
+    """Longest output, in tokens, for a batch whose longest source has ``source_len`` ids
+    (EOS included): ``max_output_len``, else ``2·source_len + 10``; at most
+    ``positions - 1`` (BOS takes the first position of the target's table)."""
+    limit = max_output_len or 2 * source_len + 10
+    return limit if positions is None else min(limit, positions - 1)
+
+
+def in_batches(sentences: list[str], translate_batch: Callable[[list[str]], list[str]], *,
+               batch_size: int = BATCH_SIZE,
+               progress: Callable[[int], object] | None = None) -> list[str]:
+    """One output per sentence, in input order: a blank sentence gives a blank output, the
+    others go to ``translate_batch`` in batches of similar length (sorted by characters).
+    ``progress(n)`` is called after each batch of ``n`` sentences."""
     order = sorted((i for i, s in enumerate(sentences) if s.strip()),
                    key=lambda i: len(sentences[i]))
     out: list[str] = [""] * len(sentences)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        src, lens = _source_batch(tokenizers, [sentences[i] for i in idx], table, device)
-        limit = max_output_len or 2 * src.shape[1] + 10
-        if table is not None:
-            limit = min(limit, table - 1)  # BOS takes the first position
+        for i, text in zip(idx, translate_batch([sentences[i] for i in idx]), strict=True):
+            out[i] = text
+        if progress is not None:
+            progress(len(idx))
+    return out
+
+
+def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], *,
+                        beam_size: int = 1, max_output_len: int | None = None,
+                        alpha: float = 0.6, batch_size: int = BATCH_SIZE, device=None,
+                        positions: int | None = None,
+                        progress: Callable[[int], object] | None = None) -> list[str]:
+    """Translate ``sentences`` with greedy (``beam_size=1``) or beam search, one output
+    per input, in input order (:func:`in_batches`).
+
+    ``max_output_len`` limits each output in tokens (:func:`output_limit`);
+    ``positions`` is the size of the model's positional table
+    (:func:`positions_of`): sources longer than that are cut to fit
+    (:func:`overlong_sources` tells which).
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+
+    def translate_batch(texts: list[str]) -> list[str]:
+        src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
+        limit = output_limit(src.shape[1], max_output_len, positions)
         if beam_size == 1:
             res = greedy_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
                                 max_output_len=limit)
         else:
             res = beam_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
                               beam_size=beam_size, max_output_len=limit, alpha=alpha)
-        for i, toks in zip(idx, res):
-            out[i] = tokenizers.tgt.decode(toks)
-        if progress is not None:
-            progress(len(idx))
-    return out
+        return [tokenizers.tgt.decode(toks) for toks in res]
+
+    return in_batches(list(sentences), translate_batch, batch_size=batch_size,
+                      progress=progress)
 
 
 def overlong_sources(tokenizers: TokenizerPair, sentences: list[str],

@@ -47,12 +47,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from ..decode.translator import in_batches, output_limit, overlong_sources
 from .ctranslate2 import EXPORT_INFO, require_ctranslate2, vocabulary
 
 __all__ = ["CTranslate2Translator", "load_ctranslate2"]
-
-BATCH_SIZE = 64  # as attnkit.decode.translator.translate_sentences
-
 
 def _gnmt(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
@@ -81,9 +79,6 @@ class CTranslate2Translator:
         return [[self._src_tokens[i] for i in self.tokenizers.src.encode(s)[:cut]]
                 for s in sentences]
 
-    def _limit(self, sources: list[list[str]], max_output_len: int | None) -> int:
-        limit = max_output_len or 2 * (max(map(len, sources)) + 1) + 10
-        return limit if self.positions is None else min(limit, self.positions - 1)
 
     def _best(self, result, beam_size: int, alpha: float) -> list[str]:
         hyps = result.hypotheses
@@ -102,34 +97,23 @@ class CTranslate2Translator:
         sources = self._sources(sentences)
         results = self.engine.translate_batch(
             sources, beam_size=beam_size, num_hypotheses=beam_size, length_penalty=0.0,
-            max_decoding_length=self._limit(sources, max_output_len), min_decoding_length=0,
+            max_decoding_length=output_limit(max(map(len, sources)) + 1, max_output_len,
+                                             self.positions), min_decoding_length=0,
             max_input_length=0, return_scores=True, return_end_token=True)
         return [self._decode(self._best(r, beam_size, alpha)) for r in results]
 
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,
                   progress: Callable[[int], object] | None = None) -> list[str]:
-        """One output per sentence, in input order (a blank sentence gives a blank output)."""
-        sentences = list(sentences)
-        order = sorted((i for i, s in enumerate(sentences) if s.strip()),
-                       key=lambda i: len(sentences[i]))
-        out = [""] * len(sentences)
-        for start in range(0, len(order), BATCH_SIZE):
-            idx = order[start:start + BATCH_SIZE]
-            texts = self.translate_batch([sentences[i] for i in idx], beam_size=beam_size,
-                                         max_output_len=max_output_len, alpha=alpha)
-            for i, text in zip(idx, texts):
-                out[i] = text
-            if progress is not None:
-                progress(len(idx))
-        return out
+        """One output per sentence, in input order (a blank sentence gives a blank output),
+        batched as attnkit's own translator batches them."""
+        return in_batches(list(sentences), lambda texts: self.translate_batch(
+            texts, beam_size=beam_size, max_output_len=max_output_len, alpha=alpha),
+            progress=progress)
 
     def overlong(self, sentences: list[str]) -> list[int]:
         """Indices of ``sentences`` too long for the positional table (cut when translated)."""
-        if self.positions is None:
-            return []
-        return [i for i, s in enumerate(sentences)
-                if s.strip() and len(self.tokenizers.src.encode(s)) + 1 > self.positions]
+        return overlong_sources(self.tokenizers, list(sentences), self.positions)
 
 
 def load_ctranslate2(path: str | Path, *, threads: int = 0,

@@ -350,10 +350,12 @@ def _listed_files(p: Path, manifest: dict) -> dict[str, dict]:
 
 def _unlisted(p: Path, files: dict) -> list[str]:
     """Files or links in ``p`` that the manifest does not list (nothing else may be read)."""
-    found = {f.relative_to(p).as_posix() for f in p.rglob("*")
-             if f.is_symlink() or (f.is_file() and f.name != MANIFEST)}
-    links = {f.relative_to(p).as_posix() for f in p.rglob("*") if f.is_symlink()}
-    return sorted((found - set(files)) | links)
+    out = set()
+    for f in p.rglob("*"):
+        name = f.relative_to(p).as_posix()
+        if f.is_symlink() or (f.is_file() and name != MANIFEST and name not in files):
+            out.add(name)
+    return sorted(out)
 
 
 def _verified(path: str | Path) -> Path:

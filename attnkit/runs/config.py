@@ -27,6 +27,7 @@ This module imports no torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import typing
@@ -187,6 +188,7 @@ class ModelSection:
         return {"preset": self.preset, **self.options}
 
 
+@functools.cache  # the tables never change at run time
 def model_fields() -> dict[str, tuple[dataclasses.Field, Any]]:
     """Every settable model field (of either config class): name -> (field, type)."""
     out: dict[str, tuple[dataclasses.Field, Any]] = {}
@@ -205,6 +207,7 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "tokenizer": TokenizerConfig,
                              "model": ModelSection, "optim": OptimConfig, "run": RunConfig}
 
 
+@functools.cache  # the tables never change at run time
 def section_fields(table: str) -> dict[str, tuple[dataclasses.Field, Any]]:
     """The keys of one table: name -> (field, type)."""
     if table == "model":
@@ -214,6 +217,7 @@ def section_fields(table: str) -> dict[str, tuple[dataclasses.Field, Any]]:
     return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
 
 
+@functools.cache  # the tables never change at run time
 def flat_options() -> dict[str, tuple[str, str, dataclasses.Field, Any]]:
     """Every option by its flat name (the flag without ``--``, dashes as underscores):
     ``name -> (table, key, field, type)``. Flat names are unique across tables."""
@@ -227,6 +231,7 @@ def flat_options() -> dict[str, tuple[str, str, dataclasses.Field, Any]]:
     return out
 
 
+@functools.cache  # the tables never change at run time
 def _table_of_key() -> dict[str, str]:
     return {key: table for table in SECTIONS for key in section_fields(table)}
 

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher
 from ..data.corpus import load_pairs
 from ..data.tokenizer import TokenizerPair
@@ -144,8 +143,7 @@ def _resume_point(cfg: TrainConfig, is_main: bool) -> tuple[Path | None, list[st
     cleaned up or skipped on the way."""
     root = Path(cfg.run.out_dir) / "checkpoints"
     notes = []
-    if is_main:
-        ensure_writable_dir(cfg.run.out_dir, "out_dir")
+    if is_main:  # the folder was checked writable (and locked) by the trainer
         notes += [f"removed {p}, left by an interrupted save" for p in clean_leftovers(root)]
     resume_from, skipped = latest_verified_checkpoint(root, set_aside=is_main)
     notes += [f"skipped: {reason}" for reason in skipped]
