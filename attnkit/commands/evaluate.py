@@ -18,7 +18,8 @@ from ._decoding import (
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory or run folder")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory, run folder (its "
+                                                         "latest checkpoint) or RUN/best")
     p.add_argument("--src", help="source file, one sentence per line")
     p.add_argument("--ref", help="reference file, line-aligned with --src")
     p.add_argument("--multi30k-split", help="instead of --src/--ref: a Multi30k split of the "

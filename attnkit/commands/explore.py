@@ -6,7 +6,8 @@ import argparse
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory or run folder")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory, run folder (its "
+                                                         "latest checkpoint) or RUN/best")
     p.add_argument("--src", required=True, help="source sentence")
     p.add_argument("--tgt", help="target sentence (default: the model's own translation)")
     p.add_argument("--out", default="view.html", help="output HTML file (default view.html)")

@@ -22,7 +22,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
     p = sub.add_parser("ctranslate2", help=_HELP["ctranslate2"], description=_HELP["ctranslate2"])
     p.add_argument("--checkpoint", required=True,
-                   help="a checkpoint directory, or a run folder (its latest checkpoint)")
+                   help="a checkpoint directory, a run folder (its latest checkpoint) or "
+                        "RUN/best (its best-scoring one, see keep_best)")
     p.add_argument("--out", required=True, help="the model directory to write")
     p.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
                    help="type of the weights on disk (default float32)")

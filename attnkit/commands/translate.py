@@ -4,6 +4,17 @@ One output line per input line, always: lines are split on ``\\n`` only, a
 blank line gives a blank line, and sentences cut to the model's limit are
 named on stderr. ``--engine ctranslate2 --model DIR`` decodes with a model
 written by ``attnkit export ctranslate2`` instead of attnkit's own search.
+``--checkpoint RUN/best`` names the run's best-scoring checkpoint (``keep_best``).
+
+``--n-best K`` prints the ``K`` best translations of each input line instead, best
+first, in the Moses n-best format ``i ||| translation ||| score``: ``i`` the 0-based
+input line, ``score`` the log-probability divided by the GNMT length penalty (the
+beam's own ranking), 4 decimals. ``K`` is at most ``--beam-size``; the first line of
+each sentence is its ``--n-best``-less output (``--beam-size 1``: the greedy output,
+``K`` = 1). A blank input line gives one line ``i |||  ||| 0.0000``; a sentence has
+fewer than ``K`` lines only when the search finds fewer hypotheses (a tiny vocabulary
+or output limit). Not with ``--engine ctranslate2``, whose beam keeps other
+hypotheses (see :mod:`attnkit.export.ctranslate2_translator`).
 """
 
 from __future__ import annotations
@@ -24,13 +35,17 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sentences", nargs="*", help="sentences to translate (default: read "
                                                 "--input, or stdin, one per line)")
     p.add_argument("--checkpoint",
-                   help="a checkpoint directory, or a run folder (its latest checkpoint); "
-                        "required with --engine attnkit")
+                   help="a checkpoint directory, a run folder (its latest checkpoint) or "
+                        "RUN/best (its best-scoring one, see keep_best); required with "
+                        "--engine attnkit")
     p.add_argument("--engine", choices=("attnkit", "ctranslate2"), default="attnkit",
                    help="attnkit's own decoder (default), or CTranslate2 on a model written "
                         "by 'attnkit export ctranslate2' (--model)")
     p.add_argument("--model", help="with --engine ctranslate2: the exported model directory")
     p.add_argument("--input", help="file with one sentence per line ('-' for stdin)")
+    p.add_argument("--n-best", type=int, default=None, metavar="K",
+                   help="print the K best translations of each sentence, best first, as "
+                        "'i ||| translation ||| score' (Moses n-best; K <= --beam-size)")
     add_decoding_arguments(p)
 
 
@@ -65,15 +80,44 @@ def load_engine(args: argparse.Namespace):
     return load_translator(args.checkpoint)
 
 
+def check_n_best(args: argparse.Namespace) -> None:
+    """``--n-best``: a positive int, at most ``--beam-size``, with attnkit's engine."""
+    from .._values import check_positive_int
+
+    if args.n_best is None:
+        return
+    check_positive_int("--n-best", args.n_best)
+    if args.n_best > args.beam_size:
+        raise ValueError(f"--n-best {args.n_best} needs --beam-size >= {args.n_best} (a beam "
+                         f"keeps at most --beam-size hypotheses); got --beam-size "
+                         f"{args.beam_size}")
+    if args.engine != "attnkit":
+        raise ValueError(f"--n-best is not available with --engine {args.engine}, whose beam "
+                         "keeps other hypotheses than attnkit's; use --engine attnkit "
+                         "--checkpoint RUN")
+
+
+def n_best_lines(n_best: list[list[tuple[str, float]]]) -> list[str]:
+    """``i ||| translation ||| score`` for every hypothesis of every sentence ``i``."""
+    return [f"{i} ||| {one_line(text)} ||| {score:.4f}"
+            for i, hyps in enumerate(n_best) for text, score in hyps]
+
+
 def run_cli(args: argparse.Namespace) -> int:
     check_decoding_arguments(args)
+    check_n_best(args)
     sentences = read_input(args)
     tr = load_engine(args)
     note_overlong("attnkit translate", tr, sentences)
+    options = dict(beam_size=args.beam_size, max_output_len=args.max_output_len,
+                   alpha=args.length_penalty)
     with progress(len(sentences), "translate") as bar:
-        lines = tr.translate(sentences, beam_size=args.beam_size,
-                             max_output_len=args.max_output_len, alpha=args.length_penalty,
-                             progress=bar.update)
+        if args.n_best is None:
+            lines = [one_line(t) for t in tr.translate(sentences, progress=bar.update,
+                                                       **options)]
+        else:
+            lines = n_best_lines(tr.translate_n_best(sentences, n_best=args.n_best,
+                                                     progress=bar.update, **options))
     for line in lines:
-        print(one_line(line))
+        print(line)
     return 0

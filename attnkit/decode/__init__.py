@@ -1,7 +1,8 @@
 """Inference: load a run, translate (greedy or beam search), capture attention.
 
 * :mod:`~attnkit.decode.search` — greedy and beam search over any model with
-  ``encode`` / ``init_state`` / ``decode_step`` / ``reorder_state``.
+  ``encode`` / ``init_state`` / ``decode_step`` / ``reorder_state``, and the
+  ``n_best`` best hypotheses with their scores.
 * :mod:`~attnkit.decode.translator` — :func:`load_translator` rebuilds a model
   from a checkpoint's model section alone; :class:`Translator` translates
   sentences and captures attention weights for pictures.
@@ -10,9 +11,9 @@
 from .._lazy import lazy_attributes
 
 _WHERE = {
-    **dict.fromkeys(["beam_search", "greedy_search"], ".search"),
+    **dict.fromkeys(["beam_search", "greedy_search", "n_best_search"], ".search"),
     **dict.fromkeys(["Translator", "capture_for_pair", "capture_with_model", "load_translator",
-                     "translate_sentences"], ".translator"),
+                     "translate_n_best", "translate_sentences"], ".translator"),
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

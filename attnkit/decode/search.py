@@ -15,7 +15,8 @@ import torch
 
 from .._values import check_positive_int
 
-__all__ = ["Hypothesis", "beam_search", "greedy_search", "length_penalty"]
+__all__ = ["Hypothesis", "beam_search", "check_n_best", "greedy_hypotheses", "greedy_search",
+           "length_penalty", "n_best_search"]
 
 
 def length_penalty(length: int | torch.Tensor, alpha: float):
@@ -38,6 +39,44 @@ def _check(src, src_valid_lens, max_output_len):
     check_positive_int("max_output_len", max_output_len)
 
 
+def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int, max_output_len: int,
+            scored: bool) -> tuple[list[list[int]], list[float] | None]:
+    """The argmax chain of each sentence, as token rows padded with ``<eos>`` after the
+    first one, and (when ``scored``) the log-probability of each chain up to its ``<eos>``.
+
+    Sentences that have ended leave the batch (their rows are dropped from the
+    decoder state once an eighth of the rows have ended), so the steps after are
+    paid only by the sentences still going.
+    """
+    _check(src, src_valid_lens, max_output_len)
+    B, dev = src.shape[0], src.device
+    state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
+    rows = torch.arange(B, device=dev)  # the sentence of each row of the state
+    done = torch.zeros(B, dtype=torch.bool, device=dev)  # per row: has emitted <eos>
+    tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=dev)  # (n, 1)
+    out = torch.full((B, max_output_len), eos_id, dtype=torch.long, device=dev)
+    logp = torch.zeros(B, device=dev) if scored else None  # (B,)
+    steps = max_output_len
+    for t in range(max_output_len):
+        logits, state = model.decode_step(tokens, state)  # (n, 1, V)
+        nxt = logits[:, -1].argmax(-1).masked_fill(done, eos_id)  # (n,)
+        if logp is not None:
+            step = torch.log_softmax(logits[:, -1].float(), -1).gather(1, nxt[:, None])[:, 0]
+            logp.index_add_(0, rows, step.masked_fill(done, 0.0))
+        out[rows, t] = nxt
+        done = done | (nxt == eos_id)
+        n_done = int(done.sum())
+        if n_done == len(rows):
+            steps = t + 1
+            break
+        if n_done and 8 * n_done >= len(rows):  # compact: keep the rows still going
+            keep = (~done).nonzero()[:, 0]
+            state = model.reorder_state(state, keep)
+            rows, nxt, done = rows[keep], nxt[keep], done[keep]
+        tokens = nxt[:, None]
+    return out[:, :steps].tolist(), None if logp is None else logp.tolist()
+
+
 @torch.no_grad()
 def greedy_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
                   bos_id: int, eos_id: int, max_output_len: int = 100) -> list[list[int]]:
@@ -45,24 +84,9 @@ def greedy_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None,
 
     Returns one list of token ids per sentence, without ``<bos>`` and ``<eos>``.
     """
-    _check(src, src_valid_lens, max_output_len)
-    B = src.shape[0]
-    state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
-    tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1)
-    out = torch.empty((B, 0), dtype=torch.long, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    for _ in range(max_output_len):
-        logits, state = model.decode_step(tokens, state)  # (B, 1, V)
-        tokens = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
-        tokens = tokens.masked_fill(done[:, None], eos_id)
-        out = torch.cat([out, tokens], 1)
-        done |= tokens[:, 0] == eos_id
-        if bool(done.all()):
-            break
-    result = []
-    for row in out.tolist():
-        result.append(row[: row.index(eos_id)] if eos_id in row else row)
-    return result
+    rows, _ = _greedy(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
+                      max_output_len=max_output_len, scored=False)
+    return [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
 
 
 @dataclass
@@ -73,17 +97,72 @@ class Hypothesis:
 
 
 @torch.no_grad()
+def greedy_hypotheses(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
+                      bos_id: int, eos_id: int, max_output_len: int = 100,
+                      alpha: float = 0.6) -> list[Hypothesis]:
+    """:func:`greedy_search` with the score of each output, as :func:`beam_search` scores
+    its hypotheses: ``log P(y, <eos> | x) / length_penalty(|y| + 1, alpha)``, or
+    ``log P(y | x) / length_penalty(|y|, alpha)`` for an output cut at ``max_output_len``.
+    One :class:`Hypothesis` per sentence; its tokens are :func:`greedy_search`'s."""
+    rows, logps = _greedy(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
+                          max_output_len=max_output_len, scored=True)
+    out = []
+    for row, lp in zip(rows, logps, strict=True):
+        ended = eos_id in row
+        toks = row[: row.index(eos_id)] if ended else row
+        out.append(Hypothesis(toks, lp, lp / length_penalty(len(toks) + ended, alpha)))
+    return out
+
+
+def check_n_best(n_best, beam_size) -> None:
+    """``n_best`` and ``beam_size`` positive ints with ``n_best <= beam_size``."""
+    check_positive_int("n_best", n_best)
+    check_positive_int("beam_size", beam_size)
+    if n_best > beam_size:
+        raise ValueError(f"n_best must be <= beam_size (a beam of K keeps at most K "
+                         f"hypotheses); got n_best={n_best}, beam_size={beam_size}")
+
+
+@torch.no_grad()
+def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
+                  bos_id: int, eos_id: int, n_best: int, beam_size: int,
+                  max_output_len: int = 100, alpha: float = 0.6) -> list[list[Hypothesis]]:
+    """The ``n_best`` best hypotheses of each sentence, best first, by score.
+
+    ``beam_size = 1`` is :func:`greedy_hypotheses` (then ``n_best`` is 1); a wider beam
+    is :func:`beam_search`, whose finished hypotheses are distinct token sequences, so
+    the first of each list is what :func:`beam_search` returns. A sentence gets fewer
+    than ``n_best`` only when the search ends with fewer (a vocabulary or an output
+    limit too small to hold that many), none only when it found nothing.
+
+    Raises:
+        ValueError: ``n_best`` or ``beam_size`` not a positive int, or
+            ``n_best > beam_size`` (naming both).
+    """
+    check_n_best(n_best, beam_size)
+    if beam_size == 1:
+        return [[h] for h in greedy_hypotheses(model, src, src_valid_lens, bos_id=bos_id,
+                                               eos_id=eos_id, max_output_len=max_output_len,
+                                               alpha=alpha)]
+    found = beam_search(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
+                        beam_size=beam_size, max_output_len=max_output_len, alpha=alpha,
+                        return_all=True)
+    return [hyps[:n_best] for hyps in found]
+
+
+@torch.no_grad()
 def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
                 bos_id: int, eos_id: int, beam_size: int = 4, max_output_len: int = 100,
                 alpha: float = 0.6, return_all: bool = False):
     """Batched beam search with GNMT length penalty.
 
-    All ``B × K`` beams advance together in one ``decode_step`` per position.
-    A beam that emits ``<eos>`` becomes a finished hypothesis scored by
-    ``log P / length_penalty(len, alpha)``; a sentence stops when it has
-    ``K`` finished hypotheses and no live beam can still beat the best of them
-    (log-probabilities only fall, so the bound is exact for ``alpha >= 0``),
-    or at ``max_output_len``. Returns the best token list per sentence (without
+    All ``K`` beams of the sentences still searching advance together in one
+    ``decode_step`` per position. A beam that emits ``<eos>`` becomes a
+    finished hypothesis scored by ``log P / length_penalty(len, alpha)``; a
+    sentence stops when it has ``K`` finished hypotheses and no live beam can
+    still beat the best of them (log-probabilities only fall, so the bound is
+    exact for ``alpha >= 0``), or at ``max_output_len``, and its rows then leave
+    the decoder state. Returns the best token list per sentence (without
     ``<bos>``/``<eos>``), or with ``return_all=True`` every finished
     :class:`Hypothesis` per sentence, best first.
     """
@@ -91,26 +170,28 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     check_positive_int("beam_size", beam_size)
     B, K, dev = src.shape[0], beam_size, src.device
     state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
-    expand = torch.arange(B, device=dev).repeat_interleave(K)  # (B·K,)
-    state = model.reorder_state(state, expand)
-    seqs = torch.full((B * K, 1), bos_id, dtype=torch.long, device=dev)  # (B·K, t)
-    scores = torch.zeros(B, K, device=dev)
+    state = model.reorder_state(state, torch.arange(B, device=dev).repeat_interleave(K))
+    seqs = torch.full((B * K, 1), bos_id, dtype=torch.long, device=dev)  # (n·K, t)
+    scores = torch.zeros(B, K, device=dev)  # (n, K)
     scores[:, 1:] = float("-inf")  # all beams start identical: keep one
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    active = torch.ones(B, dtype=torch.bool, device=dev)
+    sents = list(range(B))  # the sentences still searching, in the order of the state
     for t in range(1, max_output_len + 1):
-        logits, state = model.decode_step(seqs[:, -1:], state)  # (B·K, 1, V)
-        logp = torch.log_softmax(logits[:, -1].float(), -1)  # (B·K, V)
-        new_scores, new_origin, new_tok = _advance(
-            scores, logp, seqs, finished, active, eos_id=eos_id, alpha=alpha,
+        logits, state = model.decode_step(seqs[:, -1:], state)  # (n·K, 1, V)
+        logp = torch.log_softmax(logits[:, -1].float(), -1)  # (n·K, V)
+        new_scores, new_origin, new_tok, going = _advance(
+            scores, logp, seqs, [finished[b] for b in sents], eos_id=eos_id, alpha=alpha,
             last_step=t == max_output_len, max_output_len=max_output_len)
-        if not bool(active.any()):
+        if not any(going):
             break
-        rows = (torch.arange(B, device=dev)[:, None] * K + new_origin).view(-1)  # (B·K,)
+        keep = torch.tensor([i for i, g in enumerate(going) if g], device=dev)  # (n',)
+        rows = (keep[:, None] * K + new_origin.index_select(0, keep)).view(-1)  # (n'·K,)
         state = model.reorder_state(state, rows)
-        seqs = torch.cat([seqs.index_select(0, rows), new_tok.view(-1, 1)], 1)
-        scores = new_scores.masked_fill(~active[:, None], float("-inf"))
-    _add_live_beams(finished, active, seqs, scores, alpha)
+        seqs = torch.cat([seqs.index_select(0, rows),
+                          new_tok.index_select(0, keep).view(-1, 1)], 1)
+        scores = new_scores.index_select(0, keep)
+        sents = [sents[i] for i in keep.tolist()]
+    _add_live_beams([finished[b] for b in sents], seqs, scores, alpha)
     for fin in finished:
         fin.sort(key=lambda h: h.score, reverse=True)
     if return_all:
@@ -118,69 +199,64 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     return [fin[0].tokens if fin else [] for fin in finished]
 
 
-def _advance(scores, logp, seqs, finished, active, *, eos_id, alpha, last_step, max_output_len):
-    """One beam step for every active sentence.
+def _advance(scores, logp, seqs, finished, *, eos_id, alpha, last_step, max_output_len):
+    """One beam step for the ``n`` sentences in the batch.
 
-    From the ``2K`` best extensions of each sentence's beams (scores (B, K), ``logp``
-    (B·K, V)), those ending in ``<eos>`` join ``finished`` and the best ``K`` others
-    become the new beams; a sentence that is done is marked off in ``active`` (in
-    place). Returns the new beams' (scores, origin beam, token), each (B, K); the
-    slots of inactive sentences and unfilled slots hold ``-inf`` scores.
+    From the ``2K`` best extensions of each sentence's beams (scores (n, K), ``logp``
+    (n·K, V)), those ending in ``<eos>`` join the sentence's list in ``finished``
+    and the best ``K`` others become the new beams. Returns the new beams' (scores,
+    origin beam, token), each (n, K), and per sentence whether it goes on; unfilled
+    slots hold ``-inf`` scores.
     """
-    B, K = scores.shape
-    V, dev = logp.shape[-1], scores.device
-    cand = (scores.view(-1, 1) + logp).view(B, K * V)  # (B, K·V)
-    top, idx = cand.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
-    beam_of, tok = idx // V, idx % V
-    new_scores = torch.full((B, K), float("-inf"), device=dev)
-    new_origin = torch.zeros(B, K, dtype=torch.long, device=dev)
-    new_tok = torch.full((B, K), eos_id, dtype=torch.long, device=dev)
-    top_l, beam_l, tok_l = top.tolist(), beam_of.tolist(), tok.tolist()
-    seq_l = None
-    for b in range(B):
-        if not bool(active[b]):
-            continue
+    n, K = scores.shape
+    V = logp.shape[-1]
+    cand = (scores.view(-1, 1) + logp).view(n, K * V)  # (n, K·V)
+    top, idx = cand.topk(min(2 * K, K * V), dim=-1)  # (n, 2K)
+    top_l, beam_l, tok_l = top.tolist(), (idx // V).tolist(), (idx % V).tolist()
+    new_s = [[float("-inf")] * K for _ in range(n)]
+    new_o, new_t = [[0] * K for _ in range(n)], [[eos_id] * K for _ in range(n)]
+    seq_l, going = None, []
+    for b in range(n):
         k = 0
         for s, beam, token in zip(top_l[b], beam_l[b], tok_l[b]):
             if s == float("-inf"):
                 break
             if token == eos_id:
-                if seq_l is None:
-                    seq_l = seqs.tolist()
+                seq_l = seqs.tolist() if seq_l is None else seq_l
                 toks = seq_l[b * K + beam][1:]
                 finished[b].append(Hypothesis(toks, s, s / length_penalty(len(toks) + 1,
                                                                           alpha)))
-                continue
-            if k < K:
-                new_scores[b, k], new_origin[b, k], new_tok[b, k] = s, beam, token
+            elif k < K:
+                new_s[b][k], new_o[b][k], new_t[b][k] = s, beam, token
                 k += 1
-        if _sentence_done(finished[b], new_scores[b], K, alpha=alpha, last_step=last_step,
-                          max_output_len=max_output_len):
-            active[b] = False
-    return new_scores, new_origin, new_tok
+        going.append(not _sentence_done(finished[b], max(new_s[b]), K, alpha=alpha,
+                                        last_step=last_step, max_output_len=max_output_len))
+    dev = scores.device
+    return (torch.tensor(new_s, device=dev, dtype=scores.dtype),
+            torch.tensor(new_o, device=dev), torch.tensor(new_t, device=dev), going)
 
 
-def _sentence_done(fin, alive_scores, K, *, alpha, last_step, max_output_len) -> bool:
-    """Whether a sentence with finished hypotheses ``fin`` and live beam scores
-    ``alive_scores`` (K,) can stop: it has ``K`` hypotheses and no live beam can
-    still beat the best of them, or this was the last step."""
+def _sentence_done(fin, best_alive: float, K, *, alpha, last_step, max_output_len) -> bool:
+    """Whether a sentence with finished hypotheses ``fin`` and best live beam score
+    ``best_alive`` can stop: it has ``K`` hypotheses and no live beam can still beat
+    the best of them, or this was the last step."""
     if len(fin) < K:
         return False
     best_done = max(h.score for h in fin)
-    best_alive = float(alive_scores.max())
     bound = best_alive / length_penalty(max_output_len + 1, alpha) if best_alive < 0 else best_alive
     return last_step or bound <= best_done or best_alive == float("-inf")
 
 
-def _add_live_beams(finished, active, seqs, scores, alpha) -> None:
-    """Sentences that ran out of length: their live beams count as hypotheses."""
-    B, K = scores.shape
-    seq_l = seqs.tolist()
-    for b in range(B):
-        if finished[b] and not bool(active[b]):
+def _add_live_beams(finished, seqs, scores, alpha) -> None:
+    """Sentences that ran out of length with no finished hypothesis: their live beams
+    (``seqs`` (n·K, t), ``scores`` (n, K)) count as hypotheses."""
+    n, K = scores.shape
+    seq_l, score_l = seqs.tolist(), scores.tolist()
+    for b in range(n):
+        if finished[b]:
             continue
         for k in range(K):
-            s = float(scores[b, k])
+            s = score_l[b][k]
             if s > float("-inf"):
                 toks = seq_l[b * K + k][1:]
                 finished[b].append(Hypothesis(toks, s, s / length_penalty(len(toks), alpha)))

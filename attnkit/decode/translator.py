@@ -17,11 +17,11 @@ import torch
 from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, TokenizerPair
 from ..models.build import build_model
 from ..runs.checkpoint import RunInfo, load_checkpoint, read_run
-from .search import beam_search, greedy_search
+from .search import beam_search, check_n_best, greedy_search, n_best_search
 
 __all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "capture_with_model", "in_batches",
            "load_translator", "output_limit", "overlong_sources", "positions_of",
-           "translate_sentences"]
+           "translate_n_best", "translate_sentences"]
 
 
 def positions_of(model_config) -> int | None:
@@ -54,15 +54,15 @@ def output_limit(source_len: int, max_output_len: int | None, positions: int | N
     return limit if positions is None else min(limit, positions - 1)
 
 
-def in_batches(sentences: list[str], translate_batch: Callable[[list[str]], list[str]], *,
+def in_batches(sentences: list[str], translate_batch: Callable[[list[str]], list], *,
                batch_size: int = BATCH_SIZE,
-               progress: Callable[[int], object] | None = None) -> list[str]:
-    """One output per sentence, in input order: a blank sentence gives a blank output, the
-    others go to ``translate_batch`` in batches of similar length (sorted by characters).
-    ``progress(n)`` is called after each batch of ``n`` sentences."""
+               progress: Callable[[int], object] | None = None, blank: object = "") -> list:
+    """One output per sentence, in input order: a blank sentence gives ``blank`` (a blank
+    output), the others go to ``translate_batch`` in batches of similar length (sorted by
+    characters). ``progress(n)`` is called after each batch of ``n`` sentences."""
     order = sorted((i for i, s in enumerate(sentences) if s.strip()),
                    key=lambda i: len(sentences[i]))
-    out: list[str] = [""] * len(sentences)
+    out: list = [blank] * len(sentences)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         for i, text in zip(idx, translate_batch([sentences[i] for i in idx]), strict=True):
@@ -89,8 +89,7 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
     model.eval()
 
     def translate_batch(texts: list[str]) -> list[str]:
-        src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
-        limit = output_limit(src.shape[1], max_output_len, positions)
+        src, lens, limit = _search_input(tokenizers, texts, positions, max_output_len, device)
         if beam_size == 1:
             res = greedy_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
                                 max_output_len=limit)
@@ -101,6 +100,44 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
 
     return in_batches(list(sentences), translate_batch, batch_size=batch_size,
                       progress=progress)
+
+
+def _search_input(tokenizers: TokenizerPair, texts: list[str], positions: int | None,
+                  max_output_len: int | None, device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Source ids ``(B, S)``, their lengths ``(B,)`` and the batch's output limit."""
+    src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
+    return src, lens, output_limit(src.shape[1], max_output_len, positions)
+
+
+def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, n_best: int,
+                     beam_size: int, max_output_len: int | None = None, alpha: float = 0.6,
+                     batch_size: int = BATCH_SIZE, device=None, positions: int | None = None,
+                     progress: Callable[[int], object] | None = None
+                     ) -> list[list[tuple[str, float]]]:
+    """The ``n_best`` best translations of each sentence with their scores, best first
+    (:func:`attnkit.decode.search.n_best_search`), batched and cut as
+    :func:`translate_sentences` does: the first of each list is its translation.
+
+    A score is the log-probability divided by the GNMT length penalty, the beam's own
+    ranking. A blank sentence gives one blank translation of score 0; a sentence gets
+    fewer than ``n_best`` only when the search finds fewer.
+
+    Raises:
+        ValueError: ``n_best > beam_size`` (naming both) or either not a positive int.
+    """
+    check_n_best(n_best, beam_size)
+    device = device or next(model.parameters()).device
+    model.eval()
+
+    def translate_batch(texts: list[str]) -> list[list[tuple[str, float]]]:
+        src, lens, limit = _search_input(tokenizers, texts, positions, max_output_len, device)
+        found = n_best_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID, n_best=n_best,
+                              beam_size=beam_size, max_output_len=limit, alpha=alpha)
+        return [[(tokenizers.tgt.decode(h.tokens), h.score) for h in hyps] for hyps in found]
+
+    out = in_batches(list(sentences), translate_batch, batch_size=batch_size,
+                     progress=progress, blank=None)
+    return [[("", 0.0)] if hyps is None else hyps for hyps in out]
 
 
 def overlong_sources(tokenizers: TokenizerPair, sentences: list[str],
@@ -132,6 +169,17 @@ class Translator:
                                    beam_size=beam_size, max_output_len=max_output_len,
                                    alpha=alpha, progress=progress, positions=positions_of(
                                        None if self.run is None else self.run.model))
+
+    def translate_n_best(self, sentences: list[str], *, n_best: int, beam_size: int,
+                         max_output_len: int | None = None, alpha: float = 0.6,
+                         progress: Callable[[int], object] | None = None
+                         ) -> list[list[tuple[str, float]]]:
+        """The ``n_best`` best ``(translation, score)`` of each sentence, best first; the
+        first is what :meth:`translate` gives (see :func:`translate_n_best`)."""
+        return translate_n_best(self.model, self.tokenizers, list(sentences), n_best=n_best,
+                                beam_size=beam_size, max_output_len=max_output_len,
+                                alpha=alpha, progress=progress, positions=positions_of(
+                                    None if self.run is None else self.run.model))
 
     def overlong(self, sentences: list[str]) -> list[int]:
         """Indices of ``sentences`` too long for the model (cut when translated)."""

@@ -19,6 +19,12 @@ a ``{"__tensor__": key}`` reference in its place; tuples, dicts with non-string
 keys (the optimizer's integer parameter ids), numpy arrays and non-finite
 floats have their own small JSON markers so that everything round-trips exactly.
 
+**The best checkpoints.** ``<root>/best.json`` lists the checkpoints kept for their
+validation scores, best first: ``[{"step": N, "score": S, "metric": "val_bleu"}, ...]``
+(:func:`record_best`). Rotation never deletes a checkpoint listed there, and
+:func:`resolve_checkpoint` reads ``RUN/best`` as the first of them. Nothing else in
+``<root>`` but the ``step-N`` folders is read as a checkpoint.
+
 **Atomic.** Files are written to temporary names and moved into place with
 ``os.replace``; the whole checkpoint is first written as ``step-000123.tmp`` and
 renamed to ``step-000123`` only after ``manifest.json`` is in it. A crash leaves
@@ -53,6 +59,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .._io import read_json, write_atomic
+from .._values import check_positive_int
 
 __all__ = [
     "FORMAT_VERSION",
@@ -62,20 +69,26 @@ __all__ = [
     "read_run",
     "resolve_checkpoint",
     "run_description",
+    "BEST",
     "average_checkpoints",
+    "best_checkpoint",
     "clean_leftovers",
     "latest_checkpoint",
     "latest_verified_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "read_best",
     "read_model_state",
+    "record_best",
     "save_checkpoint",
+    "trim_best",
     "verify_checkpoint",
 ]
 
 FORMAT_VERSION = 1  # the container: files, manifest, state encoding
 RUN_FORMAT_VERSION = 2  # what config.json says (1: before it carried a format_version)
 MANIFEST = "manifest.json"
+BEST = "best.json"  # beside the step-N folders: the checkpoints kept for their scores
 _NAME = re.compile(r"^step-(\d+)$")
 _MARKERS = ("__tensor__", "__ndarray__", "__tuple__", "__items__", "__float__")
 
@@ -273,11 +286,113 @@ def save_checkpoint(
 
 
 def _rotate(root: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` complete checkpoints under ``root``."""
+    """Delete all but the newest ``keep`` complete checkpoints under ``root``, and those
+    listed in ``best.json``."""
+    protect = {e["step"] for e in read_best(root)}
     for old in list_checkpoints(root)[:-keep] if keep > 0 else list_checkpoints(root):
+        if _step_of(old) in protect:
+            continue
         trash = old.with_name(old.name + ".deleting")
         os.replace(old, trash)  # no longer a checkpoint before any file goes
         shutil.rmtree(trash)
+
+
+# ------------------------------------------------------------ the best checkpoints
+def _ranked(entries: list[dict]) -> list[dict]:
+    """Best score first; of equal scores, the earlier step."""
+    return sorted(entries, key=lambda e: (-e["score"], e["step"]))
+
+
+def read_best(root: str | Path) -> list[dict]:
+    """The entries of ``root/best.json``, best first (``[]`` when there is none).
+
+    Raises:
+        ValueError: naming the file, when it is not a list of ``{"step": int >= 0,
+            "score": finite number, "metric": str}``.
+    """
+    path = Path(root) / BEST
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
+    ok = isinstance(entries, list) and all(
+        isinstance(e, dict) and type(e.get("step")) is int and e["step"] >= 0
+        and type(e.get("score")) in (int, float) and math.isfinite(e["score"])
+        and isinstance(e.get("metric"), str) for e in entries)
+    if not ok:
+        raise ValueError(f"{path}: expected a list of {{\"step\": int >= 0, \"score\": "
+                         f"number, \"metric\": str}} entries, got {str(entries)[:200]}")
+    return _ranked(entries)
+
+
+def _write_best(root: Path, entries: list[dict]) -> None:
+    path = root / BEST
+    if entries:
+        write_atomic(path, _json_bytes(_ranked(entries)))
+    elif path.exists():
+        path.unlink()
+
+
+def record_best(root: str | Path, entry: dict, *, keep_best: int,
+                keep_last: int | None = None) -> list[dict]:
+    """Add ``entry`` (``{"step", "score", "metric"}``, its checkpoint already saved) to
+    ``root/best.json``, which keeps the ``keep_best`` best; a checkpoint that falls out is
+    deleted unless it is among the newest ``keep_last`` (``None``: nothing is deleted).
+    Returns the new list, best first. ``best.json`` is replaced atomically before any
+    checkpoint is deleted, so a crash in between leaves no entry without its folder."""
+    check_positive_int("keep_best", keep_best)
+    root = Path(root)
+    if not (root / f"step-{entry['step']:06d}" / MANIFEST).is_file():
+        raise ValueError(f"record_best: no checkpoint of step {entry['step']} under {root}; "
+                         "save it first")
+    entries = [e for e in read_best(root) if e["step"] != entry["step"]]
+    best = _ranked([*entries, dict(entry)])[:keep_best]
+    _write_best(root, best)
+    if keep_last is not None:
+        _rotate(root, keep_last)
+    return best
+
+
+def trim_best(root: str | Path, *, keep_best: int, last_step: int) -> list[dict]:
+    """``root/best.json`` made to agree with the checkpoints on disk when a run starts or
+    resumes at ``last_step``: entries without their folder (set aside as corrupt) or past
+    ``last_step`` are dropped, and only the ``keep_best`` best stay (``keep_best`` may
+    have been lowered; the checkpoints dropped go at the next rotation). Returns the list,
+    best first."""
+    root = Path(root)
+    stored = read_best(root)
+    on_disk = {_step_of(p) for p in list_checkpoints(root)}
+    best = [e for e in stored if e["step"] in on_disk and e["step"] <= last_step][:keep_best]
+    if best != stored:
+        _write_best(root, best)
+    return best
+
+
+def best_checkpoint(run: str | Path) -> Path:
+    """The checkpoint with the best validation score of a run folder (or of its
+    ``checkpoints/`` folder), the first of ``best.json`` that is on disk.
+
+    Raises:
+        FileNotFoundError: ``run`` does not exist.
+        ValueError: the run has no ``best.json`` (naming the path), or none of the
+            checkpoints it lists is complete.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"checkpoint not found: {run / 'best'} ({run} is not a folder)")
+    for root in (run / "checkpoints", run):
+        entries = read_best(root)
+        for e in entries:
+            p = root / f"step-{e['step']:06d}"
+            if (p / MANIFEST).is_file():
+                return p
+        if entries:
+            raise ValueError(f"{root / BEST} lists steps {[e['step'] for e in entries]}, none "
+                             "of which is a complete checkpoint")
+    raise ValueError(f"{run / 'best'}: {run} has no best checkpoint (no checkpoints/{BEST}): "
+                     "train with keep_best >= 1 and eval_every > 0")
 
 
 def _payload(model, optimizer, scheduler, *, config: dict, train_state: dict
@@ -610,8 +725,11 @@ def read_run(path: str | Path) -> RunInfo:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory from a run folder (its latest checkpoint), a
-    ``checkpoints/`` folder, or a checkpoint directory itself."""
+    ``checkpoints/`` folder, a checkpoint directory itself, or ``RUN/best``: the
+    best-scoring checkpoint of ``RUN`` (:func:`best_checkpoint`)."""
     p = Path(path)
+    if p.name == "best" and not p.exists():
+        return best_checkpoint(p.parent)
     if not p.exists():
         raise FileNotFoundError(f"checkpoint not found: {p}")
     if (p / MANIFEST).exists():

@@ -148,9 +148,15 @@ class RunConfig:
     stop_at: float | None = option(None, "stop once a validation reaches this score (exact "
                                          "match for dates, BLEU otherwise); needs eval_every",
                                    check="nonnegative_float", resume=True)
+    patience: int | None = option(None, "stop after this many validations in a row without "
+                                        "a better validation score (none: off); needs "
+                                        "eval_every", check="positive", resume=True)
     checkpoint_every: int = option(500, "steps between checkpoints (0: only at the end)",
                                    check="nonnegative", resume=True)
     keep_last: int = option(5, "checkpoints kept on disk", check="positive", resume=True)
+    keep_best: int = option(0, "checkpoints with the best validation scores kept besides the "
+                               "last keep_last, listed in checkpoints/best.json (0: none)",
+                            check="nonnegative", resume=True)
     eval_sentences: int = option(300, "validation sentences decoded for BLEU / exact match",
                                  check="positive", resume=True)
     beam_size: int = option(1, "beam used for validation decoding (1 = greedy)",
@@ -371,6 +377,11 @@ class TrainConfig:
         if getattr(config, "share_embeddings", False) and not self.tokenizer.shared_vocab:
             raise ValueError(f"{prefix}{label('model', 'share_embeddings')} needs "
                              f"{label('tokenizer', 'shared_vocab')} = true")
+        if self.run.patience is not None and self.run.eval_every == 0:
+            patience, every = label("run", "patience"), label("run", "eval_every")
+            raise ValueError(f"{prefix}{patience} = {self.run.patience} counts validations, "
+                             f"which {every} = 0 turns off; give {every} a value > 0 or leave "
+                             f"{patience} unset")
         longest = self.data.max_sentence_tokens + 1  # EOS (source) or BOS (target input)
         if hasattr(config, "max_len") and longest > config.max_len:
             raise ValueError(

@@ -33,7 +33,13 @@ from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher, shard_batch
 from ..decode.translator import positions_of, translate_sentences
 from ..nn import select_valid
-from ..runs.checkpoint import load_checkpoint, run_description, save_checkpoint
+from ..runs.checkpoint import (
+    load_checkpoint,
+    record_best,
+    run_description,
+    save_checkpoint,
+    trim_best,
+)
 from ..runs.config import TrainConfig
 from ..runs.lock import RunLock
 from ..runtime import apply_threads, machine
@@ -41,6 +47,8 @@ from .loss import smoothed_loss
 from .setup import set_up
 
 __all__ = ["MetricsWindow", "Trainer", "valid_targets"]
+
+SCORES = ("val_exact_match", "val_bleu")  # the validation score, by data kind; higher is better
 
 
 def valid_targets(batch) -> torch.Tensor:
@@ -109,8 +117,15 @@ class Trainer:
         self._valid_batches = None
         self._saved_step = -1
         self.train_seconds = 0.0
+        self.train_tokens = 0  # target tokens trained on (<eos> included), all steps
+        # the best validation score so far, its step, validations since; the last validated step
+        self.validation = {"best_score": None, "best_step": None, "since_best": 0, "step": -1}
         if s.resume_from is not None:
             self._resume(s.resume_from)
+        self.best: list[dict] = []  # best.json: the checkpoints kept for their scores
+        if self.dist.is_main:
+            self.best = trim_best(self.ckpt_dir, keep_best=cfg.run.keep_best,
+                                  last_step=self.step)
         n_params = sum(p.numel() for p in self.model.parameters())
         self._say(f"model: {cfg.model.preset} ({n_params:,} parameters), vocab "
                   f"{self.tokenizers.src.vocab_size}/{self.tokenizers.tgt.vocab_size}, "
@@ -137,6 +152,8 @@ class Trainer:
         state = info["train_state"]
         self.step = self._saved_step = state["step"]
         self.train_seconds = state.get("train_seconds", 0.0)
+        self.train_tokens = state.get("train_tokens", 0)
+        self.validation.update(state.get("validation", {}))  # absent before patience/keep_best
         self.batcher.load_state_dict(state["data"])
         self._say(f"resumed from {checkpoint} at step {self.step}")
 
@@ -166,7 +183,8 @@ class Trainer:
             return None
         self._saved_step = self.step
         state = {"step": self.step, "data": self.batcher.state_dict(),
-                 "train_seconds": self.train_seconds}
+                 "train_seconds": self.train_seconds, "train_tokens": self.train_tokens,
+                 "validation": dict(self.validation)}
         config = run_description(model_config=self.model_config,
                                  tokenizer=self.tokenizers.describe(), train=self.cfg.to_dict())
         config["runtime"] = {**self.precision.to_dict(), "threads": self.threads.count,
@@ -235,6 +253,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        self.train_tokens += total_tokens
         loss_sum, nll_sum = self._all_reduce(sum(s[0] for s in sums), sum(s[1] for s in sums))
         return {"loss": loss_sum / total_tokens, "nll": nll_sum / total_tokens,
                 "tokens": total_tokens, "lr": lr, "grad_norm": grad_norm}
@@ -255,20 +274,56 @@ class Trainer:
         if self._every(r.log_every):
             record = {"step": self.step, "epoch": self.batcher.epoch, **window.record(),
                       "lr": out["lr"], "grad_norm": out["grad_norm"],
-                      "elapsed_s": self.train_seconds + time.time() - start}
+                      "elapsed_s": self.train_seconds + time.time() - start,
+                      "train_tokens": self.train_tokens}
             self._write_metrics(record)
             window = MetricsWindow()
+        best = None
         if self._every(r.eval_every):
             scores = self.evaluate()
             self._write_metrics({"step": self.step, **scores})
-            score = scores.get("val_exact_match", scores.get("val_bleu"))
-            if r.stop_at is not None and score is not None and score >= r.stop_at:
-                self.stopped_because = f"validation score {score:.3f} >= stop_at {r.stop_at}"
-        if self._every(r.checkpoint_every):
+            best = self._note_validation(scores)
+        if self._every(r.checkpoint_every) or best is not None:
             self.train_seconds += time.time() - start
             start = time.time()
             self.save()
+        if best is not None:
+            self._keep_best(best)
         return window, record, start
+
+    def _note_validation(self, scores: dict, *, final: bool = False) -> dict | None:
+        """Follow the best validation score; set ``stopped_because`` when it reaches
+        ``stop_at`` or has not improved in ``patience`` validations (not at the ``final``
+        one). Returns this step's ``best.json`` entry when its checkpoint is to be kept
+        among the ``keep_best`` best (save it, then :meth:`_keep_best`), else ``None``."""
+        r, v = self.cfg.run, self.validation
+        metric = next((m for m in SCORES if scores.get(m) is not None), None)
+        if metric is None or v["step"] == self.step:  # no score, or this step's again
+            return None
+        score, v["step"] = float(scores[metric]), self.step
+        if v["best_score"] is None or score > v["best_score"]:
+            v.update(best_score=score, best_step=self.step, since_best=0)
+        else:
+            v["since_best"] += 1
+        if not final and r.stop_at is not None and score >= r.stop_at:
+            self.stopped_because = f"validation score {score:.3f} >= stop_at {r.stop_at}"
+        elif not final and r.patience is not None and v["since_best"] >= r.patience:
+            self.stopped_because = (f"no better validation score in {r.patience} validations "
+                                    f"(best {v['best_score']:.3f} at step {v['best_step']})")
+        entry = {"step": self.step, "score": score, "metric": metric}
+        return entry if self._among_best(entry) else None
+
+    def _among_best(self, entry: dict) -> bool:
+        """Whether ``entry`` belongs among the ``keep_best`` best (rank 0 only)."""
+        k = self.cfg.run.keep_best
+        if not (k and self.dist.is_main) or any(e["step"] == entry["step"] for e in self.best):
+            return False
+        return len(self.best) < k or entry["score"] > min(e["score"] for e in self.best[:k])
+
+    def _keep_best(self, entry: dict) -> None:
+        """List this step's checkpoint (saved) in ``best.json``; drop the one it displaces."""
+        self.best = record_best(self.ckpt_dir, entry, keep_best=self.cfg.run.keep_best,
+                                keep_last=self.cfg.run.keep_last)
 
     def _recheck_threads(self, every_s: float = 30.0) -> None:
         """With ``threads = "auto"``, follow the load of the machine while training."""
@@ -329,7 +384,10 @@ class Trainer:
         self.train_seconds += time.time() - start
         final = {"step": self.step, **self.evaluate()}
         self._write_metrics(final)
+        best = self._note_validation(final, final=True)
         self.save()
+        if best is not None:
+            self._keep_best(best)
         return {**record, **final}
 
     # ---------------------------------------------------------- validation

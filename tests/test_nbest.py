@@ -1,0 +1,158 @@
+"""n-best output: the K best hypotheses of the search, from the search to ``attnkit translate``.
+
+Oracles: the tiny Markov 'model' of the search tests, whose hypotheses can all be
+enumerated and scored by hand; and the golden checkpoint (digits -> English words),
+whose n-best lists must start with the plain translation.
+"""
+
+import itertools
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnkit.cli import main
+from attnkit.decode.search import (
+    beam_search,
+    greedy_hypotheses,
+    greedy_search,
+    length_penalty,
+    n_best_search,
+)
+from attnkit.decode.translator import load_translator
+
+from .decode.test_search import BOS, EOS, MarkovModel, seq_log_prob
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "run-format-2"
+SENTENCES = ["3 1 4", "1 5 9 2", "", "6", "2 7 1 8 2 8"]
+LINE = re.compile(r"^(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4})$")
+
+
+def every_output(model, sent, max_len, alpha):
+    """(score, tokens) of every output that ends within ``max_len`` tokens: ``n < max_len``
+    content tokens and ``<eos>``, best first. (Outputs cut at the limit count only for a
+    sentence with fewer than ``beam_size`` ended ones; a beam of 64 here ends more.)"""
+    out = []
+    for n in range(max_len):
+        for seq in itertools.product([4, 5, 6], repeat=n):
+            score = seq_log_prob(model, sent, list(seq)) / length_penalty(n + 1, alpha)
+            out.append((score, list(seq)))
+    return sorted(out, key=lambda x: -x[0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_a_wide_beam_gives_the_exact_n_best_in_order(alpha):
+    model = MarkovModel(3, seed=4)
+    found = n_best_search(model, torch.arange(3)[:, None], None, bos_id=BOS, eos_id=EOS,
+                          n_best=5, beam_size=64, max_output_len=4, alpha=alpha)
+    for s, hyps in enumerate(found):
+        want = every_output(model, s, 4, alpha)[:5]
+        assert [h.tokens for h in hyps] == [t for _, t in want], s
+        for h, (score, _) in zip(hyps, want, strict=True):
+            assert math.isclose(h.score, score, rel_tol=1e-5, abs_tol=1e-6)
+
+
+def test_n_best_of_a_narrow_beam_starts_with_the_beam_output_and_is_distinct():
+    model = MarkovModel(6, seed=5)
+    src = torch.arange(6)[:, None]
+    best = beam_search(model, src, None, bos_id=BOS, eos_id=EOS, beam_size=3, max_output_len=6)
+    found = n_best_search(model, src, None, bos_id=BOS, eos_id=EOS, n_best=3, beam_size=3,
+                          max_output_len=6)
+    for s, hyps in enumerate(found):
+        assert len(hyps) == 3 and hyps[0].tokens == best[s]
+        assert len({tuple(h.tokens) for h in hyps}) == 3
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+
+
+def test_greedy_hypotheses_are_the_greedy_output_with_its_score():
+    model = MarkovModel(5, seed=2)
+    src = torch.arange(5)[:, None]
+    greedy = greedy_search(model, src, None, bos_id=BOS, eos_id=EOS, max_output_len=6)
+    hyps = greedy_hypotheses(model, src, None, bos_id=BOS, eos_id=EOS, max_output_len=6,
+                             alpha=0.6)
+    assert [h.tokens for h in hyps] == greedy
+    for s, h in enumerate(hyps):
+        if len(h.tokens) < 6:  # ended with <eos>: its probability counts
+            lp = seq_log_prob(model, s, h.tokens)
+            assert math.isclose(h.score, lp / length_penalty(len(h.tokens) + 1, 0.6),
+                                rel_tol=1e-5)
+    one = n_best_search(model, src, None, bos_id=BOS, eos_id=EOS, n_best=1, beam_size=1,
+                        max_output_len=6, alpha=0.6)
+    assert [[h.tokens for h in x] for x in one] == [[g] for g in greedy]
+
+
+def test_more_hypotheses_than_the_beam_holds_are_refused_naming_both():
+    model = MarkovModel(1)
+    src = torch.zeros(1, 1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"n_best must be <= beam_size .*got n_best=5, "
+                                         r"beam_size=4"):
+        n_best_search(model, src, None, bos_id=BOS, eos_id=EOS, n_best=5, beam_size=4)
+    with pytest.raises(ValueError, match=r"n_best must be a positive int; got 0"):
+        n_best_search(model, src, None, bos_id=BOS, eos_id=EOS, n_best=0, beam_size=4)
+
+
+# ------------------------------------------------------------------------ translator
+@pytest.fixture(scope="module")
+def golden():
+    return load_translator(GOLDEN)
+
+
+@pytest.mark.parametrize("n_best, beam_size", [(4, 4), (2, 5), (1, 1)])
+def test_translator_n_best_starts_with_the_translation(golden, n_best, beam_size):
+    plain = golden.translate(SENTENCES, beam_size=beam_size)
+    found = golden.translate_n_best(SENTENCES, n_best=n_best, beam_size=beam_size)
+    assert len(found) == len(SENTENCES)
+    for sentence, text, hyps in zip(SENTENCES, plain, found, strict=True):
+        if not sentence:
+            assert hyps == [("", 0.0)]  # blank in, one blank hypothesis out
+            continue
+        assert len(hyps) == n_best and hyps[0][0] == text
+        assert len({t for t, _ in hyps}) == n_best  # distinct
+        scores = [s for _, s in hyps]
+        assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)
+
+
+def test_translator_refuses_more_than_the_beam(golden):
+    with pytest.raises(ValueError, match=r"got n_best=3, beam_size=2"):
+        golden.translate_n_best(["3 1"], n_best=3, beam_size=2)
+
+
+# ------------------------------------------------------------------------ command line
+def test_translate_n_best_prints_k_lines_per_sentence_in_moses_format(golden, capsys,
+                                                                      tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("\n".join(SENTENCES) + "\n")
+    assert main(["translate", "--checkpoint", str(GOLDEN), "--input", str(f), "--beam-size",
+                 "4", "--n-best", "3", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    parsed = [LINE.match(x) for x in lines]
+    assert all(parsed), lines
+    rows = [(int(m[1]), m[2], float(m[3])) for m in parsed]
+    plain = golden.translate(SENTENCES, beam_size=4)
+    for i, sentence in enumerate(SENTENCES):
+        mine = [(text, score) for j, text, score in rows if j == i]
+        if not sentence:
+            assert mine == [("", 0.0)] and f"{i} |||  ||| 0.0000" in lines
+            continue
+        assert len(mine) == 3 and mine[0][0] == plain[i]
+        assert [s for _, s in mine] == sorted((s for _, s in mine), reverse=True)
+    assert [j for j, _, _ in rows] == sorted(j for j, _, _ in rows)  # input order
+    # --n-best 1 is the plain beam output
+    assert main(["translate", "--checkpoint", str(GOLDEN), "--beam-size", "4", "--n-best",
+                 "1", "--threads", "1", *SENTENCES[:2]]) == 0
+    assert [LINE.match(x)[2] for x in capsys.readouterr().out.splitlines()] == plain[:2]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-best", "5", "--beam-size", "4"], "--n-best 5 needs --beam-size >= 5"),
+    (["--n-best", "0"], "--n-best must be a positive int; got 0"),
+    (["--n-best", "2", "--engine", "ctranslate2", "--model", "nowhere"],
+     "--n-best is not available with --engine ctranslate2"),
+])
+def test_translate_n_best_errors_are_one_line(capsys, args, message):
+    assert main(["translate", "--checkpoint", str(GOLDEN), "--threads", "1", *args,
+                 "3 1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnkit translate: error:") and message in err
