@@ -187,6 +187,8 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
     gradient per input): no per-group zero-filled full-size gradients, no
     concatenations.
     """
+    if q.shape[2] == 1:
+        return _one_query_call(call, q, k, v, bias, scale)
     B = q.shape[0]
     e = call.prefix_lengths()  # (B, Nq)
     P, Nq, Nk = q.shape[1], q.shape[2], k.shape[2]
@@ -200,11 +202,7 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
         q, k, v, e = (x.index_select(0, perm) for x in (q, k, v, e))  # groups contiguous
         bias = None if bias is None else bias.index_select(0, perm)
     spec = _GroupSpec(groups, e, call.dropout_p, scale)
-    tensors = (q, k, v) if bias is None else (q, k, v, bias)
-    device_type = q.device.type
-    if torch.is_autocast_enabled(device_type):  # as autocast would cast SDPA's inputs
-        dtype = torch.get_autocast_dtype(device_type)
-        tensors = tuple(t.to(dtype) for t in tensors)
+    tensors = _autocast_inputs((q, k, v) if bias is None else (q, k, v, bias))
     only = groups[0] if len(groups) == 1 else None
     if only is not None and only.kind != "empty" and (only.r0, only.r1, only.K) == (0, Nq, Nk):
         # one call over the whole batch: plain autograd, no bookkeeping
@@ -214,6 +212,37 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
         inverse = torch.empty(B, dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(B)
         out = out.index_select(0, inverse.to(out.device))
+    return out
+
+
+def _autocast_inputs(tensors: tuple) -> tuple:
+    """The tensors in autocast's dtype when autocast is on (as it would cast SDPA's)."""
+    device_type = tensors[0].device.type
+    if not torch.is_autocast_enabled(device_type):
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(t.to(dtype) for t in tensors)
+
+
+def _one_query_call(call, q, k, v, bias, scale) -> torch.Tensor:
+    """One query per sequence (a decoding step): a single SDPA call with the keys past
+    each sequence's length masked. With one row per sequence, grouping saves nothing
+    and planning and reordering would cost more than the attention; ``(B, P, 1, Dv)``."""
+    e = call.prefix_lengths()[:, 0]  # (B,) keys each sequence may attend
+    Nk = k.shape[2]
+    row_ok, mask = e > 0, None
+    if not bool((e == Nk).all()):
+        er = torch.where(row_ok, e, Nk)  # an empty row attends all, zeroed below
+        mask = (torch.arange(Nk, device=q.device) < er[:, None])[:, None, None, :]  # (B,1,1,Nk)
+    if bias is not None:
+        mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+    q, k, v = _autocast_inputs((q, k, v))
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=call.dropout_p,
+                                         scale=scale)  # (B, P, 1, Dv)
+    if not bool(row_ok.all()):
+        out = out * row_ok[:, None, None, None].to(out.dtype)  # empty rows -> 0
     return out
 
 

@@ -64,6 +64,11 @@ CASES = {
     "query_padding": (3, 2, 7, 11, {"valid_lens": [3, 11, 6], "query_valid_lens": [2, 7, 0]}),
     "no_heads": (3, None, 7, 13, {"valid_lens": [13, 1, 8]}),
     "one_query": (3, 2, 1, 11, {"causal": "bottom_right", "valid_lens": [2, 11, 5]}),
+    # a decoding step: one query per sequence (sdpa's single-call path)
+    "one_query_all_keys": (3, 2, 1, 11, {"causal": "bottom_right"}),
+    "one_query_with_empty": (3, 2, 1, 11, {"valid_lens": [0, 11, 5]}),
+    "one_query_padded": (3, 2, 1, 11, {"valid_lens": [4, 11, 5], "query_valid_lens": [1, 0, 1]}),
+    "one_query_no_heads": (4, None, 1, 9, {"valid_lens": [9, 1, 3, 9]}),
 }
 SCORES = ["dot", "scaled_dot", "distance", "bilinear", "additive"]
 
