@@ -7,7 +7,10 @@ Suites (``attnkit bench SUITE --help`` for the options of each):
 * ``transformer`` — a training step of attnkit's Transformer against
   ``torch.nn.Transformer`` on one padded batch;
 * ``throughput`` — training throughput of both on real bucketed batches;
-* ``gpu`` — the Triton kernels against SDPA's backends (needs CUDA).
+* ``gpu`` — the Triton kernels against SDPA's backends (needs CUDA);
+* ``threads`` — training throughput idle and beside one competing process;
+* ``decoding`` — attnkit's greedy and beam search against CTranslate2 on one run;
+* ``peers`` — training and BLEU against JoeyNMT 2.3.0 on an equal budget.
 
 Every suite prints its summary; only ``--record [FILE]`` writes its section
 of FILE (default ``BENCHMARKS.md``), with the command line that produced it.
@@ -31,6 +34,7 @@ _HELP = {
     "gpu": "Triton kernels vs SDPA's backends (needs a CUDA device)",
     "threads": "training throughput idle and with one competing process, per threads setting",
     "decoding": "attnkit's greedy and beam search against CTranslate2 on the same run",
+    "peers": "attnkit against JoeyNMT 2.3.0: Multi30k de-en, equal training budget, BLEU",
 }
 
 
@@ -99,10 +103,31 @@ def _decoding_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespac
                           limit=a.limit)
 
 
+def _peers_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict]:
+    p.add_argument("--config", default="configs/multi30k-de-en.toml",
+                   help="the attnkit config; JoeyNMT gets the equivalent YAML")
+    p.add_argument("--budget", type=float, default=1800.0,
+                   help="seconds of training for each tool (default 1800)")
+    p.add_argument("--work", default="runs/peers",
+                   help="folder for the JoeyNMT venv, the shared inputs and both runs")
+    p.add_argument("--concurrent", action="store_true",
+                   help="train both at once, each process pinned to its own core "
+                        "(default: one after the other)")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep the finished training runs in --work; decode and score again")
+    p.add_argument("--split", default="test_2016_flickr", help="the Multi30k split scored")
+    p.add_argument("--limit", type=int, default=None,
+                   help="score only the first N sentences (a smoke run)")
+    return lambda a: dict(config=a.config, budget=a.budget, work=a.work,
+                          concurrent=a.concurrent, reuse=a.reuse, split=a.split,
+                          limit=a.limit)
+
+
 # suite -> adds its options, returns the keyword arguments of its run() from the parsed ones
 _OPTIONS = {"attention": _attention_options, "transformer": _transformer_options,
             "throughput": _throughput_options, "gpu": _gpu_options,
-            "threads": _threads_options, "decoding": _decoding_options}
+            "threads": _threads_options, "decoding": _decoding_options,
+            "peers": _peers_options}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

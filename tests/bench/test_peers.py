@@ -1,0 +1,120 @@
+"""The JoeyNMT head-to-head: the equivalent config, the log reading, the verdicts.
+
+The benchmark itself (30 minutes of training per tool, a JoeyNMT virtual
+environment) is run with ``attnkit bench peers``; these tests cover the parts
+that decide what it measures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attnkit.bench.peers import (
+    DIFFERENCES,
+    PeersResult,
+    _joeynmt_train_seconds,
+    joeynmt_config,
+    shared_inputs,
+)
+from attnkit.runs.config import TrainConfig
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "multi30k-de-en.toml"
+
+
+def _inputs(tmp_path: Path) -> dict:
+    return {"dir": tmp_path / "data", "spm": tmp_path / "data" / "spm.model",
+            "vocab": tmp_path / "data" / "vocab.txt"}
+
+
+def test_joeynmt_config_mirrors_the_shipped_attnkit_config(tmp_path):
+    cfg = TrainConfig.from_file(CONFIG)
+    joey = json.loads(json.dumps(joeynmt_config(cfg, _inputs(tmp_path), tmp_path / "m")))
+    enc, dec, train = joey["model"]["encoder"], joey["model"]["decoder"], joey["training"]
+    for side in (enc, dec):
+        assert (side["num_layers"], side["hidden_size"], side["num_heads"], side["ff_size"],
+                side["dropout"], side["layer_norm"]) == (3, 256, 8, 512, 0.1, "post")
+        assert side["embeddings"]["embedding_dim"] == 256 and side["embeddings"]["scale"]
+    # shared vocabulary: one embedding for both sides, the output layer untied (as attnkit)
+    assert joey["model"]["tied_embeddings"] is True and joey["model"]["tied_softmax"] is False
+    assert (train["batch_size"], train["batch_type"]) == (2500, "token")
+    assert (train["scheduling"], train["learning_rate_factor"],
+            train["learning_rate_warmup"]) == ("noam", 0.6, 400)
+    assert train["adam_betas"] == [0.9, 0.98] and train["label_smoothing"] == 0.1
+    assert train["clip_grad_norm"] == 1.0 and joey["fp16"] is False
+    assert train["validation_freq"] > 10**6  # no validation inside the budget
+    for lang, key in (("de", "src"), ("en", "trg")):
+        side = joey["data"][key]
+        assert side["lang"] == lang and side["tokenizer_type"] == "sentencepiece"
+        assert side["voc_file"].endswith("vocab.txt")
+        assert side["tokenizer_cfg"]["model_file"].endswith("spm.model")
+        assert side["max_length"] == cfg.data.max_sentence_tokens
+    assert joey["testing"]["load_model"].endswith("latest.ckpt")
+
+
+def test_joeynmt_config_follows_changes_of_the_attnkit_config(tmp_path):
+    cfg = TrainConfig.from_file(CONFIG, pre_norm=True, max_tokens=4000, label_smoothing=0.2)
+    joey = joeynmt_config(cfg, _inputs(tmp_path), tmp_path / "m", beam=5)
+    assert joey["model"]["encoder"]["layer_norm"] == "pre"
+    assert joey["training"]["batch_size"] == 4000
+    assert joey["training"]["label_smoothing"] == 0.2
+    assert (joey["testing"]["beam_size"], joey["testing"]["beam_alpha"]) == (5, 0.6)
+
+
+def test_shared_inputs_give_joeynmt_the_runs_pieces_after_its_own_specials(tmp_path):
+    root = tmp_path / "multi30k" / "raw"
+    root.mkdir(parents=True)
+    words = ("ein Hund läuft schnell über die grüne Wiese "
+             "a dog runs fast over the green grass").split()
+    for split in ("train", "val", "test_2016_flickr"):
+        for lang, shift in (("de", 0), ("en", 8)):
+            lines = [" ".join(words[(i + j) % 8 + shift] for j in range(1 + i % 5))
+                     for i in range(120)]
+            (root / f"{split}.{lang}").write_text("\n".join(lines) + "\n")
+    cfg = TrainConfig.from_file(CONFIG, multi30k_root=str(tmp_path / "multi30k"), vocab_size=40)
+    inputs = shared_inputs(cfg, tmp_path / "work")
+    pieces = inputs["vocab"].read_text(encoding="utf-8").splitlines()
+    assert len(pieces) == 40 - 4  # attnkit's <pad> <unk> <bos> <eos> left to JoeyNMT's own
+    assert not {"<pad>", "<unk>", "<bos>", "<eos>", "<s>", "</s>"} & set(pieces)
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(inputs["spm"]))
+    assert [sp.id_to_piece(i) for i in range(4, 40)] == pieces
+    for split in ("train", "val", "test_2016_flickr"):
+        assert (inputs["dir"] / f"{split}.de").read_text() == (root / f"{split}.de").read_text()
+
+
+def test_training_time_is_read_from_the_first_epoch_to_the_interrupt():
+    log = "\n".join([
+        "2026-11-30 09:00:00,000 - INFO - joeynmt.data - Loading train set...",
+        "2026-11-30 09:00:07,123 - INFO - joeynmt.training - EPOCH 1",
+        "2026-11-30 09:10:00,000 - INFO - joeynmt.training - Epoch   1, Step: 100, ...",
+        "\tcontinuation line without a time stamp",
+        "2026-11-30 09:30:07,900 - INFO - joeynmt.training - Interrupt at epoch 3, step 900.",
+        "2026-11-30 09:30:09,000 - INFO - joeynmt.training - Checkpoint saved in 900.ckpt."])
+    assert _joeynmt_train_seconds(log) == 1800.0
+    no_interrupt = log.replace("Interrupt at epoch", "Something at epoch")
+    assert _joeynmt_train_seconds(no_interrupt) == 1802.0  # the last line
+
+
+def _row(steps, tok_s, beam5):
+    return {"steps": steps, "train_s": 1800.0, "tokens": tok_s * 1800, "tok_s": tok_s,
+            "peak_rss_mb": 900.0, "decode_s": {1: 30.0, 5: 90.0},
+            "bleu": {1: {"cased": beam5 - 1, "lower": beam5}, 5: {"cased": beam5,
+                                                                  "lower": beam5 + 1}}}
+
+
+@pytest.mark.parametrize(("ours", "theirs", "verdicts"), [
+    (_row(3000, 1600.0, 36.0), _row(1500, 1000.0, 33.0), ("met", "met")),
+    (_row(3000, 1400.0, 34.5), _row(1500, 1000.0, 33.0), ("NOT met", "NOT met")),
+])
+def test_verdicts_and_table(ours, theirs, verdicts):
+    r = PeersResult({"attnkit": ours, "joeynmt": theirs}, 1800.0, "one after the other",
+                    "test_2016_flickr", 1000, "2026-11-30")
+    lines = r.targets()
+    assert lines[0].endswith(": " + verdicts[0]) and lines[1].endswith(": " + verdicts[1])
+    text = r.markdown("attnkit bench peers")
+    assert "| attnkit | 3,000 |" in text and "| joeynmt | 1,500 | 1,000 |" in text
+    assert all(d in text for d in DIFFERENCES)
