@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,10 +67,32 @@ DIFFERENCES = (
     "before it would pass it.",
     "Initialisation: each tool's own (attnkit: PyTorch's defaults with N(0, d^-1/2) "
     "embeddings; JoeyNMT: xavier_uniform, its recommended setting for Transformers).",
+    "Adam ε: attnkit 1e-9 (the paper's); JoeyNMT 2.3.0 passes no ε to Adam, so PyTorch's "
+    "1e-8 applies.",
     "Output length limit: attnkit 2·S + 10 tokens; JoeyNMT its default (1.5 × the "
     "longest source of the batch).",
+    "Parameters: 7,031,664 (attnkit) and 7,025,664 (JoeyNMT) at a 6k vocabulary; the "
+    "6,000 more are the bias of attnkit's output layer, which JoeyNMT's does not have.",
     "Decoding time is the wall time of each tool's translate command on the file, "
     "start-up and model loading included.",
+)
+
+#: what JoeyNMT users rely on, and where attnkit stands (said in the recorded section)
+FEATURES = (
+    ("early stopping on a validation metric (`patience`)", "yes: `[run] patience` on "
+     "validation BLEU (exact match on the date task); JoeyNMT can also watch loss or ppl"),
+    ("keeping the best checkpoints (`keep_best_ckpts`, `best.ckpt`)",
+     "yes: `[run] keep_best`, `checkpoints/best.json`, `--checkpoint RUN/best`"),
+    ("n-best output with scores (`n_best`, `return_prob`)",
+     "yes: `attnkit translate --n-best K` (Moses format)"),
+    ("attention plots", "yes: `attnkit explore` (HTML) and `attnkit plot`"),
+    ("Transformer and RNN (Bahdanau/Luong) models", "Transformer and Bahdanau RNN; no Luong"),
+    ("other learning-rate schedules (plateau, cosine, warmup-inverse-sqrt)",
+     "no: the paper's warmup schedule only, scaled by `lr_scale`"),
+    ("sentencepiece sampling (subword regularisation)", "no"),
+    ("repetition penalty, no-repeat n-grams in beam search", "no"),
+    ("pre-trained embeddings", "no"),
+    ("TensorBoard logs", "no: `metrics.jsonl`, one JSON record per line"),
 )
 
 
@@ -122,7 +145,10 @@ class PeersResult:
             for tool, r in self.rows.items())
         lists = ["", *[f"- {line}" for line in self.targets()],
                  "", "Settings that could not be made equal:", "",
-                 *[f"- {d}" for d in DIFFERENCES], *[f"- {n}" for n in self.notes]]
+                 *[f"- {d}" for d in DIFFERENCES], *[f"- {n}" for n in self.notes],
+                 "", "What JoeyNMT users rely on, in attnkit:", "",
+                 "| JoeyNMT feature | attnkit |", "|---|---|",
+                 *[f"| {what} | {ours} |" for what, ours in FEATURES]]
         return head + body + "\n".join(lists) + "\n"
 
 
@@ -207,7 +233,7 @@ def joeynmt_config(cfg: TrainConfig, inputs: dict, model_dir: Path, *, beam: int
                     "batch_type": "sentence", "eval_metrics": ["bleu"]},
         "training": {
             "model_dir": str(model_dir), "overwrite": True, "optimizer": o.optimizer,
-            "adam_betas": [o.beta1, o.beta2], "eps": o.eps, "scheduling": "noam",
+            "adam_betas": [o.beta1, o.beta2], "scheduling": "noam",
             "learning_rate_factor": o.lr_scale, "learning_rate_warmup": o.warmup,
             "learning_rate_min": 1e-9, "label_smoothing": o.label_smoothing,
             "loss": "crossentropy", "normalization": "tokens",
@@ -222,9 +248,28 @@ def joeynmt_config(cfg: TrainConfig, inputs: dict, model_dir: Path, *, beam: int
     }
 
 
+def yaml_text(config: dict) -> str:
+    """``config`` as YAML that PyYAML (JoeyNMT's reader) loads back unchanged.
+
+    JSON is YAML, except that PyYAML follows YAML 1.1, where a float needs a
+    dot (``1e-09`` would load as a string): exponents get a ``.0`` mantissa.
+    """
+    text = json.dumps(config, indent=1)
+    return re.sub(r'(?<![\w."])(-?\d+)(e[-+]\d+)', r"\1.0\2", text)
+
+
+def _check_read_back(python: Path, path: Path, config: dict) -> None:
+    """Raise unless JoeyNMT's own YAML reader (in its venv) gives back ``config``."""
+    probe = ("import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1], "
+             "encoding='utf-8'))))")
+    out = subprocess.run([str(python), "-c", probe, str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    if json.loads(out) != json.loads(json.dumps(config)):
+        raise RuntimeError(f"{path} does not read back as written (YAML 1.1 types)")
+
+
 def _write_yaml(path: Path, config: dict) -> Path:
-    # JSON is valid YAML 1.2 and JoeyNMT reads it with yaml.safe_load
-    path.write_text(json.dumps(config, indent=1), encoding="utf-8")
+    path.write_text(yaml_text(config), encoding="utf-8")
     return path
 
 
@@ -282,7 +327,7 @@ def _joeynmt_started(log: Path) -> bool:
 def _train(jobs: dict, budget: float, *, log=print) -> None:
     """Wait for the jobs; JoeyNMT is interrupted ``budget`` s after its first epoch began."""
     joey_t0 = None
-    while not all(job.poll() for job in jobs.values()):
+    while not all([job.poll() for job in jobs.values()]):  # a list: poll (reap) every job
         if any(job.returncode for job in jobs.values()):  # one failed: stop the others
             for job in jobs.values():
                 job.interrupt()
@@ -306,7 +351,9 @@ def train_both(cfg_path: Path, cfg: TrainConfig, work: Path, joey_python: Path, 
                *, budget: float, concurrent: bool, tools=TOOLS, log=print) -> dict:
     """Train each tool for ``budget`` s; returns ``{tool: _Job}`` (ended)."""
     model_dir = work / "joeynmt"
-    yaml_path = _write_yaml(work / "joeynmt.yaml", joeynmt_config(cfg, inputs, model_dir))
+    config = joeynmt_config(cfg, inputs, model_dir)
+    yaml_path = _write_yaml(work / "joeynmt.yaml", config)
+    _check_read_back(joey_python, yaml_path, config)
     argv = {"attnkit": _attnkit_command(cfg_path, work / "attnkit", budget),
             "joeynmt": [str(joey_python), "-m", "joeynmt", "train", str(yaml_path),
                         "--skip-test"]}

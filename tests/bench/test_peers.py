@@ -14,10 +14,12 @@ import pytest
 
 from attnkit.bench.peers import (
     DIFFERENCES,
+    FEATURES,
     PeersResult,
     _joeynmt_train_seconds,
     joeynmt_config,
     shared_inputs,
+    yaml_text,
 )
 from attnkit.runs.config import TrainConfig
 
@@ -118,3 +120,14 @@ def test_verdicts_and_table(ours, theirs, verdicts):
     text = r.markdown("attnkit bench peers")
     assert "| attnkit | 3,000 |" in text and "| joeynmt | 1,500 | 1,000 |" in text
     assert all(d in text for d in DIFFERENCES)
+    assert all(f"| {what} | {ours} |" in text for what, ours in FEATURES)
+
+
+def test_the_yaml_reads_back_with_yaml_1_1_float_rules(tmp_path):
+    yaml = pytest.importorskip("yaml")  # PyYAML, JoeyNMT's reader
+    cfg = TrainConfig.from_file(CONFIG)
+    config = joeynmt_config(cfg, _inputs(tmp_path), tmp_path / "m")
+    assert yaml.safe_load(yaml_text(config)) == json.loads(json.dumps(config))
+    odd = {"a": 1e-9, "b": -2.5e-07, "c": 1e20, "d": "x1e-05", "e": [0.9, 0.98], "f": 3}
+    assert yaml.safe_load(yaml_text(odd)) == odd
+    assert isinstance(yaml.safe_load(json.dumps({"a": 1e-9}))["a"], str)  # why it is needed
