@@ -46,6 +46,7 @@ seed taken from the global generator, so backward regenerates them exactly.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 from dataclasses import dataclass
@@ -128,7 +129,11 @@ class ChunkedBackend(Backend):
         pair_bytes = kernel.bytes_per_pair(q)
         blocks = _blocks(e, pair_bytes, self.max_block_bytes)
         seed = int(torch.randint(0, 2**62, (1,)).item()) if call.dropout_p > 0 else 0
-        plan = _Plan(kernel, e, mask, blocks, call.dropout_p, seed, self.intra_op_threads)
+        # with one intra-op thread per op, torch's thread setting goes to block workers
+        workers = max(1, min(torch.get_num_threads(), len(blocks))) \
+            if self.intra_op_threads == 1 else 1
+        plan = _Plan(kernel, e, mask, blocks, call.dropout_p, seed, self.intra_op_threads,
+                     workers)
         with torch.autocast(device_type, enabled=False):
             out = _ChunkedAttention.apply(plan, q, k, v, *params)  # (BP, Nq, Dv)
         return out.reshape(*batch, call.num_queries, v.shape[-1])
@@ -171,6 +176,7 @@ class _Plan:
     dropout_p: float
     seed: int
     threads: int | None = None  # intra-op threads for the block loop
+    workers: int = 1  # threads that share out the blocks
 
     def block_mask(self, blk: _Block, k0: int, k1: int) -> torch.Tensor:
         """``(b, q, k1 - k0)`` boolean, True = may attend."""
@@ -332,6 +338,36 @@ def _threads(n: int | None):
         torch.set_num_threads(before)
 
 
+def _split(blocks: list[_Block], n: int) -> list[list[tuple[int, _Block]]]:
+    """``(index, block)`` pairs in ``n`` contiguous runs of about equal work."""
+    work = [(b.b1 - b.b0) * (b.q1 - b.q0) * b.K for b in blocks]
+    total, runs, acc = sum(work), [[] for _ in range(n)], 0
+    for i, (blk, w) in enumerate(zip(blocks, work)):
+        runs[min(n - 1, acc * n // max(total, 1))].append((i, blk))
+        acc += w
+    return [r for r in runs if r]
+
+
+def _in_workers(runs: list, job) -> list:
+    """``job(run)`` for each run of blocks, on as many threads, each with one intra-op
+    thread: the block ops release the GIL, so the runs proceed in parallel, and a
+    worker descheduled by another process delays only the final join, not every op
+    (as a barrier at the end of each multi-threaded op would)."""
+    if len(runs) <= 1:
+        if not runs:
+            return []
+        with torch.no_grad():
+            return [job(runs[0])]
+
+    def one(run):
+        torch.set_num_threads(1)  # this thread's own OpenMP setting
+        with torch.no_grad():
+            return job(run)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        return list(pool.map(one, runs))
+
+
 class _ChunkedAttention(torch.autograd.Function):
     """``out = softmax(mask(s(q, k))) v`` in blocks; backward recomputes the blocks."""
 
@@ -347,28 +383,17 @@ class _ChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def _forward(ctx, plan: _Plan, q, k, v, *params):
-        state = plan.kernel.prepare(q, k, params, plan)
         v32 = v.to(_acc_dtype(v))
         BP, Nq, Dv = v.shape[0], q.shape[1], v.shape[-1]
         out = v32.new_zeros(BP, Nq, Dv)  # rows never visited stay zero
         lse = v32.new_full((BP, Nq), float("inf"))  # +inf: weight 0 in backward
-        for index, blk in enumerate(plan.blocks):
-            s = v32.new_empty(blk.b1 - blk.b0, blk.q1 - blk.q0, blk.K)  # (b, q, K)
-            for k0, k1 in blk.key_chunks():
-                s[:, :, k0:k1] = plan.kernel.scores(state, blk, k0, k1)
-            m = plan.block_mask(blk, 0, blk.K)  # (b, q, K)
-            s.masked_fill_(~m, float("-inf"))
-            row_ok = m.any(-1, keepdim=True)  # (b, q, 1)
-            mx = torch.where(row_ok, s.amax(-1, keepdim=True), 0.0)  # (b, q, 1)
-            p = s.sub_(mx).exp_()  # (b, q, K), 0 where masked
-            total = p.sum(-1, keepdim=True)
-            p.div_(torch.where(row_ok, total, 1.0))
-            lse[blk.b0:blk.b1, blk.q0:blk.q1] = torch.where(
-                row_ok, mx + total.log(), float("inf")).squeeze(-1)
-            if plan.dropout_p > 0:
-                for k0, k1 in blk.key_chunks():
-                    p[:, :, k0:k1] *= plan.keep(blk, index, k0, k1, p.device, p.dtype)
-            out[blk.b0:blk.b1, blk.q0:blk.q1] = p @ v32[blk.b0:blk.b1, :blk.K]  # (b, q, Dv)
+
+        def job(run):  # the runs write disjoint rows of out and lse
+            state = plan.kernel.prepare(q, k, params, plan)  # own block buffers
+            for index, blk in run:
+                _forward_block(plan, state, v32, out, lse, index, blk)
+
+        _in_workers(_split(plan.blocks, plan.workers), job)
         ctx.plan = plan
         ctx.save_for_backward(q, k, v, out, lse, *params)
         return out.to(v.dtype)
@@ -377,32 +402,72 @@ class _ChunkedAttention(torch.autograd.Function):
     def _backward(ctx, grad_out):
         q, k, v, out, lse, *params = ctx.saved_tensors
         plan = ctx.plan
-        state = plan.kernel.prepare(q, k, params, plan)
         acc = _acc_dtype(v)
         v32, dout = v.to(acc), grad_out.to(acc)  # (BP, Nk, Dv), (BP, Nq, Dv)
         delta = (dout * out).sum(-1)  # (BP, Nq) = rowsum(p · dp)
-        grads = [torch.zeros_like(state[0]), torch.zeros_like(state[1])]
-        grads += [torch.zeros(p.shape, dtype=acc, device=p.device) for p in params]
-        if isinstance(plan.kernel, _AdditiveKernel):
-            grads[2] = grads[2].reshape(-1)  # (h,)
-        dv = torch.zeros_like(v32)
-        with torch.autocast(q.device.type, enabled=False):
-            for index, blk in enumerate(plan.blocks):
-                rows = slice(blk.b0, blk.b1), slice(blk.q0, blk.q1)
-                do = dout[rows]  # (b, q, Dv)
-                for k0, k1 in blk.key_chunks():
-                    s, saved = plan.kernel.scores_and_saved(state, blk, k0, k1)  # (b, q, k)
-                    m = plan.block_mask(blk, k0, k1)
-                    p = torch.where(m, (s - lse[rows].unsqueeze(-1)).exp(), 0.0)  # (b, q, k)
-                    vk = v32[blk.b0:blk.b1, k0:k1]  # (b, k, Dv)
-                    dp = do @ vk.transpose(1, 2)  # (b, q, k)
-                    if plan.dropout_p > 0:
-                        keep = plan.keep(blk, index, k0, k1, p.device, p.dtype)
-                        dv[blk.b0:blk.b1, k0:k1] += (p * keep).transpose(1, 2) @ do
-                        dp = dp * keep
-                    else:
-                        dv[blk.b0:blk.b1, k0:k1] += p.transpose(1, 2) @ do  # (b, k, Dv)
-                    ds = p * (dp - delta[rows].unsqueeze(-1))  # (b, q, k)
-                    plan.kernel.accumulate(state, saved, ds, blk, k0, k1, grads)
+
+        def zeros(state):
+            grads = [torch.zeros_like(state[0]), torch.zeros_like(state[1])]
+            grads += [torch.zeros(p.shape, dtype=acc, device=p.device) for p in params]
+            if isinstance(plan.kernel, _AdditiveKernel):
+                grads[2] = grads[2].reshape(-1)  # (h,)
+            return grads, torch.zeros_like(v32)
+
+        def job(run):  # key-side gradients add up across runs: each run has its own
+            state = plan.kernel.prepare(q, k, params, plan)
+            grads, dv = zeros(state)
+            with torch.autocast(q.device.type, enabled=False):
+                for index, blk in run:
+                    _backward_block(plan, state, v32, dout, lse, delta, index, blk, grads, dv)
+            return grads, dv
+
+        parts = _in_workers(_split(plan.blocks, plan.workers), job)
+        if not parts:  # nothing attends: every gradient is zero
+            parts = [zeros(plan.kernel.prepare(q, k, params, plan))]
+        grads, dv = parts[0]
+        for more, dv_more in parts[1:]:  # in a fixed order: the same sums every run
+            grads = [g.add_(m) for g, m in zip(grads, more)]
+            dv.add_(dv_more)
         dq, dk, dparams = plan.kernel.finish(grads, q, k, params)
         return (None, dq, dk, dv.to(v.dtype), *dparams)
+
+
+def _forward_block(plan, state, v32, out, lse, index: int, blk: _Block) -> None:
+    """One block's rows of ``out`` and ``lse``: scores, masked softmax, values."""
+    s = v32.new_empty(blk.b1 - blk.b0, blk.q1 - blk.q0, blk.K)  # (b, q, K)
+    for k0, k1 in blk.key_chunks():
+        s[:, :, k0:k1] = plan.kernel.scores(state, blk, k0, k1)
+    m = plan.block_mask(blk, 0, blk.K)  # (b, q, K)
+    s.masked_fill_(~m, float("-inf"))
+    row_ok = m.any(-1, keepdim=True)  # (b, q, 1)
+    mx = torch.where(row_ok, s.amax(-1, keepdim=True), 0.0)  # (b, q, 1)
+    p = s.sub_(mx).exp_()  # (b, q, K), 0 where masked
+    total = p.sum(-1, keepdim=True)
+    p.div_(torch.where(row_ok, total, 1.0))
+    lse[blk.b0:blk.b1, blk.q0:blk.q1] = torch.where(
+        row_ok, mx + total.log(), float("inf")).squeeze(-1)
+    if plan.dropout_p > 0:
+        for k0, k1 in blk.key_chunks():
+            p[:, :, k0:k1] *= plan.keep(blk, index, k0, k1, p.device, p.dtype)
+    out[blk.b0:blk.b1, blk.q0:blk.q1] = p @ v32[blk.b0:blk.b1, :blk.K]  # (b, q, Dv)
+
+
+def _backward_block(plan, state, v32, dout, lse, delta, index: int, blk: _Block, grads,
+                    dv) -> None:
+    """One block's contribution to ``grads`` (queries, keys, score parameters) and ``dv``."""
+    rows = slice(blk.b0, blk.b1), slice(blk.q0, blk.q1)
+    do = dout[rows]  # (b, q, Dv)
+    for k0, k1 in blk.key_chunks():
+        s, saved = plan.kernel.scores_and_saved(state, blk, k0, k1)  # (b, q, k)
+        m = plan.block_mask(blk, k0, k1)
+        p = torch.where(m, (s - lse[rows].unsqueeze(-1)).exp(), 0.0)  # (b, q, k)
+        vk = v32[blk.b0:blk.b1, k0:k1]  # (b, k, Dv)
+        dp = do @ vk.transpose(1, 2)  # (b, q, k)
+        if plan.dropout_p > 0:
+            keep = plan.keep(blk, index, k0, k1, p.device, p.dtype)
+            dv[blk.b0:blk.b1, k0:k1] += (p * keep).transpose(1, 2) @ do
+            dp = dp * keep
+        else:
+            dv[blk.b0:blk.b1, k0:k1] += p.transpose(1, 2) @ do  # (b, k, Dv)
+        ds = p * (dp - delta[rows].unsqueeze(-1))  # (b, q, k)
+        plan.kernel.accumulate(state, saved, ds, blk, k0, k1, grads)

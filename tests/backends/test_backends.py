@@ -350,6 +350,63 @@ def test_chunked_small_budget_matches_and_bounds_memory():
         ChunkedBackend(max_block_bytes=10)
 
 
+@pytest.mark.parametrize("score_name", ["additive", "bilinear"])
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+def test_chunked_workers_share_the_blocks_and_change_nothing(score_name, dropout_p):
+    """With torch's threads > 1 the blocks are shared out to worker threads (one intra-op
+    thread each); outputs and every gradient equal a single worker's, and the
+    reference's (dropout: the same masks, drawn per block)."""
+    from attnkit.backends import chunked
+
+    score = make_score(score_name, 6, 6)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(5, 2, n, 6, generator=g, dtype=torch.float64).requires_grad_()
+               for n in (17, 23, 23))
+    call = make_call(q, k, v, score=score, valid_lens=torch.tensor([23, 0, 9, 1, 17]),
+                     dropout_p=dropout_p)
+    backend = ChunkedBackend(max_block_bytes=2048)
+    params = [q, k, v, *score.parameters()]
+    before, runs = torch.get_num_threads(), {}
+    seen = []
+    real_split = chunked._split
+
+    def spy(blocks, n):
+        seen.append((len(blocks), n))
+        return real_split(blocks, n)
+
+    try:
+        chunked._split = spy
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            torch.manual_seed(11)  # the dropout seed
+            out = backend.forward(call)
+            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5),
+                            dtype=out.dtype)
+            runs[threads] = (out, torch.autograd.grad((out * w).sum(), params))
+    finally:
+        chunked._split = real_split
+        torch.set_num_threads(before)
+    assert seen[0][1] == 1 and seen[-1][1] == 3 and seen[-1][0] > 3  # really split
+    (o1, g1), (o3, g3) = runs[1], runs[3]
+    torch.testing.assert_close(o3, o1, atol=1e-12, rtol=1e-12)
+    for a, b in zip(g3, g1):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    if dropout_p == 0:
+        ref = get_backend("reference").forward(call)
+        torch.testing.assert_close(o3, ref, atol=1e-10, rtol=1e-10)
+
+
+def test_chunked_split_keeps_every_block_once_in_order():
+    from attnkit.backends.chunked import _Block, _split
+
+    blocks = [_Block(b, b + 1, 0, 4, K, 4) for b, K in enumerate([9, 1, 1, 1, 9, 2, 0, 5])]
+    for n in (1, 2, 3, 8, 20):
+        runs = _split(blocks, n)
+        flat = [i for run in runs for i, _ in run]
+        assert flat == list(range(len(blocks))) and 1 <= len(runs) <= n
+    assert _split([], 3) == []
+
+
 def test_chunked_restores_thread_count():
     before = torch.get_num_threads()
     q = torch.randn(2, 5, 4, requires_grad=True)
