@@ -52,33 +52,78 @@ class KVCache:
 
     def __init__(self, *, static: bool = False):
         self.static = bool(static)
-        self.keys: torch.Tensor | None = None
-        self.values: torch.Tensor | None = None
+        self._keys: torch.Tensor | None = None
+        self._values: torch.Tensor | None = None
+        self._order: torch.Tensor | None = None  # a row selection not yet applied
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        self._apply_order()
+        return self._keys
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        self._apply_order()
+        return self._values
 
     def __len__(self) -> int:
-        return 0 if self.keys is None else int(self.keys.shape[-2])
+        return 0 if self._keys is None else int(self._keys.shape[-2])
 
     @property
     def filled(self) -> bool:
-        return self.keys is not None
+        return self._keys is not None
 
     def update(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store (static) or append (self-attention) ``(B, Hkv, n, Dh)``; return all."""
-        if self.keys is None or self.static:
-            self.keys, self.values = keys, values
+        """Store (static) or append (self-attention) ``(B, Hkv, n, Dh)``; return all.
+
+        A pending :meth:`reorder` is applied while appending, in the same copy.
+        """
+        if self._keys is None or self.static:
+            self._keys, self._values, self._order = keys, values, None
         else:
-            self.keys = torch.cat((self.keys, keys), dim=-2)  # (B, Hkv, N + n, Dh)
-            self.values = torch.cat((self.values, values), dim=-2)  # (B, Hkv, N + n, Dh)
-        return self.keys, self.values
+            self._keys = _append(self._keys, keys, self._order)  # (B, Hkv, N + n, Dh)
+            self._values = _append(self._values, values, self._order)
+            self._order = None
+        return self._keys, self._values
 
     def reorder(self, indices: torch.Tensor) -> None:
-        """Select batch rows ``indices`` (``(B',)`` long), e.g. surviving beams."""
-        if self.keys is not None:
-            self.keys = self.keys.index_select(0, indices)
-            self.values = self.values.index_select(0, indices)
+        """Select batch rows ``indices`` (``(B',)`` long), e.g. surviving beams.
+
+        A growing cache defers the selection to the next :meth:`update` (or read),
+        which copies the selected rows and the new keys at once.
+        """
+        if self._keys is None:
+            return
+        if self.static:
+            self._keys = self._keys.index_select(0, indices)
+            self._values = self._values.index_select(0, indices)
+        else:
+            self._order = indices if self._order is None else self._order.index_select(0,
+                                                                                       indices)
+
+    def _apply_order(self) -> None:
+        if self._order is not None:
+            self._keys = self._keys.index_select(0, self._order)
+            self._values = self._values.index_select(0, self._order)
+            self._order = None
 
     def __repr__(self) -> str:
         return f"KVCache(static={self.static}, length={len(self)})"
+
+
+def _append(old: torch.Tensor, new: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """``cat((old[order], new), -2)`` with one copy of ``old``: ``(B, H, N + n, D)``."""
+    if torch.is_grad_enabled() and (old.requires_grad or new.requires_grad):
+        old = old if order is None else old.index_select(0, order)  # out= has no autograd
+        return torch.cat((old, new), dim=-2)
+    B, H, N, D = new.shape[0], old.shape[1], old.shape[2], old.shape[3]
+    out = old.new_empty(B, H, N + new.shape[2], D)
+    if order is None:
+        out[:, :, :N] = old
+    else:
+        torch.index_select(old, 0, order, out=out[:, :, :N])
+    out[:, :, N:] = new
+    return out
 
 
 def _fused_linear(X: torch.Tensor, *linears: nn.Linear) -> torch.Tensor:

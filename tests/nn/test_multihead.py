@@ -219,6 +219,31 @@ def test_kv_cache_step_by_step_equals_causal_full_pass():
     torch.testing.assert_close(torch.cat(steps, 1), full, **TIGHT)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_kv_cache_reorder_is_applied_with_the_next_append_or_read(grad):
+    g = torch.Generator().manual_seed(4)
+    k0, v0 = torch.randn(4, 2, 3, 5, generator=g), torch.randn(4, 2, 3, 5, generator=g)
+    k1, v1 = torch.randn(3, 2, 1, 5, generator=g), torch.randn(3, 2, 1, 5, generator=g)
+    first, then = torch.tensor([3, 3, 0, 1, 2]), torch.tensor([4, 0, 1])  # 4 -> 5 -> 3 rows
+    with torch.set_grad_enabled(grad):
+        if grad:
+            k0.requires_grad_()
+        cache = KVCache()
+        cache.update(k0, v0)
+        cache.reorder(first)
+        cache.reorder(then)  # composed: rows first[then] of the stored ones
+        assert len(cache) == 3
+        keys, values = cache.update(k1, v1)
+        rows = first[then]
+        torch.testing.assert_close(keys, torch.cat((k0[rows], k1), -2), rtol=0, atol=0)
+        torch.testing.assert_close(values, torch.cat((v0[rows], v1), -2), rtol=0, atol=0)
+        assert keys.requires_grad == grad
+        cache.reorder(torch.tensor([2, 2]))
+        assert cache.keys.shape == (2, 2, 4, 5)  # a read applies a pending reorder
+        torch.testing.assert_close(cache.values, torch.cat((v0[rows], v1), -2)[[2, 2]],
+                                   rtol=0, atol=0)
+
+
 def test_static_cache_projects_keys_once():
     torch.manual_seed(0)
     mha = MultiHeadAttention(D, H).double()
