@@ -183,6 +183,7 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
             scores, logp, seqs, [finished[b] for b in sents], eos_id=eos_id, alpha=alpha,
             last_step=t == max_output_len, max_output_len=max_output_len)
         if not any(going):
+            sents = []  # every sentence is done
             break
         keep = torch.tensor([i for i, g in enumerate(going) if g], device=dev)  # (n',)
         rows = (keep[:, None] * K + new_origin.index_select(0, keep)).view(-1)  # (n'·K,)
@@ -191,7 +192,8 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
                           new_tok.index_select(0, keep).view(-1, 1)], 1)
         scores = new_scores.index_select(0, keep)
         sents = [sents[i] for i in keep.tolist()]
-    _add_live_beams([finished[b] for b in sents], seqs, scores, alpha)
+    if sents:  # still searching after the last step: their live beams count
+        _add_live_beams([finished[b] for b in sents], seqs, scores, alpha)
     for fin in finished:
         fin.sort(key=lambda h: h.score, reverse=True)
     if return_all:
@@ -248,13 +250,11 @@ def _sentence_done(fin, best_alive: float, K, *, alpha, last_step, max_output_le
 
 
 def _add_live_beams(finished, seqs, scores, alpha) -> None:
-    """Sentences that ran out of length with no finished hypothesis: their live beams
-    (``seqs`` (n·K, t), ``scores`` (n, K)) count as hypotheses."""
+    """Sentences that ran out of length before ``K`` finished hypotheses: their live beams
+    (``seqs`` (n·K, t), ``scores`` (n, K)) count as hypotheses too."""
     n, K = scores.shape
     seq_l, score_l = seqs.tolist(), scores.tolist()
     for b in range(n):
-        if finished[b]:
-            continue
         for k in range(K):
             s = score_l[b][k]
             if s > float("-inf"):

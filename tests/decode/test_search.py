@@ -131,3 +131,52 @@ def test_decoding_errors():
     with pytest.raises(ValueError, match=r"src_valid_lens must have shape \(1,\)"):
         greedy_search(model, torch.zeros(1, 1, dtype=torch.long), torch.tensor([1, 2]),
                       bos_id=BOS, eos_id=EOS)
+
+
+def reference_beam(model, sent, K, max_len, alpha):
+    """The beam search rules for one sentence, unbatched, in plain Python: from the 2K best
+    extensions, <eos> ones finish and the best K others go on; stop with K finished and
+    no live beam able to beat them, or at the limit (then the live beams count too)."""
+    beams, finished = [([], 0.0)], []
+    for t in range(1, max_len + 1):
+        cands = []
+        for i, (toks, lp) in enumerate(beams):
+            row = torch.log_softmax(model.table[sent, toks[-1] if toks else BOS].float(), -1)
+            cands += [(lp + float(row[v]), i, v) for v in range(V)]
+        cands.sort(key=lambda c: (-c[0], c[1], c[2]))
+        going = []
+        for s, i, v in cands[:2 * K]:
+            if v == EOS:
+                finished.append((beams[i][0], s / length_penalty(len(beams[i][0]) + 1, alpha)))
+            elif len(going) < K:
+                going.append((beams[i][0] + [v], s))
+        best_alive = max(s for _, s in going) if going else -math.inf
+        if len(finished) >= K:
+            bound = (best_alive / length_penalty(max_len + 1, alpha) if best_alive < 0
+                     else best_alive)
+            if t == max_len or bound <= max(s for _, s in finished) or not going:
+                return sorted(finished, key=lambda h: -h[1])
+        beams = going
+    finished += [(toks, lp / length_penalty(len(toks), alpha)) for toks, lp in beams]
+    return sorted(finished, key=lambda h: -h[1])
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 5])
+@pytest.mark.parametrize("max_len", [1, 2, 3, 6])
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_batched_beam_search_equals_the_rules_sentence_by_sentence(K, max_len, alpha):
+    """Sentences leave the batch as they finish; what each gets is what it would get
+    alone, including the live beams of those cut at the output limit."""
+    model = MarkovModel(6, seed=K + 10 * max_len)
+    src = torch.arange(6)[:, None]
+    got = beam_search(model, src, None, bos_id=BOS, eos_id=EOS, beam_size=K,
+                      max_output_len=max_len, alpha=alpha, return_all=True)
+    def canon(hyps):  # equal scores (the banned tokens' -1e9) in any order
+        return sorted(hyps, key=lambda h: (-round(h[1], 3), h[0]))
+
+    for s in range(6):
+        want = canon(reference_beam(model, s, K, max_len, alpha))
+        mine = canon([(h.tokens, h.score) for h in got[s]])
+        assert [toks for toks, _ in mine] == [toks for toks, _ in want], s
+        for (_, a), (_, b) in zip(mine, want):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-5)
