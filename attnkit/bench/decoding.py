@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,6 +41,7 @@ class DecodingResult:
     source: str
     checkpoint: str
     date: str
+    sizes: dict = field(default_factory=dict)  # quantization -> bytes of model.bin
     markers: ClassVar[tuple[str, str]] = (START, END)
 
     def ratio(self, threads: int, beam: int) -> float | None:
@@ -66,7 +67,9 @@ class DecodingResult:
         head = (f"## Decoding: attnkit's search and CTranslate2 on the same model\n\n"
                 f"Command: `{command}` ({self.date}). Model: `{self.checkpoint}`; "
                 f"{self.sentences} sentences of {self.source}; batches of 64 sorted by "
-                "length, output limit 2·S + 10, GNMT α = 0.6 for beam 5.\n\n"
+                "length, output limit 2·S + 10, GNMT α = 0.6 for beam 5."
+                + "".join(f" Exported `model.bin` ({q}): {n / 1e6:.1f} MB."
+                          for q, n in self.sizes.items()) + "\n\n"
                 "| engine | threads | beam | seconds | sentences/s | target tokens/s | "
                 "sacreBLEU | vs attnkit |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
         base = {(r["threads"], r["beam"]): r["sent_s"] for r in self.rows
@@ -86,7 +89,7 @@ def _time(engine, sentences: list[str], beam: int, tokenize) -> tuple[float, lis
     return seconds, hyps, sum(len(tokenize(h)) + 1 for h in hyps)
 
 
-def _engines(checkpoint: str, folder: Path, threads: int) -> dict:
+def _engines(checkpoint: str, folder: Path, threads: int, sizes: dict) -> dict:
     from ..export.ctranslate2 import export_ctranslate2
     from ..export.ctranslate2_translator import load_ctranslate2
 
@@ -95,6 +98,7 @@ def _engines(checkpoint: str, folder: Path, threads: int) -> dict:
         out = folder / q
         if not out.exists():
             export_ctranslate2(checkpoint, out, quantization=q)
+            sizes[q] = (out / "model.bin").stat().st_size
         engines[f"ct2 {q}"] = load_ctranslate2(out, threads=threads)
     return engines
 
@@ -114,12 +118,12 @@ def run(*, checkpoint: str, split: str = "test_2016_flickr", threads: tuple[int,
     """Translate the split with every engine, thread count and beam; nothing is written
     but the temporary exports."""
     srcs, refs = _test_set(checkpoint, split, limit)
-    rows, before = [], torch.get_num_threads()
+    rows, before, sizes = [], torch.get_num_threads(), {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for n in threads:
                 torch.set_num_threads(n)
-                engines = _engines(checkpoint, Path(tmp), n)
+                engines = _engines(checkpoint, Path(tmp), n, sizes)
                 tokenize = engines["attnkit"].tokenizers.tgt.encode
                 for beam in beams:
                     for name, engine in engines.items():
@@ -132,4 +136,4 @@ def run(*, checkpoint: str, split: str = "test_2016_flickr", threads: tuple[int,
         finally:
             torch.set_num_threads(before)
     return DecodingResult(rows, len(srcs), f"Multi30k {split}", checkpoint,
-                          _dt.date.today().isoformat())
+                          _dt.date.today().isoformat(), sizes)

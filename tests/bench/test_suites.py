@@ -58,10 +58,12 @@ def test_decoding_suite_reports_ratios_and_refuses_non_multi30k_runs():
             for e, b, s in (("attnkit", 1, 50.0), ("ct2 float32", 1, 80.0), ("ct2 int8", 1,
                                                                                   120.0),
                             ("attnkit", 5, 10.0), ("ct2 float32", 5, 40.0))]
-    r = DecodingResult(rows, 1000, "Multi30k test", "runs/x", "2026-11-30")
+    r = DecodingResult(rows, 1000, "Multi30k test", "runs/x", "2026-11-30",
+                       {"float32": 29_200_000, "int8": 8_300_000})
     assert r.ratio(1, 1) == 50 / 80 and r.ratio(1, 5) == 0.25
     text = r.markdown("attnkit bench decoding --checkpoint runs/x")
     assert "| ct2 int8 | 1 | 1 | 1.0 | 120.0 | 1,200 | 30.00 | 2.40× |" in text
+    assert "`model.bin` (float32): 29.2 MB. Exported `model.bin` (int8): 8.3 MB." in text
     assert any("0.62x (target >= 0.5): met" in line for line in r.summary())
     assert any("0.25x (target >= 0.4): NOT met" in line for line in r.summary())
 
