@@ -288,6 +288,10 @@ def _attnkit_command(config: Path, out_dir: Path, budget: float) -> list[str]:
             "--no-progress", "--out-dir", str(out_dir)]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Job:
     """One training process: started, optionally pinned to a core, waited for with its
     own peak RSS (``os.wait4``)."""
@@ -295,11 +299,15 @@ class _Job:
     def __init__(self, name: str, argv: list[str], log: Path, core: int | None) -> None:
         self.name, self.log_path = name, log
         self.log = log.open("w")
+        # SIGINT back to its default in the child: a benchmark started in the background
+        # inherits it ignored, and JoeyNMT saves its weights only on KeyboardInterrupt
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=_env(), start_new_session=True)
+                                     env=_env(), start_new_session=True,
+                                     preexec_fn=_default_sigint)
         if core is not None and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(self.proc.pid, {core})
         self.started, self.peak_rss_mb, self.returncode = time.time(), 0.0, None
+        self.interrupted = 0.0
 
     def poll(self) -> bool:
         """Whether it has ended (reaping it and recording its peak RSS)."""
@@ -317,6 +325,15 @@ class _Job:
     def interrupt(self) -> None:
         if self.returncode is None:
             os.kill(self.proc.pid, signal.SIGINT)
+            self.interrupted = self.interrupted or time.time()
+
+    def overdue(self, grace: float = 300.0) -> bool:
+        """Still running ``grace`` s after an interrupt (then it is killed)."""
+        if self.returncode is None and self.interrupted and \
+                time.time() - self.interrupted > grace:
+            self.proc.kill()
+            return True
+        return False
 
 
 def _joeynmt_started(log: Path) -> bool:
@@ -339,6 +356,9 @@ def _train(jobs: dict, budget: float, *, log=print) -> None:
             if joey_t0 is not None and time.time() - joey_t0 >= budget:
                 joey.interrupt()
                 joey_t0 = float("inf")  # interrupted once; it saves and ends
+        if any(job.overdue() for job in jobs.values()):
+            raise RuntimeError("a training process did not end within 300 s of SIGINT; "
+                               "killed (see its log in the work folder)")
         time.sleep(1.0)
     for job in jobs.values():
         if job.returncode:

@@ -131,3 +131,29 @@ def test_the_yaml_reads_back_with_yaml_1_1_float_rules(tmp_path):
     odd = {"a": 1e-9, "b": -2.5e-07, "c": 1e20, "d": "x1e-05", "e": [0.9, 0.98], "f": 3}
     assert yaml.safe_load(yaml_text(odd)) == odd
     assert isinstance(yaml.safe_load(json.dumps({"a": 1e-9}))["a"], str)  # why it is needed
+
+
+def test_a_job_started_with_sigint_ignored_can_still_be_interrupted(tmp_path):
+    """A benchmark run in the background (``cmd &``) inherits SIGINT ignored; the
+    training child must get it back, since JoeyNMT saves its weights on it."""
+    import signal
+    import sys
+    import time
+
+    from attnkit.bench.peers import _Job
+
+    child = ("import time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+             "except KeyboardInterrupt:\n    print('saved on interrupt', flush=True)\n")
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job = _Job("child", [sys.executable, "-c", child], tmp_path / "child.log", None)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    deadline = time.time() + 30
+    while "ready" not in (tmp_path / "child.log").read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    job.interrupt()
+    while not job.poll() and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.returncode == 0 and job.peak_rss_mb > 1
+    assert "saved on interrupt" in (tmp_path / "child.log").read_text()
