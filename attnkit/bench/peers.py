@@ -134,11 +134,13 @@ class PeersResult:
                 f"training each ({self.mode}), one thread each, fp32; test: "
                 f"{self.sentences} sentences of {self.split}, scored by sacreBLEU "
                 "(cased `13a`; lowercased `13a`).\n\n"
-                "| tool | steps | target tokens/s | peak RSS (MB) | BLEU greedy | BLEU beam 5 "
-                "| lowercased greedy / beam 5 | decode greedy / beam 5 (s) |\n"
-                "|---|---:|---:|---:|---:|---:|---:|---:|\n")
+                "| tool | steps | target tokens trained on | target tokens/s | peak RSS (MB) "
+                "| BLEU greedy | BLEU beam 5 | lowercased greedy / beam 5 "
+                "| decode greedy / beam 5 (s) |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
         body = "".join(
-            f"| {tool} | {r['steps']:,} | {r['tok_s']:,.0f} | {r['peak_rss_mb']:,.0f} | "
+            f"| {tool} | {r['steps']:,} | {r['tokens']:,} | {r['tok_s']:,.0f} | "
+            f"{r['peak_rss_mb']:,.0f} | "
             f"{r['bleu'][1]['cased']:.2f} | {r['bleu'][5]['cased']:.2f} | "
             f"{r['bleu'][1]['lower']:.2f} / {r['bleu'][5]['lower']:.2f} | "
             f"{r['decode_s'][1]:.0f} / {r['decode_s'][5]:.0f} |\n"

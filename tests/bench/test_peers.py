@@ -102,7 +102,7 @@ def test_training_time_is_read_from_the_first_epoch_to_the_interrupt():
 
 
 def _row(steps, tok_s, beam5):
-    return {"steps": steps, "train_s": 1800.0, "tokens": tok_s * 1800, "tok_s": tok_s,
+    return {"steps": steps, "train_s": 1800.0, "tokens": int(tok_s * 1800), "tok_s": tok_s,
             "peak_rss_mb": 900.0, "decode_s": {1: 30.0, 5: 90.0},
             "bleu": {1: {"cased": beam5 - 1, "lower": beam5}, 5: {"cased": beam5,
                                                                   "lower": beam5 + 1}}}
@@ -118,7 +118,8 @@ def test_verdicts_and_table(ours, theirs, verdicts):
     lines = r.targets()
     assert lines[0].endswith(": " + verdicts[0]) and lines[1].endswith(": " + verdicts[1])
     text = r.markdown("attnkit bench peers")
-    assert "| attnkit | 3,000 |" in text and "| joeynmt | 1,500 | 1,000 |" in text
+    assert f"| attnkit | 3,000 | {ours['tokens']:,} | {ours['tok_s']:,.0f} |" in text
+    assert "| joeynmt | 1,500 | 1,800,000 | 1,000 |" in text
     assert all(d in text for d in DIFFERENCES)
     assert all(f"| {what} | {ours} |" in text for what, ours in FEATURES)
 
