@@ -57,7 +57,7 @@ def test_lean_steps_give_the_modules_logits(kw):
     assert s_mods.lean is False
     for a, b in zip(lean, mods):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    for (c1, x1), (c2, x2) in zip(s_lean.caches, s_mods.caches):
+    for (c1, x1), (c2, _) in zip(s_lean.caches, s_mods.caches):
         torch.testing.assert_close(c1.keys, c2.keys, rtol=0, atol=0)
         assert len(c1) == T and len(x1) == S
 
