@@ -261,8 +261,8 @@ class _Grouped(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: _GroupSpec, q, k, v, bias=None):
         B, P, Nq, Dv = q.shape[0], q.shape[1], q.shape[2], v.shape[-1]
-        out = q.new_zeros(B, P, Nq, Dv)  # rows never computed stay zero
-        graphs = []
+        out = q.new_empty(B, P, Nq, Dv)  # rows never computed are zeroed below, not all
+        graphs, empty = [], []
         start = 0
         track = any(ctx.needs_input_grad[1:])  # keep each group's graph only for training
         with torch.set_grad_enabled(track):
@@ -270,7 +270,11 @@ class _Grouped(torch.autograd.Function):
                 b0, b1 = start, start + len(grp.index)
                 start = b1
                 if grp.kind == "empty":
+                    out[b0:b1].zero_()
+                    empty.append((b0, b1))
                     continue
+                out[b0:b1, :, :grp.r0].zero_()
+                out[b0:b1, :, grp.r1:].zero_()
                 leaves = [q[b0:b1, :, grp.r0:grp.r1], k[b0:b1, :, :grp.K], v[b0:b1, :, :grp.K]]
                 if bias is not None:
                     leaves.append(bias[b0:b1, ..., :grp.K])  # (n, P, 1, K)
@@ -279,7 +283,7 @@ class _Grouped(torch.autograd.Function):
                 out[b0:b1, :, grp.r0:grp.r1] = res.detach()
                 if track:
                     graphs.append((b0, b1, grp, leaves, res))
-        ctx.graphs = graphs
+        ctx.graphs, ctx.empty = graphs, empty
         ctx.shapes = (q.shape, k.shape, v.shape, None if bias is None else bias.shape)
         ctx.needs = ctx.needs_input_grad[1:]
         return out
@@ -287,9 +291,15 @@ class _Grouped(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         shapes = ctx.shapes
-        grads = [None if s is None or not need else grad_out.new_zeros(s)
+        # what no group writes is zeroed piece by piece, not the whole tensors first
+        grads = [None if s is None or not need else grad_out.new_empty(s)
                  for s, need in zip(shapes, ctx.needs)]
+        for b0, b1 in ctx.empty:
+            for g in grads:
+                if g is not None:
+                    g[b0:b1].zero_()
         for b0, b1, grp, leaves, res in ctx.graphs:
+            _zero_uncovered(grads, b0, b1, grp)
             wanted = [i for i, g in enumerate(grads) if g is not None and i < len(leaves)]
             # retain: the outer graph may be differentiated again (retain_graph=True,
             # gradcheck); the group graphs are freed with ctx when the outer graph is
@@ -303,6 +313,19 @@ class _Grouped(torch.autograd.Function):
                 else:
                     grads[3][b0:b1, ..., :grp.K] = g
         return (None, *grads)
+
+
+def _zero_uncovered(grads: list, b0: int, b1: int, grp: _Group) -> None:
+    """Zero the parts of the gradients of sequences ``[b0, b1)`` that ``grp`` does not
+    write: query rows outside ``[r0, r1)``, keys from ``K`` on."""
+    if grads[0] is not None:
+        grads[0][b0:b1, :, :grp.r0].zero_()
+        grads[0][b0:b1, :, grp.r1:].zero_()
+    for g in grads[1:3]:
+        if g is not None:
+            g[b0:b1, :, grp.K:].zero_()
+    if len(grads) > 3 and grads[3] is not None:
+        grads[3][b0:b1, ..., grp.K:].zero_()
 
 
 def _group_attention(spec: _GroupSpec, grp: _Group, b0: int, b1: int, qs, ks, vs,

@@ -431,3 +431,28 @@ def test_sdpa_backward_can_run_twice_on_a_retained_graph():
         assert torch.equal(a, b)
     assert torch.autograd.gradcheck(
         lambda q, k, v: attnkit.attention(q, k, v, valid_lens=vl, backend="sdpa"), (q, k, v))
+
+
+@pytest.mark.parametrize("case", ["valid_lens_1d_with_empty", "query_padding",
+                                  "causal_bottom_right_nq_gt_nk"])
+def test_sdpa_groups_leave_nothing_unwritten(case, monkeypatch):
+    """Planning per sequence (no call overhead, masks made costly): outputs and gradients
+    are written group by group into uninitialised tensors, and every part no group
+    covers (empty sequences, padded rows, keys past a group's K) must come out zero.
+    Freed NaN buffers of the same sizes make a missed part show."""
+    from attnkit.backends import sdpa
+
+    monkeypatch.setattr(sdpa, "_CALL_OVERHEAD_FLOPS", 0.0)
+    monkeypatch.setattr(sdpa, "_MASK_FACTOR", 1e6)
+    truth, ref, tensors, kw, score = oracle_and_reference(case, torch.float32, "scaled_dot")
+    q, k, v = tensors
+    call = make_call(q, k, v, score=score, **kw)
+    groups = sdpa._plan(call, call.prefix_lengths(), work_per_qk=1.0)
+    assert len(groups) > 1  # really grouped
+    for _ in range(3):
+        poison = [torch.full_like(t, float("nan")) for t in (q, k, v, ref[0])]
+        del poison
+        out, grads, _ = run("sdpa", tensors, kw, score, weights=ref[2])
+        torch.testing.assert_close(out, ref[0], atol=1e-5, rtol=1e-5)
+        for g, r in zip(grads[:3], ref[1][:3]):
+            torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
