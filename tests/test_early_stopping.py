@@ -6,7 +6,6 @@ step), so what a run keeps and when it stops is known exactly; the runs are a fe
 of a tiny Transformer on the built-in dates task.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -29,6 +28,8 @@ from attnkit.runs.checkpoint import (
 from attnkit.runs.config import TrainConfig
 from attnkit.train.trainer import Trainer
 
+from .runs._edit import edit_json
+
 TINY = dict(data="dates", num_examples=200, valid_size=8, eval_sentences=4, max_tokens=600,
             max_sentence_tokens=40, warmup=20, log_every=1, progress=False, device="cpu",
             threads=1, num_hiddens=16, num_heads=2, ffn_num_hiddens=32, num_encoder_layers=1,
@@ -50,19 +51,6 @@ def scripted(monkeypatch):
 
 def names(run: Path) -> list[str]:
     return [p.name for p in list_checkpoints(run / "checkpoints")]
-
-
-def edit_train_state(ckpt: Path, change) -> None:
-    """Rewrite ``train_state.json`` with ``change(state)`` and re-sign it in the manifest,
-    as a checkpoint of an earlier release would read."""
-    state = json.loads((ckpt / "train_state.json").read_text())
-    change(state)
-    data = json.dumps(state).encode()
-    (ckpt / "train_state.json").write_bytes(data)
-    manifest = json.loads((ckpt / "manifest.json").read_text())
-    manifest["files"]["train_state.json"] = {"bytes": len(data),
-                                              "sha256": hashlib.sha256(data).hexdigest()}
-    (ckpt / "manifest.json").write_text(json.dumps(manifest))
 
 
 # ------------------------------------------------------------------------ patience
@@ -111,8 +99,9 @@ def test_a_checkpoint_without_the_validation_state_resumes_with_a_fresh_one(
         tmp_path, scripted):
     scripted({2: 0.5, 4: 0.7, 6: 0.6, 8: 0.3, 10: 0.2, 12: 0.1})
     Trainer(tiny(tmp_path, max_steps=6, eval_every=2, checkpoint_every=2), log=None).fit()
-    edit_train_state(tmp_path / "run/checkpoints/step-000006",
-                     lambda state: state.pop("validation"))  # as written before patience
+    # as written before patience: no validation state
+    edit_json(tmp_path / "run/checkpoints/step-000006", "train_state.json",
+              lambda state: {k: v for k, v in state.items() if k != "validation"})
     t = Trainer(tiny(tmp_path, max_steps=100, eval_every=2, patience=2, checkpoint_every=2),
                 log=None)
     assert t.step == 6 and t.validation["best_score"] is None

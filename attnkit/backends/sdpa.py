@@ -225,25 +225,17 @@ def _autocast_inputs(tensors: tuple) -> tuple:
 
 
 def _one_query_call(call, q, k, v, bias, scale) -> torch.Tensor:
-    """One query per sequence (a decoding step): a single SDPA call with the keys past
-    each sequence's length masked. With one row per sequence, grouping saves nothing
-    and planning and reordering would cost more than the attention; ``(B, P, 1, Dv)``."""
-    e = call.prefix_lengths()[:, 0]  # (B,) keys each sequence may attend
-    Nk = k.shape[2]
-    row_ok, mask = e > 0, None
-    if not bool((e == Nk).all()):
-        er = torch.where(row_ok, e, Nk)  # an empty row attends all, zeroed below
-        mask = (torch.arange(Nk, device=q.device) < er[:, None])[:, None, None, :]  # (B,1,1,Nk)
-    if bias is not None:
-        mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
-    q, k, v = _autocast_inputs((q, k, v))
-    if mask is not None and mask.dtype != torch.bool:
-        mask = mask.to(q.dtype)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=call.dropout_p,
-                                         scale=scale)  # (B, P, 1, Dv)
-    if not bool(row_ok.all()):
-        out = out * row_ok[:, None, None, None].to(out.dtype)  # empty rows -> 0
-    return out
+    """One query per sequence (a decoding step): the whole batch as one group, masked
+    unless every sequence sees all keys. With one row per sequence, grouping saves
+    nothing and planning and reordering would cost more than the attention;
+    ``(B, P, 1, Dv)``."""
+    e = call.prefix_lengths()  # (B, 1) keys each sequence may attend
+    B, Nk = q.shape[0], k.shape[2]
+    kind = "dense" if bool((e == Nk).all()) else "masked"
+    grp = _Group(list(range(B)), 0, 1, Nk, kind)
+    spec = _GroupSpec([grp], e, call.dropout_p, scale)
+    tensors = _autocast_inputs((q, k, v) if bias is None else (q, k, v, bias))
+    return _group_attention(spec, grp, 0, B, *tensors)
 
 
 @dataclass

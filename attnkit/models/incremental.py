@@ -26,7 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..nn.multihead import KVCache, MultiHeadAttention
+from ..nn.multihead import KVCache, MultiHeadAttention, fused_weights
 from ..scores import ScaledDot
 
 __all__ = ["lean_reason", "lean_step"]
@@ -80,9 +80,7 @@ def _qkv_weights(mha: MultiHeadAttention, fused: dict) -> tuple:
     """``[W_q; W_k; W_v]`` and its bias, concatenated once per decoding (``fused``)."""
     key = id(mha)
     if key not in fused:
-        lins = (mha.W_q, mha.W_k, mha.W_v)
-        bias = None if mha.W_q.bias is None else torch.cat([lin.bias for lin in lins])
-        fused[key] = (torch.cat([lin.weight for lin in lins]), bias)
+        fused[key] = fused_weights(mha.W_q, mha.W_k, mha.W_v)
     return fused[key]
 
 

@@ -31,7 +31,7 @@ from .attention import KeptWeights
 from .packed import Packed, select_valid  # noqa: F401  (select_valid: also importable here)
 from .positional import RotaryEmbedding
 
-__all__ = ["KVCache", "MultiHeadAttention"]
+__all__ = ["KVCache", "MultiHeadAttention", "fused_weights"]
 
 
 class KVCache:
@@ -126,11 +126,17 @@ def _append(old: torch.Tensor, new: torch.Tensor, order: torch.Tensor | None) ->
     return out
 
 
+def fused_weights(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``[W_1; W_2; …]`` and ``[b_1; b_2; …]``: several linear layers of the same input
+    size as one."""
+    bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
+    return torch.cat([lin.weight for lin in linears]), bias
+
+
 def _fused_linear(X: torch.Tensor, *linears: nn.Linear) -> torch.Tensor:
     """``X`` through several linear layers of the same input size as one product:
     ``X [W_1; W_2; …]ᵀ + [b_1; b_2; …]``, outputs side by side on the last axis."""
-    bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
-    return F.linear(X, torch.cat([lin.weight for lin in linears]), bias)
+    return F.linear(X, *fused_weights(*linears))
 
 
 class MultiHeadAttention(KeptWeights, nn.Module):
