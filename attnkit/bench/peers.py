@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -196,7 +198,7 @@ def shared_inputs(cfg: TrainConfig, work: Path) -> dict:
                                   vocab_size=t.vocab_size, seed=cfg.run.seed).src
         spm_file.write_bytes(tok.model_proto)
         # JoeyNMT adds its own <unk> <pad> <s> </s> first; the pieces follow in id order
-        pieces = [tok._sp.id_to_piece(i) for i in range(tok.vocab_size)]
+        pieces = [tok.id_to_piece(i) for i in range(tok.vocab_size)]
         vocab_file.write_text("\n".join(p for p in pieces[4:]) + "\n", encoding="utf-8")
     d = cfg.data
     for split in ("train", "val", "test_2016_flickr"):
@@ -476,6 +478,8 @@ def run(*, config: str = "configs/multi30k-de-en.toml", budget: float = 1800.0,
     (its measurements are read back), to re-score without retraining; ``limit``
     scores only the first sentences of the split (a smoke run).
     """
+    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+        raise ValueError(f"--budget must be a positive number of seconds; got {budget!r}")
     cfg_path, root = Path(config).resolve(), Path(work).resolve()
     root.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig.from_file(cfg_path)
@@ -507,8 +511,6 @@ def _trained(cfg_path: Path, cfg: TrainConfig, root: Path, python: Path, inputs:
     saved = root / "training.json"
     if reuse and saved.exists():
         return json.loads(saved.read_text())
-    import shutil
-
     for tool in TOOLS:  # a benchmark run starts from nothing
         shutil.rmtree(root / tool, ignore_errors=True)
     jobs = train_both(cfg_path, cfg, root, python, inputs, budget=budget,

@@ -158,3 +158,12 @@ def test_a_job_started_with_sigint_ignored_can_still_be_interrupted(tmp_path):
         time.sleep(0.05)
     assert job.returncode == 0 and job.peak_rss_mb > 1
     assert "saved on interrupt" in (tmp_path / "child.log").read_text()
+
+
+@pytest.mark.parametrize("budget", [0, -5.0, float("nan")])
+def test_a_budget_that_is_not_positive_is_refused_before_anything_is_made(tmp_path, budget):
+    from attnkit.bench.peers import run
+
+    with pytest.raises(ValueError, match="--budget must be a positive number of seconds"):
+        run(budget=budget, work=str(tmp_path / "work"))
+    assert not (tmp_path / "work").exists()
