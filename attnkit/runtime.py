@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -27,29 +26,12 @@ from pathlib import Path
 
 import torch
 
+from ._cpu import cache_dir, cpu_flags, cpu_model
+
 __all__ = ["Precision", "Threads", "bf16_speed_ratio", "choose_precision", "choose_threads",
            "cpu_flags", "machine"]
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where that file does not exist)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((x for x in text.splitlines() if x.startswith(("flags", "Features"))), "")
-    return set(line.partition(":")[2].split())
-
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    line = next((x for x in text.splitlines() if x.startswith("model name")), "")
-    return line.partition(":")[2].strip() or platform.machine()
 
 
 def machine() -> dict:
@@ -83,8 +65,7 @@ def bf16_speed_ratio(*, size: int = 384, seconds: float = 0.15) -> float:
 
 
 def _cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "attnkit" / "bf16-speed.json"
+    return cache_dir() / "bf16-speed.json"
 
 
 def cached_bf16_speed_ratio(measure: Callable[[], float] = bf16_speed_ratio) -> float:

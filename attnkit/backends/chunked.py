@@ -53,10 +53,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..kernels import cpu_additive
 from ..scores import Additive, Score
 from .base import AttentionCall, Backend
 
-__all__ = ["DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
+__all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
+
+#: Values of ``ChunkedBackend(additive=...)``.
+ADDITIVE_CHOICES = ("auto", "compiled", "torch")
 
 #: Default bound on one block temporary, in bytes: two such buffers fit the
 #: last-level cache, and blocks stay large enough that per-op overhead is small.
@@ -76,13 +80,20 @@ class ChunkedBackend(Backend):
             threads vs 0.65 s with 1 for additive fwd+bwd at B=4, N=512).
             The default 1 avoids that; the setting is process-wide and is
             restored after each call.
+        additive: how blocks of additive scores are evaluated. ``"compiled"``:
+            the fused C kernel of :mod:`attnkit.kernels.cpu_additive` (features
+            never written; float32 blocks on the CPU; built on first use);
+            ``"torch"``: PyTorch ops on ``(b, q, k, h)`` feature blocks;
+            ``"auto"`` (default): compiled where it serves the call (CPU,
+            float32 blocks, a C compiler found), else torch.
+            :meth:`additive_choice` says which and why.
     """
 
     name = "chunked"
     handles_query_valid_lens = True
 
     def __init__(self, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
-                 intra_op_threads: int | None = 1):
+                 intra_op_threads: int | None = 1, additive: str = "auto"):
         if isinstance(max_block_bytes, bool) or not isinstance(max_block_bytes, int) \
                 or max_block_bytes < 1024:
             raise ValueError(f"max_block_bytes must be an int >= 1024; got {max_block_bytes!r}")
@@ -91,8 +102,20 @@ class ChunkedBackend(Backend):
                                              intra_op_threads < 1):
             raise ValueError(f"intra_op_threads must be None or an int >= 1; "
                              f"got {intra_op_threads!r}")
+        if additive not in ADDITIVE_CHOICES:
+            raise ValueError(f"additive must be one of {ADDITIVE_CHOICES}; got {additive!r}")
         self.max_block_bytes = max_block_bytes
         self.intra_op_threads = intra_op_threads
+        self.additive = additive
+
+    def additive_choice(self, call: AttentionCall) -> tuple[str, str]:
+        """``("compiled" | "torch", why)``: how ``call``'s additive blocks are evaluated."""
+        if self.additive == "torch":
+            return "torch", "additive='torch' was asked for"
+        why_not = _compiled_reason(call)
+        if why_not is None:
+            return "compiled", cpu_additive.status().detail
+        return "torch", why_not
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
         if call.values is None:
@@ -100,6 +123,10 @@ class ChunkedBackend(Backend):
         if call.score.needs_whole_rows:
             return (f"score '{call.score.name}' depends on absolute positions; chunked "
                     "evaluates it on blocks")
+        if self.additive == "compiled" and isinstance(call.score, Additive):
+            why_not = _compiled_reason(call)
+            if why_not is not None:
+                return f"additive='compiled' cannot serve it: {why_not}"
         return None
 
     def forward(self, call: AttentionCall) -> torch.Tensor:
@@ -113,7 +140,8 @@ class ChunkedBackend(Backend):
         score = call.score
         if isinstance(score, Additive):
             q, k = score.project(q, k)  # (*, Nq, h), (*, Nk, h)
-            kernel = _AdditiveKernel()
+            compiled = self.additive_choice(call)[0] == "compiled"
+            kernel = _CompiledAdditiveKernel() if compiled else _AdditiveKernel()
             params = [score.w_v.weight]  # (1, h)
         else:
             kernel = _ScoreKernel(score)
@@ -137,6 +165,19 @@ class ChunkedBackend(Backend):
         with torch.autocast(device_type, enabled=False):
             out = _ChunkedAttention.apply(plan, q, k, v, *params)  # (BP, Nq, Dv)
         return out.reshape(*batch, call.num_queries, v.shape[-1])
+
+
+def _compiled_reason(call: AttentionCall) -> str | None:
+    """Why the compiled additive kernel cannot evaluate ``call``'s blocks (``None``: it can)."""
+    if call.queries.device.type != "cpu":
+        return f"the compiled kernel runs on the CPU; the inputs are on {call.queries.device}"
+    dtype = call.queries.dtype
+    if torch.is_autocast_enabled("cpu"):
+        dtype = torch.get_autocast_dtype("cpu")
+    if dtype == torch.float64:
+        return "float64 inputs: blocks are evaluated in float64, the compiled kernel is float32"
+    built = cpu_additive.status()
+    return None if built.lib is not None else built.detail
 
 
 def _flatten(x: torch.Tensor, batch: tuple[int, ...], n: int) -> torch.Tensor:
@@ -257,6 +298,9 @@ class _AdditiveKernel:
     def scores(self, state, blk, k0, k1) -> torch.Tensor:
         return self.scores_and_saved(state, blk, k0, k1)[0]
 
+    def write_scores(self, state, blk, k0, k1, out: torch.Tensor) -> None:
+        out.copy_(self.scores(state, blk, k0, k1))
+
     def scores_and_saved(self, state, blk, k0, k1):
         sig = self.features(state, blk, k0, k1)  # (b, q, k, h)
         return _matvec(sig, state[2]).mul_(2).sub_(state[3]), sig  # (b, q, k)
@@ -280,6 +324,44 @@ class _AdditiveKernel:
         return grads[0].to(q.dtype), grads[1].to(k.dtype), [dw]
 
 
+class _CompiledAdditiveKernel:
+    """``s = w · tanh(qp_i + kp_j)`` by the fused C kernel: no ``(b, q, k, h)`` features.
+
+    State: projected queries ``(BP, Nq, h)``, keys transposed ``(BP, h, Nk)`` (the
+    kernel's inner loop runs over contiguous keys), ``w`` ``(h,)``, all float32; the
+    key gradient is accumulated transposed too and turned back in :meth:`finish`.
+    """
+
+    def bytes_per_pair(self, q: torch.Tensor) -> int:
+        return 4 * q.shape[-1]  # the torch path's tiling: blocks of the same size
+
+    def prepare(self, q, k, params, plan):
+        w = params[0].to(torch.float32).reshape(-1).contiguous()  # (h,)
+        return (q.to(torch.float32).contiguous(),
+                k.to(torch.float32).transpose(1, 2).contiguous(), w)  # (BP, h, Nk)
+
+    def write_scores(self, state, blk, k0, k1, out: torch.Tensor) -> None:
+        q, kt, w = state
+        cpu_additive.additive_scores(q[blk.b0:blk.b1, blk.q0:blk.q1], kt[blk.b0:blk.b1, :, k0:k1],
+                                     w, out)  # (b, q, k)
+
+    def scores_and_saved(self, state, blk, k0, k1):
+        out = state[0].new_empty(blk.b1 - blk.b0, blk.q1 - blk.q0, k1 - k0)  # (b, q, k)
+        self.write_scores(state, blk, k0, k1, out)
+        return out, None
+
+    def accumulate(self, state, saved, ds, blk, k0, k1, grads):
+        q, kt, w = state
+        rows = slice(blk.b0, blk.b1), slice(blk.q0, blk.q1)
+        keys = slice(blk.b0, blk.b1), slice(None), slice(k0, k1)
+        cpu_additive.additive_grads(q[rows], kt[keys], w, ds.contiguous(), grads[0][rows],
+                                    grads[1][keys], grads[2])
+
+    def finish(self, grads, q, k, params):
+        dw = grads[2].reshape(params[0].shape).to(params[0].dtype)
+        return grads[0].to(q.dtype), grads[1].transpose(1, 2).to(k.dtype), [dw]
+
+
 class _ScoreKernel:
     """Any :class:`Score`, evaluated on blocks; backward through autograd per block."""
 
@@ -297,6 +379,9 @@ class _ScoreKernel:
         q, k, _ = state
         s = self.score(q[blk.b0:blk.b1, blk.q0:blk.q1], k[blk.b0:blk.b1, k0:k1])
         return s.to(q.dtype)
+
+    def write_scores(self, state, blk, k0, k1, out: torch.Tensor) -> None:
+        out.copy_(self.scores(state, blk, k0, k1))
 
     def scores_and_saved(self, state, blk, k0, k1):
         q, k, _ = state
@@ -409,7 +494,7 @@ class _ChunkedAttention(torch.autograd.Function):
         def zeros(state):
             grads = [torch.zeros_like(state[0]), torch.zeros_like(state[1])]
             grads += [torch.zeros(p.shape, dtype=acc, device=p.device) for p in params]
-            if isinstance(plan.kernel, _AdditiveKernel):
+            if isinstance(plan.kernel, (_AdditiveKernel, _CompiledAdditiveKernel)):
                 grads[2] = grads[2].reshape(-1)  # (h,)
             return grads, torch.zeros_like(v32)
 
@@ -436,7 +521,7 @@ def _forward_block(plan, state, v32, out, lse, index: int, blk: _Block) -> None:
     """One block's rows of ``out`` and ``lse``: scores, masked softmax, values."""
     s = v32.new_empty(blk.b1 - blk.b0, blk.q1 - blk.q0, blk.K)  # (b, q, K)
     for k0, k1 in blk.key_chunks():
-        s[:, :, k0:k1] = plan.kernel.scores(state, blk, k0, k1)
+        plan.kernel.write_scores(state, blk, k0, k1, s[:, :, k0:k1])
     m = plan.block_mask(blk, 0, blk.K)  # (b, q, K)
     s.masked_fill_(~m, float("-inf"))
     row_ok = m.any(-1, keepdim=True)  # (b, q, 1)

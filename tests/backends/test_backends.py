@@ -22,15 +22,25 @@ import pytest
 import torch
 
 import attnkit
-from attnkit.backends import AUTO_ORDER, get_backend
+from attnkit.backends import AUTO_ORDER, get_backend, register_backend
 from attnkit.backends.chunked import ChunkedBackend, _blocks
 from attnkit.backends.sdpa import _plan
 from attnkit.functional import make_call
+from attnkit.kernels import cpu_additive
 from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot
 from tests.backends._seeds import case_seed
 from tests.kernels._reference import check_against_baseline, max_err, within_bound
 
-BACKENDS = ["reference", "sdpa", "chunked"]
+
+class _ChunkedTorchOps(ChunkedBackend):
+    """``chunked`` evaluating additive blocks with PyTorch ops instead of its compiled
+    kernel: registered here so that every suite runs both implementations."""
+
+    name = "chunked-torch-ops"
+
+
+register_backend(_ChunkedTorchOps(additive="torch"))
+BACKENDS = ["reference", "sdpa", "chunked", "chunked-torch-ops"]
 #: (backend, score) pairs a backend refuses, with the words of its reason: not generated
 #: by the suites below; ``test_unserved_pairs_are_refused_with_the_reason`` checks them.
 UNSERVED = {("sdpa", "additive"): "as_dot"}
@@ -76,7 +86,7 @@ SCORES = ["dot", "scaled_dot", "distance", "bilinear", "additive"]
 def served(backends, score_names):
     """The (backend, score_name) grid without the pairs in ``UNSERVED``."""
     return [pytest.param(b, s, id=f"{b}-{s}") for b in backends for s in score_names
-            if (b, s) not in UNSERVED]
+            if (b, s) not in UNSERVED and (b != "chunked-torch-ops" or s == "additive")]
 
 
 def make_inputs(case: str, dtype, score_name: str, requires_grad=True):
@@ -151,7 +161,7 @@ def test_matches_float64_oracle(backend, score_name, case, dtype):
                            grad_floor=3 * FLOOR[dtype], names=names)
 
 
-@pytest.mark.parametrize("backend,score_name", served(["sdpa", "chunked"],
+@pytest.mark.parametrize("backend,score_name", served(["sdpa", "chunked", "chunked-torch-ops"],
                                                       ["scaled_dot", "additive"]))
 def test_fp16(backend, score_name):
     truth, ref, tensors, kw, score = oracle_and_reference("valid_lens_2d", torch.float16,
@@ -334,11 +344,15 @@ def test_chunked_blocks_respect_budget_and_skip_padding():
     assert max(b.K for b in blocks if b.b0 == 2) == 2
 
 
-def test_chunked_small_budget_matches_and_bounds_memory():
+@pytest.mark.parametrize("additive", ["compiled", "torch"])
+def test_chunked_small_budget_matches_and_bounds_memory(additive):
+    if additive == "compiled" and cpu_additive.status().lib is None:
+        pytest.skip(cpu_additive.status().detail)
     score = Additive(8, 5, 5)
     q, k, v = (torch.randn(2, n, 5, requires_grad=True) for n in (9, 13, 13))
     call = make_call(q, k, v, score=score, valid_lens=torch.tensor([13, 6]))
-    small = ChunkedBackend(max_block_bytes=1024)
+    small = ChunkedBackend(max_block_bytes=1024, additive=additive)
+    assert small.additive_choice(call)[0] == additive
     ref = get_backend("reference").forward(call)
     out = small.forward(call)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
