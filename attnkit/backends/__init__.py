@@ -86,9 +86,12 @@ class BackendChoice:
     name: str
     requested: str
     passed_over: dict[str, str] = field(default_factory=dict)
+    #: how the chosen backend serves the call, where it has several ways (else None)
+    how: str | None = None
 
     def __str__(self) -> str:
         lines = [f"{self.requested} -> {self.name}"]
+        lines += [f"  how: {self.how}"] if self.how else []
         lines += [f"  not {n}: {why}" for n, why in self.passed_over.items()]
         return "\n".join(lines)
 
@@ -102,13 +105,13 @@ def explain_choice(call: AttentionCall, backend: str = "auto") -> BackendChoice:
         why = b.unsupported_reason(call)
         if why is not None:
             raise ValueError(f"backend={backend!r} cannot serve this call: {why}")
-        return BackendChoice(backend, backend)
+        return BackendChoice(backend, backend, how=b.describe(call))
     passed = {}
     for name in AUTO_ORDER:
         b = _REGISTRY[name]
         why = b.unsupported_reason(call) or b.auto_reason(call)
         if why is None:
-            return BackendChoice(name, "auto", passed)
+            return BackendChoice(name, "auto", passed, how=b.describe(call))
         passed[name] = why
     raise AssertionError("the reference backend serves every call")  # pragma: no cover
 

@@ -166,6 +166,11 @@ class Backend:
         (``None``: it may pick it). Explicit requests ignore this."""
         return None
 
+    def describe(self, call: AttentionCall) -> str | None:
+        """How this backend would serve ``call``, where it has more than one way (``None``:
+        one way); :class:`BackendChoice` shows it."""
+        return None
+
     def forward(self, call: AttentionCall) -> torch.Tensor:
         """Attention output ``(*batch, Nq, Dv)`` in the dtype of the queries."""
         raise NotImplementedError

@@ -23,6 +23,15 @@ Algorithm (flash-attention style, in PyTorch ops):
   any other score the block's scores are re-evaluated under autograd and
   differentiated with ``torch.autograd.grad`` (so user-defined scores work).
 
+Additive blocks (``additive="auto"``): on the CPU, for float32/float16/bfloat16
+inputs, the scores of a block and, in backward, the projections' and ``w_v``'s
+gradients come from the compiled kernel of :mod:`attnkit.kernels.cpu_additive`:
+one pass over (query, key, feature) triples that never writes the features
+(4–6× the reference's speed where PyTorch ops reach 1.7×, BENCHMARKS.md). Where
+it cannot serve (no C compiler, float64, another device, ``additive="torch"``)
+the blocks are PyTorch ops on ``(b, q, k, h)`` feature tensors;
+:meth:`ChunkedBackend.additive_choice` and ``attnkit.choose_backend`` say which.
+
 Memory budget: ``max_block_bytes`` (default :data:`DEFAULT_MAX_BLOCK_BYTES`)
 bounds each block temporary — ``(b, q, k, h)`` float32 features for additive
 scores, ``(b, q, k)`` scores for others. At most three such temporaries are
@@ -116,6 +125,13 @@ class ChunkedBackend(Backend):
         if why_not is None:
             return "compiled", cpu_additive.status().detail
         return "torch", why_not
+
+    def describe(self, call: AttentionCall) -> str | None:
+        if not isinstance(call.score, Additive):
+            return None
+        way, why = self.additive_choice(call)
+        return f"additive blocks by {'the compiled kernel' if way == 'compiled' else 'torch ops'}" \
+            f" ({why})"
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
         if call.values is None:

@@ -377,13 +377,21 @@ def run(*, quick: bool = False, repeats: int | None = None, flex: bool | None = 
     flex_cache: dict = {} if flex else {"error": "not run (flex disabled)"}
     for w in wl:
         _bench_workload(w, repeats, flex_cache, peaks, rows, medians, log)
-    notes = []
+    notes = [_additive_how(wl)]
+    log(notes[0])
     if big:
         notes.append(_big_additive(extra["big"], rows, medians, peaks))
         log(notes[-1])
     return BenchResult(rows, _targets(medians, extra["sizes"]), peaks, machine_info(),
                        _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                        notes)
+
+
+def _additive_how(wl: list[Workload]) -> str:
+    """How ``chunked`` evaluated the additive blocks (compiled kernel or torch ops, and why)."""
+    w = next(w for w in wl if w.name.startswith("additive"))
+    q, k, v, score, _, _ = w.make()
+    return f"Additive blocks: {attnkit.choose_backend(q, k, v, score=score).how}."
 
 
 def _big_additive(w: Workload, rows, medians, peaks) -> str:

@@ -1,7 +1,10 @@
-"""Fused Triton attention kernels (CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``).
+"""Fused attention kernels: Triton (CUDA tensors, or CPU tensors under
+``TRITON_INTERPRET=1``) and one compiled C kernel for the CPU.
 
 Importing this package does not import triton; each name below loads its module on
 first use, so the rest of attnkit works where triton is absent.
+``attnkit.kernels.cpu_additive`` holds the CPU kernel for additive score blocks (C,
+compiled on first use by ``attnkit.kernels._build``), which the ``chunked`` backend uses.
 
 - :func:`flash_attention` — scaled-dot attention, ``(B, H, N, D)`` layout, GQA/MQA,
   key bias, valid lengths, top-left/bottom-right causal masks, dropout.

@@ -1,8 +1,8 @@
 """Compile a C source shipped with attnkit into a shared library, once per machine.
 
 The library is built with the system's C compiler (``$CC``, else ``cc``) for the
-CPU it runs on (``-march=native``), cached under ``attnkit`` 's cache directory
-(``$ATTNKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/attnkit``, else
+CPU it runs on (``-march=native``; ``$ATTNKIT_CPU_ARCH`` names another), cached
+under attnkit's cache directory (``$ATTNKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/attnkit``, else
 ``~/.cache/attnkit``) in a file named by a hash of the source, the compiler, its
 flags and the CPU's feature flags, and loaded with :mod:`ctypes`. A build takes
 about a second, the first time only. Where no compiler runs, or
@@ -20,10 +20,12 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,7 +43,6 @@ BASE_FLAGS = ("-O3", "-ffp-contract=fast", "-fPIC", "-shared", "-fno-math-errno"
 #: Tried in order; the first that compiles is used. On x86, 512-bit vectors where the
 #: CPU has them (gcc prefers 256 by default) and division by reciprocal + Newton step:
 #: 1.4x faster here (Xeon, AVX-512), same results to the last bits checked by the tests.
-NATIVE = ("-march=native",)
 X86_EXTRA = ("-mprefer-vector-width=512", "-mrecip")
 COMPILE_TIMEOUT_S = 120
 
@@ -66,10 +67,21 @@ def load(source: str) -> Built:
         return _LOADED[source]
 
 
+def _arch() -> str:
+    """``-march`` value: ``$ATTNKIT_CPU_ARCH`` (e.g. ``haswell`` for AVX2 code on a newer
+    CPU, or a baseline for a cache shared by several CPU kinds), else ``native``."""
+    arch = os.environ.get("ATTNKIT_CPU_ARCH", "").strip() or "native"
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", arch):
+        raise ValueError(f"ATTNKIT_CPU_ARCH must be a -march name such as 'native' or "
+                         f"'haswell'; got {arch!r}")
+    return arch
+
+
 def _flag_sets() -> list[tuple[str, ...]]:
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
-    sets = [BASE_FLAGS + NATIVE + X86_EXTRA] if x86 else []
-    return sets + [BASE_FLAGS + NATIVE, BASE_FLAGS]
+    native = (f"-march={_arch()}",)
+    sets = [BASE_FLAGS + native + X86_EXTRA] if x86 else []
+    return sets + [BASE_FLAGS + native, BASE_FLAGS]
 
 
 def _load(source: str) -> Built:
@@ -79,26 +91,32 @@ def _load(source: str) -> Built:
     cc = os.environ.get("CC") or "cc"
     if shutil.which(cc) is None:
         return Built(None, f"no C compiler: {cc!r} is not on PATH (install one or set CC)")
+    try:
+        flag_sets = _flag_sets()
+    except ValueError as e:
+        warnings.warn(f"{e}; the compiled CPU kernels are not used", stacklevel=3)
+        return Built(None, str(e))
     code = resources.files(__package__).joinpath(source).read_bytes()
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout.partition("\n")[0]
     except (OSError, subprocess.SubprocessError) as e:
         return Built(None, f"the C compiler {cc!r} does not run: {e}")
-    key = hashlib.sha256(b"\0".join([
-        code, version.encode(), platform.machine().encode(),
-        " ".join(sorted(cpu_flags())).encode(), repr(_flag_sets()).encode()])).hexdigest()[:16]
-    name = f"{Path(source).stem}-{key}.so"
-    target = _writable(cache_dir() / "kernels") / name
-    if not target.exists():
-        error = _compile(cc, code, target)
-        if error:
-            return Built(None, error)
-    try:
-        lib = ctypes.CDLL(str(target))
-    except OSError as e:
-        return Built(None, f"the compiled {target} does not load: {e}")
-    return Built(lib, f"compiled by {version or cc} for this CPU, cached at {target}")
+    folder, error = _writable(cache_dir() / "kernels"), ""
+    for flags in flag_sets:  # the first set that builds (a cached build counts)
+        key = hashlib.sha256(b"\0".join([
+            code, version.encode(), platform.machine().encode(),
+            " ".join(sorted(cpu_flags())).encode(), " ".join(flags).encode()])).hexdigest()[:16]
+        target = folder / f"{Path(source).stem}-{key}.so"
+        error = None if target.exists() else _compile(cc, flags, code, target)
+        if error is None:
+            try:
+                lib = ctypes.CDLL(str(target))
+            except OSError as e:
+                return Built(None, f"the compiled {target} does not load: {e}")
+            shown = " ".join(f for f in flags if f not in BASE_FLAGS) or "no CPU flags"
+            return Built(lib, f"compiled by {version or cc} ({shown}), cached at {target}")
+    return Built(None, error)
 
 
 def _writable(folder: Path) -> Path:
@@ -112,24 +130,21 @@ def _writable(folder: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix="attnkit-kernels-"))
 
 
-def _compile(cc: str, code: bytes, target: Path) -> str | None:
+def _compile(cc: str, flags: tuple[str, ...], code: bytes, target: Path) -> str | None:
     """Build ``target`` from ``code``; ``None``, or the reason it could not be built."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
     os.close(fd)
-    last = ""
     try:
-        for flags in _flag_sets():
-            try:
-                done = subprocess.run([cc, *flags, "-x", "c", "-", "-o", tmp], input=code,
-                                      capture_output=True, timeout=COMPILE_TIMEOUT_S)
-            except (OSError, subprocess.SubprocessError) as e:
-                return f"the C compiler {cc!r} failed to run: {e}"
-            if done.returncode == 0:
-                os.replace(tmp, target)  # atomic: other processes see all of it or nothing
-                return None
-            last = done.stderr.decode(errors="replace").strip().splitlines()[:1]
-            last = last[0] if last else f"exit status {done.returncode}"
-        return f"{cc} could not build the kernel: {last}"
+        try:
+            done = subprocess.run([cc, *flags, "-x", "c", "-", "-o", tmp], input=code,
+                                  capture_output=True, timeout=COMPILE_TIMEOUT_S)
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"the C compiler {cc!r} failed to run: {e}"
+        if done.returncode == 0:
+            os.replace(tmp, target)  # atomic: other processes see all of it or nothing
+            return None
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        return f"{cc} could not build the kernel: {lines[0] if lines else done.returncode}"
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -470,3 +470,48 @@ def test_sdpa_groups_leave_nothing_unwritten(case, monkeypatch):
         torch.testing.assert_close(out, ref[0], atol=1e-5, rtol=1e-5)
         for g, r in zip(grads[:3], ref[1][:3]):
             torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_says_how_it_evaluates_additive_blocks():
+    """The compiled kernel serves float32 (and low-precision) calls on the CPU; float64
+    and ``additive='torch'`` use torch ops; ``additive='compiled'`` refuses what it cannot
+    serve, with the reason; the choice is part of ``choose_backend``'s answer."""
+    q = torch.randn(2, 3, 4)
+    score = Additive(5, 4, 4)
+    call32, call64 = make_call(q, q, q, score=score), make_call(*[q.double()] * 3, score=score)
+    auto = ChunkedBackend()
+    if cpu_additive.status().lib is not None:
+        assert auto.additive_choice(call32) == ("compiled", cpu_additive.status().detail)
+        assert "how: additive blocks by the compiled kernel" in str(
+            attnkit.choose_backend(q, q, q, score=score))
+    way, why = auto.additive_choice(call64)
+    assert way == "torch" and why.startswith("float64 inputs")
+    assert ChunkedBackend(additive="torch").additive_choice(call32)[0] == "torch"
+    assert ChunkedBackend(additive="compiled").unsupported_reason(call64) == (
+        "additive='compiled' cannot serve it: " + why)
+    assert ChunkedBackend(additive="compiled").unsupported_reason(
+        make_call(q, q, q, score=ScaledDot())) is None  # other scores: not its business
+    assert "how" not in str(attnkit.choose_backend(q, q, q))
+    with pytest.raises(ValueError, match=r"additive must be one of \('auto', 'compiled', "
+                                         r"'torch'\); got 'fast'"):
+        ChunkedBackend(additive="fast")
+
+
+def test_chunked_additive_without_the_compiled_kernel_says_why_and_still_serves():
+    """A process with ``ATTNKIT_CPU_KERNELS=off`` (as where no compiler exists): torch
+    ops, the reason in ``choose_backend``, and the reference's result."""
+    code = (
+        "import torch, attnkit\nfrom attnkit.scores import Additive\n"
+        "torch.manual_seed(0); q = torch.randn(2, 5, 4); s = Additive(6, 4, 4)\n"
+        "print(attnkit.choose_backend(q, q, q, score=s, backend='chunked'))\n"
+        "a = attnkit.attention(q, q, q, score=s, backend='chunked')\n"
+        "b = attnkit.attention(q, q, q, score=s, backend='reference')\n"
+        "print('max diff', float((a - b).abs().max()))\n")
+    env = {**os.environ, "ATTNKIT_CPU_KERNELS": "off",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "how: additive blocks by torch ops (turned off by ATTNKIT_CPU_KERNELS=off)" in \
+        done.stdout
+    assert float(done.stdout.split("max diff")[1]) < 1e-6

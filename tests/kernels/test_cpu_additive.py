@@ -165,6 +165,22 @@ def test_built_once_then_loaded_from_the_cache(monkeypatch, tmp_path):
 
 
 @needs_lib
+def test_another_cpu_architecture_can_be_named(monkeypatch, tmp_path):
+    """``ATTNKIT_CPU_ARCH=haswell``: AVX2 code (this suite's AVX2 rows on a newer CPU); a
+    value that is not a plain ``-march`` name is refused with a warning, nothing built."""
+    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ATTNKIT_CPU_ARCH", "haswell")
+    built = _build._load("additive_cpu.c")
+    if built.lib is None or "-march=haswell" not in built.detail:
+        pytest.skip(f"this compiler has no haswell target: {built.detail}")
+    monkeypatch.setenv("ATTNKIT_CPU_ARCH", "native; rm -rf ~")
+    with pytest.warns(UserWarning, match="ATTNKIT_CPU_ARCH must be a -march name"):
+        refused = _build._load("additive_cpu.c")
+    assert refused.lib is None and "got 'native; rm -rf ~'" in refused.detail
+    assert len(list((tmp_path / "kernels").iterdir())) == 1
+
+
+@needs_lib
 def test_an_unwritable_cache_falls_back_to_a_temporary_folder(monkeypatch, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
