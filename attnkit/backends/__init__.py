@@ -15,7 +15,9 @@ The rules of ``auto`` (fastest first; each backend says why it passes):
    (additive, custom scores) and on calls without values.
 2. ``chunked`` — everything else (additive and custom scores): blocked,
    never materializes ``(B, Nq, Nk, h)``, recomputes in backward, memory
-   bounded by ``max_block_bytes``.
+   bounded by ``max_block_bytes``. Passes on small additive calls (fewer than
+   ``chunked.SMALL_ADDITIVE_TERMS`` = 2 million query-key-feature terms), where
+   the reference is measured faster.
 3. ``reference`` — always serves; the readable, materializing oracle.
 
 A backend registered with ``auto_position`` (e.g. a GPU kernel) is placed

@@ -41,6 +41,11 @@ score slab, so the peak extra memory is about ``3 × max_block_bytes`` plus
 ``Nq × Nk × h``. A user ``mask`` is expanded to ``(B·P, Nq, Nk)`` booleans (``P``: the dims
 after ``B`` folded, see ``docs/shapes.md``).
 
+Threads: the blocks are shared out to worker threads (a pool kept between
+calls), each running its ops on one intra-op thread. A call too small to fill
+the blocks of its memory budget is cut into up to ``SPLIT_BLOCKS`` blocks of at
+least ``MIN_TERMS_PER_BLOCK`` terms so that the threads have work to share.
+
 Padding: query blocks whose rows are all padding (``query_valid_lens``) or
 see no key are skipped, and each block visits only the keys up to the
 largest prefix length among its rows (``valid_lens`` and ``causal``, from
@@ -58,6 +63,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import math
+import os
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +74,13 @@ from ..scores import Additive, Score
 from .base import AttentionCall, Backend
 
 __all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
+
+#: ``auto`` passes additive calls with fewer (query, key, feature) terms than this to
+#: ``reference``: there its few large ops beat the blocked machinery (fwd+bwd on 2 cores,
+#: Xeon AVX-512: chunked/reference time 1.9× at 20 thousand terms, 1.3–2× up to a
+#: million, even at 2 million, 0.4× at 8 million; BENCHMARKS.md). Its memory at this
+#: size is a few (B, Nq, Nk, h) float32 tensors of 8 MB.
+SMALL_ADDITIVE_TERMS = 2_000_000
 
 #: Values of ``ChunkedBackend(additive=...)``.
 ADDITIVE_CHOICES = ("auto", "compiled", "torch")
@@ -126,6 +140,15 @@ class ChunkedBackend(Backend):
             return "compiled", cpu_additive.status().detail
         return "torch", why_not
 
+    def auto_reason(self, call: AttentionCall) -> str | None:
+        if isinstance(call.score, Additive):
+            terms = (math.prod(call.batch_shape) * call.num_queries * call.num_keys *
+                     call.score.num_hiddens)
+            if terms < SMALL_ADDITIVE_TERMS:
+                return (f"a small additive call ({terms:,} query-key-feature terms, under "
+                        f"{SMALL_ADDITIVE_TERMS:,}): reference is faster there")
+        return None
+
     def describe(self, call: AttentionCall) -> str | None:
         if not isinstance(call.score, Additive):
             return None
@@ -171,11 +194,11 @@ class ChunkedBackend(Backend):
             mask = call.mask.expand(*batch, call.num_queries, call.num_keys)
             mask = mask.reshape(B * P, call.num_queries, call.num_keys)  # (BP, Nq, Nk)
         pair_bytes = kernel.bytes_per_pair(q)
-        blocks = _blocks(e, pair_bytes, self.max_block_bytes)
+        threads = torch.get_num_threads() if self.intra_op_threads == 1 else 1
+        blocks = _blocks(e, pair_bytes, self.max_block_bytes, _min_blocks(e, q.shape[-1]))
         seed = int(torch.randint(0, 2**62, (1,)).item()) if call.dropout_p > 0 else 0
         # with one intra-op thread per op, torch's thread setting goes to block workers
-        workers = max(1, min(torch.get_num_threads(), len(blocks))) \
-            if self.intra_op_threads == 1 else 1
+        workers = max(1, min(threads, len(blocks)))
         plan = _Plan(kernel, e, mask, blocks, call.dropout_p, seed, self.intra_op_threads,
                      workers)
         with torch.autocast(device_type, enabled=False):
@@ -253,8 +276,30 @@ class _Plan:
         return (u >= self.dropout_p).to(dtype) / (1.0 - self.dropout_p)
 
 
-def _blocks(e: torch.Tensor, pair_bytes: int, budget: int) -> list[_Block]:
-    """Tile ``(BP, Nq)`` so that one ``(b, q, k)`` block stays within ``budget`` bytes."""
+#: Smallest share of work worth a block of its own when a call is split for the worker
+#: threads, in (query, key, feature) terms: about 0.2 ms of one thread's work with the
+#: compiled additive kernel, so handing blocks to threads stays a small part of it.
+MIN_TERMS_PER_BLOCK = 2_000_000
+#: At most this many blocks are made for the threads' sake (the memory budget may make
+#: more). Fixed, not the thread count, so that the tiling, and with it the dropout masks
+#: drawn per block, is the same whatever the number of threads.
+SPLIT_BLOCKS = 8
+
+
+def _min_blocks(e: torch.Tensor, width: int) -> int:
+    """Blocks wanted so that worker threads can share the call: :data:`SPLIT_BLOCKS`, or
+    fewer where the work cannot fill them (:data:`MIN_TERMS_PER_BLOCK` each)."""
+    if e.numel() == 0:
+        return 1
+    terms = e.shape[0] * e.shape[1] * int(e.max()) * width  # an upper bound on the work
+    return max(1, min(SPLIT_BLOCKS, terms // MIN_TERMS_PER_BLOCK))
+
+
+def _blocks(e: torch.Tensor, pair_bytes: int, budget: int,
+            min_blocks: int = 1) -> list[_Block]:
+    """Tile ``(BP, Nq)`` so that one ``(b, q, k)`` block stays within ``budget`` bytes,
+    in at least ``min_blocks`` tiles where the sizes allow (smaller tiles for the
+    worker threads: sequences split first, then queries)."""
     BP, Nq = e.shape
     kmax = int(e.max()) if e.numel() else 0
     if kmax == 0:
@@ -262,6 +307,11 @@ def _blocks(e: torch.Tensor, pair_bytes: int, budget: int) -> list[_Block]:
     bk = max(1, min(kmax, budget // pair_bytes))
     bq = max(1, min(Nq, budget // (pair_bytes * bk)))
     bb = max(1, min(BP, budget // (pair_bytes * bk * bq)))
+    while -(-BP // bb) * -(-Nq // bq) < min_blocks and (bb > 1 or bq > 1):
+        if bb > 1:
+            bb = -(-bb // 2)
+        else:
+            bq = -(-bq // 2)
     nb, nq = -(-BP // bb), -(-Nq // bq)
     need = torch.nn.functional.pad(e, (0, nq * bq - Nq, 0, nb * bb - BP))  # (nb·bb, nq·bq)
     need = need.reshape(nb, bb, nq, bq).amax((1, 3)).tolist()  # (nb, nq) keys per block
@@ -453,7 +503,8 @@ def _in_workers(runs: list, job) -> list:
     """``job(run)`` for each run of blocks, on as many threads, each with one intra-op
     thread: the block ops release the GIL, so the runs proceed in parallel, and a
     worker descheduled by another process delays only the final join, not every op
-    (as a barrier at the end of each multi-threaded op would)."""
+    (as a barrier at the end of each multi-threaded op would). The caller holds torch's
+    thread setting at 1 meanwhile (:func:`_threads`; the setting is process-wide)."""
     if len(runs) <= 1:
         if not runs:
             return []
@@ -461,12 +512,28 @@ def _in_workers(runs: list, job) -> list:
             return [job(runs[0])]
 
     def one(run):
-        torch.set_num_threads(1)  # this thread's own OpenMP setting
         with torch.no_grad():
             return job(run)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(runs)) as pool:
-        return list(pool.map(one, runs))
+    return list(_pool(len(runs)).map(one, runs))
+
+
+_POOL_LOCK = threading.Lock()
+_POOL: dict = {}  # "pool", "size", "pid"
+
+
+def _pool(n: int) -> concurrent.futures.ThreadPoolExecutor:
+    """A thread pool of at least ``n`` workers, kept between calls (starting threads for
+    every call cost about a millisecond each); made anew in a forked child, where the
+    parent's threads do not exist."""
+    with _POOL_LOCK:
+        if _POOL.get("pid") != os.getpid() or _POOL.get("size", 0) < n:
+            old = _POOL.get("pool") if _POOL.get("pid") == os.getpid() else None
+            _POOL.update(pool=concurrent.futures.ThreadPoolExecutor(
+                max_workers=n, thread_name_prefix="attnkit-chunked"), size=n, pid=os.getpid())
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL["pool"]
 
 
 class _ChunkedAttention(torch.autograd.Function):

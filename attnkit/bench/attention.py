@@ -161,6 +161,7 @@ class Workload:
     modes: tuple[str, ...] = ("fwd", "fwd+bwd")
     baselines: tuple[str, ...] = ("reference", "sdpa+mask", "flex")
     flex_lens: bool = False  # the mask is key padding by lengths (for flex)
+    backend: str = "auto"  # attnkit's contender ("chunked" for additive: what is measured)
 
 
 def _lengths(B: int, N: int, gen: torch.Generator) -> torch.Tensor:
@@ -200,7 +201,8 @@ def _additive_workload(name, B, N, d, h, seed, modes=("fwd", "fwd+bwd"),
         q, k, v = (torch.randn(B, N, d, generator=g) for _ in range(3))
         return q, k, v, Additive(h, d, d), {}, None
 
-    return Workload(name, torch.float32, make, flops, modes, baselines)
+    # chunked, named: on the quick shapes auto would pick the reference (a small call)
+    return Workload(name, torch.float32, make, flops, modes, baselines, backend="chunked")
 
 
 def workloads(quick: bool) -> tuple[list[Workload], dict]:
@@ -237,9 +239,10 @@ def workloads(quick: bool) -> tuple[list[Workload], dict]:
 def _contenders(w: Workload, flex_cache: dict) -> tuple[dict, dict, str, list]:
     """Callables ``{impl: fn}``, notes ``{impl: why not run}``, attnkit's label, inputs."""
     q, k, v, score, kw, mask = w.make()
-    choice = attnkit.choose_backend(q, k, v, score=score, **kw).name
+    choice = attnkit.choose_backend(q, k, v, score=score, backend=w.backend, **kw).name
     label = f"attnkit:{choice}"
-    fns: dict[str, Callable] = {label: lambda: attnkit.attention(q, k, v, score=score, **kw)}
+    fns: dict[str, Callable] = {label: lambda: attnkit.attention(q, k, v, score=score,
+                                                                  backend=w.backend, **kw)}
     notes: dict[str, str] = {}
     if "reference" in w.baselines:
         fns["reference"] = lambda: attnkit.attention(q, k, v, score=score, backend="reference",
@@ -391,7 +394,8 @@ def _additive_how(wl: list[Workload]) -> str:
     """How ``chunked`` evaluated the additive blocks (compiled kernel or torch ops, and why)."""
     w = next(w for w in wl if w.name.startswith("additive"))
     q, k, v, score, _, _ = w.make()
-    return f"Additive blocks: {attnkit.choose_backend(q, k, v, score=score).how}."
+    how = attnkit.choose_backend(q, k, v, score=score, backend=w.backend).how
+    return f"How chunked ran: {how}."
 
 
 def _big_additive(w: Workload, rows, medians, peaks) -> str:
@@ -404,14 +408,14 @@ def _big_additive(w: Workload, rows, medians, peaks) -> str:
     grad_out = torch.randn(B, N, v.shape[-1])
 
     def step():
-        out = attnkit.attention(q, k, v, score=score)
+        out = attnkit.attention(q, k, v, score=score, backend=w.backend)
         return torch.autograd.grad(out, inputs, grad_out)
 
     t0 = time.perf_counter()
     step()
     sec = time.perf_counter() - t0
     mem = peak_memory_bytes(step) / 2**20  # a second run, on one thread
-    choice = attnkit.choose_backend(q, k, v, score=score).name
+    choice = attnkit.choose_backend(q, k, v, score=score, backend=w.backend).name
     gf = w.flops_fwd * 3.5 / sec / 1e9
     rows.append(Row(w.name, "fwd+bwd", f"attnkit:{choice}", sec * 1e3, gf,
                     gf / peaks["float32"], mem, None, "one run"))

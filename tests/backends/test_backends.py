@@ -288,10 +288,18 @@ def test_auto_order_and_reasons():
     q = k = v = torch.randn(2, 4, 5)
     assert attnkit.choose_backend(q, k, v).name == "sdpa"
     assert attnkit.choose_backend(q, k, v, score="distance").name == "sdpa"
-    choice = attnkit.choose_backend(q, k, v, score=Additive(3, 5, 5))
-    assert choice.name == "chunked"
-    assert "as_dot" in choice.passed_over["sdpa"]
-    assert "not sdpa" in str(choice)
+    small = attnkit.choose_backend(q, k, v, score=Additive(3, 5, 5))  # 2·4·4·3 terms
+    assert small.name == "reference"
+    assert "as_dot" in small.passed_over["sdpa"]
+    assert "not sdpa" in str(small)
+    assert small.passed_over["chunked"] == ("a small additive call (96 query-key-feature "
+                                            "terms, under 2,000,000): reference is faster "
+                                            "there")
+    # the rule's edge: 8·64·64·61 = 1,998,848 terms go to reference, 8·64·64·62 to chunked
+    x = torch.randn(8, 64, 5)
+    assert attnkit.choose_backend(x, x, x, score=Additive(61, 5, 5)).name == "reference"
+    big = attnkit.choose_backend(x, x, x, score=Additive(62, 5, 5))
+    assert big.name == "chunked" and "as_dot" in big.passed_over["sdpa"]
     with pytest.raises(ValueError, match="backend='sdpa' cannot serve this call: score 'additive'"):
         attnkit.attention(q, k, v, score=Additive(3, 5, 5), backend="sdpa")
 
@@ -344,6 +352,35 @@ def test_chunked_blocks_respect_budget_and_skip_padding():
     assert max(b.K for b in blocks if b.b0 == 2) == 2
 
 
+def test_chunked_splits_calls_for_the_threads_only_when_the_work_fills_the_blocks():
+    from attnkit.backends.chunked import MIN_TERMS_PER_BLOCK, SPLIT_BLOCKS, _min_blocks
+
+    e = torch.full((8, 64), 64)  # 8 sequences × 64 queries × 64 keys
+    assert _min_blocks(e, width=64) == 1  # 2.1 M terms: one block's worth
+    assert _min_blocks(e, width=64 * 8) == SPLIT_BLOCKS
+    assert _min_blocks(e, width=3 * MIN_TERMS_PER_BLOCK // (8 * 64 * 64) + 1) == 3
+    assert _min_blocks(torch.zeros(0, 5, dtype=torch.long), width=64) == 1
+    whole = _blocks(e, pair_bytes=256, budget=2**40)
+    assert len(whole) == 1
+    split = _blocks(e, pair_bytes=256, budget=2**40, min_blocks=6)
+    assert len(split) >= 6
+    cover = torch.zeros(8, 64, dtype=torch.long)
+    for b in split:
+        cover[b.b0:b.b1, b.q0:b.q1] += 1
+    assert (cover == 1).all()  # every (sequence, query) row once
+    one_seq = _blocks(torch.full((1, 5), 3), pair_bytes=256, budget=2**40, min_blocks=8)
+    assert len(one_seq) == 5  # down to one query per block, no further
+
+
+def test_chunked_keeps_its_thread_pool_and_makes_a_new_one_after_fork(monkeypatch):
+    from attnkit.backends import chunked
+
+    pool = chunked._pool(2)
+    assert chunked._pool(2) is pool and chunked._pool(1) is pool
+    monkeypatch.setattr(chunked.os, "getpid", lambda: -1)  # as in a forked child
+    assert chunked._pool(2) is not pool
+
+
 @pytest.mark.parametrize("additive", ["compiled", "torch"])
 def test_chunked_small_budget_matches_and_bounds_memory(additive):
     if additive == "compiled" and cpu_additive.status().lib is None:
@@ -364,23 +401,33 @@ def test_chunked_small_budget_matches_and_bounds_memory(additive):
         ChunkedBackend(max_block_bytes=10)
 
 
-@pytest.mark.parametrize("score_name", ["additive", "bilinear"])
+@pytest.mark.parametrize("score_name,dtype", [("additive", torch.float64),
+                                              ("bilinear", torch.float64),
+                                              ("additive", torch.float32)])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
-def test_chunked_workers_share_the_blocks_and_change_nothing(score_name, dropout_p):
+def test_chunked_workers_share_the_blocks_and_change_nothing(score_name, dtype, dropout_p):
     """With torch's threads > 1 the blocks are shared out to worker threads (one intra-op
     thread each); outputs and every gradient equal a single worker's, and the
-    reference's (dropout: the same masks, drawn per block)."""
+    reference's (dropout: the same masks, drawn per block). float64 runs the torch-op
+    blocks (equal to 1e-12); float32 additive runs the compiled kernel, whose per-worker
+    key gradients are summed in another order than one worker's (equal to float32
+    rounding), and two runs with three workers agree bit for bit."""
     from attnkit.backends import chunked
 
-    score = make_score(score_name, 6, 6)
+    score = make_score(score_name, 6, 6).to(dtype)
     g = torch.Generator().manual_seed(3)
-    q, k, v = (torch.randn(5, 2, n, 6, generator=g, dtype=torch.float64).requires_grad_()
+    q, k, v = (torch.randn(5, 2, n, 6, generator=g, dtype=dtype).requires_grad_()
                for n in (17, 23, 23))
     call = make_call(q, k, v, score=score, valid_lens=torch.tensor([23, 0, 9, 1, 17]),
                      dropout_p=dropout_p)
     backend = ChunkedBackend(max_block_bytes=2048)
+    expect = "compiled" if dtype == torch.float32 and score_name == "additive" else "torch"
+    if expect == "compiled" and cpu_additive.status().lib is None:
+        pytest.skip(cpu_additive.status().detail)
+    if score_name == "additive":
+        assert backend.additive_choice(call)[0] == expect
     params = [q, k, v, *score.parameters()]
-    before, runs = torch.get_num_threads(), {}
+    before, runs = torch.get_num_threads(), []
     seen = []
     real_split = chunked._split
 
@@ -390,24 +437,27 @@ def test_chunked_workers_share_the_blocks_and_change_nothing(score_name, dropout
 
     try:
         chunked._split = spy
-        for threads in (1, 3):
+        for threads in (1, 3, 3):
             torch.set_num_threads(threads)
             torch.manual_seed(11)  # the dropout seed
             out = backend.forward(call)
             w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5),
                             dtype=out.dtype)
-            runs[threads] = (out, torch.autograd.grad((out * w).sum(), params))
+            runs.append((out, torch.autograd.grad((out * w).sum(), params)))
     finally:
         chunked._split = real_split
         torch.set_num_threads(before)
     assert seen[0][1] == 1 and seen[-1][1] == 3 and seen[-1][0] > 3  # really split
-    (o1, g1), (o3, g3) = runs[1], runs[3]
-    torch.testing.assert_close(o3, o1, atol=1e-12, rtol=1e-12)
-    for a, b in zip(g3, g1):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    (o1, g1), (o3, g3), (o3b, g3b) = runs
+    torch.testing.assert_close(o3, o1, atol=tol, rtol=tol)
+    for a, b, c in zip(g3, g1, g3b):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+        assert torch.equal(a, c)  # the same order of sums every run
     if dropout_p == 0:
         ref = get_backend("reference").forward(call)
-        torch.testing.assert_close(o3, ref, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(o3, ref, atol=1e-10 if dtype == torch.float64 else 2e-6,
+                                   rtol=1e-10 if dtype == torch.float64 else 2e-6)
 
 
 def test_chunked_split_keeps_every_block_once_in_order():
@@ -483,7 +533,7 @@ def test_chunked_says_how_it_evaluates_additive_blocks():
     if cpu_additive.status().lib is not None:
         assert auto.additive_choice(call32) == ("compiled", cpu_additive.status().detail)
         assert "how: additive blocks by the compiled kernel" in str(
-            attnkit.choose_backend(q, q, q, score=score))
+            attnkit.choose_backend(q, q, q, score=score, backend="chunked"))
     way, why = auto.additive_choice(call64)
     assert way == "torch" and why.startswith("float64 inputs")
     assert ChunkedBackend(additive="torch").additive_choice(call32)[0] == "torch"

@@ -34,6 +34,8 @@ def test_table_structure(quick_result):
     assert any(r.ms is None and "not run" in r.note for r in result.rows)  # modeled reference
     names = [t[0] for t in result.targets]
     assert "scaled dot fwd vs SDPA+mask" in names and "bf16 vs fp32 scaled dot fwd" in names
+    # how chunked evaluated the additive blocks is part of the record
+    assert "- How chunked ran: additive blocks by " in text
 
 
 def test_write_is_idempotent_and_keeps_other_sections(quick_result, tmp_path):
