@@ -27,7 +27,7 @@ Additive blocks (``additive="auto"``): on the CPU, for float32/float16/bfloat16
 inputs, the scores of a block and, in backward, the projections' and ``w_v``'s
 gradients come from the compiled kernel of :mod:`attnkit.kernels.cpu_additive`:
 one pass over (query, key, feature) triples that never writes the features
-(4–6× the reference's speed where PyTorch ops reach 1.7×, BENCHMARKS.md). Where
+(4–5× the reference's fwd+bwd speed where PyTorch ops reach 1.7×, BENCHMARKS.md). Where
 it cannot serve (no C compiler, float64, another device, ``additive="torch"``)
 the blocks are PyTorch ops on ``(b, q, k, h)`` feature tensors;
 :meth:`ChunkedBackend.additive_choice` and ``attnkit.choose_backend`` say which.
