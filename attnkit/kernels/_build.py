@@ -108,21 +108,38 @@ def _load(source: str) -> Built:
             code, version.encode(), platform.machine().encode(),
             " ".join(sorted(cpu_flags())).encode(), " ".join(flags).encode()])).hexdigest()[:16]
         target = folder / f"{Path(source).stem}-{key}.so"
-        error = None if target.exists() else _compile(cc, flags, code, target)
-        if error is None:
-            try:
-                lib = ctypes.CDLL(str(target))
-            except OSError as e:
-                return Built(None, f"the compiled {target} does not load: {e}")
+        lib, error = _built(cc, flags, code, target)
+        if lib is not None:
             shown = " ".join(f for f in flags if f not in BASE_FLAGS) or "no CPU flags"
             return Built(lib, f"compiled by {version or cc} ({shown}), cached at {target}")
     return Built(None, error)
 
 
+def _built(cc: str, flags: tuple[str, ...], code: bytes,
+           target: Path) -> tuple[ctypes.CDLL | None, str]:
+    """``target`` loaded, compiled first where missing; a cached file that does not load
+    (truncated, from another machine) is built again once."""
+    for attempt in range(2):
+        if not target.exists():
+            error = _compile(cc, flags, code, target)
+            if error is not None:
+                return None, error
+        try:
+            return ctypes.CDLL(str(target)), ""
+        except OSError as e:
+            if attempt == 1:
+                return None, f"the compiled {target} does not load: {e}"
+            target.unlink(missing_ok=True)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _writable(folder: Path) -> Path:
-    """``folder``, created private to this user; a fresh temporary folder where that fails."""
+    """``folder``, created private to this user; a fresh private temporary folder where that
+    fails or where ``folder`` belongs to another user (whose files must not be loaded)."""
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
+            raise PermissionError(f"{folder} belongs to another user")
         probe = tempfile.NamedTemporaryFile(dir=folder)
         probe.close()
         return folder

@@ -181,6 +181,41 @@ def test_another_cpu_architecture_can_be_named(monkeypatch, tmp_path):
 
 
 @needs_lib
+def test_a_damaged_cached_library_is_built_again(tmp_path):
+    """A truncated file in the cache (a full disk, a killed copy): the next process builds
+    it again instead of giving up. Separate processes: a library this process has loaded
+    would be handed back by the loader, and truncating a mapped file is unsafe."""
+    code = ("from attnkit.kernels import cpu_additive as c; import torch\n"
+            "out = torch.empty(1, 1, 1)\n"
+            "c.additive_scores(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), torch.ones(1), out)\n"
+            "print(c.status().detail)\n")
+    env = {**os.environ, "ATTNKIT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "cached at" in run()
+    (cached,) = (tmp_path / "kernels").iterdir()
+    size = cached.stat().st_size
+    cached.write_bytes(cached.read_bytes()[:100])
+    assert "cached at" in run()
+    assert cached.stat().st_size == size
+
+
+@needs_lib
+def test_a_cache_folder_of_another_user_is_not_used(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
+    (tmp_path / "kernels").mkdir()
+    monkeypatch.setattr(_build.os, "getuid", lambda: os.stat(tmp_path).st_uid + 1)
+    built = _build._load("additive_cpu.c")
+    assert built.lib is not None and "attnkit-kernels-" in built.detail
+    assert not list((tmp_path / "kernels").iterdir())  # nothing written to, or loaded from, it
+
+
+@needs_lib
 def test_an_unwritable_cache_falls_back_to_a_temporary_folder(monkeypatch, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
