@@ -60,17 +60,15 @@ seed taken from the global generator, so backward regenerates them exactly.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import math
-import os
-import threading
 from dataclasses import dataclass
 
 import torch
 
 from ..kernels import cpu_additive
 from ..scores import Additive, Score
+from ._workers import in_workers as _in_workers
+from ._workers import one_thread_per_op as _threads
 from .base import AttentionCall, Backend
 
 __all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
@@ -475,20 +473,6 @@ class _ScoreKernel:
 # ------------------------------------------------------------ autograd function
 
 
-@contextlib.contextmanager
-def _threads(n: int | None):
-    """Run the block loop with ``n`` intra-op threads (restored afterwards)."""
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _split(blocks: list[_Block], n: int) -> list[list[tuple[int, _Block]]]:
     """``(index, block)`` pairs in ``n`` contiguous runs of about equal work."""
     work = [(b.b1 - b.b0) * (b.q1 - b.q0) * b.K for b in blocks]
@@ -497,43 +481,6 @@ def _split(blocks: list[_Block], n: int) -> list[list[tuple[int, _Block]]]:
         runs[min(n - 1, acc * n // max(total, 1))].append((i, blk))
         acc += w
     return [r for r in runs if r]
-
-
-def _in_workers(runs: list, job) -> list:
-    """``job(run)`` for each run of blocks, on as many threads, each with one intra-op
-    thread: the block ops release the GIL, so the runs proceed in parallel, and a
-    worker descheduled by another process delays only the final join, not every op
-    (as a barrier at the end of each multi-threaded op would). The caller holds torch's
-    thread setting at 1 meanwhile (:func:`_threads`; the setting is process-wide)."""
-    if len(runs) <= 1:
-        if not runs:
-            return []
-        with torch.no_grad():
-            return [job(runs[0])]
-
-    def one(run):
-        with torch.no_grad():
-            return job(run)
-
-    return list(_pool(len(runs)).map(one, runs))
-
-
-_POOL_LOCK = threading.Lock()
-_POOL: dict = {}  # "pool", "size", "pid"
-
-
-def _pool(n: int) -> concurrent.futures.ThreadPoolExecutor:
-    """A thread pool of at least ``n`` workers, kept between calls (starting threads for
-    every call cost about a millisecond each); made anew in a forked child, where the
-    parent's threads do not exist."""
-    with _POOL_LOCK:
-        if _POOL.get("pid") != os.getpid() or _POOL.get("size", 0) < n:
-            old = _POOL.get("pool") if _POOL.get("pid") == os.getpid() else None
-            _POOL.update(pool=concurrent.futures.ThreadPoolExecutor(
-                max_workers=n, thread_name_prefix="attnkit-chunked"), size=n, pid=os.getpid())
-            if old is not None:
-                old.shutdown(wait=False)
-        return _POOL["pool"]
 
 
 class _ChunkedAttention(torch.autograd.Function):

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ..scores import DotForm
+from ._workers import balance, in_workers, one_thread_per_op
 from .base import AttentionCall, Backend
 
 __all__ = ["SDPABackend"]
@@ -201,7 +202,7 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
         perm = torch.tensor(order, device=q.device)
         q, k, v, e = (x.index_select(0, perm) for x in (q, k, v, e))  # groups contiguous
         bias = None if bias is None else bias.index_select(0, perm)
-    spec = _GroupSpec(groups, e, call.dropout_p, scale)
+    spec = _GroupSpec(groups, e, call.dropout_p, scale, _workers(call, q, groups, work))
     tensors = _autocast_inputs((q, k, v) if bias is None else (q, k, v, bias))
     only = groups[0] if len(groups) == 1 else None
     if only is not None and only.kind != "empty" and (only.r0, only.r1, only.K) == (0, Nq, Nk):
@@ -213,6 +214,22 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
         inverse[torch.tensor(order)] = torch.arange(B)
         out = out.index_select(0, inverse.to(out.device))
     return out
+
+
+#: Groups are shared out to worker threads when a call has at least this many FLOPs
+#: (about 0.5 ms of work at 100 GFLOP/s: well above handing groups to threads).
+_WORKERS_MIN_FLOPS = 5e7
+
+
+def _workers(call: AttentionCall, q: torch.Tensor, groups: list[_Group], work: float) -> int:
+    """Worker threads for the groups: torch's thread count for a CPU call of two or more
+    groups with enough work and no dropout (SDPA draws dropout from the global generator,
+    whose order must not depend on thread timing); else 1 (in order, this thread)."""
+    live = [g for g in groups if g.kind != "empty"]
+    if q.device.type != "cpu" or call.dropout_p > 0 or len(live) < 2:
+        return 1
+    flops = sum(len(g.index) * (g.r1 - g.r0) * g.K for g in live) * work
+    return min(torch.get_num_threads(), len(live)) if flops >= _WORKERS_MIN_FLOPS else 1
 
 
 def _autocast_inputs(tensors: tuple) -> tuple:
@@ -244,38 +261,43 @@ class _GroupSpec:
     e: torch.Tensor  # (B, Nq) prefix lengths, in group order
     dropout_p: float
     scale: float
+    workers: int = 1  # threads that share out the groups (1: the calling thread, in order)
+    work: float = 0.0  # FLOPs per (query, key) pair, for balancing the workers
 
 
 class _Grouped(torch.autograd.Function):
     """One SDPA call per group of sequences; each group's autograd graph is kept
-    and differentiated group by group in backward."""
+    and differentiated group by group in backward. With ``spec.workers > 1`` the groups
+    are shared out to worker threads (one intra-op thread each), forward and backward."""
 
     @staticmethod
     def forward(ctx, spec: _GroupSpec, q, k, v, bias=None):
         B, P, Nq, Dv = q.shape[0], q.shape[1], q.shape[2], v.shape[-1]
         out = q.new_empty(B, P, Nq, Dv)  # rows never computed are zeroed below, not all
-        graphs, empty = [], []
-        start = 0
         track = any(ctx.needs_input_grad[1:])  # keep each group's graph only for training
-        with torch.set_grad_enabled(track):
-            for grp in spec.groups:
-                b0, b1 = start, start + len(grp.index)
-                start = b1
-                if grp.kind == "empty":
-                    out[b0:b1].zero_()
-                    empty.append((b0, b1))
-                    continue
-                out[b0:b1, :, :grp.r0].zero_()
-                out[b0:b1, :, grp.r1:].zero_()
-                leaves = [q[b0:b1, :, grp.r0:grp.r1], k[b0:b1, :, :grp.K], v[b0:b1, :, :grp.K]]
-                if bias is not None:
-                    leaves.append(bias[b0:b1, ..., :grp.K])  # (n, P, 1, K)
-                leaves = [t.detach().requires_grad_(track) for t in leaves]
-                res = _group_attention(spec, grp, b0, b1, *leaves)  # (n, P, rows, Dv)
-                out[b0:b1, :, grp.r0:grp.r1] = res.detach()
-                if track:
-                    graphs.append((b0, b1, grp, leaves, res))
-        ctx.graphs, ctx.empty = graphs, empty
+        items, empty, start = [], [], 0
+        for grp in spec.groups:
+            b0, b1 = start, start + len(grp.index)
+            start = b1
+            if grp.kind == "empty":
+                out[b0:b1].zero_()
+                empty.append((b0, b1))
+                continue
+            out[b0:b1, :, :grp.r0].zero_()
+            out[b0:b1, :, grp.r1:].zero_()
+            items.append((b0, b1, grp))
+
+        def run(b0, b1, grp):
+            leaves = [q[b0:b1, :, grp.r0:grp.r1], k[b0:b1, :, :grp.K], v[b0:b1, :, :grp.K]]
+            if bias is not None:
+                leaves.append(bias[b0:b1, ..., :grp.K])  # (n, P, 1, K)
+            leaves = [t.detach().requires_grad_(track) for t in leaves]
+            res = _group_attention(spec, grp, b0, b1, *leaves)  # (n, P, rows, Dv)
+            out[b0:b1, :, grp.r0:grp.r1] = res.detach()
+            return (b0, b1, grp, leaves, res) if track else None
+
+        graphs = [g for g in _each(spec, items, run, grad=track) if g is not None]
+        ctx.graphs, ctx.empty, ctx.spec = graphs, empty, spec
         ctx.shapes = (q.shape, k.shape, v.shape, None if bias is None else bias.shape)
         ctx.needs = ctx.needs_input_grad[1:]
         return out
@@ -290,7 +312,8 @@ class _Grouped(torch.autograd.Function):
             for g in grads:
                 if g is not None:
                     g[b0:b1].zero_()
-        for b0, b1, grp, leaves, res in ctx.graphs:
+
+        def run(b0, b1, grp, leaves, res):
             _zero_uncovered(grads, b0, b1, grp)
             wanted = [i for i, g in enumerate(grads) if g is not None and i < len(leaves)]
             # retain: the outer graph may be differentiated again (retain_graph=True,
@@ -304,7 +327,24 @@ class _Grouped(torch.autograd.Function):
                     grads[i][b0:b1, :, :grp.K] = g
                 else:
                     grads[3][b0:b1, ..., :grp.K] = g
+
+        _each(ctx.spec, ctx.graphs, run, grad=False)
         return (None, *grads)
+
+
+def _each(spec: _GroupSpec, items: list[tuple], run, *, grad: bool) -> list:
+    """``[run(*item) for item in items]`` (``item[:3]`` = ``b0, b1, group``), in order on
+    this thread, or shared out to ``spec.workers`` threads balanced by each group's work
+    (every ``run`` writes its own sequences only)."""
+    if spec.workers <= 1 or len(items) <= 1:
+        with torch.set_grad_enabled(grad):
+            return [run(*item) for item in items]
+    work = [(b1 - b0) * (g.r1 - g.r0) * g.K * (0.5 if g.kind == "causal" else 1.0)
+            for b0, b1, g, *_ in items]
+    runs = [[items[i] for i in r] for r in balance(work, spec.workers)]
+    with one_thread_per_op(1):
+        parts = in_workers(runs, lambda part: [run(*item) for item in part], grad=grad)
+    return [x for part in parts for x in part]
 
 
 def _zero_uncovered(grads: list, b0: int, b1: int, grp: _Group) -> None:

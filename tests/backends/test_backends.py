@@ -372,13 +372,24 @@ def test_chunked_splits_calls_for_the_threads_only_when_the_work_fills_the_block
     assert len(one_seq) == 5  # down to one query per block, no further
 
 
-def test_chunked_keeps_its_thread_pool_and_makes_a_new_one_after_fork(monkeypatch):
-    from attnkit.backends import chunked
+def test_the_worker_pool_is_kept_and_made_anew_after_fork(monkeypatch):
+    from attnkit.backends import _workers
 
-    pool = chunked._pool(2)
-    assert chunked._pool(2) is pool and chunked._pool(1) is pool
-    monkeypatch.setattr(chunked.os, "getpid", lambda: -1)  # as in a forked child
-    assert chunked._pool(2) is not pool
+    pool = _workers.pool(2)
+    assert _workers.pool(2) is pool and _workers.pool(1) is pool
+    monkeypatch.setattr(_workers.os, "getpid", lambda: -1)  # as in a forked child
+    assert _workers.pool(2) is not pool
+
+
+def test_balance_gives_the_largest_pieces_to_the_least_loaded_runs():
+    from attnkit.backends._workers import balance
+
+    assert balance([5, 1, 4, 2, 3], 2) == [[0, 1, 3], [2, 4]]  # loads 8 and 7
+    runs = balance([826, 291, 576, 632, 722, 575, 278, 762], 2)
+    loads = [sum([826, 291, 576, 632, 722, 575, 278, 762][i] for i in r) for r in runs]
+    assert sorted(i for r in runs for i in r) == list(range(8))  # each piece once
+    assert abs(loads[0] - loads[1]) <= 278  # within the smallest piece
+    assert balance([1.0], 4) == [[0]] and balance([], 3) == []
 
 
 @pytest.mark.parametrize("additive", ["compiled", "torch"])
@@ -565,3 +576,57 @@ def test_chunked_additive_without_the_compiled_kernel_says_why_and_still_serves(
     assert "how: additive blocks by torch ops (turned off by ATTNKIT_CPU_KERNELS=off)" in \
         done.stdout
     assert float(done.stdout.split("max diff")[1]) < 1e-6
+
+
+@pytest.mark.parametrize("case", ["valid_lens_1d_with_empty", "valid_lens_2d", "causal_top_left",
+                                  "causal_2d", "query_padding", "no_heads"])
+@pytest.mark.parametrize("score_name", ["scaled_dot", "distance"])
+def test_sdpa_groups_on_worker_threads_match_the_oracle(case, score_name, monkeypatch):
+    """The groups shared out to worker threads (forced here: work threshold 0, groups at no
+    cost, 3 torch threads): forward and every gradient meet the same rule against the
+    float64 oracle as the in-order path, and the workers really ran."""
+    from attnkit.backends import sdpa
+
+    calls = []
+    real = sdpa.in_workers
+
+    def spy(runs, job, *, grad):
+        calls.append(len(runs))
+        return real(runs, job, grad=grad)
+
+    monkeypatch.setattr(sdpa, "_WORKERS_MIN_FLOPS", 0)
+    # the planner would put these tiny calls in one masked group: make groups free
+    monkeypatch.setattr(sdpa, "_CALL_OVERHEAD_FLOPS", 0.0)
+    monkeypatch.setattr(sdpa, "_MOVE_FLOPS_PER_ELEMENT", 0.0)
+    monkeypatch.setattr(sdpa, "in_workers", spy)
+    truth, ref, tensors, kw, score = oracle_and_reference(case, torch.float32, score_name)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        got = run("sdpa", tensors, kw, score, weights=ref[2])
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    assert calls and max(calls) > 1  # forward and backward on more than one thread
+    names = ["q", "k", "v"] + [n for n, _ in score.named_parameters()]
+    check_against_baseline(got[:2], ref[:2], truth[:2], floor=FLOOR[torch.float32],
+                           grad_floor=3 * FLOOR[torch.float32], names=names)
+
+
+def test_sdpa_shares_groups_only_for_large_cpu_calls_without_dropout():
+    from attnkit.backends.sdpa import _Group, _workers
+
+    groups = [_Group([0], 0, 1024, 600, "dense"), _Group([1], 0, 1024, 300, "dense")]
+    q = torch.empty(2, 8, 1024, 64)
+    big = make_call(q, q, q, valid_lens=torch.tensor([600, 300]))
+    work = 2.0 * 8 * 128
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _workers(big, q, groups, work) == 2
+        assert _workers(big, q, groups[:1], work) == 1  # one group: nothing to share
+        assert _workers(big, q, groups, 1e-6) == 1  # too little work
+        dropped = make_call(q, q, q, valid_lens=torch.tensor([600, 300]), dropout_p=0.1)
+        assert _workers(dropped, q, groups, work) == 1  # dropout: the generator's order
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,78 @@
+"""Worker threads for the independent pieces of one call (``chunked``'s blocks, ``sdpa``'s
+groups of sequences).
+
+Each worker runs its pieces with one intra-op thread, in parallel with the others (torch
+ops release the GIL). Against torch's own multi-threaded ops this trades a barrier at the
+end of every op for one join at the end of the call: on a machine where another process
+holds a core, a descheduled thread then delays only the join instead of every op. The
+threads are kept between calls (a pool; a forked child makes its own).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+import torch
+
+__all__ = ["balance", "in_workers", "one_thread_per_op", "pool"]
+
+_POOL_LOCK = threading.Lock()
+_POOL: dict = {}  # "pool", "size", "pid"
+
+
+@contextlib.contextmanager
+def one_thread_per_op(n: int | None = 1):
+    """Hold torch's intra-op thread setting at ``n`` (``None``: leave it) while the workers
+    run; restored afterwards. The setting is process-wide, not per thread."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def in_workers(runs: Sequence, job: Callable, *, grad: bool = False) -> list:
+    """``[job(run) for run in runs]``, one worker thread per run (the calling thread for a
+    single run), with autograd recording on (``grad``) or off in each worker (grad mode
+    is per thread). The caller holds :func:`one_thread_per_op` meanwhile."""
+    def one(run):
+        with torch.set_grad_enabled(grad):
+            return job(run)
+
+    if len(runs) <= 1:
+        return [one(r) for r in runs]
+    return list(pool(len(runs)).map(one, runs))
+
+
+def balance(work: Sequence[float], n: int) -> list[list[int]]:
+    """Indices of ``work`` in ``n`` runs of about equal total: the largest piece first to the
+    least loaded run (LPT); each run keeps its pieces in index order; empty runs dropped."""
+    runs: list[list[int]] = [[] for _ in range(max(1, n))]
+    load = [0.0] * len(runs)
+    for i in sorted(range(len(work)), key=lambda i: (-work[i], i)):
+        j = min(range(len(runs)), key=lambda j: (load[j], j))
+        runs[j].append(i)
+        load[j] += work[i]
+    return [sorted(r) for r in runs if r]
+
+
+def pool(n: int) -> concurrent.futures.ThreadPoolExecutor:
+    """A thread pool of at least ``n`` workers, kept between calls (starting threads for
+    every call cost about a millisecond each); made anew in a forked child, where the
+    parent's threads do not exist."""
+    with _POOL_LOCK:
+        if _POOL.get("pid") != os.getpid() or _POOL.get("size", 0) < n:
+            old = _POOL.get("pool") if _POOL.get("pid") == os.getpid() else None
+            _POOL.update(pool=concurrent.futures.ThreadPoolExecutor(
+                max_workers=n, thread_name_prefix="attnkit-worker"), size=n, pid=os.getpid())
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL["pool"]
