@@ -30,6 +30,15 @@ is cheaper than many calls; :func:`_plan` compares the two with a simple
 cost model (per-call overhead plus FLOPs at a fixed rate) and picks the
 cheaper. A user ``mask`` always takes one masked call.
 
+Threads: on the CPU, a call of two or more groups with at least
+``_WORKERS_MIN_FLOPS`` of work and no dropout shares its groups out to worker
+threads (as many as torch's thread setting, balanced by work, each running its
+SDPA calls on one intra-op thread), forward and backward. On an idle machine
+this is as fast as in-order calls on all threads (fwd) or faster (fwd+bwd, about
+10%); with another process on one of two cores it keeps its speed where in-order
+multi-threaded calls lose 40% (each call's end is a barrier that waits for the
+descheduled thread; measured in BENCHMARKS.md).
+
 Distance scores pass their key bias as a float ``attn_mask``; when the keys
 need gradients, SDPA differentiates through the mask with its unfused
 (math) kernel, so distance forward+backward costs more than scaled dot.
