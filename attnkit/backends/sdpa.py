@@ -33,11 +33,11 @@ cheaper. A user ``mask`` always takes one masked call.
 Threads: on the CPU, a call of two or more groups with at least
 ``_WORKERS_MIN_FLOPS`` of work and no dropout shares its groups out to worker
 threads (as many as torch's thread setting, balanced by work, each running its
-SDPA calls on one intra-op thread), forward and backward. On an idle machine
-this is as fast as in-order calls on all threads (fwd) or faster (fwd+bwd, about
-10%); with another process on one of two cores it keeps its speed where in-order
-multi-threaded calls lose 40% (each call's end is a barrier that waits for the
-descheduled thread; measured in BENCHMARKS.md).
+SDPA calls on one intra-op thread), forward and backward. Measured on 2 cores
+(BENCHMARKS.md): idle, as fast as in-order calls on both threads or a few percent
+faster; with another CPU-bound process on one core, 1.3–1.6× SDPA-with-mask where
+in-order calls fall to 0.8–0.9× (each multi-threaded call ends in a barrier that
+waits for the descheduled thread).
 
 Distance scores pass their key bias as a float ``attn_mask``; when the keys
 need gradients, SDPA differentiates through the mask with its unfused
