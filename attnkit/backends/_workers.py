@@ -41,10 +41,14 @@ def one_thread_per_op(n: int | None = 1):
 
 def in_workers(runs: Sequence, job: Callable, *, grad: bool = False) -> list:
     """``[job(run) for run in runs]``, one worker thread per run (the calling thread for a
-    single run), with autograd recording on (``grad``) or off in each worker (grad mode
-    is per thread). The caller holds :func:`one_thread_per_op` meanwhile."""
+    single run), with autograd recording on (``grad``) or off in each worker, and the
+    caller's inference mode (both are per thread: a worker would otherwise refuse to write
+    into tensors made under ``torch.inference_mode``). The caller holds
+    :func:`one_thread_per_op` meanwhile."""
+    inference = torch.is_inference_mode_enabled()
+
     def one(run):
-        with torch.set_grad_enabled(grad):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad and not inference):
             return job(run)
 
     if len(runs) <= 1:

@@ -630,3 +630,30 @@ def test_sdpa_shares_groups_only_for_large_cpu_calls_without_dropout():
         assert _workers(dropped, q, groups, work) == 1  # dropout: the generator's order
     finally:
         torch.set_num_threads(before)
+
+
+def test_worker_threads_serve_calls_made_under_inference_mode(monkeypatch):
+    """Inference mode is per thread: workers take the caller's, or they could not write
+    into the output made under it (a decoder runs under ``torch.inference_mode``)."""
+    from attnkit.backends import sdpa
+
+    monkeypatch.setattr(sdpa, "_WORKERS_MIN_FLOPS", 0)
+    monkeypatch.setattr(sdpa, "_CALL_OVERHEAD_FLOPS", 0.0)
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(5, 2, n, 6, generator=g) for n in (17, 23, 23))
+    lens = torch.tensor([23, 0, 9, 1, 17])
+    additive = make_score("additive", 6, 6)
+    chunked = ChunkedBackend(max_block_bytes=2048)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        want = [attnkit.attention(q, k, v, valid_lens=lens, backend="sdpa"),
+                chunked.forward(make_call(q, k, v, score=additive, valid_lens=lens))]
+        with torch.inference_mode():
+            got = [attnkit.attention(q, k, v, valid_lens=lens, backend="sdpa"),
+                   chunked.forward(make_call(q, k, v, score=additive, valid_lens=lens))]
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(got, want):
+        assert a.is_inference()
+        torch.testing.assert_close(a, b.detach(), atol=1e-6, rtol=1e-6)
