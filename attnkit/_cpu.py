@@ -1,12 +1,31 @@
-"""Facts about this CPU and where attnkit may cache per-machine results (imports nothing above)."""
+"""Facts about this CPU, torch's thread setting held for a while, and where attnkit may cache
+per-machine results (imports nothing above)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from pathlib import Path
 
-__all__ = ["cache_dir", "cpu_flags", "cpu_model"]
+import torch
+
+__all__ = ["cache_dir", "cpu_flags", "cpu_model", "torch_threads"]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Hold torch's intra-op thread setting at ``n`` (``None``: leave it); restored
+    afterwards. The setting is process-wide, not per thread."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cpu_flags() -> set[str]:

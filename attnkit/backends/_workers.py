@@ -11,32 +11,18 @@ threads are kept between calls (a pool; a forked child makes its own).
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["balance", "in_workers", "one_thread_per_op", "pool"]
+from .._cpu import torch_threads
+
+__all__ = ["balance", "in_workers", "pool", "torch_threads"]
 
 _POOL_LOCK = threading.Lock()
 _POOL: dict = {}  # "pool", "size", "pid"
-
-
-@contextlib.contextmanager
-def one_thread_per_op(n: int | None = 1):
-    """Hold torch's intra-op thread setting at ``n`` (``None``: leave it) while the workers
-    run; restored afterwards. The setting is process-wide, not per thread."""
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def in_workers(runs: Sequence, job: Callable, *, grad: bool = False) -> list:
@@ -44,7 +30,7 @@ def in_workers(runs: Sequence, job: Callable, *, grad: bool = False) -> list:
     single run), with autograd recording on (``grad``) or off in each worker, and the
     caller's inference mode (both are per thread: a worker would otherwise refuse to write
     into tensors made under ``torch.inference_mode``). The caller holds
-    :func:`one_thread_per_op` meanwhile."""
+    ``torch_threads(1)`` meanwhile (each op then runs on its worker's thread alone)."""
     inference = torch.is_inference_mode_enabled()
 
     def one(run):

@@ -68,7 +68,7 @@ import torch
 from ..kernels import cpu_additive
 from ..scores import Additive, Score
 from ._workers import in_workers as _in_workers
-from ._workers import one_thread_per_op as _threads
+from ._workers import torch_threads as _threads
 from .base import AttentionCall, Backend
 
 __all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
@@ -330,7 +330,19 @@ def _matvec(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (f.reshape(-1, f.shape[-1]) @ w).reshape(f.shape[:-1])  # (...)
 
 
-class _AdditiveKernel:
+class _Kernel:
+    """What the block loop asks of a score kernel. :meth:`prepare` runs once per pass and
+    gives the state the workers share (read only); :meth:`for_worker` adds what one
+    worker writes into (default: nothing); :meth:`write_scores` fills a block of scores."""
+
+    def for_worker(self, state, plan):
+        return state
+
+    def write_scores(self, state, blk, k0, k1, out: torch.Tensor) -> None:
+        out.copy_(self.scores(state, blk, k0, k1))
+
+
+class _AdditiveKernel(_Kernel):
     """``s = w · tanh(qp_i + kp_j)`` on projected queries/keys ``(BP, N, h)``.
 
     ``tanh`` is evaluated as ``tanh(x) = 2σ(2x) − 1`` (``σ`` the logistic
@@ -345,11 +357,16 @@ class _AdditiveKernel:
     def prepare(self, q, k, params, plan):
         dt = _acc_dtype(q)
         w = params[0].to(dt).reshape(-1)  # (h,)
-        # two reusable block buffers: fresh large allocations cost page faults
+        return 2 * q.to(dt), 2 * k.to(dt), w, w.sum(), None
+
+    def for_worker(self, state, plan):
+        """The shared state with this worker's two reusable block buffers (fresh large
+        allocations cost page faults)."""
+        q2 = state[0]
         size = max((b.b1 - b.b0) * (b.q1 - b.q0) * min(b.bk, b.K) for b in plan.blocks) \
             if plan.blocks else 0
-        bufs = [q.new_empty(size * q.shape[-1], dtype=dt) for _ in range(2)]
-        return 2 * q.to(dt), 2 * k.to(dt), w, w.sum(), bufs
+        bufs = [q2.new_empty(size * q2.shape[-1]) for _ in range(2)]
+        return (*state[:4], bufs)
 
     def features(self, state, blk, k0, k1):
         q2, k2, bufs = state[0], state[1], state[4]
@@ -361,9 +378,6 @@ class _AdditiveKernel:
 
     def scores(self, state, blk, k0, k1) -> torch.Tensor:
         return self.scores_and_saved(state, blk, k0, k1)[0]
-
-    def write_scores(self, state, blk, k0, k1, out: torch.Tensor) -> None:
-        out.copy_(self.scores(state, blk, k0, k1))
 
     def scores_and_saved(self, state, blk, k0, k1):
         sig = self.features(state, blk, k0, k1)  # (b, q, k, h)
@@ -388,7 +402,7 @@ class _AdditiveKernel:
         return grads[0].to(q.dtype), grads[1].to(k.dtype), [dw]
 
 
-class _CompiledAdditiveKernel:
+class _CompiledAdditiveKernel(_Kernel):
     """``s = w · tanh(qp_i + kp_j)`` by the fused C kernel: no ``(b, q, k, h)`` features.
 
     State: projected queries ``(BP, Nq, h)``, keys transposed ``(BP, h, Nk)`` (the
@@ -426,7 +440,7 @@ class _CompiledAdditiveKernel:
         return grads[0].to(q.dtype), grads[1].transpose(1, 2).to(k.dtype), [dw]
 
 
-class _ScoreKernel:
+class _ScoreKernel(_Kernel):
     """Any :class:`Score`, evaluated on blocks; backward through autograd per block."""
 
     def __init__(self, score: Score):
@@ -443,9 +457,6 @@ class _ScoreKernel:
         q, k, _ = state
         s = self.score(q[blk.b0:blk.b1, blk.q0:blk.q1], k[blk.b0:blk.b1, k0:k1])
         return s.to(q.dtype)
-
-    def write_scores(self, state, blk, k0, k1, out: torch.Tensor) -> None:
-        out.copy_(self.scores(state, blk, k0, k1))
 
     def scores_and_saved(self, state, blk, k0, k1):
         q, k, _ = state
@@ -503,8 +514,10 @@ class _ChunkedAttention(torch.autograd.Function):
         out = v32.new_zeros(BP, Nq, Dv)  # rows never visited stay zero
         lse = v32.new_full((BP, Nq), float("inf"))  # +inf: weight 0 in backward
 
+        shared = plan.kernel.prepare(q, k, params, plan)
+
         def job(run):  # the runs write disjoint rows of out and lse
-            state = plan.kernel.prepare(q, k, params, plan)  # own block buffers
+            state = plan.kernel.for_worker(shared, plan)  # own block buffers
             for index, blk in run:
                 _forward_block(plan, state, v32, out, lse, index, blk)
 
@@ -528,8 +541,10 @@ class _ChunkedAttention(torch.autograd.Function):
                 grads[2] = grads[2].reshape(-1)  # (h,)
             return grads, torch.zeros_like(v32)
 
+        shared = plan.kernel.prepare(q, k, params, plan)
+
         def job(run):  # key-side gradients add up across runs: each run has its own
-            state = plan.kernel.prepare(q, k, params, plan)
+            state = plan.kernel.for_worker(shared, plan)
             grads, dv = zeros(state)
             with torch.autocast(q.device.type, enabled=False):
                 for index, blk in run:
@@ -538,7 +553,7 @@ class _ChunkedAttention(torch.autograd.Function):
 
         parts = _in_workers(_split(plan.blocks, plan.workers), job)
         if not parts:  # nothing attends: every gradient is zero
-            parts = [zeros(plan.kernel.prepare(q, k, params, plan))]
+            parts = [zeros(shared)]
         grads, dv = parts[0]
         for more, dv_more in parts[1:]:  # in a fixed order: the same sums every run
             grads = [g.add_(m) for g, m in zip(grads, more)]

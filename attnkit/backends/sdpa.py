@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from ..scores import DotForm
-from ._workers import balance, in_workers, one_thread_per_op
+from ._workers import balance, in_workers, torch_threads
 from .base import AttentionCall, Backend
 
 __all__ = ["SDPABackend"]
@@ -83,6 +83,12 @@ class _Group:
     r1: int
     K: int
     kind: str  # "dense" | "causal" | "masked" | "empty"
+
+    @property
+    def area(self) -> float:
+        """(query, key) pairs the group's call computes (half the rectangle if causal)."""
+        return len(self.index) * (self.r1 - self.r0) * self.K * (
+            0.5 if self.kind == "causal" else 1.0)
 
 
 def _as_dot(call: AttentionCall) -> DotForm | None:
@@ -211,7 +217,7 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
         perm = torch.tensor(order, device=q.device)
         q, k, v, e = (x.index_select(0, perm) for x in (q, k, v, e))  # groups contiguous
         bias = None if bias is None else bias.index_select(0, perm)
-    spec = _GroupSpec(groups, e, call.dropout_p, scale, _workers(call, q, groups, work))
+    spec = _GroupSpec(groups, e, call.dropout_p, scale, _worker_count(call, q, groups, work))
     tensors = _autocast_inputs((q, k, v) if bias is None else (q, k, v, bias))
     only = groups[0] if len(groups) == 1 else None
     if only is not None and only.kind != "empty" and (only.r0, only.r1, only.K) == (0, Nq, Nk):
@@ -230,14 +236,15 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
 _WORKERS_MIN_FLOPS = 5e7
 
 
-def _workers(call: AttentionCall, q: torch.Tensor, groups: list[_Group], work: float) -> int:
+def _worker_count(call: AttentionCall, q: torch.Tensor, groups: list[_Group],
+                  work: float) -> int:
     """Worker threads for the groups: torch's thread count for a CPU call of two or more
     groups with enough work and no dropout (SDPA draws dropout from the global generator,
     whose order must not depend on thread timing); else 1 (in order, this thread)."""
     live = [g for g in groups if g.kind != "empty"]
     if q.device.type != "cpu" or call.dropout_p > 0 or len(live) < 2:
         return 1
-    flops = sum(len(g.index) * (g.r1 - g.r0) * g.K for g in live) * work
+    flops = sum(g.area for g in live) * work
     return min(torch.get_num_threads(), len(live)) if flops >= _WORKERS_MIN_FLOPS else 1
 
 
@@ -271,7 +278,6 @@ class _GroupSpec:
     dropout_p: float
     scale: float
     workers: int = 1  # threads that share out the groups (1: the calling thread, in order)
-    work: float = 0.0  # FLOPs per (query, key) pair, for balancing the workers
 
 
 class _Grouped(torch.autograd.Function):
@@ -348,10 +354,9 @@ def _each(spec: _GroupSpec, items: list[tuple], run, *, grad: bool) -> list:
     if spec.workers <= 1 or len(items) <= 1:
         with torch.set_grad_enabled(grad):
             return [run(*item) for item in items]
-    work = [(b1 - b0) * (g.r1 - g.r0) * g.K * (0.5 if g.kind == "causal" else 1.0)
-            for b0, b1, g, *_ in items]
-    runs = [[items[i] for i in r] for r in balance(work, spec.workers)]
-    with one_thread_per_op(1):
+    runs = [[items[i] for i in r] for r in balance([g.area for _, _, g, *_ in items],
+                                                    spec.workers)]
+    with torch_threads(1):
         parts = in_workers(runs, lambda part: [run(*item) for item in part], grad=grad)
     return [x for part in parts for x in part]
 

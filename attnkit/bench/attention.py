@@ -48,6 +48,7 @@ import torch.nn.functional as F
 import attnkit
 from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
 
+from .._cpu import torch_threads
 from .._profiling import peak_memory_bytes as _peak_memory_bytes
 
 __all__ = ["END", "START", "BenchResult", "Row", "run"]
@@ -118,12 +119,8 @@ def peak_memory_bytes(fn: Callable[[], object]) -> int:
     """Peak of the running sum of allocations during ``fn()`` (profiler memory events),
     on one torch thread: the profiler sees the allocations of this thread only, and with
     more threads ``chunked`` computes its blocks in worker threads (with one, here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _peak_memory_bytes(fn, no_grad=False)
-    finally:
-        torch.set_num_threads(before)
 
 
 def time_alternating(fns: dict[str, Callable[[], object]], repeats: int,

@@ -31,18 +31,22 @@ _SOURCE = "additive_cpu.c"
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
 
+_READY: list[Built] = []  # the library once loaded and its signatures set
+
+
 def status() -> Built:
     """The compiled library (``.lib`` ``None`` where it could not be built, with ``.detail``)."""
-    built = load(_SOURCE)
-    if built.lib is not None and not hasattr(built.lib.attnkit_additive_scores, "_set"):
-        built.lib.attnkit_additive_scores.argtypes = [_I64] * 4 + [_PTR, _I64, _I64] * 2 + [
-            _PTR, _PTR, _I64, _I64]
-        built.lib.attnkit_additive_grads.argtypes = [_I64] * 4 + [_PTR, _I64, _I64] * 3 + [
-            _PTR, _PTR, _I64, _I64, _PTR, _I64, _I64, _PTR]
-        for fn in (built.lib.attnkit_additive_scores, built.lib.attnkit_additive_grads):
-            fn.restype = None
-            fn._set = True
-    return built
+    if not _READY:
+        built = load(_SOURCE)
+        if built.lib is not None:
+            built.lib.attnkit_additive_scores.argtypes = [_I64] * 4 + [_PTR, _I64, _I64] * 2 \
+                + [_PTR, _PTR, _I64, _I64]
+            built.lib.attnkit_additive_grads.argtypes = [_I64] * 4 + [_PTR, _I64, _I64] * 3 \
+                + [_PTR, _PTR, _I64, _I64, _PTR, _I64, _I64, _PTR]
+            built.lib.attnkit_additive_scores.restype = None
+            built.lib.attnkit_additive_grads.restype = None
+        _READY.append(built)  # two threads may both get here: the same Built, set twice
+    return _READY[0]
 
 
 def _lib():

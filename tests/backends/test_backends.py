@@ -614,7 +614,8 @@ def test_sdpa_groups_on_worker_threads_match_the_oracle(case, score_name, monkey
 
 
 def test_sdpa_shares_groups_only_for_large_cpu_calls_without_dropout():
-    from attnkit.backends.sdpa import _Group, _workers
+    from attnkit.backends.sdpa import _Group
+    from attnkit.backends.sdpa import _worker_count as _workers
 
     groups = [_Group([0], 0, 1024, 600, "dense"), _Group([1], 0, 1024, 300, "dense")]
     q = torch.empty(2, 8, 1024, 64)
