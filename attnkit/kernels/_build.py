@@ -162,7 +162,8 @@ def _compile(cc: str, flags: tuple[str, ...], code: bytes, target: Path) -> str 
             os.replace(tmp, target)  # atomic: other processes see all of it or nothing
             return None
         lines = done.stderr.decode(errors="replace").strip().splitlines()
-        return f"{cc} could not build the kernel: {lines[0] if lines else done.returncode}"
+        first = lines[0] if lines else f"exit status {done.returncode}, no message"
+        return f"{cc} could not build the kernel: {first}"
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

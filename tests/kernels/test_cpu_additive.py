@@ -151,6 +151,14 @@ def test_a_failing_compiler_gives_its_first_error_line(monkeypatch, tmp_path):
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no leftovers
 
 
+def test_a_silent_failing_compiler_gives_its_exit_status(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", "/bin/false")
+    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
+    built = _build._load("additive_cpu.c")
+    assert built.lib is None
+    assert built.detail == "/bin/false could not build the kernel: exit status 1, no message"
+
+
 @needs_lib
 def test_built_once_then_loaded_from_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
