@@ -4,8 +4,10 @@
   CUDA devices that support bf16; CPUs with native bf16 (AMX or AVX-512-BF16
   in ``/proc/cpuinfo``), or whose short, cached micro-benchmark shows a bf16
   matmul faster than fp32. On a CPU without native bf16 (AVX2, or AVX-512
-  without its BF16 extension) PyTorch falls back to a slow path: a bf16 matmul
-  measured 0.9 GFLOP/s against 21.5 in fp32 on an AVX2 EPYC.
+  without its BF16 extension) PyTorch falls back to a slow path (BENCHMARKS.md
+  has the figures). ``ATTNKIT_CPU_BF16=native|none`` substitutes the CPU's
+  answer (as if it ran bf16 natively, or had no fast bf16 at all), so that a
+  machine can check what another kind of CPU would choose and run.
 * :func:`choose_threads` — OpenMP threads that survive a shared machine: as
   many as there are cores not already busy with other running processes
   (read from ``/proc/loadavg``, sampled a few times), at least one. Two
@@ -29,9 +31,10 @@ import torch
 from ._cpu import cache_dir, cpu_flags, cpu_model
 
 __all__ = ["Precision", "Threads", "bf16_speed_ratio", "choose_precision", "choose_threads",
-           "cpu_flags", "machine"]
+           "cpu_flags", "machine", "substituted_cpu_bf16"]
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+BF16_SUBSTITUTE = "ATTNKIT_CPU_BF16"  # "native" | "none": the CPU's bf16 answer, substituted
 
 
 def machine() -> dict:
@@ -111,13 +114,31 @@ def _cpu_bf16(flags: set[str], ratio: Callable[[], float]) -> tuple[bool, str, f
                    f"bf16 matmul measured {r:.2f}x the speed of fp32"), r
 
 
+def substituted_cpu_bf16() -> tuple[bool, str] | None:
+    """The CPU's bf16 answer as ``ATTNKIT_CPU_BF16`` substitutes it, or None when unset.
+
+    ``native``: as if the CPU ran bf16 natively; ``none``: as if it had no fast
+    bf16. Anything else is refused, naming the variable.
+    """
+    value = os.environ.get(BF16_SUBSTITUTE, "").strip().lower()
+    if not value:
+        return None
+    if value not in ("native", "none"):
+        raise ValueError(f"{BF16_SUBSTITUTE}: expected 'native' or 'none' (or unset), "
+                         f"got {os.environ[BF16_SUBSTITUTE]!r}")
+    fast = value == "native"
+    return fast, (f"{BF16_SUBSTITUTE}={value}: as if the CPU "
+                  + ("ran bf16 natively" if fast else "had no fast bf16"))
+
+
 def choose_precision(setting: bool | str, device: torch.device, *,
-                     flags: Callable[[], set[str]] = cpu_flags,
-                     ratio: Callable[[], float] = cached_bf16_speed_ratio) -> Precision:
+                     flags: Callable[[], set[str]] | None = None,
+                     ratio: Callable[[], float] | None = None) -> Precision:
     """bf16 autocast or not, for ``setting`` ``"auto" | True | False`` on ``device``.
 
     ``flags`` and ``ratio`` (the CPU's features and its bf16/fp32 matmul speed)
-    can be substituted, e.g. in tests.
+    can be substituted, e.g. in tests; without them ``ATTNKIT_CPU_BF16`` (see
+    :func:`substituted_cpu_bf16`) may stand in for the CPU, else the CPU is read.
     """
     if setting is False:
         return Precision(False, "bf16 = false")
@@ -127,7 +148,11 @@ def choose_precision(setting: bool | str, device: torch.device, *,
             why = "the GPU supports bf16" if ok else "bf16 = true (the GPU lacks native bf16)"
             return Precision(True, why if setting == "auto" else f"bf16 = true; {why}")
         return Precision(False, "the GPU does not support bf16")
-    fast, why, r = _cpu_bf16(flags(), ratio)
+    substituted = substituted_cpu_bf16() if flags is None and ratio is None else None
+    if substituted is not None:
+        (fast, why), r = substituted, None
+    else:
+        fast, why, r = _cpu_bf16((flags or cpu_flags)(), ratio or cached_bf16_speed_ratio)
     if setting == "auto":
         return Precision(fast, why, r)
     warning = None if fast else f"bf16 = true although {why}: expect slower training"

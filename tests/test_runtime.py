@@ -40,6 +40,24 @@ def test_forcing_bf16_where_it_is_slow_warns_with_the_ratio():
     assert not choose_precision(False, CPU, flags=never, ratio=never).bf16
 
 
+@pytest.mark.parametrize("value, bf16", [("native", True), ("none", False), ("NATIVE", True)])
+def test_the_environment_substitutes_the_cpus_bf16_answer(monkeypatch, value, bf16):
+    monkeypatch.setenv("ATTNKIT_CPU_BF16", value)
+    p = choose_precision("auto", CPU)
+    assert p.bf16 is bf16 and "ATTNKIT_CPU_BF16" in p.reason and p.speed_ratio is None
+    assert choose_precision(True, CPU).bf16 and not choose_precision(False, CPU).bf16
+    assert (choose_precision(True, CPU).warning is None) is bf16  # forced slow bf16 still warns
+    # A caller's own substitution (the rule's tests) wins over the environment.
+    assert choose_precision("auto", CPU, flags=lambda: {"avx2"}, ratio=lambda: 0.04).bf16 is False
+    assert choose_precision("auto", CPU, flags=lambda: {"amx_bf16"}, ratio=never).bf16 is True
+
+
+def test_a_bad_substitution_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("ATTNKIT_CPU_BF16", "maybe")
+    with pytest.raises(ValueError, match=r"ATTNKIT_CPU_BF16: expected 'native' or 'none'.*'maybe'"):
+        choose_precision("auto", CPU)
+
+
 def test_the_micro_benchmark_is_measured_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
