@@ -502,26 +502,46 @@ def verify_checkpoint(path: str | Path) -> Path:
     return _verified(path)
 
 
+def _step_entries(root: str | Path) -> list[Path]:
+    """Everything under ``root`` named ``step-N`` (complete or not, folder or not), oldest
+    first."""
+    r = Path(root)
+    if not r.is_dir():
+        return []
+    found = [(step, p) for p in r.iterdir() if (step := _step_of(p)) is not None]
+    return [p for _, p in sorted(found)]
+
+
 def latest_verified_checkpoint(root: str | Path, *, set_aside: bool = False
                                ) -> tuple[Path | None, list[str]]:
     """The newest checkpoint under ``root`` that passes :func:`verify_checkpoint`, and
-    why each newer one was skipped. With ``set_aside``, a skipped checkpoint is renamed
-    ``step-N.corrupt`` (kept for inspection, never loaded, no longer in the way of the
-    step that will be saved again)."""
+    why each newer ``step-N`` was skipped: corrupt, without ``manifest.json`` (which
+    :func:`list_checkpoints` does not count), or not a folder at all.
+
+    With ``set_aside``, a skipped one is renamed ``step-N.corrupt`` (kept for
+    inspection, never loaded). It has to go: the resumed run saves that step again, and
+    a name already taken would stop every later save."""
     skipped = []
-    for ckpt in reversed(list_checkpoints(root)):
+    for ckpt in reversed(_step_entries(root)):
         try:
+            if not ckpt.is_dir():
+                raise ValueError(f"not a checkpoint (not a folder): {ckpt}")
             return _verified(ckpt), skipped
         except ValueError as e:
+            reason = str(e)
             if set_aside:
-                aside = ckpt.with_name(f"{ckpt.name}.corrupt")
-                n = 1
-                while aside.exists():
-                    aside, n = ckpt.with_name(f"{ckpt.name}.corrupt{n}"), n + 1
-                os.replace(ckpt, aside)
-                e = ValueError(f"{e}; moved to {aside.name}")
-            skipped.append(str(e))
+                reason += f"; moved to {_set_aside(ckpt).name}"
+            skipped.append(reason)
     return None, skipped
+
+
+def _set_aside(ckpt: Path) -> Path:
+    """``ckpt`` renamed ``step-N.corrupt`` (``.corrupt1``, … when that is taken)."""
+    aside, n = ckpt.with_name(f"{ckpt.name}.corrupt"), 1
+    while aside.exists() or aside.is_symlink():
+        aside, n = ckpt.with_name(f"{ckpt.name}.corrupt{n}"), n + 1
+    os.replace(ckpt, aside)
+    return aside
 
 
 def clean_leftovers(root: str | Path) -> list[Path]:
