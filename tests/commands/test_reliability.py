@@ -24,7 +24,8 @@ TINY = ["--data", "tsv", "--tokenizer", "word", "--num-hiddens", "16", "--num-he
         "--ffn-num-hiddens", "32", "--num-encoder-layers", "1", "--num-decoder-layers", "1",
         "--warmup", "10", "--eval-every", "0", "--no-progress", "--device", "cpu",
         "--eval-sentences", "4", "--valid-size", "10", "--max-tokens", "400",
-        "--max-sentence-tokens", "12"]
+        "--max-sentence-tokens", "12",
+        "--bf16", "false", "--threads", "1"]  # the same numbers on every CPU kind
 
 
 def pairs_file(path, n=200):

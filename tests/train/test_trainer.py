@@ -18,9 +18,10 @@ TINY_MODEL = dict(num_hiddens=32, num_heads=2, ffn_num_hiddens=48, num_encoder_l
                   num_decoder_layers=1)
 TINY = dict(data="dates", num_examples=400, valid_size=20, eval_sentences=10, max_tokens=600,
             max_sentence_tokens=40, warmup=20, eval_every=0, log_every=1, progress=False,
-            device="cpu", threads=1)  # a fixed thread count: bitwise-equal runs
+            device="cpu", threads=1, bf16=False)  # fixed threads and precision: bitwise-equal
+# runs on every CPU (bf16 = auto would train in bf16 where the CPU runs it natively)
 TINY_CLI = ["--num-hiddens", "32", "--num-heads", "2", "--ffn-num-hiddens", "48",
-            "--num-encoder-layers", "1", "--num-decoder-layers", "1"]
+            "--num-encoder-layers", "1", "--num-decoder-layers", "1", "--bf16", "false"]
 
 
 def tiny(tmp_path, name="run", model_options=TINY_MODEL, **kw):
