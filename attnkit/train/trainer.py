@@ -92,7 +92,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, *, log=print):
         self.cfg, self.log = cfg, log
         # one writer per run folder (rank 0 writes; the lock is held until fit() ends)
-        self._lock = RunLock(cfg.run.out_dir) if os.environ.get("RANK", "0") == "0" else None
+        self._lock = (RunLock(cfg.run.out_dir, checkpoints="checkpoints")
+                      if os.environ.get("RANK", "0") == "0" else None)
         self._hold()
         try:
             s = set_up(cfg)
