@@ -131,12 +131,20 @@ def check_qkv(queries, keys, values=None) -> tuple[int, ...]:
     return tuple(batch)
 
 
-def check_valid_lens(valid_lens, batch_size: int, num_queries: int, num_keys: int,
-                     device: torch.device) -> torch.Tensor | None:
-    """Validate ``valid_lens``: counts of valid keys, ``(B,)`` or ``(B, Nq)``, in ``[0, Nk]``."""
-    return _check_lengths(valid_lens, "valid_lens", "(B,) or (B, Nq)",
-                          [(batch_size,), (batch_size, num_queries)],
-                          ("Nk", num_keys), "valid keys", device)
+def check_valid_lens(valid_lens, batch_size: int | None, num_queries: int | None,
+                     num_keys: int, device: torch.device | None, *,
+                     bound: str = "Nk") -> torch.Tensor | None:
+    """Validate ``valid_lens``: counts of valid keys, ``(B,)`` or ``(B, Nq)``, in ``[0, Nk]``.
+
+    ``batch_size`` ``None``: any ``B`` (the mask builders take ``B`` from
+    ``valid_lens`` itself); ``num_queries`` ``None``: only ``(B,)`` is accepted.
+    ``bound`` names the upper limit in the range message: ``"Nk"`` for a call
+    with keys, ``"num_keys"`` for a mask builder. ``device`` ``None``: any.
+    """
+    shapes = [(batch_size,)] + ([] if num_queries is None else [(batch_size, num_queries)])
+    symbols = "(B,)" if num_queries is None else "(B,) or (B, Nq)"
+    return _check_lengths(valid_lens, "valid_lens", symbols, shapes, (bound, num_keys),
+                          "valid keys", device)
 
 
 def check_query_valid_lens(query_valid_lens, batch_size: int, num_queries: int,
@@ -146,38 +154,62 @@ def check_query_valid_lens(query_valid_lens, batch_size: int, num_queries: int,
                           ("Nq", num_queries), "real queries", device)
 
 
-def _check_lengths(lens, name: str, symbols: str, shapes: list[tuple[int, ...]],
+def _check_lengths(lens, name: str, symbols: str, shapes: list[tuple[int | None, ...]],
                    bound: tuple[str, int], counts: str,
-                   device: torch.device) -> torch.Tensor | None:
+                   device: torch.device | None) -> torch.Tensor | None:
     """Lengths ``name`` of one of ``shapes`` (spelled ``symbols``), values in ``[0, bound]``.
 
     ``bound`` is ``(symbol, value)``, e.g. ``("Nk", 11)``; ``counts`` says what
-    the lengths count, for the dtype message. Lists and tuples become tensors.
+    the lengths count, for the dtype message. A ``None`` in ``shapes`` is a
+    size left free. Lists and tuples become tensors. The value range is not
+    checked on the meta device (there are no values; shapes still are).
     """
     if lens is None:
         return None
     if isinstance(lens, (list, tuple)):
         lens = torch.tensor(lens, device=device)
     if not isinstance(lens, torch.Tensor):
-        raise TypeError(
-            f"{name} must be an integer tensor of shape {symbols}; got {type(lens).__name__}")
+        scalar = " (a scalar)" if isinstance(lens, (int, float)) else ""
+        raise TypeError(f"{name} must be an integer tensor of shape {symbols}; "
+                        f"got {type(lens).__name__} {lens!r}{scalar}")
     if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
         raise TypeError(f"{name} must have an integer dtype (counts of {counts}); "
                         f"got {lens.dtype}")
-    if tuple(lens.shape) not in shapes:
-        expected = " or ".join(str(s) for s in shapes)
-        raise ValueError(
-            f"{name} must have shape {symbols} = {expected}; got {shape_str(lens.shape)}")
-    if lens.device != device:
+    if not any(_shape_matches(lens.shape, s) for s in shapes):
+        raise ValueError(f"{name} must have shape {symbols}{_spelled(shapes)}; "
+                         f"got {_given_shape(lens)}")
+    if device is not None and lens.device != device:
         raise ValueError(
             f"{name} must be on the same device as queries ({device}); got {lens.device}")
-    if lens.numel():
+    if lens.numel() and lens.device.type != "meta":
         lo, hi = int(lens.min()), int(lens.max())
         symbol, limit = bound
         if lo < 0 or hi > limit:
             raise ValueError(f"{name} values must lie in [0, {symbol}] = [0, {limit}]; "
                              f"got min {lo}, max {hi}")
     return lens
+
+
+def _shape_matches(shape, expected: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expected) and all(
+        e is None or int(n) == e for n, e in zip(shape, expected))
+
+
+def _spelled(shapes: list[tuple[int | None, ...]]) -> str:
+    """`` = (2,) or (2, 3)``; a free size shows as its symbol: `` = (B,) or (B, 3)``."""
+    def one(s):
+        inner = ", ".join("B" if n is None else str(n) for n in s)
+        return f"({inner},)" if len(s) == 1 else f"({inner})"
+    if all(n is None for s in shapes for n in s):
+        return ""  # nothing known beyond the symbols
+    return " = " + " or ".join(one(s) for s in shapes)
+
+
+def _given_shape(x: torch.Tensor) -> str:
+    """The shape of ``x`` as a message shows it; a 0-d tensor says so."""
+    if x.ndim == 0:
+        return "a 0-d tensor (a scalar); give one length per sequence, shape (B,)"
+    return shape_str(x.shape)
 
 
 def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:

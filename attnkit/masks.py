@@ -43,12 +43,15 @@ def key_padding_mask(valid_lens: torch.Tensor, num_keys: int) -> torch.Tensor:
 
         [[T, T, F, F, F],
          [T, T, T, T, F]]
+
+    Raises:
+        ValueError: ``num_keys`` not a non-negative int; ``valid_lens`` not of
+            shape ``(B,)`` or with values outside ``[0, num_keys]``.
+        TypeError: ``valid_lens`` not an integer tensor.
     """
-    if not isinstance(valid_lens, torch.Tensor) or valid_lens.ndim != 1:
-        given = shape_str(valid_lens.shape) if isinstance(valid_lens, torch.Tensor) else type(
-            valid_lens).__name__
-        raise ValueError(f"valid_lens must be a tensor of shape (B,); got {given}")
-    valid_lens = check_valid_lens(valid_lens, valid_lens.shape[0], 1, num_keys, valid_lens.device)
+    _check_size("num_keys", num_keys)
+    device = valid_lens.device if isinstance(valid_lens, torch.Tensor) else None
+    valid_lens = check_valid_lens(valid_lens, None, None, num_keys, device, bound="num_keys")
     return prefix_mask(valid_lens, num_keys)  # (B, Nk)
 
 
@@ -63,13 +66,25 @@ def valid_lens_mask(valid_lens: torch.Tensor, num_queries: int, num_keys: int) -
 
         batch 0: [[T, F, F, F],      batch 1: [[T, T, F, F],
                   [T, T, T, F]]                [T, T, T, T]]
+
+    Raises:
+        ValueError: ``num_queries``/``num_keys`` not non-negative ints;
+            ``valid_lens`` of another shape or outside ``[0, num_keys]``.
+        TypeError: ``valid_lens`` not integer.
     """
-    if not isinstance(valid_lens, torch.Tensor):
-        valid_lens = torch.as_tensor(valid_lens)
-    batch = valid_lens.shape[0] if valid_lens.ndim >= 1 else -1
-    valid_lens = check_valid_lens(valid_lens, batch, num_queries, num_keys, valid_lens.device)
+    _check_size("num_queries", num_queries)
+    _check_size("num_keys", num_keys)
+    device = valid_lens.device if isinstance(valid_lens, torch.Tensor) else None
+    valid_lens = check_valid_lens(valid_lens, None, num_queries, num_keys, device,
+                                  bound="num_keys")
     lens = valid_lens[:, None] if valid_lens.ndim == 1 else valid_lens  # (B, 1) or (B, Nq)
     return prefix_mask(lens, num_keys)  # (B, 1, Nk) or (B, Nq, Nk)
+
+
+def _check_size(name: str, n) -> None:
+    """``n`` is a size: a non-negative int (bool excluded)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{name} must be a non-negative int; got {n!r}")
 
 
 def causal_mask(num_queries: int, num_keys: int, *, align: str = "top_left",
@@ -103,9 +118,8 @@ def causal_lengths(num_queries: int, num_keys: int, *, align: str = "top_left",
     align = normalize_causal(align)
     if align is None:
         raise ValueError("align must be 'top_left' or 'bottom_right'; got None/False")
-    for name, n in (("num_queries", num_queries), ("num_keys", num_keys)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"{name} must be a non-negative int; got {n!r}")
+    _check_size("num_queries", num_queries)
+    _check_size("num_keys", num_keys)
     offset = 0 if align == "top_left" else num_keys - num_queries
     rows = torch.arange(num_queries, device=device)  # (Nq,)
     return (rows + 1 + offset).clamp(min=0, max=num_keys)  # (Nq,)

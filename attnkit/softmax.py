@@ -63,19 +63,26 @@ def softmax_with_mask(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     """The unchecked core of :func:`masked_softmax` (mask already validated).
 
     Uses ``torch.softmax`` on scores filled with ``-inf`` at masked positions,
-    so rows with a valid key match d2l bit for bit; rows with no valid key keep
-    their finite scores through the softmax (so neither the value nor the
-    gradient sees ``-inf - -inf``) and are zeroed after it.
+    so rows with a valid key match d2l bit for bit. A row with nothing to
+    attend to (every key masked, or every valid score ``-inf``) would be NaN
+    there (``-inf - -inf``); such rows are softmaxed over zeros instead (so
+    neither the value nor the gradient sees the NaN) and zeroed after it.
+    NaN or ``+inf`` scores stay NaN: they are not rows without keys.
     """
     dtype = X.dtype
     x = X.float() if dtype in _LOW_PRECISION else X
-    if mask is None:
-        return torch.softmax(x, dim=-1).to(dtype)
-    row_has_key = mask.any(dim=-1, keepdim=True)  # (..., Nq|1, 1)
-    # -inf where masked, except in rows with no key at all: those keep their
-    # (finite) scores so the softmax stays finite, and are zeroed below
-    x = x.masked_fill(~mask & row_has_key, float("-inf"))
-    weights = torch.softmax(x, dim=-1)
-    if not bool(row_has_key.all()):
-        weights = weights * row_has_key  # empty rows -> 0
-    return weights.to(dtype)
+    if mask is not None:
+        x = x.masked_fill(~mask, float("-inf"))  # (..., Nq, Nk)
+    if x.shape[-1] == 0:
+        return torch.softmax(x, dim=-1).to(dtype)  # (..., Nq, 0)
+    if x.device.type == "cpu":
+        # On the CPU a look at the result costs no device sync: rows without a key
+        # are rare, and they show as NaN in every column, so column 0 finds them.
+        weights = torch.softmax(x, dim=-1)
+        if not bool(weights[..., :1].isnan().any()):
+            return weights.to(dtype)
+    # Elsewhere (and when the CPU found a NaN row) the rows are found without
+    # reading anything back: their largest score is -inf.
+    row_has_key = x.amax(dim=-1, keepdim=True) != float("-inf")  # (..., Nq, 1)
+    weights = torch.softmax(x.masked_fill(~row_has_key, 0.0), dim=-1)
+    return weights.masked_fill(~row_has_key, 0.0).to(dtype)  # empty rows -> 0

@@ -57,7 +57,8 @@ def test_combine_masks_ands_with_broadcast_and_skips_none():
 def test_mask_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"valid_lens must have shape"):
         valid_lens_mask(torch.tensor([[[1]]]), 1, 3)
-    with pytest.raises(ValueError, match=r"valid_lens values must lie in \[0, Nk\] = \[0, 3\]"):
+    with pytest.raises(ValueError,
+                       match=r"valid_lens values must lie in \[0, num_keys\] = \[0, 3\]"):
         valid_lens_mask(torch.tensor([4]), 1, 3)
     with pytest.raises(ValueError, match=r"align must be"):
         causal_mask(2, 2, align=False)

@@ -20,6 +20,11 @@ The rules of ``auto`` (fastest first; each backend says why it passes):
    the reference is measured faster.
 3. ``reference`` — always serves; the readable, materializing oracle.
 
+Meta tensors (shapes without data, for estimating sizes) are served by
+``reference`` alone: the fast backends plan from the lengths' values and pass
+on them, naming the reason, so ``auto`` propagates the shapes through the
+reference computation.
+
 A backend registered with ``auto_position`` (e.g. a GPU kernel) is placed
 where its rules say. ``attnkit.choose_backend(...)`` shows the choice.
 """

@@ -17,7 +17,7 @@ import torch
 from ..masks import causal_lengths, combine_masks, prefix_mask
 from ..scores import Score
 
-__all__ = ["AttentionCall", "Backend", "zero_output"]
+__all__ = ["AttentionCall", "Backend", "meta_reason", "zero_output"]
 
 
 @dataclass
@@ -116,6 +116,19 @@ class AttentionCall:
             return self.mask
         prefix = prefix_mask(self.prefix_lengths(), self.num_keys)  # (B, Nq, Nk)
         return combine_masks(self._per_batch(prefix), self.mask)
+
+
+def meta_reason(call: AttentionCall) -> str | None:
+    """Why a fast backend passes on meta tensors (``None`` for real ones).
+
+    Meta tensors have shapes and no data: they are how sizes are estimated
+    before anything is allocated. The fast backends plan their work from the
+    lengths' values (which keys each row needs), so only ``reference``, whose
+    every step is a shape-propagating torch op, serves them; ``auto`` picks it.
+    """
+    if call.queries.device.type == "meta":
+        return "meta tensors carry no data (only 'reference' propagates their shapes)"
+    return None
 
 
 class _ZeroOutput(torch.autograd.Function):

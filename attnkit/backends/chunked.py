@@ -69,7 +69,7 @@ from ..kernels import cpu_additive
 from ..scores import Additive, Score
 from ._workers import in_workers as _in_workers
 from ._workers import torch_threads as _threads
-from .base import AttentionCall, Backend
+from .base import AttentionCall, Backend, meta_reason
 
 __all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
 
@@ -155,6 +155,8 @@ class ChunkedBackend(Backend):
             f" ({why})"
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
+        if meta_reason(call) is not None:
+            return meta_reason(call)
         if call.values is None:
             return "needs values (weights-only calls go to reference)"
         if call.score.needs_whole_rows:
@@ -569,8 +571,10 @@ def _forward_block(plan, state, v32, out, lse, index: int, blk: _Block) -> None:
         plan.kernel.write_scores(state, blk, k0, k1, s[:, :, k0:k1])
     m = plan.block_mask(blk, 0, blk.K)  # (b, q, K)
     s.masked_fill_(~m, float("-inf"))
-    row_ok = m.any(-1, keepdim=True)  # (b, q, 1)
-    mx = torch.where(row_ok, s.amax(-1, keepdim=True), 0.0)  # (b, q, 1)
+    mx = s.amax(-1, keepdim=True)  # (b, q, 1)
+    # a row has nothing to attend to when every key is masked or scored -inf
+    row_ok = mx != float("-inf")  # (b, q, 1)
+    mx = torch.where(row_ok, mx, 0.0)
     p = s.sub_(mx).exp_()  # (b, q, K), 0 where masked
     total = p.sum(-1, keepdim=True)
     p.div_(torch.where(row_ok, total, 1.0))

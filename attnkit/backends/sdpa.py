@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from ..scores import DotForm
 from ._workers import balance, in_workers, torch_threads
-from .base import AttentionCall, Backend
+from .base import AttentionCall, Backend, meta_reason
 
 __all__ = ["SDPABackend"]
 
@@ -103,6 +103,8 @@ class SDPABackend(Backend):
     handles_query_valid_lens = True
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
+        if meta_reason(call) is not None:
+            return meta_reason(call)
         if call.values is None:
             return "needs values (weights-only calls go to reference)"
         if _as_dot(call) is None:

@@ -34,7 +34,7 @@ import os
 import torch
 
 from ..scores import Additive
-from .base import AttentionCall, Backend
+from .base import AttentionCall, Backend, meta_reason
 
 __all__ = ["TritonBackend"]
 
@@ -59,6 +59,8 @@ class TritonBackend(Backend):
         if not _triton_installed():
             return "triton is not installed (pip install 'attnkit[triton]')"
         q, k, v = call.queries, call.keys, call.values
+        if meta_reason(call) is not None:
+            return meta_reason(call)
         if q.device.type != "cuda" and not _interpreting():
             return "needs CUDA tensors (on CPU only under TRITON_INTERPRET=1)"
         if q.dtype not in _DTYPES:

@@ -61,11 +61,15 @@ class Packed:
         Only ``(B,)`` integer ``lens`` say which positions are padding; any
         other value (``None``, per-query ``(B, Nq)`` lengths, a wrong shape
         that the attention call will reject with a clear message) gives
-        :meth:`dense`. ``rows`` is ``None`` when no position is padding.
+        :meth:`dense`. ``rows`` is ``None`` when no position is padding, and
+        for meta ``lens`` (no values to select by: every position is kept, as
+        an upper bound of the work, and the lengths still mask attention).
         """
         if (not isinstance(lens, torch.Tensor) or lens.ndim != 1 or lens.shape[0] != batch_size
                 or lens.is_floating_point() or lens.dtype == torch.bool):
             return cls.dense(batch_size, length)
+        if lens.device.type == "meta":  # no values to select by: every row, shapes only
+            return cls(None, batch_size, length, lens=lens)
         keep = torch.arange(length, device=lens.device) < lens[:, None]  # (B, N)
         rows = keep.flatten().nonzero().squeeze(1)  # (n_valid,)
         if rows.numel() == batch_size * length:
