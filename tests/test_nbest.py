@@ -31,14 +31,16 @@ LINE = re.compile(r"^(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4})$")
 
 
 def every_output(model, sent, max_len, alpha):
-    """(score, tokens) of every output that ends within ``max_len`` tokens: ``n < max_len``
-    content tokens and ``<eos>``, best first. (Outputs cut at the limit count only for a
-    sentence with fewer than ``beam_size`` ended ones; a beam of 64 here ends more.)"""
+    """(score, tokens) of every output within ``max_len`` tokens, best first: those that end
+    (``n < max_len`` content tokens and ``<eos>``) and those cut at the limit (``max_len``
+    content tokens, scored without ``<eos>``, as the search scores its live beams there)."""
     out = []
-    for n in range(max_len):
+    for n in range(max_len + 1):
         for seq in itertools.product([4, 5, 6], repeat=n):
-            score = seq_log_prob(model, sent, list(seq)) / length_penalty(n + 1, alpha)
-            out.append((score, list(seq)))
+            lp = seq_log_prob(model, sent, list(seq))
+            if n == max_len:  # cut: no <eos> step
+                lp -= float(model.table[sent, seq[-1] if seq else BOS, EOS])
+            out.append((lp / length_penalty(n + (n < max_len), alpha), list(seq)))
     return sorted(out, key=lambda x: -x[0])
 
 

@@ -157,14 +157,21 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     """Batched beam search with GNMT length penalty.
 
     All ``K`` beams of the sentences still searching advance together in one
-    ``decode_step`` per position. A beam that emits ``<eos>`` becomes a
-    finished hypothesis scored by ``log P / length_penalty(len, alpha)``; a
-    sentence stops when it has ``K`` finished hypotheses and no live beam can
+    ``decode_step`` per position. Each step ranks the ``2K`` best extensions of
+    a sentence's beams: an ``<eos>`` among the first ``K`` of them finishes a
+    hypothesis scored by ``log P / length_penalty(len, alpha)``, and the best
+    ``K`` extensions that are not ``<eos>`` become the new beams (the ``2K``
+    always hold ``K`` of them: each beam has one ``<eos>``). This is the rule of
+    fairseq, OpenNMT and CTranslate2: an ``<eos>`` outside the first ``K`` is
+    outranked by ``K`` extensions and is dropped, as a beam ranked there would be.
+
+    A sentence stops when it has ``K`` finished hypotheses and no live beam can
     still beat the best of them (log-probabilities only fall, so the bound is
-    exact for ``alpha >= 0``), or at ``max_output_len``, and its rows then leave
-    the decoder state. Returns the best token list per sentence (without
-    ``<bos>``/``<eos>``), or with ``return_all=True`` every finished
-    :class:`Hypothesis` per sentence, best first.
+    exact for ``alpha >= 0``), and its rows then leave the decoder state; at
+    ``max_output_len`` every sentence stops and its live beams count as
+    hypotheses too (scored by their length without ``<eos>``). Returns the best
+    token list per sentence (without ``<bos>``/``<eos>``), or with
+    ``return_all=True`` every :class:`Hypothesis` per sentence, best first.
     """
     _check(src, src_valid_lens, max_output_len)
     check_positive_int("beam_size", beam_size)
@@ -187,11 +194,12 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
             break
         keep = torch.tensor([i for i, g in enumerate(going) if g], device=dev)  # (n',)
         rows = (keep[:, None] * K + new_origin.index_select(0, keep)).view(-1)  # (n'·K,)
-        state = model.reorder_state(state, rows)
         seqs = torch.cat([seqs.index_select(0, rows),
                           new_tok.index_select(0, keep).view(-1, 1)], 1)
         scores = new_scores.index_select(0, keep)
         sents = [sents[i] for i in keep.tolist()]
+        if t < max_output_len:  # no step follows the last: its state is not needed
+            state = model.reorder_state(state, rows)
     if sents:  # still searching after the last step: their live beams count
         _add_live_beams([finished[b] for b in sents], seqs, scores, alpha)
     for fin in finished:
@@ -205,10 +213,11 @@ def _advance(scores, logp, seqs, finished, *, eos_id, alpha, last_step, max_outp
     """One beam step for the ``n`` sentences in the batch.
 
     From the ``2K`` best extensions of each sentence's beams (scores (n, K), ``logp``
-    (n·K, V)), those ending in ``<eos>`` join the sentence's list in ``finished``
-    and the best ``K`` others become the new beams. Returns the new beams' (scores,
-    origin beam, token), each (n, K), and per sentence whether it goes on; unfilled
-    slots hold ``-inf`` scores.
+    (n·K, V)), those ending in ``<eos>`` among the first ``K`` join the sentence's
+    list in ``finished`` and the best ``K`` others become the new beams. Returns the
+    new beams' (scores, origin beam, token), each (n, K), and per sentence whether
+    it goes on (at the last step all do: their beams are then added by the caller);
+    unfilled slots hold ``-inf`` scores.
     """
     n, K = scores.shape
     V = logp.shape[-1]
@@ -220,10 +229,12 @@ def _advance(scores, logp, seqs, finished, *, eos_id, alpha, last_step, max_outp
     seq_l, going = None, []
     for b in range(n):
         k = 0
-        for s, beam, token in zip(top_l[b], beam_l[b], tok_l[b]):
+        for rank, (s, beam, token) in enumerate(zip(top_l[b], beam_l[b], tok_l[b])):
             if s == float("-inf"):
                 break
             if token == eos_id:
+                if rank >= K:  # outranked by K extensions: dropped, like a beam there
+                    continue
                 seq_l = seqs.tolist() if seq_l is None else seq_l
                 toks = seq_l[b * K + beam][1:]
                 finished[b].append(Hypothesis(toks, s, s / length_penalty(len(toks) + 1,
@@ -231,27 +242,28 @@ def _advance(scores, logp, seqs, finished, *, eos_id, alpha, last_step, max_outp
             elif k < K:
                 new_s[b][k], new_o[b][k], new_t[b][k] = s, beam, token
                 k += 1
-        going.append(not _sentence_done(finished[b], max(new_s[b]), K, alpha=alpha,
-                                        last_step=last_step, max_output_len=max_output_len))
+        going.append(last_step or not _sentence_done(finished[b], max(new_s[b]), K,
+                                                     alpha=alpha,
+                                                     max_output_len=max_output_len))
     dev = scores.device
     return (torch.tensor(new_s, device=dev, dtype=scores.dtype),
             torch.tensor(new_o, device=dev), torch.tensor(new_t, device=dev), going)
 
 
-def _sentence_done(fin, best_alive: float, K, *, alpha, last_step, max_output_len) -> bool:
+def _sentence_done(fin, best_alive: float, K, *, alpha, max_output_len) -> bool:
     """Whether a sentence with finished hypotheses ``fin`` and best live beam score
-    ``best_alive`` can stop: it has ``K`` hypotheses and no live beam can still beat
-    the best of them, or this was the last step."""
+    ``best_alive`` can stop before the last step: it has ``K`` hypotheses and no live
+    beam can still beat the best of them."""
     if len(fin) < K:
         return False
     best_done = max(h.score for h in fin)
     bound = best_alive / length_penalty(max_output_len + 1, alpha) if best_alive < 0 else best_alive
-    return last_step or bound <= best_done or best_alive == float("-inf")
+    return bound <= best_done or best_alive == float("-inf")
 
 
 def _add_live_beams(finished, seqs, scores, alpha) -> None:
-    """Sentences that ran out of length before ``K`` finished hypotheses: their live beams
-    (``seqs`` (n·K, t), ``scores`` (n, K)) count as hypotheses too."""
+    """Sentences still searching at the output limit: their live beams (``seqs`` (n·K, t),
+    ``scores`` (n, K)) count as hypotheses too."""
     n, K = scores.shape
     seq_l, score_l = seqs.tolist(), scores.tolist()
     for b in range(n):

@@ -40,13 +40,15 @@ class MarkovModel(torch.nn.Module):
 
 
 def brute_force_best(model, sent, max_len, alpha):
+    """The best output within ``max_len`` tokens: one that ends (``n < max_len`` words and
+    ``<eos>``) or one cut at the limit (``max_len`` words, scored without ``<eos>``)."""
     best, best_seq = -math.inf, None
     content = [4, 5, 6]
-    for n in range(0, max_len):
+    for n in range(0, max_len + 1):
         for seq in itertools.product(content, repeat=n):
-            toks = [BOS, *seq, EOS]
+            toks = [BOS, *seq, EOS] if n < max_len else [BOS, *seq]
             lp = sum(float(model.table[sent, a, b]) for a, b in zip(toks, toks[1:]))
-            score = lp / length_penalty(n + 1, alpha)
+            score = lp / length_penalty(len(toks) - 1, alpha)
             if score > best:
                 best, best_seq = score, list(seq)
     return best_seq
@@ -133,10 +135,55 @@ def test_decoding_errors():
                       bos_id=BOS, eos_id=EOS)
 
 
+def _table_model(rows: dict[int, dict[int, float]]) -> MarkovModel:
+    """A one-sentence :class:`MarkovModel` with hand-set ``p(next | last)`` rows."""
+    model = MarkovModel(1)
+    probs = torch.full((1, V, V), 1e-12)
+    for last, row in rows.items():
+        for nxt, p in row.items():
+            probs[0, last, nxt] = p
+    model.table = torch.log(probs / probs.sum(-1, keepdim=True))
+    return model
+
+
+def test_an_eos_ranked_below_the_beam_is_dropped_like_a_beam_ranked_there():
+    """From <bos>: 4 (0.5), 5 (0.3), <eos> (0.15), 6 (0.05); after a word every next token
+    is about as likely, <eos> a little more (0.28). The empty output (log 0.15 = -1.90) is
+    the best of all, better than [4] (log 0.5·0.28 = -1.97). A beam of 2 ranks it third of
+    the first step's extensions, below the two beams it keeps, so drops it and returns
+    [4]; a beam of 3 ranks it within the beam and keeps it."""
+    after = {EOS: 0.28, 4: 0.26, 5: 0.24, 6: 0.22}
+    model = _table_model({BOS: {4: 0.5, 5: 0.3, EOS: 0.15, 6: 0.05}, 4: after, 5: after,
+                          6: after})
+    src = torch.zeros(1, 1, dtype=torch.long)
+    kw = dict(bos_id=BOS, eos_id=EOS, max_output_len=6, alpha=0.0)
+    two = beam_search(model, src, None, beam_size=2, return_all=True, **kw)[0]
+    assert two[0].tokens == [4] and two[0].log_prob == pytest.approx(math.log(0.5 * 0.28))
+    assert [] not in [h.tokens for h in two]
+    three = beam_search(model, src, None, beam_size=3, return_all=True, **kw)[0]
+    assert three[0].tokens == [] and three[0].log_prob == pytest.approx(math.log(0.15))
+
+
+def test_at_the_output_limit_live_beams_count_beside_finished_ones():
+    """With an output limit of 2 and a beam of 2, [] (0.2) ends at the first step and [4]
+    (0.6·0.3) at the second, while the live beam [4, 4] (0.6·0.5) is better than both: it
+    counts (cut at the limit) although the sentence already has 2 ended hypotheses."""
+    after = {4: 0.5, EOS: 0.3, 5: 0.1, 6: 0.1}
+    model = _table_model({BOS: {4: 0.6, EOS: 0.2, 5: 0.15, 6: 0.05}, 4: after, 5: after,
+                          6: after})
+    hyps = beam_search(model, torch.zeros(1, 1, dtype=torch.long), None, bos_id=BOS,
+                       eos_id=EOS, beam_size=2, max_output_len=2, alpha=0.0,
+                       return_all=True)[0]
+    ended = {tuple(h.tokens): h.log_prob for h in hyps if len(h.tokens) < 2}
+    assert ended == pytest.approx({(): math.log(0.2), (4,): math.log(0.6 * 0.3)})
+    assert hyps[0].tokens == [4, 4] and hyps[0].log_prob == pytest.approx(math.log(0.3))
+
+
 def reference_beam(model, sent, K, max_len, alpha):
-    """The beam search rules for one sentence, unbatched, in plain Python: from the 2K best
-    extensions, <eos> ones finish and the best K others go on; stop with K finished and
-    no live beam able to beat them, or at the limit (then the live beams count too)."""
+    """The beam search rules for one sentence, unbatched, in plain Python: of the 2K best
+    extensions, the <eos> ones among the first K finish and the best K others go on;
+    stop with K finished and no live beam able to beat them, or at the limit (then the
+    live beams count too)."""
     beams, finished = [([], 0.0)], []
     for t in range(1, max_len + 1):
         cands = []
@@ -145,18 +192,18 @@ def reference_beam(model, sent, K, max_len, alpha):
             cands += [(lp + float(row[v]), i, v) for v in range(V)]
         cands.sort(key=lambda c: (-c[0], c[1], c[2]))
         going = []
-        for s, i, v in cands[:2 * K]:
-            if v == EOS:
+        for rank, (s, i, v) in enumerate(cands[:2 * K]):
+            if v == EOS and rank < K:
                 finished.append((beams[i][0], s / length_penalty(len(beams[i][0]) + 1, alpha)))
-            elif len(going) < K:
+            elif v != EOS and len(going) < K:
                 going.append((beams[i][0] + [v], s))
+        beams = going
         best_alive = max(s for _, s in going) if going else -math.inf
-        if len(finished) >= K:
+        if len(finished) >= K and t < max_len:
             bound = (best_alive / length_penalty(max_len + 1, alpha) if best_alive < 0
                      else best_alive)
-            if t == max_len or bound <= max(s for _, s in finished) or not going:
+            if bound <= max(s for _, s in finished) or not going:
                 return sorted(finished, key=lambda h: -h[1])
-        beams = going
     finished += [(toks, lp / length_penalty(len(toks), alpha)) for toks, lp in beams]
     return sorted(finished, key=lambda h: -h[1])
 
