@@ -65,6 +65,9 @@ class _Tab:
 tab = _Tab()
 '''
 
+# One line per sentence, as the trained sections print it: "go . => ['va', '!'], bleu,1.000".
+_TRANSLATION = re.compile(r"^(?P<en>.+) => \[(?P<fr>.*)\], bleu,(?P<bleu>\d+\.\d{3})$", re.M)
+
 _FENCE_OPEN = re.compile(r"^```\{\.python \.input[^}]*\}\s*$")
 _TAB_LINE = re.compile(r"^%%tab\s+(.*)$")
 
@@ -224,3 +227,8 @@ def _cached_download(url, folder="../data", sha1_hash=None):
 
 _book_d2l.download = _cached_download
 '''
+
+
+def translations(stdout: str) -> dict[str, float]:
+    """The translations a trained section printed: English sentence -> the book's BLEU (k=2)."""
+    return {m["en"]: float(m["bleu"]) for m in _TRANSLATION.finditer(stdout)}

@@ -13,7 +13,6 @@ sections translate at least one of the book's four sentences exactly.
 from __future__ import annotations
 
 import importlib.util
-import re
 import sys
 
 import pytest
@@ -110,8 +109,6 @@ assert torch.all(inter[..., valid:] == 0), inter
 UNTRAINED = ["10.5", "10.6", "11.1", "11.2", "11.3", "11.5", "11.6"]
 TRAINED = ["10.7", "11.4", "11.7"]
 
-# One printed line per sentence: "go . => ['va', '!'], bleu,1.000".
-_TRANSLATION = re.compile(r"^(?P<en>.+) => \[(?P<fr>.*)\], bleu,(?P<bleu>\d+\.\d{3})$", re.M)
 
 
 def _run(section, tmp_path, **kw):
@@ -121,11 +118,6 @@ def _run(section, tmp_path, **kw):
         f"{proc.stderr[-6000:]}")
     assert "BOOK-PROGRAM-DONE" in proc.stdout
     return proc
-
-
-def translations(stdout: str) -> dict[str, float]:
-    """The book's printed translations: English sentence -> its BLEU (k=2)."""
-    return {m["en"]: float(m["bleu"]) for m in _TRANSLATION.finditer(stdout)}
 
 
 @pytest.mark.parametrize("section", UNTRAINED)
@@ -140,7 +132,7 @@ def test_trained_section_translates(section, tmp_path):
         pytest.skip("§11.7 imports pandas for its table: pip install -c constraints.txt "
                     "-e '.[d2l]'")
     proc = _run(section, tmp_path)
-    scores = translations(proc.stdout)
+    scores = _book.translations(proc.stdout)
     assert list(scores) == ["go .", "i lost .", "he's calm .", "i'm home ."], proc.stdout[-2000:]
     assert max(scores.values()) == 1.0, f"no sentence translated exactly: {scores}"
 
