@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 MAX_JSON_BYTES = 64 << 20  # metadata files are small; a larger one is not ours
 
-__all__ = ["MAX_JSON_BYTES", "check_writable_file", "ensure_writable_dir", "read_json",
-           "write_atomic"]
+__all__ = ["MAX_JSON_BYTES", "check_regular_file", "check_writable_file", "ensure_writable_dir",
+           "file_kind", "read_json", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -84,3 +85,37 @@ def check_writable_file(path: str | Path, name: str) -> Path:
         raise IsADirectoryError(f"{name}: {p} is a directory, expected a file name")
     ensure_writable_dir(p.parent if str(p.parent) else Path("."), name)
     return p
+
+
+_KINDS = ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),
+          (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISSOCK, "socket"))
+
+
+def file_kind(path: str | Path) -> str | None:
+    """What ``path`` is, links followed: ``"regular file"``, ``"directory"``, ``"FIFO"``,
+    ``"character device"`` ... or ``None`` when nothing is there."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return next((word for test, word in _KINDS if test(mode)), "special file")
+
+
+def check_regular_file(path: str | Path, name: str, *, fifo: bool = False) -> None:
+    """Refuse a ``path`` that exists but is not a file to read: a directory, a device
+    (``/dev/zero`` never ends), or a FIFO unless ``fifo`` (a pipe the caller streams).
+
+    A missing path passes: each caller says "no such file" its own way.
+
+    Raises:
+        IsADirectoryError, ValueError: naming ``name``, the path and what it is.
+    """
+    kind = file_kind(path)
+    if kind in (None, "regular file") or (fifo and kind == "FIFO"):
+        return
+    if kind == "directory":
+        raise IsADirectoryError(f"{name}: {path} is a directory, expected a file")
+    wanted = "a regular file or a FIFO" if fifo else "a regular file"
+    raise ValueError(f"{name}: {path} is not a regular file (it is a {kind}); expected "
+                     f"{wanted}")

@@ -46,11 +46,47 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
 
 def note_overlong(prog: str, translator, sentences: list[str]) -> None:
     """Say on stderr which sentences are cut to the model's limit (line numbers)."""
-    cut = translator.overlong(sentences)
+    overlong_note(prog, translator.overlong(sentences), len(sentences))
+
+
+def overlong_note(prog: str, cut: list[int], total: int) -> None:
+    """The note of :func:`note_overlong` for the 0-based indices ``cut`` of ``total``."""
     if cut:
         shown = ", ".join(str(i + 1) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
-        print(f"{prog}: note: {len(cut)} of {len(sentences)} sentences are longer than the "
+        print(f"{prog}: note: {len(cut)} of {total} sentences are longer than the "
               f"model's positional table and were cut to fit (lines {shown})", file=sys.stderr)
+
+
+def check_decoding_memory(args: argparse.Namespace, translator, sentences: int) -> None:
+    """Refuse a ``--beam-size`` × batch × ``--max-output-len`` whose search state cannot
+    fit in the memory this process may use, before decoding: an RNN has no positional
+    table to cap its outputs, so ``--max-output-len`` alone decides their length.
+
+    ``sentences``: how many are decoded at once (at most the translator's batch); without
+    ``--max-output-len`` the shortest default limit is counted (a lower bound).
+    """
+    from .._memory import available_memory, format_bytes
+    from ..decode.translator import BATCH_SIZE, output_limit, positions_of
+    from ..models.sizes import decoding_memory
+
+    run = getattr(translator, "run", None)
+    if run is None:  # another engine: its own memory
+        return
+    batch = min(BATCH_SIZE, max(1, sentences))
+    steps = output_limit(2, args.max_output_len, positions_of(run.model))  # a word and EOS
+    need = decoding_memory(run.model, rows=batch * args.beam_size, steps=steps)
+    budget = available_memory()
+    if budget is None or need.total <= budget.bytes:
+        return
+    given = f"--max-output-len {args.max_output_len}" if args.max_output_len else \
+        f"outputs of {steps} tokens"
+    raise MemoryError(
+        f"--beam-size {args.beam_size} x {batch} sentence{'s' if batch > 1 else ''} at a "
+        f"time x {given}: decoding needs about {format_bytes(need.total)} "
+        f"({format_bytes(need.activations)} for the beams' tokens and caches, "
+        f"{format_bytes(need.weights)} for the weights), more than the "
+        f"{format_bytes(budget.bytes)} this process may use ({budget.source}); lower "
+        f"--max-output-len or --beam-size")
 
 
 def one_line(text: str) -> str:
@@ -58,7 +94,7 @@ def one_line(text: str) -> str:
     return " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
 
 
-def progress(total: int, desc: str):
+def progress(total: int | None, desc: str):
     """A progress bar on stderr (sentences/s, ETA) when it is a terminal; silent when piped.
 
     Returns a context manager whose ``update(n)`` counts ``n`` sentences done.

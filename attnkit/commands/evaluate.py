@@ -11,6 +11,7 @@ from pathlib import Path
 from ._decoding import (
     add_decoding_arguments,
     check_decoding_arguments,
+    check_decoding_memory,
     note_overlong,
     one_line,
     progress,
@@ -65,6 +66,11 @@ def _test_set(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:
         srcs, refs = read_test_set(args.src, args.ref)
     else:
         raise ValueError("give --src and --ref, or --multi30k-split")
+    if not srcs:  # BLEU of nothing is undefined; sacrebleu fails on an empty corpus
+        given = f"--multi30k-split {args.multi30k_split}" if args.multi30k_split else \
+            f"--src {args.src} and --ref {args.ref}"
+        raise ValueError(f"{given}: no sentences to score (empty files); expected one "
+                         "sentence per line, line-aligned")
     return (srcs[: args.limit], refs[: args.limit]) if args.limit else (srcs, refs)
 
 
@@ -85,6 +91,7 @@ def run_cli(args: argparse.Namespace) -> int:
     _check_arguments(args)
     tr = _translator(args)
     srcs, refs = _test_set(args, tr.run)
+    check_decoding_memory(args, tr, sum(1 for s in srcs if s.strip()))
     note_overlong("attnkit evaluate", tr, srcs)
     with progress(len(srcs), "evaluate") as bar:
         hyps = [one_line(h) for h in tr.translate(srcs, beam_size=args.beam_size,

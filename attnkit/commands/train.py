@@ -83,11 +83,85 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig.merge(tables, flags, source=args.config or "")
 
 
+MIN_VOCAB = 5  # the four special tokens and one piece: a char or word vocabulary is larger
+
+
+def _model_flag(name: str, value) -> str:
+    return f"--{name.replace('_', '-')} {value} ([model] {name})"
+
+
+def check_memory(cfg) -> None:
+    """Refuse, before any data is read, a model or batch whose training cannot fit in the
+    memory this process may use (:func:`attnkit._memory.available_memory`), naming the
+    size to lower. The vocabulary is not known yet: sentencepiece's ``vocab_size``, or
+    the smallest there can be, so the estimate stays a lower bound."""
+    from attnkit._memory import available_memory, format_bytes
+    from attnkit.models.config import PRESETS
+    from attnkit.models.sizes import blame, training_memory
+
+    budget = available_memory()
+    if budget is None:
+        return
+    vocab = cfg.tokenizer.vocab_size if cfg.tokenizer.kind == "sentencepiece" else MIN_VOCAB
+    config = cfg.model.config(vocab, vocab, shared=cfg.tokenizer.shared_vocab)
+    tokens = cfg.optim.max_tokens
+    need = training_memory(config, batch_tokens=tokens)
+    if need.total <= budget.bytes:
+        return
+    field = blame(config, PRESETS[cfg.model.preset](vocab, vocab),
+                  lambda c: training_memory(c, batch_tokens=tokens).total)
+    if field is not None:
+        what = _model_flag(field, getattr(config, field))
+    elif need.activations > need.weights:
+        what = f"--max-tokens {tokens} ([optim] max_tokens)"
+    else:
+        what = f"--model {cfg.model.preset}"
+    about = "more than" if need.overflow else "about"
+    raise MemoryError(
+        f"{what}: training needs {about} {format_bytes(need.total)} ("
+        f"{format_bytes(need.weights)} for the weights with their gradients and Adam state, "
+        f"{format_bytes(need.activations)} for the activations of a {tokens}-token batch), "
+        f"more than the {format_bytes(budget.bytes)} this process may use ({budget.source}); "
+        f"lower it")
+
+
+def check_accumulation(cfg, trainer) -> None:
+    """``accum_steps`` micro-batches must fit in one epoch, or no step ever completes."""
+    batches = trainer.batcher.num_batches(trainer.batcher.epoch)
+    if cfg.optim.accum_steps > batches:
+        raise ValueError(
+            f"--accum-steps {cfg.optim.accum_steps} ([optim] accum_steps) is more than the "
+            f"{batches} batch{'es' if batches != 1 else ''} of an epoch (--max-tokens "
+            f"{cfg.optim.max_tokens}), so no "
+            f"optimizer step could complete; lower --accum-steps to at most {batches}, or "
+            f"--max-tokens for more, smaller batches")
+
+
+def _corpus_files(data) -> str:
+    """The files the [data] of a run reads, for messages."""
+    if data.kind == "multi30k":
+        return f"--multi30k-root {data.multi30k_root}"
+    if data.kind == "dates":
+        return "the generated dates corpus"
+    return " and ".join(str(p) for p in (data.train_path, data.train_tgt_path) if p)
+
+
 def run_cli(args: argparse.Namespace) -> int:
+    from attnkit.data.tokenizer import TokenizerTrainingError
     from attnkit.train.trainer import Trainer
 
     cfg = config_from_args(args)
-    trainer = Trainer(cfg)
+    check_memory(cfg)
+    try:
+        trainer = Trainer(cfg)
+    except TokenizerTrainingError as e:
+        raise ValueError(f"{_corpus_files(cfg.data)}: cannot train the [tokenizer] "
+                         f"({cfg.tokenizer.kind}): {e}") from None
+    try:
+        check_accumulation(cfg, trainer)
+    except ValueError:
+        trainer.close()
+        raise
     final = trainer.fit()
     if trainer.dist.is_main:
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in final.items()

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 
 from ._decoding import (
     add_decoding_arguments,
     check_decoding_arguments,
-    note_overlong,
+    check_decoding_memory,
     one_line,
+    overlong_note,
     progress,
 )
 
@@ -49,15 +51,24 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     add_decoding_arguments(p)
 
 
-def read_input(args: argparse.Namespace) -> list[str]:
-    """The sentences: the arguments, else the lines of ``--input`` or of stdin."""
-    from ..data.corpus import read_sentences
+def input_chunks(args: argparse.Namespace) -> Iterator[list[str]]:
+    """The sentences in chunks, as they arrive: the arguments (one chunk), else the lines
+    of ``--input`` (a file or a FIFO, opened now) or of stdin, streamed
+    (:func:`~attnkit.commands._streaming.line_chunks`)."""
+    from ._streaming import line_chunks, open_input
 
     if args.sentences:
-        return list(args.sentences)
+        return iter([list(args.sentences)])
     if args.input and args.input != "-":
-        return read_sentences(args.input, name=f"--input {args.input}")
-    return read_sentences(sys.stdin.buffer.read(), name="stdin")
+        return _closing(open_input(args.input, "--input"), f"--input {args.input}")
+    return line_chunks(sys.stdin.buffer, "stdin")
+
+
+def _closing(f, name: str) -> Iterator[list[str]]:
+    from ._streaming import line_chunks
+
+    with f:
+        yield from line_chunks(f, name)
 
 
 def load_engine(args: argparse.Namespace):
@@ -97,27 +108,45 @@ def check_n_best(args: argparse.Namespace) -> None:
                          "--checkpoint RUN")
 
 
-def n_best_lines(n_best: list[list[tuple[str, float]]]) -> list[str]:
-    """``i ||| translation ||| score`` for every hypothesis of every sentence ``i``."""
-    return [f"{i} ||| {one_line(text)} ||| {score:.4f}"
+def n_best_lines(n_best: list[list[tuple[str, float]]], first: int = 0) -> list[str]:
+    """``i ||| translation ||| score`` for every hypothesis of every sentence ``i``
+    (counted from ``first``, the input line of the first sentence, 0-based)."""
+    return [f"{first + i} ||| {one_line(text)} ||| {score:.4f}"
             for i, hyps in enumerate(n_best) for text, score in hyps]
 
 
+def _translated(args: argparse.Namespace, tr, sentences: list[str], first: int, bar
+                ) -> list[str]:
+    """The output lines of one chunk of sentences (``first``: its first input line)."""
+    options = dict(beam_size=args.beam_size, max_output_len=args.max_output_len,
+                   alpha=args.length_penalty, progress=bar.update)
+    if args.n_best is None:
+        return [one_line(t) for t in tr.translate(sentences, **options)]
+    return n_best_lines(tr.translate_n_best(sentences, n_best=args.n_best, **options), first)
+
+
 def run_cli(args: argparse.Namespace) -> int:
+    """Translate chunk by chunk as the input arrives: each chunk's lines are printed,
+    in input order, and flushed before the next chunk is read."""
+    from ..decode.translator import BATCH_SIZE
+
     check_decoding_arguments(args)
     check_n_best(args)
-    sentences = read_input(args)
+    chunks = input_chunks(args)
     tr = load_engine(args)
-    note_overlong("attnkit translate", tr, sentences)
-    options = dict(beam_size=args.beam_size, max_output_len=args.max_output_len,
-                   alpha=args.length_penalty)
-    with progress(len(sentences), "translate") as bar:
-        if args.n_best is None:
-            lines = [one_line(t) for t in tr.translate(sentences, progress=bar.update,
-                                                       **options)]
-        else:
-            lines = n_best_lines(tr.translate_n_best(sentences, n_best=args.n_best,
-                                                     progress=bar.update, **options))
-    for line in lines:
-        print(line)
+    cut: list[int] = []
+    seen, checked = 0, set()  # lines done; batch sizes whose memory was checked
+    with progress(None, "translate") as bar:
+        for chunk in chunks:
+            batch = min(BATCH_SIZE, sum(1 for s in chunk if s.strip()))
+            if batch and batch not in checked:
+                check_decoding_memory(args, tr, batch)
+                checked.add(batch)
+            cut += [seen + i for i in tr.overlong(chunk)]
+            lines = _translated(args, tr, chunk, seen, bar)
+            seen += len(chunk)
+            if lines:
+                sys.stdout.write("".join(line + "\n" for line in lines))
+                sys.stdout.flush()
+    overlong_note("attnkit translate", cut, seen)
     return 0

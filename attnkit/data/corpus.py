@@ -43,6 +43,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._io import check_regular_file
+
 __all__ = [
     "CorpusReport",
     "ParallelCorpus",
@@ -243,8 +245,7 @@ def _check_path(path: str | Path, name: str) -> Path:
     if not isinstance(path, (str, Path)):
         raise TypeError(f"{name} must be a str or pathlib.Path, got {type(path).__name__}")
     p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(f"{name}: {p} is a directory, expected a file")
+    check_regular_file(p, name)  # a directory, a FIFO or a device: said as such
     if not p.is_file():
         raise FileNotFoundError(f"{name}: no such file: {p}")
     return p

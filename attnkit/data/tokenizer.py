@@ -52,6 +52,7 @@ __all__ = [
     "SentencePieceTokenizer",
     "Tokenizer",
     "TokenizerPair",
+    "TokenizerTrainingError",
     "WordTokenizer",
     "load_tokenizer",
 ]
@@ -93,6 +94,27 @@ def _check_texts(texts: Iterable[str], name: str = "texts") -> list[str]:
     if not out:
         raise ValueError(f"{name} must contain at least one sentence, got none")
     return out
+
+
+class TokenizerTrainingError(ValueError):
+    """The training texts cannot make a vocabulary (all blank, all over sentencepiece's
+    sentence limit, too few pieces for the size asked); the message says why, and the
+    caller that knows where the texts came from adds the file."""
+
+
+def _check_trainable(sentences: list[str], max_sentence_length: int) -> None:
+    """The causes sentencepiece reports only as a failed internal check, said plainly."""
+    if not any(s.strip() for s in sentences):
+        raise TokenizerTrainingError(
+            f"all {len(sentences)} training sentences are blank: sentencepiece has no "
+            "characters to learn from")
+    shortest = min(len(s.encode("utf-8")) for s in sentences if s.strip())
+    if shortest > max_sentence_length:
+        raise TokenizerTrainingError(
+            f"all {len(sentences)} training sentences that are not blank are longer than "
+            f"sentencepiece's limit of {max_sentence_length} bytes (the shortest has "
+            f"{shortest}), and it skips longer ones: there is nothing left to learn "
+            "from; are the sentences split one per line?")
 
 
 class Tokenizer(ABC):
@@ -327,8 +349,10 @@ class SentencePieceTokenizer(Tokenizer):
             max_sentence_length: longer sentences (in bytes) are skipped by the trainer.
 
         Raises:
-            ValueError: on a bad argument, or if the texts cannot support
-                ``vocab_size`` pieces (the message includes sentencepiece's).
+            ValueError: on a bad argument.
+            TokenizerTrainingError: the texts cannot make a vocabulary (all blank, all
+                longer than ``max_sentence_length``, fewer pieces than ``vocab_size``;
+                the message gives the cause or sentencepiece's own words).
         """
         if model_type not in ("unigram", "bpe"):
             raise ValueError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
@@ -337,6 +361,7 @@ class SentencePieceTokenizer(Tokenizer):
         if not 0.0 < character_coverage <= 1.0:
             raise ValueError(f"character_coverage must be in (0, 1], got {character_coverage!r}")
         sentences = _check_texts(texts)
+        _check_trainable(sentences, max_sentence_length)
         spm.set_random_generator_seed(seed)
         buf = io.BytesIO()
         try:
@@ -353,7 +378,8 @@ class SentencePieceTokenizer(Tokenizer):
                 minloglevel=2,
             )  # fmt: skip
         except RuntimeError as e:
-            raise ValueError(f"sentencepiece training failed (vocab_size={vocab_size}): {e}") from e
+            raise TokenizerTrainingError(
+                f"sentencepiece training failed (vocab_size={vocab_size}): {e}") from e
         return cls(buf.getvalue())
 
     @property

@@ -37,6 +37,7 @@ from typing import Any
 
 import tomllib
 
+from .._io import check_regular_file
 from .._options import option, option_info, validate_value
 from ..models.config import PRESETS, BahdanauConfig, TransformerConfig
 
@@ -403,18 +404,17 @@ class TrainConfig:
 
 def _build_on_meta(config) -> None:
     """Build the model without memory, so that option combinations the modules refuse
-    (e.g. ALiBi with another score) are found when the config is read."""
-    import torch
+    (e.g. ALiBi with another score) are found when the config is read; one and two
+    layers per stack stand for any number (:func:`attnkit.models.sizes.model_size`)."""
+    from ..models.sizes import model_size
 
-    from ..models.build import build_model
-
-    with torch.device("meta"):
-        build_model(config)
+    model_size(config)
 
 
 def load_config_file(path: str | Path) -> dict:
     """The tables of a TOML config file (checked for placement, not yet for values)."""
     path = Path(path)
+    check_regular_file(path, "config file")  # a FIFO or /dev/stdin is not "not found"
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:

@@ -1,0 +1,159 @@
+"""What a model config costs in memory, known before anything is allocated.
+
+:func:`model_size` counts the parameters and buffers (positional tables) that
+:func:`attnkit.models.build_model` would create, exactly, by building the model
+on PyTorch's ``meta`` device (shapes without storage). Layers of one stack are
+identical, so only one and two layers per stack are built and the count is
+extrapolated: a config with a million layers is counted as fast as one with two.
+
+:func:`training_memory` and :func:`decoding_memory` turn the counts into bytes:
+
+* training keeps fp32 weights, their gradients and Adam's two moments (16 bytes
+  per parameter), the buffers, and the activations of one batch kept for the
+  backward pass;
+* decoding keeps the weights, the token rows of every beam (copied once per
+  step when beams are reordered) and, for the Transformer, the self-attention
+  key/value cache of every decoder layer.
+
+The activation and cache terms count only tensors that must exist at once, so
+the estimates are lower bounds: a job refused on them cannot fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import BahdanauConfig, TransformerConfig
+
+__all__ = ["SIZE_FIELDS", "MemoryEstimate", "ModelSize", "blame", "decoding_memory",
+           "model_size", "training_memory"]
+
+FLOAT = 4  # bytes of an fp32 value
+LONG = 8  # bytes of a token id
+TOO_MANY = 2 ** 63  # more elements than a tensor can index
+
+#: the fields that scale a model, per config class (the ones :func:`blame` may name)
+SIZE_FIELDS: dict[type, tuple[str, ...]] = {
+    TransformerConfig: ("num_hiddens", "ffn_num_hiddens", "max_len", "num_encoder_layers",
+                        "num_decoder_layers"),
+    BahdanauConfig: ("embed_size", "num_hiddens", "num_layers"),
+}
+_LAYER_FIELDS: dict[type, tuple[str, ...]] = {
+    TransformerConfig: ("num_encoder_layers", "num_decoder_layers"),
+    BahdanauConfig: ("num_layers",),
+}
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Scalar parameters and buffer values of a model; ``overflow``: some tensor would have
+    more than 2^63 elements, and the counts are only that lower bound."""
+
+    parameters: int
+    buffers: int
+    overflow: bool = False
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a job needs at least: ``weights`` (with gradients and optimizer state when
+    training) and ``activations`` (or the decoding state)."""
+
+    weights: int
+    activations: int
+    overflow: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations
+
+
+def _meta_counts(config) -> tuple[int, int]:
+    import torch
+
+    from .build import build_model
+
+    with torch.device("meta"):
+        model = build_model(config)
+    return (sum(p.numel() for p in model.parameters()),
+            sum(b.numel() for b in model.buffers()))
+
+
+def model_size(config: TransformerConfig | BahdanauConfig) -> ModelSize:
+    """Exact parameter and buffer counts of ``build_model(config)``, allocating nothing.
+
+    Raises:
+        ValueError / TypeError: the modules refuse the config (as ``build_model`` would).
+    """
+    layers = _LAYER_FIELDS.get(type(config))
+    if layers is None:
+        raise TypeError(f"config must be a TransformerConfig or BahdanauConfig; "
+                        f"got {type(config).__name__}")
+    one = dataclasses.replace(config, **{f: 1 for f in layers})
+    try:
+        base = _meta_counts(one)
+        params, buffers = base
+        for f in layers:  # every layer after the first of a stack is the same
+            extra = getattr(config, f) - 1
+            if extra:
+                two = _meta_counts(dataclasses.replace(one, **{f: 2}))
+                params += extra * (two[0] - base[0])
+                buffers += extra * (two[1] - base[1])
+    except RuntimeError as e:  # a shape whose element count overflows int64
+        if "overflow" not in str(e).lower():
+            raise
+        return ModelSize(TOO_MANY, 0, overflow=True)
+    return ModelSize(params, buffers)
+
+
+def _activation_values(config, tokens: int) -> int:
+    """fp32 values one training batch of ``tokens`` tokens keeps for backward, at least:
+    per layer its input, the attention's projections and output, the FFN's hidden layer
+    (before and after the activation); and the logits with their log-softmax."""
+    V = config.tgt_vocab_size
+    if isinstance(config, TransformerConfig):
+        d, f = config.num_hiddens, config.ffn_num_hiddens
+        per_token = (config.num_encoder_layers * (6 * d + 2 * f)
+                     + config.num_decoder_layers * (10 * d + 2 * f) + 2 * V)
+    else:  # GRU gates (3 per layer) and the state, per layer and step
+        per_token = config.embed_size + config.num_layers * 4 * config.num_hiddens + 2 * V
+    return tokens * per_token
+
+
+def training_memory(config, *, batch_tokens: int) -> MemoryEstimate:
+    """At least what training ``config`` on batches of ``batch_tokens`` tokens needs."""
+    size = model_size(config)
+    return MemoryEstimate(16 * size.parameters + FLOAT * size.buffers,
+                          FLOAT * _activation_values(config, batch_tokens), size.overflow)
+
+
+def decoding_memory(config, *, rows: int, steps: int) -> MemoryEstimate:
+    """At least what decoding ``rows`` beams (sentences × beam size) for up to ``steps``
+    tokens needs: the weights, the token rows (held twice while beams are reordered) and
+    the Transformer's self-attention cache (keys and values of every decoder layer)."""
+    size = model_size(config)
+    per_step = 2 * LONG
+    if isinstance(config, TransformerConfig):
+        head = config.num_hiddens // config.num_heads
+        kv_heads = config.num_kv_heads or config.num_heads
+        per_step += config.num_decoder_layers * 2 * kv_heads * head * FLOAT
+    return MemoryEstimate(FLOAT * (size.parameters + size.buffers), rows * steps * per_step,
+                          size.overflow)
+
+
+def blame(config, reference, cost: Callable[[object], int]) -> str | None:
+    """The size field of ``config`` above its value in ``reference`` (e.g. the preset's)
+    whose reference value lowers ``cost`` the most; ``None`` when no field is above it."""
+    best, lowest = None, cost(config)
+    for name in SIZE_FIELDS[type(config)]:
+        if getattr(config, name) <= getattr(reference, name):
+            continue
+        try:
+            c = cost(dataclasses.replace(config, **{name: getattr(reference, name)}))
+        except (TypeError, ValueError):  # e.g. num_hiddens no longer divisible by num_heads
+            continue
+        if c < lowest:
+            best, lowest = name, c
+    return best
