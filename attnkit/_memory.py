@@ -17,11 +17,13 @@ Each limit that applies is read and the smallest wins:
 
 from __future__ import annotations
 
+import contextlib
+import re
 import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Budget", "available_memory", "format_bytes"]
+__all__ = ["Budget", "available_memory", "format_bytes", "plain_out_of_memory"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,25 @@ def available_memory() -> Budget | None:
         budgets.append(Budget(free, "MemAvailable in /proc/meminfo"))
     known = [b for b in budgets if b is not None]
     return min(known, key=lambda b: b.bytes) if known else None
+
+
+_ALLOCATOR = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes")
+
+
+@contextlib.contextmanager
+def plain_out_of_memory(doing: str):
+    """PyTorch's allocator failure (a ``RuntimeError`` with a C++ trace) inside the block
+    becomes a :class:`MemoryError` in one line: what was being done, how much was asked
+    and what this process may use; the estimates that refuse a job up front are lower
+    bounds, so a job they let through can still run out."""
+    try:
+        yield
+    except RuntimeError as e:
+        m = _ALLOCATOR.search(str(e))
+        if m is None:
+            raise
+        budget = available_memory()
+        left = "" if budget is None else (f"; this process may use "
+                                          f"{format_bytes(budget.bytes)} more ({budget.source})")
+        raise MemoryError(f"out of memory {doing}: could not allocate "
+                          f"{format_bytes(int(m.group(1)))}{left}") from None

@@ -86,6 +86,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from .._memory import plain_out_of_memory
     from ..eval.bleu import corpus_bleu, corpus_chrf, tokenized_lowercase_bleu
 
     _check_arguments(args)
@@ -93,7 +94,7 @@ def run_cli(args: argparse.Namespace) -> int:
     srcs, refs = _test_set(args, tr.run)
     check_decoding_memory(args, tr, sum(1 for s in srcs if s.strip()))
     note_overlong("attnkit evaluate", tr, srcs)
-    with progress(len(srcs), "evaluate") as bar:
+    with progress(len(srcs), "evaluate") as bar, plain_out_of_memory("while translating"):
         hyps = [one_line(h) for h in tr.translate(srcs, beam_size=args.beam_size,
                                                   max_output_len=args.max_output_len,
                                                   alpha=args.length_penalty,

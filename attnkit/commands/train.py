@@ -91,38 +91,33 @@ def _model_flag(name: str, value) -> str:
 
 
 def check_memory(cfg) -> None:
-    """Refuse, before any data is read, a model or batch whose training cannot fit in the
-    memory this process may use (:func:`attnkit._memory.available_memory`), naming the
-    size to lower. The vocabulary is not known yet: sentencepiece's ``vocab_size``, or
-    the smallest there can be, so the estimate stays a lower bound."""
+    """Refuse, before any data is read, a model whose training cannot fit in the memory
+    this process may use (:func:`attnkit._memory.available_memory`), naming the size to
+    lower. The vocabulary is not known yet: sentencepiece's ``vocab_size``, or the
+    smallest there can be, so the estimate stays a lower bound."""
     from attnkit._memory import available_memory, format_bytes
     from attnkit.models.config import PRESETS
-    from attnkit.models.sizes import blame, training_memory
+    from attnkit.models.sizes import blame, model_size, training_memory
 
     budget = available_memory()
     if budget is None:
         return
     vocab = cfg.tokenizer.vocab_size if cfg.tokenizer.kind == "sentencepiece" else MIN_VOCAB
     config = cfg.model.config(vocab, vocab, shared=cfg.tokenizer.shared_vocab)
-    tokens = cfg.optim.max_tokens
-    need = training_memory(config, batch_tokens=tokens)
+    need = training_memory(config)
     if need.total <= budget.bytes:
         return
     field = blame(config, PRESETS[cfg.model.preset](vocab, vocab),
-                  lambda c: training_memory(c, batch_tokens=tokens).total)
-    if field is not None:
-        what = _model_flag(field, getattr(config, field))
-    elif need.activations > need.weights:
-        what = f"--max-tokens {tokens} ([optim] max_tokens)"
-    else:
-        what = f"--model {cfg.model.preset}"
-    about = "more than" if need.overflow else "about"
+                  lambda c: training_memory(c).total)
+    what = (_model_flag(field, getattr(config, field)) if field is not None
+            else f"--model {cfg.model.preset}")
+    size = model_size(config)
+    count = "more than 2^63" if size.overflow else f"the {size.parameters:,}"
+    about = "more than" if need.overflow else "at least"
     raise MemoryError(
-        f"{what}: training needs {about} {format_bytes(need.total)} ("
-        f"{format_bytes(need.weights)} for the weights with their gradients and Adam state, "
-        f"{format_bytes(need.activations)} for the activations of a {tokens}-token batch), "
-        f"more than the {format_bytes(budget.bytes)} this process may use ({budget.source}); "
-        f"lower it")
+        f"{what}: training needs {about} {format_bytes(need.total)} for {count} "
+        f"parameters with their gradients and Adam state, more than the "
+        f"{format_bytes(budget.bytes)} this process may use ({budget.source}); lower it")
 
 
 def check_accumulation(cfg, trainer) -> None:
@@ -146,12 +141,11 @@ def _corpus_files(data) -> str:
     return " and ".join(str(p) for p in (data.train_path, data.train_tgt_path) if p)
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def _trainer(cfg):
+    """The :class:`~attnkit.train.trainer.Trainer` of ``cfg``, checked to complete steps."""
     from attnkit.data.tokenizer import TokenizerTrainingError
     from attnkit.train.trainer import Trainer
 
-    cfg = config_from_args(args)
-    check_memory(cfg)
     try:
         trainer = Trainer(cfg)
     except TokenizerTrainingError as e:
@@ -162,7 +156,17 @@ def run_cli(args: argparse.Namespace) -> int:
     except ValueError:
         trainer.close()
         raise
-    final = trainer.fit()
+    return trainer
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from attnkit._memory import plain_out_of_memory
+
+    cfg = config_from_args(args)
+    check_memory(cfg)
+    with plain_out_of_memory("while training"):
+        trainer = _trainer(cfg)
+        final = trainer.fit()
     if trainer.dist.is_main:
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in final.items()
                  if k.startswith("val_") or k == "step"}

@@ -2,7 +2,10 @@
 
 One output line per input line, always: lines are split on ``\\n`` only, a
 blank line gives a blank line, and sentences cut to the model's limit are
-named on stderr. ``--engine ctranslate2 --model DIR`` decodes with a model
+named on stderr. Input is streamed: lines are translated in chunks as they
+arrive (``--input`` may be a FIFO; ``yes 3 1 | attnkit translate ...`` runs in
+bounded memory) and each chunk's output is flushed before the next is read.
+``--engine ctranslate2 --model DIR`` decodes with a model
 written by ``attnkit export ctranslate2`` instead of attnkit's own search.
 ``--checkpoint RUN/best`` names the run's best-scoring checkpoint (``keep_best``).
 
@@ -128,6 +131,7 @@ def _translated(args: argparse.Namespace, tr, sentences: list[str], first: int, 
 def run_cli(args: argparse.Namespace) -> int:
     """Translate chunk by chunk as the input arrives: each chunk's lines are printed,
     in input order, and flushed before the next chunk is read."""
+    from .._memory import plain_out_of_memory
     from ..decode.translator import BATCH_SIZE
 
     check_decoding_arguments(args)
@@ -136,7 +140,7 @@ def run_cli(args: argparse.Namespace) -> int:
     tr = load_engine(args)
     cut: list[int] = []
     seen, checked = 0, set()  # lines done; batch sizes whose memory was checked
-    with progress(None, "translate") as bar:
+    with progress(None, "translate") as bar, plain_out_of_memory("while translating"):
         for chunk in chunks:
             batch = min(BATCH_SIZE, sum(1 for s in chunk if s.strip()))
             if batch and batch not in checked:

@@ -9,14 +9,12 @@ extrapolated: a config with a million layers is counted as fast as one with two.
 :func:`training_memory` and :func:`decoding_memory` turn the counts into bytes:
 
 * training keeps fp32 weights, their gradients and Adam's two moments (16 bytes
-  per parameter), the buffers, and the activations of one batch kept for the
-  backward pass;
+  per parameter) and the buffers, before the first batch: a lower bound, so a
+  run refused on it cannot fit;
 * decoding keeps the weights, the token rows of every beam (copied once per
   step when beams are reordered) and, for the Transformer, the self-attention
-  key/value cache of every decoder layer.
-
-The activation and cache terms count only tensors that must exist at once, so
-the estimates are lower bounds: a job refused on them cannot fit.
+  key/value cache of every decoder layer: what the longest outputs allowed
+  need (a search whose beams all end early needs less).
 """
 
 from __future__ import annotations
@@ -58,8 +56,8 @@ class ModelSize:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes a job needs at least: ``weights`` (with gradients and optimizer state when
-    training) and ``activations`` (or the decoding state)."""
+    """Bytes a job needs: ``weights`` (with gradients and optimizer state when training)
+    and ``activations`` (the decoding state)."""
 
     weights: int
     activations: int
@@ -108,25 +106,12 @@ def model_size(config: TransformerConfig | BahdanauConfig) -> ModelSize:
     return ModelSize(params, buffers)
 
 
-def _activation_values(config, tokens: int) -> int:
-    """fp32 values one training batch of ``tokens`` tokens keeps for backward, at least:
-    per layer its input, the attention's projections and output, the FFN's hidden layer
-    (before and after the activation); and the logits with their log-softmax."""
-    V = config.tgt_vocab_size
-    if isinstance(config, TransformerConfig):
-        d, f = config.num_hiddens, config.ffn_num_hiddens
-        per_token = (config.num_encoder_layers * (6 * d + 2 * f)
-                     + config.num_decoder_layers * (10 * d + 2 * f) + 2 * V)
-    else:  # GRU gates (3 per layer) and the state, per layer and step
-        per_token = config.embed_size + config.num_layers * 4 * config.num_hiddens + 2 * V
-    return tokens * per_token
-
-
-def training_memory(config, *, batch_tokens: int) -> MemoryEstimate:
-    """At least what training ``config`` on batches of ``batch_tokens`` tokens needs."""
+def training_memory(config) -> MemoryEstimate:
+    """At least what training ``config`` needs before its first batch: fp32 weights, their
+    gradients and Adam's two moments, and the buffers. Activations depend on the data
+    (the batches' sizes) and are not counted."""
     size = model_size(config)
-    return MemoryEstimate(16 * size.parameters + FLOAT * size.buffers,
-                          FLOAT * _activation_values(config, batch_tokens), size.overflow)
+    return MemoryEstimate(16 * size.parameters + FLOAT * size.buffers, 0, size.overflow)
 
 
 def decoding_memory(config, *, rows: int, steps: int) -> MemoryEstimate:
