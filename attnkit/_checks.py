@@ -85,6 +85,41 @@ def check_same_dtype(**tensors) -> None:
     )
 
 
+def check_module_dtype(module: str, param_dtype: torch.dtype, **inputs) -> None:
+    """Floating ``inputs`` in the dtype of ``module``'s parameters (``None`` entries skipped).
+
+    A layer such as ``nn.Linear`` fails deep inside torch on an fp16 input to
+    fp32 weights ("expected m1 and m2 to have the same dtype"); this names the
+    input, both dtypes and the ways out. Under ``torch.autocast`` on the
+    input's device, torch casts per op, so nothing is checked. A dtype
+    comparison only: no data is read.
+    """
+    for name, x in inputs.items():
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            continue
+        if x.dtype == param_dtype or _autocasting(x.device.type):
+            continue
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the parameters of {module} are {param_dtype}; "
+            f"cast the module to the input's dtype (module{_cast(x.dtype)}), or the input to "
+            f"the module's ({name}{_cast(param_dtype)}), or run under torch.autocast"
+        )
+
+
+def _cast(dtype: torch.dtype) -> str:
+    """The shortest call that casts a tensor or module to ``dtype``: ``.half()``…"""
+    short = {torch.float16: "half", torch.bfloat16: "bfloat16", torch.float32: "float",
+             torch.float64: "double"}
+    return f".{short[dtype]}()" if dtype in short else f".to({dtype})"
+
+
+def _autocasting(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type without autocast (meta…)
+        return False
+
+
 def check_feature_sizes(queries: torch.Tensor, keys: torch.Tensor) -> None:
     """Dq, Dk >= 1: a score of zero features is undefined (scaled dot divides by √0)."""
     if queries.shape[-1] == 0 or keys.shape[-1] == 0:

@@ -241,3 +241,179 @@ def test_a_transformer_built_on_meta_runs_forward():
     lens = torch.tensor([7, 3, 5], device=META)
     logits = model(src, tgt, lens, lens.clamp(max=6))
     assert logits.shape == (3, 6, 40) and logits.device.type == "meta"
+
+
+# --- multi-head attention speaks of what the caller passed, not folded head shapes ----
+
+def _mha(**kwargs):
+    torch.manual_seed(0)
+    return attnkit.nn.MultiHeadAttention(8, 2, **kwargs)
+
+
+def test_mha_batch_mismatch_shows_the_callers_shapes():
+    q, kv = torch.randn(2, 5, 8), torch.randn(3, 4, 8)
+    with pytest.raises(ValueError, match=r"keys and values must have the batch size of queries, "
+                                         r"B = 2 \(or 1, shared by every query sequence\); "
+                                         r"got queries \(2, 5, 8\), keys \(3, 4, 8\) and "
+                                         r"values \(3, 4, 8\)$"):
+        _mha()(q, kv, kv)
+
+
+def test_mha_keys_shared_by_every_query_sequence_still_work():
+    mha = _mha()
+    q, kv = torch.randn(2, 5, 8), torch.randn(1, 4, 8)
+    torch.testing.assert_close(mha(q, kv, kv), mha(q, kv.expand(2, 4, 8), kv.expand(2, 4, 8)))
+
+
+@pytest.mark.parametrize("num_kv_heads,mask_shape", [
+    (None, (2, 5, 3)), (None, (2, 2, 5, 3)), (None, (2, 3, 5, 4)), (None, (3, 5, 4)),
+    (1, (2, 2, 5, 3)),
+])
+def test_mha_mask_mismatch_shows_the_callers_shapes(num_kv_heads, mask_shape):
+    mha = _mha(num_kv_heads=num_kv_heads)
+    q, kv = torch.randn(2, 5, 8), torch.randn(2, 4, 8)
+    given = ", ".join(map(str, mask_shape))
+    with pytest.raises(ValueError, match=rf"mask must be broadcastable to \(B, Nq, Nk\) = "
+                                         rf"\(2, 5, 4\) \(the same for every head\) or, 4-D, "
+                                         rf"to \(B, H, Nq, Nk\) = \(2, 2, 5, 4\); "
+                                         rf"got \({given}\)$"):
+        mha(q, kv, kv, mask=torch.ones(mask_shape, dtype=torch.bool))
+
+
+def test_gqa_mask_mismatch_shows_h_not_the_group_layout():
+    mha = attnkit.nn.MultiHeadAttention(8, 4, num_kv_heads=2)
+    q, kv = torch.randn(2, 5, 8), torch.randn(2, 4, 8)
+    with pytest.raises(ValueError, match=r"\(B, H, Nq, Nk\) = \(2, 4, 5, 4\); "
+                                         r"got \(2, 4, 5, 3\)$"):
+        mha(q, kv, kv, mask=torch.ones(2, 4, 5, 3, dtype=torch.bool))
+
+
+def test_mha_mask_counts_the_cached_keys():
+    mha = _mha()
+    cache = attnkit.nn.KVCache()
+    x = torch.randn(2, 3, 8)
+    mha(x, x, x, kv_cache=cache, causal="bottom_right")
+    step = torch.randn(2, 1, 8)
+    with pytest.raises(ValueError, match=r"\(B, Nq, Nk\) = \(2, 1, 4\) .* got \(2, 1, 3\)$"):
+        mha(step, step, step, kv_cache=cache, mask=torch.ones(2, 1, 3, dtype=torch.bool))
+    assert len(cache) == 3  # the refused call left the cache as it was
+    out = mha(step, step, step, kv_cache=cache, mask=torch.ones(2, 1, 4, dtype=torch.bool))
+    assert out.shape == (2, 1, 8)
+
+
+def test_mha_mask_dtype_and_valid_lens_in_the_callers_terms():
+    mha = _mha()
+    q, kv = torch.randn(2, 5, 8), torch.randn(2, 4, 8)
+    with pytest.raises(TypeError, match=r"mask must have dtype torch.bool \(True = may attend\); "
+                                        r"got torch.float32"):
+        mha(q, kv, kv, mask=torch.ones(2, 5, 4))
+    with pytest.raises(ValueError, match=r"valid_lens must have shape \(B,\) or \(B, Nq\) = "
+                                         r"\(2,\) or \(2, 5\); got \(3\)"):
+        mha(q, kv, kv, torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"valid_lens values must lie in \[0, Nk\] = \[0, 4\]"):
+        mha(q, kv, kv, torch.tensor([1, 9]))
+
+
+def test_mha_cache_of_another_batch_is_named():
+    mha = _mha()
+    cache = attnkit.nn.KVCache()
+    x3 = torch.randn(3, 1, 8)
+    mha(x3, x3, x3, kv_cache=cache, causal="bottom_right")
+    x2 = torch.randn(2, 1, 8)
+    with pytest.raises(ValueError, match=r"kv_cache \(KVCache\(\)\) holds keys of B = 3 "
+                                         r"sequences; got queries of B = 2"):
+        mha(x2, x2, x2, kv_cache=cache, causal="bottom_right")
+    cache.reorder(torch.tensor([0, 2]))  # the surviving rows: now it serves B = 2
+    assert mha(x2, x2, x2, kv_cache=cache, causal="bottom_right").shape == (2, 1, 8)
+
+
+def test_encoder_block_names_x():
+    blk = attnkit.nn.TransformerEncoderBlock(8, 16, 2, 0.0)
+    with pytest.raises(ValueError, match=r"X must have shape \(B, N, 8\); got \(2, 5, 6\)"):
+        blk(torch.randn(2, 5, 6))
+    with pytest.raises(ValueError, match=r"mask must be broadcastable to \(B, Nq, Nk\) = "
+                                         r"\(2, 5, 5\)"):
+        blk(torch.randn(2, 5, 8), mask=torch.ones(2, 5, 4, dtype=torch.bool))
+
+
+# --- an input in another dtype than the module's parameters ----------------------------
+
+def _dtype_message(name, given, module, params, cast_module, cast_input):
+    return (rf"{name} has dtype torch\.{given} but the parameters of {module} are "
+            rf"torch\.{params}; cast the module to the input's dtype \(module\.{cast_module}\(\)\)"
+            rf", or the input to the module's \({name}\.{cast_input}\(\)\), or run under "
+            rf"torch\.autocast")
+
+
+@pytest.mark.parametrize("arg", ["queries", "keys", "values"])
+def test_fp16_input_to_an_fp32_mha_is_named(arg):
+    mha = _mha()
+    inputs = dict(queries=torch.randn(2, 5, 8), keys=torch.randn(2, 4, 8),
+                  values=torch.randn(2, 4, 8))
+    inputs[arg] = inputs[arg].half()
+    with pytest.raises(TypeError, match=_dtype_message(arg, "float16", "MultiHeadAttention",
+                                                       "float32", "half", "float")):
+        mha(*inputs.values())
+
+
+def test_fp32_input_to_a_half_mha_and_the_fix_it_names():
+    mha = _mha().to(torch.bfloat16)
+    x = torch.randn(2, 5, 8)
+    with pytest.raises(TypeError, match=_dtype_message("queries", "float32", "MultiHeadAttention",
+                                                       "bfloat16", "float", "bfloat16")):
+        mha(x, x, x)
+    assert mha(x.bfloat16(), x.bfloat16(), x.bfloat16()).dtype == torch.bfloat16  # the fix
+
+
+def test_under_autocast_mixed_dtypes_are_torchs_business():
+    mha, x = _mha(), torch.randn(2, 5, 8).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert mha(x, x, x).dtype == torch.bfloat16
+
+
+def test_ffn_blocks_and_decoders_name_the_input_and_the_module():
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    ffn = attnkit.nn.PositionWiseFFN(num_hiddens=8, ffn_num_hiddens=16)
+    with pytest.raises(TypeError, match=_dtype_message("X", "float64", "PositionWiseFFN",
+                                                       "float32", "double", "float")):
+        ffn(x)
+    lazy = attnkit.nn.PositionWiseFFN(ffn_num_hiddens=16, num_outputs=8)
+    with pytest.raises(TypeError, match=r"X has dtype torch\.float16 but the parameters of "
+                                        r"PositionWiseFFN are torch\.float32"):
+        lazy(x.half())
+    enc = attnkit.nn.TransformerEncoderBlock(8, 16, 2, 0.0)
+    with pytest.raises(TypeError, match=r"X has dtype torch\.float64 but the parameters of "
+                                        r"TransformerEncoderBlock are torch\.float32"):
+        enc(x)
+    dec = attnkit.nn.TransformerDecoderBlock(8, 16, 2, 0.0)
+    with pytest.raises(TypeError, match=_dtype_message("enc_outputs", "float64",
+                                                       "TransformerDecoderBlock", "float32",
+                                                       "double", "float")):
+        dec(x.float(), x)
+    stack = attnkit.nn.TransformerDecoder(10, 8, 16, 2, 1, 0.0)
+    with pytest.raises(TypeError, match=r"enc_outputs has dtype torch\.float16 but the "
+                                        r"parameters of TransformerDecoder are torch\.float32"):
+        stack(torch.zeros(2, 3, dtype=torch.long), x.half())
+
+
+def test_bahdanau_decoder_names_the_state_it_was_given():
+    from attnkit.models import BahdanauSeq2Seq
+
+    model = BahdanauSeq2Seq(10, 10, embed_size=4, num_hiddens=8, num_layers=1)
+    src = torch.zeros(2, 3, dtype=torch.long)
+    state = model.init_state(model.encode(src))
+    state.enc_outputs = state.enc_outputs.half()
+    with pytest.raises(TypeError, match=r"state\.enc_outputs has dtype torch\.float16 but the "
+                                        r"parameters of AttentionDecoder are torch\.float32"):
+        model.decode_step(src, state)
+
+
+def test_attention_modules_compute_in_the_inputs_dtype():
+    # no check here on purpose: the scores cast their parameters to the input's dtype, so
+    # an fp32 AdditiveAttention serves fp16 inputs (what the Bahdanau decoder relies on)
+    x = torch.randn(2, 5, 8)
+    for module in (attnkit.nn.AdditiveAttention(4, query_size=8, key_size=8),
+                   attnkit.nn.BilinearAttention(8, 8), attnkit.nn.DotProductAttention()):
+        out = module(x.half(), x.half(), x.half())
+        assert out.dtype == torch.float16
+        torch.testing.assert_close(out.float(), module(x, x, x), atol=2e-2, rtol=2e-2)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .._checks import check_dropout
+from .._checks import check_dropout, check_module_dtype
 from .._values import check_positive_int
 from ..nn.attention import AdditiveAttention
 from ..nn.packed import select_valid
@@ -135,6 +135,8 @@ class AttentionDecoder(nn.Module):
     def forward(self, X: torch.Tensor, state: BahdanauState
                 ) -> tuple[torch.Tensor, BahdanauState]:
         _check_tokens("tgt", X, self.vocab_size)
+        check_module_dtype("AttentionDecoder", self.rnn.weight_ih_l0.dtype,
+                           **{"state.enc_outputs": state.enc_outputs, "state.hidden": state.hidden})
         embs = self.embedding(X)  # (B, T, E)
         hidden, outputs, weights = state.hidden, [], []
         for t in range(X.shape[1]):

@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_dropout, check_query_valid_lens, shape_str
+from .._checks import (
+    broadcast_shapes,
+    check_dropout,
+    check_module_dtype,
+    check_query_valid_lens,
+    shape_str,
+)
 from .._values import check_positive_int
 from ..functional import attention
 from ..scores import Score, make_score
@@ -72,6 +78,26 @@ class KVCache:
     @property
     def filled(self) -> bool:
         return self._keys is not None
+
+    @property
+    def batch_size(self) -> int | None:
+        """``B`` of the cached keys (after a pending :meth:`reorder`); ``None`` if empty."""
+        if self._keys is None:
+            return None
+        return int(self._order.shape[0] if self._order is not None else self._keys.shape[0])
+
+    def check_batch(self, batch_size: int, query_name: str = "queries") -> None:
+        """Raise ``ValueError`` unless this cache can serve ``batch_size`` sequences: a
+        growing cache holds exactly ``B`` of them; a static one ``B`` or 1 (shared)."""
+        held = self.batch_size
+        if held is None or held == batch_size or (self.static and held == 1):
+            return
+        kind = "KVCache(static=True)" if self.static else "KVCache()"
+        raise ValueError(
+            f"kv_cache ({kind}) holds keys of B = {held} sequences; got {query_name} of "
+            f"B = {batch_size}. A cache serves the batch it was filled with: start a new "
+            f"{kind} for another, or select its rows with kv_cache.reorder(indices)"
+        )
 
     def update(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (static) or append (self-attention) ``(B, Hkv, n, Dh)``; return all.
@@ -260,19 +286,25 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         self.attention_weights = None
 
     def check_inputs(self, queries: torch.Tensor, keys: torch.Tensor | None = None,
-                     values: torch.Tensor | None = None) -> None:
+                     values: torch.Tensor | None = None, *, query_name: str = "queries",
+                     owner: str = "MultiHeadAttention") -> None:
         """Raise unless the inputs fit this module: ``(B, N, size)`` with the sizes of
-        ``W_q``/``W_k``/``W_v``, keys and values of the same ``(B, Nk)``.
+        ``W_q``/``W_k``/``W_v``, keys and values of the same ``(B, Nk)`` (``B`` that of
+        the queries, or 1: one key sequence for every query sequence), in the dtype
+        of the parameters (unless under ``torch.autocast``).
 
         ``keys``/``values`` ``None``: only the queries are checked (self-attention
         on the queries, or keys/values taken from a cache). :meth:`forward` calls
-        this; code that runs :meth:`forward_rows` directly calls it first.
+        this; code that runs :meth:`forward_rows` directly calls it first, passing
+        the name its caller knows the queries by (``query_name="X"``) and its own
+        (``owner``) for the messages.
 
         Raises:
-            TypeError: an input that is not a tensor.
+            TypeError: an input that is not a tensor, or of another dtype than
+                the parameters.
             ValueError: an input of the wrong shape.
         """
-        pairs = [("queries", queries, self.W_q)]
+        pairs = [(query_name, queries, self.W_q)]
         if keys is not None:
             pairs += [("keys", keys, self.W_k), ("values", values, self.W_v)]
         for name, x, lin in pairs:
@@ -287,25 +319,51 @@ class MultiHeadAttention(KeptWeights, nn.Module):
                 "keys and values must have the same (B, Nk); got keys "
                 f"{shape_str(keys.shape)} and values {shape_str(values.shape)}"
             )
+        if keys is not None and keys.shape[0] not in (queries.shape[0], 1):
+            raise ValueError(
+                f"keys and values must have the batch size of {query_name}, "
+                f"B = {queries.shape[0]} (or 1, shared by every query sequence); got "
+                f"{query_name} {shape_str(queries.shape)}, keys {shape_str(keys.shape)} and values "
+                f"{shape_str(values.shape)}"
+            )
+        check_module_dtype(owner, self.W_q.weight.dtype, **{query_name: queries},
+                           keys=keys, values=values)
 
-    def _group_mask(self, mask: torch.Tensor | None) -> torch.Tensor | None:
-        """The user's mask, broadcastable to the head layout of the core call."""
+    def check_mask(self, mask, batch_size: int, num_queries: int, num_keys: int) -> None:
+        """Raise unless ``mask`` is boolean and broadcastable to ``(B, Nq, Nk)`` or, 4-D,
+        to ``(B, H, Nq, Nk)``: the caller's shapes (``Nk`` counts cached keys too)."""
         if mask is None:
-            return None
+            return
         if not isinstance(mask, torch.Tensor):
             raise TypeError(f"mask must be a boolean torch.Tensor; got {type(mask).__name__}")
+        if mask.dtype != torch.bool:
+            raise TypeError(
+                f"mask must have dtype torch.bool (True = may attend); got {mask.dtype}")
         if mask.ndim > 4:
             raise ValueError(
                 f"mask must have at most 4 dims, (B, Nq, Nk) or (B, H, Nq, Nk); "
                 f"got {shape_str(mask.shape)}"
             )
-        if mask.ndim == 4:
-            if mask.shape[1] not in (1, self.num_heads):
-                raise ValueError(
-                    f"a 4-D mask must have shape (B|1, H|1, Nq|1, Nk) with H={self.num_heads}; "
-                    f"got {shape_str(mask.shape)}"
-                )
-        else:
+        three = (batch_size, num_queries, num_keys)
+        target = three if mask.ndim <= 3 else (batch_size, self.num_heads, *three[1:])
+        try:
+            fits = broadcast_shapes(mask.shape, target) == target
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"mask must be broadcastable to (B, Nq, Nk) = {shape_str(three)} (the same for "
+                f"every head) or, 4-D, to (B, H, Nq, Nk) = "
+                f"{shape_str((batch_size, self.num_heads, *three[1:]))}; "
+                f"got {shape_str(mask.shape)}"
+            )
+
+    def _group_mask(self, mask: torch.Tensor | None) -> torch.Tensor | None:
+        """The user's mask (checked by :meth:`check_mask`), broadcastable to the head
+        layout of the core call."""
+        if mask is None:
+            return None
+        if mask.ndim < 4:
             mask = mask.unsqueeze(-3) if mask.ndim == 3 else mask  # (B, 1, Nq, Nk) or (Nq, Nk)
         G = self.num_heads // self.num_kv_heads
         if G == 1 or mask.ndim < 3:
@@ -321,6 +379,8 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         reuse = kv_cache is not None and kv_cache.static and kv_cache.filled
         self.check_inputs(queries, None if reuse else keys, None if reuse else values)
         B, Nq, _ = queries.shape
+        if kv_cache is not None:
+            kv_cache.check_batch(B)
         query_valid_lens = check_query_valid_lens(query_valid_lens, B, Nq, queries.device)
         packed = Packed.from_lens(query_valid_lens, B, Nq)  # padded queries are not computed
         # self-attention over the same positions: keys are needed where queries are
@@ -351,6 +411,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         no forward hooks of this module.
         """
         start = 0 if kv_cache is None or kv_cache.static else len(kv_cache)  # first position
+        self.check_mask(mask, *packed.shape, self._num_keys(keys, packed, kv_cache))
         if keys is None and not (kv_cache is not None and kv_cache.static and kv_cache.filled):
             q, k, v = self._self_qkv(queries, packed, kv_cache, start)
         else:
@@ -365,6 +426,14 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         B, Nq = packed.shape
         out = out.reshape(B, self.num_heads, Nq, self.head_dim).transpose(1, 2)  # (B,Nq,H,Dh)
         return self.W_o(packed.pack(out.reshape(B, Nq, self.num_hiddens)))  # (n_valid, d)
+
+    @staticmethod
+    def _num_keys(keys, packed: Packed, kv_cache: KVCache | None) -> int:
+        """``Nk`` of the coming call (cached keys included), before any cache is updated."""
+        new = packed.shape[1] if keys is None else keys.shape[1]
+        if kv_cache is None or not kv_cache.filled:
+            return new
+        return len(kv_cache) if kv_cache.static else len(kv_cache) + new
 
     def _self_qkv(self, queries, packed: Packed, kv_cache, start):
         """Self-attention: q, k, v by one product ``[W_q; W_k; W_v]`` (k, v appended to a

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .. import _names
-from .._checks import check_dropout, shape_str
+from .._checks import check_dropout, check_module_dtype, shape_str
 from .._values import check_positive_int
 from ..scores import Score
 from .dropout import Dropout
@@ -130,6 +130,7 @@ class PositionWiseFFN(nn.Module):
         self.dense2 = nn.Linear(ffn_num_hiddens, num_outputs)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        check_module_dtype("PositionWiseFFN", self.dense2.weight.dtype, X=X)  # dense1 may be lazy
         return self.dense2(self.dropout(self.activation(self.dense1(X))))  # (B, N, d)
 
 
@@ -252,7 +253,7 @@ class TransformerEncoderBlock(nn.Module):
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        self.attention.check_inputs(X)
+        self.attention.check_inputs(X, query_name="X", owner="TransformerEncoderBlock")
         packed = Packed.from_lens(valid_lens, X.shape[0], X.shape[1])  # (B,) lens: skip padding
         Xp = self.forward_rows(packed.pack(X), packed, valid_lens=valid_lens, mask=mask)
         return packed.unpack(Xp)  # (B, S, d), zeros at padding
@@ -322,9 +323,13 @@ class TransformerDecoderBlock(nn.Module):
                 tgt_valid_lens: torch.Tensor | None = None,
                 self_cache: KVCache | None = None,
                 cross_cache: KVCache | None = None) -> torch.Tensor:
-        self.self_attention.check_inputs(X)
+        self.self_attention.check_inputs(X, query_name="X", owner="TransformerDecoderBlock")
+        for cache in (self_cache, cross_cache):
+            if cache is not None:
+                cache.check_batch(X.shape[0], "X")
         if cross_cache is None or not cross_cache.filled:
-            _check_enc_outputs(enc_outputs, X.shape[0], self.cross_attention.W_k.in_features)
+            W_k = self.cross_attention.W_k
+            _check_enc_outputs(enc_outputs, X.shape[0], W_k.in_features, dtype=W_k.weight.dtype)
         packed = _target_packing(tgt_valid_lens, X.shape[0], X.shape[1], self_cache is not None)
         Xp = self.forward_rows(packed.pack(X), packed, enc_outputs,
                                src_valid_lens=src_valid_lens, tgt_valid_lens=tgt_valid_lens,
@@ -374,7 +379,8 @@ def _target_packing(tgt_valid_lens, batch_size: int, length: int, cached: bool) 
 
 
 def _check_enc_outputs(enc_outputs, batch_size: int, size: int,
-                       cls: str = "TransformerDecoderBlock") -> None:
+                       cls: str = "TransformerDecoderBlock",
+                       dtype: torch.dtype | None = None) -> None:
     if not isinstance(enc_outputs, torch.Tensor):
         raise TypeError(
             f"enc_outputs must be a torch.Tensor; got {type(enc_outputs).__name__}. "
@@ -384,6 +390,8 @@ def _check_enc_outputs(enc_outputs, batch_size: int, size: int,
             f"enc_outputs must have shape (B, S, {size}) with B = {batch_size}; "
             f"got {shape_str(enc_outputs.shape)}"
         )
+    if dtype is not None:
+        check_module_dtype(cls, dtype, enc_outputs=enc_outputs)
 
 
 def _check_positional(positional: str) -> str:
@@ -542,8 +550,9 @@ class TransformerDecoder(_TransformerStack):
         packed = _target_packing(tgt_valid_lens, B, T, caches is not None)
         Hp = packed.pack(self.embed(X, offset))  # (n_valid, d); padding is never computed
         if caches is None or not caches[0][1].filled:  # else the encoder keys are cached
-            _check_enc_outputs(enc_outputs, B, self.blocks[0].cross_attention.W_k.in_features,
-                               "TransformerDecoder")
+            W_k = self.blocks[0].cross_attention.W_k
+            _check_enc_outputs(enc_outputs, B, W_k.in_features, "TransformerDecoder",
+                               W_k.weight.dtype)
         for i, blk in enumerate(self.blocks):
             self_cache, cross_cache = caches[i] if caches is not None else (None, None)
             Hp = blk.forward_rows(Hp, packed, enc_outputs, src_valid_lens=src_valid_lens,

@@ -310,7 +310,9 @@ def test_validation_messages():
         mha(x, x, x[:, :3])
     with pytest.raises(ValueError, match="mask must have at most 4 dims"):
         mha(x, x, x, mask=torch.ones(1, 1, 1, 4, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"a 4-D mask must have shape \(B\|1, H\|1"):
+    with pytest.raises(ValueError, match=r"mask must be broadcastable to \(B, Nq, Nk\) = "
+                                         r"\(2, 4, 4\) .* 4-D, to \(B, H, Nq, Nk\) = "
+                                         r"\(2, 3, 4, 4\); got \(2, 2, 4, 4\)"):
         mha(x, x, x, mask=torch.ones(2, 2, 4, 4, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask must have dtype torch.bool"):
         mha(x, x, x, mask=torch.ones(4, 4))
