@@ -4,7 +4,8 @@
 int8|int16|float32]`` writes a CTranslate2 model directory (weights,
 vocabularies with attnkit's token ids, the run's tokenizer); ``attnkit
 translate --engine ctranslate2 --model DIR`` translates with it. Needs
-``pip install "attnkit[deploy]"``.
+``pip install "attnkit[deploy]"``. ``--force`` replaces an earlier export
+only once the new one is whole (killed part-way, the earlier one stays).
 """
 
 from __future__ import annotations
@@ -32,11 +33,20 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(_prog=p.prog)
 
 
+#: The library's argument names, as this command's flags
+_FLAGS = {"checkpoint": "--checkpoint", "out": "--out", "quantization": "--quantization",
+          "force": "--force"}
+
+
 def run_cli(args: argparse.Namespace) -> int:
     from ..export.ctranslate2 import export_ctranslate2
+    from ..export.directory import ExportArgumentError
 
-    out = export_ctranslate2(args.checkpoint, args.out, quantization=args.quantization,
-                             force=args.force)
+    try:
+        out = export_ctranslate2(args.checkpoint, args.out, quantization=args.quantization,
+                                 force=args.force)
+    except ExportArgumentError as e:
+        raise ValueError(e.message(_FLAGS)) from None
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
     print(f"exported {args.checkpoint} -> {out} (ctranslate2, {args.quantization}, {shown})")

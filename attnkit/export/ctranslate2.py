@@ -44,7 +44,9 @@ attnkit is token ``i`` in CTranslate2 (the specials ``<pad> <unk> <bos>
 and adds ``<eos>`` to every source, as attnkit does. The run's tokenizer is
 copied to ``tokenizer/`` and :data:`EXPORT_INFO` records the model section and
 its positional table size, so the directory alone can translate text
-(:mod:`attnkit.export.ctranslate2_translator`).
+(:mod:`attnkit.export.ctranslate2_translator`). :data:`MANIFEST` lists the size
+and SHA-256 of every file; the loader checks them before it reads anything, and
+the directory is put in place whole or not at all (:mod:`attnkit.export.directory`).
 
 What CTranslate2 cannot represent is refused by :func:`check_exportable`,
 naming the option: the Bahdanau RNN, ``positional="alibi"`` (CTranslate2
@@ -55,20 +57,18 @@ the scores other than ``scaled_dot`` and ``dot``.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
-__all__ = ["EXPORT_INFO", "QUANTIZATIONS", "check_exportable", "export_ctranslate2",
-           "require_ctranslate2"]
+from .directory import EXPORT_INFO, MANIFEST, ExportArgumentError, write_export
+
+__all__ = ["EXPORT_FORMAT", "EXPORT_INFO", "MANIFEST", "QUANTIZATIONS", "check_exportable",
+           "export_ctranslate2", "require_ctranslate2"]
 
 #: What ``--quantization`` accepts: the weight types CTranslate2 runs on a CPU.
 QUANTIZATIONS = ("float32", "int16", "int8")
 
-#: The file of an exported directory that says what it holds (written last).
-EXPORT_INFO = "attnkit-export.json"
-
-EXPORT_FORMAT = 1
+#: What :data:`EXPORT_INFO` says as ``"format"`` (1: before exports had a manifest).
+EXPORT_FORMAT = 2
 _LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by every attnkit LayerNorm
 _SCORES = {"scaled_dot": None, "dot": 1.0}  # score -> queries_scale (None: 1/sqrt(Dh))
 _POSITIONAL = ("sinusoidal", "learned", "rope")
@@ -211,34 +211,24 @@ def model_spec(model, config, tokenizers):
     """The filled ``TransformerSpec`` of ``model`` (built from ``config``) and its config."""
     from ctranslate2.specs import transformer_spec
 
-    from ..data.tokenizer import BOS_ID, EOS_ID, SPECIAL_TOKENS, UNK_ID
-
     check_exportable(config)
     spec = transformer_spec.TransformerSpec(*_stacks(model, config))
     spec.register_source_vocabulary(vocabulary(tokenizers.src))
     spec.register_target_vocabulary(vocabulary(tokenizers.tgt))
-    cfg = spec.config
-    cfg.layer_norm_epsilon = _LAYER_NORM_EPS
-    cfg.unk_token, cfg.bos_token = SPECIAL_TOKENS[UNK_ID], SPECIAL_TOKENS[BOS_ID]
-    cfg.eos_token, cfg.decoder_start_token = SPECIAL_TOKENS[EOS_ID], SPECIAL_TOKENS[BOS_ID]
-    cfg.add_source_bos, cfg.add_source_eos = False, True
+    for key, value in engine_config().items():
+        setattr(spec.config, key, value)
     return spec
 
 
-def _prepare_out(out: Path, force: bool) -> None:
-    """Refuse to overwrite anything but an earlier export (with ``force``)."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise NotADirectoryError(f"--out: {out} exists and is not a directory")
-    if not any(out.iterdir()):
-        out.rmdir()
-        return
-    if not (out / EXPORT_INFO).is_file():
-        raise ValueError(f"--out: {out} exists and is not empty; choose a new directory")
-    if not force:
-        raise ValueError(f"--out: {out} holds an earlier export; pass --force to replace it")
-    shutil.rmtree(out)
+def engine_config() -> dict:
+    """The entries of the exported ``config.json`` that attnkit's decoding relies on
+    (written by :func:`model_spec`, checked when an export is loaded)."""
+    from ..data.tokenizer import BOS_ID, EOS_ID, SPECIAL_TOKENS, UNK_ID
+
+    return {"layer_norm_epsilon": _LAYER_NORM_EPS, "unk_token": SPECIAL_TOKENS[UNK_ID],
+            "bos_token": SPECIAL_TOKENS[BOS_ID], "eos_token": SPECIAL_TOKENS[EOS_ID],
+            "decoder_start_token": SPECIAL_TOKENS[BOS_ID], "add_source_bos": False,
+            "add_source_eos": True}
 
 
 def export_ctranslate2(checkpoint: str | Path, out: str | Path, *,
@@ -246,20 +236,24 @@ def export_ctranslate2(checkpoint: str | Path, out: str | Path, *,
     """Write the Transformer run at ``checkpoint`` as a CTranslate2 model directory ``out``.
 
     ``quantization``: one of :data:`QUANTIZATIONS` (the weights' type on disk).
-    The directory is built next to ``out`` and renamed into place, so it is
-    either complete or absent; ``force`` replaces an earlier export there.
+    The directory is built beside ``out``, given a manifest of checksums and
+    renamed into place, so ``out`` holds either the earlier export or the whole
+    new one, even if the process is killed (:func:`attnkit.export.directory.write_export`);
+    ``force`` replaces an earlier export there.
 
     Raises:
-        ValueError: a model CTranslate2 cannot represent (naming the option), a
-            bad ``quantization``, an ``out`` that holds other files.
+        ValueError: a model CTranslate2 cannot represent (naming the option); an
+            :class:`~attnkit.export.directory.ExportArgumentError` naming
+            ``quantization`` or ``out`` (one that holds other files, or an earlier
+            export without ``force``).
         OSError: ctranslate2 not installed, unreadable checkpoint, unwritable ``out``.
     """
     from ..runs.checkpoint import read_run
 
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"--quantization must be one of {', '.join(QUANTIZATIONS)}; "
-                         f"got {quantization!r}")
-    ct2 = require_ctranslate2("attnkit export ctranslate2")
+        raise ExportArgumentError("quantization", f"must be one of {', '.join(QUANTIZATIONS)}; "
+                                                  f"got {quantization!r}")
+    ct2 = require_ctranslate2("exporting to CTranslate2")
     check_exportable(read_run(checkpoint).model)  # before the weights are read
     from ..decode.translator import load_translator
 
@@ -267,20 +261,14 @@ def export_ctranslate2(checkpoint: str | Path, out: str | Path, *,
     spec = model_spec(tr.model, tr.run.model, tr.tokenizers)
     spec.validate()
     spec.optimize(quantization=quantization)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _prepare_out(out, force)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        spec.save(str(work))
-        tr.tokenizers.save(work / "tokenizer")
-        info = _info(tr.run, quantization, ct2.__version__)
-        (work / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-        work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return out
+    info = _info(tr.run, quantization, ct2.__version__)
+
+    def build(folder: Path) -> None:
+        spec.save(str(folder))
+        tr.tokenizers.save(folder / "tokenizer")
+        (folder / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+
+    return write_export(out, build, force=force)
 
 
 def _info(run, quantization: str, ct2_version: str) -> dict:

@@ -47,10 +47,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from .._io import read_json
+from .._values import check_nonnegative_int
 from ..decode.translator import in_batches, output_limit, overlong_sources
-from .ctranslate2 import EXPORT_INFO, require_ctranslate2, vocabulary
+from ..models.config import model_config_from_dict
+from . import ctranslate2 as _ct2
+from .ctranslate2 import engine_config, require_ctranslate2, vocabulary
+from .directory import EXPORT_INFO, MANIFEST, verify_export
 
-__all__ = ["CTranslate2Translator", "load_ctranslate2"]
+__all__ = ["CTranslate2Translator", "load_ctranslate2", "read_export"]
 
 def _gnmt(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
@@ -116,30 +121,141 @@ class CTranslate2Translator:
         return overlong_sources(self.tokenizers, list(sentences), self.positions)
 
 
+def _not_an_export(p: Path, why: str) -> FileNotFoundError:
+    return FileNotFoundError(f"{p} is not a directory written by 'attnkit export ctranslate2' "
+                             f"({why})")
+
+
+def _format_1(p: Path) -> None:
+    """Refuse, naming both formats, an export written before exports had a manifest."""
+    try:
+        info = read_json(p / EXPORT_INFO, missing=ValueError())
+    except ValueError:
+        return  # not readable: verify_export names what is missing
+    if info.get("format") == 1:
+        raise ValueError(f"{p / EXPORT_INFO}: export format 1 (attnkit "
+                         f"{info.get('attnkit_version', '?')}, before exports had checksums); "
+                         f"this attnkit reads format {_ct2.EXPORT_FORMAT}: export the run again")
+
+
+def _check_info(f: Path, info: dict) -> None:
+    """The fields of :data:`EXPORT_INFO` the loader uses, each checked (naming ``f``)."""
+    if info.get("format") != _ct2.EXPORT_FORMAT or info.get("engine") != "ctranslate2":
+        raise ValueError(f"{f}: describes format {info.get('format')!r} for "
+                         f"{info.get('engine')!r}; this attnkit reads format "
+                         f"{_ct2.EXPORT_FORMAT} for 'ctranslate2'")
+    if info.get("quantization") not in _ct2.QUANTIZATIONS:
+        raise ValueError(f"{f}: quantization must be one of {', '.join(_ct2.QUANTIZATIONS)}; got "
+                         f"{info.get('quantization')!r}")
+    try:
+        model = model_config_from_dict(info.get("model"), where=f"{f}: model")
+    except (TypeError, ValueError) as e:
+        text = str(e)
+        raise ValueError(text if str(f) in text else f"{f}: model: {text}") from None
+    positions = info.get("positions")
+    if type(positions) is not int or positions != model.max_len:
+        raise ValueError(f"{f}: positions must be the model's max_len ({model.max_len}); got "
+                         f"{positions!r}")
+
+
+def _check_config(f: Path) -> None:
+    """``config.json`` says what attnkit's decoding relies on (its special tokens)."""
+    config = read_json(f, missing=ValueError(f"{f}: missing"))
+    for key, want in engine_config().items():
+        if key not in config or config[key] != want:
+            raise ValueError(f"{f}: {key} must be {want!r}, as attnkit exports it; got "
+                             f"{config.get(key, '(nothing)')!r}")
+
+
+def read_export(path: str | Path) -> dict:
+    """The :data:`EXPORT_INFO` record of the CTranslate2 export at ``path``, once its
+    files match its manifest and its record and ``config.json`` are what attnkit writes.
+
+    Raises:
+        FileNotFoundError: ``path`` is not such a directory.
+        ValueError: one line naming the file that is missing, altered or unexpected.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise _not_an_export(p, "not a directory" if p.exists() else "no such directory")
+    if not (p / EXPORT_INFO).is_file() and not (p / MANIFEST).is_file():
+        raise _not_an_export(p, f"no {EXPORT_INFO}")
+    if not (p / MANIFEST).is_file():
+        _format_1(p)
+    verify_export(p, required=(EXPORT_INFO, "config.json", "model.bin"))
+    info = read_json(p / EXPORT_INFO, missing=_not_an_export(p, f"no {EXPORT_INFO}"))
+    _check_info(p / EXPORT_INFO, info)
+    _check_config(p / "config.json")
+    return info
+
+
+def _tokenizers(p: Path):
+    """The export's ``tokenizer/``; its errors name the folder."""
+    from ..data.tokenizer import TokenizerPair
+
+    where = p / "tokenizer"
+    try:
+        return TokenizerPair.load(where)
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError, OSError) as e:
+        text = str(e).strip() or type(e).__name__
+        raise ValueError(text if str(where) in text else f"{where}: {text}") from None
+
+
+def _tokens(f: Path) -> list[str]:
+    """The token strings of the vocabulary file ``f`` (a JSON list of strings)."""
+    if not f.is_file():
+        raise ValueError(f"{f}: missing (an export holds its vocabularies)")
+    try:
+        tokens = json.loads(f.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{f}: not valid JSON: {e}") from None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise ValueError(f"{f}: expected a JSON list of token strings")
+    return tokens
+
+
+def _check_vocabularies(p: Path, tokenizers) -> None:
+    """Token ``i`` of each vocabulary file is token ``i`` of the tokenizer (the engine
+    reads the files, attnkit encodes and decodes with the tokenizer)."""
+    shared = p / "shared_vocabulary.json"
+    files = ([(shared, tokenizers.src), (shared, tokenizers.tgt)] if shared.is_file() else
+             [(p / "source_vocabulary.json", tokenizers.src),
+              (p / "target_vocabulary.json", tokenizers.tgt)])
+    for f, tokenizer in files:
+        got, want = _tokens(f), vocabulary(tokenizer)
+        if got == want:
+            continue
+        i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+        if i is None:
+            raise ValueError(f"{f}: {len(got)} tokens, while tokenizer/ has {len(want)}")
+        raise ValueError(f"{f}: token {i} is {got[i]!r}, while tokenizer/ has {want[i]!r} "
+                         "(the vocabulary must keep attnkit's token ids)")
+
+
 def load_ctranslate2(path: str | Path, *, threads: int = 0,
                      compute_type: str = "default") -> CTranslate2Translator:
     """The exported model at ``path`` on the CPU (``threads`` 0: CTranslate2's default).
 
     ``compute_type`` ``"default"`` runs the weights in the type they were
-    exported with (``--quantization``).
+    exported with (``quantization``). Every file is checked against the
+    export's manifest (size and SHA-256) before any is read, and the
+    vocabularies against the tokenizer (:func:`read_export`).
 
     Raises:
         OSError: ctranslate2 not installed, or ``path`` not an exported directory.
-        ValueError: an export of another format.
+        ValueError: one line naming the file of the export that is missing, altered or
+            unexpected, or that the engine cannot load; an export of another format.
     """
-    from ..data.tokenizer import TokenizerPair
-
-    ct2 = require_ctranslate2("--engine ctranslate2")
+    ct2 = require_ctranslate2("reading a CTranslate2 export")
+    check_nonnegative_int("threads", threads)
     p = Path(path)
-    if not (p / EXPORT_INFO).is_file():
-        raise FileNotFoundError(f"--model: {p} is not a directory written by "
-                                f"'attnkit export ctranslate2' (no {EXPORT_INFO})")
-    info = json.loads((p / EXPORT_INFO).read_text(encoding="utf-8"))
-    if info.get("format") != 1 or info.get("engine") != "ctranslate2":
-        raise ValueError(f"--model: {p / EXPORT_INFO} describes format {info.get('format')!r} "
-                         f"for {info.get('engine')!r}; this attnkit reads format 1 for "
-                         "'ctranslate2'")
-    tokenizers = TokenizerPair.load(p / "tokenizer")
-    engine = ct2.Translator(str(p), device="cpu", compute_type=compute_type,
-                            intra_threads=int(threads), inter_threads=1)
+    info = read_export(p)
+    tokenizers = _tokenizers(p)
+    _check_vocabularies(p, tokenizers)
+    try:
+        engine = ct2.Translator(str(p), device="cpu", compute_type=compute_type,
+                                intra_threads=threads, inter_threads=1)
+    except (RuntimeError, ValueError, TypeError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ValueError(f"{p}: CTranslate2 cannot load this export: {first}") from None
     return CTranslate2Translator(p, info, tokenizers, engine)

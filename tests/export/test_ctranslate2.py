@@ -13,7 +13,12 @@ import torch
 from attnkit.cli import main
 from attnkit.data.tokenizer import BOS_ID, EOS_ID, SPECIAL_TOKENS
 from attnkit.decode.translator import load_translator
-from attnkit.export.ctranslate2 import EXPORT_INFO, check_exportable, export_ctranslate2
+from attnkit.export.ctranslate2 import (
+    EXPORT_INFO,
+    MANIFEST,
+    check_exportable,
+    export_ctranslate2,
+)
 from attnkit.models.config import bahdanau_small, transformer_tiny
 
 from ..runs._edit import edit_config
@@ -29,7 +34,7 @@ def test_the_directory_holds_model_vocabulary_tokenizer_and_record(trained_run, 
     out = export_ctranslate2(trained_run("golden"), tmp_path / "ct2")
     names = {p.name for p in out.iterdir()}
     assert names == {"model.bin", "config.json", "shared_vocabulary.json", "tokenizer",
-                     EXPORT_INFO}
+                     EXPORT_INFO, MANIFEST}
     tr = load_translator(trained_run("golden"))
     vocab = json.loads((out / "shared_vocabulary.json").read_text())
     assert vocab == tr.tokenizers.src.idx_to_token  # id i in attnkit is token i here
@@ -135,8 +140,9 @@ def test_without_ctranslate2_both_paths_say_how_to_install_it(monkeypatch, tmp_p
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert 'pip install "attnkit[deploy]"' in err
-    with pytest.raises(OSError, match=r'--engine ctranslate2 needs the ctranslate2 package, '
-                                      r'which is not installed: pip install "attnkit\[deploy\]"'):
+    with pytest.raises(OSError, match=r'reading a CTranslate2 export needs the ctranslate2 '
+                                      r'package, which is not installed: '
+                                      r'pip install "attnkit\[deploy\]"'):
         load_ctranslate2(tmp_path)
 
 
