@@ -1,0 +1,137 @@
+"""Sizes that cannot fit are refused before anything is allocated, in one line that names
+the flag and the memory it needs; under real ``RLIMIT_AS`` limits, and fast."""
+
+import time
+
+import pytest
+
+from attnkit.cli import main
+from attnkit.models.build import build_model
+from attnkit.models.config import bahdanau_small, transformer_tiny
+from attnkit.models.sizes import decoding_memory, model_size, training_memory
+
+from ._limits import GiB, address_space_headroom, run_limited
+from .test_reliability import GOLDEN, TINY, one_error_line, pairs_file
+
+SECONDS = 60  # a refusal is a meta-device count: far below this even on 2 busy cores
+
+
+# --------------------------------------------------------------- the estimate itself
+@pytest.mark.parametrize("config", [
+    transformer_tiny(23, 29, num_encoder_layers=3, num_decoder_layers=5),
+    transformer_tiny(31, positional="learned", num_encoder_layers=3, max_len=37),
+    transformer_tiny(31, share_embeddings=True, tie_output=True, num_kv_heads=1,
+                     num_decoder_layers=4),
+    transformer_tiny(31, score="additive", positional="rope", num_decoder_layers=3),
+    transformer_tiny(31, positional="alibi", num_decoder_layers=3, bias=False),
+    bahdanau_small(23, 29, embed_size=7, num_hiddens=11, num_layers=4),
+], ids=["layers", "learned", "shared-mqa", "additive-rope", "alibi", "bahdanau"])
+def test_model_size_counts_what_build_model_allocates(config):
+    model = build_model(config)
+    size = model_size(config)
+    assert size.parameters == sum(p.numel() for p in model.parameters())
+    assert size.buffers == sum(b.numel() for b in model.buffers())
+    assert training_memory(config).total == 16 * size.parameters + 4 * size.buffers
+
+
+def test_a_million_layers_are_counted_without_building_them():
+    started = time.monotonic()
+    one, many = model_size(transformer_tiny(40)), model_size(
+        transformer_tiny(40, num_encoder_layers=10**6))
+    per_layer = model_size(transformer_tiny(40, num_encoder_layers=3)).parameters \
+        - model_size(transformer_tiny(40, num_encoder_layers=2)).parameters
+    assert many.parameters == one.parameters + (10**6 - 2) * per_layer
+    assert time.monotonic() - started < SECONDS
+
+
+def test_decoding_memory_grows_with_beams_and_steps():
+    config = bahdanau_small(40)
+    small = decoding_memory(config, rows=4, steps=10)
+    assert decoding_memory(config, rows=8, steps=10).activations == 2 * small.activations
+    assert decoding_memory(config, rows=4, steps=20).activations == 2 * small.activations
+
+
+# --------------------------------------------------------------- train, in this process
+@pytest.mark.parametrize("flag, value", [
+    ("--num-hiddens", "10000000"),
+    ("--ffn-num-hiddens", "1000000000000"),
+    ("--max-len", "10000000000000"),
+    ("--num-encoder-layers", "1000000000"),
+])
+def test_train_refuses_a_model_no_machine_holds(tmp_path, capsys, flag, value):
+    argv = ["train", *TINY, "--train-path", str(pairs_file(tmp_path / "p.tsv", 40)),
+            "--out-dir", str(tmp_path / "run"), "--max-steps", "1", flag, value]
+    started = time.monotonic()
+    with address_space_headroom(2 * GiB):  # should the refusal fail, allocation fails fast
+        code = main(argv)
+    err = capsys.readouterr().err
+    line = one_error_line(err, "train")
+    assert code == 2
+    assert f"{flag} {value} ([model] {flag[2:].replace('-', '_')}): training needs" in line
+    assert "parameters with their gradients and Adam state" in line
+    assert "this process may use" in line and "iB" in line
+    assert time.monotonic() - started < SECONDS
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before the run began
+
+
+def test_train_refuses_more_accumulation_steps_than_an_epoch_has(tmp_path, capsys):
+    code = main(["train", *TINY, "--train-path", str(pairs_file(tmp_path / "p.tsv", 40)),
+                 "--out-dir", str(tmp_path / "run"), "--epochs", "1", "--accum-steps",
+                 "1000"])
+    line = one_error_line(capsys.readouterr().err, "train")
+    assert code == 2
+    assert "--accum-steps 1000 ([optim] accum_steps) is more than the" in line
+    assert "no optimizer step could complete" in line
+
+
+# --------------------------------------------------------------- under a real RLIMIT_AS
+def test_train_refuses_what_fits_the_machine_but_not_the_limit(tmp_path):
+    """d = 4096 needs about 3 GiB to train: fine on the machine, not under a 3 GiB cap."""
+    res, seconds = run_limited(
+        ["train", *TINY, "--num-hiddens", "4096", "--train-path",
+         str(pairs_file(tmp_path / "p.tsv", 40)), "--out-dir", str(tmp_path / "run"),
+         "--max-steps", "1"])
+    err = res.stderr.decode()
+    line = one_error_line(err, "train")
+    assert res.returncode == 2
+    assert "--num-hiddens 4096 ([model] num_hiddens): training needs at least 3." in line
+    assert "GiB this process may use" in line
+    assert seconds < 2 * SECONDS
+
+
+@pytest.fixture(scope="module")
+def bahdanau_run(tmp_path_factory):
+    """A one-step Bahdanau run: an RNN, whose outputs no positional table caps."""
+    tmp = tmp_path_factory.mktemp("bahdanau")
+    model_flags = {"--num-hiddens", "--num-heads", "--ffn-num-hiddens", "--num-encoder-layers",
+                   "--num-decoder-layers"}
+    data = [a for i, a in enumerate(TINY) if a not in model_flags
+            and TINY[i - 1] not in model_flags]  # TINY's data and run flags
+    argv = ["train", *data, "--model", "bahdanau_small", "--embed-size", "8",
+            "--num-hiddens", "8", "--num-layers", "1", "--train-path",
+            str(pairs_file(tmp / "p.tsv", 40)), "--out-dir", str(tmp / "run"),
+            "--max-steps", "1", "--bf16", "false", "--threads", "1"]
+    assert main(argv) == 0
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("case", ["rnn-output-length", "transformer-beam", "evaluate-beam"])
+def test_decoding_refuses_a_search_that_cannot_fit(tmp_path, bahdanau_run, case):
+    (tmp_path / "src").write_text("3 1\n")
+    (tmp_path / "ref").write_text("three one\n")
+    argv, flag = {
+        "rnn-output-length": (["translate", "--checkpoint", str(bahdanau_run), "--beam-size",
+                               "1", "--max-output-len", "1000000000", "3 1"],
+                              "--max-output-len 1000000000"),
+        "transformer-beam": (["translate", "--checkpoint", str(GOLDEN), "--beam-size",
+                              "100000000", "3 1"], "--beam-size 100000000"),
+        "evaluate-beam": (["evaluate", "--checkpoint", str(GOLDEN), "--beam-size", "100000000",
+                           "--src", str(tmp_path / "src"), "--ref", str(tmp_path / "ref")],
+                          "--beam-size 100000000"),
+    }[case]
+    res, seconds = run_limited(argv)
+    line = one_error_line(res.stderr.decode(), argv[0])
+    assert res.returncode == 2 and res.stdout == b""
+    assert flag in line and "decoding needs about" in line
+    assert "this process may use" in line
+    assert seconds < 2 * SECONDS
