@@ -135,8 +135,13 @@ def attention(queries, keys, values, *, score="scaled_dot", valid_lens=None, mas
             use this.
 
     Rows with no key to attend to (``valid_len == 0``, a fully masked row,
-    or a causal row that sees nothing) and rows of padded queries produce
-    zero output rows.
+    a causal row that sees nothing, or a row whose every valid score is
+    ``-inf``) and rows of padded queries produce zero output rows, on every
+    backend.
+
+    Meta tensors (shapes only, to estimate sizes before allocating) are
+    served by the ``reference`` backend, which ``auto`` picks for them; the
+    fast backends refuse them by name (they plan from the lengths' values).
 
     Empty axes ``B``, ``Nq``, ``Nk``, ``Dv`` = 0 give zeros of the output's
     shape; ``Dq``/``Dk`` = 0 raise ``ValueError``; mixed dtypes raise

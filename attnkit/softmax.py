@@ -30,9 +30,12 @@ def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
     Where a row has at least one valid key the result equals d2l's
     ``masked_softmax`` (which fills masked scores with ``-1e6``): masked keys
     get weight exactly 0 and the rest sum to 1. Where a row has **no** valid key
-    (``valid_len == 0`` or a fully masked row) d2l returns uniform weights over
-    the padding and ``torch.nn.MultiheadAttention`` returns NaN; attnkit
-    returns all zeros, and the gradient through such a row is zero, never NaN.
+    (``valid_len == 0``, a fully masked row, or a row whose every valid score
+    is ``-inf``) d2l returns uniform weights over the padding and
+    ``torch.nn.MultiheadAttention`` (like ``torch.softmax`` on ``-inf`` scores)
+    returns NaN; attnkit returns all zeros, and the gradient through such a row
+    is zero, never NaN. A NaN or ``+inf`` score is not "nothing to attend to":
+    its row stays NaN. Meta tensors give meta weights of the same shape.
 
     Masked scores are set to ``-inf`` (no magic constants). fp16/bf16 inputs
     are computed in float32 and returned in the input dtype.
@@ -84,5 +87,5 @@ def softmax_with_mask(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     # Elsewhere (and when the CPU found a NaN row) the rows are found without
     # reading anything back: their largest score is -inf.
     row_has_key = x.amax(dim=-1, keepdim=True) != float("-inf")  # (..., Nq, 1)
-    weights = torch.softmax(x.masked_fill(~row_has_key, 0.0), dim=-1)
-    return weights.masked_fill(~row_has_key, 0.0).to(dtype)  # empty rows -> 0
+    weights = torch.softmax(torch.where(row_has_key, x, 0.0), dim=-1)
+    return (weights * row_has_key).to(dtype)  # empty rows -> 0
