@@ -18,20 +18,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ._cpu import cache_dir, cpu_flags, cpu_model
+from ._cpu import cache_dir, cpu_flags, cpu_model, torch_threads
 
-__all__ = ["Precision", "Threads", "bf16_speed_ratio", "choose_precision", "choose_threads",
-           "cpu_flags", "machine", "substituted_cpu_bf16"]
+__all__ = ["Precision", "Threads", "apply_threads", "bf16_speed_ratio", "choose_precision",
+           "choose_threads", "cpu_flags", "held_threads", "machine", "parse_threads",
+           "substituted_cpu_bf16"]
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_SUBSTITUTE = "ATTNKIT_CPU_BF16"  # "native" | "none": the CPU's bf16 answer, substituted
@@ -179,12 +181,29 @@ class Threads:
     reason: str
 
 
+def parse_threads(value: int | str, *, name: str = "threads") -> int | str:
+    """A threads setting: ``"auto"`` or a positive int (given as an int or its text).
+
+    The one parser of the setting, for config files and command lines alike;
+    ``ValueError`` naming ``name`` otherwise.
+    """
+    if value == "auto":
+        return "auto"
+    n = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.strip().isdigit():
+        n = int(value)
+    if n is None or n < 1:
+        raise ValueError(f"{name}: expected auto or a positive int, got {value!r}")
+    return n
+
+
 def choose_threads(setting: int | str, *, cores: int | None = None,
                    busy: Callable[[], int] = busy_elsewhere) -> Threads:
     """OpenMP threads for ``setting`` ``"auto"`` or a positive int (see the module doc)."""
     cores = cores or os.cpu_count() or 1
+    setting = parse_threads(setting)
     if setting != "auto":
-        return Threads(int(setting), f"threads = {setting}")
+        return Threads(setting, f"threads = {setting}")
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]):
         return Threads(int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS is set")
     others = busy()
@@ -200,3 +219,19 @@ def apply_threads(setting: int | str, **kwargs) -> Threads:
     if torch.get_num_threads() != t.count:
         torch.set_num_threads(t.count)
     return t
+
+
+@contextlib.contextmanager
+def held_threads(setting: int | str | None, **kwargs) -> Iterator[Threads]:
+    """Torch's thread count as :func:`choose_threads` picks it for ``setting``, held for
+    the block and restored after it (``None``: leave torch's setting as it is).
+
+    The one way attnkit code changes the thread count for a while (benchmarks,
+    commands that decode); torch's setting is process-wide.
+    """
+    if setting is None:
+        yield Threads(torch.get_num_threads(), "torch's setting")
+        return
+    t = choose_threads(setting, **kwargs)
+    with torch_threads(t.count):
+        yield t

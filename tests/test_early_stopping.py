@@ -32,8 +32,8 @@ from .runs._edit import edit_json
 
 TINY = dict(data="dates", num_examples=200, valid_size=8, eval_sentences=4, max_tokens=600,
             max_sentence_tokens=40, warmup=20, log_every=1, progress=False, device="cpu",
-            threads=1, bf16=False, num_hiddens=16, num_heads=2, ffn_num_hiddens=32, num_encoder_layers=1,
-            num_decoder_layers=1, checkpoint_every=0)
+            threads=1, bf16=False, num_hiddens=16, num_heads=2, ffn_num_hiddens=32,
+            num_encoder_layers=1, num_decoder_layers=1, checkpoint_every=0)
 
 
 def tiny(tmp_path, **kw):

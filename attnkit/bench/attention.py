@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -48,8 +46,9 @@ import torch.nn.functional as F
 import attnkit
 from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
 
-from .._cpu import torch_threads
 from .._profiling import peak_memory_bytes as _peak_memory_bytes
+from ..runtime import held_threads
+from .toolkit import machine_info, time_alternating, uniform_lengths
 
 __all__ = ["END", "START", "BenchResult", "Row", "run"]
 
@@ -108,35 +107,12 @@ class BenchResult:
 # ------------------------------------------------------------------ measuring
 
 
-def machine_info() -> dict[str, str]:
-    """:func:`attnkit.runtime.machine` as strings, plus the Python version."""
-    from ..runtime import machine
-
-    return {**{k: str(v) for k, v in machine().items()}, "python": platform.python_version()}
-
-
 def peak_memory_bytes(fn: Callable[[], object]) -> int:
     """Peak of the running sum of allocations during ``fn()`` (profiler memory events),
     on one torch thread: the profiler sees the allocations of this thread only, and with
     more threads ``chunked`` computes its blocks in worker threads (with one, here)."""
-    with torch_threads(1):
+    with held_threads(1):
         return _peak_memory_bytes(fn, no_grad=False)
-
-
-def time_alternating(fns: dict[str, Callable[[], object]], repeats: int,
-                     warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each function; one call of each per round, in alternation."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(repeats):
-        names = list(fns) if r % 2 == 0 else list(reversed(fns))
-        for name in names:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
@@ -161,15 +137,11 @@ class Workload:
     backend: str = "auto"  # attnkit's contender ("chunked" for additive: what is measured)
 
 
-def _lengths(B: int, N: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(N // 4, N + 1, (B,), generator=gen)  # uniform in [N/4, N]
-
-
 def _dot_workload(name, score_factory, B, H, N, d, dtype, seed, *, self_attention=False,
                   baselines=("reference", "sdpa+mask", "flex"), modes=("fwd", "fwd+bwd"),
                   extra_flops_per_seq=0.0) -> Workload:
     gen = torch.Generator().manual_seed(seed)
-    lens = _lengths(B, N, gen)
+    lens = uniform_lengths(B, N, gen)
     rows = lens if self_attention else torch.full((B,), N)
     flops = 2.0 * H * d * 2 * float((rows * lens).sum()) + extra_flops_per_seq * B
 

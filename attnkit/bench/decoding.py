@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-import torch
-
 from ..data.corpus import multi30k_files, read_test_set
 from ..decode.translator import load_translator
 from ..eval.bleu import corpus_bleu
 from ..runs.checkpoint import read_run
+from ..runtime import held_threads
 
 __all__ = ["END", "START", "DecodingResult", "run"]
 
@@ -118,11 +117,10 @@ def run(*, checkpoint: str, split: str = "test_2016_flickr", threads: tuple[int,
     """Translate the split with every engine, thread count and beam; nothing is written
     but the temporary exports."""
     srcs, refs = _test_set(checkpoint, split, limit)
-    rows, before, sizes = [], torch.get_num_threads(), {}
+    rows, sizes = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            for n in threads:
-                torch.set_num_threads(n)
+        for n in threads:
+            with held_threads(n):
                 engines = _engines(checkpoint, Path(tmp), n, sizes)
                 tokenize = engines["attnkit"].tokenizers.tgt.encode
                 for beam in beams:
@@ -133,7 +131,5 @@ def run(*, checkpoint: str, split: str = "test_2016_flickr", threads: tuple[int,
                                      "seconds": seconds, "sent_s": len(srcs) / seconds,
                                      "tok_s": tokens / seconds,
                                      "bleu": corpus_bleu(hyps, refs).score})
-        finally:
-            torch.set_num_threads(before)
     return DecodingResult(rows, len(srcs), f"Multi30k {split}", checkpoint,
                           _dt.date.today().isoformat(), sizes)

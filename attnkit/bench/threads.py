@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import statistics
-import subprocess
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -29,27 +26,15 @@ from ..data.generated import generate_pairs
 from ..data.tokenizer import CharTokenizer
 from ..models.build import build_model
 from ..models.config import transformer_small
-from ..runtime import apply_threads
-from ..train.loss import smoothed_loss
-from ..train.trainer import valid_targets
+from ..runtime import held_threads
+from ..train.step import training_step
+from .toolkit import competing_process
 
 __all__ = ["END", "START", "ThreadsResult", "run"]
 
 START = "<!-- bench:threads:start -->"
 END = "<!-- bench:threads:end -->"
 TARGET = 0.4  # loaded / idle throughput of threads = auto
-
-
-@contextmanager
-def competing_process():
-    """One CPU-bound process (a Python busy loop) for the duration of the block."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(1.0)  # let it take its core and show in /proc/loadavg
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def _setup(max_tokens: int, num_batches: int):
@@ -64,15 +49,9 @@ def _setup(max_tokens: int, num_batches: int):
 
 
 def _tokens_per_s(model, opt, batches) -> float:
-    model.train()
     tokens, t0 = 0, time.perf_counter()
     for b in batches:
-        logits = model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens, only_valid=True)
-        loss, _, n = smoothed_loss(logits, valid_targets(b), epsilon=0.1)
-        (loss / n).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        tokens += n
+        tokens += training_step(model, opt, b, epsilon=0.1)
     return tokens / (time.perf_counter() - t0)
 
 
@@ -109,25 +88,22 @@ class ThreadsResult:
 
 
 def _measure(setting, model, opt, batches, rounds: int) -> tuple[int, float]:
-    n = apply_threads(setting).count
-    _tokens_per_s(model, opt, batches[:2])  # warm-up at this thread count
-    return n, statistics.median(_tokens_per_s(model, opt, batches) for _ in range(rounds))
+    with held_threads(setting) as t:
+        _tokens_per_s(model, opt, batches[:2])  # warm-up at this thread count
+        return t.count, statistics.median(_tokens_per_s(model, opt, batches)
+                                          for _ in range(rounds))
 
 
 def run(*, rounds: int = 3, max_tokens: int = 1500, num_batches: int = 6) -> ThreadsResult:
-    """Time the settings idle, then under one competing process (restores the threads)."""
-    before = torch.get_num_threads()
+    """Time the settings idle, then under one competing process (torch's thread
+    setting is the same after as before)."""
     model, opt, batches = _setup(max_tokens, num_batches)
-    settings = [1, torch.get_num_threads() if before > 1 else 2, "auto"]
-    rows = []
-    try:
-        idle = {str(s): _measure(s, model, opt, batches, rounds) for s in settings}
-        with competing_process():
-            loaded = {str(s): _measure(s, model, opt, batches, rounds) for s in settings}
-    finally:
-        torch.set_num_threads(before)
-    for s in map(str, settings):
-        rows.append({"setting": s, "threads_idle": idle[s][0], "threads_loaded": loaded[s][0],
-                     "idle": idle[s][1], "loaded": loaded[s][1],
-                     "ratio": loaded[s][1] / idle[s][1]})
+    n = torch.get_num_threads()
+    settings = [1, n if n > 1 else 2, "auto"]
+    idle = {str(s): _measure(s, model, opt, batches, rounds) for s in settings}
+    with competing_process():
+        loaded = {str(s): _measure(s, model, opt, batches, rounds) for s in settings}
+    rows = [{"setting": s, "threads_idle": idle[s][0], "threads_loaded": loaded[s][0],
+             "idle": idle[s][1], "loaded": loaded[s][1], "ratio": loaded[s][1] / idle[s][1]}
+            for s in map(str, settings)]
     return ThreadsResult(rows, rounds, _dt.date.today().isoformat())

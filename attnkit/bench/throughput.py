@@ -1,7 +1,7 @@
 """Training throughput on real bucketed batches: attnkit's Transformer vs ``torch.nn.Transformer``.
 
 Both models have the same sizes, embeddings (×√d), sinusoidal encodings and
-output layer (the baseline is :class:`attnkit.bench.transformer.TorchSeq2Seq`);
+output layer (the baseline is :class:`attnkit.bench.toolkit.TorchSeq2Seq`);
 both see the same length-bucketed batches from :class:`attnkit.data.batching.BucketBatcher`
 (Multi30k when ``../shared/data`` is present, else the built-in date task),
 one training step each (forward, label-smoothed loss, backward, Adam), in
@@ -15,8 +15,6 @@ its markers; in Python, :func:`run` returns a :class:`ThroughputResult`.
 from __future__ import annotations
 
 import datetime as _dt
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +24,8 @@ import torch
 
 from ..data.batching import BatchingConfig, BucketBatcher
 from ..data.tokenizer import SentencePieceTokenizer
-from ..train.loss import smoothed_loss
-from ..train.trainer import valid_targets
-from .attention import machine_info
-from .transformer import TorchSeq2Seq
+from ..train.step import training_step
+from .toolkit import TorchSeq2Seq, baseline_step, machine_info, time_alternating
 
 __all__ = ["DEFAULT_DATA", "END", "START", "ThroughputResult", "corpus_batches", "run"]
 
@@ -132,44 +128,29 @@ def run(*, max_tokens: int = 4096, num_batches: int = 6, rounds: int = 3,
 
 
 def _training_steps(vocab: int, d: int, heads: int, ffn: int,
-                    layers: int) -> dict[str, Callable[[object], None]]:
-    """``{model name: step(batch)}``: each model's training step as its trainer runs it."""
+                    layers: int) -> dict[str, Callable[[object], int]]:
+    """``{model name: step(batch)}``: each model's training step as its trainer runs it
+    (attnkit's is :func:`attnkit.train.step.training_step`, logits at the valid target
+    positions only; the baseline's :func:`attnkit.bench.toolkit.baseline_step`)."""
     from ..models import Transformer
 
     ours = Transformer(vocab, vocab, num_hiddens=d, num_heads=heads, ffn_num_hiddens=ffn,
                        num_encoder_layers=layers, num_decoder_layers=layers, dropout=0.1)
     theirs = TorchSeq2Seq(vocab, vocab, d, heads, ffn, layers, 0.1, 1024)
-
-    def make_step(m: torch.nn.Module) -> Callable[[object], None]:
-        opt = torch.optim.Adam(m.parameters(), lr=1e-4)
-
-        def step(b) -> None:
-            m.train()
-            if m is ours:  # logits of the valid positions only, as attnkit's Trainer asks
-                logits = m(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens, only_valid=True)
-                loss, _, n = smoothed_loss(logits, valid_targets(b), epsilon=0.1)
-            else:
-                logits = m(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens)
-                loss, _, n = smoothed_loss(logits, b.tgt_out, epsilon=0.1)
-            (loss / n).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return step
-
-    return {"attnkit": make_step(ours), "torch.nn.Transformer": make_step(theirs)}
+    opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-4)
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-4)
+    return {"attnkit": lambda b: training_step(ours, opt_ours, b, epsilon=0.1),
+            "torch.nn.Transformer": lambda b: baseline_step(theirs, opt_theirs, b, epsilon=0.1)}
 
 
-def _median_tokens_per_s(steps: dict[str, Callable[[object], None]], batches: list,
+def _median_tokens_per_s(steps: dict[str, Callable[[object], int]], batches: list,
                          rounds: int) -> dict[str, float]:
-    """Median over rounds (one step on every batch, models in alternating order) of
-    target tokens per second."""
+    """Target tokens per second of each model: a round is one step on every batch,
+    models timed in alternation (:func:`attnkit.bench.toolkit.time_alternating`)."""
     tokens = sum(b.num_tokens for b in batches)
-    per_round: dict[str, list[float]] = {k: [] for k in steps}
-    for r in range(rounds):
-        for name in (list(steps) if r % 2 == 0 else list(reversed(steps))):
-            t0 = time.perf_counter()
-            for b in batches:
-                steps[name](b)
-            per_round[name].append(tokens / (time.perf_counter() - t0))
-    return {k: statistics.median(v) for k, v in per_round.items()}
+
+    def epoch(step: Callable[[object], int]) -> Callable[[], None]:
+        return lambda: [step(b) for b in batches]
+
+    seconds = time_alternating({k: epoch(f) for k, f in steps.items()}, rounds, warmup=0)
+    return {k: tokens / sec for k, sec in seconds.items()}

@@ -1,6 +1,6 @@
 """Training-step benchmark: attnkit's Transformer vs ``torch.nn.Transformer`` on padded batches.
 
-One training step = forward, cross-entropy over the real target tokens,
+One training step = forward, label-smoothed cross-entropy over the real target tokens,
 backward, and an Adam step (``foreach=True`` for both models). Both models
 have the ``transformer_small`` sizes
 (d=256, 4 heads, FFN 1024, 3+3 layers, dropout 0.1, post-LN, ReLU), the same
@@ -26,55 +26,23 @@ in Python, :func:`run` returns a :class:`TransformerBenchResult`.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import platform
-import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..models import build_model, count_parameters, transformer_small
-from ..nn.positional import PositionalEncoding
-from ..runtime import cpu_model
+from ..runtime import cpu_model, held_threads
+from ..train.step import training_step
+from .toolkit import TorchSeq2Seq, baseline_step, padded_batch, time_alternating
 
-__all__ = ["END", "START", "StepTiming", "TorchSeq2Seq", "TransformerBenchResult",
-           "measure_step", "run"]
+__all__ = ["END", "START", "StepTiming", "TransformerBenchResult", "measure_step", "run"]
 
 START = "<!-- bench:transformer-step:start -->"
 END = "<!-- bench:transformer-step:end -->"
-
-
-class TorchSeq2Seq(nn.Module):
-    """The baseline: ``torch.nn.Transformer`` with the same embeddings and output layer."""
-
-    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, d: int, heads: int, ffn: int,
-                 layers: int, dropout: float, max_len: int):
-        super().__init__()
-        self.src_embedding = nn.Embedding(src_vocab_size, d)
-        self.tgt_embedding = nn.Embedding(tgt_vocab_size, d)
-        self.pos_encoding = PositionalEncoding(d, dropout, max_len)
-        self.transformer = nn.Transformer(d, heads, layers, layers, ffn, dropout,
-                                          batch_first=True)
-        self.output = nn.Linear(d, tgt_vocab_size)
-        self.scale = math.sqrt(d)
-
-    def forward(self, src, tgt_in, src_valid_lens, tgt_valid_lens):
-        S, T = src.shape[1], tgt_in.shape[1]
-        src_pad = torch.arange(S, device=src.device) >= src_valid_lens[:, None]  # True = pad
-        tgt_pad = torch.arange(T, device=src.device) >= tgt_valid_lens[:, None]
-        causal = torch.ones(T, T, dtype=torch.bool, device=src.device).triu(1)  # True = masked
-        x = self.pos_encoding(self.src_embedding(src) * self.scale)  # (B, S, d)
-        y = self.pos_encoding(self.tgt_embedding(tgt_in) * self.scale)  # (B, T, d)
-        h = self.transformer(x, y, tgt_mask=causal, src_key_padding_mask=src_pad,
-                             tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=src_pad,
-                             tgt_is_causal=True)  # (B, T, d)
-        return self.output(h)  # (B, T, V)
 
 
 @dataclass
@@ -101,71 +69,45 @@ class StepTiming:
         return self.torch_s / self.attnkit_s
 
 
-def _lengths(batch_size: int, shortest: int, longest: int, g: torch.Generator) -> torch.Tensor:
-    median = longest / 2
-    raw = torch.exp(torch.randn(batch_size, generator=g) * 0.5 + math.log(median))
-    return raw.round().clamp(shortest, longest).long()  # (B,)
-
-
-def make_batch(batch_size: int, shortest: int, longest: int, vocab: int, seed: int = 0):
-    """Padded ``(src, tgt_in, tgt_out, src_valid_lens, tgt_valid_lens)`` (pad id 0)."""
-    g = torch.Generator().manual_seed(seed)
-    src_lens = _lengths(batch_size, shortest, longest, g)
-    tgt_lens = _lengths(batch_size, shortest, longest, g)
-    S, T = int(src_lens.max()), int(tgt_lens.max())
-    src = torch.randint(4, vocab, (batch_size, S), generator=g)
-    tgt = torch.randint(4, vocab, (batch_size, T + 1), generator=g)
-    src = src.masked_fill(torch.arange(S) >= src_lens[:, None], 0)
-    tgt = tgt.masked_fill(torch.arange(T + 1) >= tgt_lens[:, None] + 1, 0)
-    return src, tgt[:, :-1], tgt[:, 1:], src_lens, tgt_lens
-
-
-def _step(model, opt, batch) -> None:
-    src, tgt_in, tgt_out, src_lens, tgt_lens = batch
-    logits = model(src, tgt_in, src_lens, tgt_lens)  # (B, T, V)
-    loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=0)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+def _models(config, device: str, dtype: torch.dtype) -> dict[str, tuple]:
+    """``{name: (model, optimizer, step)}`` for attnkit's Transformer and the baseline."""
+    ours = build_model(config).to(device, dtype).train()
+    base = TorchSeq2Seq(config.src_vocab_size, config.tgt_vocab_size, config.num_hiddens,
+                        config.num_heads, config.ffn_num_hiddens, config.num_encoder_layers,
+                        config.dropout, config.max_len).to(device, dtype).train()
+    # foreach: one multi-tensor update instead of a loop over parameters, for both
+    return {"attnkit": (ours, torch.optim.Adam(ours.parameters(), lr=1e-4, foreach=True),
+                        training_step),
+            "torch": (base, torch.optim.Adam(base.parameters(), lr=1e-4, foreach=True),
+                      baseline_step)}
 
 
 def measure_step(*, batch_size: int = 32, shortest: int = 6, longest: int = 64,
                  vocab: int = 8000, reps: int = 10, warmup: int = 2, seed: int = 0,
                  threads: int | None = None, device: str = "cpu",
                  dtype: torch.dtype = torch.float32) -> StepTiming:
-    """Time training steps of both models on one padded batch, alternating; return medians."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    config = transformer_small(vocab, max_len=max(1024, longest + 1))
-    ours = build_model(config).to(device, dtype).train()
-    base = TorchSeq2Seq(vocab, vocab, config.num_hiddens, config.num_heads,
-                        config.ffn_num_hiddens, config.num_encoder_layers, config.dropout,
-                        config.max_len).to(device, dtype).train()
-    batch = tuple(t.to(device) for t in make_batch(batch_size, shortest, longest, vocab, seed))
-    # foreach: one multi-tensor update instead of a loop over parameters, for both
-    opts = {"attnkit": torch.optim.Adam(ours.parameters(), lr=1e-4, foreach=True),
-            "torch": torch.optim.Adam(base.parameters(), lr=1e-4, foreach=True)}
-    models = {"attnkit": ours, "torch": base}
-    times: dict[str, list[float]] = {"attnkit": [], "torch": []}
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for i in range(warmup + reps):
-        order = ("attnkit", "torch") if i % 2 == 0 else ("torch", "attnkit")
-        for name in order:
-            sync()
-            t0 = time.perf_counter()
-            _step(models[name], opts[name], batch)
-            sync()
-            if i >= warmup:
-                times[name].append(time.perf_counter() - t0)
-    a, b = statistics.median(times["attnkit"]), statistics.median(times["torch"])
-    src, tgt_in, _, src_lens, tgt_lens = batch
-    real = int(src_lens.sum() + tgt_lens.sum())
+    """Time training steps of both models on one padded batch, alternating; return medians.
+    ``threads`` holds torch's thread count for the measurement only (``None``: as it is)."""
+    with held_threads(threads) as t:
+        torch.manual_seed(seed)
+        config = transformer_small(vocab, max_len=max(1024, longest + 1))
+        models = _models(config, device, dtype)
+        batch = padded_batch(batch_size, shortest, longest, vocab, seed).to(device)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+        def timed(name: str):
+            model, opt, step = models[name]
+            return lambda: (step(model, opt, batch, epsilon=0.1), sync())
+
+        sync()
+        med = time_alternating({n: timed(n) for n in models}, reps, warmup=warmup)
+    real = int(batch.src_valid_lens.sum() + batch.tgt_valid_lens.sum())
     return StepTiming(
-        attnkit_s=a, torch_s=b, ratio=a / b, batch_size=batch_size, src_len=src.shape[1],
-        tgt_len=tgt_in.shape[1], real_fraction=real / (src.numel() + tgt_in.numel()),
-        real_tokens=real, attnkit_params=count_parameters(ours),
-        torch_params=count_parameters(base), reps=reps, threads=torch.get_num_threads(),
+        attnkit_s=med["attnkit"], torch_s=med["torch"], ratio=med["attnkit"] / med["torch"],
+        batch_size=batch_size, src_len=batch.src.shape[1], tgt_len=batch.tgt_in.shape[1],
+        real_fraction=real / (batch.src.numel() + batch.tgt_in.numel()), real_tokens=real,
+        attnkit_params=count_parameters(models["attnkit"][0]),
+        torch_params=count_parameters(models["torch"][0]), reps=reps, threads=t.count,
         dtype=str(dtype).replace("torch.", ""), device=device)
 
 
@@ -215,7 +157,9 @@ def _format_section(results: list[StepTiming], command: str) -> str:
         "## Transformer training step: attnkit vs torch.nn.Transformer",
         "",
         f"`transformer_small` (d=256, 4 heads, FFN 1024, 3+3 layers, dropout 0.1), one step ="
-        f" forward + cross-entropy + backward + Adam, {r.dtype}, batch {r.batch_size},"
+        f" forward + label-smoothed cross-entropy (ε = 0.1) + backward + Adam, each model's"
+        f" step as its training runs it (attnkit: `attnkit.train.step.training_step`, logits"
+        f" at the target positions only), {r.dtype}, batch {r.batch_size},"
         f" padded to S={r.src_len}, T={r.tgt_len}; {r.real_fraction:.0%} of the positions are"
         f" real tokens ({r.real_tokens}). Parameters: attnkit {r.attnkit_params:,},"
         f" torch {r.torch_params:,} (its two final LayerNorms). Median of {r.reps} alternating"

@@ -65,7 +65,7 @@ def smoothed_loss(logits: torch.Tensor, target: torch.Tensor, *, epsilon: float,
 
     logits ``(..., V)``, target ``(...)`` integer: ``(B, T, V)`` and ``(B, T)``,
     or the valid positions only, ``(n, V)`` and ``(n,)`` (the ``only_valid=True``
-    logits of the models and :func:`attnkit.train.trainer.valid_targets`).
+    logits of the models and :func:`attnkit.train.step.valid_targets`).
     Targets equal to ``pad_id`` contribute nothing. Equals
     ``F.cross_entropy(..., label_smoothing=epsilon, ignore_index=pad_id,
     reduction="sum")`` (and its gradient), computed in float32 (float64 stays).

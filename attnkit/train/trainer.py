@@ -32,7 +32,6 @@ import torch.distributed as dist
 from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher, shard_batch
 from ..decode.translator import positions_of, translate_sentences
-from ..nn import select_valid
 from ..runs.checkpoint import (
     load_checkpoint,
     record_best,
@@ -43,18 +42,12 @@ from ..runs.checkpoint import (
 from ..runs.config import TrainConfig
 from ..runs.lock import RunLock
 from ..runtime import apply_threads, machine
-from .loss import smoothed_loss
 from .setup import set_up
+from .step import batch_loss
 
-__all__ = ["MetricsWindow", "Trainer", "valid_targets"]
+__all__ = ["MetricsWindow", "Trainer"]
 
 SCORES = ("val_exact_match", "val_bleu")  # the validation score, by data kind; higher is better
-
-
-def valid_targets(batch) -> torch.Tensor:
-    """Target ids ``(n_valid,)`` at the positions ``t < tgt_valid_lens[b]``, in the
-    order of the ``only_valid=True`` logits of the models."""
-    return select_valid(batch.tgt_out, batch.tgt_valid_lens)
 
 
 class MetricsWindow:
@@ -230,11 +223,8 @@ class Trainer:
         b = b.to(self.device)
         sync = contextlib.nullcontext() if (last or world == 1) else model.no_sync()
         with sync:
-            with self._autocast():
-                logits = model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens,
-                               only_valid=True)  # (n_valid, V)
-            loss, nll, _ = smoothed_loss(logits, valid_targets(b),
-                                         epsilon=self.cfg.optim.label_smoothing)
+            loss, nll, _ = batch_loss(model, b, epsilon=self.cfg.optim.label_smoothing,
+                                      autocast=self._autocast)
             # DDP averages gradients over ranks: scale so the result is a sum
             (loss * world / total_tokens).backward()
         return float(loss.detach()), float(nll)
@@ -421,11 +411,8 @@ class Trainer:
         tokens = 0
         for b in self._validation_batches():
             b = b.to(self.device)
-            with self._autocast():
-                logits = self.model(b.src, b.tgt_in, b.src_valid_lens, b.tgt_valid_lens,
-                                    only_valid=True)  # (n_valid, V)
-            loss, nll, n = smoothed_loss(logits, valid_targets(b),
-                                         epsilon=self.cfg.optim.label_smoothing)
+            loss, nll, n = batch_loss(self.model, b, epsilon=self.cfg.optim.label_smoothing,
+                                      autocast=self._autocast)
             loss_sum, nll_sum, tokens = loss_sum + float(loss), nll_sum + float(nll), tokens + n
         out = {"val_loss": loss_sum / max(1, tokens),
                "val_ppl": math.exp(min(50.0, nll_sum / max(1, tokens)))}
