@@ -73,6 +73,9 @@ _LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by every attnkit La
 _SCORES = {"scaled_dot": None, "dot": 1.0}  # score -> queries_scale (None: 1/sqrt(Dh))
 _POSITIONAL = ("sinusoidal", "learned", "rope")
 _INSTALL = 'pip install "attnkit[deploy]"'
+#: What an export holds (a format-1 export, without a manifest, is replaced if it holds no more)
+_WRITTEN = ("model.bin", "config.json", "shared_vocabulary.json", "source_vocabulary.json",
+            "target_vocabulary.json", "tokenizer", EXPORT_INFO)
 
 
 def require_ctranslate2(what: str = "the ctranslate2 engine"):
@@ -266,9 +269,11 @@ def export_ctranslate2(checkpoint: str | Path, out: str | Path, *,
     def build(folder: Path) -> None:
         spec.save(str(folder))
         tr.tokenizers.save(folder / "tokenizer")
+        # the loader holds config.json to this copy (an engine error then blames model.bin)
+        info["config"] = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         (folder / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
 
-    return write_export(out, build, force=force)
+    return write_export(out, build, known=_WRITTEN, force=force)
 
 
 def _info(run, quantization: str, ct2_version: str) -> dict:

@@ -158,13 +158,19 @@ def _check_info(f: Path, info: dict) -> None:
                          f"{positions!r}")
 
 
-def _check_config(f: Path) -> None:
-    """``config.json`` says what attnkit's decoding relies on (its special tokens)."""
+def _check_config(f: Path, info: dict) -> None:
+    """``config.json`` says what attnkit's decoding relies on (its special tokens) and
+    what the export wrote (the copy in :data:`EXPORT_INFO`)."""
     config = read_json(f, missing=ValueError(f"{f}: missing"))
     for key, want in engine_config().items():
         if key not in config or config[key] != want:
             raise ValueError(f"{f}: {key} must be {want!r}, as attnkit exports it; got "
                              f"{config.get(key, '(nothing)')!r}")
+    saved = info.get("config") if isinstance(info.get("config"), dict) else {}
+    if config != info.get("config"):
+        changed = sorted(k for k in {*config, *saved} if config.get(k) != saved.get(k))
+        raise ValueError(f"{f}: differs from the copy in {EXPORT_INFO} written with it "
+                         f"(in {', '.join(changed) or 'its structure'})")
 
 
 def read_export(path: str | Path) -> dict:
@@ -185,7 +191,7 @@ def read_export(path: str | Path) -> dict:
     verify_export(p, required=(EXPORT_INFO, "config.json", "model.bin"))
     info = read_json(p / EXPORT_INFO, missing=_not_an_export(p, f"no {EXPORT_INFO}"))
     _check_info(p / EXPORT_INFO, info)
-    _check_config(p / "config.json")
+    _check_config(p / "config.json", info)
     return info
 
 
@@ -248,6 +254,9 @@ def load_ctranslate2(path: str | Path, *, threads: int = 0,
     """
     ct2 = require_ctranslate2("reading a CTranslate2 export")
     check_nonnegative_int("threads", threads)
+    types = sorted({"default", "auto", *ct2.get_supported_compute_types("cpu")})
+    if compute_type not in types:
+        raise ValueError(f"compute_type must be one of {', '.join(types)}; got {compute_type!r}")
     p = Path(path)
     info = read_export(p)
     tokenizers = _tokenizers(p)
@@ -255,7 +264,7 @@ def load_ctranslate2(path: str | Path, *, threads: int = 0,
     try:
         engine = ct2.Translator(str(p), device="cpu", compute_type=compute_type,
                                 intra_threads=threads, inter_threads=1)
-    except (RuntimeError, ValueError, TypeError, OSError) as e:
+    except (RuntimeError, ValueError, TypeError, OSError) as e:  # config.json is checked
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ValueError(f"{p}: CTranslate2 cannot load this export: {first}") from None
+        raise ValueError(f"{p / 'model.bin'}: CTranslate2 cannot load it: {first}") from None
     return CTranslate2Translator(p, info, tokenizers, engine)

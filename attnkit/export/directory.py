@@ -121,7 +121,18 @@ def _clean_leftovers(out: Path) -> None:
             os.rename(old, out)  # killed between the two renames: the earlier export is back
 
 
-def _check_out(out: Path, marker: str, force: bool) -> bool:
+def _foreign(out: Path, known: tuple[str, ...]) -> list[str]:
+    """What in the earlier export ``out`` is not the export's: files its manifest does not
+    list (or, an export without one, names not in ``known``)."""
+    try:
+        manifest = read_json(out / MANIFEST, format_version=MANIFEST_FORMAT,
+                             missing=ValueError())
+        return [name for name, _ in _strays(out, _listed(out, manifest))]
+    except ValueError:
+        return sorted(p.name for p in out.iterdir() if p.name not in (*known, MANIFEST))
+
+
+def _check_out(out: Path, marker: str, known: tuple[str, ...], force: bool) -> bool:
     """Whether ``out`` holds an earlier export to replace; refuse anything else."""
     if out.is_symlink():
         raise ExportArgumentError("out", f"{out} is a symbolic link; name a directory")
@@ -137,6 +148,11 @@ def _check_out(out: Path, marker: str, force: bool) -> bool:
     if not force:
         raise ExportArgumentError("out", f"{out} holds an earlier export",
                                   ("force", "to replace it"))
+    foreign = _foreign(out, known)
+    if foreign:
+        raise ExportArgumentError("out", f"{out} holds an earlier export and files that are "
+                                         f"not of it ({', '.join(foreign[:5])}); move them "
+                                         "or choose a new directory")
     return True
 
 
@@ -180,22 +196,24 @@ def _swap(work: Path, out: Path, replace: bool) -> None:
 
 
 def write_export(out: str | Path, build: Callable[[Path], None], *, marker: str = EXPORT_INFO,
-                 force: bool = False) -> Path:
+                 known: tuple[str, ...] = (), force: bool = False) -> Path:
     """Build an export with ``build(folder)`` and put it at ``out`` whole (module docs).
 
     ``build`` writes every file of the export into the empty ``folder`` it is given,
-    ``marker`` among them; the manifest is added after it returns.
+    ``marker`` among them; the manifest is added after it returns. ``force``
+    replaces an earlier export (a folder with ``marker``) that holds nothing but
+    what its manifest lists (without a manifest: the names in ``known``).
 
     Raises:
-        ExportArgumentError: ``out`` is a link, a file, a folder with other files, or
-            an earlier export and ``force`` is false.
+        ExportArgumentError: ``out`` is a link, a file, a folder with other files, an
+            earlier export with files of someone else's, or one and ``force`` is false.
         OSError: the parent folder cannot be created or written.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _turn(out.parent):
         _clean_leftovers(out)
-        replace = _check_out(out, marker, force)
+        replace = _check_out(out, marker, known, force)
         work = _aside(out, "new")
         work.mkdir()  # the umask's mode, as every folder a user makes
         try:
@@ -225,16 +243,16 @@ def _listed(p: Path, manifest: dict) -> dict[str, dict]:
     return files
 
 
-def _strays(p: Path, files: dict) -> list[str]:
+def _strays(p: Path, files: dict) -> list[tuple[str, str]]:
     """Links anywhere in ``p``, and files the manifest does not list (nothing else may be
-    read), each with why."""
+    read): ``(name, why)`` each."""
     found = []
     for f in sorted(p.rglob("*")):
         name = f.relative_to(p).as_posix()
         if f.is_symlink():
-            found.append(f"{name} (a link; an export holds none)")
+            found.append((name, "a link; an export holds none"))
         elif not f.is_dir() and name != MANIFEST and name not in files:
-            found.append(f"{name} (not listed in {MANIFEST})")
+            found.append((name, f"not listed in {MANIFEST}"))
     return found
 
 
@@ -250,7 +268,7 @@ def verify_export(path: str | Path, required: tuple[str, ...] = ()) -> dict[str,
     manifest = read_json(p / MANIFEST, format_version=MANIFEST_FORMAT, missing=ValueError(
         f"{p} is not a whole export: it has no {MANIFEST} (export the run again)"))
     files = _listed(p, manifest)
-    bad = _strays(p, files)
+    bad = [f"{name} ({why})" for name, why in _strays(p, files)]
     bad += [f"{name} (missing, and {MANIFEST} must list it)" for name in required
             if name not in files]
     for name, info in files.items():
