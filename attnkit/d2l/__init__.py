@@ -39,22 +39,51 @@ training mode outputs match the book's in distribution, not bit for bit; in
 
 from __future__ import annotations
 
+from . import tensors
 from .attention import (
     AdditiveAttention,
     DotProductAttention,
     MultiHeadAttention,
     masked_softmax,
 )
-from .plotting import check_shape, plot, show_heatmaps
+from .data import DATA_URL, DownloadError, MTFraEng, Vocab, bleu, download, extract
+from .framework import (
+    Classifier,
+    DataModule,
+    HyperParameters,
+    Module,
+    ProgressBoard,
+    Trainer,
+    add_to_class,
+    check_len,
+    cpu,
+    gpu,
+    num_gpus,
+    try_all_gpus,
+    try_gpu,
+)
+from .plotting import (
+    check_shape,
+    plot,
+    set_axes,
+    set_figsize,
+    show_heatmaps,
+    show_list_len_pair_hist,
+    use_svg_display,
+)
 from .seq2seq import (
+    GRU,
+    RNN,
     AttentionDecoder,
     Decoder,
     Encoder,
     EncoderDecoder,
+    Seq2Seq,
     Seq2SeqAttentionDecoder,
     Seq2SeqEncoder,
     init_seq2seq,
 )
+from .tensors import *  # noqa: F403  (the book's tensor names: d2l.tensor, d2l.reshape, ...)
 from .transformer import (
     AddNorm,
     PositionalEncoding,
@@ -65,26 +94,26 @@ from .transformer import (
     TransformerEncoderBlock,
 )
 
+nn_Module = tensors.torch.nn.Module  # the book's alias
+
+
+def __getattr__(name: str):
+    if name == "plt":  # matplotlib.pyplot, imported when first used
+        from . import plotting
+
+        return plotting.plt
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "AddNorm",
-    "AdditiveAttention",
-    "AttentionDecoder",
-    "Decoder",
-    "DotProductAttention",
-    "Encoder",
-    "EncoderDecoder",
-    "MultiHeadAttention",
-    "PositionWiseFFN",
-    "PositionalEncoding",
-    "Seq2SeqAttentionDecoder",
-    "Seq2SeqEncoder",
-    "TransformerDecoder",
-    "TransformerDecoderBlock",
-    "TransformerEncoder",
-    "TransformerEncoderBlock",
-    "check_shape",
-    "init_seq2seq",
-    "masked_softmax",
-    "plot",
-    "show_heatmaps",
+    "DATA_URL", "GRU", "RNN", "AddNorm", "AdditiveAttention", "AttentionDecoder",
+    "Classifier", "DataModule", "Decoder", "DotProductAttention", "DownloadError", "Encoder",
+    "EncoderDecoder", "HyperParameters", "MTFraEng", "Module", "MultiHeadAttention",
+    "PositionWiseFFN", "PositionalEncoding", "ProgressBoard", "Seq2Seq",
+    "Seq2SeqAttentionDecoder", "Seq2SeqEncoder", "Trainer", "TransformerDecoder",
+    "TransformerDecoderBlock", "TransformerEncoder", "TransformerEncoderBlock", "Vocab",
+    "add_to_class", "bleu", "check_len", "check_shape", "cpu", "download", "extract", "gpu",
+    "init_seq2seq", "masked_softmax", "nn_Module", "num_gpus", "plot", "set_axes",
+    "set_figsize", "show_heatmaps", "show_list_len_pair_hist", "try_all_gpus", "try_gpu",
+    "use_svg_display", *tensors.__all__,
 ]

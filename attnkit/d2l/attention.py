@@ -12,18 +12,44 @@ from torch import nn
 
 from .. import nn as ak
 from ..softmax import masked_softmax as _masked_softmax
+from .framework import Module
 
-__all__ = ["AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "masked_softmax"]
+__all__ = [
+    "AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "book_valid_lens",
+    "masked_softmax",
+]
+
+
+def book_valid_lens(valid_lens: torch.Tensor | None, num_keys: int) -> torch.Tensor | None:
+    """Valid lengths as the book reads them, in attnkit's integer form.
+
+    The book keeps key ``j`` where ``j < valid_len`` for any number type: a
+    float length ``2.5`` keeps keys 0, 1, 2 (its ceiling), and a length beyond
+    ``Nk`` keeps them all. Integers are clamped to ``[0, Nk]``, floats become
+    their ``ceil`` clamped to ``[0, Nk]``. A NaN length keeps no key in any
+    sense and is refused.
+    """
+    if not isinstance(valid_lens, torch.Tensor):
+        return valid_lens
+    if valid_lens.is_floating_point():
+        if torch.isnan(valid_lens).any():
+            raise ValueError(f"valid_lens must be numbers of valid keys; got NaN in "
+                             f"{valid_lens.tolist() if valid_lens.numel() <= 8 else 'it'}")
+        valid_lens = valid_lens.clamp(0, num_keys).ceil().long()
+    elif valid_lens.dtype != torch.bool:
+        valid_lens = valid_lens.clamp(0, num_keys)
+    return valid_lens
 
 
 def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
     """Softmax over the last axis of ``X`` ``(B, Nq, Nk)`` keeping keys ``j < valid_len``.
 
-    ``valid_lens``: ``None``, ``(B,)`` (per sequence) or ``(B, Nq)`` (per query).
-    Equal to the book's wherever a row has a valid key; a row with none is all
-    zeros (the book's is uniform). This is :func:`attnkit.masked_softmax`.
+    ``valid_lens``: ``None``, ``(B,)`` (per sequence) or ``(B, Nq)`` (per query),
+    integer or float as in the book (see :func:`book_valid_lens`). Equal to the
+    book's wherever a row has a valid key; a row with none is all zeros (the
+    book's is uniform). This is :func:`attnkit.masked_softmax`.
     """
-    return _masked_softmax(X, valid_lens)
+    return _masked_softmax(X, book_valid_lens(valid_lens, X.shape[-1]))
 
 
 class DotProductAttention(ak.DotProductAttention):
@@ -37,6 +63,10 @@ class DotProductAttention(ak.DotProductAttention):
 
     def __init__(self, dropout: float, *, backend: str = "auto"):
         super().__init__(dropout, backend=backend, keep_weights=True)
+
+    def forward(self, queries, keys, values, valid_lens=None, **kwargs):
+        return super().forward(queries, keys, values,
+                               book_valid_lens(valid_lens, keys.shape[-2]), **kwargs)
 
 
 class AdditiveAttention(ak.AdditiveAttention):
@@ -52,8 +82,12 @@ class AdditiveAttention(ak.AdditiveAttention):
     def __init__(self, num_hiddens: int, dropout: float, *, backend: str = "auto"):
         super().__init__(num_hiddens, dropout, backend=backend, keep_weights=True)
 
+    def forward(self, queries, keys, values, valid_lens=None, **kwargs):
+        return super().forward(queries, keys, values,
+                               book_valid_lens(valid_lens, keys.shape[-2]), **kwargs)
 
-class MultiHeadAttention(nn.Module):
+
+class MultiHeadAttention(Module):
     """Multi-head attention (d2l §11.5), the book's layout.
 
     ``MultiHeadAttention(num_hiddens, num_heads, dropout, bias=False)``. The four

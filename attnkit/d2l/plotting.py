@@ -1,17 +1,73 @@
-"""The book's small helpers used in chapter 11: ``show_heatmaps``, ``plot``, ``check_shape``.
+"""The book's figures: ``use_svg_display``, ``set_figsize``, ``plt``, ``plot``,
+``show_heatmaps``, ``show_list_len_pair_hist``, and ``check_shape``.
 
 Figures are drawn with matplotlib's ``pyplot`` on the current backend (inline
 in a notebook, Agg on a machine without a display), like the book's; the
 functions return ``None`` as the book's do, and ``plt.gcf()`` is the figure.
+``plt`` (``d2l.plt``) is ``matplotlib.pyplot``, imported on first use.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_shape", "plot", "show_heatmaps"]
+__all__ = ["check_shape", "plot", "set_axes", "set_figsize", "show_heatmaps",
+           "show_list_len_pair_hist", "use_svg_display"]
+
+
+def __getattr__(name: str):
+    if name == "plt":  # pyplot only when a figure is wanted (it picks a backend)
+        from ..viz.heatmap import _pyplot
+
+        return _pyplot()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def use_svg_display() -> None:
+    """In a notebook, show figures as SVG (as the book does); elsewhere nothing changes."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None or ipython.get_ipython() is None:
+        return
+    try:
+        from matplotlib_inline import backend_inline
+    except ImportError:  # a shell without the inline backend keeps its formats
+        return
+    backend_inline.set_matplotlib_formats("svg")
+
+
+def set_figsize(figsize=(3.5, 2.5)) -> None:
+    """Make ``figsize`` (inches) the size of the figures drawn from now on."""
+    use_svg_display()
+    __getattr__("plt").rcParams["figure.figsize"] = figsize
+
+
+def set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend) -> None:
+    """Label, limit and scale matplotlib ``axes``; add a legend and a grid."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_xscale(xscale)
+    axes.set_yscale(yscale)
+    axes.set_xlim(xlim)
+    axes.set_ylim(ylim)
+    if legend:
+        axes.legend(legend)
+    axes.grid()
+
+
+def show_list_len_pair_hist(legend, xlabel, ylabel, xlist, ylist) -> None:
+    """Histogram of the lengths of paired lists (d2l §10.5: tokens per sentence),
+    the second series hatched."""
+    plt = __getattr__("plt")
+    set_figsize()
+    _, _, patches = plt.hist([[len(x) for x in xlist], [len(y) for y in ylist]])
+    plt.xlabel(xlabel)
+    plt.ylabel(ylabel)
+    for patch in patches[1].patches:
+        patch.set_hatch("/")
+    plt.legend(legend)
 
 
 def check_shape(a: torch.Tensor, shape) -> None:
@@ -57,15 +113,7 @@ def plot(X, Y=None, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
         X = X * len(Y)
     for x, y, fmt in zip(X, Y, fmts * len(Y)):
         axes.plot(x, y, fmt) if len(x) else axes.plot(y, fmt)
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.set_xscale(xscale)
-    axes.set_yscale(yscale)
-    axes.set_xlim(xlim)
-    axes.set_ylim(ylim)
-    if legend:
-        axes.legend(legend)
-    axes.grid()
+    set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend)
 
 
 def _curves(V) -> list[list[float]]:

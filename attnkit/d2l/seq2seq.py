@@ -15,12 +15,16 @@ from torch import nn
 
 from ..models import bahdanau
 from .attention import AdditiveAttention
+from .framework import Classifier, Module
 
 __all__ = [
+    "GRU",
+    "RNN",
     "AttentionDecoder",
     "Decoder",
     "Encoder",
     "EncoderDecoder",
+    "Seq2Seq",
     "Seq2SeqAttentionDecoder",
     "Seq2SeqEncoder",
     "init_seq2seq",
@@ -71,13 +75,41 @@ class AttentionDecoder(Decoder):
         raise NotImplementedError
 
 
-class EncoderDecoder(nn.Module):
+class RNN(Module):
+    """A one-layer tanh RNN (d2l §9.6): ``RNN(num_inputs, num_hiddens)``;
+    ``forward(inputs (T, B, num_inputs), H=None)`` → ``(outputs (T, B, d), H (1, B, d))``,
+    time-major like ``nn.RNN``, which it wraps as ``self.rnn``."""
+
+    def __init__(self, num_inputs, num_hiddens):
+        super().__init__()
+        self.save_hyperparameters()
+        self.rnn = nn.RNN(num_inputs, num_hiddens)
+
+    def forward(self, inputs, H=None):
+        return self.rnn(inputs, H)
+
+
+class GRU(RNN):
+    """A multi-layer GRU (d2l §10.3): ``GRU(num_inputs, num_hiddens, num_layers, dropout=0)``.
+
+    ``forward(inputs (T, B, num_inputs), H=None)`` → ``(outputs (T, B, d),
+    H (L, B, d))``, time-major; ``self.rnn`` is the ``nn.GRU``. Dropout acts
+    between layers (none with one layer, where ``nn.GRU`` would only warn).
+    """
+
+    def __init__(self, num_inputs, num_hiddens, num_layers, dropout=0):
+        Module.__init__(self)
+        self.save_hyperparameters()
+        self.rnn = nn.GRU(num_inputs, num_hiddens, num_layers,
+                          dropout=dropout if num_layers > 1 else 0)
+
+
+class EncoderDecoder(Classifier):
     """Encoder and decoder together (d2l §10.6.3): ``forward(enc_X, dec_X, *args)``
     → the decoder's output; :meth:`predict_step` decodes greedily.
 
-    The book's class also carries its training framework (loss, optimizer,
-    ``Trainer`` hooks); here training is ordinary PyTorch, or
-    :class:`attnkit.train.trainer.Trainer`.
+    A :class:`Classifier` (cross-entropy ``loss``, ``accuracy``), so
+    :class:`Trainer` fits it as in the book.
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module):
@@ -97,6 +129,7 @@ class EncoderDecoder(nn.Module):
 
         Returns ``(ids (B, num_steps), attention_weights)``, the second a list of the
         decoder's ``attention_weights`` after each step (empty unless asked for).
+        The model stays in the mode it is in (after :meth:`Trainer.fit`, ``eval``).
         """
         src, tgt, src_valid_len = (None if a is None else a.to(device) for a in batch[:3])
         enc_all_outputs = self.encoder(src, src_valid_len)
@@ -108,6 +141,35 @@ class EncoderDecoder(nn.Module):
             if save_attention_weights:
                 attention_weights.append(self.decoder.attention_weights)
         return torch.cat(outputs[1:], 1), attention_weights
+
+
+class Seq2Seq(EncoderDecoder):
+    """An encoder–decoder trained on padded targets (d2l §10.7.3):
+    ``Seq2Seq(encoder, decoder, tgt_pad, lr)``.
+
+    ``loss`` is the cross-entropy averaged over the label tokens that are not
+    ``tgt_pad`` (the book's masked loss); ``configure_optimizers`` is Adam
+    with learning rate ``lr``; validation plots the loss only.
+    """
+
+    def __init__(self, encoder, decoder, tgt_pad, lr):
+        super().__init__(encoder, decoder)
+        self.save_hyperparameters()
+
+    def validation_step(self, batch):
+        Y_hat = self(*batch[:-1])
+        self.plot("loss", self.loss(Y_hat, batch[-1]), train=False)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+    def loss(self, Y_hat, Y, averaged=True):
+        """Mean cross-entropy over non-padding labels (one value per label when
+        ``averaged=False``, padding included, as :meth:`Classifier.loss`)."""
+        if not averaged:
+            return super().loss(Y_hat, Y, averaged=False)
+        return torch.nn.functional.cross_entropy(
+            Y_hat.reshape((-1, Y_hat.shape[-1])), Y.reshape(-1), ignore_index=self.tgt_pad)
 
 
 class Seq2SeqEncoder(Encoder, bahdanau.Seq2SeqEncoder):
