@@ -28,7 +28,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     check_positive_int("--last", args.last)
     ensure_writable_dir(args.out, "--out")
-    with RunLock(args.out):  # one writer per folder, as for train
+    with RunLock(args.out, checkpoints="."):  # one writer per (real) folder, as for train
         latest = resolve_checkpoint(args.checkpoint)
         paths = list_checkpoints(latest.parent)[-args.last:]
         with progress(len(paths), "average") as bar:

@@ -16,7 +16,7 @@ import torch
 
 from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, TokenizerPair
 from ..models.build import build_model
-from ..runs.checkpoint import RunInfo, load_checkpoint, read_run
+from ..runs.checkpoint import RunInfo, load_checkpoint, read_beside_writer, read_run
 from .search import beam_search, check_n_best, greedy_search, n_best_search
 
 __all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "capture_with_model", "in_batches",
@@ -204,22 +204,31 @@ def _check_vocab(run: RunInfo, tokenizers: TokenizerPair) -> None:
 
 def load_translator(path: str | Path, *, device: str = "cpu", backend: str = "auto",
                     weights: dict | None = None) -> Translator:
-    """The model and tokenizers of a checkpoint (or a run folder's latest checkpoint).
+    """The model and tokenizers of a checkpoint (a run folder's latest checkpoint, or
+    ``RUN/best``).
 
     The model is built from the checkpoint's model section only; ``weights``
-    replaces its weights (e.g. an average of several checkpoints).
+    replaces its weights (e.g. an average of several checkpoints). Safe beside a
+    training on the same run: a checkpoint it removes while it is read is followed by
+    the run's new latest (:func:`attnkit.runs.checkpoint.read_beside_writer`).
     """
-    run = read_run(path)
+    translator = read_beside_writer(path, lambda ckpt: _load_one(ckpt, backend))
+    if weights is not None:
+        missing, unexpected = translator.model.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"averaged weights do not fit the model: missing {missing}, "
+                             f"unexpected {unexpected}")
+    translator.model.to(device).eval()
+    return translator
+
+
+def _load_one(checkpoint: Path, backend: str) -> Translator:
+    """The translator of one checkpoint folder, every file read from that folder."""
+    run = read_run(checkpoint)
     tokenizers = TokenizerPair.load(run.path / "tokenizer")
     _check_vocab(run, tokenizers)
     model = build_model(run.model, backend=backend)
     load_checkpoint(run.path, model=model, restore_rng=False)
-    if weights is not None:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"averaged weights do not fit the model: missing {missing}, "
-                             f"unexpected {unexpected}")
-    model.to(device).eval()
     return Translator(model, tokenizers, run)
 
 

@@ -29,7 +29,16 @@ validation scores, best first: ``[{"step": N, "score": S, "metric": "val_bleu"},
 ``os.replace``; the whole checkpoint is first written as ``step-000123.tmp`` and
 renamed to ``step-000123`` only after ``manifest.json`` is in it. A crash leaves
 at worst a ``.tmp`` directory, which :func:`latest_checkpoint` ignores; a
-directory without a manifest is never treated as a checkpoint.
+directory without a manifest is never treated as a checkpoint. A run resumes from the
+newest checkpoint that verifies; anything named ``step-N`` above it (corrupt, without a
+manifest, not a folder) is set aside as ``step-N.corrupt``
+(:func:`latest_verified_checkpoint`), so that the step can be saved again.
+
+**Readers beside a writer.** A training that keeps only its last checkpoints
+(``keep_last``) deletes the one a reader may be reading. Deletion renames the folder
+first, so a reader sees a whole checkpoint or none, never a changed one;
+:func:`read_beside_writer` tells a checkpoint removed under a reader from a corrupt one
+and reads the new latest (or best) again.
 
 **Exact resumption.** Besides model, optimizer and scheduler, the RNG states of
 Python's ``random``, numpy's global generator, torch's CPU generator and (when
@@ -49,9 +58,11 @@ import os
 import random
 import re
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -78,6 +89,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "read_best",
+    "read_beside_writer",
     "read_model_state",
     "record_best",
     "save_checkpoint",
@@ -751,7 +763,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if p.name == "best" and not p.exists():
         return best_checkpoint(p.parent)
     if not p.exists():
-        raise FileNotFoundError(f"checkpoint not found: {p}")
+        raise FileNotFoundError(f"checkpoint not found: {p}{_removed_hint(p)}")
     if (p / MANIFEST).exists():
         return p
     for root in (p / "checkpoints", p):
@@ -761,3 +773,73 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return Path(latest)
     raise ValueError(f"{p} is neither a checkpoint nor a folder holding checkpoints "
                      "(expected manifest.json, or checkpoints/step-*/)")
+
+
+def _removed_hint(p: Path) -> str:
+    """For a ``step-N`` that is gone from a folder still holding checkpoints: why."""
+    if _step_of(p) is None:
+        return ""
+    held = list_checkpoints(p.parent)
+    if not held:
+        return ""
+    return (f" (a training that keeps only its last checkpoints, keep_last, removes older "
+            f"ones; {p.parent} now holds {', '.join(c.name for c in held[-3:])})")
+
+
+_T = TypeVar("_T")
+_READ_ATTEMPTS = 10  # a writer replacing its latest checkpoint this often is saving nonstop
+
+
+def _identity(ckpt: Path) -> tuple[int, int, int] | None:
+    """What tells this checkpoint from one saved later under the same path (``None``:
+    it is gone)."""
+    try:
+        st = os.stat(ckpt / MANIFEST)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def _resolve_settled(named: Path) -> Path:
+    """:func:`resolve_checkpoint`, asked again when it finds no checkpoint: a listing
+    taken while the writer renames folders may miss both the old one and the new."""
+    for _ in range(3):
+        try:
+            return resolve_checkpoint(named)
+        except ValueError:
+            time.sleep(0.02)
+    return resolve_checkpoint(named)
+
+
+def read_beside_writer(path: str | Path, read: Callable[[Path], _T]) -> _T:
+    """``read(checkpoint)`` for the checkpoint ``path`` names (:func:`resolve_checkpoint`:
+    a run folder, ``RUN/best`` or a checkpoint), safe while a training writes there.
+
+    When ``read`` fails and the checkpoint is still on disk, unchanged, the error is
+    the checkpoint's own and is raised as it is. When the checkpoint was removed under
+    the reader (rotation, or ``best.json`` moving on), a run folder or ``RUN/best`` is
+    resolved again and read anew; a checkpoint named by its own folder cannot be, and
+    the error says that the running training removed it.
+
+    Raises:
+        FileNotFoundError: the named checkpoint was removed while it was read, or the
+            newest one was replaced again at every one of several attempts.
+        Exception: whatever ``read`` raises for a checkpoint that stayed in place.
+    """
+    named = Path(path)
+    for _ in range(_READ_ATTEMPTS):
+        ckpt = _resolve_settled(named)
+        before = _identity(ckpt)
+        try:
+            return read(ckpt)
+        except Exception:
+            if before is not None and _identity(ckpt) == before:
+                raise  # still there, unchanged: a fault of the checkpoint itself
+            if ckpt == named:
+                raise FileNotFoundError(
+                    f"checkpoint {ckpt} was removed while it was being read: the training "
+                    f"running on this run replaced it{_removed_hint(ckpt)}; name the run "
+                    "folder (or RUN/best) to read whichever is newest") from None
+    raise FileNotFoundError(
+        f"{named}: its newest checkpoint was replaced by the running training each of "
+        f"{_READ_ATTEMPTS} times it was read; read RUN/best, or a copy of a checkpoint")

@@ -1,0 +1,34 @@
+"""Fixtures of the run tests."""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .._data import digits_pairs_file
+from ._writer import train_argv
+
+
+@pytest.fixture
+def running_training(tmp_path):
+    """``(pairs file, start)``: ``start(out_dir, *flags)`` launches a real ``attnkit train``
+    that keeps going (a time limit guards it) and is killed when the test ends."""
+    pairs = digits_pairs_file(tmp_path / "pairs.tsv")
+    procs = []
+
+    def start(out: Path, *more: str) -> subprocess.Popen:
+        argv = train_argv(pairs, out, "--max-steps", "100000", "--time-limit", "120", *more)
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; from attnkit.cli import "
+                                 "main; sys.exit(main(sys.argv[1:]))", *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(proc)
+        return proc
+
+    yield pairs, start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
