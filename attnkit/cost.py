@@ -107,7 +107,7 @@ def attention_cost(score: str, *, batch: int, num_queries: int, num_keys: int,
             masking steps. FLOPs are those the reference performs (every key,
             padded or not).
         empty_rows: with ``valid_lens``, whether some row has no valid key
-            (one more score-sized buffer zeroes those rows).
+            (the softmax is then redone on finite scores and those rows zeroed).
         dtype: element type of inputs and intermediates.
     """
     sizes = _checked_sizes(score, batch=batch, num_queries=num_queries, num_keys=num_keys,
@@ -220,15 +220,22 @@ def _softmax_steps(sim: _Sim, d: _Dims, valid_lens: str | None, empty_rows: bool
         return
     m = d.B * d.Nk if valid_lens == "1d" else d.B * d.Nq * d.Nk  # bool bytes
     sim.step("mask from valid_lens", flops=m, read=d.B * 8, write=m, alloc=("mask", m))
-    sim.step("~mask & row_has_key", flops=2 * m, read=m, write=m, alloc=("fill", m))
-    sim.step("masked_fill(-inf)", read=S + m, write=S, alloc=("masked", S), free=["fill"])
-    if empty_rows:
-        sim.step("softmax", flops=softmax_flops, read=S, write=S, alloc=("w0", S))
-        sim.step("zero rows with no valid key", flops=d.B * d.Nq * d.Nk, read=S, write=S,
-                 alloc=("weights", S), free=["scores", "masked", "mask", "w0"])
-    else:
+    sim.step("~mask", flops=m, read=m, write=m, alloc=("not_mask", m))
+    sim.step("masked_fill(-inf)", read=S + m, write=S, alloc=("masked", S), free=["not_mask"])
+    if not empty_rows:
         sim.step("softmax", flops=softmax_flops, read=S, write=S, alloc=("weights", S),
                  free=["scores", "masked", "mask"])
+        return
+    # rows with no valid key show as NaN in the first softmax, which is redone on
+    # finite scores and zeroed (attnkit.softmax.softmax_with_mask)
+    sim.step("softmax (finds the empty rows)", flops=softmax_flops, read=S, write=S,
+             alloc=("w0", S), free=["w0"])
+    sim.step("where(row has a key, scores, 0)", flops=d.B * d.Nq * d.Nk, read=S, write=S,
+             alloc=("finite", S), free=["masked", "mask"])
+    sim.step("softmax", flops=softmax_flops, read=S, write=S, alloc=("w1", S),
+             free=["finite"])
+    sim.step("zero rows with no valid key", flops=d.B * d.Nq * d.Nk, read=S, write=S,
+             alloc=("weights", S), free=["scores", "w1"])
 
 
 def _fmt_bytes(n: float) -> str:

@@ -24,6 +24,10 @@ Empty axes: the same result on every backend, forward and backward
 * ``Dq = 0`` or ``Dk = 0``: ``ValueError`` (a score over zero features is
   undefined: scaled dot would divide by √0, and a constant 0 score would give
   uniform weights the user did not ask for).
+
+Meta tensors (shapes only, to estimate sizes before allocating) are served by
+the ``reference`` backend, which ``auto`` picks for them; the fast backends
+refuse them by name (they plan from the lengths' values).
 """
 
 from __future__ import annotations
@@ -134,14 +138,9 @@ def attention(queries, keys, values, *, score="scaled_dot", valid_lens=None, mas
             returned ones. Modules that keep weights (``keep_weights=True``)
             use this.
 
-    Rows with no key to attend to (``valid_len == 0``, a fully masked row,
-    a causal row that sees nothing, or a row whose every valid score is
-    ``-inf``) and rows of padded queries produce zero output rows, on every
-    backend.
-
-    Meta tensors (shapes only, to estimate sizes before allocating) are
-    served by the ``reference`` backend, which ``auto`` picks for them; the
-    fast backends refuse them by name (they plan from the lengths' values).
+    Rows with no key to attend to (``valid_len == 0``, fully masked, a causal
+    row that sees nothing, or every valid score ``-inf``) and rows of padded
+    queries produce zero output rows, on every backend.
 
     Empty axes ``B``, ``Nq``, ``Nk``, ``Dv`` = 0 give zeros of the output's
     shape; ``Dq``/``Dk`` = 0 raise ``ValueError``; mixed dtypes raise

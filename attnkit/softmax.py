@@ -84,8 +84,11 @@ def softmax_with_mask(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
         weights = torch.softmax(x, dim=-1)
         if not bool(weights[..., :1].isnan().any()):
             return weights.to(dtype)
+        del weights  # recomputed below; freed first, so the peak stays that of one pass
     # Elsewhere (and when the CPU found a NaN row) the rows are found without
-    # reading anything back: their largest score is -inf.
+    # reading anything back: their largest score is -inf. Each step rebinds x, so
+    # no more than two score-sized buffers of this function are alive at once.
     row_has_key = x.amax(dim=-1, keepdim=True) != float("-inf")  # (..., Nq, 1)
-    weights = torch.softmax(torch.where(row_has_key, x, 0.0), dim=-1)
-    return (weights * row_has_key).to(dtype)  # empty rows -> 0
+    x = torch.where(row_has_key, x, 0.0)  # empty rows: finite scores
+    x = torch.softmax(x, dim=-1)
+    return (x * row_has_key).to(dtype)  # empty rows -> 0
