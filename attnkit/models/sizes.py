@@ -11,10 +11,11 @@ extrapolated: a config with a million layers is counted as fast as one with two.
 * training keeps fp32 weights, their gradients and Adam's two moments (16 bytes
   per parameter) and the buffers, before the first batch: a lower bound, so a
   run refused on it cannot fit;
-* decoding keeps the weights, the token rows of every beam (copied once per
-  step when beams are reordered) and, for the Transformer, the self-attention
-  key/value cache of every decoder layer: what the longest outputs allowed
-  need (a search whose beams all end early needs less).
+* decoding keeps the weights; per beam, the encoder outputs it attends to and
+  the scores of every next-token candidate; per beam and step, its tokens and,
+  for the Transformer, the self-attention key/value cache of every decoder
+  layer: what the longest outputs allowed need (a search whose beams all end
+  early needs less).
 """
 
 from __future__ import annotations
@@ -114,18 +115,26 @@ def training_memory(config) -> MemoryEstimate:
     return MemoryEstimate(16 * size.parameters + FLOAT * size.buffers, 0, size.overflow)
 
 
-def decoding_memory(config, *, rows: int, steps: int) -> MemoryEstimate:
-    """At least what decoding ``rows`` beams (sentences × beam size) for up to ``steps``
-    tokens needs: the weights, the token rows (held twice while beams are reordered) and
-    the Transformer's self-attention cache (keys and values of every decoder layer)."""
+def decoding_memory(config, *, rows: int, steps: int, source_len: int = 2) -> MemoryEstimate:
+    """What decoding ``rows`` beams (sentences × beam size) of sources of ``source_len``
+    ids for up to ``steps`` tokens needs: the weights; per row, the encoder's outputs it
+    attends to (and the RNN's state, or the Transformer's cross-attention keys and
+    values) and the scores of every next-token candidate (logits, log-probabilities,
+    their sums and indices); per row and step, the token rows (held twice while beams
+    are reordered) and the Transformer's self-attention cache."""
     size = model_size(config)
+    per_row = config.tgt_vocab_size * (3 * FLOAT + LONG)
     per_step = 2 * LONG
     if isinstance(config, TransformerConfig):
-        head = config.num_hiddens // config.num_heads
-        kv_heads = config.num_kv_heads or config.num_heads
-        per_step += config.num_decoder_layers * 2 * kv_heads * head * FLOAT
-    return MemoryEstimate(FLOAT * (size.parameters + size.buffers), rows * steps * per_step,
-                          size.overflow)
+        kv = (config.num_kv_heads or config.num_heads) * (config.num_hiddens
+                                                          // config.num_heads)
+        per_row += FLOAT * source_len * (config.num_hiddens + config.num_decoder_layers * 2 * kv)
+        per_step += config.num_decoder_layers * 2 * kv * FLOAT
+    else:
+        per_row += FLOAT * (source_len * config.num_hiddens
+                            + config.num_layers * config.num_hiddens)
+    return MemoryEstimate(FLOAT * (size.parameters + size.buffers),
+                          rows * (per_row + steps * per_step), size.overflow)
 
 
 def blame(config, reference, cost: Callable[[object], int]) -> str | None:

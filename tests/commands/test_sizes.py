@@ -44,11 +44,16 @@ def test_a_million_layers_are_counted_without_building_them():
     assert time.monotonic() - started < SECONDS
 
 
-def test_decoding_memory_grows_with_beams_and_steps():
-    config = bahdanau_small(40)
-    small = decoding_memory(config, rows=4, steps=10)
-    assert decoding_memory(config, rows=8, steps=10).activations == 2 * small.activations
-    assert decoding_memory(config, rows=4, steps=20).activations == 2 * small.activations
+@pytest.mark.parametrize("config", [bahdanau_small(40), transformer_tiny(40)])
+def test_decoding_memory_grows_with_beams_and_steps(config):
+    def state(rows, steps):
+        return decoding_memory(config, rows=rows, steps=steps).activations
+
+    assert state(8, 10) == 2 * state(4, 10)  # every row holds the same
+    assert state(4, 30) - state(4, 20) == state(4, 20) - state(4, 10) > 0  # linear in steps
+    model = build_model(config)
+    assert decoding_memory(config, rows=4, steps=10).weights == 4 * (
+        sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers()))
 
 
 # --------------------------------------------------------------- train, in this process
@@ -97,22 +102,6 @@ def test_train_refuses_what_fits_the_machine_but_not_the_limit(tmp_path):
     assert "--num-hiddens 4096 ([model] num_hiddens): training needs at least 3." in line
     assert "GiB this process may use" in line
     assert seconds < 2 * SECONDS
-
-
-@pytest.fixture(scope="module")
-def bahdanau_run(tmp_path_factory):
-    """A one-step Bahdanau run: an RNN, whose outputs no positional table caps."""
-    tmp = tmp_path_factory.mktemp("bahdanau")
-    model_flags = {"--num-hiddens", "--num-heads", "--ffn-num-hiddens", "--num-encoder-layers",
-                   "--num-decoder-layers"}
-    data = [a for i, a in enumerate(TINY) if a not in model_flags
-            and TINY[i - 1] not in model_flags]  # TINY's data and run flags
-    argv = ["train", *data, "--model", "bahdanau_small", "--embed-size", "8",
-            "--num-hiddens", "8", "--num-layers", "1", "--train-path",
-            str(pairs_file(tmp / "p.tsv", 40)), "--out-dir", str(tmp / "run"),
-            "--max-steps", "1", "--bf16", "false", "--threads", "1"]
-    assert main(argv) == 0
-    return tmp / "run"
 
 
 @pytest.mark.parametrize("case", ["rnn-output-length", "transformer-beam", "evaluate-beam"])
