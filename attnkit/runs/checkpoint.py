@@ -776,11 +776,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def _removed_hint(p: Path) -> str:
-    """For a ``step-N`` that is gone from a folder still holding checkpoints: why."""
-    if _step_of(p) is None:
-        return ""
-    held = list_checkpoints(p.parent)
-    if not held:
+    """For a ``step-N`` that is gone from a folder holding newer checkpoints: why."""
+    step = _step_of(p)
+    held = [] if step is None else list_checkpoints(p.parent)
+    if not held or _step_of(held[-1]) <= step:
         return ""
     return (f" (a training that keeps only its last checkpoints, keep_last, removes older "
             f"ones; {p.parent} now holds {', '.join(c.name for c in held[-3:])})")
