@@ -1,40 +1,62 @@
-"""The attention chapter of "Dive into Deep Learning" (§11.1–11.7), its API exactly.
+"""The PyTorch code of "Dive into Deep Learning" §10.5–10.7 and §11.1–11.7, unchanged.
 
 Replace ``from d2l import torch as d2l`` with ``from attnkit import d2l`` and
-the chapter's code cells run unchanged: the same class and function names,
-constructor and ``forward`` signatures, lazy input sizes (``nn.LazyLinear``),
-attributes (``attention_weights``, ``W_q``, ``.attention``, ``.P``, ``blks``,
-``init_state``…) and the same shapes and values. Every module here is a thin
-layer over :mod:`attnkit.nn` (and :mod:`attnkit.models` for the GRU
-encoder–decoder): the attention math is attnkit's, laid out the book's way.
+the PyTorch programs of those sections run as they are: every ``d2l.*`` name
+they use is here, with the book's signatures and behaviour, and the book's
+``@d2l.add_to_class(Cls)`` redefinitions (of ``EncoderDecoder.predict_step``,
+of its own ``MTFraEng``, ``Seq2Seq``, ``MultiHeadAttention``…) work on these
+classes, whose methods are plain attributes. The attention modules are thin
+layers over :mod:`attnkit.nn` (the GRU encoder and decoder over
+:mod:`attnkit.models.bahdanau`): the attention math is attnkit's, laid out the
+book's way. ``pip install "attnkit[d2l]"`` adds pandas, which §11.7 imports.
 
 ==========================  ==========================================================
-book (§)                    here
+book                        here
 ==========================  ==========================================================
-§11.1 ``show_heatmaps``     :func:`show_heatmaps` (one shared colour scale for all panels)
-§11.3 ``masked_softmax``    :func:`masked_softmax` = :func:`attnkit.masked_softmax`
-§11.3 attention pooling     :class:`DotProductAttention`, :class:`AdditiveAttention`
-§11.4 Bahdanau              :class:`AttentionDecoder`, :class:`Seq2SeqAttentionDecoder`,
-                            with :class:`Seq2SeqEncoder` (§10.7) and :class:`EncoderDecoder`
-§11.5 multi-head            :class:`MultiHeadAttention` (``transpose_qkv``,
-                            ``transpose_output``, ``.attention``)
-§11.6 positions             :class:`PositionalEncoding`
-§11.7 Transformer           :class:`PositionWiseFFN`, :class:`AddNorm`,
-                            :class:`TransformerEncoderBlock`, :class:`TransformerEncoder`,
-                            :class:`TransformerDecoderBlock`, :class:`TransformerDecoder`
-helpers                     :func:`check_shape`, :func:`plot`, :func:`init_seq2seq`,
-                            :class:`Encoder`, :class:`Decoder`
+tensor names                ``tensor, ones, zeros, arange, normal, rand, randn, eye,
+                            reshape, concat, stack, transpose, swapaxes, expand_dims,
+                            abs, exp, log, sin, cos, tanh, reduce_sum, reduce_mean,
+                            argmax, astype, numpy, to, size, repeat, float32, int32,
+                            int64, float, int`` (:mod:`.tensors`)
+figures                     ``use_svg_display, set_figsize, set_axes, plt, plot,
+                            show_heatmaps, show_list_len_pair_hist``
+framework (§3.2)            ``add_to_class, HyperParameters, ProgressBoard, Module,
+                            Classifier, DataModule, Trainer, cpu, gpu, num_gpus,
+                            try_gpu, try_all_gpus, check_shape, check_len``
+§10.5 data                  ``Vocab, MTFraEng, download, extract, DATA_URL``
+§10.3, §10.6, §10.7         ``RNN, GRU, Encoder, Decoder, EncoderDecoder``
+                            (``predict_step``), ``Seq2SeqEncoder, Seq2Seq,
+                            init_seq2seq, bleu``
+§11.3 scoring               ``masked_softmax, DotProductAttention, AdditiveAttention``
+§11.4 Bahdanau              ``AttentionDecoder``, ``Seq2SeqAttentionDecoder``
+§11.5 multi-head            ``MultiHeadAttention`` (``transpose_qkv``, ``transpose_output``)
+§11.6, §11.7                ``PositionalEncoding, PositionWiseFFN, AddNorm``, the
+                            Transformer encoder and decoder blocks and stacks
 ==========================  ==========================================================
 
-**The one difference in values.** A query row with *no* valid key
-(``valid_len == 0``) gets all-zero weights and a zero output here; the book
-fills masked scores with ``-1e6``, so such a row comes out *uniform* over the
-padding, i.e. it attends to positions that are not there. Wherever a row has
-at least one valid key the values are the book's.
+**What differs from the book's package, on purpose.**
 
-Dropout draws its random numbers differently (attnkit's dropout), so in
-training mode outputs match the book's in distribution, not bit for bit; in
-``eval()`` mode they match.
+* *Rows with no valid key.* A query with ``valid_len == 0`` (or a negative
+  one) gets all-zero weights and a zero output here; the book fills masked
+  scores with ``-1e6``, so its row comes out *uniform* over the padding.
+  Wherever a row has a valid key the values are the book's. Valid lengths
+  are read as the book reads them otherwise: a float keeps keys ``j < v``,
+  a length beyond ``Nk`` keeps every key (NaN is refused).
+* *Dropout's random numbers* are attnkit's, so in training mode outputs match
+  the book's in distribution, not bit for bit; in ``eval()`` mode they match.
+  Minibatches are drawn by index once per batch, so a seed gives another
+  order of batches than the book's loader.
+* *Progress.* In a notebook ``Trainer.fit`` draws the book's live curves; in
+  a terminal it shows a progress bar (epoch, losses) on standard error, and
+  when standard error is not a terminal it prints nothing. The board reads a
+  loss from the device only when it averages ``every_n`` points.
+* *Data.* ``MTFraEng`` reads ``<root>/fra-eng/fra.txt`` when it is there and
+  fetches nothing (``root='../data'``, or the keyword ``root=``); a download
+  is checked against the book's SHA-1 before it takes its name, and without
+  a network the error says which file to put where (:mod:`.data`).
+* *Seq2Seq's loss* is masked (padding labels do not count), as §10.7 defines
+  it; the book's package leaves that definition out.
+* ``EncoderDecoder.predict_step`` runs without gradients.
 """
 
 from __future__ import annotations

@@ -45,6 +45,22 @@ def test_masked_softmax_empty_row_is_zero_where_the_book_is_uniform():
     torch.testing.assert_close(ours[1], book[1], **TIGHT)
 
 
+def test_masked_softmax_takes_float_and_too_long_valid_lens_as_the_book_does():
+    X = torch.rand(2, 3, 4, dtype=torch.float64)
+    for vl in (torch.tensor([2.0, 3.0]), torch.tensor([1.5, 9.0]),  # keys j < 1.5; all keys
+               torch.tensor([[0.5, 2.0, 3.7], [4.0, 1.0, 2.2]], dtype=torch.float64),
+               torch.tensor([2, 9])):  # an integer beyond Nk: every key, as in the book
+        torch.testing.assert_close(d2l.masked_softmax(X, vl), book_masked_softmax(X, vl),
+                                   **TIGHT)
+    keys, values = torch.rand(2, 4, 3), torch.rand(2, 4, 5)
+    attention = d2l.DotProductAttention(0.0)
+    attention(torch.rand(2, 3, 3), keys, values, torch.tensor([1.5, 3.0]))
+    assert attention.attention_weights[0, :, 2:].eq(0).all()
+    assert attention.attention_weights[0, :, :2].gt(0).all()
+    with pytest.raises(ValueError, match="valid_lens must be numbers of valid keys; got NaN"):
+        d2l.masked_softmax(X, torch.tensor([float("nan"), 1.0]))
+
+
 def test_dot_product_attention_books_example_shapes_and_weights():
     queries, keys = torch.normal(0, 1, (2, 1, 2)), torch.normal(0, 1, (2, 10, 2))
     values, valid_lens = torch.normal(0, 1, (2, 10, 4)), torch.tensor([2, 6])
