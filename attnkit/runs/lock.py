@@ -38,6 +38,13 @@ def _locked(fd: int) -> bool:
     return True
 
 
+def _unlock(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
 def _flock_holder(fd: int) -> dict:
     """``{"pid", "command"}`` of the process holding a ``flock`` on ``fd``'s file, from
     Linux's ``/proc/locks`` (``{}`` where that cannot be read)."""
@@ -104,19 +111,19 @@ class RunLock:
         if not _locked(fd):
             os.close(fd)
             raise self._in_use(str(self.directory), self._holder()) from None
+        previous = self._holder()
+        self._fd = fd
         try:
             self._dir_fd = self._lock_checkpoints()
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(),
+                                     "command": " ".join(sys.argv)[:500]}).encode())
         except BaseException:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            _unlock(fd, self._dir_fd)
+            self._fd = self._dir_fd = None
             raise
-        previous = self._holder()
         if previous.get("pid") not in (None, os.getpid()):
             self.stale_holder = previous  # its process ended without unlocking
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(),
-                                 "command": " ".join(sys.argv)[:500]}).encode())
-        self._fd = fd
         return self
 
     def _lock_checkpoints(self) -> int | None:
@@ -141,10 +148,7 @@ class RunLock:
         try:
             os.ftruncate(fd, 0)
         finally:
-            for f in (fd, dir_fd):
-                if f is not None:
-                    fcntl.flock(f, fcntl.LOCK_UN)
-                    os.close(f)
+            _unlock(fd, dir_fd)
 
     def __del__(self) -> None:  # a lock object that is dropped frees its folder
         try:
