@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CHUNK_LINES", "MAX_LINE_BYTES", "line_chunks", "open_input"]
+__all__ = ["CHUNK_LINES", "MAX_LINE_BYTES", "count_lines", "line_chunks", "open_input"]
 
 CHUNK_LINES = 256  # lines translated together at most (sorted by length within)
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is not a sentence (e.g. /dev/zero)
@@ -37,6 +37,20 @@ def open_input(path: str, name: str):
     if not Path(path).exists():
         raise FileNotFoundError(f"{name}: no such file: {path}")
     return open(path, "rb")  # the caller closes it
+
+
+def count_lines(path: str) -> int | None:
+    """Lines :func:`line_chunks` will find in ``path`` (for a progress bar's total), read
+    block by block; ``None`` for a FIFO, which can be read only once."""
+    from .._io import file_kind
+
+    if file_kind(path) != "regular file":
+        return None
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(READ_BYTES):
+            count, last = count + block.count(b"\n"), block[-1:]
+    return count + (last != b"\n")
 
 
 def _decode(raw: bytes, line_no: int, name: str) -> str:

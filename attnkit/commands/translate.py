@@ -67,6 +67,15 @@ def input_chunks(args: argparse.Namespace) -> Iterator[list[str]]:
     return line_chunks(sys.stdin.buffer, "stdin")
 
 
+def _total(args: argparse.Namespace) -> int | None:
+    """How many lines the input has, where that is known before reading it."""
+    from ._streaming import count_lines
+
+    if args.sentences:
+        return len(args.sentences)
+    return count_lines(args.input) if args.input and args.input != "-" else None
+
+
 def _closing(f, name: str) -> Iterator[list[str]]:
     from ._streaming import line_chunks
 
@@ -140,7 +149,7 @@ def run_cli(args: argparse.Namespace) -> int:
     tr = load_engine(args)
     cut: list[int] = []
     seen, checked = 0, set()  # lines done; batch sizes whose memory was checked
-    with progress(None, "translate") as bar, plain_out_of_memory("while translating"):
+    with progress(_total(args), "translate") as bar, plain_out_of_memory("while translating"):
         for chunk in chunks:
             batch = min(BATCH_SIZE, sum(1 for s in chunk if s.strip()))
             if batch and batch not in checked:
