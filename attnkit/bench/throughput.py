@@ -15,6 +15,7 @@ its markers; in Python, :func:`run` returns a :class:`ThroughputResult`.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +28,16 @@ from ..data.tokenizer import SentencePieceTokenizer
 from ..train.step import training_step
 from .toolkit import TorchSeq2Seq, baseline_step, machine_info, time_alternating
 
-__all__ = ["DEFAULT_DATA", "END", "START", "ThroughputResult", "corpus_batches", "run"]
+__all__ = ["END", "START", "ThroughputResult", "corpus_batches", "default_data_root", "run"]
 
 START = "<!-- bench:train-throughput:start -->"
 END = "<!-- bench:train-throughput:end -->"
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "multi30k"
+
+
+def default_data_root() -> Path:
+    """Multi30k under ``$ATTNKIT_DATA`` (the variable the shipped configs read), else
+    ``../shared/data`` from the working directory."""
+    return Path(os.environ.get("ATTNKIT_DATA") or "../shared/data") / "multi30k"
 
 
 def corpus_batches(max_tokens: int, num_batches: int, data_root: Path, seed: int = 0):
@@ -110,10 +116,11 @@ class ThroughputResult:
 
 
 def run(*, max_tokens: int = 4096, num_batches: int = 6, rounds: int = 3,
-        data_root: Path = DEFAULT_DATA, d: int = 256, heads: int = 4, ffn: int = 1024,
+        data_root: Path | None = None, d: int = 256, heads: int = 4, ffn: int = 1024,
         layers: int = 3) -> ThroughputResult:
     """Time training steps of both models on the same bucketed batches, alternating."""
     torch.manual_seed(0)
+    data_root = default_data_root() if data_root is None else Path(data_root)
     batches, vocab, source, pad_frac = corpus_batches(max_tokens, num_batches, data_root)
     steps = _training_steps(vocab, d, heads, ffn, layers)
     for step in steps.values():  # warm-up

@@ -79,7 +79,11 @@ def _throughput_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namesp
     p.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch")
     p.add_argument("--batches", type=int, default=6, help="batches per round")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds")
-    return lambda a: dict(max_tokens=a.max_tokens, num_batches=a.batches, rounds=a.rounds)
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="Multi30k folder (with raw/); default $ATTNKIT_DATA/multi30k or "
+                        "../shared/data/multi30k; the built-in date task where it is absent")
+    return lambda a: dict(max_tokens=a.max_tokens, num_batches=a.batches, rounds=a.rounds,
+                          data_root=a.data_root)
 
 
 def _gpu_options(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict]:

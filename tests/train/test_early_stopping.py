@@ -28,7 +28,7 @@ from attnkit.runs.checkpoint import (
 from attnkit.runs.config import TrainConfig
 from attnkit.train.trainer import Trainer
 
-from .runs._edit import edit_json
+from ..runs._edit import edit_json
 
 TINY = dict(data="dates", num_examples=200, valid_size=8, eval_sentences=4, max_tokens=600,
             max_sentence_tokens=40, warmup=20, log_every=1, progress=False, device="cpu",
