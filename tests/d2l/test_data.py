@@ -205,3 +205,25 @@ def test_bleu_is_the_books_formula():
     expected = (2 / 3) ** 0.5 * (1 / 2) ** 0.25
     assert math.isclose(d2l.bleu("a a b", "a b c", k=2), expected)
     assert math.isclose(d2l.bleu("a a b", "a b c", k=1), (2 / 3) ** 0.5)
+
+
+def test_a_download_shows_a_progress_bar_on_a_terminal_only(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.d2l.test_progress import environment, run_on_a_terminal
+
+    payload = make_zip() * 50  # big enough for a few blocks; its checksum is not asked for
+    with Server({"/fra-eng.zip": payload}) as server:
+        script = tmp_path / "get.py"
+        script.write_text("from attnkit import d2l\n"
+                          f"d2l.download({server.url + 'fra-eng.zip'!r}, 'data')\n")
+        shown = run_on_a_terminal(script).decode(errors="replace")
+        assert "fra-eng.zip" in shown and "100%" in shown
+        (tmp_path / "data" / "fra-eng.zip").unlink()
+        piped = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                               env=environment(), cwd=tmp_path, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert "%" not in piped.stderr and piped.stdout == ""
+    assert piped.stderr.strip() == f"Downloading data/fra-eng.zip from {server.url}fra-eng.zip..."
+    assert (tmp_path / "data" / "fra-eng.zip").read_bytes() == payload

@@ -174,3 +174,16 @@ def test_tensor_names_are_the_books_aliases():
     for name in ("ones", "zeros", "normal", "rand", "randn", "abs", "exp", "sin", "eye"):
         assert getattr(d2l, name) is getattr(torch, name)
     assert d2l.plt.__name__ == "matplotlib.pyplot" and d2l.nn_Module is nn.Module
+
+
+def test_importing_d2l_loads_no_optional_package():
+    import subprocess
+    import sys
+
+    code = ("import sys; from attnkit import d2l; "
+            "print(sorted(m for m in ('pandas', 'IPython', 'matplotlib.pyplot') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
