@@ -57,6 +57,9 @@ framework (§3.2)            ``add_to_class, HyperParameters, ProgressBoard, Mod
 * *Seq2Seq's loss* is masked (padding labels do not count), as §10.7 defines
   it; the book's package leaves that definition out.
 * ``EncoderDecoder.predict_step`` runs without gradients.
+* ``show_heatmaps`` draws every panel on one colour scale (from
+  ``min(0, smallest value)`` to the largest), so a shade means one value in
+  all of them; the book scales each panel on its own.
 """
 
 from __future__ import annotations
