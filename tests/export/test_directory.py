@@ -5,6 +5,7 @@ arguments, the command line its flags."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -143,14 +144,34 @@ def test_a_link_as_out_is_refused_and_its_target_kept(run, tmp_path):
     verify_export(target)
 
 
-def test_exports_to_one_folder_take_turns(run, tmp_path):
-    """Two real ``--force`` exports to one ``out`` at once: both succeed, one after the
-    other, and what is left is one whole export and nothing beside it."""
+def _waiting_for_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` is blocked on an ``flock`` (the kernel's /proc/locks)."""
+    return any(line.split()[1] == "->" and line.split()[2] == "FLOCK"
+               and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="needs Linux's /proc/locks")
+def test_an_export_waits_its_turn_and_leaves_a_build_in_progress_alone(run, tmp_path):
+    """While another export builds in the folder (here the test holds the folder's flock,
+    with that export's unfinished folder beside ``out``), a real export process waits
+    (the kernel lists it as blocked on the lock) and touches nothing; once the turn is
+    free it cleans up and exports."""
     out = tmp_path / "exports" / "ct2"
-    out.parent.mkdir()
-    procs = [export(run, out, "--force") for _ in range(2)]
-    deadline = time.time() + 240
-    for proc in procs:
-        assert proc.wait(timeout=max(1, deadline - time.time())) == 0, proc.communicate()
+    building = tmp_path / "exports" / ".ct2.export-new"
+    building.mkdir(parents=True)
+    (building / "model.bin").write_bytes(b"half")
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        proc = export(run, out, "--force")
+        deadline = time.time() + 120
+        while not _waiting_for_a_lock(proc.pid):
+            assert proc.poll() is None and time.time() < deadline, "the export did not wait"
+            time.sleep(0.05)
+        assert (building / "model.bin").read_bytes() == b"half" and not out.exists()
+    finally:
+        os.close(fd)
+    assert proc.wait(timeout=120) == 0, proc.communicate()
     verify_export(out)
     assert os.listdir(out.parent) == ["ct2"]
