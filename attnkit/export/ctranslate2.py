@@ -64,7 +64,7 @@ from .directory import EXPORT_INFO, MANIFEST, ExportArgumentError, write_export
 __all__ = ["EXPORT_FORMAT", "EXPORT_INFO", "MANIFEST", "QUANTIZATIONS", "check_exportable",
            "export_ctranslate2", "require_ctranslate2"]
 
-#: What ``--quantization`` accepts: the weight types CTranslate2 runs on a CPU.
+#: What ``quantization`` accepts: the weight types CTranslate2 runs on a CPU.
 QUANTIZATIONS = ("float32", "int16", "int8")
 
 #: What :data:`EXPORT_INFO` says as ``"format"`` (1: before exports had a manifest).

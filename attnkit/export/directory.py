@@ -209,7 +209,10 @@ def write_export(out: str | Path, build: Callable[[Path], None], *, marker: str 
             earlier export with files of someone else's, or one and ``force`` is false.
         OSError: the parent folder cannot be created or written.
     """
-    out = Path(out)
+    given, out = Path(out), Path(os.path.abspath(out))  # "..", "." and "a/.." name a folder
+    if out == Path(os.getcwd()) or out in Path(os.getcwd()).parents:
+        raise ExportArgumentError("out", f"{given} is the current folder or holds it; name a "
+                                         "new directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     with _turn(out.parent):
         _clean_leftovers(out)
@@ -223,7 +226,7 @@ def write_export(out: str | Path, build: Callable[[Path], None], *, marker: str 
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-    return out
+    return given
 
 
 # ------------------------------------------------------------------------- reading

@@ -175,3 +175,18 @@ def test_an_export_waits_its_turn_and_leaves_a_build_in_progress_alone(run, tmp_
     assert proc.wait(timeout=120) == 0, proc.communicate()
     verify_export(out)
     assert os.listdir(out.parent) == ["ct2"]
+
+
+@pytest.mark.parametrize("out", [".", "sub/..", "..", "/"])
+def test_the_current_folder_and_those_holding_it_are_never_replaced(run, tmp_path, monkeypatch,
+                                                                    out):
+    """An empty folder at ``out`` is replaced like an export: never the one the user is
+    in (``--out sub/..`` from an empty folder once renamed it away)."""
+    from attnkit.export import export_ctranslate2
+
+    here = tmp_path / "empty" / "here"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    with pytest.raises(ValueError, match=rf"^out: {out} is the current folder or holds it"):
+        export_ctranslate2(run, out)
+    assert here.is_dir() and os.listdir(here) == [] and os.getcwd() == str(here)
