@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -119,31 +120,43 @@ def main(argv=None) -> None:
                         help="a Python with PyPI's d2l (1.0.3) installed")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each package per section")
     parser.add_argument("--sections", nargs="+", default=list(TRAINED), choices=TRAINED)
-    parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--paired", action="store_true",
+                        help="start every run of a round at once (on a loaded machine: the book's "
+                             "and attnkit's runs then share the same load)")
+    parser.add_argument("--json", type=Path, help="also write every run's figures here (JSON)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds: expected at least 1, got {args.rounds}")
     print("machine:", machine_line(args.book_python), flush=True)
     load_before, started = os.getloadavg(), time.time()
     runs = {s: {p: [] for p in PACKAGES} for s in args.sections}
-    for i, section in enumerate(args.sections):
-        for r in range(args.rounds):
+    for r in range(args.rounds):
+        if args.paired:
+            jobs = [(s, p) for s in args.sections for p in PACKAGES]
+        else:
             # Who goes first alternates from round to round and from section to section.
-            order = PACKAGES if (i + r) % 2 == 0 else PACKAGES[::-1]
-            for package in order:
-                python = args.book_python if package == "book" else sys.executable
-                result = run_once(section, package, python, seed=r)
+            jobs = [(s, p) for i, s in enumerate(args.sections)
+                    for p in (PACKAGES if (i + r) % 2 == 0 else PACKAGES[::-1])]
+        with ThreadPoolExecutor(len(jobs) if args.paired else 1) as pool:
+            futures = {job: pool.submit(run_once, *job, python_of(job[1], args), r)
+                       for job in jobs}
+            for (section, package), future in futures.items():
+                result = future.result()
                 runs[section][package].append(result)
                 print(f"§{section} round {r + 1} {package}: fit {result['fit']:.1f} s "
                       f"(CPU {result['cpu']:.1f} s, {result['threads']} threads), "
                       f"BLEU {list(result['bleu'].values())}, load {result['load']:.2f}",
                       flush=True)
+        if args.json:  # after every round, so a cut-short run keeps what it measured
+            args.json.write_text(json.dumps(runs, indent=1))
     load_after = os.getloadavg()
     print(f"\nload average (1, 5, 15 min): before {fmt_load(load_before)}, "
           f"after {fmt_load(load_after)}; {time.time() - started:.0f} s in all\n")
     print(table(runs))
-    if args.json:
-        args.json.write_text(json.dumps(runs, indent=1))
+
+
+def python_of(package: str, args) -> str:
+    return args.book_python if package == "book" else sys.executable
 
 
 def fmt_load(load) -> str:
