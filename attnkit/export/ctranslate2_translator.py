@@ -22,23 +22,16 @@ CTranslate2 has no GNMT penalty: its ``length_penalty`` divides by
 ``|y|^length_penalty`` (``|y|`` without ``<eos>``). So the search runs with
 ``length_penalty=0`` (raw log-probabilities), returns its ``K`` best
 hypotheses with their scores, and these are ranked here with the GNMT
-penalty. Both searches keep the same beams (the ``K`` best extensions that
-are not ``<eos>``, out of the ``2K`` best), and greedy search is exactly
-attnkit's. Where beam outputs can differ, precisely:
-
-1. an ``<eos>`` ranked between ``K`` and ``2K`` at a step finishes a
-   hypothesis in attnkit's search; CTranslate2 (like fairseq and
-   OpenNMT-py) finishes only an ``<eos>`` ranked below ``K``. This matters
-   when such a hypothesis is the best one, which happens with narrow beams
-   (``K`` = 2 or 3) on weak models;
-2. at the output limit CTranslate2 keeps the live beams as hypotheses; attnkit
-   drops them when the sentence already has ``K`` finished ones;
-3. with ``alpha > 0``, CTranslate2 stops once its best beam has ended and it
-   holds ``K`` hypotheses, while attnkit keeps going while a longer hypothesis
-   could still win under the penalty.
-
-With ``alpha = 0`` rule 3 does not apply (no later hypothesis can beat an
-ended best beam), and with rules 1 and 2 aside the outputs are attnkit's.
+penalty. Both searches follow the same rules (those of fairseq and
+OpenNMT-py too): the ``K`` beams are the best extensions that are not
+``<eos>`` out of the ``2K`` best, an ``<eos>`` finishes a hypothesis only
+when it ranks among the first ``K`` of those ``2K``, and at the output limit
+the live beams count as hypotheses. Greedy search is exactly attnkit's. The
+one place beam outputs can differ: with ``alpha > 0``, CTranslate2 stops once
+its best beam has ended and it holds ``K`` hypotheses, while attnkit keeps
+going while a longer hypothesis could still win under the penalty. With
+``alpha = 0`` no later hypothesis can beat an ended best beam, and the
+outputs are attnkit's, token for token.
 """
 
 from __future__ import annotations
