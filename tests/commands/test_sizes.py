@@ -104,23 +104,33 @@ def test_train_refuses_what_fits_the_machine_but_not_the_limit(tmp_path):
     assert seconds < 2 * SECONDS
 
 
-@pytest.mark.parametrize("case", ["rnn-output-length", "transformer-beam", "evaluate-beam"])
-def test_decoding_refuses_a_search_that_cannot_fit(tmp_path, bahdanau_run, case):
-    (tmp_path / "src").write_text("3 1\n")
-    (tmp_path / "ref").write_text("three one\n")
-    argv, flag = {
-        "rnn-output-length": (["translate", "--checkpoint", str(bahdanau_run), "--beam-size",
-                               "1", "--max-output-len", "1000000000", "3 1"],
-                              "--max-output-len 1000000000"),
-        "transformer-beam": (["translate", "--checkpoint", str(GOLDEN), "--beam-size",
-                              "100000000", "3 1"], "--beam-size 100000000"),
-        "evaluate-beam": (["evaluate", "--checkpoint", str(GOLDEN), "--beam-size", "100000000",
-                           "--src", str(tmp_path / "src"), "--ref", str(tmp_path / "ref")],
-                          "--beam-size 100000000"),
-    }[case]
-    res, seconds = run_limited(argv)
-    line = one_error_line(res.stderr.decode(), argv[0])
-    assert res.returncode == 2 and res.stdout == b""
+def decoding_refusal(err: str, command: str, flag: str) -> None:
+    line = one_error_line(err, command)
     assert flag in line and "decoding needs about" in line
     assert "this process may use" in line
+
+
+def test_an_rnn_output_length_that_cannot_fit_is_refused_under_a_limit(bahdanau_run):
+    """The RNN has no positional table: --max-output-len alone sets the length (10^9 once
+    allocated 8 GB up front)."""
+    res, seconds = run_limited(["translate", "--checkpoint", str(bahdanau_run), "--beam-size",
+                                "1", "--max-output-len", "1000000000", "3 1"])
+    assert res.returncode == 2 and res.stdout == b""
+    decoding_refusal(res.stderr.decode(), "translate", "--max-output-len 1000000000")
     assert seconds < 2 * SECONDS
+
+
+@pytest.mark.parametrize("command", ["translate", "evaluate"])
+def test_a_beam_that_cannot_fit_is_refused(tmp_path, capsys, command):
+    (tmp_path / "src").write_text("3 1\n")
+    (tmp_path / "ref").write_text("three one\n")
+    inputs = ["3 1"] if command == "translate" else ["--src", str(tmp_path / "src"), "--ref",
+                                                     str(tmp_path / "ref")]
+    started = time.monotonic()
+    with address_space_headroom(2 * GiB):  # should the refusal fail, allocation fails fast
+        code = main([command, "--checkpoint", str(GOLDEN), "--beam-size", "100000000",
+                     *inputs])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    decoding_refusal(err, command, "--beam-size 100000000")
+    assert time.monotonic() - started < SECONDS
