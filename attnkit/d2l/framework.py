@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..runtime import held_threads
+
 __all__ = [
     "Classifier", "DataModule", "HyperParameters", "Module", "ProgressBoard", "Trainer",
     "add_to_class", "check_len", "cpu", "gpu", "num_gpus", "try_all_gpus", "try_gpu",
@@ -315,13 +317,18 @@ class Trainer(HyperParameters):
 
     ``Trainer(max_epochs, num_gpus=0, gradient_clip_val=0)``: with ``num_gpus``
     ≥ 1 and a CUDA device, the model and every batch move to the first GPU;
-    ``gradient_clip_val`` > 0 clips the gradients' global norm to it.
+    ``gradient_clip_val`` > 0 clips the gradients' global norm to it. On the
+    CPU, ``fit`` holds torch's thread count at ``threads`` (a number, or
+    ``"auto"``: the cores that other processes leave free, or
+    ``OMP_NUM_THREADS``; see :func:`attnkit.runtime.choose_threads`) and
+    restores it after: threads that wait for busy cores slow small models
+    down many times over.
     :meth:`fit` runs ``fit_epoch`` ``max_epochs`` times; each epoch trains on
     ``train_dataloader`` then, in ``eval()`` mode and without gradients, runs
     ``validation_step`` on ``val_dataloader``. Progress: see the module's docs.
     """
 
-    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0):
+    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0, *, threads="auto"):
         self.save_hyperparameters()
         self.gpus = [gpu(i) for i in range(min(num_gpus, torch.cuda.device_count()))]
 
@@ -347,13 +354,14 @@ class Trainer(HyperParameters):
         self.train_batch_idx = 0
         self.val_batch_idx = 0
         bar = _EpochBar(self.max_epochs)
-        try:
-            for epoch in range(self.max_epochs):
-                self.epoch = epoch
-                self.fit_epoch()
-                bar.update(self.model)
-        finally:
-            bar.close()
+        with held_threads(None if self.gpus else self.threads):
+            try:
+                for epoch in range(self.max_epochs):
+                    self.epoch = epoch
+                    self.fit_epoch()
+                    bar.update(self.model)
+            finally:
+                bar.close()
 
     def prepare_batch(self, batch):
         """The batch on the trainer's GPU, if it has one."""

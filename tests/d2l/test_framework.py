@@ -187,3 +187,17 @@ def test_importing_d2l_loads_no_optional_package():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_fit_holds_the_thread_count_on_the_cpu_and_restores_it(monkeypatch):
+    seen = []
+
+    class Watch(d2l.Trainer):
+        def fit_epoch(self):
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    Watch(max_epochs=2, threads=1).fit(Regression(lr=0.1), Line())
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # "auto" follows it when it is set
+    Watch(max_epochs=1).fit(Regression(lr=0.1), Line())
+    assert seen == [1, 1, 3] and torch.get_num_threads() == before

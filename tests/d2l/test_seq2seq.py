@@ -1,5 +1,6 @@
 """attnkit.d2l §11.4 (Bahdanau attention) against the book's step-by-step computation."""
 
+import pytest
 import torch
 
 from attnkit import d2l
@@ -59,3 +60,49 @@ def test_decoder_values_attention_and_gradients_match_the_book(gen):
     book_logits.square().mean().backward()
     for name, param in decoder.named_parameters():
         torch.testing.assert_close(param.grad, ref[name].grad, **TIGHT)
+
+
+def _tiny_data(tmp_path):
+    from tests.d2l.test_data import TEXT
+
+    (tmp_path / "fra-eng").mkdir()
+    (tmp_path / "fra-eng" / "fra.txt").write_text(TEXT * 4, encoding="utf-8")
+    return d2l.MTFraEng(batch_size=8, num_steps=6, num_train=32, num_val=8, root=str(tmp_path))
+
+
+@pytest.fixture
+def one_thread():
+    """Small models train fastest, and reproducibly, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_seq2seq_trains_on_mtfraeng_and_predicts_with_attention_weights(tmp_path, one_thread):
+    torch.manual_seed(0)
+    data = _tiny_data(tmp_path)
+    encoder = d2l.Seq2SeqEncoder(len(data.src_vocab), 8, 16, 2, 0.1)
+    decoder = d2l.Seq2SeqAttentionDecoder(len(data.tgt_vocab), 8, 16, 2, 0.1)
+    model = d2l.Seq2Seq(encoder, decoder, tgt_pad=data.tgt_vocab["<pad>"], lr=0.01)
+    d2l.Trainer(max_epochs=12, gradient_clip_val=1, num_gpus=1).fit(model, data)
+    val = model.board.data["val_loss"]
+    assert len(val) == 12 and val[-1].y < val[0].y / 2
+    batch = data.build(["go .", "hi ."], ["va !", "salut ."])
+    preds, weights = model.predict_step(batch, d2l.try_gpu(), data.num_steps, True)
+    assert preds.shape == (2, data.num_steps) and len(weights) == data.num_steps
+    d2l.check_shape(weights[0][0], (2, 1, data.num_steps))
+    assert torch.all(weights[0][0][:, :, 3:] == 0)  # keys past "go . <eos>" have weight 0
+    translation = data.tgt_vocab.to_tokens(preds[1])
+    assert translation[:2] == ["salut", "."] or translation[0] == "salut"
+
+
+def test_the_books_predict_step_redefinition_reaches_seq2seq(monkeypatch):
+    monkeypatch.setattr(d2l.EncoderDecoder, "predict_step", d2l.EncoderDecoder.predict_step)
+
+    @d2l.add_to_class(d2l.EncoderDecoder)
+    def predict_step(self, batch, device, num_steps, save_attention_weights=False):
+        return "redefined", num_steps
+
+    model = d2l.Seq2Seq(d2l.Encoder(), d2l.Decoder(), tgt_pad=0, lr=0.1)
+    assert model.predict_step(None, d2l.cpu(), 7) == ("redefined", 7)
