@@ -7,6 +7,7 @@ import math
 import os
 import threading
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -227,3 +228,27 @@ def test_a_download_shows_a_progress_bar_on_a_terminal_only(tmp_path):
     assert "%" not in piped.stderr and piped.stdout == ""
     assert piped.stderr.strip() == f"Downloading data/fra-eng.zip from {server.url}fra-eng.zip..."
     assert (tmp_path / "data" / "fra-eng.zip").read_bytes() == payload
+
+
+def book_preprocess(text):
+    """The book's character loop (d2l §10.5), restated: the oracle of the regex version."""
+    text = text.replace("\u202f", " ").replace("\xa0", " ")
+    lowered = text.lower()
+    return "".join(" " + c if i > 0 and c in ",.!?" and text[i - 1] != " " else c
+                   for i, c in enumerate(lowered))
+
+
+def test_preprocess_equals_the_books_loop_on_the_tatoeba_pairs(tmp_path):
+    shared = Path(__file__).parents[3] / "shared" / "data" / "tatoeba-eng-fra" / \
+        "eng-fra.attrib.txt"
+    if not shared.is_file():
+        pytest.skip(f"needs the shared data: {shared} is absent")
+    text = "\n".join("\t".join(line.split("\t")[:2])
+                     for line in shared.read_text(encoding="utf-8").splitlines())
+    (tmp_path / "fra-eng").mkdir()
+    (tmp_path / "fra-eng" / "fra.txt").write_text(text, encoding="utf-8")
+    data = d2l.MTFraEng(batch_size=4, root=str(tmp_path))
+    assert data._preprocess(text) == book_preprocess(text)
+    assert data._preprocess(TEXT + "Oh,no!!..?") == book_preprocess(TEXT + "Oh,no!!..?")
+    # the book reads lines 0 … num_train + num_val: 641 pairs, 129 of them for validation
+    assert len(data.src_vocab) > 100 and data.arrays[0].shape == (641, 9)
