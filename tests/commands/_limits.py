@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 GiB = 1 << 30
-# address space a child may map: python + torch take well under 1 GiB of it (one
-# thread, two malloc arenas), so about 2 GiB are left for the job itself
+# address space a child may map: python and torch take part of it (one thread, two
+# malloc arenas), the rest is the job's: far from what the sizes refused here need
 CHILD_LIMIT = 3 * GiB
 # one thread and few malloc arenas keep a child's address space the same on every machine
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",

@@ -91,7 +91,9 @@ def test_train_refuses_more_accumulation_steps_than_an_epoch_has(tmp_path, capsy
 
 # --------------------------------------------------------------- under a real RLIMIT_AS
 def test_train_refuses_what_fits_the_machine_but_not_the_limit(tmp_path):
-    """d = 4096 needs about 3 GiB to train: fine on the machine, not under a 3 GiB cap."""
+    """d = 4096 needs 3.0 GiB to train (202 M parameters, 16 bytes each): more than a
+    3 GiB address space leaves once python and torch are in it, less than most machines
+    have."""
     res, seconds = run_limited(
         ["train", *TINY, "--num-hiddens", "4096", "--train-path",
          str(pairs_file(tmp_path / "p.tsv", 40)), "--out-dir", str(tmp_path / "run"),
