@@ -17,11 +17,12 @@ Where the learner is, progress is shown the learner's way:
   all when it is piped or redirected; the board then only records its points
   (``board.data``), it draws nothing and prints no display codes.
 
-Two choices made for speed, with the book's results: a loss is handed to the
-board as a tensor and read (a device synchronisation) only when ``every_n``
-points are averaged, not at every step; gradient clipping scales by
-``min(1, clip / norm)`` computed on the device instead of testing the norm
-on the host.
+Three choices made for speed, with the book's results: a loss is handed to
+the board as a tensor and read (a device synchronisation) only when
+``every_n`` points are averaged, not at every step; gradient clipping scales
+by ``min(1, clip / norm)`` computed on the device instead of testing the norm
+on the host; on the CPU, ``fit`` runs on as many threads as there are cores
+that other processes leave free (attnkit's thread rule).
 """
 
 from __future__ import annotations
