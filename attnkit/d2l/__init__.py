@@ -64,6 +64,8 @@ framework (§3.2)            ``add_to_class, HyperParameters, ProgressBoard, Mod
 
 from __future__ import annotations
 
+from torch.nn import Module as nn_Module  # the book's alias
+
 from . import tensors
 from .attention import (
     AdditiveAttention,
@@ -118,8 +120,6 @@ from .transformer import (
     TransformerEncoder,
     TransformerEncoderBlock,
 )
-
-nn_Module = tensors.torch.nn.Module  # the book's alias
 
 
 def __getattr__(name: str):
