@@ -256,7 +256,11 @@ class MTFraEng(DataModule):
         """The text of ``fra.txt``, fetched and unpacked first if it is not there."""
         path = os.path.join(self.root, "fra-eng", "fra.txt")
         if not os.path.isfile(path):
-            extract(download(_data_url() + "fra-eng.zip", self.root, FRA_ENG_SHA1))
+            try:
+                fname = download(_data_url() + "fra-eng.zip", self.root, FRA_ENG_SHA1)
+            except DownloadError as e:
+                raise DownloadError(f"{e} (MTFraEng reads {path})") from None
+            extract(fname)
         with open(path, encoding="utf-8") as f:
             return f.read()
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..runtime import held_threads
+from ..runtime import held_threads, parse_threads
 
 __all__ = [
     "Classifier", "DataModule", "HyperParameters", "Module", "ProgressBoard", "Trainer",
@@ -330,6 +330,7 @@ class Trainer(HyperParameters):
     """
 
     def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0, *, threads="auto"):
+        parse_threads(threads, name="Trainer threads")  # refused now, not after the data loads
         self.save_hyperparameters()
         self.gpus = [gpu(i) for i in range(min(num_gpus, torch.cuda.device_count()))]
 

@@ -171,6 +171,7 @@ def test_without_a_network_one_line_says_what_to_fetch_and_where_to_put_it(tmp_p
     assert message.startswith(f"cannot download {url}fra-eng.zip: ")
     assert f"put fra-eng.zip (sha1 94646ad1522d915e7b0f9296181140edcf86a4f5) in {root}/" \
         in message and "fra-eng/" in message
+    assert message.endswith(f"(MTFraEng reads {os.path.join(root, 'fra-eng', 'fra.txt')})")
     assert os.listdir(root) == []
 
 

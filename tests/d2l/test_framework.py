@@ -201,3 +201,9 @@ def test_fit_holds_the_thread_count_on_the_cpu_and_restores_it(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # "auto" follows it when it is set
     Watch(max_epochs=1).fit(Regression(lr=0.1), Line())
     assert seen == [1, 1, 3] and torch.get_num_threads() == before
+
+
+def test_a_bad_thread_count_is_refused_when_the_trainer_is_made():
+    with pytest.raises(ValueError, match="Trainer threads: expected auto or a positive int, "
+                                         "got 0"):
+        d2l.Trainer(max_epochs=1, threads=0)
