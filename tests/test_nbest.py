@@ -5,6 +5,7 @@ enumerated and scored by hand; and the golden checkpoint (digits -> English word
 whose n-best lists must start with the plain translation.
 """
 
+import argparse
 import itertools
 import math
 import re
@@ -94,6 +95,30 @@ def test_more_hypotheses_than_the_beam_holds_are_refused_naming_both():
     with pytest.raises(ValueError, match=r"n_best must be a positive int; got 0"):
         n_best_search(model, src, None, bos_id=BOS, eos_id=EOS, n_best=0, beam_size=4)
 
+
+
+def test_the_n_best_sizes_are_checked_once_per_call(monkeypatch):
+    """One check (attnkit.decode.search.check_n_best) serves the search, the translator
+    and the command line; a call through the translator runs it once, not per layer."""
+    from attnkit.commands import translate as translate_command
+    from attnkit.decode import search, translator
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    real = search.check_n_best
+    monkeypatch.setattr(search, "check_n_best", counted)
+    monkeypatch.setattr(translator, "check_n_best", counted)
+    tr = load_translator(GOLDEN)
+    tr.translate_n_best(SENTENCES[:2], n_best=2, beam_size=3)
+    assert calls == [(2, 3)]
+    args = argparse.Namespace(n_best=5, beam_size=4, engine="attnkit")
+    with pytest.raises(ValueError, match="--n-best 5 needs --beam-size >= 5"):
+        translate_command.check_n_best(args)
+    assert calls[1:] == [(5, 4)]  # the flags' check is that same function
 
 # ------------------------------------------------------------------------ translator
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..data.corpus import multi30k_files, read_test_set
+from ..data.corpus import run_test_split
 from ..decode.translator import load_translator
 from ..eval.bleu import corpus_bleu
-from ..runs.checkpoint import read_run
+from ..runs.run import open_run
 from ..runtime import held_threads
 
 __all__ = ["END", "START", "DecodingResult", "run"]
@@ -103,12 +103,8 @@ def _engines(checkpoint: str, folder: Path, threads: int, sizes: dict) -> dict:
 
 
 def _test_set(checkpoint: str, split: str, limit: int | None):
-    data = (read_run(checkpoint).train or {}).get("data", {})
-    if data.get("kind") != "multi30k":
-        raise ValueError("the decoding benchmark needs a run trained on [data] kind = "
-                         "'multi30k' (it decodes one of its test splits)")
-    srcs, refs = read_test_set(*multi30k_files(data["multi30k_root"], split, data["src_lang"],
-                                               data["tgt_lang"]))
+    """The split of the run's data, in the tokenization the run was trained on."""
+    srcs, refs = run_test_split(open_run(checkpoint), split, needed_by="the decoding benchmark")
     return srcs[:limit] if limit else srcs, refs[:limit] if limit else refs
 
 

@@ -45,7 +45,7 @@ from typing import ClassVar
 
 import torch
 
-from ..data.corpus import load_pairs, multi30k_files, read_test_set
+from ..data.corpus import load_pairs, multi30k_files, multi30k_test_split
 from ..data.tokenizer import TokenizerPair
 from ..eval.bleu import corpus_bleu, tokenized_lowercase_bleu
 from ..runs.config import TrainConfig
@@ -202,7 +202,8 @@ def shared_inputs(cfg: TrainConfig, work: Path) -> dict:
         vocab_file.write_text("\n".join(p for p in pieces[4:]) + "\n", encoding="utf-8")
     d = cfg.data
     for split in ("train", "val", "test_2016_flickr"):
-        for path, lang in zip(multi30k_files(d.multi30k_root, split, d.src_lang, d.tgt_lang),
+        for path, lang in zip(multi30k_files(d.multi30k_root, split, d.src_lang, d.tgt_lang,
+                                             tokenized=d.tokenized),
                               (d.src_lang, d.tgt_lang)):
             link = data / f"{split}.{lang}"
             if not link.exists():
@@ -393,10 +394,9 @@ def train_both(cfg_path: Path, cfg: TrainConfig, work: Path, joey_python: Path, 
 
 
 def _attnkit_stats(job: _Job, out_dir: Path) -> dict:
-    from ..runs.checkpoint import latest_checkpoint
+    from ..runs.run import open_run
 
-    ckpt = latest_checkpoint(out_dir / "checkpoints")
-    state = json.loads((ckpt / "train_state.json").read_text())
+    state = open_run(out_dir).train_state  # its latest checkpoint
     seconds = state["train_seconds"]
     return {"steps": state["step"], "train_s": seconds, "tokens": state["train_tokens"],
             "tok_s": state["train_tokens"] / seconds, "peak_rss_mb": job.peak_rss_mb}
@@ -486,8 +486,7 @@ def run(*, config: str = "configs/multi30k-de-en.toml", budget: float = 1800.0,
     python = ensure_venv(root / "joeynmt-venv", log=log)
     inputs = shared_inputs(cfg, root)
     d = cfg.data
-    srcs, refs = read_test_set(*multi30k_files(d.multi30k_root, split, d.src_lang,
-                                               d.tgt_lang))
+    srcs, refs = multi30k_test_split(d, split, needed_by="the peers benchmark")
     if limit:
         srcs, refs = srcs[:limit], refs[:limit]
         split = f"{split}[:{limit}]"
@@ -523,10 +522,12 @@ def _trained(cfg_path: Path, cfg: TrainConfig, root: Path, python: Path, inputs:
 
 def _same_tokenizer(root: Path) -> str | None:
     """A note if attnkit's run trained a different sentencepiece model than JoeyNMT read."""
-    from ..runs.checkpoint import latest_checkpoint
+    from ..runs.run import open_run
 
-    ckpt = latest_checkpoint(root / "attnkit" / "checkpoints")
-    ours = ckpt / "tokenizer" / "spm.model" if ckpt else None
+    try:
+        ours = open_run(root / "attnkit").tokenizer_dir / "spm.model"
+    except (FileNotFoundError, ValueError):  # no checkpoint that verifies
+        ours = None
     if ours is None or not ours.exists():
         return f"could not compare the sentencepiece models ({ours} missing)"
     if ours.read_bytes() != (root / "data" / "spm.model").read_bytes():

@@ -17,23 +17,19 @@ def run_cli(args: argparse.Namespace) -> int:
     from .._io import ensure_writable_dir
     from .._values import check_positive_int
     from ..decode.translator import load_translator
-    from ..runs.checkpoint import (
-        average_checkpoints,
-        list_checkpoints,
-        resolve_checkpoint,
-        save_checkpoint,
-    )
     from ..runs.lock import RunLock
+    from ..runs.retention import save_checkpoint
+    from ..runs.run import average_checkpoints, open_run
     from ._decoding import progress
 
     check_positive_int("--last", args.last)
     ensure_writable_dir(args.out, "--out")
     with RunLock(args.out, checkpoints="."):  # one writer per (real) folder, as for train
-        latest = resolve_checkpoint(args.checkpoint)
-        paths = list_checkpoints(latest.parent)[-args.last:]
+        run = open_run(args.checkpoint)
+        paths = run.last(args.last)
         with progress(len(paths), "average") as bar:
             weights = average_checkpoints(paths, progress=bar.update)
-        tr = load_translator(latest, weights=weights)
+        tr = load_translator(run, weights=weights)
         step = tr.run.train_state.get("step", 0)
         out = save_checkpoint(Path(args.out), model=tr.model, optimizer=None, scheduler=None,
                               config=tr.run.description, train_state={

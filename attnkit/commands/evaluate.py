@@ -37,12 +37,11 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 def _translator(args: argparse.Namespace):
     """The run's translator, with the last ``--average`` checkpoints averaged."""
     from ..decode.translator import load_translator
-    from ..runs.checkpoint import average_checkpoints, list_checkpoints, resolve_checkpoint
+    from ..runs.run import average_checkpoints, open_run
 
     weights = None
     if args.average:
-        ckpt = resolve_checkpoint(args.checkpoint)
-        paths = list_checkpoints(ckpt.parent)[-args.average:]
+        paths = open_run(args.checkpoint).last(args.average)
         with progress(len(paths), "average") as bar:
             weights = average_checkpoints(paths, progress=bar.update)
         print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}", file=sys.stderr)
@@ -51,17 +50,11 @@ def _translator(args: argparse.Namespace):
 
 def _test_set(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:
     """Sources and references, every line kept: ``--src``/``--ref``, or a Multi30k split
-    of the run's data."""
-    from ..data.corpus import multi30k_files, read_test_set
+    of the run's data (:func:`attnkit.data.corpus.run_test_split`)."""
+    from ..data.corpus import read_test_set, run_test_split
 
     if args.multi30k_split:
-        data = (run.train or {}).get("data", {})
-        if data.get("kind") != "multi30k" or not data.get("multi30k_root"):
-            raise ValueError("--multi30k-split needs a checkpoint trained on [data] kind = "
-                             "'multi30k'")
-        srcs, refs = read_test_set(*multi30k_files(
-            data["multi30k_root"], args.multi30k_split, data["src_lang"], data["tgt_lang"],
-            tokenized=data["tokenized"]))
+        srcs, refs = run_test_split(run, args.multi30k_split, needed_by="--multi30k-split")
     elif args.src and args.ref:
         srcs, refs = read_test_set(args.src, args.ref)
     else:

@@ -104,16 +104,13 @@ def load_engine(args: argparse.Namespace):
 
 
 def check_n_best(args: argparse.Namespace) -> None:
-    """``--n-best``: a positive int, at most ``--beam-size``, with attnkit's engine."""
-    from .._values import check_positive_int
+    """``--n-best``: a positive int, at most ``--beam-size``
+    (:func:`attnkit.decode.search.check_n_best`), with attnkit's engine."""
+    from ..decode.search import check_n_best as check_sizes
 
     if args.n_best is None:
         return
-    check_positive_int("--n-best", args.n_best)
-    if args.n_best > args.beam_size:
-        raise ValueError(f"--n-best {args.n_best} needs --beam-size >= {args.n_best} (a beam "
-                         f"keeps at most --beam-size hypotheses); got --beam-size "
-                         f"{args.beam_size}")
+    check_sizes(args.n_best, args.beam_size, names=("--n-best", "--beam-size"))
     if args.engine != "attnkit":
         raise ValueError(f"--n-best is not available with --engine {args.engine}, whose beam "
                          "keeps other hypotheses than attnkit's; use --engine attnkit "

@@ -114,13 +114,17 @@ def greedy_hypotheses(model, src: torch.Tensor, src_valid_lens: torch.Tensor | N
     return out
 
 
-def check_n_best(n_best, beam_size) -> None:
-    """``n_best`` and ``beam_size`` positive ints with ``n_best <= beam_size``."""
-    check_positive_int("n_best", n_best)
-    check_positive_int("beam_size", beam_size)
+def check_n_best(n_best, beam_size, *, names: tuple[str, str] = ("n_best", "beam_size")
+                 ) -> None:
+    """``n_best`` and ``beam_size`` positive ints with ``n_best <= beam_size``; the
+    errors call them by ``names`` (the command line passes its flags)."""
+    n, b = names
+    check_positive_int(n, n_best)
+    check_positive_int(b, beam_size)
     if n_best > beam_size:
-        raise ValueError(f"n_best must be <= beam_size (a beam of K keeps at most K "
-                         f"hypotheses); got n_best={n_best}, beam_size={beam_size}")
+        raise ValueError(f"{n} must be <= {b} (a beam of K keeps at most K hypotheses): "
+                         f"{n} {n_best} needs {b} >= {n_best}; got {n}={n_best}, "
+                         f"{b}={beam_size}")
 
 
 @torch.no_grad()
@@ -140,6 +144,15 @@ def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None,
             ``n_best > beam_size`` (naming both).
     """
     check_n_best(n_best, beam_size)
+    return _n_best(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id, n_best=n_best,
+                   beam_size=beam_size, max_output_len=max_output_len, alpha=alpha)
+
+
+@torch.no_grad()
+def _n_best(model, src, src_valid_lens, *, bos_id: int, eos_id: int, n_best: int,
+            beam_size: int, max_output_len: int, alpha: float) -> list[list[Hypothesis]]:
+    """:func:`n_best_search` of arguments checked already (by it, or by
+    :func:`attnkit.decode.translator.translate_n_best` before its first batch)."""
     if beam_size == 1:
         return [[h] for h in greedy_hypotheses(model, src, src_valid_lens, bos_id=bos_id,
                                                eos_id=eos_id, max_output_len=max_output_len,

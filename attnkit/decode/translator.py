@@ -1,7 +1,7 @@
 """Translating with a trained run: load it, translate sentences, capture attention.
 
 A run is rebuilt from its checkpoint's model section alone
-(:func:`attnkit.runs.checkpoint.read_run`); the training config is never
+(:func:`attnkit.runs.run.open_run`); the training config is never
 consulted, so a later change of training defaults cannot change what an old
 checkpoint computes.
 """
@@ -16,8 +16,8 @@ import torch
 
 from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, TokenizerPair
 from ..models.build import build_model
-from ..runs.checkpoint import RunInfo, load_checkpoint, read_beside_writer, read_run
-from .search import beam_search, check_n_best, greedy_search, n_best_search
+from ..runs.run import Run, open_run, read_beside_writer
+from .search import _n_best, beam_search, check_n_best, greedy_search
 
 __all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "capture_with_model", "in_batches",
            "load_translator", "output_limit", "overlong_sources", "positions_of",
@@ -115,7 +115,7 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
                      progress: Callable[[int], object] | None = None
                      ) -> list[list[tuple[str, float]]]:
     """The ``n_best`` best translations of each sentence with their scores, best first
-    (:func:`attnkit.decode.search.n_best_search`), batched and cut as
+    (:func:`attnkit.decode.search.n_best_search`, checked once here), batched and cut as
     :func:`translate_sentences` does: the first of each list is its translation.
 
     A score is the log-probability divided by the GNMT length penalty, the beam's own
@@ -131,8 +131,8 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
 
     def translate_batch(texts: list[str]) -> list[list[tuple[str, float]]]:
         src, lens, limit = _search_input(tokenizers, texts, positions, max_output_len, device)
-        found = n_best_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID, n_best=n_best,
-                              beam_size=beam_size, max_output_len=limit, alpha=alpha)
+        found = _n_best(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID, n_best=n_best,
+                        beam_size=beam_size, max_output_len=limit, alpha=alpha)
         return [[(tokenizers.tgt.decode(h.tokens), h.score) for h in hyps] for hyps in found]
 
     out = in_batches(list(sentences), translate_batch, batch_size=batch_size,
@@ -156,7 +156,7 @@ class Translator:
 
     model: torch.nn.Module
     tokenizers: TokenizerPair
-    run: RunInfo | None = None
+    run: Run | None = None
 
     @property
     def path(self) -> Path | None:
@@ -194,7 +194,7 @@ class Translator:
         return capture_with_model(self.model, self.tokenizers, src, tgt)
 
 
-def _check_vocab(run: RunInfo, tokenizers: TokenizerPair) -> None:
+def _check_vocab(run: Run, tokenizers: TokenizerPair) -> None:
     sizes = (tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
     wanted = (run.model.src_vocab_size, run.model.tgt_vocab_size)
     if sizes != wanted:
@@ -202,17 +202,21 @@ def _check_vocab(run: RunInfo, tokenizers: TokenizerPair) -> None:
                          f"model section's (src_vocab_size, tgt_vocab_size) = {wanted}")
 
 
-def load_translator(path: str | Path, *, device: str = "cpu", backend: str = "auto",
+def load_translator(path: str | Path | Run, *, device: str = "cpu", backend: str = "auto",
                     weights: dict | None = None) -> Translator:
     """The model and tokenizers of a checkpoint (a run folder's latest checkpoint, or
-    ``RUN/best``).
+    ``RUN/best``), or of a :class:`attnkit.runs.run.Run` opened already.
 
     The model is built from the checkpoint's model section only; ``weights``
-    replaces its weights (e.g. an average of several checkpoints). Safe beside a
-    training on the same run: a checkpoint it removes while it is read is followed by
-    the run's new latest (:func:`attnkit.runs.checkpoint.read_beside_writer`).
+    replaces its weights (e.g. an average of several checkpoints). The checkpoint is
+    verified against its manifest once (:func:`attnkit.runs.run.open_run`). Safe
+    beside a training on the same run: a checkpoint it removes while it is read is
+    followed by the run's new latest (:func:`attnkit.runs.run.read_beside_writer`).
     """
-    translator = read_beside_writer(path, lambda ckpt: _load_one(ckpt, backend))
+    if isinstance(path, Run):
+        translator = _from_run(path, backend)
+    else:
+        translator = read_beside_writer(path, lambda ckpt: _from_run(open_run(ckpt), backend))
     if weights is not None:
         missing, unexpected = translator.model.load_state_dict(weights, strict=False)
         if missing or unexpected:
@@ -222,13 +226,12 @@ def load_translator(path: str | Path, *, device: str = "cpu", backend: str = "au
     return translator
 
 
-def _load_one(checkpoint: Path, backend: str) -> Translator:
-    """The translator of one checkpoint folder, every file read from that folder."""
-    run = read_run(checkpoint)
-    tokenizers = TokenizerPair.load(run.path / "tokenizer")
+def _from_run(run: Run, backend: str) -> Translator:
+    """The translator of one opened checkpoint, every file read from its folder."""
+    tokenizers = TokenizerPair.load(run.tokenizer_dir)
     _check_vocab(run, tokenizers)
     model = build_model(run.model, backend=backend)
-    load_checkpoint(run.path, model=model, restore_rng=False)
+    run.restore(model, restore_rng=False)
     return Translator(model, tokenizers, run)
 
 

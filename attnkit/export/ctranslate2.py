@@ -251,16 +251,17 @@ def export_ctranslate2(checkpoint: str | Path, out: str | Path, *,
             export without ``force``).
         OSError: ctranslate2 not installed, unreadable checkpoint, unwritable ``out``.
     """
-    from ..runs.checkpoint import read_run
+    from ..runs.run import open_run
 
     if quantization not in QUANTIZATIONS:
         raise ExportArgumentError("quantization", f"must be one of {', '.join(QUANTIZATIONS)}; "
                                                   f"got {quantization!r}")
     ct2 = require_ctranslate2("exporting to CTranslate2")
-    check_exportable(read_run(checkpoint).model)  # before the weights are read
+    run = open_run(checkpoint)  # verified once; the translator reads this checkpoint
+    check_exportable(run.model)  # before the weights are read
     from ..decode.translator import load_translator
 
-    tr = load_translator(checkpoint)
+    tr = load_translator(run)
     spec = model_spec(tr.model, tr.run.model, tr.tokenizers)
     spec.validate()
     spec.optimize(quantization=quantization)

@@ -1,1 +1,25 @@
-"""The run format: a training run's config (TOML tables) and its checkpoints on disk."""
+"""The run format: a training run's config (TOML tables) and its checkpoints on disk.
+
+* :mod:`.container` — one checkpoint folder: save, load, manifest, state encoding;
+* :mod:`.retention` — which checkpoints a run keeps: rotation, ``best.json``, leftovers;
+* :mod:`.run` — a run as its users see it: :func:`open_run` and :class:`Run`;
+* :mod:`.config` — the training config; :mod:`.lock` — one writer per run folder.
+
+Names are imported on first use, so ``attnkit.runs`` costs nothing until used.
+"""
+
+from .._lazy import lazy_attributes
+
+_WHERE = {
+    **dict.fromkeys(["FORMAT_VERSION", "MANIFEST", "encode_checkpoint", "latest_checkpoint",
+                     "list_checkpoints", "load_checkpoint", "read_model_state",
+                     "restore_verified", "verify_checkpoint", "write_checkpoint"],
+                    ".container"),
+    **dict.fromkeys(["BEST", "best_checkpoint", "clean_leftovers",
+                     "latest_verified_checkpoint", "read_best", "record_best",
+                     "save_checkpoint", "trim_best"], ".retention"),
+    **dict.fromkeys(["RUN_FORMAT_VERSION", "Run", "average_checkpoints", "open_run",
+                     "read_beside_writer", "resolve_checkpoint", "run_description"], ".run"),
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

@@ -20,14 +20,9 @@ from ..data.batching import BatchingConfig, BucketBatcher
 from ..data.corpus import load_pairs
 from ..data.tokenizer import TokenizerPair
 from ..models.build import build_model
-from ..runs.checkpoint import (
-    RUN_FORMAT_VERSION,
-    RunInfo,
-    clean_leftovers,
-    latest_verified_checkpoint,
-    read_run,
-)
 from ..runs.config import TrainConfig, model_differences, resume_differences
+from ..runs.retention import clean_leftovers, latest_verified_checkpoint
+from ..runs.run import RUN_FORMAT_VERSION, Run, open_run
 from ..runtime import Precision, Threads, apply_threads, choose_precision
 from .schedule import noam_scheduler
 
@@ -80,7 +75,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_resume(cfg: TrainConfig, checkpoint: Path) -> RunInfo:
+def check_resume(cfg: TrainConfig, checkpoint: Path) -> Run:
     """The run stored at ``checkpoint``, if ``cfg`` may resume it.
 
     Raises:
@@ -88,7 +83,7 @@ def check_resume(cfg: TrainConfig, checkpoint: Path) -> RunInfo:
             ``cfg`` in a field that may not change on resume (the message lists
             each field with the stored and the given value).
     """
-    run = read_run(checkpoint)
+    run = open_run(checkpoint)
     if run.train is None or run.format_version != RUN_FORMAT_VERSION:
         raise ValueError(
             f"cannot resume {checkpoint}: it was written in run format_version "

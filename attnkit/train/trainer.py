@@ -32,15 +32,10 @@ import torch.distributed as dist
 from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher, shard_batch
 from ..decode.translator import positions_of, translate_sentences
-from ..runs.checkpoint import (
-    load_checkpoint,
-    record_best,
-    run_description,
-    save_checkpoint,
-    trim_best,
-)
 from ..runs.config import TrainConfig
 from ..runs.lock import RunLock
+from ..runs.retention import record_best, save_checkpoint, trim_best
+from ..runs.run import open_run, run_description
 from ..runtime import apply_threads, machine
 from .setup import set_up
 from .step import batch_loss
@@ -141,8 +136,8 @@ class Trainer:
             self._lock.release()
 
     def _resume(self, checkpoint: Path) -> None:
-        info = load_checkpoint(checkpoint, model=self.model, optimizer=self.optimizer,
-                               scheduler=self.scheduler, restore_rng=True)
+        info = open_run(checkpoint).restore(self.model, optimizer=self.optimizer,
+                                            scheduler=self.scheduler, restore_rng=True)
         state = info["train_state"]
         self.step = self._saved_step = state["step"]
         self.train_seconds = state.get("train_seconds", 0.0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from attnkit.cli import main
-from attnkit.runs.checkpoint import verify_checkpoint
+from attnkit.runs import verify_checkpoint
 from attnkit.runs.lock import RunLock
 
 from .._data import digits_pairs_file

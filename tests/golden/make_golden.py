@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from attnkit.decode.translator import load_translator
-from attnkit.runs.checkpoint import RUN_FORMAT_VERSION, run_description, save_checkpoint
+from attnkit.runs import RUN_FORMAT_VERSION, run_description, save_checkpoint
 from attnkit.runs.config import TrainConfig
 from attnkit.train.trainer import Trainer
 

@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from attnkit.runs.checkpoint import list_checkpoints
+from attnkit.runs import list_checkpoints
 
 # a tiny model on a tiny task; fp32 and one thread, whatever the CPU
 TINY = ["--data", "tsv", "--tokenizer", "word", "--num-hiddens", "16", "--num-heads", "2",

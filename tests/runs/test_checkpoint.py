@@ -1,4 +1,5 @@
-"""Tests for attnkit.runs.checkpoint: exact round trips, resumption, atomicity, averaging."""
+"""Tests for attnkit.runs.container and .retention: exact round trips, resumption, atomicity,
+averaging."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from torch import nn
 
 from attnkit.data.batching import BatchingConfig, BucketBatcher
 from attnkit.data.tokenizer import CharTokenizer, load_tokenizer
-from attnkit.runs import checkpoint as ckpt_mod
-from attnkit.runs.checkpoint import (
+from attnkit.runs import (
     average_checkpoints,
     latest_checkpoint,
     list_checkpoints,
@@ -24,6 +24,7 @@ from attnkit.runs.checkpoint import (
     read_model_state,
     save_checkpoint,
 )
+from attnkit.runs import container as ckpt_mod
 from attnkit.train.schedule import noam_scheduler
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from attnkit.cli import main
-from attnkit.runs.checkpoint import latest_checkpoint
+from attnkit.runs import latest_checkpoint
 
 from ._writer import newest_step, wait_for
 

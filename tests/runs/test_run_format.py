@@ -9,7 +9,7 @@ import torch
 
 from attnkit.decode.translator import load_translator
 from attnkit.models import TransformerConfig, model_config_to_dict
-from attnkit.runs.checkpoint import RUN_FORMAT_VERSION, read_run
+from attnkit.runs import RUN_FORMAT_VERSION, open_run
 
 from ._edit import edit_config
 
@@ -56,7 +56,7 @@ def test_golden_checkpoint_is_small_and_self_describing():
 
 def test_golden_checkpoint_loads_and_translates_as_recorded():
     assert_same_as_recorded(outputs(FORMAT_2))
-    run = read_run(FORMAT_2)
+    run = open_run(FORMAT_2)
     assert run.format_version == 2 and isinstance(run.model, TransformerConfig)
     assert model_config_to_dict(run.model) == json.loads(
         (FORMAT_2 / "config.json").read_text())["model"]
@@ -88,7 +88,7 @@ def test_format_1_checkpoint_still_loads(golden):
                 "model_class": "transformer_tiny", "model": model}
 
     edit_config(golden, to_format_1)
-    run = read_run(golden)
+    run = open_run(golden)
     assert run.format_version == 1 and run.train is None
     assert_same_as_recorded(outputs(golden))
 
@@ -97,7 +97,7 @@ def test_newer_or_unknown_format_fails_naming_both_versions(golden):
     edit_config(golden, lambda meta: meta.update(format_version=3))
     with pytest.raises(ValueError, match=r"run format_version 3 cannot be read by this attnkit, "
                                          r"which reads run format_version 2 .*newer attnkit"):
-        read_run(golden)
+        open_run(golden)
     edit_config(golden, lambda meta: meta.update(format_version="x"))
     with pytest.raises(ValueError, match=r"run format_version 'x' cannot be read"):
         load_translator(golden)
@@ -107,10 +107,10 @@ def test_model_section_with_missing_or_unknown_fields_is_refused(golden):
     edit_config(golden, lambda meta: meta["model"].pop("activation"))
     with pytest.raises(ValueError, match=r"model: fields of TransformerConfig missing "
                                          r"\['activation'\], unknown \[\]"):
-        read_run(golden)
+        open_run(golden)
     edit_config(golden, lambda meta: meta["model"].update(activation="relu", norm="rms"))
     with pytest.raises(ValueError, match=r"unknown \['norm'\]"):
-        read_run(golden)
+        open_run(golden)
 
 
 def test_tokenizer_that_does_not_fit_the_model_is_refused(golden):

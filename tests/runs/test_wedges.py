@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from attnkit.cli import main
-from attnkit.runs.checkpoint import list_checkpoints, verify_checkpoint
+from attnkit.runs import list_checkpoints, verify_checkpoint
 
 from .._data import digits_pairs_file
 from ._writer import newest_step, train_argv, wait_for

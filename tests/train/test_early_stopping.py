@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from attnkit.cli import main
-from attnkit.runs.checkpoint import (
+from attnkit.runs import (
     BEST,
     clean_leftovers,
     latest_verified_checkpoint,
     list_checkpoints,
+    open_run,
     read_best,
-    read_run,
     record_best,
     resolve_checkpoint,
     save_checkpoint,
@@ -155,7 +155,7 @@ def test_keep_best_keeps_the_best_scoring_checkpoints_beside_the_last(kept):
     assert json.loads((kept / "checkpoints" / BEST).read_text()) == [
         {"step": 4, "score": 0.9, "metric": "val_exact_match"},
         {"step": 8, "score": 0.8, "metric": "val_exact_match"}]
-    state = read_run(kept / "checkpoints" / "step-000008").train_state
+    state = open_run(kept / "checkpoints" / "step-000008").train_state
     assert state["validation"]["best_step"] == 4  # saved at its validation, not later
 
 
@@ -173,7 +173,7 @@ def test_run_best_resolves_to_the_best_checkpoint(kept, capsys):
     assert resolve_checkpoint(kept / "checkpoints" / "best") == \
         kept / "checkpoints" / "step-000004"
     assert resolve_checkpoint(kept) == kept / "checkpoints" / "step-000010"  # the latest
-    assert read_run(kept / "best").train_state["step"] == 4
+    assert open_run(kept / "best").train_state["step"] == 4
     assert main(["translate", "--checkpoint", str(kept / "best"), "--beam-size", "1",
                  "--threads", "1", "march 3, 2001", "", "2 may 1999"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3

@@ -1,0 +1,423 @@
+"""The checkpoint container: one folder of files that loads without executing code and
+never exists half-written.
+
+A checkpoint is one directory ``<root>/step-000123`` (the step zero-padded to six
+digits, more if needed)::
+
+    model.safetensors     model.state_dict() tensors
+    state.safetensors     every tensor of the optimizer / scheduler / RNG states
+    state.json            the rest of those states; tensors appear as {"__tensor__": key}
+    train_state.json      the caller's train_state (step, epoch, data-iterator state, …)
+    config.json           the run's description (see :mod:`attnkit.runs.run`)
+    tokenizer/            the tokenizer's own files, if one was given
+    manifest.json         size and SHA-256 of every file above; written last
+
+**No pickle.** Tensors go to ``safetensors`` files, everything else to JSON, so
+loading a checkpoint from an untrusted source cannot run code (``torch.load``
+on a pickle can). Nested optimizer states are flattened: each tensor is stored
+under a dotted key (``optimizer.state.0.exp_avg``) and the JSON structure holds
+a ``{"__tensor__": key}`` reference in its place; tuples, dicts with non-string
+keys (the optimizer's integer parameter ids), numpy arrays and non-finite
+floats have their own small JSON markers so that everything round-trips exactly.
+
+**Atomic.** Files are written to temporary names and moved into place with
+``os.replace``; the whole checkpoint is first written as ``step-000123.tmp`` and
+renamed to ``step-000123`` only after ``manifest.json`` is in it. A crash leaves
+at worst a ``.tmp`` directory, which :func:`latest_checkpoint` ignores; a
+directory without a manifest is never treated as a checkpoint.
+
+**Exact resumption.** Besides model, optimizer and scheduler, the RNG states of
+Python's ``random``, numpy's global generator, torch's CPU generator and (when
+CUDA is available) every CUDA device's generator are saved and restored, so a
+resumed run continues bitwise-identically to one that was never interrupted
+(given deterministic kernels). Put the data iterator's ``state_dict()`` into
+``train_state``.
+
+Which checkpoints a run keeps is :mod:`attnkit.runs.retention`; a run as its
+users see it is :mod:`attnkit.runs.run`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .._io import read_json, write_atomic
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "encode_checkpoint",
+    "read_model_state",
+    "restore_verified",
+    "verify_checkpoint",
+    "write_checkpoint",
+]
+
+FORMAT_VERSION = 1  # the container: files, manifest, state encoding
+MANIFEST = "manifest.json"
+_NAME = re.compile(r"^step-(\d+)$")
+_MARKERS = ("__tensor__", "__ndarray__", "__tuple__", "__items__", "__float__")
+
+
+# --------------------------------------------------------------------------- files
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------- nested state <-> JSON + tensors
+def _flatten(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """JSON-able copy of ``obj``; tensors and arrays are moved into ``tensors``."""
+    if isinstance(obj, (torch.Tensor, np.ndarray)) and key in tensors:
+        raise ValueError(f"two tensors of the state map to the same key {key!r}")
+    if isinstance(obj, torch.Tensor):
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj).copy())
+        return {"__ndarray__": key}
+    if isinstance(obj, (bool, str, type(None))):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else {"__float__": repr(float(obj))}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_flatten(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_flatten(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        plain = all(isinstance(k, str) for k in obj) and not (
+            len(obj) == 1 and next(iter(obj)) in _MARKERS
+        )
+        if plain:
+            return {k: _flatten(v, f"{key}.{k}", tensors) for k, v in obj.items()}
+        return {"__items__": [[_flatten(k, f"{key}.k{i}", tensors),
+                               _flatten(v, f"{key}.{k}", tensors)]
+                              for i, (k, v) in enumerate(obj.items())]}  # fmt: skip
+    raise TypeError(f"cannot store {key!r}: unsupported type {type(obj).__name__}")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`_flatten`."""
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if len(obj) == 1:
+            ((mark, val),) = obj.items()
+            if mark == "__tensor__":
+                return tensors[val]
+            if mark == "__ndarray__":
+                return tensors[val].numpy().copy()
+            if mark == "__tuple__":
+                return tuple(_unflatten(v, tensors) for v in val)
+            if mark == "__items__":
+                return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in val}
+            if mark == "__float__":
+                return float(val)
+        return {k: _unflatten(v, tensors) for k, v in obj.items()}
+    return obj
+
+
+# ----------------------------------------------------------------------- RNG states
+def _rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch_cpu": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch_cpu"])
+    cuda = states.get("torch_cuda")
+    if cuda and torch.cuda.is_available():
+        n = min(len(cuda), torch.cuda.device_count())
+        torch.cuda.set_rng_state_all(cuda[:n])
+
+
+# ------------------------------------------------------------------------- listing
+def _step_of(path: Path) -> int | None:
+    m = _NAME.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoints under ``root`` (name ``step-N`` and a manifest), oldest first.
+
+    ``.tmp`` directories (interrupted saves) and directories without
+    ``manifest.json`` are ignored. A missing ``root`` gives ``[]``.
+    """
+    r = Path(root)
+    if not r.is_dir():
+        return []
+    found = [
+        (step, p)
+        for p in r.iterdir()
+        if p.is_dir() and (step := _step_of(p)) is not None and (p / MANIFEST).is_file()
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step under ``root``, or ``None``."""
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+# --------------------------------------------------------------------------- writing
+def write_checkpoint(root: Path, step: int, payload: dict[str, bytes],
+                     tokenizer: Any | None = None) -> Path:
+    """``root/step-N`` written atomically from :func:`encode_checkpoint`'s ``payload``
+    (``root`` exists). The checks of the arguments and the rotation of older checkpoints
+    are :func:`attnkit.runs.retention.save_checkpoint`'s.
+
+    Raises:
+        FileExistsError: a complete checkpoint of that step exists.
+    """
+    return _write_directory(root, step, payload, tokenizer)
+
+
+def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                      scheduler: Any | None, *, config: dict, train_state: dict
+                      ) -> dict[str, bytes]:
+    """The bytes of every file of a checkpoint but the tokenizer's and the manifest.
+
+    Raises:
+        TypeError: ``config`` / ``train_state`` not JSON-serializable dicts.
+    """
+    return _payload(model, optimizer, scheduler, config=config, train_state=train_state)
+
+
+def _payload(model, optimizer, scheduler, *, config: dict, train_state: dict
+             ) -> dict[str, bytes]:
+    """The bytes of every file of a checkpoint but the tokenizer's and the manifest."""
+    payload: dict[str, bytes] = {}
+    for name, obj in (("config", config), ("train_state", train_state)):
+        if not isinstance(obj, dict):
+            raise TypeError(f"{name} must be a dict, got {type(obj).__name__}")
+        try:
+            payload[f"{name}.json"] = _json_bytes(obj)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name} must be JSON-serializable (finite floats): {e}") from e
+    model_tensors = {k: v.detach().cpu().contiguous().clone() for k, v in
+                     model.state_dict().items()}  # fmt: skip
+    payload["model.safetensors"] = st_save(model_tensors, metadata={"format": "pt"})
+    state_tensors: dict[str, torch.Tensor] = {}
+    state = {
+        "optimizer": None if optimizer is None else _flatten(
+            optimizer.state_dict(), "optimizer", state_tensors),
+        "scheduler": None if scheduler is None else _flatten(
+            scheduler.state_dict(), "scheduler", state_tensors),
+        "rng": _flatten(_rng_states(), "rng", state_tensors),
+    }  # fmt: skip
+    payload["state.json"] = _json_bytes(state)
+    payload["state.safetensors"] = st_save(state_tensors, metadata={"format": "pt"})
+    return payload
+
+
+def _write_directory(root: Path, step: int, payload: dict[str, bytes], tokenizer) -> Path:
+    """``root/step-N`` written as ``step-N.tmp``, manifest last, then renamed into place."""
+    final = root / f"step-{step:06d}"
+    if final.exists():
+        raise FileExistsError(f"checkpoint already exists: {final}")
+    tmp = root / f"{final.name}.tmp"
+    if tmp.exists():  # left over from an interrupted save of the same step
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name, data in payload.items():
+        write_atomic(tmp / name, data)
+    if tokenizer is not None:
+        tokenizer.save(tmp / "tokenizer")
+    files = {
+        p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file()
+    }
+    manifest = {"format_version": FORMAT_VERSION, "step": step, "files": files}
+    write_atomic(tmp / MANIFEST, _json_bytes(manifest))
+    _fsync_dir(tmp)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    return final
+
+
+# -------------------------------------------------------------------------- loading
+def _listed_files(p: Path, manifest: dict) -> dict[str, dict]:
+    """The manifest's files, each name a relative path inside ``p`` (else corrupt)."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise ValueError(f"checkpoint {p} is corrupt: {MANIFEST} lists no files")
+    for name, info in files.items():
+        parts = Path(name).parts
+        if (not parts or Path(name).is_absolute() or ".." in parts or "\\" in name
+                or not isinstance(info, dict) or not isinstance(info.get("bytes"), int)):
+            raise ValueError(f"checkpoint {p} is corrupt: {MANIFEST} names {name!r}, which is "
+                             "not a file inside the checkpoint")
+    return files
+
+
+def _unlisted(p: Path, files: dict) -> list[str]:
+    """Files or links in ``p`` that the manifest does not list (nothing else may be read)."""
+    out = set()
+    for f in p.rglob("*"):
+        name = f.relative_to(p).as_posix()
+        if f.is_symlink() or (f.is_file() and name != MANIFEST and name not in files):
+            out.add(name)
+    return sorted(out)
+
+
+def _verified(path: str | Path) -> Path:
+    """Check checkpoint ``path`` against its manifest before any of its files is opened:
+    every listed file inside the directory, present, of the listed size and SHA-256;
+    no other file or link."""
+    p = Path(path)
+    manifest = read_json(p / MANIFEST, format_version=FORMAT_VERSION, missing=ValueError(
+        f"not a complete checkpoint (no {MANIFEST}): {p}"))
+    files = _listed_files(p, manifest)
+    bad = [f"{name} (not listed in {MANIFEST})" for name in _unlisted(p, files)]
+    for name, info in files.items():
+        f = p / name
+        if f.is_symlink() or not f.is_file():
+            bad.append(f"{name} (missing)")
+        elif f.stat().st_size != info["bytes"] or _sha256(f) != info.get("sha256"):
+            bad.append(f"{name} (size or sha256 differs)")
+    if bad:
+        raise ValueError(f"checkpoint {p} is corrupt: {', '.join(bad)}")
+    return p
+
+
+def verify_checkpoint(path: str | Path) -> Path:
+    """``path`` if it is a complete checkpoint whose files match its manifest.
+
+    Raises:
+        ValueError: naming each file that is missing, unlisted or differs.
+    """
+    return _verified(path)
+
+
+def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The model tensors of checkpoint ``path`` (verified against its manifest)."""
+    p = _verified(path)
+    return st_load((p / "model.safetensors").read_bytes())
+
+
+def _check_fits(
+    expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], where: str
+) -> None:
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    shapes = [
+        f"{k}: {where} {tuple(given[k].shape)} vs expected {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(given))
+        if tuple(given[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{where} is incompatible: missing keys {missing}; unexpected keys {unexpected}; "
+            f"shape mismatches {shapes}"
+        )
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Restore a checkpoint written by :func:`save_checkpoint` into live objects.
+
+    Args:
+        path: a checkpoint directory (e.g. from :func:`latest_checkpoint`).
+        model: receives the weights (strict: keys and shapes must match).
+        optimizer: receives the optimizer state when given.
+        scheduler: receives the scheduler state when given.
+        restore_rng: also restore the Python / numpy / torch RNG states.
+
+    Returns:
+        ``{"train_state": dict, "config": dict, "step": int, "path": Path}``.
+        The run's description and tokenizers are read by
+        :func:`attnkit.runs.run.open_run` and
+        :meth:`attnkit.data.tokenizer.TokenizerPair.load`.
+
+    Raises:
+        ValueError: if the checkpoint is incomplete or corrupt, or the model's
+            keys or shapes differ (the message lists missing keys, unexpected
+            keys and shape mismatches), or an optimizer/scheduler is given but
+            none was saved.
+    """
+    return restore_verified(_verified(path), model=model, optimizer=optimizer,
+                            scheduler=scheduler, restore_rng=restore_rng)
+
+
+def restore_verified(p: Path, *, model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer | None = None,
+                     scheduler: Any | None = None, restore_rng: bool = True) -> dict[str, Any]:
+    """:func:`load_checkpoint` of a checkpoint ``p`` that was verified already (by
+    :func:`attnkit.runs.run.open_run`): its files are read without checking them again."""
+    weights = st_load((p / "model.safetensors").read_bytes())
+    _check_fits(model.state_dict(), weights, f"checkpoint {p}")
+    state_tensors = st_load((p / "state.safetensors").read_bytes())
+    state = json.loads((p / "state.json").read_text(encoding="utf-8"))
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is not None and state[name] is None:
+            raise ValueError(f"{name} was given but checkpoint {p} holds no {name} state")
+
+    model.load_state_dict(weights)
+    if optimizer is not None:
+        optimizer.load_state_dict(_unflatten(state["optimizer"], state_tensors))
+    if scheduler is not None:
+        scheduler.load_state_dict(_unflatten(state["scheduler"], state_tensors))
+    if restore_rng:
+        _set_rng_states(_unflatten(state["rng"], state_tensors))
+    train_state = json.loads((p / "train_state.json").read_text(encoding="utf-8"))
+    return {
+        "train_state": train_state,
+        "config": json.loads((p / "config.json").read_text(encoding="utf-8")),
+        "step": train_state["step"],
+        "path": p,
+    }
