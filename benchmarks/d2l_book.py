@@ -75,15 +75,16 @@ print("BENCH " + _json.dumps({"fit_seconds": _fit_seconds, "fit_cpu_seconds": _f
 _IMPORTS = {"book": "from d2l import torch", "attnkit": "from attnkit import d2l"}
 
 
-def run_once(section: str, package: str, python: str, seed: int) -> dict:
+def run_once(section: str, package: str, python: str, seed: int, threads: int | None) -> dict:
     """One run of ``section`` under ``package``: its fit time, BLEU per sentence, threads."""
     preamble = _TIMING.format(import_line=_IMPORTS[package])
     if package == "book":
         preamble = _book.BOOK_PACKAGE_OFFLINE + preamble
     d2l_import = _book.BOOK_IMPORT if package == "book" else _book.ATTNKIT_IMPORT
     with tempfile.TemporaryDirectory(prefix=f"d2l-book-{section}-") as tmp:
+        env = {"OMP_NUM_THREADS": str(threads)} if threads else None
         proc = _book.run(section, Path(tmp), python=python, d2l_import=d2l_import,
-                         preamble=preamble, checks=_REPORT, seed=seed, timeout=7200)
+                         preamble=preamble, checks=_REPORT, seed=seed, timeout=7200, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"§{section} under {package} failed (exit {proc.returncode}):\n"
                          f"{proc.stderr[-4000:]}")
@@ -123,10 +124,15 @@ def main(argv=None) -> None:
     parser.add_argument("--paired", action="store_true",
                         help="start every run of a round at once (on a loaded machine: the book's "
                              "and attnkit's runs then share the same load)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads of every run (OMP_NUM_THREADS); default: torch's own "
+                             "choice (one per core)")
     parser.add_argument("--json", type=Path, help="also write every run's figures here (JSON)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds: expected at least 1, got {args.rounds}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads: expected at least 1, got {args.threads}")
     print("machine:", machine_line(args.book_python), flush=True)
     load_before, started = os.getloadavg(), time.time()
     runs = {s: {p: [] for p in PACKAGES} for s in args.sections}
@@ -138,7 +144,7 @@ def main(argv=None) -> None:
             jobs = [(s, p) for i, s in enumerate(args.sections)
                     for p in (PACKAGES if (i + r) % 2 == 0 else PACKAGES[::-1])]
         with ThreadPoolExecutor(len(jobs) if args.paired else 1) as pool:
-            futures = {job: pool.submit(run_once, *job, python_of(job[1], args), r)
+            futures = {job: pool.submit(run_once, *job, python_of(job[1], args), r, args.threads)
                        for job in jobs}
             for (section, package), future in futures.items():
                 result = future.result()
