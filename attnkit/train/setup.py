@@ -127,34 +127,33 @@ class Setup:
     model_config: object
     optimizer: torch.optim.Optimizer
     scheduler: object
-    resume_from: Path | None
+    resume_from: Run | None  # the checkpoint to resume, opened and checked once
     report: str
     precision: Precision
     threads: Threads
 
 
-def _resume_point(cfg: TrainConfig, is_main: bool) -> tuple[Path | None, list[str]]:
-    """The checkpoint to resume from (the newest that verifies), and notes on what was
-    cleaned up or skipped on the way."""
+def _resume_point(cfg: TrainConfig, is_main: bool) -> tuple[Run | None, list[str]]:
+    """The run to resume, at its newest checkpoint that verifies (checked by
+    :func:`check_resume`), and notes on what was cleaned up or skipped on the way."""
     root = Path(cfg.run.out_dir) / "checkpoints"
     notes = []
     if is_main:  # the folder was checked writable (and locked) by the trainer
         notes += [f"removed {p}, left by an interrupted save" for p in clean_leftovers(root)]
     resume_from, skipped = latest_verified_checkpoint(root, set_aside=is_main)
     notes += [f"skipped: {reason}" for reason in skipped]
-    if resume_from is not None:
-        check_resume(cfg, resume_from)
-    return resume_from, notes
+    run = None if resume_from is None else check_resume(cfg, resume_from)
+    return run, notes
 
 
-def _training_data(cfg: TrainConfig, resume_from: Path | None, world_size: int):
+def _training_data(cfg: TrainConfig, resume_from: Run | None, world_size: int):
     """Training pairs -> tokenizers -> batches; an error when no batch can be made."""
     train_pairs, valid_pairs, report = load_pairs(cfg.data, seed=cfg.run.seed)
     if not train_pairs:
         raise ValueError(f"no training pair in the [data] of this run ({report}); check "
                          "the files and their format")
     t = cfg.tokenizer
-    tokenizers = (TokenizerPair.load(resume_from / "tokenizer") if resume_from is not None
+    tokenizers = (TokenizerPair.load(resume_from.tokenizer_dir) if resume_from is not None
                   else TokenizerPair.train(t.kind, train_pairs, shared=t.shared_vocab,
                                            vocab_size=t.vocab_size, seed=cfg.run.seed))
     examples = [(tokenizers.src.encode(s), tokenizers.tgt.encode(t)) for s, t in train_pairs]

@@ -35,7 +35,7 @@ from ..decode.translator import positions_of, translate_sentences
 from ..runs.config import TrainConfig
 from ..runs.lock import RunLock
 from ..runs.retention import record_best, save_checkpoint, trim_best
-from ..runs.run import open_run, run_description
+from ..runs.run import Run, run_description
 from ..runtime import apply_threads, machine
 from .setup import set_up
 from .step import batch_loss
@@ -135,16 +135,16 @@ class Trainer:
         if self._lock is not None:
             self._lock.release()
 
-    def _resume(self, checkpoint: Path) -> None:
-        info = open_run(checkpoint).restore(self.model, optimizer=self.optimizer,
-                                            scheduler=self.scheduler, restore_rng=True)
+    def _resume(self, run: Run) -> None:
+        info = run.restore(self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                           restore_rng=True)
         state = info["train_state"]
         self.step = self._saved_step = state["step"]
         self.train_seconds = state.get("train_seconds", 0.0)
         self.train_tokens = state.get("train_tokens", 0)
         self.validation.update(state.get("validation", {}))  # absent before patience/keep_best
         self.batcher.load_state_dict(state["data"])
-        self._say(f"resumed from {checkpoint} at step {self.step}")
+        self._say(f"resumed from {run.path} at step {self.step}")
 
     # -------------------------------------------------------------- helpers
     def _say(self, msg: str) -> None:

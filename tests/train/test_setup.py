@@ -93,3 +93,16 @@ def test_the_run_records_its_precision_and_threads(trained):
     runtime = meta["runtime"]
     assert isinstance(runtime["bf16"], bool) and runtime["reason"]
     assert runtime["threads"] >= 1 and runtime["isa"] and runtime["cpu"]
+
+
+def test_resume_opens_the_run_once(trained, monkeypatch):
+    """Resuming verifies the checkpoint twice: once choosing the newest that verifies, once
+    opening it (attnkit.runs.open_run); the trainer restores the opened run."""
+    from attnkit.runs import container, retention
+
+    calls, real = [], container._verified
+    for module in (container, retention):  # retention chooses, the run opens
+        monkeypatch.setattr(module, "_verified", lambda p: calls.append(p) or real(p))
+    t = Trainer(tiny(trained, max_steps=4), log=None)
+    assert t.step == 2
+    assert [p.name for p in calls] == ["step-000002", "step-000002"]
