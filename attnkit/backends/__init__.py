@@ -17,7 +17,8 @@ The rules of ``auto`` (fastest first; each backend says why it passes):
    never materializes ``(B, Nq, Nk, h)``, recomputes in backward, memory
    bounded by ``max_block_bytes``. Passes on small additive calls (fewer than
    ``chunked.SMALL_ADDITIVE_TERMS`` = 2 million query-key-feature terms), where
-   the reference is measured faster.
+   the reference is faster (BENCHMARKS.md, "Small additive calls go to
+   `reference`").
 3. ``reference`` — always serves; the readable, materializing oracle.
 
 Meta tensors (shapes without data, for estimating sizes) are served by

@@ -26,8 +26,9 @@ Algorithm (flash-attention style, in PyTorch ops):
 Additive blocks (``additive="auto"``): on the CPU, for float32/float16/bfloat16
 inputs, the scores of a block and, in backward, the projections' and ``w_v``'s
 gradients come from the compiled kernel of :mod:`attnkit.kernels.cpu_additive`:
-one pass over (query, key, feature) triples that never writes the features
-(4–5× the reference's fwd+bwd speed where PyTorch ops reach 1.7×, BENCHMARKS.md). Where
+one pass over (query, key, feature) triples that never writes the features, so
+it does not pay for writing and re-reading them as PyTorch ops do (BENCHMARKS.md,
+"Where the time goes", has the speeds against the reference and the ops). Where
 it cannot serve (no C compiler, float64, another device, ``additive="torch"``)
 the blocks are PyTorch ops on ``(b, q, k, h)`` feature tensors;
 :meth:`ChunkedBackend.additive_choice` and ``attnkit.choose_backend`` say which.
@@ -74,10 +75,10 @@ from .base import AttentionCall, Backend, meta_reason
 __all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
 
 #: ``auto`` passes additive calls with fewer (query, key, feature) terms than this to
-#: ``reference``: there its few large ops beat the blocked machinery (fwd+bwd on 2 cores,
-#: Xeon AVX-512: chunked/reference time 1.9× at 20 thousand terms, 1.3–2× up to a
-#: million, even at 2 million, 0.4× at 8 million; BENCHMARKS.md). Its memory at this
-#: size is a few (B, Nq, Nk, h) float32 tensors of 8 MB.
+#: ``reference``: there its few large ops beat the blocked machinery (projections, masks,
+#: per-block softmax, a custom autograd function), which pays off only once the features
+#: it avoids are large (BENCHMARKS.md, "Small additive calls go to `reference`", has the
+#: crossover). Its memory at this size is a few (B, Nq, Nk, h) float32 tensors of 8 MB.
 SMALL_ADDITIVE_TERMS = 2_000_000
 
 #: Values of ``ChunkedBackend(additive=...)``.
@@ -97,8 +98,8 @@ class ChunkedBackend(Backend):
             (``None``: leave torch's setting). The loop issues thousands of
             small ops; each multi-threaded op ends in a thread barrier, and on
             a CPU shared with other processes a descheduled thread stalls
-            every barrier (measured on a busy 2-core machine: 9.0 s with 2
-            threads vs 0.65 s with 1 for additive fwd+bwd at B=4, N=512).
+            every barrier, which makes the loop many times slower
+            (BENCHMARKS.md, "Figures behind choices in the code", has one).
             The default 1 avoids that; the setting is process-wide and is
             restored after each call.
         additive: how blocks of additive scores are evaluated. ``"compiled"``:
@@ -277,8 +278,9 @@ class _Plan:
 
 
 #: Smallest share of work worth a block of its own when a call is split for the worker
-#: threads, in (query, key, feature) terms: about 0.2 ms of one thread's work with the
-#: compiled additive kernel, so handing blocks to threads stays a small part of it.
+#: threads, in (query, key, feature) terms: enough of one thread's work with the compiled
+#: additive kernel that handing blocks to threads stays a small part of it (BENCHMARKS.md,
+#: "Figures behind choices in the code", has the time it stood for).
 MIN_TERMS_PER_BLOCK = 2_000_000
 #: At most this many blocks are made for the threads' sake (the memory budget may make
 #: more). Fixed, not the thread count, so that the tiling, and with it the dropout masks

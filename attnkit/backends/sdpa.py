@@ -33,11 +33,13 @@ cheaper. A user ``mask`` always takes one masked call.
 Threads: on the CPU, a call of two or more groups with at least
 ``_WORKERS_MIN_FLOPS`` of work and no dropout shares its groups out to worker
 threads (as many as torch's thread setting, balanced by work, each running its
-SDPA calls on one intra-op thread), forward and backward. Measured on 2 cores
-(BENCHMARKS.md): idle, as fast as in-order calls on both threads or a few percent
-faster; with another CPU-bound process on one core, 1.3–1.6× SDPA-with-mask where
-in-order calls fall to 0.8–0.9× (each multi-threaded call ends in a barrier that
-waits for the descheduled thread).
+SDPA calls on one intra-op thread), forward and backward. Why: each
+multi-threaded SDPA call ends in a barrier that waits for all its threads, so
+on a CPU shared with other processes in-order calls wait for a descheduled
+thread at every call (and can fall behind one masked call); workers on one
+thread each do not, and on an idle machine they are no slower. BENCHMARKS.md
+("Scaled dot with `valid_lens`: where the forward time goes, and worker
+threads") has the figures.
 
 Distance scores pass their key bias as a float ``attn_mask``; when the keys
 need gradients, SDPA differentiates through the mask with its unfused
@@ -63,14 +65,16 @@ from .base import AttentionCall, Backend, meta_reason
 __all__ = ["SDPABackend"]
 
 #: Cost model of :func:`_plan`: fixed cost of one SDPA call (dispatch, slicing,
-#: output assembly) in FLOP-equivalents at the kernel's rate (~50 µs at
-#: ~100 GFLOP/s), and the extra cost factor of a boolean mask.
+#: output assembly) in FLOP-equivalents at the kernel's rate, and the extra cost
+#: factor of a boolean mask (BENCHMARKS.md, "Figures behind choices in the code",
+#: has the time and rate the first stands for).
 _CALL_OVERHEAD_FLOPS = 5e6
 _MASK_FACTOR = 1.15
 #: Cost of gathering one element into group order (and scattering it back, and
 #: the same for the gradient), in FLOP-equivalents: memory traffic, not FLOPs.
-#: Measured: for many short sequences (B=256, N=16) the gathers cost more than
-#: the attention they save, so the planner must see them.
+#: For many short sequences the gathers can cost more than the attention they save,
+#: so the planner must see them (BENCHMARKS.md, "Training throughput on bucketed
+#: batches", has the case).
 _MOVE_FLOPS_PER_ELEMENT = 100.0
 
 
@@ -233,8 +237,9 @@ def _grouped_call(call, q, k, v, bias, scale) -> torch.Tensor:
     return out
 
 
-#: Groups are shared out to worker threads when a call has at least this many FLOPs
-#: (about 0.5 ms of work at 100 GFLOP/s: well above handing groups to threads).
+#: Groups are shared out to worker threads when a call has at least this many FLOPs:
+#: well above the cost of handing groups to threads (BENCHMARKS.md, "Figures behind
+#: choices in the code", has the time it stands for).
 _WORKERS_MIN_FLOPS = 5e7
 
 

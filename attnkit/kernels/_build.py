@@ -37,13 +37,15 @@ __all__ = ["Built", "load"]
 #: Value of ``ATTNKIT_CPU_KERNELS`` that turns the compiled kernels off.
 OFF = ("off", "0", "false", "no")
 #: Flags every build uses: the reductions over keys may be reassociated (so they
-#: vectorize); multiply-adds fused (an ISO ``-std=c99`` turns that off: 1.3x slower);
+#: vectorize); multiply-adds fused (an ISO ``-std=c99`` turns that off, and the loops
+#: slow down; BENCHMARKS.md, "Figures behind choices in the code");
 #: no errno, no traps. NaN and infinities keep their meaning.
 BASE_FLAGS = ("-O3", "-ffp-contract=fast", "-fPIC", "-shared", "-fno-math-errno",
               "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math")
 #: Tried in order; the first that compiles is used. On x86, 512-bit vectors where the
 #: CPU has them (gcc prefers 256 by default) and division by reciprocal + Newton step:
-#: 1.4x faster here (Xeon, AVX-512), within the tanh error bound the tests hold.
+#: faster where 512-bit vectors run (BENCHMARKS.md, "Where the time goes", the compiled
+#: kernel's bullet), within the tanh error bound the tests hold.
 X86_EXTRA = ("-mprefer-vector-width=512", "-mrecip")
 COMPILE_TIMEOUT_S = 120
 

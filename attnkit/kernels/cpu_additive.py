@@ -22,8 +22,8 @@ from ._build import Built, load
 __all__ = ["TANH_MAX_REL_ERR", "additive_grads", "additive_scores", "status"]
 
 #: Bound on the relative error of the kernel's tanh (a rational approximation evaluated
-#: in float32; measured at most 4.3 · 2⁻²⁴ on [-20, 20] with AVX-512 and AVX2 builds, 5.6
-#: without fused multiply-add).
+#: in float32), with a margin over what the builds reach (``kernels/README.md``, "tanh",
+#: has the measured errors).
 #: A score's error is then at most ``Σ_f |w_f| · TANH_MAX_REL_ERR`` plus float32 sums.
 TANH_MAX_REL_ERR = 8 * 2.0**-24
 

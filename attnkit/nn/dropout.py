@@ -3,9 +3,9 @@
 Dropout (Srivastava et al., 2014; "Attention Is All You Need" §5.4) zeroes
 each element with probability ``p`` and scales the rest by ``1/(1 − p)``.
 On the CPU, ``torch.nn.functional.dropout`` draws one Bernoulli sample per
-element from the Mersenne Twister, and in a small Transformer that is a
-sixth of a training step (profile of ``attnkit bench throughput``:
-``aten::bernoulli_`` 17% of the step on 2 threads). :class:`Dropout` draws
+element from the Mersenne Twister, single-threaded, and in a small Transformer
+that is a large share of a training step (BENCHMARKS.md, "Training throughput
+on bucketed batches", has the profile's figure). :class:`Dropout` draws
 64 random bits per call of the generator instead and uses them as four
 16-bit uniforms, so an element is kept when its uniform is at least
 ``round(p · 2^16)``: the drop probability is ``p`` rounded to a multiple of

@@ -423,8 +423,8 @@ def token_embedding(vocab_size: int, num_hiddens: int) -> nn.Embedding:
     with the pre-softmax projection, whose natural scale is ``d^-0.5``;
     ``nn.Embedding``'s default N(0, 1) would make the scaled embedding √d times
     larger than the positional encoding (amplitude 1) and drown the positions
-    (d2l's implementation has this: a char-level task then learns several
-    times slower).
+    (d2l's implementation has this, and a char-level task learns slower with
+    it: BENCHMARKS.md, "Figures behind choices in the code").
     """
     emb = nn.Embedding(vocab_size, num_hiddens)
     nn.init.normal_(emb.weight, mean=0.0, std=num_hiddens ** -0.5)
