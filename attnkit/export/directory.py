@@ -31,7 +31,6 @@ silently different translation).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -40,7 +39,7 @@ from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from .._io import read_json, write_atomic
+from .._io import read_json, sha256_of_file, write_atomic
 
 __all__ = ["EXPORT_INFO", "MANIFEST", "ExportArgumentError", "verify_export", "write_export"]
 
@@ -79,11 +78,7 @@ class ExportArgumentError(ValueError):
 # ------------------------------------------------------------------------- writing
 def sha256(path: Path) -> str:
     """The SHA-256 of the file at ``path``, as hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_of_file(path)
 
 
 def _aside(out: Path, role: str) -> Path:

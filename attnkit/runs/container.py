@@ -39,7 +39,6 @@ users see it is :mod:`attnkit.runs.run`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -54,7 +53,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .._io import read_json, write_atomic
+from .._io import read_json, sha256_of_file, write_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -93,14 +92,6 @@ def _fsync_dir(path: Path) -> None:
 
 def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------- nested state <-> JSON + tensors
@@ -272,7 +263,7 @@ def _write_directory(root: Path, step: int, payload: dict[str, bytes], tokenizer
     if tokenizer is not None:
         tokenizer.save(tmp / "tokenizer")
     files = {
-        p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_of_file(p)}
         for p in sorted(tmp.rglob("*"))
         if p.is_file()
     }
@@ -322,7 +313,7 @@ def _verified(path: str | Path) -> Path:
         f = p / name
         if f.is_symlink() or not f.is_file():
             bad.append(f"{name} (missing)")
-        elif f.stat().st_size != info["bytes"] or _sha256(f) != info.get("sha256"):
+        elif f.stat().st_size != info["bytes"] or sha256_of_file(f) != info.get("sha256"):
             bad.append(f"{name} (size or sha256 differs)")
     if bad:
         raise ValueError(f"checkpoint {p} is corrupt: {', '.join(bad)}")
