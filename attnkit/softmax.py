@@ -8,11 +8,10 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_mask, check_tensor, check_valid_lens, shape_str
+from ._dtypes import LOW_PRECISION
 from .masks import combine_masks, prefix_mask
 
 __all__ = ["masked_softmax", "softmax_with_mask"]
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None, *,
@@ -73,7 +72,7 @@ def softmax_with_mask(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     NaN or ``+inf`` scores stay NaN: they are not rows without keys.
     """
     dtype = X.dtype
-    x = X.float() if dtype in _LOW_PRECISION else X
+    x = X.float() if dtype in LOW_PRECISION else X
     if mask is not None:
         x = x.masked_fill(~mask, float("-inf"))  # (..., Nq, Nk)
     if x.shape[-1] == 0:

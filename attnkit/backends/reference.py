@@ -16,21 +16,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._dtypes import LOW_PRECISION
 from ..softmax import softmax_with_mask
 from .base import AttentionCall, Backend
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype scores and softmax are computed in: float32 for fp16/bf16, else ``dtype``."""
-    return torch.float32 if dtype in _LOW_PRECISION else dtype
+    return torch.float32 if dtype in LOW_PRECISION else dtype
 
 
 def to_input_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``x`` back in the input ``dtype`` where :func:`compute_dtype` upcast it (fp16/bf16);
     otherwise as computed (under ``torch.autocast`` that is the autocast dtype)."""
-    return x.to(dtype) if dtype in _LOW_PRECISION else x
+    return x.to(dtype) if dtype in LOW_PRECISION else x
 
 
 def float_weights(call: AttentionCall) -> torch.Tensor:
