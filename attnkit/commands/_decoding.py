@@ -103,3 +103,13 @@ def progress(total: int | None, desc: str):
 
     return tqdm(total=total, desc=desc, unit="sent", file=sys.stderr, disable=None,
                 leave=False, dynamic_ncols=True)
+
+
+def averaged_last(run, k: int):
+    """``(paths, weights)``: the run's last ``k`` checkpoints (:meth:`attnkit.runs.run.Run.last`)
+    and their averaged weights, with a progress bar counting checkpoints."""
+    from ..runs.run import average_checkpoints
+
+    paths = run.last(k)
+    with progress(len(paths), "average") as bar:
+        return paths, average_checkpoints(paths, progress=bar.update)

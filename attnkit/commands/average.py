@@ -19,16 +19,14 @@ def run_cli(args: argparse.Namespace) -> int:
     from ..decode.translator import load_translator
     from ..runs.lock import RunLock
     from ..runs.retention import save_checkpoint
-    from ..runs.run import average_checkpoints, open_run
-    from ._decoding import progress
+    from ..runs.run import open_run
+    from ._decoding import averaged_last
 
     check_positive_int("--last", args.last)
     ensure_writable_dir(args.out, "--out")
     with RunLock(args.out, checkpoints="."):  # one writer per (real) folder, as for train
         run = open_run(args.checkpoint)
-        paths = run.last(args.last)
-        with progress(len(paths), "average") as bar:
-            weights = average_checkpoints(paths, progress=bar.update)
+        paths, weights = averaged_last(run, args.last)
         tr = load_translator(run, weights=weights)
         step = tr.run.train_state.get("step", 0)
         out = save_checkpoint(Path(args.out), model=tr.model, optimizer=None, scheduler=None,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ._decoding import (
     add_decoding_arguments,
+    averaged_last,
     check_decoding_arguments,
     check_decoding_memory,
     note_overlong,
@@ -37,13 +38,11 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 def _translator(args: argparse.Namespace):
     """The run's translator, with the last ``--average`` checkpoints averaged."""
     from ..decode.translator import load_translator
-    from ..runs.run import average_checkpoints, open_run
+    from ..runs.run import open_run
 
     weights = None
     if args.average:
-        paths = open_run(args.checkpoint).last(args.average)
-        with progress(len(paths), "average") as bar:
-            weights = average_checkpoints(paths, progress=bar.update)
+        paths, weights = averaged_last(open_run(args.checkpoint), args.average)
         print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}", file=sys.stderr)
     return load_translator(args.checkpoint, weights=weights)
 
