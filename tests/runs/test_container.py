@@ -1,5 +1,5 @@
-"""Tests for attnkit.runs.container and .retention: exact round trips, resumption, atomicity,
-averaging."""
+"""Tests for attnkit.runs.container: exact round trips, resumption, atomicity, no pickle;
+with the saves of .retention (keep_last) and the averaging of .run."""
 
 from __future__ import annotations
 
