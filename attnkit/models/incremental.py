@@ -12,7 +12,8 @@ norms. It uses the same :class:`~attnkit.nn.KVCache` objects as the modules
 (a step of either kind may follow the other), and the same kernels in the same
 order, so its logits equal ``decode_step``'s (tests compare them).
 
-:func:`lean_reason` says why a model or state cannot take it (then
+:func:`lean_verdict` decides whether a decoding takes it and :func:`lean_reason` says
+why a model or state cannot (then
 ``decode_step`` runs the modules): training mode or autograd, attention
 weights being captured, a score other than scaled dot product, grouped-query
 heads, rotary or ALiBi positions (their scores), a backend other than ``auto``/``sdpa``,
@@ -21,6 +22,7 @@ encoder keys not cached yet (the first step), a source of length 0.
 
 from __future__ import annotations
 
+import enum
 import math
 
 import torch
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from ..nn.multihead import KVCache, MultiHeadAttention, fused_weights
 from ..scores import ScaledDot
 
-__all__ = ["lean_reason", "lean_step"]
+__all__ = ["Lean", "lean_reason", "lean_step", "lean_verdict"]
 
 _BACKENDS = ("auto", "sdpa")
 
@@ -48,21 +50,36 @@ def _attention_reason(mha: MultiHeadAttention) -> str | None:
     return None
 
 
-def lean_reason(model, state) -> str | None:
-    """Why ``model`` cannot take :func:`lean_step` on ``state`` now (``None``: it can)."""
+class Lean(enum.Enum):
+    """Whether a decoding takes :func:`lean_step`: decided once, at its first step that has
+    the encoder keys cached; until then ``UNDECIDED``."""
+
+    UNDECIDED = "undecided"  # no step with the encoder keys cached has run yet
+    ON = "on"  # every step of one token takes the lean step
+    OFF = "off"  # every step runs the modules
+
+
+def lean_verdict(model, state) -> tuple[Lean, str | None]:
+    """``(ON, None)`` when ``model`` can take :func:`lean_step` on ``state`` now; else
+    ``OFF`` and why, or ``UNDECIDED`` and why at the first step (ask again at the next)."""
     if model.training or torch.is_grad_enabled():
-        return "training mode or autograd on"
+        return Lean.OFF, "training mode or autograd on"
     if not state.caches or not state.caches[0][1].filled or not len(state.caches[0][0]):
-        return "the first step (encoder keys not cached yet)"
+        return Lean.UNDECIDED, "the first step (encoder keys not cached yet)"
     for blk in model.decoder.blocks:
         for mha in (blk.self_attention, blk.cross_attention):
             reason = _attention_reason(mha)
             if reason is not None:
-                return reason
+                return Lean.OFF, reason
     lens = state.src_valid_lens
     if lens is not None and not bool((lens > 0).all()):
-        return "a source of length 0"
-    return None
+        return Lean.OFF, "a source of length 0"
+    return Lean.ON, None
+
+
+def lean_reason(model, state) -> str | None:
+    """Why ``model`` cannot take :func:`lean_step` on ``state`` now (``None``: it can)."""
+    return lean_verdict(model, state)[1]
 
 
 def _norm(ln: torch.nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:

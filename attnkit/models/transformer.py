@@ -37,7 +37,7 @@ from torch import nn
 from ..nn.multihead import KVCache
 from ..nn.packed import Packed, select_valid
 from ..nn.transformer import TransformerDecoder, TransformerEncoder
-from .incremental import lean_reason, lean_step
+from .incremental import Lean, lean_step, lean_verdict
 
 __all__ = ["Transformer", "TransformerState"]
 
@@ -59,8 +59,11 @@ class TransformerState:
     caches: list[tuple[KVCache, KVCache]] = field(default_factory=list)
     position: int = 0
     origin: torch.Tensor | None = None  # (B,) the source sentence of each row
-    #: the lean step's concatenated weights once it runs; ``False`` once it was refused
-    lean: dict | bool | None = None
+    #: whether one-token steps take the lean step (:class:`~attnkit.models.incremental.Lean`);
+    #: set ``Lean.OFF`` to run the modules
+    lean: Lean = Lean.UNDECIDED
+    #: the lean step's concatenated weights, filled at its first step
+    lean_weights: dict = field(default_factory=dict)
 
     def reorder(self, indices: torch.Tensor) -> TransformerState:
         """Keep batch rows ``indices`` (``(B',)`` long), e.g. the surviving beams.
@@ -187,8 +190,8 @@ class Transformer(nn.Module):
         Appends to ``state``'s caches and advances ``state.position`` by ``t``
         (in place; the same object is returned for convenience).
         """
-        if tgt.shape[1] == 1 and state.lean is not False and self._lean(state):
-            logits = lean_step(self, tgt, state, state.lean)  # (B, 1, V)
+        if tgt.shape[1] == 1 and self._lean(state):
+            logits = lean_step(self, tgt, state, state.lean_weights)  # (B, 1, V)
             state.position += 1
             return logits, state
         H = self.decoder(tgt, state.enc_outputs, state.src_valid_lens, caches=state.caches,
@@ -199,12 +202,9 @@ class Transformer(nn.Module):
     def _lean(self, state: TransformerState) -> bool:
         """Whether this step can be :func:`~attnkit.models.incremental.lean_step`; decided
         once per decoding, at the first step that has the encoder keys cached."""
-        if state.lean is None:
-            reason = lean_reason(self, state)
-            if reason is not None and reason.startswith("the first step"):
-                return False
-            state.lean = {} if reason is None else False
-        return state.lean is not False
+        if state.lean is Lean.UNDECIDED:
+            state.lean = lean_verdict(self, state)[0]  # UNDECIDED again at the first step
+        return state.lean is Lean.ON
 
     @staticmethod
     def reorder_state(state: TransformerState, indices: torch.Tensor) -> TransformerState:

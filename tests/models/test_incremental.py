@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnkit.models import Transformer
-from attnkit.models.incremental import lean_reason
+from attnkit.models.incremental import Lean, lean_reason, lean_verdict
 
 B, S, T, VS, VT = 3, 11, 7, 29, 23
 
@@ -31,7 +31,7 @@ def _decode(model, src, tgt, vl, *, lean: bool, picks=()):
     """Step logits, one token at a time, with row selections (beams) between steps."""
     state = model.init_state(model.encode(src, vl), vl)
     if not lean:
-        state.lean = False  # the modules' path
+        state.lean = Lean.OFF  # the modules' path
     rows, out = torch.arange(B), []
     for t in range(T):
         if t in dict(picks):
@@ -53,8 +53,8 @@ def test_lean_steps_give_the_modules_logits(kw):
     picks = ((2, torch.tensor([0, 0, 1, 2, 2])), (4, torch.tensor([1, 3, 4])))
     lean, s_lean = _decode(model, src, tgt, vl, lean=True, picks=picks)
     mods, s_mods = _decode(model, src, tgt, vl, lean=False, picks=picks)
-    assert isinstance(s_lean.lean, dict) and s_lean.lean  # it ran, with its fused weights
-    assert s_mods.lean is False
+    assert s_lean.lean is Lean.ON and s_lean.lean_weights  # it ran, with its fused weights
+    assert s_mods.lean is Lean.OFF and not s_mods.lean_weights
     for a, b in zip(lean, mods):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     for (c1, x1), (c2, _) in zip(s_lean.caches, s_mods.caches):
@@ -82,11 +82,13 @@ def test_what_the_lean_step_refuses_runs_through_the_modules(kw, reason):
     model = _model(**kw)
     src, tgt, vl = _batch()
     state = model.init_state(model.encode(src, vl), vl)
-    assert "first step" in lean_reason(model, state)
+    assert lean_verdict(model, state) == (Lean.UNDECIDED,
+                                          "the first step (encoder keys not cached yet)")
     model.decode_step(tgt[:, :1], state)
+    assert state.lean is Lean.UNDECIDED  # decided at the next step, with the keys cached
     assert reason in lean_reason(model, state)
     model.decode_step(tgt[:, 1:2], state)
-    assert state.lean is False
+    assert state.lean is Lean.OFF
 
 
 @torch.no_grad()
