@@ -97,7 +97,7 @@ def run_once(section: str, package: str, python: str, seed: int, threads: int | 
             "bleu": _book.translations(proc.stdout)}
 
 
-def machine_line(python: str) -> str:
+def machine_line(python: str, threads: int | None) -> str:
     """CPU model, torch's CPU capability, cores, torch and Python versions."""
     model = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -107,10 +107,12 @@ def machine_line(python: str) -> str:
     probe = ("import torch, platform;"
              "print(torch.backends.cpu.get_cpu_capability(), torch.__version__,"
              " torch.get_num_threads())")
-    ours = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
-    book = subprocess.run([python, "-c", probe], capture_output=True, text=True).stdout
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    ours = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=env).stdout
+    book = subprocess.run([python, "-c", probe], capture_output=True, text=True, env=env).stdout
     cap, version, threads = ours.split()
-    return (f"{model}, ISA {cap}, {os.cpu_count()} cores, {threads} torch threads; "
+    return (f"{model}, ISA {cap}, {os.cpu_count()} cores, torch threads: {threads}; "
             f"torch {version} (book's venv: {' '.join(book.split()[1:2])}), "
             f"Python {platform.python_version()}")
 
@@ -133,7 +135,7 @@ def main(argv=None) -> None:
         parser.error(f"--rounds: expected at least 1, got {args.rounds}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads: expected at least 1, got {args.threads}")
-    print("machine:", machine_line(args.book_python), flush=True)
+    print("machine:", machine_line(args.book_python, args.threads), flush=True)
     load_before, started = os.getloadavg(), time.time()
     runs = {s: {p: [] for p in PACKAGES} for s in args.sections}
     for r in range(args.rounds):
