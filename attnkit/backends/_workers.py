@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .._cpu import torch_threads
-
-__all__ = ["balance", "in_workers", "pool", "torch_threads"]
+__all__ = ["balance", "in_workers", "pool"]
 
 _POOL_LOCK = threading.Lock()
 _POOL: dict = {}  # "pool", "size", "pid"
@@ -29,8 +27,9 @@ def in_workers(runs: Sequence, job: Callable, *, grad: bool = False) -> list:
     """``[job(run) for run in runs]``, one worker thread per run (the calling thread for a
     single run), with autograd recording on (``grad``) or off in each worker, and the
     caller's inference mode (both are per thread: a worker would otherwise refuse to write
-    into tensors made under ``torch.inference_mode``). The caller holds
-    ``torch_threads(1)`` meanwhile (each op then runs on its worker's thread alone)."""
+    into tensors made under ``torch.inference_mode``). The caller holds torch's thread
+    setting at 1 meanwhile (:func:`attnkit._cpu.torch_threads`), so each op runs on its
+    worker's thread alone."""
     inference = torch.is_inference_mode_enabled()
 
     def one(run):

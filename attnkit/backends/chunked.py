@@ -66,10 +66,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .._cpu import torch_threads
 from ..kernels import cpu_additive
 from ..scores import Additive, Score
 from ._workers import in_workers as _in_workers
-from ._workers import torch_threads as _threads
 from .base import AttentionCall, Backend, meta_reason
 
 __all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
@@ -186,9 +186,9 @@ class ChunkedBackend(Backend):
         else:
             kernel = _ScoreKernel(score)
             params = [p for p in score.parameters() if p.requires_grad]
-        q = _flatten(q, batch, B * P)  # (BP, Nq, Dq|h)
-        k = _flatten(k, batch, B * P)  # (BP, Nk, Dk|h)
-        v = _flatten(v, batch, B * P)  # (BP, Nk, Dv)
+        q = _fold_batch(q, batch, B * P)  # (BP, Nq, Dq|h)
+        k = _fold_batch(k, batch, B * P)  # (BP, Nk, Dk|h)
+        v = _fold_batch(v, batch, B * P)  # (BP, Nk, Dv)
         e = call.prefix_lengths(fold=True)  # (BP, Nq)
         mask = None
         if call.mask is not None:
@@ -220,7 +220,9 @@ def _compiled_reason(call: AttentionCall) -> str | None:
     return None if built.lib is not None else built.detail
 
 
-def _flatten(x: torch.Tensor, batch: tuple[int, ...], n: int) -> torch.Tensor:
+def _fold_batch(x: torch.Tensor, batch: tuple[int, ...], n: int) -> torch.Tensor:
+    """``x`` ``(*, N, D)`` broadcast to the call's batch dims ``batch`` and those folded
+    into one dim of ``n = B·P`` rows."""
     return x.expand(*batch, *x.shape[-2:]).reshape(n, *x.shape[-2:])  # (BP, N, D)
 
 
@@ -350,7 +352,7 @@ class _AdditiveKernel(_Kernel):
     """``s = w · tanh(qp_i + kp_j)`` on projected queries/keys ``(BP, N, h)``.
 
     ``tanh`` is evaluated as ``tanh(x) = 2σ(2x) − 1`` (``σ`` the logistic
-    sigmoid, several times cheaper than ``tanh`` on the CPU), so a block is
+    sigmoid, cheaper than ``tanh`` on the CPU), so a block is
     ``σ = sigmoid(2qp_i + 2kp_j)`` (the factor 2 folded into the projections)
     and ``s = 2 σ·w − Σw``; the derivative ``1 − tanh² = 4σ(1 − σ)``.
     """
@@ -503,12 +505,12 @@ class _ChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan: _Plan, q, k, v, *params):
-        with _threads(plan.threads):
+        with torch_threads(plan.threads):
             return _ChunkedAttention._forward(ctx, plan, q, k, v, *params)
 
     @staticmethod
     def backward(ctx, grad_out):
-        with _threads(ctx.plan.threads):
+        with torch_threads(ctx.plan.threads):
             return _ChunkedAttention._backward(ctx, grad_out)
 
     @staticmethod

@@ -58,8 +58,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .._cpu import torch_threads
 from ..scores import DotForm
-from ._workers import balance, in_workers, torch_threads
+from ._workers import balance, in_workers
 from .base import AttentionCall, Backend, meta_reason
 
 __all__ = ["SDPABackend"]
