@@ -12,16 +12,22 @@ from pathlib import Path
 MAX_JSON_BYTES = 64 << 20  # metadata files are small; a larger one is not ours
 
 __all__ = ["MAX_JSON_BYTES", "check_regular_file", "check_writable_file", "ensure_writable_dir",
-           "file_kind", "read_json", "sha256_of_file", "write_atomic"]
+           "file_digest", "file_kind", "read_json", "sha256_of_file", "write_atomic"]
 
 
-def sha256_of_file(path: Path) -> str:
-    """The SHA-256 of the file at ``path``, as hex (read in blocks: checkpoints are large)."""
-    h = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The ``hashlib`` digest ``algorithm`` of the file at ``path``, as hex (read in
+    blocks: checkpoints and archives are large)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_of_file(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, as hex."""
+    return file_digest(path, "sha256")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -31,6 +31,7 @@ import zipfile
 
 import torch
 
+from .._io import file_digest
 from .framework import DataModule
 
 __all__ = ["DATA_URL", "DownloadError", "MTFraEng", "Vocab", "bleu", "download", "extract"]
@@ -60,11 +61,7 @@ def _stem(path: str) -> str:
 
 
 def _sha1(path: str) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha1")
 
 
 def download(url: str, folder: str = "../data", sha1_hash: str | None = None) -> str:
