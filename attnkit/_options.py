@@ -20,7 +20,13 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from ._values import check_choice, check_nonnegative_int, check_positive_int, check_probability
+from ._values import (
+    check_choice,
+    check_nonnegative_int,
+    check_positive_int,
+    check_probability,
+    parse_positive_or_auto,
+)
 
 __all__ = ["OptionInfo", "describe_type", "option", "option_info", "parse_flag_value",
            "split_optional", "validate_options", "validate_value"]
@@ -94,9 +100,7 @@ def _bool_or_auto(label: str, value: Any) -> Any:
 
 
 def _positive_or_auto(label: str, value: Any) -> Any:
-    if value == "auto":
-        return value
-    return check_positive_int(label, value)
+    return parse_positive_or_auto(label, value)
 
 
 _AUTO_CHECKS = {"bool_or_auto": _bool_or_auto, "positive_or_auto": _positive_or_auto}
@@ -108,7 +112,7 @@ def parse_flag_value(info: OptionInfo, text: str) -> Any:
     if info.check == "bool_or_auto" and low in ("auto", "true", "false"):
         return {"auto": "auto", "true": True, "false": False}[low]
     if info.check == "positive_or_auto":
-        return "auto" if low == "auto" else int(text)
+        return parse_positive_or_auto("value", low)
     raise ValueError(f"expected auto, true or false; got {text!r}")
 
 

@@ -12,7 +12,21 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["check_choice", "check_finite", "check_nonnegative_int", "check_positive_int",
-           "check_probability"]
+           "check_probability", "parse_positive_or_auto"]
+
+
+def parse_positive_or_auto(label: str, value: Any) -> int | str:
+    """``"auto"`` or a positive int (given as an int or its text), e.g. a threads setting;
+    ``ValueError`` naming ``label`` otherwise. The one parser of such settings, for
+    config files and command lines alike."""
+    if value == "auto":
+        return "auto"
+    n = value if _is_int(value) else None
+    if isinstance(value, str) and value.strip().isdigit():
+        n = int(value)
+    if n is None or n < 1:
+        raise ValueError(f"{label}: expected auto or a positive int, got {value!r}")
+    return n
 
 
 def _is_int(value: Any) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ._cpu import cache_dir, cpu_flags, cpu_model, torch_threads
+from ._values import parse_positive_or_auto
 
 __all__ = ["Precision", "Threads", "apply_threads", "bf16_speed_ratio", "choose_precision",
            "choose_threads", "cpu_flags", "held_threads", "machine", "parse_threads",
@@ -182,19 +183,10 @@ class Threads:
 
 
 def parse_threads(value: int | str, *, name: str = "threads") -> int | str:
-    """A threads setting: ``"auto"`` or a positive int (given as an int or its text).
-
-    The one parser of the setting, for config files and command lines alike;
-    ``ValueError`` naming ``name`` otherwise.
-    """
-    if value == "auto":
-        return "auto"
-    n = value if isinstance(value, int) and not isinstance(value, bool) else None
-    if isinstance(value, str) and value.strip().isdigit():
-        n = int(value)
-    if n is None or n < 1:
-        raise ValueError(f"{name}: expected auto or a positive int, got {value!r}")
-    return n
+    """A threads setting: ``"auto"`` or a positive int (given as an int or its text);
+    ``ValueError`` naming ``name`` otherwise (:func:`attnkit._values.parse_positive_or_auto`,
+    the one parser, which the command lines and config files use too)."""
+    return parse_positive_or_auto(name, value)
 
 
 def choose_threads(setting: int | str, *, cores: int | None = None,

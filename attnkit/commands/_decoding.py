@@ -8,16 +8,14 @@ import sys
 
 
 def threads_arg(text: str) -> int | str:
-    """``--threads``: ``auto`` or a positive int."""
-    if text == "auto":
-        return text
+    """``--threads``: ``auto`` or a positive int (:func:`attnkit._values.parse_positive_or_auto`,
+    the parser config files use too)."""
+    from .._values import parse_positive_or_auto
+
     try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected auto or a positive int, got {text!r}")
-    return n
+        return parse_positive_or_auto("--threads", text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--threads: ")) from None
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) -> None:
@@ -39,9 +37,6 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
     check_positive_int("--beam-size", args.beam_size)
     check_finite("--length-penalty", args.length_penalty, minimum=0.0)
     check_positive_int("--max-output-len", args.max_output_len, allow_none=True)
-    from ..runtime import apply_threads
-
-    apply_threads(args.threads)
 
 
 def note_overlong(prog: str, translator, sentences: list[str]) -> None:

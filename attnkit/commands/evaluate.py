@@ -78,10 +78,17 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from ..runtime import held_threads
+
+    _check_arguments(args)
+    with held_threads(args.threads):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from .._memory import plain_out_of_memory
     from ..eval.bleu import corpus_bleu, corpus_chrf, tokenized_lowercase_bleu
 
-    _check_arguments(args)
     tr = _translator(args)
     srcs, refs = _test_set(args, tr.run)
     check_decoding_memory(args, tr, sum(1 for s in srcs if s.strip()))

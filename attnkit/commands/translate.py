@@ -83,16 +83,16 @@ def _closing(f, name: str) -> Iterator[list[str]]:
         yield from line_chunks(f, name)
 
 
-def load_engine(args: argparse.Namespace):
-    """The translator ``--engine`` names, from ``--checkpoint`` or ``--model``."""
+def load_engine(args: argparse.Namespace, threads: int):
+    """The translator ``--engine`` names, from ``--checkpoint`` or ``--model``; CTranslate2
+    runs on ``threads`` (the count the command holds torch at)."""
     if args.engine == "ctranslate2":
         if not args.model:
             raise ValueError("--engine ctranslate2 needs --model DIR, a directory written by "
                              "'attnkit export ctranslate2'")
         from ..export.ctranslate2_translator import load_ctranslate2
-        from ..runtime import choose_threads
 
-        return load_ctranslate2(args.model, threads=choose_threads(args.threads).count)
+        return load_ctranslate2(args.model, threads=threads)
     if args.model:
         raise ValueError("--model is for --engine ctranslate2; --engine attnkit reads "
                          "--checkpoint")
@@ -137,13 +137,20 @@ def _translated(args: argparse.Namespace, tr, sentences: list[str], first: int, 
 def run_cli(args: argparse.Namespace) -> int:
     """Translate chunk by chunk as the input arrives: each chunk's lines are printed,
     in input order, and flushed before the next chunk is read."""
-    from .._memory import plain_out_of_memory
-    from ..decode.translator import BATCH_SIZE
+    from ..runtime import held_threads
 
     check_decoding_arguments(args)
     check_n_best(args)
+    with held_threads(args.threads) as threads:  # chosen once, for both engines
+        return _translate_chunks(args, threads.count)
+
+
+def _translate_chunks(args: argparse.Namespace, threads: int) -> int:
+    from .._memory import plain_out_of_memory
+    from ..decode.translator import BATCH_SIZE
+
     chunks = input_chunks(args)
-    tr = load_engine(args)
+    tr = load_engine(args, threads)
     cut: list[int] = []
     seen, checked = 0, set()  # lines done; batch sizes whose memory was checked
     with progress(_total(args), "translate") as bar, plain_out_of_memory("while translating"):
