@@ -112,7 +112,7 @@ def parse_flag_value(info: OptionInfo, text: str) -> Any:
     if info.check == "bool_or_auto" and low in ("auto", "true", "false"):
         return {"auto": "auto", "true": True, "false": False}[low]
     if info.check == "positive_or_auto":
-        return parse_positive_or_auto("value", low)
+        return parse_positive_or_auto("", low)
     raise ValueError(f"expected auto, true or false; got {text!r}")
 
 

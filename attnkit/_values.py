@@ -25,7 +25,8 @@ def parse_positive_or_auto(label: str, value: Any) -> int | str:
     if isinstance(value, str) and value.strip().isdigit():
         n = int(value)
     if n is None or n < 1:
-        raise ValueError(f"{label}: expected auto or a positive int, got {value!r}")
+        prefix = f"{label}: " if label else ""
+        raise ValueError(f"{prefix}expected auto or a positive int, got {value!r}")
     return n
 
 

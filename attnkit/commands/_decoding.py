@@ -13,9 +13,9 @@ def threads_arg(text: str) -> int | str:
     from .._values import parse_positive_or_auto
 
     try:
-        return parse_positive_or_auto("--threads", text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix("--threads: ")) from None
+        return parse_positive_or_auto("", text)
+    except ValueError as e:  # argparse names the flag
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) -> None:

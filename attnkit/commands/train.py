@@ -31,9 +31,10 @@ def _converter(field, tp):
             if info.check in ("bool_or_auto", "positive_or_auto"):
                 return parse_flag_value(info, text)
             return base(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {getattr(base, '__name__', base)}, got {text!r}") from None
+        except ValueError as e:
+            said = str(e) if info.check == "positive_or_auto" else \
+                f"expected {getattr(base, '__name__', base)}, got {text!r}"
+            raise argparse.ArgumentTypeError(said) from None
 
     convert.__name__ = getattr(base, "__name__", "value")
     return convert
