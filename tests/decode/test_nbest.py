@@ -24,9 +24,9 @@ from attnkit.decode.search import (
 )
 from attnkit.decode.translator import load_translator
 
-from .decode.test_search import BOS, EOS, MarkovModel, seq_log_prob
+from .test_search import BOS, EOS, MarkovModel, seq_log_prob
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "run-format-2"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
 SENTENCES = ["3 1 4", "1 5 9 2", "", "6", "2 7 1 8 2 8"]
 LINE = re.compile(r"^(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4})$")
 
