@@ -15,16 +15,9 @@ import torch
 
 from attnkit.runtime import held_threads, parse_threads
 
-START_THREADS = 3
+from ..conftest import START_THREADS
+
 MULTI30K = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "multi30k"
-
-
-@pytest.fixture
-def three_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(START_THREADS)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_held_threads_holds_the_choice_and_restores_the_setting(three_threads):

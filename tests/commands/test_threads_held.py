@@ -14,16 +14,9 @@ import torch
 
 from attnkit.cli import main
 
+from ..conftest import START_THREADS
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
-START_THREADS = 3  # a count the commands do not pick by themselves
-
-
-@pytest.fixture
-def three_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(START_THREADS)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("threads", ["1", "2", "auto"])
