@@ -57,7 +57,7 @@ def run_demo(*, out: str | Path = "attnkit-demo", time_limit: float = 150.0,
         threads: CPU threads, ``"auto"`` (the cores other processes leave free) or a number.
     """
     from .data.generated import generate_heldout_pairs
-    from .decode.translator import capture_with_model
+    from .decode.translator import Translator
     from .train.trainer import Trainer
     from .viz.explorer import records_from_captures, write_explorer
     from .viz.figures import figure_attention_maps
@@ -87,8 +87,8 @@ def run_demo(*, out: str | Path = "attnkit-demo", time_limit: float = 150.0,
         print(f"  {s:<34} -> {h:<12} {'ok' if ok else 'expected ' + t}")
 
     example_src, _ = pairs[0]
-    captures, src_tokens, tgt_tokens = capture_with_model(
-        trainer.model, trainer.tokenizers, example_src, hyps[0])
+    captures, src_tokens, tgt_tokens = Translator(trainer.model, trainer.tokenizers).capture(
+        example_src, hyps[0])
     png = save_figure(figure_attention_maps(captures, src_tokens, tgt_tokens),
                       out / "attention-maps.png")
     html = write_explorer(out / "attention-explorer.html", records_from_captures(captures),

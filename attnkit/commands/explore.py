@@ -18,7 +18,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     from .._io import check_writable_file
     from .._values import check_positive_int
-    from ..decode.translator import capture_with_model, load_translator, positions_of
+    from ..decode.translator import load_translator, positions_of
     from ..viz.explorer import check_sentence_lengths, records_from_captures, write_explorer
     from ._decoding import progress
 
@@ -32,8 +32,7 @@ def run_cli(args: argparse.Namespace) -> int:
         check_sentence_lengths(len(tok.src.encode(args.src)) + 1, len(tok.tgt.encode(tgt)) + 1,
                                positions_of(translator.run.model))
         bar.update(1)
-        captures, src_tokens, tgt_tokens = capture_with_model(translator.model, tok, args.src,
-                                                              tgt)
+        captures, src_tokens, tgt_tokens = translator.capture(args.src, tgt)
         path = write_explorer(args.out, records_from_captures(captures), src_tokens,
                               tgt_tokens, title=f"attnkit: {args.src}",
                               max_tokens=args.max_tokens)

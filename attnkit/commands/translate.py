@@ -103,7 +103,7 @@ def load_engine(args: argparse.Namespace, threads: int):
     return load_translator(args.checkpoint)
 
 
-def check_n_best(args: argparse.Namespace) -> None:
+def check_n_best_flags(args: argparse.Namespace) -> None:
     """``--n-best``: a positive int, at most ``--beam-size``
     (:func:`attnkit.decode.search.check_n_best`), with attnkit's engine."""
     from ..decode.search import check_n_best as check_sizes
@@ -140,7 +140,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from ..runtime import held_threads
 
     check_decoding_arguments(args)
-    check_n_best(args)
+    check_n_best_flags(args)
     with held_threads(args.threads) as threads:  # chosen once, for both engines
         return _translate_chunks(args, threads.count)
 

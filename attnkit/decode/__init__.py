@@ -12,7 +12,7 @@ from .._lazy import lazy_attributes
 
 _WHERE = {
     **dict.fromkeys(["beam_search", "greedy_search", "n_best_search"], ".search"),
-    **dict.fromkeys(["Translator", "capture_for_pair", "capture_with_model", "load_translator",
+    **dict.fromkeys(["Translator", "capture_for_pair", "load_translator",
                      "translate_n_best", "translate_sentences"], ".translator"),
 }
 __all__ = sorted(_WHERE)

@@ -19,7 +19,7 @@ from ..models.build import build_model
 from ..runs.run import Run, open_run, read_beside_writer
 from .search import _n_best, beam_search, check_n_best, greedy_search
 
-__all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "capture_with_model", "in_batches",
+__all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "in_batches",
            "load_translator", "output_limit", "overlong_sources", "positions_of",
            "translate_n_best", "translate_sentences"]
 
@@ -188,10 +188,24 @@ class Translator:
 
     def capture(self, src: str, tgt: str | None = None, *, beam_size: int = 1):
         """Attention weights of every layer for one pair (``tgt=None``: the model's own
-        translation): ``(captures, src_tokens, tgt_tokens)``."""
+        translation), from a teacher-forced forward pass of the pair:
+        ``(captures, src_tokens, tgt_tokens)``, the captures keyed by module name.
+
+        The one capture path: the demo, ``attnkit explore`` and ``attnkit plot`` use it."""
+        from ..nn.capture import capture_attention
+
         if tgt is None:
             tgt = self.translate([src], beam_size=beam_size)[0]
-        return capture_with_model(self.model, self.tokenizers, src, tgt)
+        s_ids = self.tokenizers.src.encode(src) + [EOS_ID]
+        t_ids = [BOS_ID] + self.tokenizers.tgt.encode(tgt)
+        dev = next(self.model.parameters()).device
+        self.model.eval()
+        with torch.no_grad(), capture_attention(self.model) as caps:
+            self.model(torch.tensor([s_ids], device=dev), torch.tensor([t_ids], device=dev),
+                       torch.tensor([len(s_ids)], device=dev))
+        captures = dict(caps.items())
+        return captures, [_piece(self.tokenizers.src, i) for i in s_ids], \
+            [_piece(self.tokenizers.tgt, i) for i in t_ids]
 
 
 def _check_vocab(run: Run, tokenizers: TokenizerPair) -> None:
@@ -238,25 +252,6 @@ def _from_run(run: Run, backend: str) -> Translator:
 def capture_for_pair(path: str | Path, src: str, tgt: str | None = None, *, beam_size: int = 1):
     """:meth:`Translator.capture` of the run at ``path``."""
     return load_translator(path).capture(src, tgt, beam_size=beam_size)
-
-
-def capture_with_model(model, tokenizers: TokenizerPair, src: str, tgt: str):
-    """Teacher-forced forward pass of one pair with every attention layer captured.
-
-    Returns ``(captures, src_tokens, tgt_tokens)``; captures are keyed by module name.
-    """
-    from ..nn.capture import capture_attention
-
-    s_ids = tokenizers.src.encode(src) + [EOS_ID]
-    t_ids = [BOS_ID] + tokenizers.tgt.encode(tgt)
-    dev = next(model.parameters()).device
-    model.eval()
-    with torch.no_grad(), capture_attention(model) as caps:
-        model(torch.tensor([s_ids], device=dev), torch.tensor([t_ids], device=dev),
-              torch.tensor([len(s_ids)], device=dev))
-    captures = dict(caps.items())
-    return captures, [_piece(tokenizers.src, i) for i in s_ids], \
-        [_piece(tokenizers.tgt, i) for i in t_ids]
 
 
 def _piece(tok, i: int) -> str:

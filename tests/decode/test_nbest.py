@@ -96,7 +96,6 @@ def test_more_hypotheses_than_the_beam_holds_are_refused_naming_both():
         n_best_search(model, src, None, bos_id=BOS, eos_id=EOS, n_best=0, beam_size=4)
 
 
-
 def test_the_n_best_sizes_are_checked_once_per_call(monkeypatch):
     """One check (attnkit.decode.search.check_n_best) serves the search, the translator
     and the command line; a call through the translator runs it once, not per layer."""
@@ -117,8 +116,9 @@ def test_the_n_best_sizes_are_checked_once_per_call(monkeypatch):
     assert calls == [(2, 3)]
     args = argparse.Namespace(n_best=5, beam_size=4, engine="attnkit")
     with pytest.raises(ValueError, match="--n-best 5 needs --beam-size >= 5"):
-        translate_command.check_n_best(args)
+        translate_command.check_n_best_flags(args)
     assert calls[1:] == [(5, 4)]  # the flags' check is that same function
+
 
 # ------------------------------------------------------------------------ translator
 @pytest.fixture(scope="module")
