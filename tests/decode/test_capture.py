@@ -53,10 +53,10 @@ def test_a_capture_is_one_forward_pass_of_the_pair():
     tr = load_translator(GOLDEN)
     captures, src_tokens, tgt_tokens = tr.capture("3 1 4", "three")
     ids = tr.tokenizers.src.encode("3 1 4")
-    assert len(ids) + 1 != 2  # source and target lengths differ: the shapes tell them apart
     assert len(src_tokens) == len(ids) + 1 and src_tokens[-1] == "<eos>"
     assert tgt_tokens[0] == "<bos>" and len(tgt_tokens) == len(
         tr.tokenizers.tgt.encode("three")) + 1
+    assert len(src_tokens) != len(tgt_tokens)  # so the shapes below tell them apart
     assert captures, "no attention module captured"
     for name, w in captures.items():
         rows = len(tgt_tokens) if "decoder" in name else len(src_tokens)
