@@ -21,6 +21,7 @@ extrapolated: a config with a million layers is counted as fast as one with two.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,7 +70,10 @@ class MemoryEstimate:
         return self.weights + self.activations
 
 
+@functools.lru_cache(maxsize=64)  # a config is checked each time a training config is made
 def _meta_counts(config) -> tuple[int, int]:
+    """Parameter and buffer counts of ``config``'s model built on the meta device (configs
+    are frozen, so a count is kept per config)."""
     import torch
 
     from .build import build_model

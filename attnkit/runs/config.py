@@ -21,7 +21,10 @@ cadence, device, precision, backend, learning-rate scale) may differ when a
 run is resumed; any other difference refuses the resume (see
 :func:`resume_differences`).
 
-This module imports no torch.
+Importing this module imports no torch (``--help`` stays light). Checking a config
+does: the model section is built once on PyTorch's ``meta`` device, shapes without
+storage, so that combinations the modules refuse are found when the config is read
+(:func:`attnkit.models.sizes.model_size`, which keeps the count of each model config).
 """
 
 from __future__ import annotations
@@ -456,7 +459,8 @@ def _resolve_paths(tables: dict, source: Path) -> dict:
     return out
 
 
-def _flatten(tables: dict) -> dict[str, Any]:
+def _dotted(tables: dict) -> dict[str, Any]:
+    """``{table: {key: v}}`` -> ``{"table.key": v}``."""
     return {f"{t}.{k}": v for t, values in tables.items() for k, v in values.items()}
 
 
@@ -467,7 +471,7 @@ def resume_differences(stored: dict, given: TrainConfig) -> list[str]:
     :func:`model_differences`)."""
     may_change = {f"{t}.{k}" for t in SECTIONS for k, (f, _) in section_fields(t).items()
                   if option_info(f).resume}
-    a, b = _flatten(stored), _flatten(given.to_dict())
+    a, b = _dotted(stored), _dotted(given.to_dict())
     out = []
     for key in sorted(set(a) | set(b)):
         if key in may_change or key.startswith("model."):
