@@ -2,7 +2,8 @@
 
 * :mod:`.container` — one checkpoint folder: save, load, manifest, state encoding;
 * :mod:`.retention` — which checkpoints a run keeps: rotation, ``best.json``, leftovers;
-* :mod:`.run` — a run as its users see it: :func:`open_run` and :class:`Run`;
+* :mod:`.run` — a run as its users see it: :func:`open_run` (:func:`open_latest_run` to
+  resume) and :class:`Run`;
 * :mod:`.config` — the training config; :mod:`.lock` — one writer per run folder.
 
 Names are imported on first use, so ``attnkit.runs`` costs nothing until used.
@@ -18,8 +19,9 @@ _WHERE = {
     **dict.fromkeys(["BEST", "best_checkpoint", "clean_leftovers",
                      "latest_verified_checkpoint", "read_best", "record_best",
                      "save_checkpoint", "trim_best"], ".retention"),
-    **dict.fromkeys(["RUN_FORMAT_VERSION", "Run", "average_checkpoints", "open_run",
-                     "read_beside_writer", "resolve_checkpoint", "run_description"], ".run"),
+    **dict.fromkeys(["RUN_FORMAT_VERSION", "Run", "average_checkpoints", "open_latest_run",
+                     "open_run", "read_beside_writer", "resolve_checkpoint",
+                     "run_description"], ".run"),
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_attributes(__name__, _WHERE)

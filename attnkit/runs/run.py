@@ -41,9 +41,9 @@ from .container import (
     read_model_state,
     restore_verified,
 )
-from .retention import best_checkpoint
+from .retention import best_checkpoint, latest_verified_checkpoint
 
-__all__ = ["RUN_FORMAT_VERSION", "Run", "average_checkpoints", "open_run",
+__all__ = ["RUN_FORMAT_VERSION", "Run", "average_checkpoints", "open_latest_run", "open_run",
            "read_beside_writer", "resolve_checkpoint", "run_description"]
 
 RUN_FORMAT_VERSION = 2  # what config.json says (1: before it carried a format_version)
@@ -105,8 +105,12 @@ class Run:
 
     def average_last(self, k: int, *, progress=None) -> dict[str, torch.Tensor]:
         """The element-wise mean of the weights of :meth:`last` ``k``
-        (:func:`average_checkpoints`)."""
-        return average_checkpoints(self.last(k), progress=progress)
+        (:func:`average_checkpoints`). Each is verified as it is read, except this
+        run's own checkpoint, verified when it was opened."""
+        def read(p: Path) -> dict[str, torch.Tensor]:
+            return self.weights() if p == self.path else read_model_state(p)
+
+        return _mean_of(self.last(k), read, progress)
 
 
 def open_run(path: str | Path) -> Run:
@@ -121,9 +125,32 @@ def open_run(path: str | Path) -> Run:
             release reads (the message names both versions), or a model section that
             does not describe a model config.
     """
+    return _read(container._verified(resolve_checkpoint(path)))
+
+
+def open_latest_run(root: str | Path, *, set_aside: bool = False
+                    ) -> tuple[Run | None, list[str]]:
+    """The run at the newest checkpoint under ``root`` that verifies, opened, and why
+    each newer ``step-N`` was skipped (:func:`attnkit.runs.retention.latest_verified_checkpoint`,
+    which also sets those aside as ``step-N.corrupt`` with ``set_aside``).
+
+    Each checkpoint is verified once: the one chosen is opened without checking it
+    again. Only a checkpoint that fails its manifest is skipped; one that verifies but
+    describes a run this release cannot read is refused, as :func:`open_run` refuses
+    it, and stays where it is (``(None, skipped)`` when no checkpoint verifies).
+
+    Raises:
+        ValueError: as :func:`open_run`, for the chosen checkpoint's description.
+    """
+    ckpt, skipped = latest_verified_checkpoint(root, set_aside=set_aside)
+    return (None if ckpt is None else _read(ckpt)), skipped
+
+
+def _read(p: Path) -> Run:
+    """The :class:`Run` of checkpoint ``p``, verified already: its description and
+    progress, read without checking the manifest again."""
     from ..models.config import model_config_from_dict
 
-    p = container._verified(resolve_checkpoint(path))
     meta = json.loads((p / "config.json").read_text(encoding="utf-8"))
     version = meta.get("format_version", 1) if isinstance(meta, dict) else None
     if version == 1 and isinstance(meta, dict) and {"train", "model"} <= set(meta):
@@ -249,6 +276,8 @@ def read_beside_writer(path: str | Path, read: Callable[[Path], _T]) -> _T:
     raise FileNotFoundError(
         f"{named}: its newest checkpoint was replaced by the running training each of "
         f"{_READ_ATTEMPTS} times it was read; read RUN/best, or a copy of a checkpoint")
+
+
 def average_checkpoints(paths: list[str | Path], *, progress=None
                         ) -> dict[str, torch.Tensor]:
     """Element-wise mean of the model weights of several checkpoints.
@@ -263,11 +292,17 @@ def average_checkpoints(paths: list[str | Path], *, progress=None
         ValueError: if ``paths`` is empty or the checkpoints differ in keys or
             shapes (listing them).
     """
+    return _mean_of(list(paths), read_model_state, progress)
+
+
+def _mean_of(paths: list, read: Callable[[Any], dict[str, torch.Tensor]], progress
+             ) -> dict[str, torch.Tensor]:
+    """:func:`average_checkpoints` of the states ``read(path)`` gives."""
     if not paths:
         raise ValueError("paths must name at least one checkpoint, got none")
     states = []
-    for p in paths:  # verified and read one by one; progress(1) after each
-        states.append(read_model_state(p))
+    for p in paths:  # read one by one; progress(1) after each
+        states.append(read(p))
         if progress is not None:
             progress(1)
     first = states[0]

@@ -21,8 +21,8 @@ from ..data.corpus import load_pairs
 from ..data.tokenizer import TokenizerPair
 from ..models.build import build_model
 from ..runs.config import TrainConfig, model_differences, resume_differences
-from ..runs.retention import clean_leftovers, latest_verified_checkpoint
-from ..runs.run import RUN_FORMAT_VERSION, Run, open_run
+from ..runs.retention import clean_leftovers
+from ..runs.run import RUN_FORMAT_VERSION, Run, open_latest_run, open_run
 from ..runtime import Precision, Threads, apply_threads, choose_precision
 from .schedule import noam_scheduler
 
@@ -75,18 +75,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_resume(cfg: TrainConfig, checkpoint: Path) -> Run:
-    """The run stored at ``checkpoint``, if ``cfg`` may resume it.
+def check_resume(cfg: TrainConfig, checkpoint: Path | Run) -> Run:
+    """The run stored at ``checkpoint`` (a path, opened here, or a :class:`Run`
+    opened already), if ``cfg`` may resume it.
 
     Raises:
         ValueError: the stored run has another run format, or differs from
             ``cfg`` in a field that may not change on resume (the message lists
             each field with the stored and the given value).
     """
-    run = open_run(checkpoint)
+    run = checkpoint if isinstance(checkpoint, Run) else open_run(checkpoint)
+    named = run.path if isinstance(checkpoint, Run) else checkpoint
     if run.train is None or run.format_version != RUN_FORMAT_VERSION:
         raise ValueError(
-            f"cannot resume {checkpoint}: it was written in run format_version "
+            f"cannot resume {named}: it was written in run format_version "
             f"{run.format_version}, this attnkit resumes format_version {RUN_FORMAT_VERSION} "
             "(it still loads for translate and evaluate); start a new run in another "
             "directory with --out-dir")
@@ -96,7 +98,7 @@ def check_resume(cfg: TrainConfig, checkpoint: Path) -> Run:
     diffs = resume_differences(run.train, cfg) + model_differences(m, given)
     if diffs:
         raise ValueError(
-            f"cannot resume {checkpoint}: the run was trained with other settings ("
+            f"cannot resume {named}: the run was trained with other settings ("
             + "; ".join(diffs)
             + "); resume with the stored settings, or start a new run in another directory "
               "with --out-dir")
@@ -134,15 +136,16 @@ class Setup:
 
 
 def _resume_point(cfg: TrainConfig, is_main: bool) -> tuple[Run | None, list[str]]:
-    """The run to resume, at its newest checkpoint that verifies (checked by
-    :func:`check_resume`), and notes on what was cleaned up or skipped on the way."""
+    """The run to resume, opened at its newest checkpoint that verifies (each checkpoint
+    verified once) and checked by :func:`check_resume`, and notes on what was cleaned up
+    or skipped on the way."""
     root = Path(cfg.run.out_dir) / "checkpoints"
     notes = []
     if is_main:  # the folder was checked writable (and locked) by the trainer
         notes += [f"removed {p}, left by an interrupted save" for p in clean_leftovers(root)]
-    resume_from, skipped = latest_verified_checkpoint(root, set_aside=is_main)
+    latest, skipped = open_latest_run(root, set_aside=is_main)
     notes += [f"skipped: {reason}" for reason in skipped]
-    run = None if resume_from is None else check_resume(cfg, resume_from)
+    run = None if latest is None else check_resume(cfg, latest)
     return run, notes
 
 

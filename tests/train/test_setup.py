@@ -1,6 +1,8 @@
 """Set-up of a run, above all the resume check: a run continues only with its own settings."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from attnkit.train.trainer import Trainer
 
 from .._data import digits_pairs_file
 from ..runs._edit import edit_config
+from ..runs._helpers import count_verifications
 
 
 def pairs_file(path, n=300):
@@ -96,8 +99,8 @@ def test_the_run_records_its_precision_and_threads(trained):
 
 
 def test_resume_opens_the_run_once(trained, monkeypatch):
-    """Resuming verifies the checkpoint twice: once choosing the newest that verifies, once
-    opening it (attnkit.runs.open_run); the trainer restores the opened run."""
+    """Resuming verifies the checkpoint once: choosing the newest that verifies opens it
+    (attnkit.runs.open_latest_run); the trainer restores the opened run."""
     from attnkit.runs import container, retention
 
     calls, real = [], container._verified
@@ -105,4 +108,33 @@ def test_resume_opens_the_run_once(trained, monkeypatch):
         monkeypatch.setattr(module, "_verified", lambda p: calls.append(p) or real(p))
     t = Trainer(tiny(trained, max_steps=4), log=None)
     assert t.step == 2
-    assert [p.name for p in calls] == ["step-000002", "step-000002"]
+    assert [p.name for p in calls] == ["step-000002"]
+
+
+def test_resume_past_a_corrupt_head_verifies_each_checkpoint_once(trained, monkeypatch):
+    """A corrupt newest checkpoint is verified once, fails and is set aside; the one
+    before it is verified once and resumed."""
+    ckpts = trained / "run" / "checkpoints"
+    head = Path(shutil.copytree(ckpts / "step-000002", ckpts / "step-000004"))
+    data = bytearray((head / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (head / "model.safetensors").write_bytes(bytes(data))
+    calls, said = count_verifications(monkeypatch), []
+    t = Trainer(tiny(trained, max_steps=6), log=said.append)
+    assert t.step == 2
+    assert [p.name for p in calls] == ["step-000004", "step-000002"]
+    assert (ckpts / "step-000004.corrupt").is_dir() and not head.exists()
+    said = "\n".join(said)
+    assert "skipped: checkpoint" in said and "moved to step-000004.corrupt" in said
+
+
+def test_a_run_of_another_format_is_refused_once_and_left_in_place(trained, monkeypatch):
+    """A checkpoint that verifies but describes a newer run format is not corrupt: the
+    resume is refused, after one verification, and the checkpoint stays as it is."""
+    ckpt = trained / "run" / "checkpoints" / "step-000002"
+    edit_config(ckpt, lambda meta: meta.update(format_version=3))
+    calls = count_verifications(monkeypatch)
+    with pytest.raises(ValueError, match=r"run format_version 3 cannot be read"):
+        Trainer(tiny(trained, max_steps=4), log=None)
+    assert calls == [ckpt]
+    assert ckpt.is_dir() and not ckpt.with_name("step-000002.corrupt").exists()

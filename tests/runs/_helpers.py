@@ -1,0 +1,39 @@
+"""Helpers of the run tests: a small model with every kind of state, saving it at a
+step, and counting manifest verifications."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from attnkit.runs import container, retention, save_checkpoint
+
+
+def make_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    # BatchNorm brings an integer buffer (num_batches_tracked); dropout uses the RNG
+    return nn.Sequential(nn.Linear(7, 11), nn.BatchNorm1d(11), nn.ReLU(), nn.Dropout(0.2),
+                         nn.Linear(11, 3))  # fmt: skip
+
+
+def save_at(root, model, step, **kw) -> Path:
+    """``model`` saved as checkpoint ``step`` under ``root``, with no optimizer."""
+    return save_checkpoint(root, model=model, optimizer=None, scheduler=None, config={},
+                           train_state={"step": step}, **kw)  # fmt: skip
+
+
+def count_verifications(monkeypatch) -> list[Path]:
+    """Each manifest verification from now on, in order (the real check still runs):
+    :mod:`attnkit.runs.container` verifies, and :mod:`.retention` calls it by its own
+    name when it chooses the newest checkpoint that verifies."""
+    calls, real = [], container._verified
+
+    def counted(path):
+        calls.append(Path(path))
+        return real(path)
+
+    for module in (container, retention):
+        monkeypatch.setattr(module, "_verified", counted)
+    return calls
