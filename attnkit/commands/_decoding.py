@@ -102,9 +102,8 @@ def progress(total: int | None, desc: str):
 
 def averaged_last(run, k: int):
     """``(paths, weights)``: the run's last ``k`` checkpoints (:meth:`attnkit.runs.run.Run.last`)
-    and their averaged weights, with a progress bar counting checkpoints."""
-    from ..runs.run import average_checkpoints
-
+    and their averaged weights (:meth:`~attnkit.runs.run.Run.average`: the run's own
+    checkpoint is not verified again), with a progress bar counting checkpoints."""
     paths = run.last(k)
     with progress(len(paths), "average") as bar:
-        return paths, average_checkpoints(paths, progress=bar.update)
+        return paths, run.average(paths, progress=bar.update)

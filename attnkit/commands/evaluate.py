@@ -36,15 +36,23 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _translator(args: argparse.Namespace):
-    """The run's translator, with the last ``--average`` checkpoints averaged."""
-    from ..decode.translator import load_translator
-    from ..runs.run import open_run
+    """The run's translator, with the last ``--average`` checkpoints averaged.
 
-    weights = None
+    The run is opened once and every checkpoint verified once: the opened one is
+    loaded (and averaged) as it was opened. Opening, averaging and loading are read
+    as one beside a training on the run (:func:`attnkit.runs.run.read_beside_writer`)."""
+    from ..decode.translator import load_translator
+    from ..runs.run import open_run, read_beside_writer
+
+    def load(ckpt):
+        run = open_run(ckpt)
+        paths, weights = averaged_last(run, args.average) if args.average else ([], None)
+        return paths, load_translator(run, weights=weights)
+
+    paths, translator = read_beside_writer(args.checkpoint, load)
     if args.average:
-        paths, weights = averaged_last(open_run(args.checkpoint), args.average)
         print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}", file=sys.stderr)
-    return load_translator(args.checkpoint, weights=weights)
+    return translator
 
 
 def _test_set(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:

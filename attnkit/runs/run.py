@@ -104,13 +104,16 @@ class Run:
         return list_checkpoints(self.path.parent)[-k:]
 
     def average_last(self, k: int, *, progress=None) -> dict[str, torch.Tensor]:
-        """The element-wise mean of the weights of :meth:`last` ``k``
-        (:func:`average_checkpoints`). Each is verified as it is read, except this
-        run's own checkpoint, verified when it was opened."""
-        def read(p: Path) -> dict[str, torch.Tensor]:
-            return self.weights() if p == self.path else read_model_state(p)
+        """The element-wise mean of the weights of :meth:`last` ``k`` (:meth:`average`)."""
+        return self.average(self.last(k), progress=progress)
 
-        return _mean_of(self.last(k), read, progress)
+    def average(self, paths: list[Path], *, progress=None) -> dict[str, torch.Tensor]:
+        """:func:`average_checkpoints` of ``paths`` (e.g. :meth:`last`), each verified as
+        it is read except this run's own checkpoint, verified when it was opened."""
+        def read(p: Path) -> dict[str, torch.Tensor]:
+            return self.weights() if Path(p) == self.path else read_model_state(p)
+
+        return _mean_of(list(paths), read, progress)
 
 
 def open_run(path: str | Path) -> Run:

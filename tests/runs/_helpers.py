@@ -1,5 +1,5 @@
 """Helpers of the run tests: a small model with every kind of state, saving it at a
-step, and counting manifest verifications."""
+step, a small run of three checkpoints, and counting manifest verifications."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attnkit.runs import container, retention, save_checkpoint
+from attnkit.runs import container, record_best, retention, save_checkpoint
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
 
 
 def make_model(seed: int) -> nn.Module:
@@ -37,3 +39,21 @@ def count_verifications(monkeypatch) -> list[Path]:
     for module in (container, retention):
         monkeypatch.setattr(module, "_verified", counted)
     return calls
+
+
+def three_step_run(run: Path) -> Path:
+    """``run/checkpoints/step-1..3``: the golden run's model, its weights nudged apart per
+    step; ``best.json`` names step 2. Returns ``run``."""
+    from attnkit.decode.translator import load_translator
+
+    tr = load_translator(GOLDEN)
+    root = run / "checkpoints"
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            for p in tr.model.parameters():
+                p.add_(0.01 * step)
+        save_checkpoint(root, model=tr.model, optimizer=None, scheduler=None,
+                        config=tr.run.description, train_state={"step": step},
+                        tokenizer=tr.tokenizers)
+    record_best(root, {"step": 2, "score": 1.0, "metric": "val_bleu"}, keep_best=1)
+    return run

@@ -7,52 +7,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnkit.bench import decoding as decoding_bench
+from attnkit.bench.decoding import measure as decoding_bench
 from attnkit.data.corpus import run_test_split
 from attnkit.data.tokenizer import TokenizerPair
 from attnkit.decode.translator import load_translator
-from attnkit.runs import (
-    average_checkpoints,
-    container,
-    list_checkpoints,
-    open_run,
-    record_best,
-    save_checkpoint,
-)
+from attnkit.runs import average_checkpoints, list_checkpoints, open_run
 
 from ._edit import edit_config
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
+from ._helpers import GOLDEN, count_verifications, three_step_run
 
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
-    """``RUN/checkpoints/step-1..3``: the golden run's model, its weights nudged apart per
-    step; ``best.json`` names step 2."""
-    tr = load_translator(GOLDEN)
-    root = tmp_path / "run" / "checkpoints"
-    for step in (1, 2, 3):
-        with torch.no_grad():
-            for p in tr.model.parameters():
-                p.add_(0.01 * step)
-        save_checkpoint(root, model=tr.model, optimizer=None, scheduler=None,
-                        config=tr.run.description, train_state={"step": step},
-                        tokenizer=tr.tokenizers)
-    record_best(root, {"step": 2, "score": 1.0, "metric": "val_bleu"}, keep_best=1)
-    return tmp_path / "run"
+    """``RUN/checkpoints/step-1..3``; ``best.json`` names step 2 (:func:`three_step_run`)."""
+    return three_step_run(tmp_path / "run")
 
 
 @pytest.fixture
 def verifications(monkeypatch) -> list:
     """Each manifest verification, counted (the real check still runs)."""
-    calls, real = [], container._verified
-
-    def counted(path):
-        calls.append(Path(path))
-        return real(path)
-
-    monkeypatch.setattr(container, "_verified", counted)
-    return calls
+    return count_verifications(monkeypatch)
 
 
 def test_open_run_resolves_a_run_its_checkpoints_best_and_a_step(run_dir):
@@ -105,6 +79,13 @@ def test_average_of_the_last_k_is_the_mean_of_their_weights(run_dir):
             if ref.is_floating_point() else ref
         torch.testing.assert_close(got[k], want, rtol=0, atol=0)
     torch.testing.assert_close(got, average_checkpoints(run.last(2)), rtol=0, atol=0)
+
+
+def test_averaging_verifies_each_checkpoint_once(run_dir, verifications):
+    root = run_dir / "checkpoints"
+    run = open_run(run_dir)  # step 3, verified as it is opened
+    run.average_last(3)  # steps 1 and 2 verified as they are read; step 3 is not again
+    assert verifications == [root / "step-000003", root / "step-000001", root / "step-000002"]
 
 
 def _multi30k(root: Path) -> Path:
