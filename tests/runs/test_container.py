@@ -1,5 +1,5 @@
 """Tests for attnkit.runs.container: exact round trips, resumption, atomicity, no pickle;
-with the saves of .retention (keep_last) and the averaging of .run."""
+with the averaging of .run. Which checkpoints a run keeps is tested in test_retention.py."""
 
 from __future__ import annotations
 
@@ -19,20 +19,13 @@ from attnkit.data.tokenizer import CharTokenizer, load_tokenizer
 from attnkit.runs import (
     average_checkpoints,
     latest_checkpoint,
-    list_checkpoints,
     load_checkpoint,
     read_model_state,
     save_checkpoint,
 )
-from attnkit.runs import container as ckpt_mod
 from attnkit.train.schedule import noam_scheduler
 
-
-def make_model(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    # BatchNorm brings an integer buffer (num_batches_tracked); dropout uses the RNG
-    return nn.Sequential(nn.Linear(7, 11), nn.BatchNorm1d(11), nn.ReLU(), nn.Dropout(0.2),
-                         nn.Linear(11, 3))  # fmt: skip
+from ._helpers import make_model, save_at
 
 
 def make_opt(model: nn.Module):
@@ -153,61 +146,13 @@ def test_interrupted_training_resumes_bitwise(tmp_path):
     assert not torch.equal(drifted[0].weight, reference[0].weight)
 
 
-def _save(root, model, step, **kw):
-    return save_checkpoint(root, model=model, optimizer=None, scheduler=None, config={},
-                           train_state={"step": step}, **kw)  # fmt: skip
-
-
-def test_incomplete_directories_are_ignored(tmp_path, monkeypatch):
-    model = make_model(0)
-    _save(tmp_path, model, 5)
-    (tmp_path / "step-000010.tmp").mkdir()  # a crash during a save
-    (tmp_path / "step-000010.tmp" / "model.safetensors").write_bytes(b"partial")
-    (tmp_path / "step-000011").mkdir()  # no manifest: never complete
-    (tmp_path / "notes").mkdir()
-    assert latest_checkpoint(tmp_path) == tmp_path / "step-000005"
-    assert list_checkpoints(tmp_path) == [tmp_path / "step-000005"]
-    assert latest_checkpoint(tmp_path / "missing") is None
-
-    # a save that dies before its manifest leaves only a .tmp directory
-    real = ckpt_mod.write_atomic
-
-    def dying(path, data):
-        if path.name == ckpt_mod.MANIFEST:
-            raise OSError("disk full")
-        real(path, data)
-
-    monkeypatch.setattr(ckpt_mod, "write_atomic", dying)
-    with pytest.raises(OSError, match="disk full"):
-        _save(tmp_path, model, 20)
-    # a save that fails removes its partial copy (a crash that kills the process leaves
-    # the .tmp directory, which the next run removes: clean_leftovers)
-    assert not (tmp_path / "step-000020.tmp").exists() and not (tmp_path / "step-000020").exists()
-    assert latest_checkpoint(tmp_path) == tmp_path / "step-000005"
-    monkeypatch.setattr(ckpt_mod, "write_atomic", real)
-    _save(tmp_path, model, 10)  # reuses the stale .tmp name
-    assert latest_checkpoint(tmp_path) == tmp_path / "step-000010"
-    with pytest.raises(ValueError, match="not a complete checkpoint"):
-        load_checkpoint(tmp_path / "step-000011", model=model)
-    with pytest.raises(FileExistsError, match="step-000010"):
-        _save(tmp_path, model, 10)
-
-
-def test_keep_last_prunes_oldest(tmp_path):
-    model = make_model(0)
-    for step in (1, 2, 3, 4):
-        _save(tmp_path, model, step, keep_last=2)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000003", "step-000004"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000003", "step-000004"]
-
-
 def test_average_is_the_arithmetic_mean(tmp_path):
     paths, states = [], []
     for i in range(3):
         model = make_model(10 + i)
         model[1].num_batches_tracked.fill_(100 + i)
         states.append({k: v.clone() for k, v in model.state_dict().items()})
-        paths.append(_save(tmp_path, model, i))
+        paths.append(save_at(tmp_path, model, i))
     avg = average_checkpoints(paths)
     assert avg.keys() == states[0].keys()
     for k, v in avg.items():
@@ -222,7 +167,7 @@ def test_average_is_the_arithmetic_mean(tmp_path):
 
 
 def test_incompatible_checkpoint_lists_keys_and_shapes(tmp_path):
-    path = _save(tmp_path, make_model(0), 1)
+    path = save_at(tmp_path, make_model(0), 1)
     other = nn.Sequential(nn.Linear(7, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.2))
     with pytest.raises(ValueError) as err:
         load_checkpoint(path, model=other)
@@ -234,13 +179,13 @@ def test_incompatible_checkpoint_lists_keys_and_shapes(tmp_path):
         load_checkpoint(path, model=bigger)
     small = tmp_path / "small"
     with pytest.raises(ValueError, match="incompatible"):
-        average_checkpoints([path, _save(small, other, 1)])
+        average_checkpoints([path, save_at(small, other, 1)])
     with pytest.raises(ValueError, match="optimizer was given but checkpoint"):
         load_checkpoint(path, model=make_model(0), optimizer=make_opt(make_model(0))[0])
 
 
 def test_corrupt_file_is_detected(tmp_path):
-    path = _save(tmp_path, make_model(0), 1)
+    path = save_at(tmp_path, make_model(0), 1)
     data = bytearray((path / "model.safetensors").read_bytes())
     data[-1] ^= 0xFF
     (path / "model.safetensors").write_bytes(bytes(data))
@@ -289,7 +234,7 @@ def test_argument_errors(tmp_path):
         save_checkpoint(tmp_path, model=model, optimizer=None, scheduler=None,
                         config={"x": object()}, train_state={"step": 1})  # fmt: skip
     with pytest.raises(ValueError, match="keep_last must be None or an int >= 1, got 0"):
-        _save(tmp_path, model, 1, keep_last=0)
+        save_at(tmp_path, model, 1, keep_last=0)
     with pytest.raises(ValueError, match="paths must name at least one checkpoint"):
         average_checkpoints([])
 

@@ -10,20 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from attnkit.cli import main
 from attnkit.runs import (
     BEST,
-    clean_leftovers,
-    latest_verified_checkpoint,
     list_checkpoints,
     open_run,
     read_best,
-    record_best,
     resolve_checkpoint,
-    save_checkpoint,
-    trim_best,
 )
 from attnkit.runs.config import TrainConfig
 from attnkit.train.trainer import Trainer
@@ -202,67 +196,3 @@ def test_best_json_survives_a_resume_and_a_lower_keep_best_trims_it(kept, script
     assert [e["step"] for e in read_best(kept / "checkpoints")] == [4]
     t.fit()  # 12 (0.2) is no better than 4; 8 is no longer protected and goes
     assert names(kept) == ["step-000004", "step-000012"]
-
-
-# ----------------------------------------------------- best.json and the checkpoint folder
-def _save(root, step, **kw):
-    return save_checkpoint(root, model=torch.nn.Linear(2, 3), optimizer=None, scheduler=None,
-                           config={}, train_state={"step": step}, **kw)
-
-
-def test_rotation_never_deletes_a_listed_checkpoint(tmp_path):
-    for step in (1, 2, 3):
-        _save(tmp_path, step, keep_last=1)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000003"]
-    best = record_best(tmp_path, {"step": 3, "score": 1.5, "metric": "val_bleu"},
-                       keep_best=2, keep_last=1)
-    assert best == [{"step": 3, "score": 1.5, "metric": "val_bleu"}]
-    for step in (4, 5):
-        _save(tmp_path, step, keep_last=1)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000003", "step-000005"]
-    record_best(tmp_path, {"step": 5, "score": 2.0, "metric": "val_bleu"}, keep_best=2,
-                keep_last=1)
-    _save(tmp_path, 6, keep_last=1)
-    best = record_best(tmp_path, {"step": 6, "score": 1.7, "metric": "val_bleu"},
-                       keep_best=2, keep_last=1)
-    assert [e["step"] for e in best] == [5, 6]  # 3 fell out and, not the last, is deleted
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000005", "step-000006"]
-    with pytest.raises(ValueError, match="no checkpoint of step 9 under"):
-        record_best(tmp_path, {"step": 9, "score": 3.0, "metric": "val_bleu"}, keep_best=2)
-    with pytest.raises(ValueError, match="keep_best must be a positive int; got 0"):
-        record_best(tmp_path, {"step": 6, "score": 3.0, "metric": "val_bleu"}, keep_best=0)
-
-
-def test_a_stray_file_in_checkpoints_breaks_no_listing_resume_or_cleanup(tmp_path):
-    for step in (1, 2):
-        _save(tmp_path, step)
-    record_best(tmp_path, {"step": 1, "score": 0.5, "metric": "val_bleu"}, keep_best=1)
-    (tmp_path / "notes.txt").write_text("mine")
-    (tmp_path / ".best.json.x1y2.tmp").write_text("[")  # a write_atomic cut short
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000001", "step-000002"]
-    assert latest_verified_checkpoint(tmp_path) == (tmp_path / "step-000002", [])
-    assert clean_leftovers(tmp_path) == []
-    assert (tmp_path / BEST).is_file() and (tmp_path / "notes.txt").is_file()
-    assert resolve_checkpoint(tmp_path) == tmp_path / "step-000002"
-    assert resolve_checkpoint(tmp_path / "best") == tmp_path / "step-000001"
-
-
-def test_trim_best_drops_entries_without_their_folder(tmp_path):
-    for step in (1, 2, 3):
-        _save(tmp_path, step)
-    for step, score in ((1, 0.1), (2, 0.3), (3, 0.2)):
-        record_best(tmp_path, {"step": step, "score": score, "metric": "val_bleu"},
-                    keep_best=3)
-    (tmp_path / "step-000002").rename(tmp_path / "step-000002.corrupt")  # set aside
-    assert [e["step"] for e in trim_best(tmp_path, keep_best=3, last_step=3)] == [3, 1]
-    assert [e["step"] for e in read_best(tmp_path)] == [3, 1]
-    assert trim_best(tmp_path, keep_best=0, last_step=3) == []
-    assert not (tmp_path / BEST).exists()
-
-
-@pytest.mark.parametrize("text", ["[", '{"step": 1}', '[{"step": -1, "score": 1, "metric": "x"}]',
-                                  '[{"step": 1, "score": "high", "metric": "x"}]'])
-def test_a_broken_best_json_is_named(tmp_path, text):
-    (tmp_path / BEST).write_text(text)
-    with pytest.raises(ValueError, match=str(tmp_path / BEST).replace("\\", "\\\\")):
-        read_best(tmp_path)
