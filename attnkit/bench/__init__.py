@@ -1,5 +1,7 @@
 """Benchmark suites that compare attnkit with PyTorch's own kernels, side by side.
 
+Each suite is a package here, named in :data:`SUITES`, the one list of them:
+
 * :mod:`attnkit.bench.attention` — attention backends on the CPU;
 * :mod:`attnkit.bench.transformer` — a Transformer training step on one padded batch;
 * :mod:`attnkit.bench.throughput` — training throughput on real bucketed batches;
@@ -8,21 +10,29 @@
 * :mod:`attnkit.bench.decoding` — attnkit's search against CTranslate2 on the same run;
 * :mod:`attnkit.bench.peers` — attnkit against JoeyNMT 2.3.0, equal training budget.
 
-Every suite has the same shape: ``run(**options)`` measures and returns a
+A suite's package says what it measures and declares itself, torch-free: its
+help line and options, as a :class:`attnkit.bench._suite.Suite` (see there).
+Its ``measure`` module does the work: ``run(**options)`` measures and returns a
 result with ``summary()`` (terminal lines), ``markdown(command)`` (its section
 of ``BENCHMARKS.md``) and ``markers``; :func:`attnkit.bench.report.record`
-writes that section. From the shell: ``attnkit bench SUITE [--record [FILE]]``.
+writes that section. What the suites share is :mod:`attnkit.bench.toolkit`.
+From the shell: ``attnkit bench SUITE [--record [FILE]]``.
 """
 
-#: suite name -> module; the modules import PyTorch, so they are not imported here
-SUITES = {
-    "attention": "attnkit.bench.attention",
-    "transformer": "attnkit.bench.transformer",
-    "throughput": "attnkit.bench.throughput",
-    "gpu": "attnkit.bench.gpu",
-    "threads": "attnkit.bench.threads",
-    "decoding": "attnkit.bench.decoding",
-    "peers": "attnkit.bench.peers",
-}
+from __future__ import annotations
 
-__all__ = ["SUITES"]
+import importlib
+
+from ._suite import Suite
+
+#: every suite, in the order ``attnkit bench --help`` lists them: a package of this one each
+SUITES = ("attention", "transformer", "throughput", "gpu", "threads", "decoding", "peers")
+
+
+def declared() -> dict[str, Suite]:
+    """Each suite's declaration by name, in :data:`SUITES` order (imports no torch:
+    only the suites' packages, not their ``measure`` modules)."""
+    return {name: importlib.import_module(f"{__name__}.{name}").SUITE for name in SUITES}
+
+
+__all__ = ["SUITES", "Suite", "declared"]

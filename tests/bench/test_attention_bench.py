@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnkit.bench.attention import END, START, run
+from attnkit.bench.attention.measure import END, START, run
 from attnkit.bench.report import record, write_marked
 from attnkit.cli import main
 
@@ -74,7 +74,7 @@ def test_nothing_is_written_without_record(tmp_path, monkeypatch, capsys):
 
 
 def test_record_without_file_writes_benchmarks_md(tmp_path, monkeypatch, quick_result):
-    from attnkit.bench import attention
+    from attnkit.bench.attention import measure as attention
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(attention, "run", lambda **kw: quick_result[0])  # no second run

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from attnkit.bench.gpu import needed_flops
+from attnkit.bench.gpu.measure import needed_flops
 from attnkit.cli import main
 
 
@@ -23,7 +23,7 @@ def test_gpu_bench_refuses_without_cuda(capsys):
 
 
 def test_result_formats_rows_for_the_terminal_and_the_record():
-    from attnkit.bench.gpu import GpuBenchResult
+    from attnkit.bench.gpu.measure import GpuBenchResult
 
     rows = [{"d": 64, "N": 1024, "causal": True, "valid_lens": False, "impl": "attnkit triton",
              "ms": 0.1234, "tflops": 250.0},

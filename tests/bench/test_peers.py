@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.bench.peers import (
+from attnkit.bench.peers.measure import (
     DIFFERENCES,
     FEATURES,
     PeersResult,
@@ -141,7 +141,7 @@ def test_a_job_started_with_sigint_ignored_can_still_be_interrupted(tmp_path):
     import sys
     import time
 
-    from attnkit.bench.peers import _Job
+    from attnkit.bench.peers.measure import _Job
 
     child = ("import time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\n"
              "except KeyboardInterrupt:\n    print('saved on interrupt', flush=True)\n")
@@ -162,7 +162,7 @@ def test_a_job_started_with_sigint_ignored_can_still_be_interrupted(tmp_path):
 
 @pytest.mark.parametrize("budget", [0, -5.0, float("nan")])
 def test_a_budget_that_is_not_positive_is_refused_before_anything_is_made(tmp_path, budget):
-    from attnkit.bench.peers import run
+    from attnkit.bench.peers.measure import run
 
     with pytest.raises(ValueError, match="--budget must be a positive number of seconds"):
         run(budget=budget, work=str(tmp_path / "work"))

@@ -7,12 +7,12 @@ import inspect
 
 import pytest
 
-from attnkit.bench import SUITES
+from attnkit.bench import SUITES, declared
 
 
 @pytest.mark.parametrize("suite", list(SUITES))
 def test_suite_has_run_returning_a_result_with_summary_markdown_and_markers(suite):
-    module = importlib.import_module(SUITES[suite])
+    module = importlib.import_module(declared()[suite].module)
     params = inspect.signature(module.run).parameters.values()
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
     result_type = inspect.signature(module.run).return_annotation
@@ -49,7 +49,7 @@ def test_every_recorded_section_says_where_it_ran(tmp_path):
 def test_decoding_suite_reports_ratios_and_refuses_non_multi30k_runs():
     from pathlib import Path
 
-    from attnkit.bench.decoding import DecodingResult, run
+    from attnkit.bench.decoding.measure import DecodingResult, run
 
     golden = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
     with pytest.raises(ValueError, match="needs a run trained on \\[data\\] kind = 'multi30k'"):
@@ -69,7 +69,7 @@ def test_decoding_suite_reports_ratios_and_refuses_non_multi30k_runs():
 
 
 def test_threads_suite_renders_its_target():
-    from attnkit.bench.threads import ThreadsResult
+    from attnkit.bench.threads.measure import ThreadsResult
 
     rows = [dict(setting=s, threads_idle=ti, threads_loaded=tl, idle=i, loaded=lo,
                  ratio=lo / i) for s, ti, tl, i, lo in (("1", 1, 1, 100.0, 95.0),

@@ -43,7 +43,7 @@ def test_bad_thread_settings_are_refused_naming_the_setting(value):
 
 
 def test_transformer_suite_restores_threads(three_threads):
-    from attnkit.bench.transformer import run
+    from attnkit.bench.transformer.measure import run
 
     r = run(threads=[1, 2], batch_size=2, shortest=2, longest=6, vocab=40, reps=1, warmup=0)
     assert [s.threads for s in r.steps] == [1, 2]  # each row ran on its own count
@@ -51,7 +51,7 @@ def test_transformer_suite_restores_threads(three_threads):
 
 
 def test_throughput_suite_restores_threads(three_threads, tmp_path):
-    from attnkit.bench.throughput import run
+    from attnkit.bench.throughput.measure import run
 
     r = run(max_tokens=200, num_batches=1, rounds=1, data_root=tmp_path, d=16, heads=2,
             ffn=32, layers=1)  # no Multi30k under tmp_path: the built-in date task
@@ -61,7 +61,7 @@ def test_throughput_suite_restores_threads(three_threads, tmp_path):
 
 @pytest.mark.slow
 def test_threads_suite_restores_threads(three_threads):
-    from attnkit.bench.threads import run
+    from attnkit.bench.threads.measure import run
 
     r = run(rounds=1, max_tokens=200, num_batches=1)
     assert [row["threads_idle"] for row in r.rows][:2] == [1, START_THREADS]
@@ -83,7 +83,7 @@ def _tiny_multi30k(root: Path, lines: int = 60) -> Path:
                            "Multi30k split)")
 def test_decoding_suite_restores_threads(three_threads, tmp_path):
     pytest.importorskip("ctranslate2")
-    from attnkit.bench.decoding import run
+    from attnkit.bench.decoding.measure import run
     from attnkit.runs.config import TrainConfig
     from attnkit.train.trainer import Trainer
 

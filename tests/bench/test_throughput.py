@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from attnkit.bench.report import record, write_marked
-from attnkit.bench.throughput import END, START, run
+from attnkit.bench.throughput.measure import END, START, run
 
 
 def test_quick_throughput_run_writes_its_section_idempotently(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from attnkit.bench.report import record
-from attnkit.bench.transformer import END, START, run
+from attnkit.bench.transformer.measure import END, START, run
 
 
 def test_tiny_run_summarises_and_records_one_row_per_thread_count(tmp_path):

@@ -118,8 +118,8 @@ def test_a_test_split_needs_a_multi30k_run():
 
 CALLERS = ("commands/translate.py", "commands/evaluate.py", "commands/average.py",
            "commands/explore.py", "commands/export.py", "commands/_decoding.py",
-           "bench/decoding.py", "bench/peers.py", "decode/translator.py", "train/trainer.py",
-           "train/setup.py")
+           "bench/decoding/measure.py", "bench/peers/measure.py", "decode/translator.py",
+           "train/trainer.py", "train/setup.py")
 READS_A_RUN_ITSELF = ("config.json", "train_state.json", "list_checkpoints(",
                       "latest_checkpoint(", "resolve_checkpoint(", "load_checkpoint(")
 

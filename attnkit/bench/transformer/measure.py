@@ -1,26 +1,5 @@
-"""Training-step benchmark: attnkit's Transformer vs ``torch.nn.Transformer`` on padded batches.
-
-One training step = forward, label-smoothed cross-entropy over the real target tokens,
-backward, and an Adam step (``foreach=True`` for both models). Both models
-have the ``transformer_small`` sizes
-(d=256, 4 heads, FFN 1024, 3+3 layers, dropout 0.1, post-LN, ReLU), the same
-embeddings ×√d, sinusoidal encodings and output projection; the baseline uses
-``torch.nn.Transformer`` with key-padding masks and a causal target mask (its
-only extra parameters are the two final LayerNorms ``nn.Transformer`` always
-has). Same batch, same process, alternating steps after warm-up; the
-medians and the ratio attnkit / torch are reported.
-
-The batch has a realistic length spread: lengths drawn log-normally (median
-about half the maximum) and clipped to ``[shortest, longest]``, padded to the
-longest. attnkit skips the padding (the attention backends skip padded keys
-and queries, and the position-wise layers run on real tokens only); the
-baseline computes on every padded position as ``torch.nn.Transformer``
-does in training.
-
-Run ``attnkit bench transformer`` (``--help`` for options; ``--record`` writes
-its table to ``BENCHMARKS.md`` between the markers
-``<!-- bench:transformer-step:start -->`` and ``<!-- bench:transformer-step:end -->``);
-in Python, :func:`run` returns a :class:`TransformerBenchResult`.
+"""How :mod:`attnkit.bench.transformer` measures: the batch, the two models' steps and the
+table; :func:`run` returns a :class:`TransformerBenchResult`.
 """
 
 from __future__ import annotations
@@ -34,10 +13,10 @@ from typing import ClassVar
 
 import torch
 
-from ..models import build_model, count_parameters, transformer_small
-from ..runtime import cpu_model, held_threads
-from ..train.step import training_step
-from .toolkit import TorchSeq2Seq, baseline_step, padded_batch, time_alternating
+from ...models import build_model, count_parameters, transformer_small
+from ...runtime import cpu_model, held_threads
+from ...train.step import training_step
+from ..toolkit import TorchSeq2Seq, baseline_step, padded_batch, time_alternating
 
 __all__ = ["END", "START", "StepTiming", "TransformerBenchResult", "measure_step", "run"]
 

@@ -1,33 +1,5 @@
-"""Attention benchmark: attnkit's backends against PyTorch's own kernels on the CPU.
-
-Every workload is timed in one process, side by side: after a warm-up the
-contenders run in alternation, round after round, and the median of the
-rounds is reported, with the ratio to attnkit (``speedup`` = this
-contender's median / attnkit's median, so > 1 means attnkit is faster).
-
-Contenders per workload (where they apply):
-
-* ``attnkit:<backend>`` — :func:`attnkit.attention` with ``backend="auto"``
-  (the backend ``auto`` chose is named);
-* ``reference`` — the book-style materializing implementation;
-* ``sdpa+mask`` — :func:`torch.nn.functional.scaled_dot_product_attention`
-  given the equivalent boolean mask (it computes every padded key);
-* ``flex (compiled)`` — ``torch.nn.attention.flex_attention`` under
-  ``torch.compile`` with a block mask, where it compiles; otherwise the
-  reason is reported.
-
-Columns: median milliseconds; GFLOP/s counting only the FLOPs that are
-needed (valid keys of real queries; backward counted as 2.5× the forward,
-the convention of flash-attention's benchmarks; ``tanh`` counted as one FLOP);
-the fraction of this machine's matmul peak measured in the same run with a
-large matmul in the same dtype; peak memory, measured with
-``torch.profiler`` memory events (the maximum of the running sum of
-allocations and frees during one call, i.e. memory beyond the inputs).
-
-Run ``attnkit bench attention`` (``--quick`` for a small smoke run; ``--record``
-writes the table to ``BENCHMARKS.md`` between the markers
-``<!-- bench:cpu-attention:start -->`` and ``<!-- bench:cpu-attention:end -->``);
-in Python, :func:`run` returns a :class:`BenchResult`.
+"""How :mod:`attnkit.bench.attention` measures: the workloads, the contenders, the peak
+matmul and the table; :func:`run` returns a :class:`BenchResult`.
 """
 
 from __future__ import annotations
@@ -46,9 +18,9 @@ import torch.nn.functional as F
 import attnkit
 from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
 
-from .._profiling import peak_memory_bytes as _peak_memory_bytes
-from ..runtime import held_threads
-from .toolkit import machine_info, time_alternating, uniform_lengths
+from ..._profiling import peak_memory_bytes as _peak_memory_bytes
+from ...runtime import held_threads
+from ..toolkit import machine_info, time_alternating, uniform_lengths
 
 __all__ = ["END", "START", "BenchResult", "Row", "run"]
 

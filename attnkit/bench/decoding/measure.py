@@ -1,14 +1,5 @@
-"""Decoding speed: attnkit's own search against CTranslate2 on the same model.
-
-The run is exported with :func:`attnkit.export.export_ctranslate2` (float32 and
-int8) into a temporary folder; then the test sentences are translated by each
-engine, greedy and with beam 5, at each thread count, all in one process.
-Reported: sentences/s, target tokens/s (tokens of the outputs, ``<eos>``
-included) and sacreBLEU of each output, and each engine's speed over
-attnkit's. Targets (on the same model): attnkit's greedy ≥ 0.5× CTranslate2
-float32 sentences/s, beam 5 ≥ 0.4×.
-
-``attnkit bench decoding --checkpoint RUN --record`` writes the table to BENCHMARKS.md.
+"""How :mod:`attnkit.bench.decoding` measures: the export, each engine's translation of
+the test split and the table; :func:`run` returns a :class:`DecodingResult`.
 """
 
 from __future__ import annotations
@@ -20,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..data.corpus import run_test_split
-from ..decode.translator import load_translator
-from ..eval.bleu import corpus_bleu
-from ..runs.run import open_run
-from ..runtime import held_threads
+from ...data.corpus import run_test_split
+from ...decode.translator import load_translator
+from ...eval.bleu import corpus_bleu
+from ...runs.run import open_run
+from ...runtime import held_threads
 
 __all__ = ["END", "START", "DecodingResult", "run"]
 
@@ -89,8 +80,8 @@ def _time(engine, sentences: list[str], beam: int, tokenize) -> tuple[float, lis
 
 
 def _engines(checkpoint: str, folder: Path, threads: int, sizes: dict) -> dict:
-    from ..export.ctranslate2 import export_ctranslate2
-    from ..export.ctranslate2_translator import load_ctranslate2
+    from ...export.ctranslate2 import export_ctranslate2
+    from ...export.ctranslate2_translator import load_ctranslate2
 
     engines = {"attnkit": load_translator(checkpoint)}
     for q in ("float32", "int8"):

@@ -1,14 +1,5 @@
-"""Training throughput on a shared machine: idle, and with one competing CPU-bound process.
-
-For each thread setting (1, every core, and ``auto`` — :func:`attnkit.runtime.choose_threads`)
-the same training steps (the Multi30k config's model sizes, bucketed batches
-of the built-in date task) are timed on the idle machine and again while
-another process spins on one core. Reported: target tokens per second, and
-loaded / idle. The rule behind ``auto`` must keep the loaded throughput at
-≥ 0.4× the idle one (two OpenMP threads on two cores collapse when one core is
-taken: every parallel region waits for the descheduled thread).
-
-``attnkit bench threads --record`` writes the table to BENCHMARKS.md.
+"""How :mod:`attnkit.bench.threads` measures: the training steps per thread setting, idle
+and loaded, and the table; :func:`run` returns a :class:`ThreadsResult`.
 """
 
 from __future__ import annotations
@@ -21,14 +12,14 @@ from typing import ClassVar
 
 import torch
 
-from ..data.batching import BatchingConfig, BucketBatcher
-from ..data.generated import generate_pairs
-from ..data.tokenizer import CharTokenizer
-from ..models.build import build_model
-from ..models.config import transformer_small
-from ..runtime import held_threads
-from ..train.step import training_step
-from .toolkit import competing_process
+from ...data.batching import BatchingConfig, BucketBatcher
+from ...data.generated import generate_pairs
+from ...data.tokenizer import CharTokenizer
+from ...models.build import build_model
+from ...models.config import transformer_small
+from ...runtime import held_threads
+from ...train.step import training_step
+from ..toolkit import competing_process
 
 __all__ = ["END", "START", "ThreadsResult", "run"]
 

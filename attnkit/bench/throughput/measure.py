@@ -1,15 +1,5 @@
-"""Training throughput on real bucketed batches: attnkit's Transformer vs ``torch.nn.Transformer``.
-
-Both models have the same sizes, embeddings (×√d), sinusoidal encodings and
-output layer (the baseline is :class:`attnkit.bench.toolkit.TorchSeq2Seq`);
-both see the same length-bucketed batches from :class:`attnkit.data.batching.BucketBatcher`
-(Multi30k when ``../shared/data`` is present, else the built-in date task),
-one training step each (forward, label-smoothed loss, backward, Adam), in
-alternation after warm-up. Reported: target tokens per second of each, and
-the ratio attnkit / torch (higher is better for attnkit).
-
-``attnkit bench throughput --record`` writes its table to BENCHMARKS.md between
-its markers; in Python, :func:`run` returns a :class:`ThroughputResult`.
+"""How :mod:`attnkit.bench.throughput` measures: the batches, the two models' steps and the
+table; :func:`run` returns a :class:`ThroughputResult`.
 """
 
 from __future__ import annotations
@@ -23,10 +13,10 @@ from typing import ClassVar
 
 import torch
 
-from ..data.batching import BatchingConfig, BucketBatcher
-from ..data.tokenizer import SentencePieceTokenizer
-from ..train.step import training_step
-from .toolkit import TorchSeq2Seq, baseline_step, machine_info, time_alternating
+from ...data.batching import BatchingConfig, BucketBatcher
+from ...data.tokenizer import SentencePieceTokenizer
+from ...train.step import training_step
+from ..toolkit import TorchSeq2Seq, baseline_step, machine_info, time_alternating
 
 __all__ = ["END", "START", "ThroughputResult", "corpus_batches", "default_data_root", "run"]
 
@@ -43,14 +33,14 @@ def default_data_root() -> Path:
 def corpus_batches(max_tokens: int, num_batches: int, data_root: Path, seed: int = 0):
     """Bucketed batches of real pairs, and a description of where they came from."""
     if (data_root / "raw" / "train.de").exists():
-        from ..data.corpus import load_multi30k
+        from ...data.corpus import load_multi30k
 
         pairs = load_multi30k(data_root, "train", "de", "en").pairs[:8000]
         tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=6000)
         source = "Multi30k de→en (first 8,000 pairs, shared 6k SentencePiece)"
     else:
-        from ..data.generated import generate_pairs
-        from ..data.tokenizer import CharTokenizer
+        from ...data.generated import generate_pairs
+        from ...data.tokenizer import CharTokenizer
 
         pairs = generate_pairs(8000, seed=seed)
         tok = CharTokenizer.train([s for p in pairs for s in p])
@@ -139,7 +129,7 @@ def _training_steps(vocab: int, d: int, heads: int, ffn: int,
     """``{model name: step(batch)}``: each model's training step as its trainer runs it
     (attnkit's is :func:`attnkit.train.step.training_step`, logits at the valid target
     positions only; the baseline's :func:`attnkit.bench.toolkit.baseline_step`)."""
-    from ..models import Transformer
+    from ...models import Transformer
 
     ours = Transformer(vocab, vocab, num_hiddens=d, num_heads=heads, ffn_num_hiddens=ffn,
                        num_encoder_layers=layers, num_decoder_layers=layers, dropout=0.1)

@@ -1,30 +1,5 @@
-"""attnkit against JoeyNMT 2.3.0 on Multi30k de→en: same data, model, budget and scorer.
-
-``attnkit bench peers`` does everything itself:
-
-1. a virtual environment for JoeyNMT (``joeynmt==2.3.0`` with this process's
-   torch version, from the package registry), made once in ``WORK/joeynmt-venv``;
-2. the shared inputs: the run's own 6k joint sentencepiece model, trained
-   exactly as ``attnkit train`` trains it (same pairs, size and seed), written
-   as a ``.model`` file with the vocabulary file JoeyNMT reads, and the raw
-   Multi30k files;
-3. a JoeyNMT YAML equivalent to the attnkit config (3+3 post-LN layers,
-   d=256, 8 heads, FFN 512, dropout 0.1, shared source/target embeddings and
-   an untied output layer, label smoothing 0.1, Adam β=(0.9, 0.98), the
-   Noam schedule with the same factor and warmup, clipping at norm 1, a
-   budget of ``max_tokens`` padded tokens per batch, fp32, one thread);
-4. training of each tool for the same ``budget`` seconds of training (set-up
-   excluded: attnkit's ``time_limit``; JoeyNMT is interrupted ``budget``
-   seconds after its first epoch starts and saves its weights), one after the
-   other, or side by side with each process pinned to its own core
-   (``--concurrent``); no validation during training for either;
-5. decoding of the test split by each tool's own command (greedy, and beam 5
-   with GNMT α = 0.6), timed from the shell, scored by the same sacreBLEU calls.
-
-Reported per tool: training steps, target tokens/s (tokens that are
-predicted, ``<eos>`` included), peak RSS of the training process, BLEU (cased
-``13a`` and lowercased) greedy and beam 5, and the decoding time. Targets:
-attnkit ≥ JoeyNMT + 2 BLEU (beam 5) and ≥ 1.5× its training tokens/s.
+"""How :mod:`attnkit.bench.peers` measures: JoeyNMT's environment and config, both
+trainings, both decodings and the table; :func:`run` returns a :class:`PeersResult`.
 """
 
 from __future__ import annotations
@@ -45,10 +20,10 @@ from typing import ClassVar
 
 import torch
 
-from ..data.corpus import load_pairs, multi30k_files, multi30k_test_split
-from ..data.tokenizer import TokenizerPair
-from ..eval.bleu import corpus_bleu, tokenized_lowercase_bleu
-from ..runs.config import TrainConfig
+from ...data.corpus import load_pairs, multi30k_files, multi30k_test_split
+from ...data.tokenizer import TokenizerPair
+from ...eval.bleu import corpus_bleu, tokenized_lowercase_bleu
+from ...runs.config import TrainConfig
 
 __all__ = ["END", "JOEYNMT_VERSION", "START", "PeersResult", "joeynmt_config", "run"]
 
@@ -394,7 +369,7 @@ def train_both(cfg_path: Path, cfg: TrainConfig, work: Path, joey_python: Path, 
 
 
 def _attnkit_stats(job: _Job, out_dir: Path) -> dict:
-    from ..runs.run import open_run
+    from ...runs.run import open_run
 
     state = open_run(out_dir).train_state  # its latest checkpoint
     seconds = state["train_seconds"]
@@ -522,7 +497,7 @@ def _trained(cfg_path: Path, cfg: TrainConfig, root: Path, python: Path, inputs:
 
 def _same_tokenizer(root: Path) -> str | None:
     """A note if attnkit's run trained a different sentencepiece model than JoeyNMT read."""
-    from ..runs.run import open_run
+    from ...runs.run import open_run
 
     try:
         ours = open_run(root / "attnkit").tokenizer_dir / "spm.model"

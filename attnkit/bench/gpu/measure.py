@@ -1,20 +1,5 @@
-"""GPU benchmark of the Triton kernels (needs a CUDA device; refuses to run without one).
-
-Side by side, in one process, alternating, after warm-up, medians of CUDA-event
-timings:
-
-* scaled dot, bf16, head dims 64 and 128, N = 1k…16k, causal and not, with
-  and without ``valid_lens`` (lengths uniform in [N/4, N]): attnkit ``triton``
-  vs SDPA's flash, efficient and cuDNN backends (each where it accepts the
-  call; with ``valid_lens`` SDPA gets the equivalent boolean mask, which the
-  flash backend refuses), FlexAttention (compiled) and the naive path;
-  TFLOP/s count only the FLOPs actually needed (valid keys, causal half);
-* additive attention, N up to 8k, h=64: fused ``triton`` vs the ``chunked``
-  backend and the naive (reference) path, with peak memory.
-
-``attnkit bench gpu --record`` writes its table to BENCHMARKS.md between its
-markers, with the GPU name, driver, torch and Triton versions and the command;
-in Python, :func:`run` returns a :class:`GpuBenchResult`.
+"""How :mod:`attnkit.bench.gpu` measures: the shapes, the contenders' CUDA-event timings and
+the table; :func:`run` returns a :class:`GpuBenchResult`.
 """
 
 from __future__ import annotations
@@ -118,7 +103,7 @@ def _dot_case(dev, d, n, causal, with_lens, repeats):
     """One shape: attnkit triton vs each SDPA backend that accepts the call."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from ..functional import attention
+    from ...functional import attention
 
     B, H = max(1, 16384 // n), 16 if d == 64 else 8
     g = torch.Generator(device=dev).manual_seed(0)
@@ -150,7 +135,7 @@ def _dot_case(dev, d, n, causal, with_lens, repeats):
 
 
 def _additive_case(dev, score, n, repeats):
-    from ..functional import attention
+    from ...functional import attention
 
     q, k, v = (torch.randn(4, n, 64, device=dev, dtype=torch.bfloat16) for _ in range(3))
     lens = torch.randint(n // 4, n + 1, (4,), device=dev)
@@ -176,7 +161,7 @@ def _additive_case(dev, score, n, repeats):
 
 def _additive_rows(dev, ns, repeats):
     """Fused additive (triton) vs chunked vs naive, bf16, B=4, d=h=64, with peak memory."""
-    from ..scores import Additive
+    from ...scores import Additive
 
     score = Additive(64, 64, 64).to(dev, torch.bfloat16)
     return [row for n in ns for row in _additive_case(dev, score, n, repeats)]

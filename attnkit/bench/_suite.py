@@ -1,0 +1,72 @@
+"""How a benchmark suite declares itself: its help line, its flags and its entry point.
+
+Each suite of :mod:`attnkit.bench` is a package. Its ``__init__`` imports no
+torch and holds one :class:`Suite`, ``SUITE``: the one line ``attnkit bench
+--help`` shows, the :class:`Flag` s of ``attnkit bench NAME`` and how the parsed
+flags become the keyword arguments of the suite's ``run()``. The measurement
+itself is the package's ``measure`` module, imported only when the suite runs,
+so listing the suites and their options never loads PyTorch.
+
+The declarations are plain data: :mod:`attnkit.commands.bench` turns them into
+command-line options, and a test reads them to check that every suite's
+options reach its ``run()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Flag", "Suite", "thread_list"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One option of ``attnkit bench NAME``; its parsed value is the attribute of the
+    same name, dashes as underscores (``--no-flex`` -> ``parsed.no_flex``)."""
+
+    name: str  # as typed, e.g. "--repeats"
+    help: str = ""  # one line for --help; empty: the option is listed without one
+    type: Callable[[str], Any] = str  # text -> value; a ValueError says what was expected
+    default: Any = None  # the value when the flag is not given
+    switch: bool = False  # takes no value: True when given, else False
+    required: bool = False  # the suite cannot run without it
+    metavar: str | None = None  # the value's name in --help (default: the flag's, upper case)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A suite's declaration (``SUITE`` in its package's ``__init__``)."""
+
+    package: str  # the suite's package (its __name__); the suite's name is its last part
+    help: str  # one line: what is measured against what
+    flags: tuple[Flag, ...]  # the suite's own options (every suite also gets --record)
+    arguments: Callable[[Any], dict[str, Any]]  # parsed flags -> keyword arguments of run()
+
+    @property
+    def name(self) -> str:
+        """``attnkit bench NAME``: the last part of the package name."""
+        return self.package.rpartition(".")[2]
+
+    @property
+    def module(self) -> str:
+        """The module that measures (imports torch): ``<package>.measure``."""
+        return f"{self.package}.measure"
+
+    def run(self, **kwargs: Any) -> Any:
+        """Import the measuring module and call its ``run(**kwargs)``; returns its result
+        (a :class:`attnkit.bench.report.SuiteResult`)."""
+        return importlib.import_module(self.module).run(**kwargs)
+
+
+def thread_list(text: str) -> list[int]:
+    """``"2,1"`` -> ``[2, 1]``: the thread counts of a ``--threads`` flag, each at least 1."""
+    try:
+        threads = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise ValueError(f"expected a comma list of ints; got {text!r}") from None
+    if any(t < 1 for t in threads):
+        raise ValueError(f"thread counts must be >= 1; got {text!r}")
+    return threads
