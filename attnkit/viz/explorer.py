@@ -75,9 +75,9 @@ _AXES: dict[str, tuple[str, str]] = {
 _DIGITS = 5
 
 #: Tokens per sequence a page embeds (``max_tokens``). The heatmap draws one element per
-#: cell: 128 × 128 cells load in headless Chromium in about a second (measured: a
-#: 2,000-token pair, 3 kinds × 2 heads, 0.18 MB, 1.1 s), 2,000 × 2,000 never finish.
-#: Longer sequences are cut to their first ``max_tokens`` tokens and the page says so.
+#: cell, so a page's load time grows with the square of this; 128 keeps a page at about
+#: a second (BENCHMARKS.md, "The explorer's page size"). Longer sequences are cut to
+#: their first ``max_tokens`` tokens and the page says so.
 MAX_TOKENS = 128
 
 #: Weights a page embeds as 5-significant-digit JSON, over all records. Beyond this, each
