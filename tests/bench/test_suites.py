@@ -1,9 +1,15 @@
-"""Every benchmark suite has the same contract (see :mod:`attnkit.bench.report`)."""
+"""Every benchmark suite has the same contract: one torch-free declaration in the one list
+(:mod:`attnkit.bench._suite`), and a run() whose result follows :mod:`attnkit.bench.report`."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +28,93 @@ def test_suite_has_run_returning_a_result_with_summary_markdown_and_markers(suit
     assert callable(result_cls.summary) and callable(result_cls.markdown)
     assert "output" not in inspect.signature(module.run).parameters  # run() writes nothing
 
+
+
+def test_the_registry_is_one_list_of_packages_that_declare_themselves():
+    import attnkit.bench
+    from attnkit.bench import Suite
+
+    suites = declared()
+    assert list(suites) == list(SUITES)
+    for name, suite in suites.items():
+        assert isinstance(suite, Suite) and suite.name == name
+        assert suite.module == f"attnkit.bench.{name}.measure"
+    root = Path(attnkit.bench.__file__).parent  # no suite outside the list
+    assert sorted(p.parent.name for p in root.glob("*/measure.py")) == sorted(SUITES)
+
+
+def _bench_subparsers() -> dict[str, argparse.ArgumentParser]:
+    from attnkit.cli import build_parser
+
+    bench = build_parser("bench")._subparsers._group_actions[0].choices["bench"]
+    return bench._subparsers._group_actions[0].choices
+
+
+def test_each_suites_subcommand_has_its_declared_help_and_flags_and_record():
+    parsers = _bench_subparsers()
+    assert list(parsers) == list(SUITES)
+    for name, suite in declared().items():
+        p = parsers[name]
+        assert p.description == suite.help
+        options = {o for a in p._actions for o in a.option_strings}
+        assert options == {f.name for f in suite.flags} | {"-h", "--help", "--record"}, name
+        given = [x for f in suite.flags if f.required for x in (f.name, "x")]
+        parsed = p.parse_args(given)
+        for f in suite.flags:
+            value = getattr(parsed, f.name[2:].replace("-", "_"))
+            assert value == ("x" if f.required else (False if f.switch else f.default))
+
+
+def test_commands_bench_names_no_suite():
+    import attnkit.commands.bench as command
+
+    source = Path(command.__file__).read_text()
+    assert [name for name in SUITES if re.search(rf"\b{name}\b", source)] == []
+
+
+class _Reads:
+    """A parsed-flags stand-in that records which flags a suite's ``arguments`` reads."""
+
+    def __init__(self, values: dict):
+        self.values, self.read = values, set()
+
+    def __getattr__(self, name):
+        self.read.add(name)
+        return self.values[name]
+
+
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_every_declared_flag_reaches_the_suites_run(suite):
+    declaration = declared()[suite]
+    given = [x for f in declaration.flags if f.required for x in (f.name, "x")]
+    parsed = _bench_subparsers()[suite].parse_args(given)
+    reads = _Reads(vars(parsed))
+    kwargs = declaration.arguments(reads)
+    assert reads.read == {f.name[2:].replace("-", "_") for f in declaration.flags}
+    run = importlib.import_module(declaration.module).run
+    inspect.signature(run).bind(**kwargs)  # every keyword is one run() takes
+
+
+def test_the_suite_packages_import_no_torch_and_no_measurement():
+    code = ("import sys; from attnkit.bench import declared; declared(); "
+            "print(sorted(m for m in sys.modules if m in ('torch', 'numpy') "
+            "or m.endswith('.measure')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_a_thread_list_flag_says_what_it_expected(capsys):
+    from attnkit.cli import main
+
+    for text, said in (("2,x", "expected a comma list of ints; got '2,x'"),
+                       ("2,0", "thread counts must be >= 1; got '2,0'")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["bench", "transformer", "--threads", text])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"attnkit bench transformer: error: argument --threads: {said}")
 
 def test_every_recorded_section_says_where_it_ran(tmp_path):
     from attnkit.bench.report import record

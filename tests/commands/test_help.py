@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from attnkit.bench import SUITES
+from attnkit.bench import SUITES, declared
 from attnkit.cli import COMMANDS
 
 _PROBE = """
@@ -58,6 +58,8 @@ def test_bench_help_lists_every_suite():
     _, text = _help(["bench", "--help"])
     for suite in SUITES:
         assert suite in text
+    for suite in declared().values():  # its own help line, however argparse wraps it
+        assert "".join(suite.help.split()) in "".join(text.split()), suite.name
 
 
 @pytest.mark.parametrize("suite", list(SUITES))
@@ -65,6 +67,7 @@ def test_bench_suite_help_imports_no_torch(suite):
     heavy, text = _help(["bench", suite, "--help"])
     assert "torch" not in heavy, f"attnkit bench {suite} --help imports {heavy}"
     assert f"usage: attnkit bench {suite}" in text and "--record" in text
+    assert "".join(declared()[suite].help.split()) in "".join(text.split())
 
 
 def test_import_attnkit_is_lazy_and_every_public_name_resolves():
