@@ -1,6 +1,6 @@
 """What every benchmark suite returns, and writing it into BENCHMARKS.md.
 
-Each suite module of :mod:`attnkit.bench` has one entry point,
+Each suite of :mod:`attnkit.bench` has one entry point, its ``measure`` module's
 ``run(**options) -> result``, that measures and writes nothing. Its result
 follows :class:`SuiteResult`: ``summary()`` gives the lines printed to the
 terminal, ``markdown(command)`` the suite's section of ``BENCHMARKS.md``, and
