@@ -7,6 +7,9 @@ once, and reads its description (``config.json``) and progress (``train_state.js
 The :class:`Run` it returns answers the rest without reading or verifying again: the
 model config (the one source of truth for rebuilding the model), where its tokenizers
 are, its weights, its training config, and the average of its last k checkpoints.
+A training resumes through :func:`open_latest_run`: the newest checkpoint that verifies
+(chosen by :mod:`attnkit.runs.retention`, which sets damaged ones aside), opened
+without a second check.
 Loading the tokenizers and reading its data's test split belong to the data layer
 (:meth:`attnkit.data.tokenizer.TokenizerPair.load` of :attr:`Run.tokenizer_dir`,
 :func:`attnkit.data.corpus.run_test_split`), which sits above this one.
