@@ -25,15 +25,21 @@ def _top_level_names() -> set[str]:
     return names
 
 
+def _contract(name_start: str) -> dict:
+    """The one contract whose name starts with ``name_start``."""
+    (found,) = [c for c in _contracts() if c["name"].startswith(name_start)]
+    return found
+
+
 def test_import_linter_contracts_hold(capsys):
     code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "Contracts: 2 kept, 0 broken" in out
+    assert f"Contracts: {len(_contracts())} kept, 0 broken" in out
 
 
 def test_every_module_is_a_layer_or_a_helper():
-    layers, helpers = _contracts()
+    layers, helpers = _contract("layers: "), _contract("helpers import no layer")
     assert layers["type"] == "layers" and helpers["type"] == "forbidden"
     in_layers = {name.strip() for level in layers["layers"] for name in level.split("|")}
     in_helpers = {m.split(".", 1)[1] for m in helpers["source_modules"]}
@@ -42,6 +48,20 @@ def test_every_module_is_a_layer_or_a_helper():
     assert {n for n in _top_level_names() if n.startswith("_")} == in_helpers
     # the forbidden contract names every layer
     assert {m.split(".", 1)[1] for m in helpers["forbidden_modules"]} == in_layers
+
+
+def test_the_packages_with_an_inner_order_list_every_module():
+    """runs/, train/ and decode/ state the order of their modules; bench/ that its suites
+    import none of each other: every module there is named, so a new one must be placed."""
+    from attnkit.bench import SUITES
+
+    for package in ("runs", "train", "decode"):
+        (contract,) = [c for c in _contracts() if c.get("containers") == [f"attnkit.{package}"]]
+        named = {n.strip() for level in contract["layers"] for n in level.split("|")}
+        modules = {p.stem for p in (PACKAGE / package).glob("*.py") if p.stem != "__init__"}
+        assert modules == named, (package, sorted(modules ^ named))
+    suites = _contract("bench: ")["modules"]
+    assert suites == [f"attnkit.bench.{s}" for s in SUITES]
 
 
 def test_no_function_is_longer_than_a_screen():
