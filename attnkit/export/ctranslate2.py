@@ -58,8 +58,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .directory import EXPORT_INFO, MANIFEST, ExportArgumentError, write_export
+
+if TYPE_CHECKING:
+    from ..runs.run import Run
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_INFO", "MANIFEST", "QUANTIZATIONS", "check_exportable",
            "export_ctranslate2", "require_ctranslate2"]
@@ -234,11 +238,15 @@ def engine_config() -> dict:
             "add_source_eos": True}
 
 
-def export_ctranslate2(checkpoint: str | Path, out: str | Path, *,
+def export_ctranslate2(checkpoint: str | Path | Run, out: str | Path, *,
                        quantization: str = "float32", force: bool = False) -> Path:
     """Write the Transformer run at ``checkpoint`` as a CTranslate2 model directory ``out``.
 
-    ``quantization``: one of :data:`QUANTIZATIONS` (the weights' type on disk).
+    ``checkpoint``: what :func:`attnkit.runs.run.open_run` opens (a run folder, ``RUN/best``
+    or a checkpoint), verified once here, or a :class:`~attnkit.runs.run.Run` opened
+    already, which is not verified again (a caller exporting one checkpoint several ways
+    opens it once). ``quantization``: one of :data:`QUANTIZATIONS` (the weights' type on
+    disk).
     The directory is built beside ``out``, given a manifest of checksums and
     renamed into place, so ``out`` holds either the earlier export or the whole
     new one, even if the process is killed (:func:`attnkit.export.directory.write_export`);
@@ -251,13 +259,14 @@ def export_ctranslate2(checkpoint: str | Path, out: str | Path, *,
             export without ``force``).
         OSError: ctranslate2 not installed, unreadable checkpoint, unwritable ``out``.
     """
-    from ..runs.run import open_run
+    from ..runs.run import Run, open_run
 
     if quantization not in QUANTIZATIONS:
         raise ExportArgumentError("quantization", f"must be one of {', '.join(QUANTIZATIONS)}; "
                                                   f"got {quantization!r}")
     ct2 = require_ctranslate2("exporting to CTranslate2")
-    run = open_run(checkpoint)  # verified once; the translator reads this checkpoint
+    # verified once, here or when it was opened; the translator reads this checkpoint
+    run = checkpoint if isinstance(checkpoint, Run) else open_run(checkpoint)
     check_exportable(run.model)  # before the weights are read
     from ..decode.translator import load_translator
 

@@ -107,7 +107,7 @@ def test_the_test_split_is_read_as_the_run_was_trained(tmp_path, tokenized, want
     edit_config(ckpt, lambda meta: meta["train"]["data"].update(data))
     assert run_test_split(open_run(ckpt), "test_2016_flickr") == want
     # the decoding benchmark scores against the same references as `attnkit evaluate`
-    assert decoding_bench._test_set(str(ckpt), "test_2016_flickr", None) == want
+    assert decoding_bench._test_set(open_run(ckpt), "test_2016_flickr", None) == want
 
 
 def test_a_test_split_needs_a_multi30k_run():

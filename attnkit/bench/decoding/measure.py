@@ -14,7 +14,7 @@ from typing import ClassVar
 from ...data.corpus import run_test_split
 from ...decode.translator import load_translator
 from ...eval.bleu import corpus_bleu
-from ...runs.run import open_run
+from ...runs.run import Run, open_run, read_beside_writer
 from ...runtime import held_threads
 
 __all__ = ["END", "START", "DecodingResult", "run"]
@@ -22,6 +22,7 @@ __all__ = ["END", "START", "DecodingResult", "run"]
 START = "<!-- bench:decoding:start -->"
 END = "<!-- bench:decoding:end -->"
 TARGETS = {1: 0.5, 5: 0.4}  # beam -> attnkit / CTranslate2 float32, sentences/s
+_QUANTIZATIONS = ("float32", "int8")  # the exports measured, each an engine
 
 
 @dataclass
@@ -79,37 +80,51 @@ def _time(engine, sentences: list[str], beam: int, tokenize) -> tuple[float, lis
     return seconds, hyps, sum(len(tokenize(h)) + 1 for h in hyps)
 
 
-def _engines(checkpoint: str, folder: Path, threads: int, sizes: dict) -> dict:
+def _prepare(ckpt: Path, split: str, limit: int | None, folder: Path, sizes: dict):
+    """The checkpoint opened (verified once), its test split, attnkit's translator and
+    both exports under ``folder``: everything the benchmark reads from the run."""
     from ...export.ctranslate2 import export_ctranslate2
+
+    opened = open_run(ckpt)
+    test_set = _test_set(opened, split, limit)
+    translator = load_translator(opened)
+    for q in _QUANTIZATIONS:
+        # force: an earlier attempt on a checkpoint a training replaced is overwritten
+        export_ctranslate2(opened, folder / q, quantization=q, force=True)
+        sizes[q] = (folder / q / "model.bin").stat().st_size
+    return test_set, translator
+
+
+def _engines(translator, folder: Path, threads: int) -> dict:
+    """attnkit's translator and the CTranslate2 engines of the exports, on ``threads``."""
     from ...export.ctranslate2_translator import load_ctranslate2
 
-    engines = {"attnkit": load_translator(checkpoint)}
-    for q in ("float32", "int8"):
-        out = folder / q
-        if not out.exists():
-            export_ctranslate2(checkpoint, out, quantization=q)
-            sizes[q] = (out / "model.bin").stat().st_size
-        engines[f"ct2 {q}"] = load_ctranslate2(out, threads=threads)
-    return engines
+    return {"attnkit": translator, **{f"ct2 {q}": load_ctranslate2(folder / q, threads=threads)
+                                      for q in _QUANTIZATIONS}}
 
 
-def _test_set(checkpoint: str, split: str, limit: int | None):
+def _test_set(run: Run, split: str, limit: int | None):
     """The split of the run's data, in the tokenization the run was trained on."""
-    srcs, refs = run_test_split(open_run(checkpoint), split, needed_by="the decoding benchmark")
+    srcs, refs = run_test_split(run, split, needed_by="the decoding benchmark")
     return srcs[:limit] if limit else srcs, refs[:limit] if limit else refs
 
 
 def run(*, checkpoint: str, split: str = "test_2016_flickr", threads: tuple[int, ...] = (1, 2),
         beams: tuple[int, ...] = (1, 5), limit: int | None = None) -> DecodingResult:
     """Translate the split with every engine, thread count and beam; nothing is written
-    but the temporary exports."""
-    srcs, refs = _test_set(checkpoint, split, limit)
+    but the temporary exports.
+
+    The run is opened once and its checkpoint verified once; the split, the translator
+    and the exports are read from it as one, safe beside a training on the run
+    (:func:`attnkit.runs.run.read_beside_writer` reads a replaced latest anew)."""
     rows, sizes = [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        (srcs, refs), translator = read_beside_writer(
+            checkpoint, lambda ckpt: _prepare(ckpt, split, limit, Path(tmp), sizes))
+        tokenize = translator.tokenizers.tgt.encode
         for n in threads:
             with held_threads(n):
-                engines = _engines(checkpoint, Path(tmp), n, sizes)
-                tokenize = engines["attnkit"].tokenizers.tgt.encode
+                engines = _engines(translator, Path(tmp), n)
                 for beam in beams:
                     for name, engine in engines.items():
                         engine.translate(srcs[:8], beam_size=beam)  # warm-up
