@@ -167,3 +167,64 @@ def test_a_budget_that_is_not_positive_is_refused_before_anything_is_made(tmp_pa
     with pytest.raises(ValueError, match="--budget must be a positive number of seconds"):
         run(budget=budget, work=str(tmp_path / "work"))
     assert not (tmp_path / "work").exists()
+
+
+def _finished_attnkit_run(root: Path) -> Path:
+    """``root/attnkit``: a finished attnkit run whose latest checkpoint records its
+    training's steps, seconds and tokens (the golden checkpoint, its progress edited)."""
+    import shutil
+
+    from ..runs._edit import edit_json
+    from ..runs._helpers import GOLDEN
+
+    ckpt = Path(shutil.copytree(GOLDEN, root / "attnkit" / "checkpoints" / "step-000400"))
+    edit_json(ckpt, "train_state.json",
+              lambda s: s.update(train_seconds=20.0, train_tokens=5000))
+    return ckpt
+
+
+def test_attnkit_stats_and_the_tokenizer_note_read_the_run_opened_once(tmp_path,
+                                                                      monkeypatch):
+    """Re-scoring (``reuse``) opens attnkit's run once; its statistics and the comparison of
+    sentencepiece models read that opened run without verifying it again."""
+    import sys
+    import time
+
+    from attnkit.bench.peers.measure import _attnkit_stats, _Job, _same_tokenizer, _trained
+
+    from ..runs._helpers import count_verifications
+
+    ckpt = _finished_attnkit_run(tmp_path)
+    (tmp_path / "training.json").write_text(json.dumps({"attnkit": {"steps": 400}}))
+    calls = count_verifications(monkeypatch)
+    stats, ours = _trained(tmp_path / "unused.toml", None, tmp_path, tmp_path / "python", {},
+                           budget=1.0, concurrent=False, reuse=True, log=None)
+    assert stats == {"attnkit": {"steps": 400}} and ours.path == ckpt
+    job = _Job("attnkit", [sys.executable, "-c", "pass"], tmp_path / "job.log", None)
+    deadline = time.time() + 30
+    while not job.poll() and time.time() < deadline:
+        time.sleep(0.05)
+    assert _attnkit_stats(job, ours) == {"steps": 400, "train_s": 20.0, "tokens": 5000,
+                                         "tok_s": 250.0, "peak_rss_mb": job.peak_rss_mb}
+    spm = ours.tokenizer_dir / "spm.model"
+    assert _same_tokenizer(ours, tmp_path) == \
+        f"could not compare the sentencepiece models ({spm} missing)"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "spm.model").write_bytes(b"pieces")
+    spm.write_bytes(b"pieces")  # after the run was opened: its manifest is not read again
+    assert _same_tokenizer(ours, tmp_path) is None
+    spm.write_bytes(b"other pieces")
+    assert "differs" in _same_tokenizer(ours, tmp_path)
+    assert calls == [ckpt]  # one run, one verification
+
+
+def test_a_reused_run_without_a_checkpoint_that_verifies_gives_a_note(tmp_path):
+    from attnkit.bench.peers.measure import _same_tokenizer, _trained
+
+    (tmp_path / "training.json").write_text("{}")
+    (tmp_path / "attnkit").mkdir()
+    stats, ours = _trained(tmp_path / "unused.toml", None, tmp_path, tmp_path / "python", {},
+                           budget=1.0, concurrent=False, reuse=True, log=None)
+    assert (stats, ours) == ({}, None)
+    assert _same_tokenizer(ours, tmp_path) == \
+        "could not compare the sentencepiece models (None missing)"

@@ -24,6 +24,7 @@ from ...data.corpus import load_pairs, multi30k_files, multi30k_test_split
 from ...data.tokenizer import TokenizerPair
 from ...eval.bleu import corpus_bleu, tokenized_lowercase_bleu
 from ...runs.config import TrainConfig
+from ...runs.run import Run, open_run
 
 __all__ = ["END", "JOEYNMT_VERSION", "START", "PeersResult", "joeynmt_config", "run"]
 
@@ -368,10 +369,9 @@ def train_both(cfg_path: Path, cfg: TrainConfig, work: Path, joey_python: Path, 
     return jobs
 
 
-def _attnkit_stats(job: _Job, out_dir: Path) -> dict:
-    from ...runs.run import open_run
-
-    state = open_run(out_dir).train_state  # its latest checkpoint
+def _attnkit_stats(job: _Job, ours: Run) -> dict:
+    """Steps, time and target tokens from the progress of attnkit's latest checkpoint."""
+    state = ours.train_state
     seconds = state["train_seconds"]
     return {"steps": state["step"], "train_s": seconds, "tokens": state["train_tokens"],
             "tok_s": state["train_tokens"] / seconds, "peak_rss_mb": job.peak_rss_mb}
@@ -467,44 +467,51 @@ def run(*, config: str = "configs/multi30k-de-en.toml", budget: float = 1800.0,
         split = f"{split}[:{limit}]"
     inputs["test"] = inputs["dir"] / f"{split}.{d.src_lang}"
     inputs["test"].write_text("".join(f"{s}\n" for s in srcs), encoding="utf-8")
-    stats = _trained(cfg_path, cfg, root, python, inputs, budget=budget,
-                     concurrent=concurrent, reuse=reuse, log=log)
+    stats, ours = _trained(cfg_path, cfg, root, python, inputs, budget=budget,
+                           concurrent=concurrent, reuse=reuse, log=log)
     rows = {}
     for tool in TOOLS:
         log(f"{tool}: decoding {split} (greedy, beam 5)")
         rows[tool] = {**stats[tool], **score(tool, root, python, cfg, inputs, refs)}
-    notes = [_same_tokenizer(root)]
+    notes = [_same_tokenizer(ours, root)]
     return PeersResult(rows, budget, "side by side, one core each" if concurrent else
                        "one after the other", split, len(refs), _dt.date.today().isoformat(),
                        [n for n in notes if n])
 
 
 def _trained(cfg_path: Path, cfg: TrainConfig, root: Path, python: Path, inputs: dict, *,
-             budget: float, concurrent: bool, reuse: bool, log) -> dict:
-    """Each tool's training measurements: read back (``reuse``) or trained now."""
+             budget: float, concurrent: bool, reuse: bool, log) -> tuple[dict, Run | None]:
+    """Each tool's training measurements, read back (``reuse``) or trained now, and
+    attnkit's run opened once (its latest checkpoint verified once; ``None`` when a run
+    read back has no checkpoint that verifies)."""
     saved = root / "training.json"
     if reuse and saved.exists():
-        return json.loads(saved.read_text())
+        return json.loads(saved.read_text()), _opened(root / "attnkit")
     for tool in TOOLS:  # a benchmark run starts from nothing
         shutil.rmtree(root / tool, ignore_errors=True)
     jobs = train_both(cfg_path, cfg, root, python, inputs, budget=budget,
                       concurrent=concurrent, log=log)
-    stats = {"attnkit": _attnkit_stats(jobs["attnkit"], root / "attnkit"),
+    ours = open_run(root / "attnkit")  # its latest checkpoint; none is an error here
+    stats = {"attnkit": _attnkit_stats(jobs["attnkit"], ours),
              "joeynmt": _joeynmt_stats(jobs["joeynmt"], python, root / "joeynmt")}
     saved.write_text(json.dumps(stats, indent=1))
-    return stats
+    return stats, ours
 
 
-def _same_tokenizer(root: Path) -> str | None:
-    """A note if attnkit's run trained a different sentencepiece model than JoeyNMT read."""
-    from ...runs.run import open_run
-
+def _opened(run_dir: Path) -> Run | None:
+    """The run at ``run_dir`` opened, or ``None`` when it has no checkpoint that verifies."""
     try:
-        ours = open_run(root / "attnkit").tokenizer_dir / "spm.model"
-    except (FileNotFoundError, ValueError):  # no checkpoint that verifies
-        ours = None
-    if ours is None or not ours.exists():
-        return f"could not compare the sentencepiece models ({ours} missing)"
-    if ours.read_bytes() != (root / "data" / "spm.model").read_bytes():
+        return open_run(run_dir)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _same_tokenizer(ours: Run | None, root: Path) -> str | None:
+    """A note if attnkit's run (``ours``, opened) trained a different sentencepiece model
+    than JoeyNMT read."""
+    spm = None if ours is None else ours.tokenizer_dir / "spm.model"
+    if spm is None or not spm.exists():
+        return f"could not compare the sentencepiece models ({spm} missing)"
+    if spm.read_bytes() != (root / "data" / "spm.model").read_bytes():
         return "WARNING: attnkit's sentencepiece model differs from the one JoeyNMT read"
     return None
