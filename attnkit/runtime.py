@@ -32,7 +32,7 @@ import torch
 from ._cpu import cache_dir, cpu_flags, cpu_model, torch_threads
 from ._values import parse_positive_or_auto
 
-__all__ = ["Precision", "Threads", "apply_threads", "bf16_speed_ratio", "choose_precision",
+__all__ = ["Precision", "Threads", "bf16_speed_ratio", "choose_precision",
            "choose_threads", "cpu_flags", "held_threads", "machine", "parse_threads",
            "substituted_cpu_bf16"]
 
@@ -205,25 +205,19 @@ def choose_threads(setting: int | str, *, cores: int | None = None,
                    + (f", {per_process} training processes" if per_process > 1 else ""))
 
 
-def apply_threads(setting: int | str, **kwargs) -> Threads:
-    """:func:`choose_threads`, then ``torch.set_num_threads``."""
-    t = choose_threads(setting, **kwargs)
-    if torch.get_num_threads() != t.count:
-        torch.set_num_threads(t.count)
-    return t
-
-
 @contextlib.contextmanager
-def held_threads(setting: int | str | None, **kwargs) -> Iterator[Threads]:
-    """Torch's thread count as :func:`choose_threads` picks it for ``setting``, held for
-    the block and restored after it (``None``: leave torch's setting as it is).
+def held_threads(setting: int | str | Threads | None, **kwargs) -> Iterator[Threads]:
+    """Torch's thread count as :func:`choose_threads` picks it for ``setting`` (or a
+    :class:`Threads` chosen already), held for the block and restored after it
+    (``None``: leave torch's setting as it is).
 
-    The one way attnkit code changes the thread count for a while (benchmarks,
-    commands that decode); torch's setting is process-wide.
+    The one way attnkit code changes the thread count (benchmarks, the commands, the
+    trainer from its start to :meth:`attnkit.train.trainer.Trainer.close`): torch's
+    setting is process-wide, so whoever changes it gives it back.
     """
     if setting is None:
         yield Threads(torch.get_num_threads(), "torch's setting")
         return
-    t = choose_threads(setting, **kwargs)
+    t = setting if isinstance(setting, Threads) else choose_threads(setting, **kwargs)
     with torch_threads(t.count):
         yield t

@@ -23,7 +23,7 @@ from ..models.build import build_model
 from ..runs.config import TrainConfig, model_differences, resume_differences
 from ..runs.retention import clean_leftovers
 from ..runs.run import RUN_FORMAT_VERSION, Run, open_latest_run, open_run
-from ..runtime import Precision, Threads, apply_threads, choose_precision
+from ..runtime import Precision, Threads, choose_precision
 from .schedule import noam_scheduler
 
 __all__ = ["DistInfo", "Setup", "build_optimizer", "check_resume", "init_distributed",
@@ -171,13 +171,13 @@ def _training_data(cfg: TrainConfig, resume_from: Run | None, world_size: int):
     return tokenizers, batcher, valid_pairs, f"{report}\nbatching: {batcher.report.summary()}"
 
 
-def set_up(cfg: TrainConfig) -> Setup:
-    """Build a run from ``cfg``. The run folder is checked writable, leftovers of
-    interrupted saves are removed, and the newest checkpoint that verifies is checked
-    for resuming — all before any data is read; its tokenizers are reused."""
+def set_up(cfg: TrainConfig, threads: Threads) -> Setup:
+    """Build a run from ``cfg``, on the ``threads`` the caller holds torch's count at
+    (the precision is chosen at that count). The run folder is checked writable,
+    leftovers of interrupted saves are removed, and the newest checkpoint that verifies
+    is checked for resuming — all before any data is read; its tokenizers are reused."""
     dist_info = init_distributed(cfg.run.device)
     device = resolve_device(cfg.run.device, dist_info.local_rank)
-    threads = apply_threads(cfg.run.threads)
     precision = choose_precision(cfg.run.bf16, device)
     resume_from, notes = _resume_point(cfg, dist_info.is_main)
     seed_everything(cfg.run.seed)

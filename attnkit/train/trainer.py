@@ -36,7 +36,7 @@ from ..runs.config import TrainConfig
 from ..runs.lock import RunLock
 from ..runs.retention import record_best, save_checkpoint, trim_best
 from ..runs.run import Run, run_description
-from ..runtime import apply_threads, machine
+from ..runtime import choose_threads, held_threads, machine
 from .setup import set_up
 from .step import batch_loss
 
@@ -82,9 +82,11 @@ class Trainer:
         # one writer per run folder (rank 0 writes; the lock is held until fit() ends)
         self._lock = (RunLock(cfg.run.out_dir, checkpoints="checkpoints")
                       if os.environ.get("RANK", "0") == "0" else None)
-        self._hold()
+        # torch's thread count, held from here until close() (fit() ends with it)
+        self._threads, self._threads_held = contextlib.ExitStack(), False
         try:
-            s = set_up(cfg)
+            self._hold()
+            s = set_up(cfg, self.threads)
         except BaseException:
             self.close()
             raise
@@ -92,7 +94,7 @@ class Trainer:
         self.batcher, self.valid_pairs = s.batcher, s.valid_pairs
         self.model, self.model_config = s.model, s.model_config
         self.optimizer, self.scheduler = s.optimizer, s.scheduler
-        self.precision, self.threads, self._threads_checked = s.precision, s.threads, time.time()
+        self.precision, self._threads_checked = s.precision, time.time()
         self.out_dir = Path(cfg.run.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self._say(s.report)
@@ -121,6 +123,11 @@ class Trainer:
                   f"device {self.device}, world size {self.dist.world_size}")
 
     def _hold(self) -> None:
+        """Take torch's thread count (:func:`attnkit.runtime.held_threads`) and the run
+        folder's lock, unless held already; :meth:`close` gives both back."""
+        if not self._threads_held:
+            self.threads = self._threads.enter_context(held_threads(self.cfg.run.threads))
+            self._threads_held = True
         if self._lock is None or self._lock.held:
             return
         ensure_writable_dir(self.cfg.run.out_dir, "out_dir")
@@ -131,7 +138,11 @@ class Trainer:
                      f"{stale.get('pid')}, which ended without releasing it")
 
     def close(self) -> None:
-        """Release the run folder (``fit`` does this when it ends)."""
+        """Release the run folder and give torch's thread count back as it was before
+        the trainer was made (``fit`` does this when it ends; a later ``fit`` takes both
+        again)."""
+        self._threads.close()
+        self._threads_held = False
         if self._lock is not None:
             self._lock.release()
 
@@ -316,9 +327,12 @@ class Trainer:
         if self.cfg.run.threads != "auto" or time.time() - self._threads_checked < every_s:
             return
         self._threads_checked = time.time()
-        before, self.threads = self.threads.count, apply_threads("auto")
-        if self.threads.count != before:
-            self._say(f"threads: {before} -> {self.threads.count} ({self.threads.reason})")
+        before, chosen = self.threads.count, choose_threads("auto")
+        if chosen.count != before:  # hold the new count; close() still restores the caller's
+            self._threads.close()
+            self._threads.enter_context(held_threads(chosen))
+            self._say(f"threads: {before} -> {chosen.count} ({chosen.reason})")
+        self.threads = chosen
 
     def _progress_bar(self):
         if not (self.cfg.run.progress and self.dist.is_main):
