@@ -89,7 +89,7 @@ def one_line(text: str) -> str:
     return " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
 
 
-def progress(total: int | None, desc: str):
+def progress_bar(total: int | None, desc: str):
     """A progress bar on stderr (sentences/s, ETA) when it is a terminal; silent when piped.
 
     Returns a context manager whose ``update(n)`` counts ``n`` sentences done.
@@ -105,5 +105,5 @@ def averaged_last(run, k: int):
     and their averaged weights (:meth:`~attnkit.runs.run.Run.average`: the run's own
     checkpoint is not verified again), with a progress bar counting checkpoints."""
     paths = run.last(k)
-    with progress(len(paths), "average") as bar:
+    with progress_bar(len(paths), "average") as bar:
         return paths, run.average(paths, progress=bar.update)

@@ -20,11 +20,11 @@ def run_cli(args: argparse.Namespace) -> int:
     from .._values import check_positive_int
     from ..decode.translator import load_translator, positions_of
     from ..viz.explorer import check_sentence_lengths, records_from_captures, write_explorer
-    from ._decoding import progress
+    from ._decoding import progress_bar
 
     check_writable_file(args.out, "--out")
     check_positive_int("--max-tokens", args.max_tokens)
-    with progress(3, "explore: load, translate, capture") as bar:
+    with progress_bar(3, "explore: load, translate, capture") as bar:
         translator = load_translator(args.checkpoint)
         bar.update(1)
         tgt = args.tgt if args.tgt is not None else translator.translate([args.src])[0]

@@ -32,7 +32,7 @@ from ._decoding import (
     check_decoding_memory,
     one_line,
     overlong_note,
-    progress,
+    progress_bar,
 )
 
 
@@ -153,7 +153,7 @@ def _translate_chunks(args: argparse.Namespace, threads: int) -> int:
     tr = load_engine(args, threads)
     cut: list[int] = []
     seen, checked = 0, set()  # lines done; batch sizes whose memory was checked
-    with progress(_total(args), "translate") as bar, plain_out_of_memory("while translating"):
+    with progress_bar(_total(args), "translate") as bar, plain_out_of_memory("while translating"):
         for chunk in chunks:
             batch = min(BATCH_SIZE, sum(1 for s in chunk if s.strip()))
             if batch and batch not in checked:

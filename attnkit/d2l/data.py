@@ -120,7 +120,7 @@ def _stream(url: str, out, hint: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with _progress(total, url) as bar:
+            with _download_bar(total, url) as bar:
                 for block in iter(lambda: response.read(1 << 16), b""):
                     digest.update(block)
                     out.write(block)
@@ -133,7 +133,7 @@ def _stream(url: str, out, hint: str) -> str:
     return digest.hexdigest()
 
 
-def _progress(total: int | None, url: str):
+def _download_bar(total: int | None, url: str):
     """A byte progress bar on a terminal's standard error; a silent one elsewhere."""
     from tqdm import tqdm
 

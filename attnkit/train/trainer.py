@@ -42,7 +42,8 @@ from .step import batch_loss
 
 __all__ = ["MetricsWindow", "Trainer"]
 
-VALIDATION_SCORES = ("val_exact_match", "val_bleu")  # by data kind; higher is better
+#: the metrics that rank checkpoints, by data kind (higher is better)
+RANKING_METRICS = ("val_exact_match", "val_bleu")
 
 
 class MetricsWindow:
@@ -294,7 +295,7 @@ class Trainer:
         one). Returns this step's ``best.json`` entry when its checkpoint is to be kept
         among the ``keep_best`` best (save it, then :meth:`_keep_best`), else ``None``."""
         r, v = self.cfg.run, self.validation
-        metric = next((m for m in VALIDATION_SCORES if scores.get(m) is not None), None)
+        metric = next((m for m in RANKING_METRICS if scores.get(m) is not None), None)
         if metric is None or v["step"] == self.step:  # no score, or this step's again
             return None
         score, v["step"] = float(scores[metric]), self.step
