@@ -100,10 +100,19 @@ def progress_bar(total: int | None, desc: str):
                 leave=False, dynamic_ncols=True)
 
 
-def averaged_last(run, k: int):
+def averaged_last(run, k: int, flag: str):
     """``(paths, weights)``: the run's last ``k`` checkpoints (:meth:`attnkit.runs.run.Run.last`)
     and their averaged weights (:meth:`~attnkit.runs.run.Run.average`: the run's own
-    checkpoint is not verified again), with a progress bar counting checkpoints."""
+    checkpoint is not verified again), with a progress bar counting checkpoints.
+
+    Raises:
+        ValueError: no ``step-N`` checkpoint beside the opened one (a checkpoint folder
+            outside a run's ``checkpoints/``), naming ``flag``.
+    """
     paths = run.last(k)
+    if not paths:
+        raise ValueError(f"{flag} {k}: no step-N checkpoints beside {run.path} to average "
+                         "(it is not in a run's checkpoints/ folder); give --checkpoint a run "
+                         "folder")
     with progress_bar(len(paths), "average") as bar:
         return paths, run.average(paths, progress=bar.update)

@@ -26,7 +26,7 @@ def run_cli(args: argparse.Namespace) -> int:
     ensure_writable_dir(args.out, "--out")
     with RunLock(args.out, checkpoints="."):  # one writer per (real) folder, as for train
         run = open_run(args.checkpoint)
-        paths, weights = averaged_last(run, args.last)
+        paths, weights = averaged_last(run, args.last, "--last")
         tr = load_translator(run, weights=weights)
         step = tr.run.train_state.get("step", 0)
         out = save_checkpoint(Path(args.out), model=tr.model, optimizer=None, scheduler=None,

@@ -46,7 +46,8 @@ def _translator(args: argparse.Namespace):
 
     def load(ckpt):
         run = open_run(ckpt)
-        paths, weights = averaged_last(run, args.average) if args.average else ([], None)
+        paths, weights = (averaged_last(run, args.average, "--average") if args.average
+                          else ([], None))
         return paths, load_translator(run, weights=weights)
 
     paths, translator = read_beside_writer(args.checkpoint, load)

@@ -58,3 +58,22 @@ def test_average_verifies_each_checkpoint_once(run_dir, tmp_path, monkeypatch, c
     # step 3 when the run is opened, then steps 1 and 2 as they are averaged; writing the
     # averaged checkpoint verifies nothing
     assert [p.name for p in calls] == ["step-000003", "step-000001", "step-000002"]
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
+
+
+@pytest.mark.parametrize("command, flag", [("evaluate", "--average"), ("average", "--last")])
+def test_averaging_a_checkpoint_with_nothing_beside_it_names_the_flag(tmp_path, capsys,
+                                                                      command, flag):
+    """A checkpoint folder outside a run's checkpoints/ (the golden one, or the output of
+    ``attnkit average``) has no step-N checkpoints beside it to average."""
+    args = ["--out", str(tmp_path / "avg"), "--last", "2"] if command == "average" else []
+    code = _evaluate(GOLDEN, tmp_path, "--average", "2") if command == "evaluate" else \
+        main(["average", "--checkpoint", str(GOLDEN), *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"attnkit {command}: error: {flag} 2: no step-N checkpoints beside {GOLDEN} to " \
+           "average (it is not in a run's checkpoints/ folder); give --checkpoint a run " \
+           "folder" in err
+    assert not list(tmp_path.glob("avg/step-*"))  # nothing written
