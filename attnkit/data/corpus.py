@@ -413,9 +413,8 @@ def multi30k_files(root: str | Path, split: str, src_lang: str, tgt_lang: str, *
     return tuple(base / "raw" / f"{split}.{lang}" for lang in (src_lang, tgt_lang))
 
 
-
 def run_test_split(run, split: str, *, needed_by: str = "a Multi30k test split"
-                  ) -> tuple[list[str], list[str]]:
+                   ) -> tuple[list[str], list[str]]:
     """Sources and references of one Multi30k ``split`` of the data ``run`` (an
     :class:`attnkit.runs.run.Run`) was trained on, in the tokenization it was trained
     on: the lowercased tokenized files for ``tokenized = true``, else the raw ones.
@@ -423,20 +422,23 @@ def run_test_split(run, split: str, *, needed_by: str = "a Multi30k test split"
     return multi30k_test_split(run.data, split, needed_by=needed_by)
 
 
-def multi30k_test_split(data, split: str, *, needed_by: str) -> tuple[list[str], list[str]]:
-    """:func:`run_test_split` for a ``[data]`` table (a dict, or a
-    :class:`attnkit.runs.config.DataConfig`); ``needed_by`` names the asker in the error.
+def multi30k_test_split(data: dict, split: str, *, needed_by: str
+                        ) -> tuple[list[str], list[str]]:
+    """:func:`run_test_split` for a ``[data]`` table (a dict, as a run stores it or
+    :meth:`attnkit.runs.config.TrainConfig.to_dict` gives it); ``needed_by`` names the
+    asker in the error.
 
     Raises:
         ValueError: the data is not Multi30k with a ``multi30k_root``, or the split is
             unknown or its files are unreadable or misaligned.
     """
-    get = data.get if isinstance(data, dict) else lambda name: getattr(data, name, None)
-    if get("kind") != "multi30k" or not get("multi30k_root"):
+    if data.get("kind") != "multi30k" or not data.get("multi30k_root"):
         raise ValueError(f"{needed_by} needs a run trained on [data] kind = 'multi30k' (it "
                          "reads one of that corpus's test splits)")
-    return read_test_set(*multi30k_files(get("multi30k_root"), split, get("src_lang"),
-                                         get("tgt_lang"), tokenized=bool(get("tokenized"))))
+    return read_test_set(*multi30k_files(data["multi30k_root"], split, data.get("src_lang"),
+                                         data.get("tgt_lang"),
+                                         tokenized=bool(data.get("tokenized"))))
+
 
 def split_pairs(
     pairs: Sequence[tuple[str, str]],

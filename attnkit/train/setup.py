@@ -22,7 +22,7 @@ from ..data.tokenizer import TokenizerPair
 from ..models.build import build_model
 from ..runs.config import TrainConfig, model_differences, resume_differences
 from ..runs.retention import clean_leftovers
-from ..runs.run import RUN_FORMAT_VERSION, Run, open_latest_run, open_run
+from ..runs.run import RUN_FORMAT_VERSION, Run, open_latest_run
 from ..runtime import Precision, Threads, choose_precision
 from .schedule import noam_scheduler
 
@@ -75,20 +75,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_resume(cfg: TrainConfig, checkpoint: Path | Run) -> Run:
-    """The run stored at ``checkpoint`` (a path, opened here, or a :class:`Run`
-    opened already), if ``cfg`` may resume it.
+def check_resume(cfg: TrainConfig, run: Run) -> Run:
+    """``run`` (opened, e.g. by :func:`attnkit.runs.run.open_latest_run`), if ``cfg`` may
+    resume it.
 
     Raises:
         ValueError: the stored run has another run format, or differs from
             ``cfg`` in a field that may not change on resume (the message lists
             each field with the stored and the given value).
     """
-    run = checkpoint if isinstance(checkpoint, Run) else open_run(checkpoint)
-    named = run.path if isinstance(checkpoint, Run) else checkpoint
     if run.train is None or run.format_version != RUN_FORMAT_VERSION:
         raise ValueError(
-            f"cannot resume {named}: it was written in run format_version "
+            f"cannot resume {run.path}: it was written in run format_version "
             f"{run.format_version}, this attnkit resumes format_version {RUN_FORMAT_VERSION} "
             "(it still loads for translate and evaluate); start a new run in another "
             "directory with --out-dir")
@@ -98,7 +96,7 @@ def check_resume(cfg: TrainConfig, checkpoint: Path | Run) -> Run:
     diffs = resume_differences(run.train, cfg) + model_differences(m, given)
     if diffs:
         raise ValueError(
-            f"cannot resume {named}: the run was trained with other settings ("
+            f"cannot resume {run.path}: the run was trained with other settings ("
             + "; ".join(diffs)
             + "); resume with the stored settings, or start a new run in another directory "
               "with --out-dir")

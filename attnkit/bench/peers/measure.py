@@ -461,7 +461,8 @@ def run(*, config: str = "configs/multi30k-de-en.toml", budget: float = 1800.0,
     python = ensure_venv(root / "joeynmt-venv", log=log)
     inputs = shared_inputs(cfg, root)
     d = cfg.data
-    srcs, refs = multi30k_test_split(d, split, needed_by="the peers benchmark")
+    srcs, refs = multi30k_test_split(cfg.to_dict()["data"], split,
+                                     needed_by="the peers benchmark")
     if limit:
         srcs, refs = srcs[:limit], refs[:limit]
         split = f"{split}[:{limit}]"
