@@ -76,11 +76,6 @@ class ExportArgumentError(ValueError):
 
 
 # ------------------------------------------------------------------------- writing
-def sha256(path: Path) -> str:
-    """The SHA-256 of the file at ``path``, as hex."""
-    return sha256_of_file(path)
-
-
 def _aside(out: Path, role: str) -> Path:
     """Where an export to ``out`` is built (``new``) or its predecessor waits (``old``)."""
     return out.with_name(f".{out.name}.export-{role}")
@@ -171,7 +166,7 @@ def _seal(work: Path) -> None:
         os.chmod(p, dir_mode if p.is_dir() else file_mode)
         if p.is_file():
             files[p.relative_to(work).as_posix()] = {"bytes": p.stat().st_size,
-                                                     "sha256": sha256(p)}
+                                                     "sha256": sha256_of_file(p)}
     manifest = {"format_version": MANIFEST_FORMAT, "files": files}
     write_atomic(work / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     os.chmod(work / MANIFEST, file_mode)
@@ -275,7 +270,7 @@ def verify_export(path: str | Path, required: tuple[str, ...] = ()) -> dict[str,
             continue  # named above
         if not f.is_file():
             bad.append(f"{name} (missing, or not a file)")
-        elif f.stat().st_size != info["bytes"] or sha256(f) != info["sha256"]:
+        elif f.stat().st_size != info["bytes"] or sha256_of_file(f) != info["sha256"]:
             bad.append(f"{name} (its size or sha256 differs from {MANIFEST})")
     if bad:
         raise ValueError(f"{p} is not the export that was written: {', '.join(bad)}")
