@@ -113,17 +113,17 @@ def check(target: Path, inputs: dict) -> str | None:
         if st.st_size > _RECORD_MAX_BYTES:
             return f"{record} is too large to be its build record"
         kept = json.loads(record.read_bytes())
+        size = os.lstat(target).st_size
+        if not isinstance(kept, dict) or kept.get("inputs") != inputs:
+            return f"{target} was built from other inputs"
+        if kept.get("size") != size:
+            return f"{target} has {size} bytes; its build wrote {kept.get('size')}"
+        if kept.get("sha256") != sha256_of_file(target):
+            return f"{target} differs from what its build wrote (SHA-256)"
     except FileNotFoundError:
         return f"{target} has no record of its build"
     except (OSError, ValueError) as e:
-        return f"the record of {target} cannot be read ({e})"
-    size = os.lstat(target).st_size
-    if not isinstance(kept, dict) or kept.get("inputs") != inputs:
-        return f"{target} was built from other inputs"
-    if kept.get("size") != size:
-        return f"{target} has {size} bytes; its build wrote {kept.get('size')}"
-    if kept.get("sha256") != sha256_of_file(target):
-        return f"{target} differs from what its build wrote (SHA-256)"
+        return f"{target} or its record cannot be read ({e})"
     return None
 
 
@@ -134,10 +134,11 @@ def build(target: Path, inputs: dict, compile_to: Callable[[str], str | None]) -
         _remove_leftovers(target.parent)
         if check(target, inputs) is None:
             return None
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{target.stem}.{os.getpid()}.",
-                                   suffix=".tmp")
-        os.close(fd)
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=target.parent,
+                                       prefix=f"{target.stem}.{os.getpid()}.", suffix=".tmp")
+            os.close(fd)
             error = compile_to(tmp)
             if error is not None:
                 return error
@@ -147,8 +148,10 @@ def build(target: Path, inputs: dict, compile_to: Callable[[str], str | None]) -
             os.replace(tmp, target)  # atomic; a process that mapped the old file keeps it
             write_atomic(_record(target), json.dumps(record, indent=1).encode())
             return None
+        except OSError as e:  # a full disk, something in the way of the file or its record
+            return f"the build could not be stored in {target.parent}: {e}"
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
 
 

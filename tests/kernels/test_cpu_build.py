@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _ctypes
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -392,3 +393,15 @@ def test_a_fork_while_another_thread_builds_does_not_deadlock(monkeypatch, tmp_p
     builder.join()
     assert done[0] == pid, "the forked child did not finish within 60 s"
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+@needs_lib
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 flag sets")
+def test_a_folder_in_the_way_of_the_record_is_a_failed_build_not_a_crash(cached):
+    """Nothing can be stored under the first flag set's name: the next set is built."""
+    record = cached.with_suffix(".json")
+    record.unlink()
+    record.mkdir()
+    built = _build._load(SOURCE)
+    assert built.lib is not None and "-mrecip" not in built.detail
+    assert not list(cached.parent.glob("*.tmp"))
