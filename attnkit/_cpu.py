@@ -48,9 +48,13 @@ def cpu_model() -> str:
 
 
 def cache_dir() -> Path:
-    """``$ATTNKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/attnkit``, else ``~/.cache/attnkit``."""
-    own = os.environ.get("ATTNKIT_CACHE_DIR")
+    """``$ATTNKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/attnkit``, else ``~/.cache/attnkit``;
+    absolute: a relative ``ATTNKIT_CACHE_DIR`` is taken from the working directory now (and
+    ``~`` expanded), a relative ``XDG_CACHE_HOME`` is ignored, as its specification says."""
+    own = os.environ.get("ATTNKIT_CACHE_DIR", "").strip()
     if own:
-        return Path(own)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(own).expanduser().absolute()
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = Path.home() / ".cache"
     return Path(base) / "attnkit"

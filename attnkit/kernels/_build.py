@@ -9,21 +9,22 @@ about a second, the first time only. Where no compiler runs, or
 ``ATTNKIT_CPU_KERNELS=off`` is set, :func:`load` returns no library and the reason,
 and the callers use their PyTorch path.
 
-Several processes may build the same library at once: each compiles to its own
-temporary file and renames it into place (atomic), so a reader never sees a
-half-written file.
+What may be loaded, and how builds of several processes meet, is :mod:`._cache`'s part:
+a cached library is checked against the record of its build before it is loaded; one
+process builds while the others wait for it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -31,10 +32,14 @@ from importlib import resources
 from pathlib import Path
 
 from .._cpu import cache_dir, cpu_flags
+from ._cache import build, check, places
 
 __all__ = ["Built", "load"]
 
-#: Value of ``ATTNKIT_CPU_KERNELS`` that turns the compiled kernels off.
+#: Values of ``ATTNKIT_CPU_KERNELS`` (any case, spaces around ignored; unset or empty
+#: is ``auto``): ``auto`` builds and uses the kernels where a compiler runs, the others
+#: turn them off. Any other value is reported and turns them off.
+AUTO = "auto"
 OFF = ("off", "0", "false", "no")
 #: Flags every build uses: the reductions over keys may be reassociated (so they
 #: vectorize); multiply-adds fused (an ISO ``-std=c99`` turns that off, and the loops
@@ -62,6 +67,17 @@ _LOCK = threading.Lock()
 _LOADED: dict[str, Built] = {}
 
 
+def _new_lock_in_child() -> None:
+    """A fork copies a lock held by another thread as held, and no thread of the child
+    will release it: the child starts with a free one (and builds or loads for itself)."""
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def load(source: str) -> Built:
     """The compiled library for ``attnkit/kernels/<source>``; built on first use, then cached."""
     with _LOCK:
@@ -70,102 +86,127 @@ def load(source: str) -> Built:
         return _LOADED[source]
 
 
-def _arch() -> str:
-    """``-march`` value: ``$ATTNKIT_CPU_ARCH`` (e.g. ``haswell`` for AVX2 code on a newer
-    CPU, or a baseline for a cache shared by several CPU kinds), else ``native``."""
-    arch = os.environ.get("ATTNKIT_CPU_ARCH", "").strip() or "native"
-    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", arch):
+def _refused(message: str) -> Built:
+    """No library because a setting is wrong: said once as a warning, and kept as the reason."""
+    warnings.warn(f"{message}; the compiled CPU kernels are not used", stacklevel=4)
+    return Built(None, message)
+
+
+def _arch() -> tuple[str, bool]:
+    """``-march`` value and whether it was asked for: ``$ATTNKIT_CPU_ARCH`` (e.g.
+    ``haswell`` for AVX2 code on a newer CPU, or a baseline for a cache shared by several
+    CPU kinds; spaces around it ignored), else ``native``."""
+    arch = os.environ.get("ATTNKIT_CPU_ARCH", "").strip()
+    if arch and not re.fullmatch(r"[A-Za-z0-9_.+-]+", arch):
         raise ValueError(f"ATTNKIT_CPU_ARCH must be a -march name such as 'native' or "
                          f"'haswell'; got {arch!r}")
-    return arch
+    return arch or "native", bool(arch)
 
 
-def _flag_sets() -> list[tuple[str, ...]]:
+def _flag_sets(arch: str, asked: bool) -> list[tuple[str, ...]]:
+    """The flag sets to try in order; without ``-march`` last, unless a ``-march`` was
+    asked for (then a compiler that refuses it is reported, not worked around)."""
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
-    native = (f"-march={_arch()}",)
+    native = (f"-march={arch}",)
     sets = [BASE_FLAGS + native + X86_EXTRA] if x86 else []
-    return sets + [BASE_FLAGS + native, BASE_FLAGS]
+    return sets + [BASE_FLAGS + native] + ([] if asked else [BASE_FLAGS])
+
+
+def _compiler() -> tuple[list[str] | None, str]:
+    """``$CC`` split as a shell would (``ccache gcc``, ``gcc -pthread``), else ``cc``; or
+    ``None`` and why it cannot be run."""
+    raw = os.environ.get("CC", "")
+    try:
+        argv = shlex.split(raw) or ["cc"]
+    except ValueError as e:
+        return None, f"CC={raw!r} is not a command line ({e}); set CC to e.g. 'gcc'"
+    if shutil.which(argv[0]) is None:
+        named = f" (from CC={raw!r})" if raw.strip() else ""
+        return None, (f"no C compiler: {argv[0]!r}{named} is not on PATH "
+                      "(install one or set CC)")
+    return argv, ""
 
 
 def _load(source: str) -> Built:
-    setting = os.environ.get("ATTNKIT_CPU_KERNELS", "auto").strip().lower()
+    setting = os.environ.get("ATTNKIT_CPU_KERNELS", "").strip().lower() or AUTO
     if setting in OFF:
         return Built(None, f"turned off by ATTNKIT_CPU_KERNELS={setting}")
-    cc = os.environ.get("CC") or "cc"
-    if shutil.which(cc) is None:
-        return Built(None, f"no C compiler: {cc!r} is not on PATH (install one or set CC)")
+    if setting != AUTO:
+        raw = os.environ["ATTNKIT_CPU_KERNELS"]
+        return _refused(f"ATTNKIT_CPU_KERNELS={raw!r} is not one of {AUTO!r}, "
+                        f"{', '.join(map(repr, OFF))} (any case)")
+    cc, why = _compiler()
+    if cc is None:
+        return Built(None, why)
     try:
-        flag_sets = _flag_sets()
+        arch, asked = _arch()
     except ValueError as e:
-        warnings.warn(f"{e}; the compiled CPU kernels are not used", stacklevel=3)
-        return Built(None, str(e))
+        return _refused(str(e))
     code = resources.files(__package__).joinpath(source).read_bytes()
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+        version = subprocess.run([*cc, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout.partition("\n")[0]
     except (OSError, subprocess.SubprocessError) as e:
-        return Built(None, f"the C compiler {cc!r} does not run: {e}")
-    folder, error = _writable(cache_dir() / "kernels"), ""
-    for flags in flag_sets:  # the first set that builds (a cached build counts)
-        key = hashlib.sha256(b"\0".join([
-            code, version.encode(), platform.machine().encode(),
-            " ".join(sorted(cpu_flags())).encode(), " ".join(flags).encode()])).hexdigest()[:16]
-        target = folder / f"{Path(source).stem}-{key}.so"
-        lib, error = _built(cc, flags, code, target)
-        if lib is not None:
-            shown = " ".join(f for f in flags if f not in BASE_FLAGS) or "no CPU flags"
-            return Built(lib, f"compiled by {version or cc} ({shown}), cached at {target}")
+        return Built(None, f"the C compiler {shlex.join(cc)!r} does not run: {e}")
+    folders, note = places(cache_dir() / "kernels")
+    error = note
+    for flags in _flag_sets(arch, asked):  # the first set that builds (a cached build counts)
+        inputs = _inputs(code, cc, version, flags)
+        name = f"{Path(source).stem}-{_digest(json.dumps(inputs, sort_keys=True).encode())}.so"
+        for folder, may_build in folders:
+            lib, error, rebuilt = _built(folder / name, inputs, may_build,
+                                         lambda out, flags=flags: _compile(cc, flags, code, out))
+            if lib is not None:
+                shown = " ".join(f for f in flags if f not in BASE_FLAGS) or "no CPU flags"
+                notes = "".join(f"; {n}" for n in (rebuilt, note) if n)
+                return Built(lib, f"compiled by {version or shlex.join(cc)} ({shown}), cached "
+                                  f"at {folder / name}{notes}")
+    if asked:
+        return _refused(f"ATTNKIT_CPU_ARCH={arch!r}: {error}; set it to a -march name "
+                        f"{shlex.join(cc)} accepts (e.g. native, haswell, x86-64-v3) or unset it")
     return Built(None, error)
 
 
-def _built(cc: str, flags: tuple[str, ...], code: bytes,
-           target: Path) -> tuple[ctypes.CDLL | None, str]:
-    """``target`` loaded, compiled first where missing; a cached file that does not load
-    (truncated, from another machine) is built again once."""
-    for attempt in range(2):
-        if not target.exists():
-            error = _compile(cc, flags, code, target)
-            if error is not None:
-                return None, error
-        try:
-            return ctypes.CDLL(str(target)), ""
-        except OSError as e:
-            if attempt == 1:
-                return None, f"the compiled {target} does not load: {e}"
-            target.unlink(missing_ok=True)
-    raise AssertionError("unreachable")  # pragma: no cover
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _writable(folder: Path) -> Path:
-    """``folder``, created private to this user; a fresh private temporary folder where that
-    fails or where ``folder`` belongs to another user (whose files must not be loaded)."""
+def _inputs(code: bytes, cc: list[str], version: str, flags: tuple[str, ...]) -> dict:
+    """What a build depends on: its file is named by their hash, and its record keeps them."""
+    return {"source_sha256": _digest(code), "compiler": cc, "version": version,
+            "flags": list(flags), "machine": platform.machine(),
+            "cpu_flags_sha256": _digest(" ".join(sorted(cpu_flags())).encode())}
+
+
+def _built(target: Path, inputs: dict, may_build: bool,
+           compile_to) -> tuple[ctypes.CDLL | None, str, str]:
+    """``(library, why not, note)``: ``target`` loaded where its record vouches for it,
+    else built first (where ``may_build``) and the note says why it was rebuilt. A file
+    that fails the check is never loaded."""
+    why = check(target, inputs)
+    if why is not None:
+        if not may_build:
+            return None, why or f"no {target}", ""
+        error = build(target, inputs, compile_to)
+        after = check(target, inputs) if error is None else None
+        if error is not None or after is not None:
+            return None, error or f"the library just built does not check: {after}", ""
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
-            raise PermissionError(f"{folder} belongs to another user")
-        probe = tempfile.NamedTemporaryFile(dir=folder)
-        probe.close()
-        return folder
-    except OSError:
-        return Path(tempfile.mkdtemp(prefix="attnkit-kernels-"))
+        return ctypes.CDLL(str(target)), "", f"rebuilt: {why}" if why else ""
+    except OSError as e:
+        return None, f"the compiled {target} does not load: {e}", ""
 
 
-def _compile(cc: str, flags: tuple[str, ...], code: bytes, target: Path) -> str | None:
-    """Build ``target`` from ``code``; ``None``, or the reason it could not be built."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
-    os.close(fd)
+def _compile(cc: list[str], flags: tuple[str, ...], code: bytes, out: str) -> str | None:
+    """Build ``out`` from ``code``; ``None``, or the reason it could not be built."""
+    shown = shlex.join(cc)
     try:
-        try:
-            done = subprocess.run([cc, *flags, "-x", "c", "-", "-o", tmp], input=code,
-                                  capture_output=True, timeout=COMPILE_TIMEOUT_S)
-        except (OSError, subprocess.SubprocessError) as e:
-            return f"the C compiler {cc!r} failed to run: {e}"
-        if done.returncode == 0:
-            os.replace(tmp, target)  # atomic: other processes see all of it or nothing
-            return None
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        first = lines[0] if lines else f"exit status {done.returncode}, no message"
-        return f"{cc} could not build the kernel: {first}"
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        done = subprocess.run([*cc, *flags, "-x", "c", "-", "-o", out], input=code,
+                              capture_output=True, timeout=COMPILE_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"the C compiler {shown!r} failed to run: {e}"
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.decode(errors="replace").strip().splitlines()
+    first = lines[0] if lines else f"exit status {done.returncode}, no message"
+    return f"{shown} could not build the kernel: {first}"

@@ -9,20 +9,14 @@ distinct odd numbers per axis.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-from attnkit.kernels import _build, cpu_additive
+from attnkit.kernels import cpu_additive
 from tests.kernels._reference import max_err, within_bound
 
 BUILT = cpu_additive.status()
 needs_lib = pytest.mark.skipif(BUILT.lib is None, reason=f"no compiled kernel: {BUILT.detail}")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def formula(q, k, w):
@@ -119,133 +113,3 @@ def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match=r"dkt must have shape \(2, 5, 4\)"):
         cpu_additive.additive_grads(q, kt, w, out, torch.zeros(2, 3, 5), torch.zeros(2, 4, 5),
                                     torch.zeros(5))
-
-
-# ----------------------------------------------------------------- building
-
-
-def test_turned_off_by_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("ATTNKIT_CPU_KERNELS", "off")
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
-    built = _build._load("additive_cpu.c")
-    assert built.lib is None and "ATTNKIT_CPU_KERNELS=off" in built.detail
-    assert not list(tmp_path.iterdir())  # nothing built
-
-
-def test_no_compiler_says_so(monkeypatch, tmp_path):
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    built = _build._load("additive_cpu.c")
-    assert built.lib is None and "no C compiler" in built.detail and "set CC" in built.detail
-
-
-def test_a_failing_compiler_gives_its_first_error_line(monkeypatch, tmp_path):
-    cc = tmp_path / "cc"
-    cc.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo fake-cc 1.0; exit 0; fi\n"
-                  "echo 'fatal: no headers here' >&2\necho 'second line' >&2\nexit 3\n")
-    cc.chmod(0o755)
-    monkeypatch.setenv("CC", str(cc))
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path / "cache"))
-    built = _build._load("additive_cpu.c")
-    assert built.lib is None
-    assert "could not build the kernel: fatal: no headers here" in built.detail
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no leftovers
-
-
-def test_a_silent_failing_compiler_gives_its_exit_status(monkeypatch, tmp_path):
-    monkeypatch.setenv("CC", "/bin/false")
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
-    built = _build._load("additive_cpu.c")
-    assert built.lib is None
-    assert built.detail == "/bin/false could not build the kernel: exit status 1, no message"
-
-
-@needs_lib
-def test_built_once_then_loaded_from_the_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
-    first = _build._load("additive_cpu.c")
-    files = list((tmp_path / "kernels").iterdir())
-    assert first.lib is not None and len(files) == 1 and files[0].suffix == ".so"
-    stamp = files[0].stat().st_mtime_ns
-    again = _build._load("additive_cpu.c")
-    assert again.lib is not None and list((tmp_path / "kernels").iterdir()) == files
-    assert files[0].stat().st_mtime_ns == stamp  # not rebuilt
-    assert str(files[0]) in again.detail
-
-
-@needs_lib
-def test_another_cpu_architecture_can_be_named(monkeypatch, tmp_path):
-    """``ATTNKIT_CPU_ARCH=haswell``: AVX2 code (this suite's AVX2 rows on a newer CPU); a
-    value that is not a plain ``-march`` name is refused with a warning, nothing built."""
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setenv("ATTNKIT_CPU_ARCH", "haswell")
-    built = _build._load("additive_cpu.c")
-    if built.lib is None or "-march=haswell" not in built.detail:
-        pytest.skip(f"this compiler has no haswell target: {built.detail}")
-    monkeypatch.setenv("ATTNKIT_CPU_ARCH", "native; rm -rf ~")
-    with pytest.warns(UserWarning, match="ATTNKIT_CPU_ARCH must be a -march name"):
-        refused = _build._load("additive_cpu.c")
-    assert refused.lib is None and "got 'native; rm -rf ~'" in refused.detail
-    assert len(list((tmp_path / "kernels").iterdir())) == 1
-
-
-@needs_lib
-def test_a_damaged_cached_library_is_built_again(tmp_path):
-    """A truncated file in the cache (a full disk, a killed copy): the next process builds
-    it again instead of giving up. Separate processes: a library this process has loaded
-    would be handed back by the loader, and truncating a mapped file is unsafe."""
-    code = ("from attnkit.kernels import cpu_additive as c; import torch\n"
-            "out = torch.empty(1, 1, 1)\n"
-            "c.additive_scores(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), torch.ones(1), out)\n"
-            "print(c.status().detail)\n")
-    env = {**os.environ, "ATTNKIT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-
-    def run():
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    assert "cached at" in run()
-    (cached,) = (tmp_path / "kernels").iterdir()
-    size = cached.stat().st_size
-    cached.write_bytes(cached.read_bytes()[:100])
-    assert "cached at" in run()
-    assert cached.stat().st_size == size
-
-
-@needs_lib
-def test_a_cache_folder_of_another_user_is_not_used(monkeypatch, tmp_path):
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path))
-    (tmp_path / "kernels").mkdir()
-    monkeypatch.setattr(_build.os, "getuid", lambda: os.stat(tmp_path).st_uid + 1)
-    built = _build._load("additive_cpu.c")
-    assert built.lib is not None and "attnkit-kernels-" in built.detail
-    assert not list((tmp_path / "kernels").iterdir())  # nothing written to, or loaded from, it
-
-
-@needs_lib
-def test_an_unwritable_cache_falls_back_to_a_temporary_folder(monkeypatch, tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(blocker / "cache"))  # cannot be made
-    built = _build._load("additive_cpu.c")
-    assert built.lib is not None and "attnkit-kernels-" in built.detail
-
-
-@needs_lib
-def test_processes_building_at_once_all_get_a_whole_library(tmp_path):
-    """Four processes start on an empty cache together: each loads a working library,
-    one file is left, and no temporary file."""
-    code = ("import torch; from attnkit.kernels import cpu_additive as c\n"
-            "q = torch.ones(1, 1, 2); out = torch.empty(1, 1, 1)\n"
-            "c.additive_scores(q, torch.zeros(1, 2, 1), torch.ones(2), out)\n"
-            "print(round(out.item(), 5))\n")
-    env = {**os.environ, "ATTNKIT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, [e for _, e in outs]
-    assert {o.strip() for o, _ in outs} == {str(round(2 * torch.tanh(torch.tensor(1.0)).item(),
-                                                      5))}
-    left = list((tmp_path / "kernels").iterdir())
-    assert len(left) == 1 and left[0].suffix == ".so"
