@@ -71,7 +71,7 @@ __all__ = [
 
 FORMAT_VERSION = 1  # the container: files, manifest, state encoding
 MANIFEST = "manifest.json"
-_NAME = re.compile(r"^step-(\d+)$")
+_NAME = re.compile(r"^step-([0-9]+)$")  # ASCII digits (\d takes other scripts' too)
 _MARKERS = ("__tensor__", "__ndarray__", "__tuple__", "__items__", "__float__")
 
 
@@ -177,11 +177,17 @@ def _step_of(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _is_folder(p: Path) -> bool:
+    """Whether ``p`` is a folder of its own, not a link to one."""
+    return p.is_dir() and not p.is_symlink()
+
+
 def list_checkpoints(root: str | Path) -> list[Path]:
     """Complete checkpoints under ``root`` (name ``step-N`` and a manifest), oldest first.
 
-    ``.tmp`` directories (interrupted saves) and directories without
-    ``manifest.json`` are ignored. A missing ``root`` gives ``[]``.
+    ``.tmp`` directories (interrupted saves), directories without ``manifest.json``
+    and links (to a folder elsewhere, which rotation must not delete) are ignored. A
+    missing ``root`` gives ``[]``.
     """
     r = Path(root)
     if not r.is_dir():
@@ -189,7 +195,7 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     found = [
         (step, p)
         for p in r.iterdir()
-        if p.is_dir() and (step := _step_of(p)) is not None and (p / MANIFEST).is_file()
+        if _is_folder(p) and (step := _step_of(p)) is not None and (p / MANIFEST).is_file()
     ]
     return [p for _, p in sorted(found)]
 

@@ -34,6 +34,7 @@ from .._values import check_positive_int
 from .container import (
     _NAME,
     MANIFEST,
+    _is_folder,
     _json_bytes,
     _step_of,
     _verified,
@@ -251,8 +252,8 @@ def latest_verified_checkpoint(root: str | Path, *, set_aside: bool = False
     skipped: list[tuple[Path, str]] = []
     for ckpt in reversed(_step_entries(root)):
         try:
-            if not ckpt.is_dir():
-                raise ValueError(f"not a checkpoint (not a folder): {ckpt}")
+            if not _is_folder(ckpt):
+                raise ValueError(f"not a checkpoint (not a folder, or a link): {ckpt}")
             found = _verified(ckpt)
         except ValueError as e:
             skipped.append((ckpt, str(e)))

@@ -191,3 +191,24 @@ def test_when_no_checkpoint_verifies_train_stops_and_moves_nothing(two_steps, tm
            f"deleted. Repair them, or move them out of {root} to train this run again from " \
            "step 0, or start a new run in another directory with --out-dir" in lines[0]
     assert sorted(p.name for p in root.iterdir()) == before
+
+
+def test_a_link_or_other_digits_named_step_n_is_no_checkpoint_of_the_run(tmp_path):
+    """A link named ``step-N`` to another run's checkpoint is neither resumed from nor
+    deleted through by rotation (which stopped the save with 'Cannot call rmtree on a
+    symbolic link'); ``step-\\u0663`` (an Arabic-Indic three) is a stray, not step 3."""
+    root, other = tmp_path / "checkpoints", tmp_path / "other"
+    save_at(root, torch.nn.Linear(2, 2), 1)
+    elsewhere = save_at(other, torch.nn.Linear(2, 2), 5)
+    os.symlink(elsewhere, root / "step-000002")
+    (root / "step-\u0663").mkdir()
+    assert list_checkpoints(root) == [root / "step-000001"]
+    save_at(root, torch.nn.Linear(2, 2), 4, keep_last=1)
+    assert list_checkpoints(root) == [root / "step-000004"]
+    assert (root / "step-000002").is_symlink() and verify_checkpoint(elsewhere) == elsewhere
+    found, why = latest_verified_checkpoint(root)
+    assert found == root / "step-000004" and why == []
+    (root / "step-000004" / "model.safetensors").write_bytes(b"changed")
+    found, why = latest_verified_checkpoint(root, set_aside=True)
+    assert found is None and "not a folder, or a link" in why[-1]
+    assert (root / "step-000002").is_symlink() and (root / "step-\u0663").is_dir()
