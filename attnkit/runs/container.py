@@ -64,13 +64,14 @@ __all__ = [
     "encode_checkpoint",
     "read_model_state",
     "restore_verified",
+    "unlisted_files",
     "verify_checkpoint",
     "write_checkpoint",
 ]
 
 FORMAT_VERSION = 1  # the container: files, manifest, state encoding
 MANIFEST = "manifest.json"
-_NAME = re.compile(r"^step-(\d+)$")
+_NAME = re.compile(r"^step-([0-9]+)$")  # ASCII digits (\d takes other scripts' too)
 _MARKERS = ("__tensor__", "__ndarray__", "__tuple__", "__items__", "__float__")
 
 
@@ -176,11 +177,17 @@ def _step_of(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _is_folder(p: Path) -> bool:
+    """Whether ``p`` is a folder of its own, not a link to one."""
+    return p.is_dir() and not p.is_symlink()
+
+
 def list_checkpoints(root: str | Path) -> list[Path]:
     """Complete checkpoints under ``root`` (name ``step-N`` and a manifest), oldest first.
 
-    ``.tmp`` directories (interrupted saves) and directories without
-    ``manifest.json`` are ignored. A missing ``root`` gives ``[]``.
+    ``.tmp`` directories (interrupted saves), directories without ``manifest.json``
+    and links (to a folder elsewhere, which rotation must not delete) are ignored. A
+    missing ``root`` gives ``[]``.
     """
     r = Path(root)
     if not r.is_dir():
@@ -188,7 +195,7 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     found = [
         (step, p)
         for p in r.iterdir()
-        if p.is_dir() and (step := _step_of(p)) is not None and (p / MANIFEST).is_file()
+        if _is_folder(p) and (step := _step_of(p)) is not None and (p / MANIFEST).is_file()
     ]
     return [p for _, p in sorted(found)]
 
@@ -291,28 +298,85 @@ def _listed_files(p: Path, manifest: dict) -> dict[str, dict]:
 
 
 def _unlisted(p: Path, files: dict) -> list[str]:
-    """Files or links in ``p`` that the manifest does not list (nothing else may be read)."""
-    out = set()
-    for f in p.rglob("*"):
-        name = f.relative_to(p).as_posix()
-        if f.is_symlink() or (f.is_file() and name != MANIFEST and name not in files):
-            out.add(name)
+    """What ``p`` holds that the manifest does not list (a ``.DS_Store``, a note, an editor's
+    backup, a folder: ``name/``), never read. Folders on the way to a listed file are
+    entered; nothing else is, and links are not followed."""
+    listed = {*files, MANIFEST}
+    on_the_way = {"/".join(parts[:i]) for name in listed
+                  if len(parts := name.split("/")) > 1 for i in range(1, len(parts))}
+    out, folders = [], [(p, "")]
+    while folders:
+        folder, prefix = folders.pop()
+        for entry in folder.iterdir():
+            name = prefix + entry.name
+            is_dir = entry.is_dir() and not entry.is_symlink()
+            if is_dir and name in on_the_way:
+                folders.append((entry, name + "/"))
+            elif name not in listed:
+                out.append(name + "/" if is_dir else name)
     return sorted(out)
+
+
+# The names the readers of a checkpoint open without the manifest naming them: the
+# container's own files and those TokenizerPair.load looks for under tokenizer/. An
+# unlisted entry at one of them would be read unchecked, so it makes the checkpoint
+# corrupt; any other unlisted entry is ignored.
+_OPENED_BY_NAME = ("config.json", "train_state.json", "model.safetensors", "state.json",
+                   "state.safetensors", "tokenizer/tokenizer.json", "tokenizer/tgt",
+                   "tokenizer/tgt/tokenizer.json")
+
+
+def _unlisted_but_read(p: Path, files: dict) -> list[str]:
+    """The problems of ``p`` that an unlisted entry makes: one where a reader looks
+    (:data:`_OPENED_BY_NAME`) or a manifest that is a link."""
+    found: list[str] = []
+    for name in _OPENED_BY_NAME:
+        f = p / name
+        listed = name in files or any(n.startswith(name + "/") for n in files)
+        inside_found = any(name.startswith(b + "/") for b in found)  # said once, for its folder
+        if not listed and not inside_found and (f.exists() or f.is_symlink()):
+            found.append(name)
+    return [f"{MANIFEST} (a link)"] * (p / MANIFEST).is_symlink() + [
+        f"{name} (not listed in {MANIFEST}, and loading reads it)" for name in found]
+
+
+def _not_inside(p: Path, name: str) -> str | None:
+    """Why the listed ``name`` is not a file of ``p`` itself (``None`` when it is):
+    missing, or a link or behind one (which would put it outside the checkpoint)."""
+    f = p / name
+    if not (f.exists() or f.is_symlink()):
+        return "missing"
+    if f.is_symlink() or not f.is_file() or f.resolve() != p.resolve() / name:
+        return "not a file inside the checkpoint"
+    return None
+
+
+def unlisted_files(path: str | Path) -> list[str]:
+    """What checkpoint ``path`` holds besides the files its manifest lists (ignored when
+    it is verified and loaded; ``name/`` for a folder). ``[]`` without a readable
+    manifest."""
+    p = Path(path)
+    try:
+        manifest = read_json(p / MANIFEST, missing=ValueError())
+        return _unlisted(p, _listed_files(p, manifest))
+    except (OSError, ValueError):
+        return []
 
 
 def _verified(path: str | Path) -> Path:
     """Check checkpoint ``path`` against its manifest before any of its files is opened:
-    every listed file inside the directory, present, of the listed size and SHA-256;
-    no other file or link."""
+    every listed file inside the directory, present, of the listed size and SHA-256.
+    Other files are ignored (never read) unless a reader would open them
+    (:func:`_unlisted_but_read`)."""
     p = Path(path)
     manifest = read_json(p / MANIFEST, format_version=FORMAT_VERSION, missing=ValueError(
         f"not a complete checkpoint (no {MANIFEST}): {p}"))
     files = _listed_files(p, manifest)
-    bad = [f"{name} (not listed in {MANIFEST})" for name in _unlisted(p, files)]
+    bad = _unlisted_but_read(p, files)
     for name, info in files.items():
         f = p / name
-        if f.is_symlink() or not f.is_file():
-            bad.append(f"{name} (missing)")
+        if why := _not_inside(p, name):
+            bad.append(f"{name} ({why})")
         elif f.stat().st_size != info["bytes"] or sha256_of_file(f) != info.get("sha256"):
             bad.append(f"{name} (size or sha256 differs)")
     if bad:
@@ -323,8 +387,12 @@ def _verified(path: str | Path) -> Path:
 def verify_checkpoint(path: str | Path) -> Path:
     """``path`` if it is a complete checkpoint whose files match its manifest.
 
+    Files the manifest does not list are ignored (:func:`unlisted_files` names them),
+    except at a name that loading opens.
+
     Raises:
-        ValueError: naming each file that is missing, unlisted or differs.
+        ValueError: naming each file that is missing or differs, or unlisted where
+            loading would read it.
     """
     return _verified(path)
 

@@ -14,7 +14,7 @@ so a reader sees a whole checkpoint or none, never a changed one
 **Damaged head checkpoints.** A run resumes from the newest checkpoint that verifies;
 anything named ``step-N`` above it (corrupt, without a manifest, not a folder) is set
 aside as ``step-N.corrupt`` (:func:`latest_verified_checkpoint`), so that the step can
-be saved again.
+be saved again. When none verifies, nothing is moved (training refuses to start).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from .._values import check_positive_int
 from .container import (
     _NAME,
     MANIFEST,
+    _is_folder,
     _json_bytes,
     _step_of,
     _verified,
@@ -243,21 +244,24 @@ def latest_verified_checkpoint(root: str | Path, *, set_aside: bool = False
     why each newer ``step-N`` was skipped: corrupt, without ``manifest.json`` (which
     :func:`list_checkpoints` does not count), or not a folder at all.
 
-    With ``set_aside``, a skipped one is renamed ``step-N.corrupt`` (kept for
-    inspection, never loaded). It has to go: the resumed run saves that step again, and
-    a name already taken would stop every later save."""
-    skipped = []
+    With ``set_aside``, and only when one verifies, each skipped one is renamed
+    ``step-N.corrupt`` (kept for inspection, never loaded). It has to go: the resumed run
+    saves that step again, and a name already taken would stop every later save. When
+    none verifies, nothing is moved: a run with no checkpoint to resume from is the
+    caller's to refuse, not to start again from step 0 silently."""
+    skipped: list[tuple[Path, str]] = []
     for ckpt in reversed(_step_entries(root)):
         try:
-            if not ckpt.is_dir():
-                raise ValueError(f"not a checkpoint (not a folder): {ckpt}")
-            return _verified(ckpt), skipped
+            if not _is_folder(ckpt):
+                raise ValueError(f"not a checkpoint (not a folder, or a link): {ckpt}")
+            found = _verified(ckpt)
         except ValueError as e:
-            reason = str(e)
-            if set_aside:
-                reason += f"; moved to {_set_aside(ckpt).name}"
-            skipped.append(reason)
-    return None, skipped
+            skipped.append((ckpt, str(e)))
+            continue
+        if set_aside:
+            return found, [f"{why}; moved to {_set_aside(c).name}" for c, why in skipped]
+        return found, [why for _, why in skipped]
+    return None, [why for _, why in skipped]
 
 
 def _set_aside(ckpt: Path) -> Path:

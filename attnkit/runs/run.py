@@ -295,8 +295,10 @@ def average_checkpoints(paths: list[str | Path], *, progress=None
     ``progress(1)`` is called after each checkpoint is read.
 
     Raises:
-        ValueError: if ``paths`` is empty or the checkpoints differ in keys or
-            shapes (listing them).
+        ValueError: if ``paths`` is empty, the checkpoints are of different models or
+            tokenizers (naming the first field of ``config.json``'s model or tokenizer
+            section, or the tokenizer file, that differs), or differ in keys or shapes
+            (listing them).
     """
     return _mean_of(list(paths), read_model_state, progress)
 
@@ -312,6 +314,7 @@ def _mean_of(paths: list, read: Callable[[Any], dict[str, torch.Tensor]], progre
         if progress is not None:
             progress(1)
     first = states[0]
+    _check_same_kind(paths)
     for p, s in zip(paths[1:], states[1:], strict=True):
         _check_fits(first, s, f"checkpoint {p} (compared with {paths[0]})")
     out: dict[str, torch.Tensor] = {}
@@ -327,3 +330,33 @@ def _mean_of(paths: list, read: Callable[[Any], dict[str, torch.Tensor]], progre
     return out
 
 
+
+
+def _kind(ckpt: Path) -> dict[str, Any]:
+    """What checkpoints averaged together must share, field by field: every field of the
+    model and tokenizer sections of ``config.json``, and the SHA-256 of each tokenizer
+    file in the manifest (two vocabularies of one size are told apart by their content).
+    ``ckpt`` was verified as its weights were read."""
+    meta = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
+    meta = meta if isinstance(meta, dict) else {}
+    files = json.loads((ckpt / MANIFEST).read_text(encoding="utf-8"))["files"]
+    out = {f"{section}.{k}": v for section in ("model", "tokenizer")
+           for k, v in (meta.get(section) or {}).items()}
+    out |= {n: info.get("sha256") for n, info in files.items() if n.startswith("tokenizer/")}
+    return out
+
+
+def _check_same_kind(paths: list) -> None:
+    """Refuse to average checkpoints of different models or tokenizers, naming the first
+    field that differs (weights of equal shapes may still mean different things: two
+    heads or four, one vocabulary or another of the same size)."""
+    first = _kind(Path(paths[0]))
+    for p in paths[1:]:
+        other = _kind(Path(p))
+        for field in sorted(first.keys() | other.keys()):
+            a, b = first.get(field, "(unset)"), other.get(field, "(unset)")
+            if a != b:
+                what = "tokenizer files differ" if field.startswith("tokenizer/") else \
+                    f"{a!r} vs {b!r}"
+                raise ValueError(f"cannot average checkpoints of different models or "
+                                 f"tokenizers: {field}: {what} ({paths[0]} vs {p})")

@@ -21,6 +21,7 @@ from ..data.corpus import load_pairs
 from ..data.tokenizer import TokenizerPair
 from ..models.build import build_model
 from ..runs.config import TrainConfig, model_differences, resume_differences
+from ..runs.container import unlisted_files
 from ..runs.retention import clean_leftovers
 from ..runs.run import RUN_FORMAT_VERSION, Run, open_latest_run
 from ..runtime import Precision, Threads, choose_precision
@@ -142,9 +143,28 @@ def _resume_point(cfg: TrainConfig, is_main: bool) -> tuple[Run | None, list[str
     if is_main:  # the folder was checked writable (and locked) by the trainer
         notes += [f"removed {p}, left by an interrupted save" for p in clean_leftovers(root)]
     latest, skipped = open_latest_run(root, set_aside=is_main)
+    if latest is None and skipped:
+        raise ValueError(_nothing_verifies(root, skipped))
     notes += [f"skipped: {reason}" for reason in skipped]
     run = None if latest is None else check_resume(cfg, latest)
+    if run is not None and (extra := unlisted_files(run.path)):
+        notes.append(f"note: {run.path} holds {len(extra)} file(s) its manifest does not "
+                     f"list, ignored: {', '.join(extra[:10])}{', ...' if len(extra) > 10 else ''}")
     return run, notes
+
+
+_REASONS_SHOWN = 5  # of the checkpoints that fail, in the one line that refuses the run
+
+
+def _nothing_verifies(root: Path, reasons: list[str]) -> str:
+    """Why a run whose ``step-N`` entries all fail verification does not start: the
+    progress they hold is never thrown away silently by starting again from step 0."""
+    shown = "; ".join(reasons[:_REASONS_SHOWN]) + (
+        f"; and {len(reasons) - _REASONS_SHOWN} more" if len(reasons) > _REASONS_SHOWN else "")
+    return (f"cannot resume: none of the {len(reasons)} checkpoint(s) under {root} verifies "
+            f"({shown}); nothing was moved or deleted. Repair them, or move them out of "
+            f"{root} to train this run again from step 0, or start a new run in another "
+            "directory with --out-dir")
 
 
 def _training_data(cfg: TrainConfig, resume_from: Run | None, world_size: int):
