@@ -116,3 +116,18 @@ def averaged_last(run, k: int, flag: str):
                          "folder")
     with progress_bar(len(paths), "average") as bar:
         return paths, run.average(paths, progress=bar.update)
+
+
+def checkpoint_inputs(path: str | None, flag: str = "--checkpoint") -> list[tuple[str, str]]:
+    """What ``--checkpoint PATH`` reads, as inputs for :func:`attnkit._io.check_not_an_input`:
+    the path given (a run folder, say) and the checkpoint folder it names
+    (:func:`attnkit.runs.run.resolve_checkpoint`; left to the load to report when it
+    names none)."""
+    if path is None:
+        return []
+    from ..runs.run import resolve_checkpoint
+
+    try:
+        return [(flag, path), (flag, str(resolve_checkpoint(path)))]
+    except (OSError, ValueError):
+        return [(flag, path)]
