@@ -9,13 +9,22 @@ import sys
 
 def threads_arg(text: str) -> int | str:
     """``--threads``: ``auto`` or a positive int (:func:`attnkit._values.parse_positive_or_auto`,
-    the parser config files use too)."""
+    the parser config files use too); more than the machine's cores is capped at them,
+    with a note (:func:`attnkit.runtime.capped_threads`)."""
     from .._values import parse_positive_or_auto
 
     try:
-        return parse_positive_or_auto("", text)
+        n = parse_positive_or_auto("", text)
     except ValueError as e:  # argparse names the flag
         raise argparse.ArgumentTypeError(str(e)) from None
+    if n == "auto":
+        return n
+    from ..runtime import capped_threads
+
+    capped = capped_threads(n, name="--threads")
+    if capped.count != n:
+        print(f"attnkit: note: {capped.reason}", file=sys.stderr)
+    return capped.count
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) -> None:
