@@ -175,9 +175,9 @@ def check_not_an_input(out: str | Path, out_name: str,
     """Refuse an output that would overwrite what the command reads, before anything is
     written: ``out`` (given as ``out_name``) may not be the same file or folder as an
     input (through a symbolic or hard link, or another spelling of the path), nor lie
-    inside an input folder (nor be a hard link of a file there); with ``holds`` (an output folder that is filled or
-    replaced), nor hold an input. ``inputs``: ``(flag, path)`` pairs, ``None`` paths
-    skipped.
+    inside an input folder (nor be a hard link of a file there); with ``holds`` (an
+    output folder that is filled or replaced), nor hold an input. ``inputs``:
+    ``(flag, path)`` pairs, ``None`` paths skipped.
 
     Raises:
         ValueError: naming both flags and paths.

@@ -189,15 +189,23 @@ def parse_threads(value: int | str, *, name: str = "threads") -> int | str:
     return parse_positive_or_auto(name, value)
 
 
-def capped_threads(count: int, *, cores: int | None = None, name: str = "threads"
-                   ) -> Threads:
-    """``count`` threads, or the machine's cores when it asks for more: threads beyond
-    the cores only wait for each other, and torch crashes on a count far beyond them
-    (``--threads 100000``). The reason says when the count was capped."""
+#: the threads per core a setting may ask for: more only wait for each other, and torch
+#: crashes on a count far beyond the cores (100000); a few per core stay allowed, to
+#: measure what oversubscription costs
+MAX_THREADS_PER_CORE = 4
+
+
+def capped_threads(count: int, *, cores: int | None = None, name: str = "threads",
+                   per_core: int = MAX_THREADS_PER_CORE) -> Threads:
+    """``count`` threads, or ``per_core`` times the machine's cores when it asks for more
+    (the command-line flags allow one per core). The reason says when it was capped."""
     cores = cores or os.cpu_count() or 1
-    if count > cores:
-        return Threads(cores, f"{name} = {count} capped at the {cores} cores of this machine")
-    return Threads(count, f"{name} = {count}")
+    if count <= cores * per_core:
+        return Threads(count, f"{name} = {count}")
+    cap = cores * per_core
+    where = (f"the {cores} cores of this machine" if per_core == 1 else
+             f"{cap}, {per_core} per core of the {cores} of this machine")
+    return Threads(cap, f"{name} = {count} capped at {where}")
 
 
 def choose_threads(setting: int | str, *, cores: int | None = None,

@@ -21,7 +21,7 @@ def threads_arg(text: str) -> int | str:
         return n
     from ..runtime import capped_threads
 
-    capped = capped_threads(n, name="--threads")
+    capped = capped_threads(n, name="--threads", per_core=1)
     if capped.count != n:
         print(f"attnkit: note: {capped.reason}", file=sys.stderr)
     return capped.count

@@ -1,5 +1,6 @@
-"""A thread count beyond the machine's cores is capped at them with a note (torch
-crashed on ``--threads 100000``); one that is no count is refused naming the flag."""
+"""A thread count beyond the machine's cores is capped with a note (torch crashed on
+``--threads 100000``): a decoding flag at the cores, a config or the environment at a
+few per core; one that is no count is refused naming the flag."""
 
 from __future__ import annotations
 
@@ -39,15 +40,16 @@ def test_a_thread_count_that_is_no_count_is_refused_naming_the_flag(capsys, valu
                        f"positive int, got {value!r}")
 
 
-def test_a_config_or_environment_count_beyond_the_cores_is_capped(monkeypatch):
-    assert choose_threads(100000, cores=2).count == 2
-    assert "capped at the 2 cores" in choose_threads(100000, cores=2).reason
+def test_a_config_or_environment_count_far_beyond_the_cores_is_capped(monkeypatch):
+    assert choose_threads(100000, cores=2).count == 8  # a few per core stay allowed
+    assert "capped at 8, 4 per core of the 2" in choose_threads(100000, cores=2).reason
+    assert choose_threads(3, cores=2).count == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "100000")
-    assert choose_threads("auto", cores=2).count == 2
+    assert choose_threads("auto", cores=2).count == 8
 
 
 def test_train_caps_its_threads_and_says_so(tmp_path, capsys):
     argv = ["train", *TINY, "--train-path", str(pairs_file(tmp_path / "p.tsv", 40)),
             "--out-dir", str(tmp_path / "run"), "--max-steps", "1", "--threads", "100000"]
     assert main(argv) == 0
-    assert f"threads = 100000 capped at the {CORES} cores" in capsys.readouterr().out
+    assert f"threads = 100000 capped at {4 * CORES}, 4 per core" in capsys.readouterr().out
