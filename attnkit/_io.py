@@ -11,8 +11,9 @@ from pathlib import Path
 
 MAX_JSON_BYTES = 64 << 20  # metadata files are small; a larger one is not ours
 
-__all__ = ["MAX_JSON_BYTES", "check_regular_file", "check_writable_file", "ensure_writable_dir",
-           "file_digest", "file_kind", "read_json", "sha256_of_file", "write_atomic"]
+__all__ = ["MAX_JSON_BYTES", "check_not_an_input", "check_regular_file", "check_writable_file",
+           "ensure_writable_dir", "file_digest", "file_kind", "read_json", "sha256_of_file",
+           "write_atomic"]
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
@@ -135,3 +136,62 @@ def check_regular_file(path: str | Path, name: str, *, fifo: bool = False) -> No
     wanted = "a regular file or a FIFO" if fifo else "a regular file"
     raise ValueError(f"{name}: {path} is not a regular file (it is a {kind}); expected "
                      f"{wanted}")
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """``a`` and ``b`` name one file or folder: the same inode where both exist (a hard
+    link too), else the same path once links and ``..`` are resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _inside(inner: str | Path, outer: str | Path) -> bool:
+    """``inner`` lies below the folder ``outer`` (links resolved)."""
+    inner, outer = os.path.realpath(inner), os.path.realpath(outer)
+    return inner != outer and os.path.commonpath([inner, outer]) == outer
+
+
+def _hard_link_into(out: str | Path, folder: str | Path) -> bool:
+    """``out`` is an existing file with another name (a hard link) below ``folder``."""
+    try:
+        st = os.stat(out)
+    except OSError:
+        return False
+    if not (stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and os.path.isdir(folder)):
+        return False
+    for top, _, files in os.walk(folder):
+        for name in files:
+            other = os.stat(os.path.join(top, name), follow_symlinks=False)
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                return True
+    return False
+
+
+def check_not_an_input(out: str | Path, out_name: str,
+                       inputs: list[tuple[str, str | Path | None]], *,
+                       holds: bool = False) -> None:
+    """Refuse an output that would overwrite what the command reads, before anything is
+    written: ``out`` (given as ``out_name``) may not be the same file or folder as an
+    input (through a symbolic or hard link, or another spelling of the path), nor lie
+    inside an input folder (nor be a hard link of a file there); with ``holds`` (an
+    output folder that is filled or replaced), nor hold an input. ``inputs``:
+    ``(flag, path)`` pairs, ``None`` paths skipped.
+
+    Raises:
+        ValueError: naming both flags and paths.
+    """
+    for name, path in inputs:
+        if path is None:
+            continue
+        if _same_file(out, path):
+            raise ValueError(f"{out_name} is the same file as {name}: {out} is {path}; "
+                             "write the output elsewhere")
+        if _inside(out, path) or _hard_link_into(out, path):
+            how = "is inside" if _inside(out, path) else "is a hard link of a file in"
+            raise ValueError(f"{out_name} {out} {how} {name} {path}, which this command "
+                             "reads; write the output elsewhere")
+        if holds and _inside(path, out):
+            raise ValueError(f"{out_name} {out} holds {name} {path}, which this command "
+                             "reads and the output would overwrite; write it elsewhere")

@@ -32,7 +32,7 @@ import torch
 from ._cpu import cache_dir, cpu_flags, cpu_model, torch_threads
 from ._values import parse_positive_or_auto
 
-__all__ = ["Precision", "Threads", "bf16_speed_ratio", "choose_precision",
+__all__ = ["Precision", "Threads", "bf16_speed_ratio", "capped_threads", "choose_precision",
            "choose_threads", "cpu_flags", "held_threads", "machine", "parse_threads",
            "substituted_cpu_bf16"]
 
@@ -189,15 +189,37 @@ def parse_threads(value: int | str, *, name: str = "threads") -> int | str:
     return parse_positive_or_auto(name, value)
 
 
+#: the threads per core a setting may ask for: more only wait for each other, and torch
+#: crashes on a count far beyond the cores (100000); a few per core stay allowed, to
+#: measure what oversubscription costs
+MAX_THREADS_PER_CORE = 4
+
+
+def capped_threads(count: int, *, cores: int | None = None, name: str = "threads",
+                   per_core: int = MAX_THREADS_PER_CORE) -> Threads:
+    """``count`` threads, or ``per_core`` times the machine's cores when it asks for more
+    (the command-line flags allow one per core). The reason says when it was capped."""
+    cores = cores or os.cpu_count() or 1
+    if count <= cores * per_core:
+        return Threads(count, f"{name} = {count}")
+    cap = cores * per_core
+    where = (f"the {cores} cores of this machine" if per_core == 1 else
+             f"{cap}, {per_core} per core of the {cores} of this machine")
+    return Threads(cap, f"{name} = {count} capped at {where}")
+
+
 def choose_threads(setting: int | str, *, cores: int | None = None,
                    busy: Callable[[], int] = busy_elsewhere) -> Threads:
-    """OpenMP threads for ``setting`` ``"auto"`` or a positive int (see the module doc)."""
+    """OpenMP threads for ``setting`` ``"auto"`` or a positive int (see the module doc;
+    a count above the cores is capped, :func:`capped_threads`)."""
     cores = cores or os.cpu_count() or 1
     setting = parse_threads(setting)
     if setting != "auto":
-        return Threads(setting, f"threads = {setting}")
+        return capped_threads(setting, cores=cores)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]):
-        return Threads(int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS is set")
+        omp = capped_threads(int(os.environ["OMP_NUM_THREADS"]), cores=cores)
+        return Threads(omp.count, "OMP_NUM_THREADS is set" if omp.count == int(
+            os.environ["OMP_NUM_THREADS"]) else f"OMP_NUM_THREADS: {omp.reason}")
     others = busy()
     per_process = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     n = max(1, min(cores, cores - others) // per_process)

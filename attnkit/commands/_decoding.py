@@ -9,13 +9,22 @@ import sys
 
 def threads_arg(text: str) -> int | str:
     """``--threads``: ``auto`` or a positive int (:func:`attnkit._values.parse_positive_or_auto`,
-    the parser config files use too)."""
+    the parser config files use too); more than the machine's cores is capped at them,
+    with a note (:func:`attnkit.runtime.capped_threads`)."""
     from .._values import parse_positive_or_auto
 
     try:
-        return parse_positive_or_auto("", text)
+        n = parse_positive_or_auto("", text)
     except ValueError as e:  # argparse names the flag
         raise argparse.ArgumentTypeError(str(e)) from None
+    if n == "auto":
+        return n
+    from ..runtime import capped_threads
+
+    capped = capped_threads(n, name="--threads", per_core=1)
+    if capped.count != n:
+        print(f"attnkit: note: {capped.reason}", file=sys.stderr)
+    return capped.count
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) -> None:
@@ -116,3 +125,18 @@ def averaged_last(run, k: int, flag: str):
                          "folder")
     with progress_bar(len(paths), "average") as bar:
         return paths, run.average(paths, progress=bar.update)
+
+
+def checkpoint_inputs(path: str | None, flag: str = "--checkpoint") -> list[tuple[str, str]]:
+    """What ``--checkpoint PATH`` reads, as inputs for :func:`attnkit._io.check_not_an_input`:
+    the path given (a run folder, say) and the checkpoint folder it names
+    (:func:`attnkit.runs.run.resolve_checkpoint`; left to the load to report when it
+    names none)."""
+    if path is None:
+        return []
+    from ..runs.run import resolve_checkpoint
+
+    try:
+        return [(flag, path), (flag, str(resolve_checkpoint(path)))]
+    except (OSError, ValueError):
+        return [(flag, path)]

@@ -14,15 +14,19 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .._io import ensure_writable_dir
+    from .._io import check_not_an_input, ensure_writable_dir
     from .._values import check_positive_int
     from ..decode.translator import load_translator
     from ..runs.lock import RunLock
     from ..runs.retention import save_checkpoint
     from ..runs.run import open_run
-    from ._decoding import averaged_last
+    from ._decoding import averaged_last, checkpoint_inputs
 
     check_positive_int("--last", args.last)
+    inputs = checkpoint_inputs(args.checkpoint)  # the averaged step-N lie beside the last
+    inputs += [("--checkpoint", str(Path(p).parent)) for _, p in inputs[1:]
+               if Path(p).name.startswith("step-")]
+    check_not_an_input(args.out, "--out", inputs, holds=True)
     ensure_writable_dir(args.out, "--out")
     with RunLock(args.out, checkpoints="."):  # one writer per (real) folder, as for train
         run = open_run(args.checkpoint)

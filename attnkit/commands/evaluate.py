@@ -13,6 +13,7 @@ from ._decoding import (
     averaged_last,
     check_decoding_arguments,
     check_decoding_memory,
+    checkpoint_inputs,
     note_overlong,
     one_line,
     progress_bar,
@@ -76,13 +77,18 @@ def _test_set(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    from .._io import check_writable_file
-    from .._values import check_nonnegative_int, check_positive_int
+    from .._io import check_not_an_input, check_writable_file
+    from .._values import check_choice, check_nonnegative_int, check_positive_int
+    from ..data.corpus import MULTI30K_SPLITS
 
     check_decoding_arguments(args)
     check_nonnegative_int("--average", args.average)
     check_positive_int("--limit", args.limit, allow_none=True)
+    if args.multi30k_split is not None:
+        check_choice("--multi30k-split", args.multi30k_split, MULTI30K_SPLITS)
     if args.hyp_out:
+        check_not_an_input(args.hyp_out, "--hyp-out", [
+            ("--src", args.src), ("--ref", args.ref), *checkpoint_inputs(args.checkpoint)])
         check_writable_file(args.hyp_out, "--hyp-out")
 
 

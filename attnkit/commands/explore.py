@@ -16,12 +16,13 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from .._io import check_writable_file
+    from .._io import check_not_an_input, check_writable_file
     from .._values import check_positive_int
     from ..decode.translator import load_translator, positions_of
     from ..viz.explorer import check_sentence_lengths, records_from_captures, write_explorer
-    from ._decoding import progress_bar
+    from ._decoding import checkpoint_inputs, progress_bar
 
+    check_not_an_input(args.out, "--out", checkpoint_inputs(args.checkpoint))
     check_writable_file(args.out, "--out")
     check_positive_int("--max-tokens", args.max_tokens)
     with progress_bar(3, "explore: load, translate, capture") as bar:

@@ -39,9 +39,13 @@ _FLAGS = {"checkpoint": "--checkpoint", "out": "--out", "quantization": "--quant
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from .._io import check_not_an_input
     from ..export.ctranslate2 import export_ctranslate2
     from ..export.directory import ExportArgumentError
+    from ._decoding import checkpoint_inputs
 
+    # --force replaces --out whole: neither the run read nor a folder holding it
+    check_not_an_input(args.out, "--out", checkpoint_inputs(args.checkpoint), holds=True)
     try:
         out = export_ctranslate2(args.checkpoint, args.out, quantization=args.quantization,
                                  force=args.force)

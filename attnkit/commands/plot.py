@@ -43,13 +43,29 @@ def _inputs(name: str, args: argparse.Namespace) -> dict:
     return {}
 
 
+def _check_outputs(args: argparse.Namespace, names: list[str], formats: tuple) -> None:
+    """Refuse a ``--out`` that is an input, or lies in the checkpoint read, and a figure
+    file that would overwrite ``--log`` (``--out`` may hold the log)."""
+    from pathlib import Path
+
+    from .._io import check_not_an_input
+    from ._decoding import checkpoint_inputs
+
+    inputs = [("--log", args.log), *checkpoint_inputs(args.checkpoint)]
+    check_not_an_input(args.out, "--out", inputs)
+    for name in names:
+        for fmt in formats:
+            check_not_an_input(Path(args.out) / f"{name}.{fmt}", "--out", inputs)
+
+
 def run_cli(args: argparse.Namespace) -> int:
     from .._io import ensure_writable_dir
     from ..viz.figures import FIGURES, NEEDS_INPUT, plot
 
-    ensure_writable_dir(args.out, "--out")  # before any figure is computed
     formats = tuple(args.format or ("png", "svg"))
     names = [n for n in FIGURES if n not in NEEDS_INPUT] if args.name == "all" else [args.name]
+    _check_outputs(args, names, formats)
+    ensure_writable_dir(args.out, "--out")  # before any figure is computed
     for name in names:
         for path in plot(name, args.out, formats=formats, **_inputs(name, args)):
             print(path)

@@ -19,6 +19,8 @@ attention-maps       per-layer, per-head attention maps of a trained model
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -275,10 +277,52 @@ def _integer_steps(ax, rows) -> None:
         ax.set_xlim(steps[0] - 1, steps[0] + 1)
 
 
+def read_log(log: str | Path) -> list[dict]:
+    """The records of a training log (JSON lines). A last line without its line break
+    (a training still writing it) is left out with a note on stderr; any other line
+    that is no JSON object is refused, naming the file and the line.
+
+    Raises:
+        ValueError: naming ``log`` and the line number.
+    """
+    text = Path(log).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines):  # no line break after it: still being written
+                print(f"note: {log}: line {i} is incomplete (a training still writing "
+                      "it?); plotted the records before it", file=sys.stderr)
+                break
+            raise ValueError(f"{log}: line {i} is not a JSON record: {e}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{log}: line {i}: expected a JSON object, got "
+                             f"{type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _finite(pts: list, ax, key: str) -> list:
+    """The points of ``pts`` with a finite value; each NaN / infinite one is marked on
+    ``ax`` instead: a red cross at the bottom, labelled with the key and value."""
+    bad = [(step, v) for step, v in pts if isinstance(v, float) and not math.isfinite(v)]
+    for step, v in bad:
+        ax.annotate(f"{key}={v}", (step, 0), xycoords=("data", "axes fraction"),
+                    xytext=(0, 4), textcoords="offset points", color="red", fontsize=8,
+                    ha="center")
+        ax.plot([step], [0], "x", color="red", transform=ax.get_xaxis_transform())
+    return [(step, v) for step, v in pts if not (isinstance(v, float) and not math.isfinite(v))]
+
+
 def figure_curves(log: str | Path):
-    """Training curves from a training log (JSON lines with ``step`` and metrics)."""
+    """Training curves from a training log (JSON lines with ``step`` and metrics);
+    non-finite values are marked in red with their value."""
     plt = _pyplot()
-    rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    rows = read_log(log)
     if not rows:
         raise ValueError(f"log {str(log)!r} has no records")
     keys = [k for k in ("loss", "val_loss", "ppl", "lr", "tokens_per_s", "val_bleu",
@@ -294,6 +338,7 @@ def figure_curves(log: str | Path):
     for ax, group in zip(axes[0], groups):
         for k in group:
             pts = [(r["step"], r[k]) for r in rows if k in r and "step" in r]
+            pts = _finite(pts, ax, k)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if len(pts) > 20 else "-o",
                     label=k)
             if len(pts) == 1:
