@@ -39,10 +39,10 @@ from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher, shard_batch
 from ..decode.translator import positions_of, translate_sentences
 from ..runs.config import TrainConfig
-from ..runs.container import first_non_finite, latest_checkpoint
+from ..runs.container import first_non_finite
 from ..runs.lock import RunLock
 from ..runs.retention import record_best, save_checkpoint, trim_best
-from ..runs.run import Run, run_description
+from ..runs.run import Run, open_latest_run, run_description
 from ..runtime import choose_threads, held_threads, machine
 from .setup import set_up
 from .step import TrainingDiverged, batch_loss, lr_fault, step_fault
@@ -235,12 +235,12 @@ class Trainer:
             f"a longer --warmup (now {o.warmup})",
             f"--clip-norm 1 (now {clip})" if clip in ("none", "inf")
             else f"a lower --clip-norm (now {clip})"]
-        last = latest_checkpoint(self.ckpt_dir)
+        last, _ = open_latest_run(self.ckpt_dir)  # every rank can tell; none was written since
         if last is None:
             advice = (f"no checkpoint was written before it; train again with "
                       f"{_either(resumable + anew)}")
         else:
-            advice = (f"the last finite checkpoint, {last}, resumes with "
+            advice = (f"the last finite checkpoint, {last.path}, resumes with "
                       f"{_either(resumable)}"
                       + (f"; {_either(anew)} needs a new run (--out-dir)" if anew else ""))
         return TrainingDiverged(f"training stopped at step {step}: {what}; {advice}")
