@@ -61,7 +61,9 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "check_finite_weights",
     "encode_checkpoint",
+    "first_non_finite",
     "read_model_state",
     "restore_verified",
     "unlisted_files",
@@ -225,7 +227,13 @@ def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer |
 
     Raises:
         TypeError: ``config`` / ``train_state`` not JSON-serializable dicts.
+        ValueError: a weight of ``model`` is NaN or infinite (such a checkpoint could only
+            pass a diverged state on; it is refused before anything is written or rotated).
     """
+    bad = first_non_finite(model.state_dict())
+    if bad is not None:
+        raise ValueError(f"refusing to write checkpoint step {train_state.get('step')}: the "
+                         f"model has non-finite weights ({bad})")
     return _payload(model, optimizer, scheduler, config=config, train_state=train_state)
 
 
@@ -280,6 +288,36 @@ def _write_directory(root: Path, step: int, payload: dict[str, bytes], tokenizer
     os.replace(tmp, final)
     _fsync_dir(root)
     return final
+
+
+# -------------------------------------------------------------- finite weights
+def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """``"name: 1024 NaN, 3 inf"`` for the first floating-point tensor of ``tensors`` that
+    holds a NaN or an infinity, ``None`` when all are finite. One device sync when all
+    are finite (the usual case); the first bad one is looked for only then."""
+    floats = [(k, t) for k, t in tensors.items() if t.is_floating_point() or t.is_complex()]
+    if not floats or bool(torch.stack([torch.isfinite(t).all() for _, t in floats]).all()):
+        return None
+    name, t = next((k, t) for k, t in floats if not bool(torch.isfinite(t).all()))
+    nan = int(torch.isnan(t).sum())
+    inf = int((~torch.isfinite(t)).sum()) - nan
+    counts = [f"{n} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n]
+    return f"{name}: {', '.join(counts)} of {t.numel()}"
+
+
+def check_finite_weights(tensors: dict[str, torch.Tensor], where: str | Path
+                         ) -> dict[str, torch.Tensor]:
+    """``tensors``, the weights of checkpoint ``where``, if every one is finite: weights
+    with a NaN or an infinity translate nothing and train nothing, whatever reads them.
+
+    Raises:
+        ValueError: naming the checkpoint and its first non-finite tensor.
+    """
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise ValueError(f"checkpoint {where} has non-finite weights ({bad}); it cannot be "
+                         "used (the training that wrote it had diverged)")
+    return tensors
 
 
 # -------------------------------------------------------------------------- loading
@@ -398,9 +436,10 @@ def verify_checkpoint(path: str | Path) -> Path:
 
 
 def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model tensors of checkpoint ``path`` (verified against its manifest)."""
+    """The model tensors of checkpoint ``path`` (verified against its manifest; refused
+    when one is not finite, :func:`check_finite_weights`)."""
     p = _verified(path)
-    return st_load((p / "model.safetensors").read_bytes())
+    return check_finite_weights(st_load((p / "model.safetensors").read_bytes()), p)
 
 
 def _check_fits(
@@ -446,8 +485,8 @@ def load_checkpoint(
     Raises:
         ValueError: if the checkpoint is incomplete or corrupt, or the model's
             keys or shapes differ (the message lists missing keys, unexpected
-            keys and shape mismatches), or an optimizer/scheduler is given but
-            none was saved.
+            keys and shape mismatches), or a weight is NaN or infinite, or an
+            optimizer/scheduler is given but none was saved.
     """
     return restore_verified(_verified(path), model=model, optimizer=optimizer,
                             scheduler=scheduler, restore_rng=restore_rng)
@@ -458,7 +497,7 @@ def restore_verified(p: Path, *, model: torch.nn.Module,
                      scheduler: Any | None = None, restore_rng: bool = True) -> dict[str, Any]:
     """:func:`load_checkpoint` of a checkpoint ``p`` that was verified already (by
     :func:`attnkit.runs.run.open_run`): its files are read without checking them again."""
-    weights = st_load((p / "model.safetensors").read_bytes())
+    weights = check_finite_weights(st_load((p / "model.safetensors").read_bytes()), p)
     _check_fits(model.state_dict(), weights, f"checkpoint {p}")
     state_tensors = st_load((p / "state.safetensors").read_bytes())
     state = json.loads((p / "state.json").read_text(encoding="utf-8"))

@@ -174,8 +174,10 @@ def record_best(root: str | Path, entry: dict, *, keep_best: int,
     ``root/best.json``, which keeps the ``keep_best`` best; a checkpoint that falls out is
     deleted unless it is among the newest ``keep_last`` (``None``: nothing is deleted).
     Returns the new list, best first. ``best.json`` is replaced atomically before any
-    checkpoint is deleted, so a crash in between leaves no entry without its folder."""
+    checkpoint is deleted, so a crash in between leaves no entry without its folder.
+    A score that is not a finite number is never ranked (:func:`_check_score`)."""
     check_positive_int("keep_best", keep_best)
+    _check_score(entry)
     root = Path(root)
     if not (root / f"step-{entry['step']:06d}" / MANIFEST).is_file():
         raise ValueError(f"record_best: no checkpoint of step {entry['step']} under {root}; "
@@ -186,6 +188,20 @@ def record_best(root: str | Path, entry: dict, *, keep_best: int,
     if keep_last is not None:
         _rotate(root, keep_last)
     return best
+
+
+def _check_score(entry: dict) -> None:
+    """Refuse a ``best.json`` entry whose score is not a finite number: a NaN compares
+    false with everything and would rank anywhere, and an infinity above every real one.
+
+    Raises:
+        ValueError: naming the step and the score.
+    """
+    score = entry.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) \
+            or not math.isfinite(score):
+        raise ValueError(f"record_best: the score of step {entry.get('step')} must be a finite "
+                         f"number to be ranked in {BEST}, got {score!r}")
 
 
 def trim_best(root: str | Path, *, keep_best: int, last_step: int) -> list[dict]:

@@ -39,6 +39,7 @@ from .container import (
     MANIFEST,
     _check_fits,
     _step_of,
+    check_finite_weights,
     latest_checkpoint,
     list_checkpoints,
     read_model_state,
@@ -92,8 +93,10 @@ class Run:
         return self.path / "tokenizer"
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The model tensors of this checkpoint."""
-        return st_load((self.path / "model.safetensors").read_bytes())
+        """The model tensors of this checkpoint (refused, naming the first, when one is not
+        finite: :func:`attnkit.runs.container.check_finite_weights`)."""
+        return check_finite_weights(st_load((self.path / "model.safetensors").read_bytes()),
+                                    self.path)
 
     def restore(self, model: torch.nn.Module, *, optimizer=None, scheduler=None,
                 restore_rng: bool = True) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from .._lazy import lazy_attributes
 _WHERE = {
     **dict.fromkeys(["NoamLambda", "noam_lr", "noam_scheduler"], ".schedule"),
     **dict.fromkeys(["smoothed_loss"], ".loss"),
+    **dict.fromkeys(["TrainingDiverged"], ".step"),
     **dict.fromkeys(["Setup", "set_up", "check_resume"], ".setup"),
     **dict.fromkeys(["MetricsWindow", "Trainer"], ".trainer"),
 }

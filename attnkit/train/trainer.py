@@ -15,6 +15,12 @@ whether a batch is split over ranks or accumulation steps or not.
 Resuming restores model, optimizer, schedule, data position and every RNG from
 the latest checkpoint; a run stopped at any point and resumed ends with the
 same parameters as one that was never stopped (CPU, same seed).
+
+Divergence: at the first step whose loss or gradient norm is not finite (on any
+rank: both travel in the one all-reduce a step makes), or at a checkpoint whose
+weights are not, every rank stops with :class:`~attnkit.train.step.TrainingDiverged`
+before the step is applied or the checkpoint written, so the checkpoints on disk
+stay finite and the run resumes from the last of them.
 """
 
 from __future__ import annotations
@@ -33,17 +39,23 @@ from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher, shard_batch
 from ..decode.translator import positions_of, translate_sentences
 from ..runs.config import TrainConfig
+from ..runs.container import first_non_finite
 from ..runs.lock import RunLock
 from ..runs.retention import record_best, save_checkpoint, trim_best
-from ..runs.run import Run, run_description
+from ..runs.run import Run, open_latest_run, run_description
 from ..runtime import choose_threads, held_threads, machine
 from .setup import set_up
-from .step import batch_loss
+from .step import TrainingDiverged, batch_loss, lr_fault, step_fault
 
 __all__ = ["MetricsWindow", "Trainer"]
 
 #: the metrics that rank checkpoints, by data kind (higher is better)
 RANKING_METRICS = ("val_exact_match", "val_bleu")
+
+
+def _either(options: list[str]) -> str:
+    """``"a, b or c"``."""
+    return options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
 
 
 class MetricsWindow:
@@ -179,7 +191,11 @@ class Trainer:
             raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
 
     def save(self) -> Path | None:
-        """Write a checkpoint (rank 0 only) at the current step."""
+        """Write a checkpoint (rank 0 only) at the current step; every rank stops first
+        when the weights are not finite (they are the same on every rank)."""
+        bad = first_non_finite(self.model.state_dict())
+        if bad is not None:
+            raise self._diverged(self.step, f"the weights are not finite ({bad})")
         if not self.dist.is_main or self._saved_step == self.step:
             return None
         self._saved_step = self.step
@@ -207,12 +223,46 @@ class Trainer:
                 self.stopped_because = f"time_limit = {r.time_limit:g} s reached"
         return self.stopped_because is not None
 
-    def _all_reduce(self, *values: float) -> list[float]:
-        if self.dist.world_size == 1:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
+    def _diverged(self, step: int, what: str, *, lr_only: bool = False) -> TrainingDiverged:
+        """The one-line stop at ``step``: what is not finite (or, ``lr_only``, the learning
+        rate that cannot be), what to change, and the checkpoint to resume from. Only
+        ``lr_scale`` and ``bf16`` may change on resume; the rest takes a new run."""
+        o = self.cfg.optim
+        resumable = [f"a lower --lr-scale (now {o.lr_scale:g})"]
+        resumable += ["--bf16 false"] if self.precision.bf16 and not lr_only else []
+        clip = "none" if o.clip_norm is None else f"{o.clip_norm:g}"
+        anew = [] if lr_only else [
+            f"a longer --warmup (now {o.warmup})",
+            f"--clip-norm 1 (now {clip})" if clip in ("none", "inf")
+            else f"a lower --clip-norm (now {clip})"]
+        last, _ = open_latest_run(self.ckpt_dir)  # every rank can tell; none was written since
+        if last is None:
+            advice = (f"no checkpoint was written before it; train again with "
+                      f"{_either(resumable + anew)}")
+        else:
+            advice = (f"the last finite checkpoint, {last.path}, resumes with "
+                      f"{_either(resumable)}"
+                      + (f"; {_either(anew)} needs a new run (--out-dir)" if anew else ""))
+        return TrainingDiverged(f"training stopped at step {step}: {what}; {advice}")
+
+    def _step_totals(self, sums: torch.Tensor, grad_norm: torch.Tensor) -> list[float]:
+        """``[loss sum, nll sum, gradient norm]`` of a step over all ranks, in one
+        all-reduce and one device sync. The norm is rank 0's (the others add it times 0),
+        and NaN on every rank when it is not finite on any (inf or NaN times 0 is NaN),
+        so all ranks judge the step alike."""
+        weight = 1.0 if self.dist.is_main else 0.0
+        t = torch.cat([sums, grad_norm.detach().to(sums).reshape(1) * weight])
+        if self.dist.world_size > 1:
+            dist.all_reduce(t)
         return t.tolist()
+
+    def _grad_norm(self) -> torch.Tensor:
+        """The global norm of the gradients, before clipping them to ``clip_norm`` (when
+        set): computed once a step, for clipping and for the divergence check."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.cfg.optim.clip_norm is None:
+            return torch.nn.utils.get_total_norm([p.grad for p in params])
+        return torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.clip_norm)
 
     def _time_up_everywhere(self, start: float) -> bool:
         done = self._done(start)
@@ -223,8 +273,9 @@ class Trainer:
         return done
 
     # ------------------------------------------------------------ one step
-    def _micro_step(self, global_batch, total_tokens: int, last: bool) -> tuple[float, float]:
-        """Forward and backward of one global micro-batch (this rank's share)."""
+    def _micro_step(self, global_batch, total_tokens: int, last: bool) -> torch.Tensor:
+        """Forward and backward of one global micro-batch (this rank's share); returns
+        its ``(loss sum, nll sum)`` in float64, on the device (not synced)."""
         model, world = self.train_model, self.dist.world_size
         b = shard_batch(global_batch, self.dist.rank, world) if world > 1 else global_batch
         b = b.to(self.device)
@@ -234,25 +285,25 @@ class Trainer:
                                       autocast=self._autocast)
             # DDP averages gradients over ranks: scale so the result is a sum
             (loss * world / total_tokens).backward()
-        return float(loss.detach()), float(nll)
+        return torch.stack([loss.detach(), nll.detach()]).double()
 
     def train_step(self, batches) -> dict:
         """One optimizer step over ``accum_steps`` global micro-batches."""
         self.train_model.train()
         total_tokens = sum(b.global_num_tokens for b in batches)
-        sums = [self._micro_step(b, total_tokens, i == len(batches) - 1)
-                for i, b in enumerate(batches)]
-        grad_norm = None
-        if self.cfg.optim.clip_norm is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                             self.cfg.optim.clip_norm))
+        sums = sum(self._micro_step(b, total_tokens, i == len(batches) - 1)
+                   for i, b in enumerate(batches))
+        loss_sum, nll_sum, grad_norm = self._step_totals(sums, self._grad_norm())
         lr = self.optimizer.param_groups[0]["lr"]
+        fault, too_large = step_fault(loss_sum, grad_norm), lr_fault(lr, self.cfg.optim.beta1)
+        if fault or too_large:  # before the optimizer: the weights stay those of the last step
+            self.optimizer.zero_grad(set_to_none=True)
+            raise self._diverged(self.step + 1, fault or too_large, lr_only=not fault)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.train_tokens += total_tokens
-        loss_sum, nll_sum = self._all_reduce(sum(s[0] for s in sums), sum(s[1] for s in sums))
         return {"loss": loss_sum / total_tokens, "nll": nll_sum / total_tokens,
                 "tokens": total_tokens, "lr": lr, "grad_norm": grad_norm}
 
@@ -296,8 +347,8 @@ class Trainer:
         among the ``keep_best`` best (save it, then :meth:`_keep_best`), else ``None``."""
         r, v = self.cfg.run, self.validation
         metric = next((m for m in RANKING_METRICS if scores.get(m) is not None), None)
-        if metric is None or v["step"] == self.step:  # no score, or this step's again
-            return None
+        if metric is None or v["step"] == self.step or not math.isfinite(scores[metric]):
+            return None  # no score, this step's again, or one no ranking can place
         score, v["step"] = float(scores[metric]), self.step
         if v["best_score"] is None or score > v["best_score"]:
             v.update(best_score=score, best_step=self.step, since_best=0)
