@@ -128,15 +128,10 @@ def averaged_last(run, k: int, flag: str):
 
 
 def checkpoint_inputs(path: str | None, flag: str = "--checkpoint") -> list[tuple[str, str]]:
-    """What ``--checkpoint PATH`` reads, as inputs for :func:`attnkit._io.check_not_an_input`:
-    the path given (a run folder, say) and the checkpoint folder it names
-    (:func:`attnkit.runs.run.resolve_checkpoint`; left to the load to report when it
-    names none)."""
+    """What ``--checkpoint PATH`` reads (:func:`attnkit.runs.run.read_paths`), as inputs for
+    :func:`attnkit._io.check_not_an_input`."""
     if path is None:
         return []
-    from ..runs.run import resolve_checkpoint
+    from ..runs.run import read_paths
 
-    try:
-        return [(flag, path), (flag, str(resolve_checkpoint(path)))]
-    except (OSError, ValueError):
-        return [(flag, path)]
+    return [(flag, str(p)) for p in read_paths(path)]

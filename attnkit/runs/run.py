@@ -48,7 +48,7 @@ from .container import (
 from .retention import best_checkpoint, latest_verified_checkpoint
 
 __all__ = ["RUN_FORMAT_VERSION", "Run", "average_checkpoints", "open_latest_run", "open_run",
-           "read_beside_writer", "resolve_checkpoint", "run_description"]
+           "read_beside_writer", "read_paths", "resolve_checkpoint", "run_description"]
 
 RUN_FORMAT_VERSION = 2  # what config.json says (1: before it carried a format_version)
 
@@ -216,6 +216,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 return Path(latest)
     raise ValueError(f"{p} is neither a checkpoint nor a folder holding checkpoints "
                      "(expected manifest.json, or checkpoints/step-*/)")
+
+
+def read_paths(path: str | Path) -> list[Path]:
+    """What opening ``path`` reads, for a command that must not write over it: the path
+    itself and the checkpoint folder it names (none where it names no checkpoint; the
+    open reports that)."""
+    try:
+        return [Path(path), resolve_checkpoint(path)]
+    except (OSError, ValueError):
+        return [Path(path)]
 
 
 def _removed_hint(p: Path) -> str:

@@ -84,7 +84,9 @@ def test_runs_whose_checkpoints_are_links_to_one_folder_have_one_writer(
         assert str(shared.resolve()) in lines[0]  # the real folder, which the runs share
         assert "resumed from" not in out
     code = main(["average", "--checkpoint", str(runs["a"]), "--out", str(shared)])
-    assert code == 2 and f"(pid {writer.pid}" in capsys.readouterr().err  # nor writes there
+    # nor writes there: the folder holds what average reads, refused before any lock is asked
+    assert code == 2 and "holds --checkpoint" in capsys.readouterr().err
+    assert list_checkpoints(shared) and not any(p.name == "manifest.json" for p in shared.iterdir())
     writer.send_signal(signal.SIGKILL)  # the kernel drops its locks with the process
     writer.wait()
     code = main(train_argv(pairs, runs["b"], "--max-steps", str(newest_step(shared) + 1)))
