@@ -16,6 +16,23 @@ from ._values import check_probability
 CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 
 
+def hidden_values_reason(x: torch.Tensor) -> str | None:
+    """Why the values of ``x`` cannot be read here (``None``: they can).
+
+    Meta tensors have none; inside a ``torch.func`` transform (``vmap``, ``grad``,
+    ``jacrev``…) a tensor stands for many, or reading it would cut the transform;
+    under ``torch.jit.trace`` a value read becomes a constant of the trace, right for
+    the example inputs only. Code that branches on values must not branch there.
+    """
+    if x.device.type == "meta":
+        return "meta tensors carry no data"
+    if torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return "inside a torch.func transform (vmap, grad, jacrev...)"
+    if torch.jit.is_tracing():
+        return "under torch.jit.trace (a value read would be fixed into the trace)"
+    return None
+
+
 def broadcast_shapes(*shapes) -> tuple[int, ...]:
     """``torch.broadcast_shapes`` in plain Python (raises ``RuntimeError`` the same way).
 
@@ -197,7 +214,8 @@ def _check_lengths(lens, name: str, symbols: str, shapes: list[tuple[int | None,
     ``bound`` is ``(symbol, value)``, e.g. ``("Nk", 11)``; ``counts`` says what
     the lengths count, for the dtype message. A ``None`` in ``shapes`` is a
     size left free. Lists and tuples become tensors. The value range is not
-    checked on the meta device (there are no values; shapes still are).
+    checked where the values cannot be read (:func:`hidden_values_reason`: meta
+    tensors, ``torch.func`` transforms, tracing); shapes still are.
     """
     if lens is None:
         return None
@@ -216,7 +234,7 @@ def _check_lengths(lens, name: str, symbols: str, shapes: list[tuple[int | None,
     if device is not None and lens.device != device:
         raise ValueError(
             f"{name} must be on the same device as queries ({device}); got {lens.device}")
-    if lens.numel() and lens.device.type != "meta":
+    if lens.numel() and hidden_values_reason(lens) is None:
         lo, hi = int(lens.min()), int(lens.max())
         symbol, limit = bound
         if lo < 0 or hi > limit:

@@ -25,9 +25,12 @@ Empty axes: the same result on every backend, forward and backward
   undefined: scaled dot would divide by √0, and a constant 0 score would give
   uniform weights the user did not ask for).
 
-Meta tensors (shapes only, to estimate sizes before allocating) are served by
-the ``reference`` backend, which ``auto`` picks for them; the fast backends
-refuse them by name (they plan from the lengths' values).
+Meta tensors (shapes only, to estimate sizes before allocating), ``torch.func``
+transforms (``vmap``, ``grad``, ``jacrev``) and ``torch.jit.trace`` are served
+by the ``reference`` backend, which ``auto`` picks for them; the fast backends
+refuse them by name (they plan from the lengths' values). ``torch.jit.script``
+cannot compile this Python dispatch and says so in one line
+(:func:`refuse_script`); trace instead, or use ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from .backends import (
 )
 from .scores import Score, resolve_score
 
-__all__ = ["attention", "attention_weights", "choose_backend", "make_call"]
+__all__ = ["attention", "attention_weights", "choose_backend", "make_call", "refuse_script"]
 
 
 def make_call(queries, keys, values, *, score="scaled_dot", valid_lens=None, mask=None,
@@ -168,6 +171,18 @@ def _attention_with_weights(call: AttentionCall, backend: str):
     return out, to_input_dtype(weights, call.queries.dtype)
 
 
+def refuse_script():
+    """``__prepare_scriptable__`` of the entry points and modules: ``torch.jit.script``
+    calls it first, so it refuses in one line instead of failing deep in its compiler
+    on the Python dispatch (backends, dataclasses, scores as objects)."""
+    raise TypeError(
+        "torch.jit.script cannot compile attnkit attention (it dispatches over Python "
+        "backends); use torch.jit.trace (it runs the 'reference' backend) or torch.compile")
+
+
+attention.__prepare_scriptable__ = refuse_script
+
+
 def attention_weights(queries: torch.Tensor, keys: torch.Tensor, *,
                       score: str | Score = "scaled_dot",
                       valid_lens: torch.Tensor | None = None,
@@ -186,6 +201,9 @@ def attention_weights(queries: torch.Tensor, keys: torch.Tensor, *,
     call = make_call(queries, keys, None, score=score, valid_lens=valid_lens, mask=mask,
                      causal=causal, query_valid_lens=query_valid_lens)
     return reference_weights(call)
+
+
+attention_weights.__prepare_scriptable__ = refuse_script
 
 
 def choose_backend(queries, keys, values, *, score="scaled_dot", valid_lens=None, mask=None,

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_mask, check_tensor, check_valid_lens, shape_str
+from ._checks import (
+    check_mask,
+    check_tensor,
+    check_valid_lens,
+    hidden_values_reason,
+    shape_str,
+)
 from ._dtypes import LOW_PRECISION
 from .masks import combine_masks, prefix_mask
 
@@ -77,14 +83,15 @@ def softmax_with_mask(X: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
         x = x.masked_fill(~mask, float("-inf"))  # (..., Nq, Nk)
     if x.shape[-1] == 0:
         return torch.softmax(x, dim=-1).to(dtype)  # (..., Nq, 0)
-    if x.device.type == "cpu":
+    if x.device.type == "cpu" and hidden_values_reason(x) is None:
         # On the CPU a look at the result costs no device sync: rows without a key
         # are rare, and they show as NaN in every column, so column 0 finds them.
         weights = torch.softmax(x, dim=-1)
         if not bool(weights[..., :1].isnan().any()):
             return weights.to(dtype)
         del weights  # recomputed below; freed first, so the peak stays that of one pass
-    # Elsewhere (and when the CPU found a NaN row) the rows are found without
+    # Elsewhere (and when the CPU found a NaN row, and where a value read would break a
+    # transform or be fixed into a trace) the rows are found without
     # reading anything back: their largest score is -inf. Each step rebinds x, so
     # no more than two score-sized buffers of this function are alive at once.
     row_has_key = x.amax(dim=-1, keepdim=True) != float("-inf")  # (..., Nq, 1)

@@ -21,10 +21,16 @@ The rules of ``auto`` (fastest first; each backend says why it passes):
    `reference`").
 3. ``reference`` — always serves; the readable, materializing oracle.
 
-Meta tensors (shapes without data, for estimating sizes) are served by
-``reference`` alone: the fast backends plan from the lengths' values and pass
-on them, naming the reason, so ``auto`` propagates the shapes through the
-reference computation.
+Meta tensors (shapes without data, for estimating sizes), calls inside
+``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``) and calls under
+``torch.jit.trace`` are served by ``reference`` alone: the fast backends plan
+from the lengths' values, which these cannot show (or would fix into a trace),
+and pass on them naming the reason, so ``auto`` picks ``reference`` and an
+explicit fast backend raises ``ValueError`` saying so.
+
+Second-order gradients (``create_graph=True``): ``reference``, ``sdpa`` and
+``chunked`` give exact ones; ``triton``, and ``sdpa`` with dropout, raise one
+line naming the backend and ``backend="reference"``.
 
 A backend registered with ``auto_position`` (e.g. a GPU kernel) is placed
 where its rules say. ``attnkit.choose_backend(...)`` shows the choice.
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import AttentionCall, Backend, zero_output
+from .base import AttentionCall, Backend, first_order_only, second_order_error, zero_output
 from .reference import (
     ReferenceBackend,
     float_weights,
@@ -50,10 +56,12 @@ __all__ = [
     "BackendChoice",
     "available_backends",
     "explain_choice",
+    "first_order_only",
     "float_weights",
     "get_backend",
     "register_backend",
     "reference_weights",
+    "second_order_error",
     "select_backend",
     "to_input_dtype",
     "weighted_values",

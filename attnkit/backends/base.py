@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import hidden_values_reason
 from ..masks import causal_lengths, combine_masks, prefix_mask
 from ..scores import Score
 
-__all__ = ["AttentionCall", "Backend", "meta_reason", "zero_output"]
+__all__ = ["AttentionCall", "Backend", "first_order_only", "second_order_error",
+           "values_reason", "zero_output"]
 
 
 @dataclass
@@ -118,17 +120,58 @@ class AttentionCall:
         return combine_masks(self._per_batch(prefix), self.mask)
 
 
-def meta_reason(call: AttentionCall) -> str | None:
-    """Why a fast backend passes on meta tensors (``None`` for real ones).
+def values_reason(call: AttentionCall) -> str | None:
+    """Why a fast backend passes on ``call`` because it cannot read the lengths' values
+    (``None``: it can read them).
 
-    Meta tensors have shapes and no data: they are how sizes are estimated
-    before anything is allocated. The fast backends plan their work from the
-    lengths' values (which keys each row needs), so only ``reference``, whose
-    every step is a shape-propagating torch op, serves them; ``auto`` picks it.
+    The fast backends plan their work from the lengths' values (which keys each row
+    needs). Meta tensors (shapes only, to estimate sizes before allocating) have no
+    values; inside ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``) and under
+    ``torch.jit.trace`` reading them breaks the transform or fixes the plan of the
+    example inputs into the trace. Only ``reference``, whose every step is a torch op
+    without a branch on values, serves these calls; ``auto`` picks it.
     """
-    if call.queries.device.type == "meta":
-        return "meta tensors carry no data (only 'reference' propagates their shapes)"
-    return None
+    why = hidden_values_reason(call.queries)
+    if why is None:
+        tensors = (call.keys, call.values, call.valid_lens, call.mask, call.query_valid_lens,
+                   *call.score.parameters())
+        why = next((hidden_values_reason(t) for t in tensors
+                    if t is not None and hidden_values_reason(t) is not None), None)
+    return None if why is None else f"{why}: only 'reference' runs there"
+
+
+def second_order_error(backend: str, why: str) -> RuntimeError:
+    """The one-line refusal of a second-order gradient (a backward pass run with
+    ``create_graph=True`` through ``backend``'s own backward), saying what works instead."""
+    return RuntimeError(
+        f"backend={backend!r} cannot differentiate its gradients (double backward, "
+        f"create_graph=True): {why}; use backend=\"reference\" for second-order gradients")
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """The identity, whose backward refuses to build a graph of the gradient."""
+
+    @staticmethod
+    def forward(ctx, backend: str, why: str, x):
+        ctx.backend, ctx.why = backend, why
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # grad mode is on in backward only under create_graph=True: the gradient is
+        # to be differentiated again, which the backend's kernels cannot do
+        if torch.is_grad_enabled():
+            raise second_order_error(ctx.backend, ctx.why)
+        return None, None, grad
+
+
+def first_order_only(out: torch.Tensor, backend: str, why: str) -> torch.Tensor:
+    """``out``, marked so that a second-order gradient through it raises
+    :func:`second_order_error` instead of silently treating the backend's first-order
+    gradient as a constant (which gives second-order gradients of zero)."""
+    if not out.requires_grad:
+        return out
+    return _FirstOrderOnly.apply(backend, why, out)
 
 
 class _ZeroOutput(torch.autograd.Function):

@@ -22,6 +22,12 @@ Algorithm (flash-attention style, in PyTorch ops):
   projections and of ``w_v`` are formed from the recomputed ``tanh``; for
   any other score the block's scores are re-evaluated under autograd and
   differentiated with ``torch.autograd.grad`` (so user-defined scores work).
+* Second-order gradients (backward with ``create_graph=True``, e.g. a
+  gradient penalty): the backward recomputes the whole output in
+  differentiable torch ops from the saved inputs (same masks, same dropout
+  masks) and differentiates it with a graph. This materializes the scores
+  (for additive ones the features) as ``reference`` does; first-order
+  backward stays blocked.
 
 Additive blocks (``additive="auto"``): on the CPU, for float32/float16/bfloat16
 inputs, the scores of a block and, in backward, the projections' and ``w_v``'s
@@ -69,8 +75,9 @@ import torch
 from .._cpu import torch_threads
 from ..kernels import cpu_additive
 from ..scores import Additive, Score
+from ..softmax import softmax_with_mask
 from ._workers import in_workers as _in_workers
-from .base import AttentionCall, Backend, meta_reason
+from .base import AttentionCall, Backend, values_reason
 
 __all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
 
@@ -156,8 +163,8 @@ class ChunkedBackend(Backend):
             f" ({why})"
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
-        if meta_reason(call) is not None:
-            return meta_reason(call)
+        if values_reason(call) is not None:
+            return values_reason(call)
         if call.values is None:
             return "needs values (weights-only calls go to reference)"
         if call.score.needs_whole_rows:
@@ -348,6 +355,12 @@ class _Kernel:
         out.copy_(self.scores(state, blk, k0, k1))
 
 
+def _additive_scores(q, k, params) -> torch.Tensor:
+    """``w · tanh(qp_i + kp_j)`` over all pairs, in differentiable ops: ``(BP, Nq, Nk)``."""
+    return _matvec(torch.tanh(q[:, :, None, :] + k[:, None, :, :]),
+                   params[0].to(q.dtype).reshape(-1))
+
+
 class _AdditiveKernel(_Kernel):
     """``s = w · tanh(qp_i + kp_j)`` on projected queries/keys ``(BP, N, h)``.
 
@@ -356,6 +369,8 @@ class _AdditiveKernel(_Kernel):
     ``σ = sigmoid(2qp_i + 2kp_j)`` (the factor 2 folded into the projections)
     and ``s = 2 σ·w − Σw``; the derivative ``1 − tanh² = 4σ(1 − σ)``.
     """
+
+    full_scores = staticmethod(_additive_scores)
 
     def bytes_per_pair(self, q: torch.Tensor) -> int:
         return 4 * q.shape[-1]
@@ -416,6 +431,8 @@ class _CompiledAdditiveKernel(_Kernel):
     key gradient is accumulated transposed too and turned back in :meth:`finish`.
     """
 
+    full_scores = staticmethod(_additive_scores)
+
     def bytes_per_pair(self, q: torch.Tensor) -> int:
         return 4 * q.shape[-1]  # the torch path's tiling: blocks of the same size
 
@@ -454,6 +471,11 @@ class _ScoreKernel(_Kernel):
 
     def bytes_per_pair(self, q: torch.Tensor) -> int:
         return 16  # scores, weights and their gradients, float32
+
+    def full_scores(self, q, k, params) -> torch.Tensor:
+        """All ``(BP, Nq, Nk)`` scores in differentiable ops (the parameters are the
+        score's own, which ``self.score`` uses)."""
+        return self.score(q, k).to(q.dtype)
 
     def prepare(self, q, k, params, plan):
         dt = _acc_dtype(q)
@@ -510,6 +532,8 @@ class _ChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        if torch.is_grad_enabled():  # create_graph=True: the gradients need a graph
+            return _differentiable_backward(ctx, grad_out)
         with torch_threads(ctx.plan.threads):
             return _ChunkedAttention._backward(ctx, grad_out)
 
@@ -566,6 +590,39 @@ class _ChunkedAttention(torch.autograd.Function):
             dv.add_(dv_more)
         dq, dk, dparams = plan.kernel.finish(grads, q, k, params)
         return (None, dq, dk, dv.to(v.dtype), *dparams)
+
+
+def _differentiable_backward(ctx, grad_out):
+    """The gradients of :class:`_ChunkedAttention` as a graph (``create_graph=True``): the
+    whole output recomputed from the saved inputs in differentiable torch ops, with the
+    same masks and dropout masks as the blocks, and differentiated by autograd. It
+    materializes ``(BP, Nq, Nk)`` (for additive scores ``(BP, Nq, Nk, h)``), like the
+    ``reference`` backend, which second-order gradients need anyway."""
+    q, k, v, _, _, *params = ctx.saved_tensors
+    plan = ctx.plan
+    acc = _acc_dtype(v)
+    BP, Nq, Nk = q.shape[0], q.shape[1], k.shape[1]
+    allowed = torch.arange(Nk, device=q.device) < plan.e[..., None]  # (BP, Nq, Nk)
+    if plan.mask is not None:
+        allowed = allowed & plan.mask
+    scores = plan.kernel.full_scores(q.to(acc), k.to(acc), params)  # (BP, Nq, Nk)
+    p = softmax_with_mask(scores, allowed)
+    if plan.dropout_p > 0:
+        keep = p.new_zeros(BP, Nq, Nk)  # keys no block visits have weight 0 anyway
+        for index, blk in enumerate(plan.blocks):
+            for k0, k1 in blk.key_chunks():
+                keep[blk.b0:blk.b1, blk.q0:blk.q1, k0:k1] = plan.keep(
+                    blk, index, k0, k1, p.device, p.dtype)
+        p = p * keep
+    out = p @ v.to(acc)  # (BP, Nq, Dv)
+    inputs = [q, k, v, *params]
+    wanted = [i for i, t in enumerate(inputs) if ctx.needs_input_grad[i + 1]]
+    got = torch.autograd.grad(out, [inputs[i] for i in wanted], grad_out.to(acc),
+                              create_graph=True, allow_unused=True)
+    grads = [None] * len(inputs)
+    for i, g in zip(wanted, got):
+        grads[i] = torch.zeros_like(inputs[i]) if g is None else g.to(inputs[i].dtype)
+    return (None, *grads)
 
 
 def _forward_block(plan, state, v32, out, lse, index: int, blk: _Block) -> None:

@@ -45,6 +45,12 @@ Distance scores pass their key bias as a float ``attn_mask``; when the keys
 need gradients, SDPA differentiates through the mask with its unfused
 (math) kernel, so distance forward+backward costs more than scaled dot.
 
+Second-order gradients (``create_graph=True``, e.g. a gradient penalty): the
+fused kernels' backward has no derivative, so such a backward recomputes the
+output as one masked call on SDPA's math kernel and differentiates that
+(:class:`_TwiceDifferentiable`); exact, and refused naming the backend with
+dropout (whose masks cannot be redrawn). First-order gradients stay fused.
+
 Rows with nothing to attend to give zero output rows and zero gradients,
 as in ``reference``. fp16/bf16 inputs are computed by SDPA with float32
 accumulation and returned in the input dtype.
@@ -57,11 +63,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .._cpu import torch_threads
 from ..scores import DotForm
 from ._workers import balance, in_workers
-from .base import AttentionCall, Backend, meta_reason
+from .base import AttentionCall, Backend, second_order_error, values_reason
 
 __all__ = ["SDPABackend"]
 
@@ -108,8 +115,8 @@ class SDPABackend(Backend):
     handles_query_valid_lens = True
 
     def unsupported_reason(self, call: AttentionCall) -> str | None:
-        if meta_reason(call) is not None:
-            return meta_reason(call)
+        if values_reason(call) is not None:
+            return values_reason(call)
         if call.values is None:
             return "needs values (weights-only calls go to reference)"
         if _as_dot(call) is None:
@@ -118,21 +125,77 @@ class SDPABackend(Backend):
         return None
 
     def forward(self, call: AttentionCall) -> torch.Tensor:
-        form = call.score.as_dot(call.queries, call.keys)
-        batch = call.batch_shape
-        B, P = batch[0], math.prod(batch[1:])  # P: the dims after B (heads…) folded
-        q = _to_4d(form.queries, batch, B, P)  # (B, P, Nq, Dq')
-        k = _to_4d(form.keys, batch, B, P)  # (B, P, Nk, Dk')
-        v = _to_4d(call.values, batch, B, P)  # (B, P, Nk, Dv)
-        bias = None
-        if form.key_bias is not None:
-            bias = form.key_bias.to(q.dtype).expand(*batch, call.num_keys)
-            bias = bias.reshape(B, P, 1, call.num_keys)  # (B, P, 1, Nk)
-        if call.mask is not None:
-            out = _masked_call(call, q, k, v, bias, form.scale)
-        else:
-            out = _grouped_call(call, q, k, v, bias, form.scale)
-        return out.reshape(*batch, call.num_queries, v.shape[-1])  # (*batch, Nq, Dv)
+        params = [p for p in call.score.parameters() if p.requires_grad]
+        tensors = (call.queries, call.keys, call.values, *params)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return _TwiceDifferentiable.apply(call, *tensors)
+        return _attend(call, call.queries, call.keys, call.values)
+
+
+def _attend(call: AttentionCall, queries, keys, values, *, grouped: bool = True) -> torch.Tensor:
+    """The attention output ``(*batch, Nq, Dv)`` of ``call`` on these tensors: grouped calls
+    (padding skipped), or with ``grouped=False`` one masked call (the form double backward
+    differentiates)."""
+    form = call.score.as_dot(queries, keys)
+    batch = call.batch_shape
+    B, P = batch[0], math.prod(batch[1:])  # P: the dims after B (heads…) folded
+    q = _to_4d(form.queries, batch, B, P)  # (B, P, Nq, Dq')
+    k = _to_4d(form.keys, batch, B, P)  # (B, P, Nk, Dk')
+    v = _to_4d(values, batch, B, P)  # (B, P, Nk, Dv)
+    bias = None
+    if form.key_bias is not None:
+        bias = form.key_bias.to(q.dtype).expand(*batch, call.num_keys)
+        bias = bias.reshape(B, P, 1, call.num_keys)  # (B, P, 1, Nk)
+    if call.mask is not None or not grouped:
+        out = _masked_call(call, q, k, v, bias, form.scale)
+    else:
+        out = _grouped_call(call, q, k, v, bias, form.scale)
+    return out.reshape(*batch, call.num_queries, v.shape[-1])  # (*batch, Nq, Dv)
+
+
+class _TwiceDifferentiable(torch.autograd.Function):
+    """:func:`_attend` with SDPA's fused kernels for the output and first-order gradients,
+    and a second-order graph that is exact.
+
+    The fused kernels' backward has no derivative (torch raises "derivative for
+    aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"), and
+    the grouped calls cut their graphs from the inputs. So forward keeps its graph on
+    detached inputs, which first-order backward differentiates; a backward under
+    ``create_graph=True`` instead recomputes the output from the inputs themselves as one
+    masked call on SDPA's math kernel (plain differentiable ops) and differentiates that
+    with a graph. Dropout masks cannot be drawn again there, so that case is refused.
+    """
+
+    @staticmethod
+    def forward(ctx, call: AttentionCall, queries, keys, values, *params):
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(t.requires_grad)
+                      for t in (queries, keys, values)]
+            out = _attend(call, *leaves)
+        ctx.call, ctx.params, ctx.leaves, ctx.out = call, params, leaves, out
+        ctx.save_for_backward(queries, keys, values)
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        second = torch.is_grad_enabled()  # create_graph=True
+        leaves, out = ctx.leaves, ctx.out
+        if second:
+            if ctx.call.dropout_p > 0:
+                raise second_order_error("sdpa", "with dropout_p > 0 the fused kernel's "
+                                         "dropout masks cannot be drawn again")
+            leaves = list(ctx.saved_tensors)
+            with sdpa_kernel(SDPBackend.MATH):
+                out = _attend(ctx.call, *leaves, grouped=False)
+        inputs = [*leaves, *ctx.params]
+        wanted = [i for i in range(len(inputs)) if ctx.needs_input_grad[i + 1]]
+        # retain: the graph may be differentiated again (retain_graph=True, gradcheck)
+        got = torch.autograd.grad(out, [inputs[i] for i in wanted], grad_out,
+                                  retain_graph=True, create_graph=second, allow_unused=True)
+        grads = [None] * len(inputs)
+        for i, g in zip(wanted, got):
+            grads[i] = torch.zeros_like(inputs[i]) if g is None else g
+        return (None, *grads)
 
 
 def _to_4d(x: torch.Tensor, batch: tuple[int, ...], B: int, P: int) -> torch.Tensor:
@@ -405,9 +468,12 @@ def _group_attention(spec: _GroupSpec, grp: _Group, b0: int, b1: int, qs, ks, vs
 
 
 def _masked_call(call, q, k, v, bias, scale) -> torch.Tensor:
-    """One SDPA call with the full boolean mask (used when the caller gives a mask)."""
+    """One SDPA call with the full boolean mask (used when the caller gives a mask, and to
+    recompute any call for double backward)."""
     B, P, Nq, Nk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
     mask = call.full_mask()  # broadcastable to (*batch, Nq, Nk)
+    if mask is None:  # every key (double backward's recomputation of an unmasked call)
+        mask = torch.ones((), dtype=torch.bool, device=q.device)
     mask = mask.expand(*call.batch_shape, Nq, Nk).reshape(B, P, Nq, Nk)
     row_ok = mask.any(-1, keepdim=True)  # (B, P, Nq, 1)
     mask = mask | ~row_ok  # empty rows attend all keys, zeroed below

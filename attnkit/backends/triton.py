@@ -9,6 +9,10 @@ folds ``M`` into the queries, distance passes the per-key bias
 causal alignments are built into the kernels: key blocks past a sequence's
 valid length or the causal frontier are skipped.
 
+Second-order gradients (``create_graph=True``, e.g. a gradient penalty) are
+refused with one line naming the backend: the kernels' backward is not
+itself differentiable. ``reference``, ``sdpa`` and ``chunked`` give them.
+
 Leading batch dims are folded into one (``(B, P, N, D)`` → ``(B·P, 1, N, D)``
 with ``P`` the product of the dims after ``B``, e.g. heads), and the key
 lengths are the call's prefix lengths repeated per folded row
@@ -34,7 +38,7 @@ import os
 import torch
 
 from ..scores import Additive
-from .base import AttentionCall, Backend, meta_reason
+from .base import AttentionCall, Backend, first_order_only, values_reason
 
 __all__ = ["TritonBackend"]
 
@@ -59,8 +63,8 @@ class TritonBackend(Backend):
         if not _triton_installed():
             return "triton is not installed (pip install 'attnkit[triton]')"
         q, k, v = call.queries, call.keys, call.values
-        if meta_reason(call) is not None:
-            return meta_reason(call)
+        if values_reason(call) is not None:
+            return values_reason(call)
         if q.device.type != "cuda" and not _interpreting():
             return "needs CUDA tensors (on CPU only under TRITON_INTERPRET=1)"
         if q.dtype not in _DTYPES:
@@ -116,4 +120,5 @@ class TritonBackend(Backend):
                                   v3.unsqueeze(1), scale=form.scale, key_bias=bias,
                                   valid_lens=vl, causal=call.causal,
                                   dropout_p=call.dropout_p).squeeze(1)  # (B·P, Nq, Dv)
+        out = first_order_only(out, self.name, "its fused kernels' backward is not differentiable")
         return out.reshape(*batch, q.shape[-2], v.shape[-1])  # (*batch, Nq, Dv)

@@ -47,11 +47,29 @@ BATCH_SIZE = 64  # sentences decoded together
 
 
 def output_limit(source_len: int, max_output_len: int | None, positions: int | None) -> int:
-    """Longest output, in tokens, for a batch whose longest source has ``source_len`` ids
+    """Longest output, in tokens, for a sentence whose source has ``source_len`` ids
     (EOS included): ``max_output_len``, else ``2·source_len + 10``; at most
     ``positions - 1`` (BOS takes the first position of the target's table)."""
     limit = max_output_len or 2 * source_len + 10
     return limit if positions is None else min(limit, positions - 1)
+
+
+def by_output_limit(texts: list[str], source_lens: list[int], max_output_len: int | None,
+                    positions: int | None, translate: Callable[[list[str], int], list]) -> list:
+    """``translate(group, limit)`` once per distinct :func:`output_limit` among ``texts``
+    (``source_lens``: each one's source ids, EOS included), outputs in input order.
+
+    The limit is each sentence's own, never its batch's: a sentence translates the same
+    alone, in a file beside longer ones, or streamed, and one search call takes one
+    limit, so sentences are decoded together only with those of the same limit.
+    """
+    limits = [output_limit(n, max_output_len, positions) for n in source_lens]
+    out: list = [None] * len(texts)
+    for limit in sorted(set(limits)):
+        idx = [i for i, lim in enumerate(limits) if lim == limit]
+        for i, res in zip(idx, translate([texts[i] for i in idx], limit), strict=True):
+            out[i] = res
+    return out
 
 
 def in_batches(sentences: list[str], translate_batch: Callable[[list[str]], list], *,
@@ -88,8 +106,8 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
     device = device or next(model.parameters()).device
     model.eval()
 
-    def translate_batch(texts: list[str]) -> list[str]:
-        src, lens, limit = _search_input(tokenizers, texts, positions, max_output_len, device)
+    def translate_group(texts: list[str], limit: int) -> list[str]:
+        src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
         if beam_size == 1:
             res = greedy_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
                                 max_output_len=limit)
@@ -98,15 +116,20 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
                               beam_size=beam_size, max_output_len=limit, alpha=alpha)
         return [tokenizers.tgt.decode(toks) for toks in res]
 
-    return in_batches(list(sentences), translate_batch, batch_size=batch_size,
-                      progress=progress)
+    return in_batches(list(sentences), _limited(tokenizers, positions, max_output_len,
+                                                translate_group),
+                      batch_size=batch_size, progress=progress)
 
 
-def _search_input(tokenizers: TokenizerPair, texts: list[str], positions: int | None,
-                  max_output_len: int | None, device) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Source ids ``(B, S)``, their lengths ``(B,)`` and the batch's output limit."""
-    src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
-    return src, lens, output_limit(src.shape[1], max_output_len, positions)
+def _limited(tokenizers: TokenizerPair, positions: int | None, max_output_len: int | None,
+             translate_group: Callable[[list[str], int], list]) -> Callable[[list[str]], list]:
+    """A batch translator that decodes each group of equal output limits apart
+    (:func:`by_output_limit`)."""
+    def translate_batch(texts: list[str]) -> list:
+        lens = [len(tokenizers.src.encode(t)[:None if positions is None else positions - 1]) + 1
+                for t in texts]
+        return by_output_limit(texts, lens, max_output_len, positions, translate_group)
+    return translate_batch
 
 
 def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, n_best: int,
@@ -129,14 +152,15 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
     device = device or next(model.parameters()).device
     model.eval()
 
-    def translate_batch(texts: list[str]) -> list[list[tuple[str, float]]]:
-        src, lens, limit = _search_input(tokenizers, texts, positions, max_output_len, device)
+    def translate_group(texts: list[str], limit: int) -> list[list[tuple[str, float]]]:
+        src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
         found = _n_best(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID, n_best=n_best,
                         beam_size=beam_size, max_output_len=limit, alpha=alpha)
         return [[(tokenizers.tgt.decode(h.tokens), h.score) for h in hyps] for hyps in found]
 
-    out = in_batches(list(sentences), translate_batch, batch_size=batch_size,
-                     progress=progress, blank=None)
+    out = in_batches(list(sentences), _limited(tokenizers, positions, max_output_len,
+                                               translate_group),
+                     batch_size=batch_size, progress=progress, blank=None)
     return [[("", 0.0)] if hyps is None else hyps for hyps in out]
 
 

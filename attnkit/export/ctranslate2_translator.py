@@ -11,8 +11,9 @@ decodes what attnkit's own search decodes:
   positional table like attnkit's, with ``<eos>`` appended; one output per
   input, blank in, blank out;
 * sentences are batched as attnkit batches them (64 at a time, by length),
-  and each batch gets attnkit's output limit: ``max_output_len`` or
-  ``2·S + 10`` for its longest source of ``S`` ids, at most the table size − 1;
+  and each sentence gets attnkit's output limit: ``max_output_len`` or
+  ``2·S + 10`` for its own source of ``S`` ids, at most the table size − 1
+  (one engine call per distinct limit, so neighbours never change an output);
 * ``beam_size=1`` is greedy search (the most likely token at every step);
 * beam search keeps ``K`` beams and ranks finished hypotheses by
   ``log P / ((5 + |y|) / 6)^alpha`` (GNMT, ``|y|`` counting ``<eos>``), as
@@ -42,7 +43,7 @@ from pathlib import Path
 
 from .._io import read_json
 from .._values import check_nonnegative_int
-from ..decode.translator import in_batches, output_limit, overlong_sources
+from ..decode.translator import by_output_limit, in_batches, overlong_sources
 from ..models.config import model_config_from_dict
 from . import ctranslate2 as _ct2
 from .ctranslate2 import engine_config, require_ctranslate2, vocabulary
@@ -91,14 +92,18 @@ class CTranslate2Translator:
 
     def translate_batch(self, sentences: list[str], *, beam_size: int = 1,
                         max_output_len: int | None = None, alpha: float = 0.6) -> list[str]:
-        """One batch, decoded together under one output limit (see the module docs)."""
+        """One batch, each sentence under its own output limit (see the module docs)."""
         sources = self._sources(sentences)
-        results = self.engine.translate_batch(
-            sources, beam_size=beam_size, num_hypotheses=beam_size, length_penalty=0.0,
-            max_decoding_length=output_limit(max(map(len, sources)) + 1, max_output_len,
-                                             self.positions), min_decoding_length=0,
-            max_input_length=0, return_scores=True, return_end_token=True)
-        return [self._decode(self._best(r, beam_size, alpha)) for r in results]
+
+        def decode(group: list[list[str]], limit: int) -> list[str]:
+            results = self.engine.translate_batch(
+                group, beam_size=beam_size, num_hypotheses=beam_size, length_penalty=0.0,
+                max_decoding_length=limit, min_decoding_length=0, max_input_length=0,
+                return_scores=True, return_end_token=True)
+            return [self._decode(self._best(r, beam_size, alpha)) for r in results]
+
+        return by_output_limit(sources, [len(x) + 1 for x in sources], max_output_len,
+                               self.positions, decode)
 
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from .._checks import check_dropout
-from ..functional import attention
+from ..functional import attention, refuse_script
 from ..scores import Additive, Bilinear, Distance, Dot, ScaledDot, Score
 
 __all__ = [
@@ -74,6 +74,19 @@ class KeptWeights:
     def kept_weights(self) -> torch.Tensor | None:
         """The kept weights, or ``None`` when nothing was kept (never raises)."""
         return self._attention_weights
+
+    def __dir__(self):
+        """Without ``attention_weights`` while nothing is kept: tools that read every name
+        ``dir`` lists (``torch.jit.trace``, ``inspect.getmembers``) would meet its error,
+        which ``hasattr`` does not swallow."""
+        names = super().__dir__()
+        return names if self._attention_weights is not None else \
+            [n for n in names if n != "attention_weights"]
+
+    def __prepare_scriptable__(self):
+        """``torch.jit.script`` asks this first: one line instead of a compiler error deep
+        in the Python dispatch (use ``torch.jit.trace`` or ``torch.compile``)."""
+        refuse_script()
 
 
 def materialize_lazy(score: nn.Module, queries: torch.Tensor, keys: torch.Tensor) -> None:
