@@ -49,6 +49,8 @@ def _help(field, tp) -> str:
         parts.append("{" + ", ".join(map(str, info.choices)) + "}")
     if field.default is not field.default_factory and field.default is not None:
         parts.append(f"(default: {field.default!r})")
+    if info.inf:
+        parts.append(f"— 'inf': {info.inf}")
     if split_optional(tp)[1]:
         parts.append("— 'none' to unset")
     if info.resume:
