@@ -53,15 +53,16 @@ class OptionInfo:
     flag: str | None = None  # command-line flag name when it is not the field name
     path: bool = False  # a file or folder: in a config file, relative to that file
     inf: str | None = None  # what +inf means for a float field; None: it must be finite
+    maximum: int | None = None  # the largest value a number field takes
 
 
 def option(default: Any = _MISSING, help: str = "", *, check: str | None = None,
            choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] | None = None,
            resume: bool = False, flag: str | None = None, path: bool = False,
-           inf: str | None = None) -> Any:
+           inf: str | None = None, maximum: int | None = None) -> Any:
     """A dataclass field with its help text and checks (see :class:`OptionInfo`)."""
     info = OptionInfo(help=help, check=check, choices=choices, resume=resume, flag=flag,
-                      path=path, inf=inf)
+                      path=path, inf=inf, maximum=maximum)
     kwargs = {} if default is _MISSING else {"default": default}
     return dataclasses.field(metadata={"attnkit": info}, **kwargs)
 
@@ -156,6 +157,8 @@ def validate_value(label: str, value: Any, field: dataclasses.Field, tp: Any) ->
         raise ValueError(f"{label} must be > 0; got {value!r}")
     elif info.check == "nonnegative_float" and not value >= 0:
         raise ValueError(f"{label} must be >= 0; got {value!r}")
+    if info.maximum is not None and value > info.maximum:
+        raise ValueError(f"{label} must be at most {info.maximum}; got {value!r}")
     if info.choices is not None:
         choices = info.choices() if callable(info.choices) else info.choices
         check_choice(label, value, choices)

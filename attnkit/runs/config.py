@@ -130,7 +130,8 @@ class RunConfig:
 
     out_dir: str = option("runs/attnkit", "run folder: checkpoints/, metrics.jsonl",
                           resume=True, path=True)
-    seed: int = option(0, "seeds data order, initialisation and dropout", check="nonnegative")
+    seed: int = option(0, "seeds data order, initialisation and dropout (numpy takes "
+                          "32 bits)", check="nonnegative", maximum=2**32 - 1)
     max_steps: int | None = option(None, "stop after this many optimizer steps",
                                    check="positive", resume=True)
     epochs: int | None = option(None, "stop after this many epochs", check="positive",

@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import time
 
 import pytest
 
@@ -276,3 +277,29 @@ def test_a_model_config_holding_nan_is_refused():
     with pytest.raises(ValueError, match=r"TransformerConfig.dropout must be a finite number; "
                                          r"got nan"):
         TransformerConfig(src_vocab_size=5, tgt_vocab_size=5, dropout=float("nan"))
+
+
+# ------------------------------------------------------------- absurd int values
+def test_a_seed_beyond_32_bits_is_refused_naming_the_key(tmp_path):
+    assert parse("--seed", str(2**32 - 1)).run.seed == 2**32 - 1
+    with pytest.raises(ValueError, match=r"^--seed must be at most 4294967295; got 4294967296$"):
+        parse("--seed", str(2**32))
+    path = write(tmp_path, "[run]\nseed = 100000000000000000000\n")
+    with pytest.raises(ValueError, match=rf"^{path}: \[run\] seed must be at most 4294967295"):
+        parse("--config", str(path))
+
+
+@pytest.mark.parametrize("flag", ["--num-examples", "--valid-size"])
+def test_a_generated_corpus_larger_than_memory_is_refused_before_generating(
+        tmp_path, capsys, flag):
+    from attnkit.cli import main
+
+    started = time.monotonic()
+    code = main(["train", "--data", "dates", flag, str(10**12), "--out-dir",
+                 str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "([data] num_examples, valid_size): the generated pairs need about" in err
+    assert f"{flag} {10**12}" in err and "this process may use" in err
+    assert time.monotonic() - started < 30  # not generated first
+    assert not (tmp_path / "run" / "checkpoints").exists()
