@@ -9,12 +9,17 @@ source for three things:
 * ``--help`` text of the command line (no source parsing);
 * what may change when a run is resumed (``resume=True``).
 
+Float fields hold finite numbers unless they say what infinity means
+(``inf="no limit"``); such a field accepts ``inf`` (also as the text ``"inf"``)
+and :func:`plain_value` writes it as ``"inf"``, since JSON has no infinity.
+
 Torch-free, so the command line can read it without importing PyTorch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -28,10 +33,12 @@ from ._values import (
     parse_positive_or_auto,
 )
 
-__all__ = ["OptionInfo", "describe_type", "option", "option_info", "parse_flag_value",
-           "split_optional", "validate_options", "validate_value"]
+__all__ = ["INF_TEXT", "OptionInfo", "describe_type", "option", "option_info",
+           "parse_flag_value", "plain_value", "split_optional", "validate_options",
+           "validate_value"]
 
 _MISSING = dataclasses.MISSING
+INF_TEXT = "inf"  # how a field's infinity is written where numbers must be finite (JSON)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +52,17 @@ class OptionInfo:
     resume: bool = False  # may differ from the stored value when a run is resumed
     flag: str | None = None  # command-line flag name when it is not the field name
     path: bool = False  # a file or folder: in a config file, relative to that file
+    inf: str | None = None  # what +inf means for a float field; None: it must be finite
+    maximum: int | None = None  # the largest value a number field takes
 
 
 def option(default: Any = _MISSING, help: str = "", *, check: str | None = None,
            choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] | None = None,
-           resume: bool = False, flag: str | None = None, path: bool = False) -> Any:
+           resume: bool = False, flag: str | None = None, path: bool = False,
+           inf: str | None = None, maximum: int | None = None) -> Any:
     """A dataclass field with its help text and checks (see :class:`OptionInfo`)."""
     info = OptionInfo(help=help, check=check, choices=choices, resume=resume, flag=flag,
-                      path=path)
+                      path=path, inf=inf, maximum=maximum)
     kwargs = {} if default is _MISSING else {"default": default}
     return dataclasses.field(metadata={"attnkit": info}, **kwargs)
 
@@ -123,18 +133,20 @@ def validate_value(label: str, value: Any, field: dataclasses.Field, tp: Any) ->
     ``TypeError``/``ValueError`` whose message starts with ``label``.
     """
     base, optional = split_optional(tp)
+    info = option_info(field)
     if value is None:
         if optional:
             return None
         raise TypeError(f"{label} must be {_a(describe_type(tp))}; got None")
+    if info.inf and value == INF_TEXT:  # as plain_value wrote it
+        value = math.inf
     if not _type_ok(base, value):
         raise TypeError(f"{label} must be {_a(describe_type(tp))}; got {value!r} "
                         f"({type(value).__name__})")
-    info = option_info(field)
     if info.check in _AUTO_CHECKS:
         return _AUTO_CHECKS[info.check](label, value)
     if base is float:
-        value = float(value)
+        value = _finite_or_meant(label, float(value), info)
     if info.check == "positive":
         check_positive_int(label, value)
     elif info.check == "nonnegative":
@@ -145,10 +157,28 @@ def validate_value(label: str, value: Any, field: dataclasses.Field, tp: Any) ->
         raise ValueError(f"{label} must be > 0; got {value!r}")
     elif info.check == "nonnegative_float" and not value >= 0:
         raise ValueError(f"{label} must be >= 0; got {value!r}")
+    if info.maximum is not None and value > info.maximum:
+        raise ValueError(f"{label} must be at most {info.maximum}; got {value!r}")
     if info.choices is not None:
         choices = info.choices() if callable(info.choices) else info.choices
         check_choice(label, value, choices)
     return value
+
+
+def _finite_or_meant(label: str, value: float, info: OptionInfo) -> float:
+    """``value`` unless it is NaN or an infinity the field gives no meaning to (a
+    checkpoint's JSON could not hold it, and no range check catches ``nan``)."""
+    if math.isfinite(value) or (info.inf and value == math.inf):
+        return value
+    if info.inf:
+        raise ValueError(f"{label} must be a finite number or inf ({info.inf}); got {value}")
+    raise ValueError(f"{label} must be a finite number; got {value}")
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` as JSON can hold it: an infinity (of a field that allows it) as
+    :data:`INF_TEXT`, which :func:`validate_value` reads back."""
+    return INF_TEXT if isinstance(value, float) and value == math.inf else value
 
 
 def validate_options(obj: Any, prefix: str | None = None) -> None:

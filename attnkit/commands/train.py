@@ -49,6 +49,8 @@ def _help(field, tp) -> str:
         parts.append("{" + ", ".join(map(str, info.choices)) + "}")
     if field.default is not field.default_factory and field.default is not None:
         parts.append(f"(default: {field.default!r})")
+    if info.inf:
+        parts.append(f"— 'inf': {info.inf}")
     if split_optional(tp)[1]:
         parts.append("— 'none' to unset")
     if info.resume:
@@ -103,6 +105,7 @@ def check_memory(cfg) -> None:
     budget = available_memory()
     if budget is None:
         return
+    _check_generated_corpus(cfg.data, budget)
     vocab = cfg.tokenizer.vocab_size if cfg.tokenizer.kind == "sentencepiece" else MIN_VOCAB
     config = cfg.model.config(vocab, vocab, shared=cfg.tokenizer.shared_vocab)
     need = training_memory(config)
@@ -119,6 +122,27 @@ def check_memory(cfg) -> None:
         f"{what}: training needs {about} {format_bytes(need.total)} for {count} "
         f"parameters with their gradients and Adam state, more than the "
         f"{format_bytes(budget.bytes)} this process may use ({budget.source}); lower it")
+
+
+#: a generated dates pair held while training: its two strings and their token ids
+#: (about 620 bytes measured), with room for the batcher's arrays
+DATES_PAIR_BYTES = 1024
+
+
+def _check_generated_corpus(data, budget) -> None:
+    """Refuse a dates corpus larger than memory before generating it (``num_examples =
+    10**12`` would generate for days, then fail)."""
+    from attnkit._memory import format_bytes
+
+    if data.kind != "dates":
+        return
+    need = (data.num_examples + data.valid_size) * DATES_PAIR_BYTES
+    if need > budget.bytes:
+        raise MemoryError(
+            f"--num-examples {data.num_examples} and --valid-size {data.valid_size} ([data] "
+            f"num_examples, valid_size): the generated pairs need about "
+            f"{format_bytes(need)}, more than the {format_bytes(budget.bytes)} this process "
+            f"may use ({budget.source}); lower them")
 
 
 def check_accumulation(cfg, trainer) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._names import ACTIVATIONS, POSITIONAL_KINDS, SCORE_NAMES
-from .._options import option, validate_options
+from .._options import option, plain_value, validate_options
 
 __all__ = [
     "BahdanauConfig",
@@ -102,7 +102,7 @@ def model_config_to_dict(config: TransformerConfig | BahdanauConfig) -> dict:
     if type(config) not in MODEL_CONFIGS.values():
         raise TypeError(f"config must be a TransformerConfig or BahdanauConfig; "
                         f"got {type(config).__name__}")
-    return {"class": type(config).__name__, **{f: getattr(config, f) for f in
+    return {"class": type(config).__name__, **{f: plain_value(getattr(config, f)) for f in
                                                config.__dataclass_fields__}}
 
 

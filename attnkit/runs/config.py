@@ -41,7 +41,7 @@ from typing import Any
 import tomllib
 
 from .._io import check_regular_file
-from .._options import option, option_info, validate_value
+from .._options import option, option_info, plain_value, validate_value
 from ..models.config import PRESETS, BahdanauConfig, TransformerConfig
 
 __all__ = ["DataConfig", "ModelSection", "OptimConfig", "RunConfig", "TokenizerConfig",
@@ -114,7 +114,8 @@ class OptimConfig:
                                  check="nonnegative_float")
     label_smoothing: float = option(0.1, "ε_ls (paper: 0.1)", check="probability")
     clip_norm: float | None = option(1.0, "gradient clipping by global norm (none: off)",
-                                     check="positive_float")
+                                     check="positive_float",
+                                     inf="never clip, still log the norm as grad_norm")
     accum_steps: int = option(1, "micro-batches per optimizer step", check="positive")
     max_tokens: int = option(4096, "token budget of one (global) micro-batch, padding "
                                    "included", check="positive")
@@ -129,13 +130,15 @@ class RunConfig:
 
     out_dir: str = option("runs/attnkit", "run folder: checkpoints/, metrics.jsonl",
                           resume=True, path=True)
-    seed: int = option(0, "seeds data order, initialisation and dropout", check="nonnegative")
+    seed: int = option(0, "seeds data order, initialisation and dropout (numpy takes "
+                          "32 bits)", check="nonnegative", maximum=2**32 - 1)
     max_steps: int | None = option(None, "stop after this many optimizer steps",
                                    check="positive", resume=True)
     epochs: int | None = option(None, "stop after this many epochs", check="positive",
                                 resume=True)
     time_limit: float | None = option(None, "stop after this many seconds of training",
-                                      check="positive_float", resume=True)
+                                      check="positive_float", resume=True,
+                                      inf="no limit, as none")
     bf16: bool | str = option("auto", "bf16 autocast: auto (where the device runs it fast: "
                                       "native bf16 or a measured speed-up), true or false",
                               check="bool_or_auto", resume=True)
@@ -151,7 +154,8 @@ class RunConfig:
                              check="nonnegative", resume=True)
     stop_at: float | None = option(None, "stop once a validation reaches this score (exact "
                                          "match for dates, BLEU otherwise); needs eval_every",
-                                   check="nonnegative_float", resume=True)
+                                   check="nonnegative_float", resume=True,
+                                   inf="never reached, as none")
     patience: int | None = option(None, "stop after this many validations in a row without "
                                         "a better validation score (none: off); needs "
                                         "eval_every", check="positive", resume=True)
@@ -396,9 +400,13 @@ class TrainConfig:
 
     # ------------------------------------------------------------- using
     def to_dict(self) -> dict:
-        """Nested tables, JSON- and TOML-friendly; :meth:`from_dict` reads it back."""
-        return {t: (getattr(self, t).to_dict() if t == "model"
-                    else dataclasses.asdict(getattr(self, t))) for t in SECTIONS}
+        """Nested tables, JSON- and TOML-friendly (an infinity, where a key allows one, is
+        ``"inf"``: JSON has none); :meth:`from_dict` reads it back, and a stored run's
+        tables compare equal to those of the config that resumes it."""
+        tables = {t: (getattr(self, t).to_dict() if t == "model"
+                      else dataclasses.asdict(getattr(self, t))) for t in SECTIONS}
+        return {t: {k: plain_value(v) for k, v in values.items()}
+                for t, values in tables.items()}
 
     def replace(self, **flat) -> TrainConfig:
         """A copy with flat-named options changed (validated again)."""

@@ -16,6 +16,10 @@ the *k*-th ``optimizer.step()`` uses ``noam_lr(k)`` when the loop is the usual::
     optimizer.step(); scheduler.step()
 
 (``LambdaLR`` counts from 0 before the first step; the factory shifts by one.)
+
+A restored schedule (``load_state_dict``) brings back the factor it was saved with;
+:func:`rescale` gives it another from the next step on, as a resumed run whose
+``lr_scale`` changed needs.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import math
 
 import torch
 
-__all__ = ["NoamLambda", "noam_lr", "noam_scheduler"]
+__all__ = ["NoamLambda", "noam_lr", "noam_scheduler", "rescale"]
 
 
 def _check(d_model: int, warmup: int, scale: float) -> None:
@@ -103,3 +107,29 @@ def noam_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, NoamLambda(d_model=d_model, warmup=warmup, scale=scale)
     )
+
+
+def rescale(scheduler: torch.optim.lr_scheduler.LambdaLR, scale: float) -> float | None:
+    """Give a :func:`noam_scheduler` the factor ``scale`` from its next step on.
+
+    The optimizer's next step uses ``noam_lr(k, scale=scale)`` at once (its groups'
+    ``lr`` were set with the old factor when the schedule last stepped). Returns the
+    factor the schedule had, or ``None`` when it was ``scale`` already.
+
+    Raises:
+        ValueError: on a bad ``scale``, or a scheduler whose lambdas are not
+            :class:`NoamLambda`.
+    """
+    lambdas = scheduler.lr_lambdas
+    if not all(isinstance(fn, NoamLambda) for fn in lambdas):
+        raise ValueError("rescale needs a scheduler made by noam_scheduler")
+    _check(lambdas[0].d_model, lambdas[0].warmup, scale)
+    before = lambdas[0].scale
+    if all(fn.scale == float(scale) for fn in lambdas):
+        return None
+    groups = scheduler.optimizer.param_groups
+    for fn, group, base in zip(lambdas, groups, scheduler.base_lrs):
+        fn.scale = float(scale)
+        group["lr"] = base * fn(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() reports
+    return before

@@ -167,6 +167,25 @@ def _nothing_verifies(root: Path, reasons: list[str]) -> str:
             "directory with --out-dir")
 
 
+def _batch_multiple(cfg: TrainConfig, resume_from: Run | None,
+                    world_size: int) -> tuple[int, list[str]]:
+    """Examples per global batch rounded to: ``batch_multiple``, else the multiple the
+    resumed run was batched with (its number of processes then), else the number of
+    processes. A run resumed by another number of processes so keeps its global
+    batches, its data position and its gradients; and a note saying so."""
+    if cfg.optim.batch_multiple is not None:
+        return cfg.optim.batch_multiple, []
+    state = resume_from.train_state if resume_from is not None else {}
+    stored = state.get("world_size", world_size)  # absent before runs recorded it
+    multiple = state.get("batch_multiple", world_size)
+    if stored == world_size:
+        return multiple, []
+    return multiple, [f"resumed with world size {world_size} a run trained with world size "
+                      f"{stored}: global batches stay those of the run (examples in "
+                      f"multiples of {multiple}), each split over the {world_size} "
+                      f"process{'es' if world_size > 1 else ''}"]
+
+
 def _training_data(cfg: TrainConfig, resume_from: Run | None, world_size: int):
     """Training pairs -> tokenizers -> batches; an error when no batch can be made."""
     train_pairs, valid_pairs, report = load_pairs(cfg.data, seed=cfg.run.seed)
@@ -178,15 +197,17 @@ def _training_data(cfg: TrainConfig, resume_from: Run | None, world_size: int):
                   else TokenizerPair.train(t.kind, train_pairs, shared=t.shared_vocab,
                                            vocab_size=t.vocab_size, seed=cfg.run.seed))
     examples = [(tokenizers.src.encode(s), tokenizers.tgt.encode(t)) for s, t in train_pairs]
+    multiple, notes = _batch_multiple(cfg, resume_from, world_size)
     batcher = BucketBatcher(examples, BatchingConfig(
         max_tokens=cfg.optim.max_tokens, max_sentence_tokens=cfg.data.max_sentence_tokens,
-        seed=cfg.run.seed, batch_multiple=cfg.optim.batch_multiple or world_size))
+        seed=cfg.run.seed, batch_multiple=multiple))
     if batcher.report.kept == 0:
         raise ValueError(
             f"no training example fits: {batcher.report.summary()}; raise "
             f"max_sentence_tokens (now {cfg.data.max_sentence_tokens}) or max_tokens (now "
             f"{cfg.optim.max_tokens})")
-    return tokenizers, batcher, valid_pairs, f"{report}\nbatching: {batcher.report.summary()}"
+    return tokenizers, batcher, valid_pairs, "\n".join(
+        [*notes, report, f"batching: {batcher.report.summary()}"])
 
 
 def set_up(cfg: TrainConfig, threads: Threads) -> Setup:

@@ -44,6 +44,7 @@ from ..runs.lock import RunLock
 from ..runs.retention import record_best, save_checkpoint, trim_best
 from ..runs.run import Run, open_latest_run, run_description
 from ..runtime import choose_threads, held_threads, machine
+from .schedule import rescale
 from .setup import set_up
 from .step import TrainingDiverged, batch_loss, lr_fault, step_fault
 
@@ -169,6 +170,10 @@ class Trainer:
         self.validation.update(state.get("validation", {}))  # absent before patience/keep_best
         self.batcher.load_state_dict(state["data"])
         self._say(f"resumed from {run.path} at step {self.step}")
+        before = rescale(self.scheduler, self.cfg.optim.lr_scale)  # the schedule kept its own
+        if before is not None:
+            self._say(f"lr_scale changed: {before:g} -> {self.cfg.optim.lr_scale:g} from "
+                      f"step {self.step + 1} on")
 
     # -------------------------------------------------------------- helpers
     def _say(self, msg: str) -> None:
@@ -201,7 +206,8 @@ class Trainer:
         self._saved_step = self.step
         state = {"step": self.step, "data": self.batcher.state_dict(),
                  "train_seconds": self.train_seconds, "train_tokens": self.train_tokens,
-                 "validation": dict(self.validation)}
+                 "validation": dict(self.validation), "world_size": self.dist.world_size,
+                 "batch_multiple": self.batcher.config.batch_multiple}  # see set_up
         config = run_description(model_config=self.model_config,
                                  tokenizer=self.tokenizers.describe(), train=self.cfg.to_dict())
         config["runtime"] = {**self.precision.to_dict(), "threads": self.threads.count,

@@ -2,6 +2,8 @@
 
 import argparse
 import dataclasses
+import json
+import time
 
 import pytest
 
@@ -212,3 +214,92 @@ def test_a_missing_corpus_names_what_sets_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no such file: .*nowhere.*--multi30k-root.*"
                                                 r"ATTNKIT_DATA"):
         load_pairs(cfg.data, seed=0)
+
+
+# ------------------------------------------------------------- non-finite float values
+def _float_keys() -> list[str]:
+    """Every float key of the schema (flat names), found from the field types."""
+    from attnkit._options import split_optional
+
+    return sorted(n for n, (_, _, _, tp) in flat_options().items()
+                  if split_optional(tp)[0] is float)
+
+
+def _means_inf(name: str) -> str | None:
+    return flat_options()[name][2].metadata["attnkit"].inf
+
+
+def _file_for(tmp_path, name: str, value: str):
+    table, key, _, _ = flat_options()[name]
+    preset = ""
+    if table == "model" and key not in {f.name for f in dataclasses.fields(TransformerConfig)}:
+        preset = 'preset = "bahdanau_small"\n'
+    return write(tmp_path, f"[{table}]\n{preset}{key} = {value}\n"), table, key
+
+
+def test_the_float_keys_are_found():
+    assert {"lr_scale", "clip_norm", "dropout", "label_smoothing", "time_limit"} <= set(
+        _float_keys())
+
+
+@pytest.mark.parametrize("value", ["nan", "-inf", "inf"])
+@pytest.mark.parametrize("name", _float_keys())
+def test_non_finite_values_are_refused_naming_key_and_file_unless_inf_has_a_meaning(
+        tmp_path, name, value):
+    path, table, key = _file_for(tmp_path, name, value)
+    flag = "--" + name.replace("_", "-")
+    if value == "inf" and _means_inf(name):
+        for cfg in (parse("--config", str(path)), parse(f"{flag}={value}")):
+            assert getattr(getattr(cfg, table), key) == float("inf")
+            stored = json.loads(json.dumps(cfg.to_dict(), allow_nan=False))  # as config.json
+            assert stored[table][key] == "inf"
+            assert TrainConfig.from_dict(stored) == cfg and resume_differences(stored, cfg) == []
+        return
+    said = r"must be a finite number" + (r" or inf \(" if _means_inf(name) else r"; ")
+    with pytest.raises(ValueError, match=rf"^{path}: \[{table}\] {key} {said}.*got {value}$"):
+        parse("--config", str(path))
+    with pytest.raises(ValueError, match=rf"^{flag} {said}.*got {value}$"):
+        parse(f"{flag}={value}")  # '=': argparse takes "-inf" alone for an option
+
+
+def test_the_help_says_what_inf_means_for_the_keys_that_take_it(capsys):
+    p = argparse.ArgumentParser()
+    add_cli_arguments(p)
+    p.print_help()
+    out = " ".join(capsys.readouterr().out.split())
+    meant = [n for n in _float_keys() if _means_inf(n)]
+    assert "clip_norm" in meant and "lr_scale" not in meant
+    for name in meant:
+        assert f"'inf': {_means_inf(name)}" in out, name
+
+
+def test_a_model_config_holding_nan_is_refused():
+    with pytest.raises(ValueError, match=r"TransformerConfig.dropout must be a finite number; "
+                                         r"got nan"):
+        TransformerConfig(src_vocab_size=5, tgt_vocab_size=5, dropout=float("nan"))
+
+
+# ------------------------------------------------------------- absurd int values
+def test_a_seed_beyond_32_bits_is_refused_naming_the_key(tmp_path):
+    assert parse("--seed", str(2**32 - 1)).run.seed == 2**32 - 1
+    with pytest.raises(ValueError, match=r"^--seed must be at most 4294967295; got 4294967296$"):
+        parse("--seed", str(2**32))
+    path = write(tmp_path, "[run]\nseed = 100000000000000000000\n")
+    with pytest.raises(ValueError, match=rf"^{path}: \[run\] seed must be at most 4294967295"):
+        parse("--config", str(path))
+
+
+@pytest.mark.parametrize("flag", ["--num-examples", "--valid-size"])
+def test_a_generated_corpus_larger_than_memory_is_refused_before_generating(
+        tmp_path, capsys, flag):
+    from attnkit.cli import main
+
+    started = time.monotonic()
+    code = main(["train", "--data", "dates", flag, str(10**12), "--out-dir",
+                 str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "([data] num_examples, valid_size): the generated pairs need about" in err
+    assert f"{flag} {10**12}" in err and "this process may use" in err
+    assert time.monotonic() - started < 30  # not generated first
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from attnkit.train.schedule import noam_lr, noam_scheduler
+from attnkit.train.schedule import noam_lr, noam_scheduler, rescale
 
 
 def test_hand_computed_values():
@@ -88,3 +88,32 @@ def test_errors_name_the_argument():
         noam_scheduler(opt, d_model=8, warmup=4)
     with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer, got list"):
         noam_scheduler([], d_model=8, warmup=4)
+
+
+def test_rescale_gives_a_restored_schedule_the_new_factor_from_its_next_step():
+    def made(scale):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        return opt, noam_scheduler(opt, d_model=16, warmup=10, scale=scale)
+
+    opt, sched = made(1.0)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    opt2, sched2 = made(0.5)  # built with the new factor, then restored: the old one is back
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(json.loads(json.dumps(sched.state_dict())))
+    assert opt2.param_groups[0]["lr"] == pytest.approx(noam_lr(4, d_model=16, warmup=10))
+    assert rescale(sched2, 0.5) == 1.0
+    assert opt2.param_groups[0]["lr"] == pytest.approx(noam_lr(4, d_model=16, warmup=10,
+                                                               scale=0.5))
+    assert sched2.get_last_lr() == [opt2.param_groups[0]["lr"]]
+    opt2.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(noam_lr(5, d_model=16, warmup=10,
+                                                               scale=0.5))
+    assert rescale(sched2, 0.5) is None  # unchanged: nothing to say
+    with pytest.raises(ValueError, match=r"scale must be a finite number > 0, got nan"):
+        rescale(sched2, float("nan"))
+    lambda_lr = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1.0)
+    with pytest.raises(ValueError, match=r"rescale needs a scheduler made by noam_scheduler"):
+        rescale(lambda_lr, 0.5)
