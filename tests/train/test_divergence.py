@@ -178,7 +178,17 @@ def batch_loss(model, batch, **kw):
     return loss, nll, n
 
 trainer.batch_loss = batch_loss
-sys.exit(main(sys.argv[1:]))
+code = main(sys.argv[1:])
+# torchrun stops the other workers once one exits non-zero: each rank records that it
+# stopped by itself, then waits for the other's record, so neither is cut off first
+import os, pathlib, time
+rank = os.environ["RANK"]
+here = pathlib.Path(__file__).parent
+(here / f"rank-{rank}.exit").write_text(str(code))
+deadline = time.monotonic() + 60
+while len(list(here.glob("rank-*.exit"))) < 2 and time.monotonic() < deadline:
+    time.sleep(0.05)
+sys.exit(code)
 """
 
 
@@ -194,10 +204,12 @@ def test_two_processes_stop_together_when_one_rank_sees_a_nan_loss(tmp_path):
                         *train_cli(tmp_path, "--max-steps", "6", "--batch-multiple", "2")],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
-    stops = [x for x in r.stderr.splitlines() if "training stopped at step" in x]
-    assert len(stops) == 2, r.stderr[-3000:]  # one line from each rank
-    assert all("training stopped at step 3: the loss is nan; the last finite checkpoint, "
-               in x for x in stops), stops
+    assert sorted(p.read_text() for p in tmp_path.glob("rank-*.exit")) == ["2", "2"], r.stderr
+    # one line from each rank (counted, not split: two processes writing to one pipe may
+    # put one's line before the other's newline)
+    assert r.stderr.count("training stopped at step") == 2, r.stderr[-3000:]
+    assert r.stderr.count("training stopped at step 3: the loss is nan; the last finite "
+                          "checkpoint, ") == 2, r.stderr[-3000:]
     assert [c.name for c in checkpoints(tmp_path / "run")] == ["step-000001", "step-000002"]
     assert_all_finite(checkpoints(tmp_path / "run"))
 
