@@ -110,6 +110,7 @@ def check_memory(cfg) -> None:
     config = cfg.model.config(vocab, vocab, shared=cfg.tokenizer.shared_vocab)
     need = training_memory(config)
     if need.total <= budget.bytes:
+        _check_validation_memory(cfg, config, need.total, budget)
         return
     field = blame(config, PRESETS[cfg.model.preset](vocab, vocab),
                   lambda c: training_memory(c).total)
@@ -121,6 +122,26 @@ def check_memory(cfg) -> None:
     raise MemoryError(
         f"{what}: training needs {about} {format_bytes(need.total)} for {count} "
         f"parameters with their gradients and Adam state, more than the "
+        f"{format_bytes(budget.bytes)} this process may use ({budget.source}); lower it")
+
+
+def _check_validation_memory(cfg, config, training: int, budget) -> None:
+    """Refuse a validation search (``beam_size`` × a batch of ``eval_sentences``) that
+    cannot fit beside training, before the run starts: it runs at every ``eval_every``
+    and at the end, where failing would cost the steps since the last checkpoint."""
+    from attnkit._memory import format_bytes
+    from attnkit.decode.translator import BATCH_SIZE, output_limit, positions_of
+    from attnkit.models.sizes import decoding_memory
+
+    rows = min(BATCH_SIZE, cfg.run.eval_sentences) * cfg.run.beam_size
+    steps = output_limit(2, None, positions_of(config))  # the shortest sentence's limit
+    need = decoding_memory(config, rows=rows, steps=steps).activations
+    if training + need <= budget.bytes:
+        return
+    raise MemoryError(
+        f"--beam-size {cfg.run.beam_size} ([run] beam_size) x {rows // cfg.run.beam_size} "
+        f"validation sentences at a time: the search needs about {format_bytes(need)} "
+        f"beside the {format_bytes(training)} of training, more than the "
         f"{format_bytes(budget.bytes)} this process may use ({budget.source}); lower it")
 
 

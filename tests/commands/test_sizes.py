@@ -79,6 +79,21 @@ def test_train_refuses_a_model_no_machine_holds(tmp_path, capsys, flag, value):
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before the run began
 
 
+def test_train_refuses_a_validation_beam_no_machine_holds(tmp_path, capsys):
+    """The validation search runs at the end of the run (and every eval_every): a beam
+    that cannot fit is refused before step 1, not after the steps are done."""
+    argv = ["train", *TINY, "--train-path", str(pairs_file(tmp_path / "p.tsv", 40)),
+            "--out-dir", str(tmp_path / "run"), "--max-steps", "1",
+            "--beam-size", "1000000000"]
+    with address_space_headroom(2 * GiB):
+        code = main(argv)
+    line = one_error_line(capsys.readouterr().err, "train")
+    assert code == 2
+    assert "--beam-size 1000000000 ([run] beam_size) x " in line
+    assert "validation sentences at a time" in line and "this process may use" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_train_refuses_more_accumulation_steps_than_an_epoch_has(tmp_path, capsys):
     code = main(["train", *TINY, "--train-path", str(pairs_file(tmp_path / "p.tsv", 40)),
                  "--out-dir", str(tmp_path / "run"), "--epochs", "1", "--accum-steps",
