@@ -83,10 +83,11 @@ def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
     limits = _check(src, src_valid_lens, max_output_len)
     B, dev = src.shape[0], src.device
     if B == 0:
-        return [], None if not scored else []
+        return [], ([] if scored else None)
     state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
     rows = torch.arange(B, device=dev)  # the sentence of each row of the state
-    left = torch.tensor(limits, device=dev)  # per row: tokens it may still take
+    # per row: tokens it may still take (a limit past 2^62 steps is never reached)
+    left = torch.tensor([min(n, 1 << 62) for n in limits], device=dev)
     done = torch.zeros(B, dtype=torch.bool, device=dev)  # per row: <eos> or limit reached
     tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=dev)  # (n, 1)
     steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # per step: (rows, tokens)

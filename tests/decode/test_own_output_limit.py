@@ -155,3 +155,5 @@ def test_a_huge_limit_costs_only_the_steps_taken():
                          max_output_len=10**12) == [[], []]
     assert greedy_search(model, src, None, bos_id=BOS, eos_id=EOS,
                          max_output_len=[10**12, 1]) == [[], []]
+    assert greedy_search(model, src, None, bos_id=BOS, eos_id=EOS,
+                         max_output_len=[10**30, 1]) == [[], []]  # past int64
