@@ -18,6 +18,11 @@ from .._values import check_positive_int
 __all__ = ["Hypothesis", "beam_search", "check_n_best", "greedy_hypotheses", "greedy_search",
            "length_penalty", "n_best_search"]
 
+#: An output limit in tokens: one for the whole batch, or one per sentence (a ``(B,)``
+#: integer tensor or a list of ``B`` ints), e.g. each source's own ``2·S + 10``. A
+#: sentence then stops at its own limit exactly as it would in a batch of that limit.
+Limits = int | list[int] | torch.Tensor
+
 
 def length_penalty(length: int | torch.Tensor, alpha: float):
     """GNMT's length penalty ``((5 + length) / 6) ** alpha`` (Wu et al., 2016, eq. 14).
@@ -28,7 +33,8 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _check(src, src_valid_lens, max_output_len):
+def _check(src, src_valid_lens, max_output_len) -> list[int]:
+    """Check the search arguments; returns each sentence's output limit."""
     if not isinstance(src, torch.Tensor) or src.ndim != 2 or src.dtype != torch.long:
         got = (f"{tuple(src.shape)} {src.dtype}" if isinstance(src, torch.Tensor)
                else type(src).__name__)
@@ -36,53 +42,87 @@ def _check(src, src_valid_lens, max_output_len):
     if src_valid_lens is not None and tuple(src_valid_lens.shape) != (src.shape[0],):
         raise ValueError(f"src_valid_lens must have shape ({src.shape[0]},); "
                          f"got {tuple(src_valid_lens.shape)}")
-    check_positive_int("max_output_len", max_output_len)
+    return _per_row_limits(max_output_len, src.shape[0])
 
 
-def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int, max_output_len: int,
-            scored: bool) -> tuple[list[list[int]], list[float] | None]:
-    """The argmax chain of each sentence, as token rows padded with ``<eos>`` after the
-    first one, and (when ``scored``) the log-probability of each chain up to its ``<eos>``.
+def _per_row_limits(max_output_len, batch: int) -> list[int]:
+    """Each sentence's output limit from ``max_output_len``: one positive int for all
+    ``batch`` sentences, or one per sentence (a ``(batch,)`` integer tensor or a list
+    of ints), e.g. each source's own ``2·S + 10``."""
+    if not isinstance(max_output_len, (torch.Tensor, list, tuple)):
+        return [check_positive_int("max_output_len", max_output_len)] * batch
+    if isinstance(max_output_len, torch.Tensor):
+        t = max_output_len
+        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+            raise ValueError(f"max_output_len must be a positive int or a ({batch},) tensor "
+                             f"of ints (one per sentence); got a {t.dtype} tensor")
+        shape = tuple(t.shape)
+    else:
+        shape = (len(max_output_len),)
+    if shape != (batch,):
+        raise ValueError(f"max_output_len must be a positive int or one per sentence, "
+                         f"shape ({batch},); got shape {shape}")
+    limits = max_output_len.tolist() if isinstance(max_output_len, torch.Tensor) \
+        else list(max_output_len)
+    for i, limit in enumerate(limits):
+        check_positive_int(f"max_output_len[{i}]", limit)
+    return limits
 
-    Sentences that have ended leave the batch (their rows are dropped from the
-    decoder state once an eighth of the rows have ended), so the steps after are
-    paid only by the sentences still going.
+
+def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
+            max_output_len: Limits, scored: bool) -> tuple[list[list[int]], list[float] | None]:
+    """The argmax chain of each sentence up to its own output limit (``max_output_len``:
+    one for all or one per sentence), as token rows that end with the first ``<eos>``
+    or at the limit, and (when ``scored``) the log-probability of each chain up to
+    its ``<eos>``.
+
+    Sentences that have ended (by ``<eos>`` or at their limit) leave the batch (their
+    rows are dropped from the decoder state once an eighth of the rows have ended),
+    so the steps after are paid only by the sentences still going.
     """
-    _check(src, src_valid_lens, max_output_len)
+    limits = _check(src, src_valid_lens, max_output_len)
     B, dev = src.shape[0], src.device
+    if B == 0:
+        return [], ([] if scored else None)
     state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
     rows = torch.arange(B, device=dev)  # the sentence of each row of the state
-    done = torch.zeros(B, dtype=torch.bool, device=dev)  # per row: has emitted <eos>
+    # per row: tokens it may still take (a limit past 2^62 steps is never reached)
+    left = torch.tensor([min(n, 1 << 62) for n in limits], device=dev)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)  # per row: <eos> or limit reached
     tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=dev)  # (n, 1)
-    out = torch.full((B, max_output_len), eos_id, dtype=torch.long, device=dev)
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # per step: (rows, tokens)
     logp = torch.zeros(B, device=dev) if scored else None  # (B,)
-    steps = max_output_len
-    for t in range(max_output_len):
+    for _ in range(max(limits)):
         logits, state = model.decode_step(tokens, state)  # (n, 1, V)
         nxt = logits[:, -1].argmax(-1).masked_fill(done, eos_id)  # (n,)
         if logp is not None:
             step = torch.log_softmax(logits[:, -1].float(), -1).gather(1, nxt[:, None])[:, 0]
             logp.index_add_(0, rows, step.masked_fill(done, 0.0))
-        out[rows, t] = nxt
-        done = done | (nxt == eos_id)
+        steps.append((rows, nxt))
+        left = left - 1
+        done = done | (nxt == eos_id) | (left == 0)
         n_done = int(done.sum())
         if n_done == len(rows):
-            steps = t + 1
             break
         if n_done and 8 * n_done >= len(rows):  # compact: keep the rows still going
             keep = (~done).nonzero()[:, 0]
             state = model.reorder_state(state, keep)
-            rows, nxt, done = rows[keep], nxt[keep], done[keep]
+            rows, nxt, done, left = rows[keep], nxt[keep], done[keep], left[keep]
         tokens = nxt[:, None]
-    return out[:, :steps].tolist(), None if logp is None else logp.tolist()
+    out = torch.full((B, len(steps)), eos_id, dtype=torch.long, device=dev)
+    for t, (r, toks) in enumerate(steps):
+        out[r, t] = toks
+    return ([row[:limit] for row, limit in zip(out.tolist(), limits, strict=True)],
+            None if logp is None else logp.tolist())
 
 
 @torch.no_grad()
 def greedy_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
-                  bos_id: int, eos_id: int, max_output_len: int = 100) -> list[list[int]]:
+                  bos_id: int, eos_id: int, max_output_len: Limits = 100) -> list[list[int]]:
     """Pick the most likely token at every step, for a whole batch at once.
 
-    Returns one list of token ids per sentence, without ``<bos>`` and ``<eos>``.
+    Returns one list of token ids per sentence, without ``<bos>`` and ``<eos>``, at
+    most its output limit long (:data:`Limits`).
     """
     rows, _ = _greedy(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
                       max_output_len=max_output_len, scored=False)
@@ -98,11 +138,11 @@ class Hypothesis:
 
 @torch.no_grad()
 def greedy_hypotheses(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
-                      bos_id: int, eos_id: int, max_output_len: int = 100,
+                      bos_id: int, eos_id: int, max_output_len: Limits = 100,
                       alpha: float = 0.6) -> list[Hypothesis]:
     """:func:`greedy_search` with the score of each output, as :func:`beam_search` scores
     its hypotheses: ``log P(y, <eos> | x) / length_penalty(|y| + 1, alpha)``, or
-    ``log P(y | x) / length_penalty(|y|, alpha)`` for an output cut at ``max_output_len``.
+    ``log P(y | x) / length_penalty(|y|, alpha)`` for an output cut at its limit.
     One :class:`Hypothesis` per sentence; its tokens are :func:`greedy_search`'s."""
     rows, logps = _greedy(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
                           max_output_len=max_output_len, scored=True)
@@ -130,7 +170,7 @@ def check_n_best(n_best, beam_size, *, names: tuple[str, str] = ("n_best", "beam
 @torch.no_grad()
 def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
                   bos_id: int, eos_id: int, n_best: int, beam_size: int,
-                  max_output_len: int = 100, alpha: float = 0.6) -> list[list[Hypothesis]]:
+                  max_output_len: Limits = 100, alpha: float = 0.6) -> list[list[Hypothesis]]:
     """The ``n_best`` best hypotheses of each sentence, best first, by score.
 
     ``beam_size = 1`` is :func:`greedy_hypotheses` (then ``n_best`` is 1); a wider beam
@@ -138,10 +178,12 @@ def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None,
     the first of each list is what :func:`beam_search` returns. A sentence gets fewer
     than ``n_best`` only when the search ends with fewer (a vocabulary or an output
     limit too small to hold that many), none only when it found nothing.
+    ``max_output_len``: one limit for all or each sentence's own (:data:`Limits`).
 
     Raises:
         ValueError: ``n_best`` or ``beam_size`` not a positive int, or
-            ``n_best > beam_size`` (naming both).
+            ``n_best > beam_size`` (naming both); ``max_output_len`` neither a positive
+            int nor one per sentence.
     """
     check_n_best(n_best, beam_size)
     return _n_best(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id, n_best=n_best,
@@ -150,7 +192,7 @@ def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None,
 
 @torch.no_grad()
 def _n_best(model, src, src_valid_lens, *, bos_id: int, eos_id: int, n_best: int,
-            beam_size: int, max_output_len: int, alpha: float) -> list[list[Hypothesis]]:
+            beam_size: int, max_output_len: Limits, alpha: float) -> list[list[Hypothesis]]:
     """:func:`n_best_search` of arguments checked already (by it, or by
     :func:`attnkit.decode.translator.translate_n_best` before its first batch)."""
     if beam_size == 1:
@@ -165,7 +207,7 @@ def _n_best(model, src, src_valid_lens, *, bos_id: int, eos_id: int, n_best: int
 
 @torch.no_grad()
 def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
-                bos_id: int, eos_id: int, beam_size: int = 4, max_output_len: int = 100,
+                bos_id: int, eos_id: int, beam_size: int = 4, max_output_len: Limits = 100,
                 alpha: float = 0.6, return_all: bool = False):
     """Batched beam search with GNMT length penalty.
 
@@ -181,40 +223,44 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     A sentence stops when it has ``K`` finished hypotheses and no live beam can
     still beat the best of them (log-probabilities only fall, so the bound is
     exact for ``alpha >= 0``), and its rows then leave the decoder state; at
-    ``max_output_len`` every sentence stops and its live beams count as
-    hypotheses too (scored by their length without ``<eos>``). Returns the best
-    token list per sentence (without ``<bos>``/``<eos>``), or with
-    ``return_all=True`` every :class:`Hypothesis` per sentence, best first.
+    its output limit a sentence stops and its live beams count as hypotheses
+    too (scored by their length without ``<eos>``); ``max_output_len`` is one
+    limit for all or each sentence's own (:data:`Limits`). Returns the best token
+    list per sentence (without ``<bos>``/``<eos>``), or with ``return_all=True``
+    every :class:`Hypothesis` per sentence, best first.
     """
-    _check(src, src_valid_lens, max_output_len)
+    limits = _check(src, src_valid_lens, max_output_len)
     check_positive_int("beam_size", beam_size)
     B, K, dev = src.shape[0], beam_size, src.device
-    state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
-    state = model.reorder_state(state, torch.arange(B, device=dev).repeat_interleave(K))
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    sents = list(range(B))  # the sentences still searching, in the order of the state
+    if B:
+        state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
+        state = model.reorder_state(state, torch.arange(B, device=dev).repeat_interleave(K))
     seqs = torch.full((B * K, 1), bos_id, dtype=torch.long, device=dev)  # (n·K, t)
     scores = torch.zeros(B, K, device=dev)  # (n, K)
     scores[:, 1:] = float("-inf")  # all beams start identical: keep one
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    sents = list(range(B))  # the sentences still searching, in the order of the state
-    for t in range(1, max_output_len + 1):
+    t = 0
+    while sents:
+        t += 1
         logits, state = model.decode_step(seqs[:, -1:], state)  # (n·K, 1, V)
         logp = torch.log_softmax(logits[:, -1].float(), -1)  # (n·K, V)
+        last = [limits[b] == t for b in sents]  # at its own limit: the last step
         new_scores, new_origin, new_tok, going = _advance(
             scores, logp, seqs, [finished[b] for b in sents], eos_id=eos_id, alpha=alpha,
-            last_step=t == max_output_len, max_output_len=max_output_len)
-        if not any(going):
-            sents = []  # every sentence is done
+            last=last, limits=[limits[b] for b in sents])
+        cut = [i for i, (g, end) in enumerate(zip(going, last)) if g and end]
+        if cut:  # at their limit: their live beams count, and they leave the batch
+            rows, ended = _extend(seqs, new_origin, new_tok, cut, K)
+            _add_live_beams([finished[sents[i]] for i in cut], ended,
+                            new_scores.index_select(0, torch.tensor(cut, device=dev)), alpha)
+        kept = [i for i, (g, end) in enumerate(zip(going, last)) if g and not end]
+        sents = [sents[i] for i in kept]
+        if not sents:
             break
-        keep = torch.tensor([i for i, g in enumerate(going) if g], device=dev)  # (n',)
-        rows = (keep[:, None] * K + new_origin.index_select(0, keep)).view(-1)  # (n'·K,)
-        seqs = torch.cat([seqs.index_select(0, rows),
-                          new_tok.index_select(0, keep).view(-1, 1)], 1)
-        scores = new_scores.index_select(0, keep)
-        sents = [sents[i] for i in keep.tolist()]
-        if t < max_output_len:  # no step follows the last: its state is not needed
-            state = model.reorder_state(state, rows)
-    if sents:  # still searching after the last step: their live beams count
-        _add_live_beams([finished[b] for b in sents], seqs, scores, alpha)
+        rows, seqs = _extend(seqs, new_origin, new_tok, kept, K)
+        scores = new_scores.index_select(0, torch.tensor(kept, device=dev))
+        state = model.reorder_state(state, rows)
     for fin in finished:
         fin.sort(key=lambda h: h.score, reverse=True)
     if return_all:
@@ -222,15 +268,25 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     return [fin[0].tokens if fin else [] for fin in finished]
 
 
-def _advance(scores, logp, seqs, finished, *, eos_id, alpha, last_step, max_output_len):
+def _extend(seqs, origin, tok, idx: list[int], K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The new beams of the sentences at positions ``idx`` of the batch: the rows of
+    ``seqs`` (n·K, t) they come from (len(idx)·K,) and their sequences (len(idx)·K, t+1),
+    from each new beam's origin beam and token (``origin``, ``tok``: (n, K))."""
+    keep = torch.tensor(idx, device=seqs.device)  # (n',)
+    rows = (keep[:, None] * K + origin.index_select(0, keep)).view(-1)  # (n'·K,)
+    return rows, torch.cat([seqs.index_select(0, rows),
+                            tok.index_select(0, keep).view(-1, 1)], 1)
+
+
+def _advance(scores, logp, seqs, finished, *, eos_id, alpha, last, limits):
     """One beam step for the ``n`` sentences in the batch.
 
     From the ``2K`` best extensions of each sentence's beams (scores (n, K), ``logp``
     (n·K, V)), those ending in ``<eos>`` among the first ``K`` join the sentence's
     list in ``finished`` and the best ``K`` others become the new beams. Returns the
     new beams' (scores, origin beam, token), each (n, K), and per sentence whether
-    it goes on (at the last step all do: their beams are then added by the caller);
-    unfilled slots hold ``-inf`` scores.
+    it goes on (at its last step, ``last``, it does: its beams are then added by the
+    caller); unfilled slots hold ``-inf`` scores. ``limits``: each one's output limit.
     """
     n, K = scores.shape
     V = logp.shape[-1]
@@ -255,9 +311,8 @@ def _advance(scores, logp, seqs, finished, *, eos_id, alpha, last_step, max_outp
             elif k < K:
                 new_s[b][k], new_o[b][k], new_t[b][k] = s, beam, token
                 k += 1
-        going.append(last_step or not _sentence_done(finished[b], max(new_s[b]), K,
-                                                     alpha=alpha,
-                                                     max_output_len=max_output_len))
+        going.append(last[b] or not _sentence_done(finished[b], max(new_s[b]), K,
+                                                    alpha=alpha, max_output_len=limits[b]))
     dev = scores.device
     return (torch.tensor(new_s, device=dev, dtype=scores.dtype),
             torch.tensor(new_o, device=dev), torch.tensor(new_t, device=dev), going)

@@ -20,7 +20,7 @@ from ..runs.run import Run, open_run, read_beside_writer
 from .search import _n_best, beam_search, check_n_best, greedy_search
 
 __all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "in_batches",
-           "load_translator", "output_limit", "overlong_sources", "positions_of",
+           "load_translator", "output_limit", "output_limits", "overlong_sources", "positions_of",
            "translate_n_best", "translate_sentences"]
 
 
@@ -54,16 +54,22 @@ def output_limit(source_len: int, max_output_len: int | None, positions: int | N
     return limit if positions is None else min(limit, positions - 1)
 
 
-def by_output_limit(texts: list[str], source_lens: list[int], max_output_len: int | None,
-                    positions: int | None, translate: Callable[[list[str], int], list]) -> list:
+def output_limits(source_lens: list[int], max_output_len: int | None,
+                  positions: int | None) -> list[int]:
+    """:func:`output_limit` of each source of ``source_lens`` ids (EOS included)."""
+    return [output_limit(n, max_output_len, positions) for n in source_lens]
+
+
+def by_output_limit(texts: list, source_lens: list[int], max_output_len: int | None,
+                    positions: int | None, translate: Callable[[list, int], list]) -> list:
     """``translate(group, limit)`` once per distinct :func:`output_limit` among ``texts``
     (``source_lens``: each one's source ids, EOS included), outputs in input order.
 
-    The limit is each sentence's own, never its batch's: a sentence translates the same
-    alone, in a file beside longer ones, or streamed, and one search call takes one
-    limit, so sentences are decoded together only with those of the same limit.
+    For an engine whose search takes one limit per call: its sentences are decoded
+    together only with those of the same limit, so each gets its own, never its batch's
+    (attnkit's own search takes one limit per sentence and needs no grouping).
     """
-    limits = [output_limit(n, max_output_len, positions) for n in source_lens]
+    limits = output_limits(source_lens, max_output_len, positions)
     out: list = [None] * len(texts)
     for limit in sorted(set(limits)):
         idx = [i for i, lim in enumerate(limits) if lim == limit]
@@ -106,30 +112,28 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
     device = device or next(model.parameters()).device
     model.eval()
 
-    def translate_group(texts: list[str], limit: int) -> list[str]:
-        src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
+    def translate_batch(texts: list[str]) -> list[str]:
+        src, lens, limits = _search_input(tokenizers, texts, positions, max_output_len, device)
         if beam_size == 1:
             res = greedy_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
-                                max_output_len=limit)
+                                max_output_len=limits)
         else:
             res = beam_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
-                              beam_size=beam_size, max_output_len=limit, alpha=alpha)
+                              beam_size=beam_size, max_output_len=limits, alpha=alpha)
         return [tokenizers.tgt.decode(toks) for toks in res]
 
-    return in_batches(list(sentences), _limited(tokenizers, positions, max_output_len,
-                                                translate_group),
-                      batch_size=batch_size, progress=progress)
+    return in_batches(list(sentences), translate_batch, batch_size=batch_size,
+                      progress=progress)
 
 
-def _limited(tokenizers: TokenizerPair, positions: int | None, max_output_len: int | None,
-             translate_group: Callable[[list[str], int], list]) -> Callable[[list[str]], list]:
-    """A batch translator that decodes each group of equal output limits apart
-    (:func:`by_output_limit`)."""
-    def translate_batch(texts: list[str]) -> list:
-        lens = [len(tokenizers.src.encode(t)[:None if positions is None else positions - 1]) + 1
-                for t in texts]
-        return by_output_limit(texts, lens, max_output_len, positions, translate_group)
-    return translate_batch
+def _search_input(tokenizers: TokenizerPair, texts: list[str], positions: int | None,
+                  max_output_len: int | None, device
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Source ids ``(B, S)``, their lengths ``(B,)`` and each sentence's own output limit
+    (:func:`output_limit` of its source, never of its batch's longest: a sentence
+    translates the same alone, in a file beside longer ones, or streamed)."""
+    src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
+    return src, lens, output_limits(lens.tolist(), max_output_len, positions)
 
 
 def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, n_best: int,
@@ -152,15 +156,14 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
     device = device or next(model.parameters()).device
     model.eval()
 
-    def translate_group(texts: list[str], limit: int) -> list[list[tuple[str, float]]]:
-        src, lens = _source_batch(tokenizers, texts, positions, device)  # (B, S), (B,)
+    def translate_batch(texts: list[str]) -> list[list[tuple[str, float]]]:
+        src, lens, limits = _search_input(tokenizers, texts, positions, max_output_len, device)
         found = _n_best(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID, n_best=n_best,
-                        beam_size=beam_size, max_output_len=limit, alpha=alpha)
+                        beam_size=beam_size, max_output_len=limits, alpha=alpha)
         return [[(tokenizers.tgt.decode(h.tokens), h.score) for h in hyps] for hyps in found]
 
-    out = in_batches(list(sentences), _limited(tokenizers, positions, max_output_len,
-                                               translate_group),
-                     batch_size=batch_size, progress=progress, blank=None)
+    out = in_batches(list(sentences), translate_batch, batch_size=batch_size,
+                     progress=progress, blank=None)
     return [[("", 0.0)] if hyps is None else hyps for hyps in out]
 
 

@@ -95,6 +95,10 @@ class CTranslate2Translator:
         """One batch, each sentence under its own output limit (see the module docs)."""
         sources = self._sources(sentences)
 
+        # CTranslate2 takes one max_decoding_length per call, so each call holds the
+        # sentences of one limit: under another limit a sentence's output would change
+        # (greedy: cut shorter or run longer; beam: also other <eos> candidates, another
+        # stop, other live beams counted at the limit), so exactness needs the grouping.
         def decode(group: list[list[str]], limit: int) -> list[str]:
             results = self.engine.translate_batch(
                 group, beam_size=beam_size, num_hypotheses=beam_size, length_penalty=0.0,
