@@ -296,7 +296,9 @@ class MTFraEng(DataModule):
             except DownloadError as e:
                 raise DownloadError(f"{e} (MTFraEng reads {path})") from None
             extract(fname)
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark (a file saved by Windows Notepad) is not part of
+        # the first English word; text mode reads CRLF line ends as the book's "\n"
+        with open(path, encoding="utf-8-sig") as f:
             return f.read()
 
     def _preprocess(self, text):

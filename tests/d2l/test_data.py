@@ -191,6 +191,17 @@ def test_tatoebas_three_column_fra_txt_reads_as_its_first_two_columns(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(arrays["two"], arrays["three"]))
 
 
+def test_a_fra_txt_saved_with_a_bom_and_crlf_reads_as_the_plain_one(tmp_path):
+    arrays = {}
+    for name, data in (("plain", TEXT.encode()),
+                       ("windows", b"\xef\xbb\xbf" + TEXT.replace("\n", "\r\n").encode())):
+        (tmp_path / name / "fra-eng").mkdir(parents=True)
+        (tmp_path / name / "fra-eng" / "fra.txt").write_bytes(data)
+        arrays[name] = d2l.MTFraEng(batch_size=2, num_train=6, num_val=4,
+                                    root=str(tmp_path / name)).arrays
+    assert all(torch.equal(a, b) for a, b in zip(arrays["plain"], arrays["windows"]))
+
+
 def test_a_fra_txt_without_pairs_is_named_in_one_line(tmp_path):
     (tmp_path / "fra-eng").mkdir()
     (tmp_path / "fra-eng" / "fra.txt").write_text("no tab here\n\n", encoding="utf-8")
