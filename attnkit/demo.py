@@ -30,9 +30,11 @@ class DemoResult:
     explorer: Path
 
 
-def demo_config(out: Path, time_limit: float, seed: int, threads: int | str = "auto"):
+def demo_config(out: Path, time_limit: float, seed: int, threads: int | str = "auto",
+                max_steps: int | None = None):
     """The demo's run: a tiny Transformer on 40,000 generated dates, validated every 150
-    steps on 200 held-out dates; it stops at 0.99 exact match there, or at the time limit."""
+    steps on 200 held-out dates; it stops at 0.99 exact match there, at the time limit, or
+    after ``max_steps`` steps (a count, for runs whose outcome must not depend on load)."""
     from .runs.config import TrainConfig
 
     return TrainConfig.from_flat(
@@ -41,11 +43,12 @@ def demo_config(out: Path, time_limit: float, seed: int, threads: int | str = "a
         label_smoothing=0.0, max_tokens=2000, max_sentence_tokens=40, time_limit=time_limit,
         eval_every=150, stop_at=0.99, checkpoint_every=0, log_every=25, keep_last=1,
         eval_sentences=200, seed=seed, out_dir=str(out / "run"), device="cpu",
-        threads=threads)
+        threads=threads, max_steps=max_steps)
 
 
 def run_demo(*, out: str | Path = "attnkit-demo", time_limit: float = 150.0,
-             heldout: int = 1000, seed: int = 0, threads: int | str = "auto") -> DemoResult:
+             heldout: int = 1000, seed: int = 0, threads: int | str = "auto",
+             max_steps: int | None = None) -> DemoResult:
     """Train on the date task until 0.99 validation exact match (at most ``time_limit``
     seconds), print samples, write the maps.
 
@@ -55,6 +58,7 @@ def run_demo(*, out: str | Path = "attnkit-demo", time_limit: float = 150.0,
         heldout: held-out examples scored for exact match.
         seed: random seed of training and of the held-out dates.
         threads: CPU threads, ``"auto"`` (the cores other processes leave free) or a number.
+        max_steps: stop after this many optimizer steps at the latest (None: no count).
     """
     from .data.generated import generate_heldout_pairs
     from .decode.translator import Translator
@@ -68,9 +72,10 @@ def run_demo(*, out: str | Path = "attnkit-demo", time_limit: float = 150.0,
         import shutil
 
         shutil.rmtree(out / "run")  # the demo always starts fresh
-    cfg = demo_config(out, time_limit, seed, threads)
+    cfg = demo_config(out, time_limit, seed, threads, max_steps)
     print("attnkit demo: a Transformer learns to read dates on this machine's CPU, until "
-          f"0.99 exact match on held-out dates or {time_limit:.0f} s")
+          f"0.99 exact match on held-out dates or {time_limit:.0f} s"
+          + (f" or {max_steps} steps" if max_steps else ""))
     t0 = time.time()
     trainer = Trainer(cfg)
     trainer.fit()

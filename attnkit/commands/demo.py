@@ -21,6 +21,9 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
                         "seconds (default 150)")
     p.add_argument("--heldout", type=int, default=1000,
                    help="held-out examples scored for exact match (default 1000)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many training steps at the latest (default: no "
+                        "count; the same steps on an idle and a busy machine)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=threads_arg, default="auto",
                    help="CPU threads: auto (default: the cores other processes leave free, "
@@ -28,8 +31,10 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from .._values import check_positive_int
     from ..demo import run_demo
 
+    check_positive_int("--max-steps", args.max_steps, allow_none=True)
     run_demo(out=args.out, time_limit=args.time_limit, heldout=args.heldout, seed=args.seed,
-             threads=args.threads)
+             threads=args.threads, max_steps=args.max_steps)
     return 0

@@ -53,7 +53,10 @@ framework (§3.2)            ``add_to_class, HyperParameters, ProgressBoard, Mod
 * *Data.* ``MTFraEng`` reads ``<root>/fra-eng/fra.txt`` when it is there and
   fetches nothing (``root='../data'``, or the keyword ``root=``); a download
   is checked against the book's SHA-1 before it takes its name, and without
-  a network the error says which file to put where (:mod:`.data`).
+  a network the error says which file to put where, in one line shown
+  without a traceback (:mod:`.data`). The first two columns of each line are
+  the pair, so Tatoeba's current file, with its attribution column, reads
+  as the book's; the book's own code drops every line of it.
 * *Seq2Seq's loss* is masked (padding labels do not count), as §10.7 defines
   it; the book's package leaves that definition out.
 * ``EncoderDecoder.predict_step`` runs without gradients.

@@ -12,7 +12,8 @@ indices, shapes and translations come out the same.
 it only after the checksum is verified: an interrupted or corrupted download
 leaves nothing that a later run would take for the file. Without a network
 it raises :class:`DownloadError` whose one-line message names the URL, the
-file that would do instead and where to put it.
+file that would do instead and where to put it; uncaught, a program (or a
+notebook) shows that line alone, without a traceback.
 """
 
 from __future__ import annotations
@@ -42,7 +43,36 @@ _ARCHIVES = (".zip", ".tar", ".gz", ".tgz")
 
 
 class DownloadError(OSError):
-    """A file could not be fetched, or what came was not the file that was asked for."""
+    """A file could not be fetched, or what came was not the file that was asked for.
+
+    Its message is the whole story (the URL, why, which file to put where), so
+    where nothing catches it, it is shown as that one line, without the
+    traceback: by the hook below in a program, by IPython through
+    ``_render_traceback_`` in a notebook. The exit status stays 1.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [_one_line(self)]
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _show_download_errors_in_one_line(previous):
+    """``sys.excepthook`` that prints an uncaught :class:`DownloadError` as one line and
+    hands every other exception to ``previous``."""
+    def hook(kind, value, tb):
+        if isinstance(value, DownloadError):
+            print(_one_line(value), file=sys.stderr)
+        else:
+            previous(kind, value, tb)
+    hook.shows_download_errors = True
+    return hook
+
+
+if not getattr(sys.excepthook, "shows_download_errors", False):
+    sys.excepthook = _show_download_errors_in_one_line(sys.excepthook)
 
 
 def _data_url() -> str:
@@ -85,8 +115,7 @@ def download(url: str, folder: str = "../data", sha1_hash: str | None = None) ->
         return fname
     if fname.endswith(_ARCHIVES) and not os.path.exists(fname) and os.path.isdir(_stem(fname)):
         return fname  # already unpacked; extract() leaves the folder as it is
-    print(f"Downloading {fname} from {url}...", file=sys.stderr)
-    part = _fetch(url, folder, name, sha1_hash)
+    part = _fetch(url, folder, name, sha1_hash, announce=f"Downloading {fname} from {url}...")
     os.replace(part, fname)
     return fname
 
@@ -98,13 +127,13 @@ def _offline_hint(url: str, folder: str, name: str, sha1_hash: str | None) -> st
     return f"cannot download {url}: {{}}; put {name}{check} in {folder}/{unpacked}"
 
 
-def _fetch(url: str, folder: str, name: str, sha1_hash: str | None) -> str:
+def _fetch(url: str, folder: str, name: str, sha1_hash: str | None, announce: str) -> str:
     """Stream ``url`` into a temporary file in ``folder``; its path once the SHA-1 holds."""
     hint = _offline_hint(url, folder, name, sha1_hash)
     fd, part = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
-            digest = _stream(url, out, hint)
+            digest = _stream(url, out, hint, announce)
         if sha1_hash is not None and digest != sha1_hash:
             raise DownloadError(f"{url}: checksum mismatch: expected sha1 {sha1_hash}, "
                                 f"got {digest}; the download was discarded")
@@ -114,11 +143,15 @@ def _fetch(url: str, folder: str, name: str, sha1_hash: str | None) -> str:
     return part
 
 
-def _stream(url: str, out, hint: str) -> str:
-    """Copy the body of ``url`` to ``out``; its SHA-1. Network errors become one line."""
+def _stream(url: str, out, hint: str, announce: str) -> str:
+    """Copy the body of ``url`` to ``out``; its SHA-1. Network errors become one line.
+
+    ``announce`` goes to standard error once the server answers, so that without a
+    network the error is the only line."""
     digest = hashlib.sha1()
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
+            print(announce, file=sys.stderr)
             total = int(response.headers.get("Content-Length") or 0) or None
             with _download_bar(total, url) as bar:
                 for block in iter(lambda: response.read(1 << 16), b""):
@@ -233,7 +266,9 @@ class MTFraEng(DataModule):
 
     ``MTFraEng(batch_size, num_steps=9, num_train=512, num_val=128)`` reads the
     first ``num_train + num_val`` pairs of ``<root>/fra-eng/fra.txt`` (``root``
-    is ``'../data'``, the book's, unless given as a keyword), pads or trims
+    is ``'../data'``, the book's, unless given as a keyword; English and French
+    are the first two tab-separated columns, so Tatoeba's current file with its
+    attribution column reads as the book's), pads or trims
     every sentence to ``num_steps`` tokens (the target after ``<bos>``), and
     builds ``src_vocab`` and ``tgt_vocab`` (tokens seen at least twice).
 
@@ -249,16 +284,21 @@ class MTFraEng(DataModule):
         self.save_hyperparameters()
         self.arrays, self.src_vocab, self.tgt_vocab = self._build_arrays(self._download())
 
+    def _path(self):
+        return os.path.join(self.root, "fra-eng", "fra.txt")
+
     def _download(self):
         """The text of ``fra.txt``, fetched and unpacked first if it is not there."""
-        path = os.path.join(self.root, "fra-eng", "fra.txt")
+        path = self._path()
         if not os.path.isfile(path):
             try:
                 fname = download(_data_url() + "fra-eng.zip", self.root, FRA_ENG_SHA1)
             except DownloadError as e:
                 raise DownloadError(f"{e} (MTFraEng reads {path})") from None
             extract(fname)
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark (a file saved by Windows Notepad) is not part of
+        # the first English word; text mode reads CRLF line ends as the book's "\n"
+        with open(path, encoding="utf-8-sig") as f:
             return f.read()
 
     def _preprocess(self, text):
@@ -269,19 +309,26 @@ class MTFraEng(DataModule):
 
     def _tokenize(self, text, max_examples=None):
         """Source and target token lists (each ending in ``<eos>``) of the tab-separated
-        lines, reading no further than line ``max_examples``."""
+        lines, reading no further than line ``max_examples``.
+
+        The first two columns are the pair: Tatoeba's current ``fra.txt`` adds a
+        third, the attribution, which the book's two-column test would drop
+        with every line. Lines without a tab are skipped, as in the book."""
         src, tgt = [], []
         for i, line in enumerate(text.split("\n")):
             if max_examples and i > max_examples:
                 break
             parts = line.split("\t")
-            if len(parts) == 2:
+            if len(parts) >= 2:
                 src.append([t for t in f"{parts[0]} <eos>".split(" ") if t])
                 tgt.append([t for t in f"{parts[1]} <eos>".split(" ") if t])
         return src, tgt
 
     def _build_arrays(self, raw_text, src_vocab=None, tgt_vocab=None):
         src, tgt = self._tokenize(self._preprocess(raw_text), self.num_train + self.num_val)
+        if not src:  # every later step would fail on an empty array, far from the cause
+            where = "the sentences given" if src_vocab is not None else self._path()
+            raise ValueError(f"MTFraEng: no 'English<TAB>French' line in {where}")
         src_array, src_vocab, src_valid_len = self._build_array(src, src_vocab)
         tgt_array, tgt_vocab, _ = self._build_array(tgt, tgt_vocab, True)
         return ((src_array, tgt_array[:, :-1], src_valid_len, tgt_array[:, 1:]),

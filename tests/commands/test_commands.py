@@ -34,6 +34,27 @@ def run_dir(tmp_path_factory):
     return out
 
 
+def test_tatoebas_three_column_fra_txt_trains_as_the_readme_says(tmp_path, capsys):
+    """``attnkit train --data tsv --train-path fra.txt`` on Tatoeba's current layout:
+    English, French, attribution; the attribution is never read as a sentence."""
+    rows = [("Go.", "Va !"), ("Hi.", "Salut !"), ("Run!", "Cours\u202f!"), ("Wait!", "Attends !"),
+            ("I lost.", "J'ai perdu."), ("I'm home.", "Je suis chez moi.")] * 4
+    fra = tmp_path / "fra.txt"
+    fra.write_text("".join(f"{en}\t{fr}\tCC-BY 2.0 (France) Attribution: tatoeba.org "
+                           f"#{i} (CM) & #{i + 1} (someone)\n" for i, (en, fr) in enumerate(rows)),
+                   encoding="utf-8")
+    assert main(["train", "--data", "tsv", "--train-path", str(fra), "--tokenizer", "word",
+                 "--valid-size", "4", "--max-steps", "2", "--checkpoint-every", "2",
+                 "--out-dir", str(tmp_path / "run"), *TINY]) == 0
+    said = capsys.readouterr()
+    assert f"{fra}: read 24 lines, kept 24 pairs, skipped 0" in said.out + said.err, said
+    from attnkit.decode.translator import load_translator
+
+    tokenizers = load_translator(tmp_path / "run").tokenizers
+    words = tokenizers.src.idx_to_token + tokenizers.tgt.idx_to_token
+    assert "perdu" in words and not any("tatoeba" in w or "attribution" in w for w in words)
+
+
 @needs_data
 def test_train_writes_checkpoints_log_and_tokenizer(run_dir):
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
@@ -159,8 +180,11 @@ def test_train_help_explains_every_option(capsys):
 
 
 def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--time-limit", "4", "--heldout", "12"]) == 0
+    """A count of steps, not seconds: the same run on an idle and on a busy machine."""
+    assert main(["demo", "--out", str(tmp_path), "--max-steps", "3", "--heldout", "12",
+                 "--threads", "1"]) == 0
     out = capsys.readouterr().out
+    assert "trained 3 steps in " in out and "(max_steps = 3 reached)" in out
     assert out.strip().splitlines()[-1].startswith("exact match: ")
     assert (tmp_path / "attention-maps.png").exists()
     assert (tmp_path / "attention-explorer.html").exists()

@@ -135,15 +135,26 @@ def program(section: str, *, d2l_import: str = ATTNKIT_IMPORT, book: Path = BOOK
 
 
 def write_fra(root: Path, *, source: Path = FRA_SOURCE) -> Path:
-    """``root/fra-eng/fra.txt``: the English and French columns of the shared Tatoeba pairs."""
+    """``root/fra-eng/fra.txt``: the English and French columns of the shared Tatoeba pairs.
+
+    Each English sentence keeps its first French translation only. The shared
+    list gives "Go." three translations and puts "I'm home." past the book's
+    512 training pairs, so a model trained on it reproduces the book's
+    ``va !`` or ``je suis chez moi .`` by chance, and which chance came up
+    changed with the last bit of rounding (the CPU's vector width). With one
+    translation each, three of the book's four test sentences are training
+    pairs with one answer, as in the book's own data.
+    """
     out = root / "fra-eng" / "fra.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, seen = [], set()
     for line in source.read_text(encoding="utf-8").splitlines():
         cols = line.split("\t")
         if len(cols) < 2:
             raise ValueError(f"{source}: expected tab-separated English and French, got {line!r}")
-        rows.append(f"{cols[0]}\t{cols[1]}\n")
+        if cols[0] not in seen:
+            seen.add(cols[0])
+            rows.append(f"{cols[0]}\t{cols[1]}\n")
     out.write_text("".join(rows), encoding="utf-8")
     return out
 
@@ -159,6 +170,22 @@ def layout(tmp: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     return work
 
+
+# The numerics of a trained section, pinned: a tiny model trained for 120 steps ends
+# wherever its rounding leads it, so every run must round alike on every machine of the
+# fleet (AVX2-only, AVX-512, AVX-512-BF16), idle or busy. One thread (the book's Trainer
+# takes OMP_NUM_THREADS for its thread count, not the cores other processes leave
+# free); PyTorch's kernels, MKL's matrix products, oneDNN and attnkit's compiled kernel
+# all at the AVX2 level that every one of those CPUs has. The book's code is float32
+# throughout (no autocast), and the driver seeds Python's and torch's generators.
+PINNED_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATTNKIT_CPU_ARCH": "x86-64-v3",
+}
 
 _DRIVER = '''\
 import runpy

@@ -112,7 +112,8 @@ TRAINED = ["10.7", "11.4", "11.7"]
 
 
 def _run(section, tmp_path, **kw):
-    proc = _book.run(section, tmp_path, python=sys.executable, checks=CHECKS[section], **kw)
+    proc = _book.run(section, tmp_path, python=sys.executable, checks=CHECKS[section],
+                     env=_book.PINNED_ENV, **kw)
     assert proc.returncode == 0, (
         f"§{section} ({_book.SECTIONS[section]}) failed, exit {proc.returncode}:\n"
         f"{proc.stderr[-6000:]}")

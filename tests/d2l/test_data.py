@@ -97,8 +97,10 @@ def test_preprocess_spaces_punctuation_like_the_book(tmp_path):
     # the book: lower case, NBSPs to spaces, a space before , . ! ? unless one is there
     assert data._preprocess("Wait...\u202fHi,you!\xa0Ok ?\nGo.") == \
         "wait . . . hi ,you ! ok ?\ngo ."
+    # a third column (Tatoeba's attribution) is left out; a line without a tab is skipped
     assert data._tokenize("a b.\tc d\nno tab\ne\tf\tg\nx\ty", max_examples=None) == (
-        [["a", "b.", "<eos>"], ["x", "<eos>"]], [["c", "d", "<eos>"], ["y", "<eos>"]])
+        [["a", "b.", "<eos>"], ["e", "<eos>"], ["x", "<eos>"]],
+        [["c", "d", "<eos>"], ["f", "<eos>"], ["y", "<eos>"]])
 
 
 def test_mtfraeng_reads_a_local_fra_txt_and_fetches_nothing(tmp_path, data_url):
@@ -173,6 +175,77 @@ def test_without_a_network_one_line_says_what_to_fetch_and_where_to_put_it(tmp_p
         in message and "fra-eng/" in message
     assert message.endswith(f"(MTFraEng reads {os.path.join(root, 'fra-eng', 'fra.txt')})")
     assert os.listdir(root) == []
+
+
+def test_tatoebas_three_column_fra_txt_reads_as_its_first_two_columns(tmp_path):
+    """Tatoeba's current fra.txt has an attribution column; the book's test of two columns
+    dropped every line of it and MTFraEng ended in an IndexError deep in torch."""
+    attributed = "".join(f"{line}\tCC-BY 2.0 (France) Attribution: tatoeba.org #{i}\n"
+                         for i, line in enumerate(TEXT.splitlines()))
+    arrays = {}
+    for name, text in (("two", TEXT), ("three", attributed)):
+        (tmp_path / name / "fra-eng").mkdir(parents=True)
+        (tmp_path / name / "fra-eng" / "fra.txt").write_text(text, encoding="utf-8")
+        arrays[name] = d2l.MTFraEng(batch_size=2, num_train=6, num_val=4,
+                                    root=str(tmp_path / name)).arrays
+    assert all(torch.equal(a, b) for a, b in zip(arrays["two"], arrays["three"]))
+
+
+def test_a_fra_txt_saved_with_a_bom_and_crlf_reads_as_the_plain_one(tmp_path):
+    arrays = {}
+    for name, data in (("plain", TEXT.encode()),
+                       ("windows", b"\xef\xbb\xbf" + TEXT.replace("\n", "\r\n").encode())):
+        (tmp_path / name / "fra-eng").mkdir(parents=True)
+        (tmp_path / name / "fra-eng" / "fra.txt").write_bytes(data)
+        arrays[name] = d2l.MTFraEng(batch_size=2, num_train=6, num_val=4,
+                                    root=str(tmp_path / name)).arrays
+    assert all(torch.equal(a, b) for a, b in zip(arrays["plain"], arrays["windows"]))
+
+
+def test_a_fra_txt_without_pairs_is_named_in_one_line(tmp_path):
+    (tmp_path / "fra-eng").mkdir()
+    (tmp_path / "fra-eng" / "fra.txt").write_text("no tab here\n\n", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        d2l.MTFraEng(batch_size=2, root=str(tmp_path))
+    assert str(err.value) == ("MTFraEng: no 'English<TAB>French' line in "
+                              f"{os.path.join(str(tmp_path), 'fra-eng', 'fra.txt')}")
+
+
+def test_a_program_without_network_or_data_ends_in_one_line(tmp_path):
+    """What the README promises: the book's program, no network, no fra.txt: exit 1 and one
+    line on standard error saying which file to put where, no traceback."""
+    import subprocess
+    import sys
+
+    from tests.d2l.test_progress import environment
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "program.py").write_text("from attnkit import d2l\n"
+                                     "data = d2l.MTFraEng(batch_size=128)\n")
+    url = closed_port_url()
+    proc = subprocess.run([sys.executable, "program.py"], capture_output=True, text=True,
+                          cwd=work, env={**environment(), "ATTNKIT_D2L_DATA_URL": url},
+                          timeout=300)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"DownloadError: cannot download {url}fra-eng.zip: ")
+    assert "put fra-eng.zip (sha1 94646ad1522d915e7b0f9296181140edcf86a4f5) in ../data/" \
+        in proc.stderr
+    assert os.listdir(tmp_path / "data") == []
+
+
+def test_other_uncaught_errors_keep_their_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.d2l.test_progress import environment
+
+    (tmp_path / "program.py").write_text("from attnkit import d2l\nraise KeyError('x')\n")
+    proc = subprocess.run([sys.executable, "program.py"], capture_output=True, text=True,
+                          cwd=tmp_path, env=environment(), timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Traceback") and proc.stderr.endswith("KeyError: 'x'\n")
 
 
 def test_a_missing_file_on_the_server_is_named_with_its_http_status(tmp_path):

@@ -85,7 +85,8 @@ def test_seq2seq_trains_on_mtfraeng_and_predicts_with_attention_weights(tmp_path
     encoder = d2l.Seq2SeqEncoder(len(data.src_vocab), 8, 16, 2, 0.1)
     decoder = d2l.Seq2SeqAttentionDecoder(len(data.tgt_vocab), 8, 16, 2, 0.1)
     model = d2l.Seq2Seq(encoder, decoder, tgt_pad=data.tgt_vocab["<pad>"], lr=0.01)
-    d2l.Trainer(max_epochs=12, gradient_clip_val=1, num_gpus=1).fit(model, data)
+    # threads given: the default "auto" takes what the load leaves, whatever this fixture set
+    d2l.Trainer(max_epochs=12, gradient_clip_val=1, num_gpus=1, threads=1).fit(model, data)
     val = model.board.data["val_loss"]
     assert len(val) == 12 and val[-1].y < val[0].y / 2
     batch = data.build(["go .", "hi ."], ["va !", "salut ."])

@@ -43,7 +43,7 @@ def test_explore_and_plot_capture_through_the_translator(captured, tmp_path):
 
 
 def test_the_demo_captures_through_the_translator(captured, tmp_path):
-    assert main(["demo", "--out", str(tmp_path), "--time-limit", "2", "--heldout", "4",
+    assert main(["demo", "--out", str(tmp_path), "--max-steps", "2", "--heldout", "4",
                  "--threads", "1"]) == 0
     assert len(captured) == 1 and captured[0][1] is not None  # its own translation, given
     assert (tmp_path / "attention-explorer.html").stat().st_size > 0

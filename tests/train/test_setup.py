@@ -24,7 +24,8 @@ def tiny(tmp_path, **kw):
                 valid_size=20, eval_sentences=4, max_tokens=400, max_sentence_tokens=12,
                 num_hiddens=16, num_heads=2, ffn_num_hiddens=32, num_encoder_layers=1,
                 num_decoder_layers=1, warmup=10, eval_every=0, checkpoint_every=2,
-                progress=False, device="cpu", out_dir=str(tmp_path / "run"), max_steps=2)
+                progress=False, device="cpu", out_dir=str(tmp_path / "run"), max_steps=2,
+                threads=1, bf16=False)  # the same run on every CPU, idle or busy
     return TrainConfig.from_flat({**base, **kw})
 
 

@@ -54,6 +54,6 @@ def test_train_and_demo_commands_give_the_count_back(three_threads, tmp_path, ca
     assert main(["train", "--data", "dates", "--num-examples", "200", "--max-steps", "1",
                  "--threads", "1", "--out-dir", str(tmp_path / "run"), *TINY_CLI]) == 0
     assert torch.get_num_threads() == START_THREADS
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--time-limit", "1",
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--max-steps", "1",
                  "--heldout", "2", "--threads", "1"]) == 0
     assert torch.get_num_threads() == START_THREADS
