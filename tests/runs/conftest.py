@@ -11,6 +11,18 @@ from .._data import digits_pairs_file
 from ._writer import train_argv
 
 
+@pytest.fixture(scope="module")
+def two_steps(tmp_path_factory) -> tuple[Path, Path]:
+    """(pairs file, a run trained for 2 steps with a checkpoint at step 2), one per module:
+    tests copy the run before they change it."""
+    from attnkit.cli import main
+
+    base = tmp_path_factory.mktemp("two-steps")
+    pairs = digits_pairs_file(base / "pairs.tsv")
+    assert main(train_argv(pairs, base / "run", "--max-steps", "2")) == 0
+    return pairs, base / "run"
+
+
 @pytest.fixture
 def running_training(tmp_path):
     """``(pairs file, start)``: ``start(out_dir, *flags)`` launches a real ``attnkit train``

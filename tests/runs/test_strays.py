@@ -23,7 +23,6 @@ from attnkit.runs import (
 )
 from attnkit.runs.retention import clean_leftovers
 
-from .._data import digits_pairs_file
 from ._helpers import GOLDEN, save_at, three_step_run
 from ._writer import train_argv
 
@@ -140,15 +139,6 @@ def test_when_none_verifies_nothing_is_set_aside(tmp_path):
 
 
 # ------------------------------------------------------------- a real attnkit train
-@pytest.fixture(scope="module")
-def two_steps(tmp_path_factory) -> tuple[Path, Path]:
-    """(pairs file, a run trained for 2 steps with a checkpoint at step 2)."""
-    base = tmp_path_factory.mktemp("strays")
-    pairs = digits_pairs_file(base / "pairs.tsv")
-    assert main(train_argv(pairs, base / "run", "--max-steps", "2")) == 0
-    return pairs, base / "run"
-
-
 def test_a_littered_checkpoint_is_resumed_from_at_its_step(two_steps, tmp_path, capsys):
     pairs, trained = two_steps
     run = Path(shutil.copytree(trained, tmp_path / "run", symlinks=True))

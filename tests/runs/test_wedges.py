@@ -13,17 +13,7 @@ import pytest
 from attnkit.cli import main
 from attnkit.runs import list_checkpoints, verify_checkpoint
 
-from .._data import digits_pairs_file
 from ._writer import newest_step, train_argv, wait_for
-
-
-@pytest.fixture(scope="module")
-def two_steps(tmp_path_factory) -> tuple[Path, Path]:
-    """(pairs file, a run trained for 2 steps with a checkpoint at step 2)."""
-    base = tmp_path_factory.mktemp("wedge")
-    pairs = digits_pairs_file(base / "pairs.tsv")
-    assert main(train_argv(pairs, base / "run", "--max-steps", "2")) == 0
-    return pairs, base / "run"
 
 
 def _lost_manifest(head: Path, older: Path) -> None:
