@@ -178,6 +178,25 @@ def check_accumulation(cfg, trainer) -> None:
             f"--max-tokens for more, smaller batches")
 
 
+def check_outputs(cfg, config_file: str | None) -> None:
+    """Refuse a run folder whose writing would overwrite what the run reads: its log
+    (``metrics.jsonl``) or its ``checkpoints/`` (rotated: whole folders deleted) being,
+    holding or lying in a data file, the data folder or the config file."""
+    from pathlib import Path
+
+    from attnkit._io import check_not_an_input
+    from attnkit.runs.config import section_fields
+
+    data = cfg.data
+    inputs = [(f"--{k.replace('_', '-')}", getattr(data, k)) for k in section_fields("data")
+              if k.endswith(("_path", "_root")) and isinstance(getattr(data, k), str)]
+    inputs.append(("--config", config_file))
+    out = Path(cfg.run.out_dir)
+    check_not_an_input(out, "--out-dir", inputs)
+    check_not_an_input(out / "metrics.jsonl", "--out-dir's metrics.jsonl", inputs)
+    check_not_an_input(out / "checkpoints", "--out-dir's checkpoints/", inputs, holds=True)
+
+
 def _corpus_files(data) -> str:
     """The files the [data] of a run reads, for messages."""
     if data.kind == "multi30k":
@@ -209,6 +228,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from attnkit._memory import plain_out_of_memory
 
     cfg = config_from_args(args)
+    check_outputs(cfg, args.config)
     check_memory(cfg)
     with plain_out_of_memory("while training"):
         trainer = _trainer(cfg)

@@ -24,6 +24,7 @@ def inputs(tmp_path, monkeypatch):
     (tmp_path / "src.txt").write_text("3 1 4\n2 7\n")
     (tmp_path / "ref.txt").write_text("4 1 3\n7 2\n")
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 2}\n')
+    (tmp_path / "pairs.tsv").write_text("".join(f"{i} {i + 1}\t{i + 1} {i}\n" for i in range(40)))
     shutil.copytree(GOLDEN, tmp_path / "run" / "ckpt")
     return tmp_path
 
@@ -50,6 +51,8 @@ def alias(root: Path, target: str, kind: str, at: str = "alias") -> str:
 
 CKPT = ["--checkpoint", "run/ckpt"]
 EVALUATE = ["evaluate", *CKPT, "--src", "src.txt", "--ref", "ref.txt", "--beam-size", "1"]
+TRAIN = ["train", "--data", "tsv", "--train-path", "pairs.tsv", "--max-steps", "1",
+         "--threads", "1"]
 CASES = {  # name: (argv before the output path, output flag, target, can be hard-linked)
     "evaluate --hyp-out = --src": (EVALUATE, "--hyp-out", "src.txt", True),
     "evaluate --hyp-out = --ref": (EVALUATE, "--hyp-out", "ref.txt", True),
@@ -64,6 +67,7 @@ CASES = {  # name: (argv before the output path, output flag, target, can be har
                                         "run/ckpt/config.json", True),
     "plot --out = --log": (["plot", "curves", "--log", "metrics.jsonl"], "--out",
                            "metrics.jsonl", True),
+    "train --out-dir = --train-path": (TRAIN, "--out-dir", "pairs.tsv", True),
 }
 KINDS = ("same", "symlink", "hardlink", "dot")
 
@@ -97,3 +101,18 @@ def test_an_output_beside_its_inputs_is_written(inputs, capsys):
     assert (inputs / "curves.png").is_file()
     assert main([*EVALUATE, "--hyp-out", "hyp.txt"]) == 0
     assert len((inputs / "hyp.txt").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("out_dir, data, what", [
+    (".", "metrics.jsonl", "--out-dir's metrics.jsonl"),   # the log it appends to
+    ("run", "run/checkpoints/pairs.tsv", "--out-dir's checkpoints/"),  # rotated away
+], ids=["log", "checkpoints"])
+def test_train_refuses_a_run_folder_that_would_write_over_its_data(inputs, capsys, out_dir,
+                                                                   data, what):
+    (inputs / data).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(inputs / "pairs.tsv", inputs / data)
+    before = digests(inputs)
+    assert main([*TRAIN[:3], "--train-path", data, *TRAIN[5:], "--out-dir", out_dir]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and what in err and "--train-path" in err, err
+    assert digests(inputs) == before
