@@ -8,6 +8,7 @@ lists equal).
 from __future__ import annotations
 
 import argparse
+import os
 
 #: the names of :data:`attnkit.viz.figures.FIGURES`
 FIGURE_NAMES = ("attention-maps", "causal-mask", "cost", "curves", "lr-schedule",
@@ -59,12 +60,16 @@ def _check_outputs(args: argparse.Namespace, names: list[str], formats: tuple) -
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from .._io import ensure_writable_dir
+    from .._io import check_regular_file, ensure_writable_dir
     from ..viz.figures import FIGURES, NEEDS_INPUT, plot
 
     formats = tuple(args.format or ("png", "svg"))
     names = [n for n in FIGURES if n not in NEEDS_INPUT] if args.name == "all" else [args.name]
     _check_outputs(args, names, formats)
+    if args.log is not None:  # before --out is made
+        check_regular_file(args.log, "--log", fifo=True)  # /dev/zero would never end
+        if not os.path.exists(args.log):
+            raise FileNotFoundError(f"--log: no such file: {args.log}")
     ensure_writable_dir(args.out, "--out")  # before any figure is computed
     for name in names:
         for path in plot(name, args.out, formats=formats, **_inputs(name, args)):

@@ -285,7 +285,12 @@ def read_log(log: str | Path) -> list[dict]:
     Raises:
         ValueError: naming ``log`` and the line number.
     """
-    text = Path(log).read_text(encoding="utf-8")
+    try:
+        text = Path(log).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = Path(log).read_bytes()[:e.start].count(b"\n") + 1
+        raise ValueError(f"{log}: line {line} is not UTF-8 text (byte {e.object[e.start]:#04x}"
+                         "); expected a training log (metrics.jsonl)") from None
     lines = text.split("\n")
     rows = []
     for i, line in enumerate(lines, 1):

@@ -42,3 +42,27 @@ def test_non_finite_values_are_marked_not_dropped(tmp_path, value):
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     shown = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[value]
     assert f"loss={shown}" in texts
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda d: "/dev/zero", "--log: /dev/zero is not a regular file (it is a character device)"),
+    (lambda d: str(d), "--log: {d} is a directory, expected a file"),
+    (lambda d: str(d / "missing.jsonl"), "--log: no such file: {d}/missing.jsonl"),
+    (lambda d: _binary(d / "bin.jsonl"),
+     "{d}/bin.jsonl: line 2 is not UTF-8 text (byte 0xff)"),
+], ids=["device", "folder", "missing", "binary"])
+def test_a_log_that_is_not_a_log_is_one_line_naming_it(tmp_path, capsys, make, says):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    code = main(["plot", "curves", "--log", make(logs), "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err == f"attnkit plot: error: {says.format(d=logs)}" or \
+        err.startswith(f"attnkit plot: error: {says.format(d=logs)}"), err
+    if "UTF-8" not in says:  # what the file is, checked before --out is made
+        assert not (tmp_path / "f").exists()
+
+
+def _binary(path) -> str:
+    path.write_bytes(b'{"step": 1, "loss": 3.0}\n\xff\xfe\x00garbage\n')
+    return str(path)
