@@ -65,7 +65,7 @@ def _test_set(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:
     if args.multi30k_split:
         srcs, refs = run_test_split(run, args.multi30k_split, needed_by="--multi30k-split")
     elif args.src and args.ref:
-        srcs, refs = read_test_set(args.src, args.ref)
+        srcs, refs = read_test_set(args.src, args.ref, flags=("--src", "--ref"))
     else:
         raise ValueError("give --src and --ref, or --multi30k-split")
     if not srcs:  # BLEU of nothing is undefined; sacrebleu fails on an empty corpus

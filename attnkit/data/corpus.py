@@ -222,14 +222,18 @@ def read_sentences(source: str | Path | bytes, *, name: str) -> list[str]:
     return out
 
 
-def read_test_set(src: str | Path, ref: str | Path) -> tuple[list[str], list[str]]:
-    """Line-aligned source and reference files for scoring, every line kept (blank too).
+def read_test_set(src: str | Path, ref: str | Path, *,
+                  flags: tuple[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """Line-aligned source and reference files for scoring, every line kept (blank too);
+    ``flags``: the options that named them, for messages (``("--src", "--ref")``).
 
     Raises:
         ValueError: the files differ in line count (naming both counts), or a
             line is not valid UTF-8.
     """
-    srcs, refs = read_sentences(src, name=str(src)), read_sentences(ref, name=str(ref))
+    names = [str(p) if flags is None else f"{flag} {p}"
+             for p, flag in zip((src, ref), flags or (None, None))]
+    srcs, refs = read_sentences(src, name=names[0]), read_sentences(ref, name=names[1])
     if len(srcs) != len(refs):
         raise ValueError(f"line-aligned files differ in length: {src} has {len(srcs)} lines, "
                          f"{ref} has {len(refs)} lines")

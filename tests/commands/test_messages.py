@@ -101,3 +101,20 @@ def test_evaluate_on_empty_files_is_one_line(tmp_path, capsys):
                      "--ref", str(tmp_path / "ref")], capsys, "evaluate")
     assert f"--src {tmp_path / 'src'} and --ref {tmp_path / 'ref'}: no sentences to score" \
         in line
+
+
+@pytest.mark.parametrize("flag", ["--src", "--ref"])
+@pytest.mark.parametrize("what, says", [
+    ("device", "is not a regular file (it is a character device)"),
+    ("missing", "no such file"),
+    ("binary", "line 2 is not valid UTF-8"),
+])
+def test_evaluate_names_the_flag_of_a_file_that_is_not_text(tmp_path, capsys, flag, what, says):
+    (tmp_path / "good").write_text("3 1\n2 7\n")
+    (tmp_path / "binary").write_bytes(b"3 1\n\xff\xfe\n")
+    path = {"device": "/dev/zero", "missing": str(tmp_path / "missing"),
+            "binary": str(tmp_path / "binary")}[what]
+    files = {"--src": str(tmp_path / "good"), "--ref": str(tmp_path / "good"), flag: path}
+    argv = ["evaluate", "--checkpoint", str(GOLDEN), *(x for kv in files.items() for x in kv)]
+    line = error_of(argv, capsys, "evaluate")
+    assert line.startswith(f"attnkit evaluate: error: {flag} {path}: ") and says in line, line
