@@ -65,6 +65,7 @@ __all__ = [
     "encode_checkpoint",
     "first_non_finite",
     "read_model_state",
+    "read_weights",
     "restore_verified",
     "unlisted_files",
     "verify_checkpoint",
@@ -305,6 +306,12 @@ def first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
     return f"{name}: {', '.join(counts)} of {t.numel()}"
 
 
+def read_weights(p: Path) -> dict[str, torch.Tensor]:
+    """The model tensors of checkpoint ``p``, verified already, refused when one is not
+    finite (:func:`check_finite_weights`): the one read of a checkpoint's weights."""
+    return check_finite_weights(st_load((p / "model.safetensors").read_bytes()), p)
+
+
 def check_finite_weights(tensors: dict[str, torch.Tensor], where: str | Path
                          ) -> dict[str, torch.Tensor]:
     """``tensors``, the weights of checkpoint ``where``, if every one is finite: weights
@@ -438,8 +445,7 @@ def verify_checkpoint(path: str | Path) -> Path:
 def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The model tensors of checkpoint ``path`` (verified against its manifest; refused
     when one is not finite, :func:`check_finite_weights`)."""
-    p = _verified(path)
-    return check_finite_weights(st_load((p / "model.safetensors").read_bytes()), p)
+    return read_weights(_verified(path))
 
 
 def _check_fits(
@@ -497,7 +503,7 @@ def restore_verified(p: Path, *, model: torch.nn.Module,
                      scheduler: Any | None = None, restore_rng: bool = True) -> dict[str, Any]:
     """:func:`load_checkpoint` of a checkpoint ``p`` that was verified already (by
     :func:`attnkit.runs.run.open_run`): its files are read without checking them again."""
-    weights = check_finite_weights(st_load((p / "model.safetensors").read_bytes()), p)
+    weights = read_weights(p)
     _check_fits(model.state_dict(), weights, f"checkpoint {p}")
     state_tensors = st_load((p / "state.safetensors").read_bytes())
     state = json.loads((p / "state.json").read_text(encoding="utf-8"))

@@ -32,17 +32,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors.torch import load as st_load
 
 from . import container
 from .container import (
     MANIFEST,
     _check_fits,
     _step_of,
-    check_finite_weights,
     latest_checkpoint,
     list_checkpoints,
     read_model_state,
+    read_weights,
     restore_verified,
 )
 from .retention import best_checkpoint, latest_verified_checkpoint
@@ -95,8 +94,7 @@ class Run:
     def weights(self) -> dict[str, torch.Tensor]:
         """The model tensors of this checkpoint (refused, naming the first, when one is not
         finite: :func:`attnkit.runs.container.check_finite_weights`)."""
-        return check_finite_weights(st_load((self.path / "model.safetensors").read_bytes()),
-                                    self.path)
+        return read_weights(self.path)
 
     def restore(self, model: torch.nn.Module, *, optimizer=None, scheduler=None,
                 restore_rng: bool = True) -> dict[str, Any]:
