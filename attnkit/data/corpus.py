@@ -429,7 +429,7 @@ def run_test_split(run, split: str, *, needed_by: str = "a Multi30k test split"
 def multi30k_test_split(data: dict, split: str, *, needed_by: str
                         ) -> tuple[list[str], list[str]]:
     """:func:`run_test_split` for a ``[data]`` table (a dict, as a run stores it or
-    :meth:`attnkit.runs.config.TrainConfig.to_dict` gives it); ``needed_by`` names the
+    :meth:`attnkit.train.config.TrainConfig.to_dict` gives it); ``needed_by`` names the
     asker in the error.
 
     Raises:
@@ -497,7 +497,7 @@ def _read_split(data, split: str) -> ParallelCorpus | None:
 def load_pairs(data, *, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
     """Training and validation pairs of a run's ``[data]`` section, and a report.
 
-    ``data`` is an :class:`attnkit.runs.config.DataConfig`. Without a validation
+    ``data`` is an :class:`attnkit.train.config.DataConfig`. Without a validation
     file, ``valid_size`` pairs are split off the training data (seeded).
     """
     if data.kind == "dates":

@@ -84,7 +84,7 @@ def _tiny_multi30k(root: Path, lines: int = 60) -> Path:
 def test_decoding_suite_restores_threads(three_threads, tmp_path):
     pytest.importorskip("ctranslate2")
     from attnkit.bench.decoding.measure import run
-    from attnkit.runs.config import TrainConfig
+    from attnkit.train.config import TrainConfig
     from attnkit.train.trainer import Trainer
 
     root = _tiny_multi30k(tmp_path / "multi30k")

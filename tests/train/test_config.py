@@ -9,7 +9,7 @@ import pytest
 
 from attnkit.commands.train import add_cli_arguments, config_from_args
 from attnkit.models import BahdanauConfig, TransformerConfig, build_model
-from attnkit.runs.config import (
+from attnkit.train.config import (
     SECTIONS,
     TrainConfig,
     flat_options,
