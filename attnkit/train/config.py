@@ -22,9 +22,9 @@ run is resumed; any other difference refuses the resume (see
 :func:`resume_differences`).
 
 Importing this module imports no torch (``--help`` stays light). Checking a config
-does: the model section is built once on PyTorch's ``meta`` device, shapes without
-storage, so that combinations the modules refuse are found when the config is read
-(:func:`attnkit.models.sizes.model_size`, which keeps the count of each model config).
+asks the models whether they build its model section
+(:func:`attnkit.models.sizes.check_buildable`), so that combinations the modules
+refuse are found when the config is read.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import tomllib
 from .._io import check_regular_file
 from .._options import option, option_info, plain_value, validate_value
 from ..models.config import PRESETS, BahdanauConfig, TransformerConfig
+from ..models.sizes import check_buildable
 
 __all__ = ["DataConfig", "ModelSection", "OptimConfig", "RunConfig", "TokenizerConfig",
            "TrainConfig", "flat_options", "load_config_file", "model_differences",
@@ -379,7 +380,7 @@ class TrainConfig:
         try:
             self.data.check(lambda key: label("data", key))
             config = self.model.config(8, 8, shared=self.tokenizer.shared_vocab)
-            _build_on_meta(config)
+            check_buildable(config)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{prefix}{e}") from None
         if getattr(config, "share_embeddings", False) and not self.tokenizer.shared_vocab:
@@ -411,15 +412,6 @@ class TrainConfig:
     def replace(self, **flat) -> TrainConfig:
         """A copy with flat-named options changed (validated again)."""
         return TrainConfig.merge(self.to_dict(), flat)
-
-
-def _build_on_meta(config) -> None:
-    """Build the model without memory, so that option combinations the modules refuse
-    (e.g. ALiBi with another score) are found when the config is read; one and two
-    layers per stack stand for any number (:func:`attnkit.models.sizes.model_size`)."""
-    from ..models.sizes import model_size
-
-    model_size(config)
 
 
 def load_config_file(path: str | Path) -> dict:
