@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._data_root import data_root_text
 from .._io import check_regular_file
 
 __all__ = [
@@ -483,8 +484,7 @@ def _read_split(data, split: str) -> ParallelCorpus | None:
         except FileNotFoundError as e:
             raise FileNotFoundError(
                 f"{e}; the Multi30k folder is set by [data] multi30k_root (--multi30k-root; "
-                "the shipped configs read it from the ATTNKIT_DATA variable, default "
-                "../shared/data next to the repository)") from None
+                f"the shipped configs read multi30k/ in {data_root_text()})") from None
     path = data.train_path if split == "train" else data.valid_path
     if path is None:
         return None

@@ -40,6 +40,7 @@ from typing import Any
 
 import tomllib
 
+from .._data_root import DATA_VARIABLE, data_root
 from .._io import check_regular_file
 from .._options import option, option_info, plain_value, validate_value
 from ..models.config import PRESETS, BahdanauConfig, TransformerConfig
@@ -84,7 +85,7 @@ class DataConfig:
         missing = [n for n in needs if not getattr(self, n)]
         if missing:
             what = {"tsv": "a tab-separated pairs file", "aligned": "source and target files",
-                    "multi30k": "folder with raw/ and tok/, or the ATTNKIT_DATA variable "
+                    "multi30k": f"folder with raw/ and tok/, or the {DATA_VARIABLE} variable "
                                 "naming the folder that holds multi30k/"}[self.kind]
             raise ValueError(f"data={self.kind!r} needs {' and '.join(missing)} ({what}); "
                              f"set {', '.join(label(n) for n in missing)}")
@@ -365,10 +366,9 @@ class TrainConfig:
             table, key, _, _ = options[name]
             merged.setdefault(table, {})[key] = value
             origin[(table, key)] = None  # named by its flag
-        data = merged.get("data", {})
-        if data.get("kind") == "multi30k" and not data.get("multi30k_root") \
-                and os.environ.get("ATTNKIT_DATA"):
-            data["multi30k_root"] = os.path.join(os.environ["ATTNKIT_DATA"], "multi30k")
+        data, root = merged.get("data", {}), data_root(default=None)
+        if data.get("kind") == "multi30k" and not data.get("multi30k_root") and root:
+            data["multi30k_root"] = str(root / "multi30k")
         return cls.from_dict(merged, source=source, origin=origin)
 
     def _check_consistency(self, source: str, origin: dict) -> None:
@@ -433,11 +433,17 @@ _VARIABLE = re.compile(r"\$\{(ATTNKIT_[A-Z_]+)(?::-([^}]*))?\}")
 
 
 def expand_variables(value: str, where: str) -> str:
-    """``${ATTNKIT_DATA}`` and ``${ATTNKIT_DATA:-default}`` replaced from the environment."""
+    """``${ATTNKIT_DATA}`` and ``${ATTNKIT_DATA:-default}`` replaced by the data root the
+    variable names (:func:`attnkit._data_root.data_root`), else by the file's default;
+    another ``${ATTNKIT_...}`` is refused, naming the one variable there is."""
     def sub(m: re.Match) -> str:
         name, default = m.group(1), m.group(2)
-        if os.environ.get(name):
-            return os.environ[name]
+        if name != DATA_VARIABLE:
+            raise ValueError(f"{where} uses ${{{name}}}; the one variable a config file may "
+                             f"use is ${{{DATA_VARIABLE}}} (the folder holding the corpora)")
+        root = data_root(default=None)
+        if root is not None:
+            return str(root)
         if default is not None:
             return default
         raise ValueError(f"{where} uses ${{{name}}}, which is not set; set the environment "

@@ -193,6 +193,15 @@ def test_a_data_root_can_come_from_the_environment(tmp_path, monkeypatch):
         parse("--data", "multi30k")
 
 
+def test_a_variable_other_than_the_data_root_is_refused_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNKIT_DTA", "/corpora")  # a typo, even when something sets it
+    path = write(tmp_path, '[data]\nkind = "multi30k"\nmulti30k_root = "${ATTNKIT_DTA}/m"\n')
+    with pytest.raises(ValueError, match=r"run.toml: \[data\] multi30k_root uses "
+                                         r"\$\{ATTNKIT_DTA\}; the one variable a config file "
+                                         r"may use is \$\{ATTNKIT_DATA\}"):
+        TrainConfig.from_file(path)
+
+
 def test_the_shipped_config_works_from_any_folder(tmp_path, monkeypatch):
     from pathlib import Path
 
