@@ -44,7 +44,6 @@ from .._data_root import DATA_VARIABLE, data_root
 from .._io import check_regular_file
 from .._options import option, option_info, plain_value, validate_value
 from ..models.config import PRESETS, BahdanauConfig, TransformerConfig
-from ..models.sizes import check_buildable
 
 __all__ = ["DataConfig", "ModelSection", "OptimConfig", "RunConfig", "TokenizerConfig",
            "TrainConfig", "flat_options", "load_config_file", "model_differences",
@@ -372,6 +371,8 @@ class TrainConfig:
         return cls.from_dict(merged, source=source, origin=origin)
 
     def _check_consistency(self, source: str, origin: dict) -> None:
+        from ..models.sizes import check_buildable
+
         def label(table, key):  # the file is named once, in the prefix
             given = origin.get((table, key), source)
             return f"[{table}] {key}" if given else _label(table, key, None)
