@@ -35,7 +35,7 @@ def demo_config(out: Path, time_limit: float, seed: int, threads: int | str = "a
     """The demo's run: a tiny Transformer on 40,000 generated dates, validated every 150
     steps on 200 held-out dates; it stops at 0.99 exact match there, at the time limit, or
     after ``max_steps`` steps (a count, for runs whose outcome must not depend on load)."""
-    from .runs.config import TrainConfig
+    from .train.config import TrainConfig
 
     return TrainConfig.from_flat(
         data="dates", num_examples=40000, valid_size=200, tokenizer="char",

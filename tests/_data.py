@@ -1,10 +1,10 @@
 """Where the shared corpora are: $ATTNKIT_DATA, else ../shared/data beside the repository."""
 
-import os
 from pathlib import Path
 
-DATA = Path(os.environ.get("ATTNKIT_DATA") or
-            Path(__file__).resolve().parents[1].parent / "shared" / "data")
+from attnkit._data_root import data_root
+
+DATA = data_root()
 
 
 def digits_pairs_file(path: Path, n: int = 200, *, max_digits: int = 4) -> Path:

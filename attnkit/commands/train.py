@@ -1,6 +1,6 @@
 """``attnkit train``: train a translation model from a TOML config and flags.
 
-Every option of :class:`attnkit.runs.config.TrainConfig` is a flag
+Every option of :class:`attnkit.train.config.TrainConfig` is a flag
 ``--key-name``; the help text, type and range come from the field's metadata.
 """
 
@@ -60,7 +60,7 @@ def _help(field, tp) -> str:
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     from attnkit._options import split_optional
-    from attnkit.runs.config import flat_options
+    from attnkit.train.config import flat_options
 
     p.add_argument("--config", help="TOML config file with [data], [tokenizer], [model], "
                                     "[optim], [run] tables; flags given here override it")
@@ -77,8 +77,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The :class:`~attnkit.runs.config.TrainConfig` of ``--config`` with the flags on top."""
-    from attnkit.runs.config import TrainConfig, flat_options, load_config_file
+    """The :class:`~attnkit.train.config.TrainConfig` of ``--config`` with the flags on top."""
+    from attnkit.train.config import TrainConfig, flat_options, load_config_file
 
     tables = load_config_file(args.config) if args.config else {}
     given = vars(args)
@@ -185,7 +185,7 @@ def check_outputs(cfg, config_file: str | None) -> None:
     from pathlib import Path
 
     from attnkit._io import check_not_an_input
-    from attnkit.runs.config import section_fields
+    from attnkit.train.config import section_fields
 
     data = cfg.data
     inputs = [(f"--{k.replace('_', '-')}", getattr(data, k)) for k in section_fields("data")

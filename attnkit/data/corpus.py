@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._data_root import data_root_text
 from .._io import check_regular_file
 
 __all__ = [
@@ -429,7 +430,7 @@ def run_test_split(run, split: str, *, needed_by: str = "a Multi30k test split"
 def multi30k_test_split(data: dict, split: str, *, needed_by: str
                         ) -> tuple[list[str], list[str]]:
     """:func:`run_test_split` for a ``[data]`` table (a dict, as a run stores it or
-    :meth:`attnkit.runs.config.TrainConfig.to_dict` gives it); ``needed_by`` names the
+    :meth:`attnkit.train.config.TrainConfig.to_dict` gives it); ``needed_by`` names the
     asker in the error.
 
     Raises:
@@ -483,8 +484,7 @@ def _read_split(data, split: str) -> ParallelCorpus | None:
         except FileNotFoundError as e:
             raise FileNotFoundError(
                 f"{e}; the Multi30k folder is set by [data] multi30k_root (--multi30k-root; "
-                "the shipped configs read it from the ATTNKIT_DATA variable, default "
-                "../shared/data next to the repository)") from None
+                f"the shipped configs read multi30k/ in {data_root_text()})") from None
     path = data.train_path if split == "train" else data.valid_path
     if path is None:
         return None
@@ -497,7 +497,7 @@ def _read_split(data, split: str) -> ParallelCorpus | None:
 def load_pairs(data, *, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
     """Training and validation pairs of a run's ``[data]`` section, and a report.
 
-    ``data`` is an :class:`attnkit.runs.config.DataConfig`. Without a validation
+    ``data`` is an :class:`attnkit.train.config.DataConfig`. Without a validation
     file, ``valid_size`` pairs are split off the training data (seeded).
     """
     if data.kind == "dates":

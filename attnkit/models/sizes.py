@@ -5,6 +5,7 @@
 on PyTorch's ``meta`` device (shapes without storage). Layers of one stack are
 identical, so only one and two layers per stack are built and the count is
 extrapolated: a config with a million layers is counted as fast as one with two.
+:func:`check_buildable` says, the same way, whether the modules accept a config at all.
 
 :func:`training_memory` and :func:`decoding_memory` turn the counts into bytes:
 
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 
 from .config import BahdanauConfig, TransformerConfig
 
-__all__ = ["SIZE_FIELDS", "MemoryEstimate", "ModelSize", "blame", "decoding_memory",
-           "model_size", "training_memory"]
+__all__ = ["SIZE_FIELDS", "MemoryEstimate", "ModelSize", "blame", "check_buildable",
+           "decoding_memory", "model_size", "training_memory"]
 
 FLOAT = 4  # bytes of an fp32 value
 LONG = 8  # bytes of a token id
@@ -109,6 +110,19 @@ def model_size(config: TransformerConfig | BahdanauConfig) -> ModelSize:
             raise
         return ModelSize(TOO_MANY, 0, overflow=True)
     return ModelSize(params, buffers)
+
+
+def check_buildable(config: TransformerConfig | BahdanauConfig) -> None:
+    """Return when :func:`attnkit.models.build_model` builds ``config``; otherwise raise the
+    modules' own reason, e.g. for ALiBi with another score. A config is checked field by
+    field when it is made, but only the modules know which combinations they refuse, so
+    the model is built on the ``meta`` device (:func:`model_size`): nothing is allocated,
+    and a million layers cost no more than two.
+
+    Raises:
+        ValueError / TypeError: why the modules refuse ``config``.
+    """
+    model_size(config)
 
 
 def training_memory(config) -> MemoryEstimate:

@@ -1,10 +1,14 @@
-"""The run format: a training run's config (TOML tables) and its checkpoints on disk.
+"""The run format: a training run's checkpoints on disk and what they describe.
 
 * :mod:`.container` — one checkpoint folder: save, load, manifest, state encoding;
 * :mod:`.retention` — which checkpoints a run keeps: rotation, ``best.json``, leftovers;
 * :mod:`.run` — a run as its users see it: :func:`open_run` (:func:`open_latest_run` to
   resume) and :class:`Run`;
-* :mod:`.config` — the training config; :mod:`.lock` — one writer per run folder.
+* :mod:`.lock` — one writer per run folder.
+
+A run stores its training config as the plain nested tables it was given
+(:attr:`Run.train`); reading them as a config is training's business
+(:mod:`attnkit.train.config`).
 
 Names are imported on first use, so ``attnkit.runs`` costs nothing until used.
 """

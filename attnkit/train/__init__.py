@@ -1,4 +1,5 @@
-"""Training: set-up from a config, the loop, the label-smoothed loss, the Noam schedule.
+"""Training: its config, set-up from a config, the loop, the label-smoothed loss, the Noam
+schedule.
 
 Names are imported on first use, so ``attnkit.train`` costs nothing until used.
 """
@@ -6,6 +7,9 @@ Names are imported on first use, so ``attnkit.train`` costs nothing until used.
 from .._lazy import lazy_attributes
 
 _WHERE = {
+    **dict.fromkeys(["DataConfig", "ModelSection", "OptimConfig", "RunConfig",
+                     "TokenizerConfig", "TrainConfig", "flat_options", "load_config_file",
+                     "model_differences", "resume_differences"], ".config"),
     **dict.fromkeys(["NoamLambda", "noam_lr", "noam_scheduler"], ".schedule"),
     **dict.fromkeys(["smoothed_loss"], ".loss"),
     **dict.fromkeys(["TrainingDiverged"], ".step"),

@@ -1,6 +1,6 @@
 """Setting up a training run: processes, device, data, tokenizers, model, optimizer.
 
-Each piece is a small function of the :class:`~attnkit.runs.config.TrainConfig`;
+Each piece is a small function of the :class:`~attnkit.train.config.TrainConfig`;
 :func:`set_up` calls them in order and, when the run folder holds a checkpoint,
 first checks that the checkpoint's run may be resumed with this config.
 """
@@ -20,11 +20,11 @@ from ..data.batching import BatchingConfig, BucketBatcher
 from ..data.corpus import load_pairs
 from ..data.tokenizer import TokenizerPair
 from ..models.build import build_model
-from ..runs.config import TrainConfig, model_differences, resume_differences
 from ..runs.container import unlisted_files
 from ..runs.retention import clean_leftovers
 from ..runs.run import RUN_FORMAT_VERSION, Run, open_latest_run
 from ..runtime import Precision, Threads, choose_precision
+from .config import TrainConfig, model_differences, resume_differences
 from .schedule import noam_scheduler
 
 __all__ = ["DistInfo", "Setup", "build_optimizer", "check_resume", "init_distributed",

@@ -38,12 +38,12 @@ import torch.distributed as dist
 from .._io import ensure_writable_dir
 from ..data.batching import BatchingConfig, BucketBatcher, shard_batch
 from ..decode.translator import positions_of, translate_sentences
-from ..runs.config import TrainConfig
 from ..runs.container import first_non_finite
 from ..runs.lock import RunLock
 from ..runs.retention import record_best, save_checkpoint, trim_best
 from ..runs.run import Run, open_latest_run, run_description
 from ..runtime import choose_threads, held_threads, machine
+from .config import TrainConfig
 from .schedule import rescale
 from .setup import set_up
 from .step import TrainingDiverged, batch_loss, lr_fault, step_fault
@@ -82,7 +82,7 @@ class MetricsWindow:
 
 
 class Trainer:
-    """Builds everything from a :class:`~attnkit.runs.config.TrainConfig` and runs the loop.
+    """Builds everything from a :class:`~attnkit.train.config.TrainConfig` and runs the loop.
 
     ``Trainer(cfg).fit()`` trains until ``max_steps`` / ``epochs`` /
     ``time_limit``; it resumes from ``out_dir/checkpoints`` if a checkpoint is

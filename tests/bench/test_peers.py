@@ -21,7 +21,7 @@ from attnkit.bench.peers.measure import (
     shared_inputs,
     yaml_text,
 )
-from attnkit.runs.config import TrainConfig
+from attnkit.train.config import TrainConfig
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "multi30k-de-en.toml"
 

@@ -15,9 +15,10 @@ import torch
 
 from attnkit.runtime import held_threads, parse_threads
 
+from .._data import DATA
 from ..conftest import START_THREADS
 
-MULTI30K = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "multi30k"
+MULTI30K = DATA / "multi30k"
 
 
 def test_held_threads_holds_the_choice_and_restores_the_setting(three_threads):
@@ -79,12 +80,11 @@ def _tiny_multi30k(root: Path, lines: int = 60) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (MULTI30K / "raw" / "val.de").is_file(),
-                    reason="needs ../shared/data/multi30k (the decoding suite decodes a "
-                           "Multi30k split)")
+                    reason=f"needs {MULTI30K} (the decoding suite decodes a Multi30k split)")
 def test_decoding_suite_restores_threads(three_threads, tmp_path):
     pytest.importorskip("ctranslate2")
     from attnkit.bench.decoding.measure import run
-    from attnkit.runs.config import TrainConfig
+    from attnkit.train.config import TrainConfig
     from attnkit.train.trainer import Trainer
 
     root = _tiny_multi30k(tmp_path / "multi30k")

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attnkit.cli import main
-from attnkit.runs.config import flat_options
+from attnkit.train.config import flat_options
 
 from .test_reliability import GOLDEN, TINY, one_error_line, pairs_file
 

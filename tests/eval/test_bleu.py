@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import sacrebleu
 
 from attnkit.eval.bleu import corpus_bleu, corpus_chrf, tokenized_lowercase_bleu
 
-MULTI30K = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "multi30k"
+from .._data import DATA
+
+MULTI30K = DATA / "multi30k"
 
 
 def test_identical_text_scores_100():

@@ -35,7 +35,7 @@ SENTENCES = ["3 1 4", "1 5 9 2", "6", "5 3 5 8 9", "7 7", "0 0 0", "2 8 1 8 2 8"
 
 
 def _train(root: Path, options: dict) -> Path:
-    from attnkit.runs.config import TrainConfig
+    from attnkit.train.config import TrainConfig
     from attnkit.train.trainer import Trainer
 
     pairs = digits_pairs_file(root / "pairs.tsv", 2000, max_digits=5)

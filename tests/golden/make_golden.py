@@ -17,7 +17,7 @@ import torch
 
 from attnkit.decode.translator import load_translator
 from attnkit.runs import RUN_FORMAT_VERSION, run_description, save_checkpoint
-from attnkit.runs.config import TrainConfig
+from attnkit.train.config import TrainConfig
 from attnkit.train.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent

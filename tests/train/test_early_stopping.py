@@ -19,7 +19,7 @@ from attnkit.runs import (
     read_best,
     resolve_checkpoint,
 )
-from attnkit.runs.config import TrainConfig
+from attnkit.train.config import TrainConfig
 from attnkit.train.trainer import Trainer
 
 from ..runs._edit import edit_json

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from attnkit.runs import list_checkpoints, read_best
-from attnkit.runs.config import TrainConfig
+from attnkit.train.config import TrainConfig
 from attnkit.train.schedule import noam_lr
 from attnkit.train.trainer import Trainer
 

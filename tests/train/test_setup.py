@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from attnkit.cli import main
-from attnkit.runs.config import TrainConfig
+from attnkit.train.config import TrainConfig
 from attnkit.train.trainer import Trainer
 
 from .._data import digits_pairs_file

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnkit.runs.config import TrainConfig
+from attnkit.train.config import TrainConfig
 from attnkit.train.loss import smoothed_loss
 from attnkit.train.trainer import Trainer
 

@@ -23,8 +23,8 @@ import torch
 from ...data.corpus import load_pairs, multi30k_files, multi30k_test_split
 from ...data.tokenizer import TokenizerPair
 from ...eval.bleu import corpus_bleu, tokenized_lowercase_bleu
-from ...runs.config import TrainConfig
 from ...runs.run import Run, open_run
+from ...train.config import TrainConfig
 
 __all__ = ["END", "JOEYNMT_VERSION", "START", "PeersResult", "joeynmt_config", "run"]
 

@@ -5,7 +5,6 @@ table; :func:`run` returns a :class:`ThroughputResult`.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import ClassVar
 
 import torch
 
+from ..._data_root import data_root
 from ...data.batching import BatchingConfig, BucketBatcher
 from ...data.tokenizer import SentencePieceTokenizer
 from ...train.step import training_step
@@ -25,9 +25,9 @@ END = "<!-- bench:train-throughput:end -->"
 
 
 def default_data_root() -> Path:
-    """Multi30k under ``$ATTNKIT_DATA`` (the variable the shipped configs read), else
-    ``../shared/data`` from the working directory."""
-    return Path(os.environ.get("ATTNKIT_DATA") or "../shared/data") / "multi30k"
+    """Multi30k in the data root the shipped configs read too (:func:`attnkit._data_root.
+    data_root`: ``$ATTNKIT_DATA``, else ``shared/data`` beside the repository)."""
+    return data_root() / "multi30k"
 
 
 def corpus_batches(max_tokens: int, num_batches: int, data_root: Path, seed: int = 0):

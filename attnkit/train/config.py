@@ -22,9 +22,9 @@ run is resumed; any other difference refuses the resume (see
 :func:`resume_differences`).
 
 Importing this module imports no torch (``--help`` stays light). Checking a config
-does: the model section is built once on PyTorch's ``meta`` device, shapes without
-storage, so that combinations the modules refuse are found when the config is read
-(:func:`attnkit.models.sizes.model_size`, which keeps the count of each model config).
+asks the models whether they build its model section
+(:func:`attnkit.models.sizes.check_buildable`), so that combinations the modules
+refuse are found when the config is read.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any
 
 import tomllib
 
+from .._data_root import DATA_VARIABLE, data_root
 from .._io import check_regular_file
 from .._options import option, option_info, plain_value, validate_value
 from ..models.config import PRESETS, BahdanauConfig, TransformerConfig
@@ -83,7 +84,7 @@ class DataConfig:
         missing = [n for n in needs if not getattr(self, n)]
         if missing:
             what = {"tsv": "a tab-separated pairs file", "aligned": "source and target files",
-                    "multi30k": "folder with raw/ and tok/, or the ATTNKIT_DATA variable "
+                    "multi30k": f"folder with raw/ and tok/, or the {DATA_VARIABLE} variable "
                                 "naming the folder that holds multi30k/"}[self.kind]
             raise ValueError(f"data={self.kind!r} needs {' and '.join(missing)} ({what}); "
                              f"set {', '.join(label(n) for n in missing)}")
@@ -364,13 +365,14 @@ class TrainConfig:
             table, key, _, _ = options[name]
             merged.setdefault(table, {})[key] = value
             origin[(table, key)] = None  # named by its flag
-        data = merged.get("data", {})
-        if data.get("kind") == "multi30k" and not data.get("multi30k_root") \
-                and os.environ.get("ATTNKIT_DATA"):
-            data["multi30k_root"] = os.path.join(os.environ["ATTNKIT_DATA"], "multi30k")
+        data, root = merged.get("data", {}), data_root(default=None)
+        if data.get("kind") == "multi30k" and not data.get("multi30k_root") and root:
+            data["multi30k_root"] = str(root / "multi30k")
         return cls.from_dict(merged, source=source, origin=origin)
 
     def _check_consistency(self, source: str, origin: dict) -> None:
+        from ..models.sizes import check_buildable
+
         def label(table, key):  # the file is named once, in the prefix
             given = origin.get((table, key), source)
             return f"[{table}] {key}" if given else _label(table, key, None)
@@ -379,7 +381,7 @@ class TrainConfig:
         try:
             self.data.check(lambda key: label("data", key))
             config = self.model.config(8, 8, shared=self.tokenizer.shared_vocab)
-            _build_on_meta(config)
+            check_buildable(config)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{prefix}{e}") from None
         if getattr(config, "share_embeddings", False) and not self.tokenizer.shared_vocab:
@@ -413,15 +415,6 @@ class TrainConfig:
         return TrainConfig.merge(self.to_dict(), flat)
 
 
-def _build_on_meta(config) -> None:
-    """Build the model without memory, so that option combinations the modules refuse
-    (e.g. ALiBi with another score) are found when the config is read; one and two
-    layers per stack stand for any number (:func:`attnkit.models.sizes.model_size`)."""
-    from ..models.sizes import model_size
-
-    model_size(config)
-
-
 def load_config_file(path: str | Path) -> dict:
     """The tables of a TOML config file (checked for placement, not yet for values)."""
     path = Path(path)
@@ -441,11 +434,17 @@ _VARIABLE = re.compile(r"\$\{(ATTNKIT_[A-Z_]+)(?::-([^}]*))?\}")
 
 
 def expand_variables(value: str, where: str) -> str:
-    """``${ATTNKIT_DATA}`` and ``${ATTNKIT_DATA:-default}`` replaced from the environment."""
+    """``${ATTNKIT_DATA}`` and ``${ATTNKIT_DATA:-default}`` replaced by the data root the
+    variable names (:func:`attnkit._data_root.data_root`), else by the file's default;
+    another ``${ATTNKIT_...}`` is refused, naming the one variable there is."""
     def sub(m: re.Match) -> str:
         name, default = m.group(1), m.group(2)
-        if os.environ.get(name):
-            return os.environ[name]
+        if name != DATA_VARIABLE:
+            raise ValueError(f"{where} uses ${{{name}}}; the one variable a config file may "
+                             f"use is ${{{DATA_VARIABLE}}} (the folder holding the corpora)")
+        root = data_root(default=None)
+        if root is not None:
+            return str(root)
         if default is not None:
             return default
         raise ValueError(f"{where} uses ${{{name}}}, which is not set; set the environment "

@@ -9,7 +9,7 @@ import pytest
 
 from attnkit.commands.train import add_cli_arguments, config_from_args
 from attnkit.models import BahdanauConfig, TransformerConfig, build_model
-from attnkit.runs.config import (
+from attnkit.train.config import (
     SECTIONS,
     TrainConfig,
     flat_options,
@@ -191,6 +191,15 @@ def test_a_data_root_can_come_from_the_environment(tmp_path, monkeypatch):
         TrainConfig.from_file(path)
     with pytest.raises(ValueError, match=r"multi30k_root .*or the ATTNKIT_DATA variable"):
         parse("--data", "multi30k")
+
+
+def test_a_variable_other_than_the_data_root_is_refused_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNKIT_DTA", "/corpora")  # a typo, even when something sets it
+    path = write(tmp_path, '[data]\nkind = "multi30k"\nmulti30k_root = "${ATTNKIT_DTA}/m"\n')
+    with pytest.raises(ValueError, match=r"run.toml: \[data\] multi30k_root uses "
+                                         r"\$\{ATTNKIT_DTA\}; the one variable a config file "
+                                         r"may use is \$\{ATTNKIT_DATA\}"):
+        TrainConfig.from_file(path)
 
 
 def test_the_shipped_config_works_from_any_folder(tmp_path, monkeypatch):
