@@ -8,7 +8,8 @@ Suites import these from here and nothing from each other:
   lengths and a padded :class:`attnkit.data.batching.Batch` of random ids;
 * :class:`TorchSeq2Seq` and :func:`baseline_step` — the plain-PyTorch model that
   attnkit's Transformer is measured against, and its training step;
-* :func:`competing_process` — one CPU-bound process for "under load" rows.
+* :func:`competing_process` — one CPU-bound process for "under load" rows;
+* :func:`shared_data`, :func:`default_data_root` — where the shared corpora and Multi30k are.
 
 The step attnkit's model takes is :func:`attnkit.train.step.training_step`, the one
 its trainer takes.
@@ -17,6 +18,7 @@ its trainer takes.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -24,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -33,8 +36,20 @@ from ..nn.positional import PositionalEncoding
 from ..runtime import machine
 from ..train.loss import smoothed_loss
 
-__all__ = ["TorchSeq2Seq", "baseline_step", "competing_process", "lognormal_lengths",
-           "machine_info", "padded_batch", "time_alternating", "uniform_lengths"]
+__all__ = ["TorchSeq2Seq", "baseline_step", "competing_process", "default_data_root",
+           "lognormal_lengths", "machine_info", "padded_batch", "shared_data", "time_alternating",
+           "uniform_lengths"]
+
+
+def shared_data() -> Path:
+    """The shared corpora: ``$ATTNKIT_DATA`` (the variable the shipped configs read), else
+    ``../shared/data`` from the working directory."""
+    return Path(os.environ.get("ATTNKIT_DATA") or "../shared/data")
+
+
+def default_data_root() -> Path:
+    """Multi30k among the shared corpora (:func:`shared_data`)."""
+    return shared_data() / "multi30k"
 
 
 def machine_info() -> dict[str, str]:

@@ -5,7 +5,6 @@ table; :func:`run` returns a :class:`ThroughputResult`.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +15,12 @@ import torch
 from ...data.batching import BatchingConfig, BucketBatcher
 from ...data.tokenizer import SentencePieceTokenizer
 from ...train.step import training_step
-from ..toolkit import TorchSeq2Seq, baseline_step, machine_info, time_alternating
+from ..toolkit import TorchSeq2Seq, baseline_step, default_data_root, machine_info, time_alternating
 
 __all__ = ["END", "START", "ThroughputResult", "corpus_batches", "default_data_root", "run"]
 
 START = "<!-- bench:train-throughput:start -->"
 END = "<!-- bench:train-throughput:end -->"
-
-
-def default_data_root() -> Path:
-    """Multi30k under ``$ATTNKIT_DATA`` (the variable the shipped configs read), else
-    ``../shared/data`` from the working directory."""
-    return Path(os.environ.get("ATTNKIT_DATA") or "../shared/data") / "multi30k"
 
 
 def corpus_batches(max_tokens: int, num_batches: int, data_root: Path, seed: int = 0):
