@@ -3,8 +3,14 @@
 import os
 from pathlib import Path
 
+import pytest
+
 DATA = Path(os.environ.get("ATTNKIT_DATA") or
             Path(__file__).resolve().parents[1].parent / "shared" / "data")
+TATOEBA = DATA / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
+MULTI30K = DATA / "multi30k"
+needs_tatoeba = pytest.mark.skipif(not TATOEBA.is_file(), reason=f"{TATOEBA} absent")
+needs_multi30k = pytest.mark.skipif(not MULTI30K.is_dir(), reason=f"{MULTI30K} absent")
 
 
 def digits_pairs_file(path: Path, n: int = 200, *, max_digits: int = 4) -> Path:
