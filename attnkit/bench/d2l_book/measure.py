@@ -69,8 +69,7 @@ class D2lBookResult:
     markers: ClassVar[tuple[str, str]] = (START, END)
 
     def summary(self) -> list[str]:
-        return [f"machine: {self.machine}", "",
-                f"load average (1, 5, 15 min): before {fmt_load(self.load_before)}, "
+        return [f"load average (1, 5, 15 min): before {fmt_load(self.load_before)}, "
                 f"after {fmt_load(self.load_after)}; {self.seconds:.0f} s in all", "",
                 table(self.runs)]
 
