@@ -1,12 +1,18 @@
-"""``attnkit translate``: n-best lists in Moses format, and their errors in one line."""
+"""``attnkit translate``: sentences from arguments, a file or stdin; n-best lists in Moses
+format, and their errors in one line."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from attnkit.cli import main
 from attnkit.decode.translator import load_translator
 from tests.decode.test_translator import GOLDEN, SENTENCES
+
+from ._tatoeba import needs_data
 
 LINE = re.compile(r"^(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4})$")
 
@@ -52,3 +58,20 @@ def test_translate_n_best_errors_are_one_line(capsys, args, message):
                  "3 1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("attnkit translate: error:") and message in err
+
+
+@needs_data
+def test_translate_from_arguments_file_and_stdin(run_dir, tmp_path, capsys):
+    assert main(["translate", "--checkpoint", str(run_dir), "--beam-size", "2",
+                 "Go.", "I am a teacher."]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    f = tmp_path / "in.txt"
+    f.write_text("Hello.\nRun!\nWho?\n")
+    assert main(["translate", "--checkpoint", str(run_dir), "--input", str(f),
+                 "--beam-size", "1"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    r = subprocess.run([sys.executable, "-m", "attnkit.cli", "translate", "--checkpoint",
+                        str(run_dir)], input="Stop!\nWait.\n", capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2
