@@ -17,11 +17,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from attnkit._cpu import cache_dir
 from attnkit.kernels import _build, _cache
 
 from ._builds import CALL, ROOT, SOURCE, fake_cc, files, make_foreign, needs_lib, run_call
@@ -161,17 +159,6 @@ def test_a_read_only_cache_with_a_valid_library_is_loaded(monkeypatch, cached, t
                                                            f"built in {tmp_path / 'tmp'}"
                                                            f"/attnkit-kernels-{os.getuid()}")
     assert not list((tmp_path / "tmp" / f"attnkit-kernels-{os.getuid()}").iterdir())
-
-
-def test_a_relative_cache_dir_is_taken_from_the_working_directory(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", "rel/cache")
-    assert cache_dir() == tmp_path / "rel" / "cache"
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", "~/c")
-    assert cache_dir() == Path.home() / "c"
-    monkeypatch.delenv("ATTNKIT_CACHE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # not a valid XDG value: ignored
-    assert cache_dir() == Path.home() / ".cache" / "attnkit"
 
 
 # -------------------------------------------------------------- concurrency
