@@ -217,7 +217,7 @@ def test_a_program_without_network_or_data_ends_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    from tests.d2l.test_progress import environment
+    from tests.d2l.test_framework_progress import environment
 
     work = tmp_path / "work"
     work.mkdir()
@@ -239,7 +239,7 @@ def test_other_uncaught_errors_keep_their_traceback(tmp_path):
     import subprocess
     import sys
 
-    from tests.d2l.test_progress import environment
+    from tests.d2l.test_framework_progress import environment
 
     (tmp_path / "program.py").write_text("from attnkit import d2l\nraise KeyError('x')\n")
     proc = subprocess.run([sys.executable, "program.py"], capture_output=True, text=True,
@@ -286,7 +286,7 @@ def test_a_download_shows_a_progress_bar_on_a_terminal_only(tmp_path):
     import subprocess
     import sys
 
-    from tests.d2l.test_progress import environment, run_on_a_terminal
+    from tests.d2l.test_framework_progress import environment, run_on_a_terminal
 
     payload = make_zip() * 50  # big enough for a few blocks; its checksum is not asked for
     with Server({"/fra-eng.zip": payload}) as server:
