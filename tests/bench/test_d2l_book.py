@@ -3,6 +3,9 @@ only PyTorch cells, tabs resolved, the import replaced and nothing else changed.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import pytest
 
 from attnkit.bench.d2l_book import book as _book
@@ -74,3 +77,18 @@ def test_the_table_gives_medians_ratios_and_each_runs_bleu():
     assert "| §10.7 | 11.0 | 6.0 | 0.55 | 5.5 / 3.0 | 0.55 | 10.0, 12.0, 11.0 | 5.0, 6.0, 7.0 |" \
         in text
     assert "| §10.7 | i lost . | 0.500, 0.500, 0.500 | 0.500, 0.500, 0.500 |" in text
+
+
+@pytest.mark.parametrize("python, says", [
+    ("/nonexistent/python", "/nonexistent/python does not run (No such file or directory)"),
+    (sys.executable, f"{sys.executable} cannot import d2l; expected a Python with PyPI's d2l"),
+])
+def test_a_book_python_that_cannot_run_the_book_is_refused_naming_the_flag(capsys, python,
+                                                                          says):
+    from attnkit.cli import main
+
+    if python == sys.executable and importlib.util.find_spec("d2l") is not None:
+        pytest.skip("this Python has PyPI's d2l")
+    assert main(["bench", "d2l_book", "--book-python", python, "--rounds", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"attnkit bench d2l_book: error: --book-python: {says}"), err

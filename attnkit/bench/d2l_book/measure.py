@@ -90,12 +90,13 @@ def run_once(section: str, package: str, python: str, seed: int, threads: int | 
         proc = book.run(section, Path(tmp), python=python, d2l_import=d2l_import,
                         preamble=preamble, checks=_REPORT, seed=seed, timeout=7200, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"§{section} under {package} failed (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-4000:]}")
+        print(proc.stderr[-4000:], file=sys.stderr)
+        raise ChildProcessError(f"§{section} under {package} failed (exit {proc.returncode}); "
+                                "the end of what it wrote is above")
     report = json.loads(re.search(r"^BENCH (.*)$", proc.stdout, re.M).group(1))
     if len(report["fit_seconds"]) != 1:
-        raise RuntimeError(f"§{section} under {package}: expected one trainer.fit, "
-                           f"timed {report['fit_seconds']}")
+        raise ChildProcessError(f"§{section} under {package}: expected one trainer.fit, "
+                                f"timed {report['fit_seconds']}")
     return {"fit": report["fit_seconds"][0], "cpu": report["fit_cpu_seconds"][0],
             "threads": report["threads"], "load": os.getloadavg()[0],
             "bleu": book.translations(proc.stdout)}
@@ -140,6 +141,7 @@ def run(*, book_python: str, rounds: int = 3, sections: list[str] = TRAINED,
         raise ValueError(f"--rounds: expected at least 1, got {rounds}")
     if threads is not None and threads < 1:
         raise ValueError(f"--threads: expected at least 1, got {threads}")
+    _check_book_python(book_python)
     machine = machine_line(book_python, threads)
     print("machine:", machine, flush=True)
     load_before, started = os.getloadavg(), time.time()
@@ -157,6 +159,17 @@ def run(*, book_python: str, rounds: int = 3, sections: list[str] = TRAINED,
             Path(json_path).write_text(json.dumps(runs, indent=1))
     return D2lBookResult(runs, machine, load_before, os.getloadavg(), time.time() - started,
                          _dt.date.today().isoformat())
+
+
+def _check_book_python(python: str) -> None:
+    """Refuse, before anything runs, a ``--book-python`` that does not run or has no d2l."""
+    try:
+        done = subprocess.run([python, "-c", "import d2l"], capture_output=True, timeout=120)
+    except OSError as e:
+        raise ValueError(f"--book-python: {python} does not run ({e.strerror or e})") from None
+    if done.returncode != 0:
+        raise ValueError(f"--book-python: {python} cannot import d2l; expected a Python with "
+                         "PyPI's d2l (1.0.3) installed")
 
 
 def fmt_load(load) -> str:
