@@ -32,3 +32,11 @@ def test_a_size_list_flag_says_what_it_expected(capsys, text, said):
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"attnkit bench explorer_pages: error: argument --sizes: {said}")
+
+
+def test_a_chromium_that_is_not_there_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ATTNKIT_CHROMIUM", str(tmp_path / "chromium"))
+    assert main(["bench", "explorer_pages", "--sizes", "4", "--tokens", "8"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"attnkit bench explorer_pages: error: {tmp_path / 'chromium'}: no Chromium there "
+        "(ATTNKIT_CHROMIUM names it)")

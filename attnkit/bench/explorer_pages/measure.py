@@ -5,6 +5,7 @@ the browser's loads; :func:`run` returns an :class:`ExplorerPagesResult`.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import statistics
 import tempfile
@@ -92,11 +93,16 @@ def load_seconds(browser, path: Path, timeout: float) -> float | None:
 def run(*, sizes: list[int] = (64, 128, 256, 512), tokens: int = 2000, heads: int = 2,
         rounds: int = 5, timeout: float = 60.0) -> ExplorerPagesResult:
     """Write one page per size and load each ``rounds`` times in headless Chromium."""
-    from playwright.sync_api import sync_playwright
-
+    chromium = os.environ.get("ATTNKIT_CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).is_file():
+        raise FileNotFoundError(errno.ENOENT, "no Chromium there (ATTNKIT_CHROMIUM names it)",
+                                chromium)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise OSError("explorer_pages needs the 'playwright' package") from None
     machine = machine_info()
     records, src, tgt = long_pair(tokens, heads)
-    chromium = os.environ.get("ATTNKIT_CHROMIUM", "/usr/bin/chromium")
     rows = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
