@@ -2,9 +2,15 @@
 
 from pathlib import Path
 
+import pytest
+
 from attnkit._data_root import data_root
 
 DATA = data_root()
+TATOEBA = DATA / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
+MULTI30K = DATA / "multi30k"
+needs_tatoeba = pytest.mark.skipif(not TATOEBA.is_file(), reason=f"{TATOEBA} absent")
+needs_multi30k = pytest.mark.skipif(not MULTI30K.is_dir(), reason=f"{MULTI30K} absent")
 
 
 def digits_pairs_file(path: Path, n: int = 200, *, max_digits: int = 4) -> Path:

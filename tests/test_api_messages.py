@@ -287,11 +287,16 @@ def test_gqa_mask_mismatch_shows_h_not_the_group_layout():
         mha(q, kv, kv, mask=torch.ones(2, 4, 5, 3, dtype=torch.bool))
 
 
-def test_mha_mask_counts_the_cached_keys():
-    mha = _mha()
-    cache = attnkit.nn.KVCache()
-    x = torch.randn(2, 3, 8)
+def _cached_mha(batch, tokens):
+    """A small MultiHeadAttention and a KV cache holding ``tokens`` keys of ``batch`` rows."""
+    mha, cache = _mha(), attnkit.nn.KVCache()
+    x = torch.randn(batch, tokens, 8)
     mha(x, x, x, kv_cache=cache, causal="bottom_right")
+    return mha, cache
+
+
+def test_mha_mask_counts_the_cached_keys():
+    mha, cache = _cached_mha(2, 3)
     step = torch.randn(2, 1, 8)
     with pytest.raises(ValueError, match=r"\(B, Nq, Nk\) = \(2, 1, 4\) .* got \(2, 1, 3\)$"):
         mha(step, step, step, kv_cache=cache, mask=torch.ones(2, 1, 3, dtype=torch.bool))
@@ -314,10 +319,7 @@ def test_mha_mask_dtype_and_valid_lens_in_the_callers_terms():
 
 
 def test_mha_cache_of_another_batch_is_named():
-    mha = _mha()
-    cache = attnkit.nn.KVCache()
-    x3 = torch.randn(3, 1, 8)
-    mha(x3, x3, x3, kv_cache=cache, causal="bottom_right")
+    mha, cache = _cached_mha(3, 1)
     x2 = torch.randn(2, 1, 8)
     with pytest.raises(ValueError, match=r"kv_cache \(KVCache\(\)\) holds keys of B = 3 "
                                          r"sequences; got queries of B = 2"):

@@ -3,28 +3,8 @@ import sys
 import types
 
 import pytest
-from PIL import Image
 
 from attnkit.cli import COMMANDS, main
-
-
-def test_tour_writes_one_heatmap_per_score(tmp_path, capsys):
-    assert main(["tour", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    for name in ("dot", "scaled_dot", "bilinear", "additive", "distance"):
-        png = tmp_path / f"scores-{name}.png"
-        assert png.exists()
-        img = Image.open(png)
-        assert img.width > 200 and img.height > 200
-        assert f"{name:<10} output (2, 1, 4)  weights (2, 1, 10)" in out
-    assert "valid_lens [2, 6]" in out
-
-
-def test_cost_command_prints_all_scores(capsys):
-    assert main(["cost", "--nq", "64", "--nk", "32", "--valid-lens", "1d"]) == 0
-    out = capsys.readouterr().out
-    for name in ("dot", "scaled_dot", "bilinear", "additive", "distance"):
-        assert f"\n{name} " in out
 
 
 def test_console_script_help_lists_commands():
@@ -40,15 +20,6 @@ def test_bad_option_value_is_a_clear_error(capsys):
     except SystemExit as e:
         assert e.code == 2
     assert "invalid choice: '3d'" in capsys.readouterr().err
-
-
-def test_cost_hidden_size_flag_sets_h_and_short_h_is_gone(capsys):
-    assert main(["cost", "--score", "additive", "--hidden-size", "16", "--nq", "8",
-                 "--nk", "8"]) == 0
-    assert "h=16" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as e:
-        main(["cost", "-H", "16"])
-    assert e.value.code == 2
 
 
 def test_plot_names_match_the_figures():

@@ -10,8 +10,12 @@ from attnkit.runtime import (
     choose_precision,
     choose_threads,
     cpu_flags,
+    held_threads,
     machine,
+    parse_threads,
 )
+
+from .conftest import START_THREADS
 
 CPU = torch.device("cpu")
 
@@ -88,3 +92,25 @@ def test_machine_facts_are_recorded():
     assert m["isa"] == torch.backends.cpu.get_cpu_capability() and m["cores"] == os.cpu_count()
     assert m["bf16_native"] in ("no", "amx_bf16", "avx512_bf16", "amx_bf16,avx512_bf16")
     assert isinstance(cpu_flags(), set)
+
+
+def test_held_threads_holds_the_choice_and_restores_the_setting(three_threads):
+    with held_threads(1) as t:
+        assert t.count == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == START_THREADS
+    with pytest.raises(RuntimeError), held_threads(2):
+        raise RuntimeError("an error inside the block")
+    assert torch.get_num_threads() == START_THREADS
+    with held_threads(None) as t:  # None: leave torch's setting alone
+        assert t.count == START_THREADS
+
+
+@pytest.mark.parametrize("value, want", [("auto", "auto"), (2, 2), ("4", 4), (" 3 ", 3)])
+def test_one_parser_of_auto_or_a_positive_int(value, want):
+    assert parse_threads(value) == want
+
+
+@pytest.mark.parametrize("value", [0, -1, "0", "two", "", True, 1.5, None])
+def test_bad_thread_settings_are_refused_naming_the_setting(value):
+    with pytest.raises(ValueError, match=r"--threads: expected auto or a positive int, got "):
+        parse_threads(value, name="--threads")

@@ -8,7 +8,11 @@ Each suite is a package here, named in :data:`SUITES`, the one list of them:
 * :mod:`attnkit.bench.gpu` — the Triton kernels against SDPA's backends (CUDA only);
 * :mod:`attnkit.bench.threads` — training throughput idle and under load, per threads setting;
 * :mod:`attnkit.bench.decoding` — attnkit's search against CTranslate2 on the same run;
-* :mod:`attnkit.bench.peers` — attnkit against JoeyNMT 2.3.0, equal training budget.
+* :mod:`attnkit.bench.peers` — attnkit against JoeyNMT 2.3.0, equal training budget;
+* :mod:`attnkit.bench.attention_step` — one multi-head attention training pass (per checkout);
+* :mod:`attnkit.bench.output_limits` — decoding when every output runs to its limit (per checkout);
+* :mod:`attnkit.bench.explorer_pages` — explorer pages in headless Chromium;
+* :mod:`attnkit.bench.d2l_book` — the book's trained sections under the book's d2l and ours.
 
 A suite's package says what it measures and declares itself, torch-free: its
 help line and options, as a :class:`attnkit.bench._suite.Suite` (see there).
@@ -26,7 +30,8 @@ import importlib
 from ._suite import Suite
 
 #: every suite, in the order ``attnkit bench --help`` lists them: a package of this one each
-SUITES = ("attention", "transformer", "throughput", "gpu", "threads", "decoding", "peers")
+SUITES = ("attention", "transformer", "throughput", "gpu", "threads", "decoding", "peers",
+          "attention_step", "output_limits", "explorer_pages", "d2l_book")
 
 
 def declared() -> dict[str, Suite]:

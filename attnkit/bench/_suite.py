@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Flag", "Suite", "thread_list"]
+__all__ = ["Flag", "Suite", "size_list", "thread_list"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,19 @@ class Suite:
 
 def thread_list(text: str) -> list[int]:
     """``"2,1"`` -> ``[2, 1]``: the thread counts of a ``--threads`` flag, each at least 1."""
+    return _positive_ints(text, "thread counts")
+
+
+def size_list(text: str) -> list[int]:
+    """``"64,128"`` -> ``[64, 128]``: the sizes of a ``--sizes`` flag, each at least 1."""
+    return _positive_ints(text, "sizes")
+
+
+def _positive_ints(text: str, what: str) -> list[int]:
     try:
-        threads = [int(t) for t in text.split(",")]
+        values = [int(t) for t in text.split(",")]
     except ValueError:
         raise ValueError(f"expected a comma list of ints; got {text!r}") from None
-    if any(t < 1 for t in threads):
-        raise ValueError(f"thread counts must be >= 1; got {text!r}")
-    return threads
+    if any(v < 1 for v in values):
+        raise ValueError(f"{what} must be >= 1; got {text!r}")
+    return values

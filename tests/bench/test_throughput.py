@@ -1,7 +1,11 @@
 from pathlib import Path
 
+import torch
+
 from attnkit.bench.report import record, write_marked
 from attnkit.bench.throughput.measure import END, START, run
+
+from ..conftest import START_THREADS
 
 
 def test_quick_throughput_run_writes_its_section_idempotently(tmp_path):
@@ -20,3 +24,12 @@ def test_quick_throughput_run_writes_its_section_idempotently(tmp_path):
     write_marked(out, START, END, "replaced")
     text2 = out.read_text()
     assert text2.count(START) == 1 and "replaced" in text2 and "Ratio" not in text2
+
+
+def test_throughput_suite_restores_threads(three_threads, tmp_path):
+    from attnkit.bench.throughput.measure import run
+
+    r = run(max_tokens=200, num_batches=1, rounds=1, data_root=tmp_path, d=16, heads=2,
+            ffn=32, layers=1)  # no Multi30k under tmp_path: the built-in date task
+    assert r.tokens_per_s["attnkit"] > 0
+    assert torch.get_num_threads() == START_THREADS

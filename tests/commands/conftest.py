@@ -4,6 +4,8 @@ import pytest
 
 from attnkit.cli import main
 
+from ._tatoeba import TATOEBA
+from ._tatoeba import TINY as TATOEBA_TINY
 from .test_reliability import TINY, pairs_file
 
 _MODEL_FLAGS = {"--num-hiddens", "--num-heads", "--ffn-num-hiddens", "--num-encoder-layers",
@@ -22,3 +24,17 @@ def bahdanau_run(tmp_path_factory):
             "--max-steps", "1", "--bf16", "false", "--threads", "1"]
     assert main(argv) == 0
     return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A 9-step run on the Tatoeba sample, checkpoints every 3 steps (skips without it)."""
+    if not TATOEBA.exists():
+        pytest.skip(f"shared data absent: {TATOEBA}")
+    out = tmp_path_factory.mktemp("tatoeba") / "run"
+    code = main(["train", "--data", "tsv", "--train-path", str(TATOEBA), "--tokenizer",
+                 "sentencepiece", "--vocab-size", "300", "--max-pairs", "1500",
+                 "--valid-size", "50", "--max-steps", "9", "--checkpoint-every", "3",
+                 "--out-dir", str(out), *TATOEBA_TINY])
+    assert code == 0
+    return out

@@ -14,6 +14,8 @@ import torch
 
 from attnkit import d2l
 
+from .._data import TATOEBA
+
 PAIRS = ["Go.\tVa !", "Hi.\tSalut !", "Hi.\tSalut.", "Run!\tCours\u202f!", "Run!\tCourez\xa0!",
          "Wow!\tÇa alors\u202f!", "I lost.\tJ'ai perdu.", "I'm home.\tJe suis chez moi.",
          "He's calm.\tIl est calme.", "Go.\tBouge !"]
@@ -217,7 +219,7 @@ def test_a_program_without_network_or_data_ends_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    from tests.d2l.test_progress import environment
+    from tests.d2l.test_framework_progress import environment
 
     work = tmp_path / "work"
     work.mkdir()
@@ -239,7 +241,7 @@ def test_other_uncaught_errors_keep_their_traceback(tmp_path):
     import subprocess
     import sys
 
-    from tests.d2l.test_progress import environment
+    from tests.d2l.test_framework_progress import environment
 
     (tmp_path / "program.py").write_text("from attnkit import d2l\nraise KeyError('x')\n")
     proc = subprocess.run([sys.executable, "program.py"], capture_output=True, text=True,
@@ -286,7 +288,7 @@ def test_a_download_shows_a_progress_bar_on_a_terminal_only(tmp_path):
     import subprocess
     import sys
 
-    from tests.d2l.test_progress import environment, run_on_a_terminal
+    from tests.d2l.test_framework_progress import environment, run_on_a_terminal
 
     payload = make_zip() * 50  # big enough for a few blocks; its checksum is not asked for
     with Server({"/fra-eng.zip": payload}) as server:
@@ -313,8 +315,7 @@ def book_preprocess(text):
 
 
 def test_preprocess_equals_the_books_loop_on_the_tatoeba_pairs(tmp_path):
-    shared = Path(__file__).parents[3] / "shared" / "data" / "tatoeba-eng-fra" / \
-        "eng-fra.attrib.txt"
+    shared = TATOEBA
     if not shared.is_file():
         pytest.skip(f"needs the shared data: {shared} is absent")
     text = "\n".join("\t".join(line.split("\t")[:2])

@@ -7,31 +7,7 @@ import torch
 from torch import nn
 
 from attnkit import d2l
-
-
-class Line(d2l.DataModule):
-    """y = 2x − 1 with noise: 32 training rows, 8 validation rows."""
-
-    def __init__(self, batch_size=8):
-        super().__init__()
-        self.save_hyperparameters()
-        g = torch.Generator().manual_seed(0)
-        self.X = torch.randn(40, 1, generator=g)
-        self.y = 2 * self.X - 1 + 0.01 * torch.randn(40, 1, generator=g)
-
-    def get_dataloader(self, train):
-        idx = slice(0, 32) if train else slice(32, None)
-        return self.get_tensorloader((self.X, self.y), train, idx)
-
-
-class Regression(d2l.Module):
-    def __init__(self, lr):
-        super().__init__()
-        self.save_hyperparameters()
-        self.net = nn.Linear(1, 1)
-
-    def loss(self, y_hat, y):
-        return ((y_hat - y) ** 2).mean()
+from tests.d2l._line import Line, Regression
 
 
 def test_save_hyperparameters_stores_the_arguments():
@@ -158,22 +134,6 @@ def test_devices():
     assert d2l.num_gpus() == torch.cuda.device_count()
     assert d2l.try_gpu() == (d2l.gpu() if torch.cuda.is_available() else d2l.cpu())
     assert d2l.try_gpu(99) == d2l.cpu()
-
-
-def test_tensor_names_are_the_books_aliases():
-    X = d2l.arange(6, dtype=d2l.float32)
-    assert d2l.tensor is torch.tensor and d2l.concat is torch.cat and d2l.float32 is torch.float32
-    assert d2l.float is torch.float and d2l.int is torch.int and d2l.int32 is torch.int32
-    M = d2l.reshape(X, (2, 3))
-    assert d2l.transpose(M).shape == (3, 2) and d2l.swapaxes(M, 0, 1).shape == (3, 2)
-    assert d2l.astype(M, d2l.int32).dtype == torch.int32
-    assert d2l.reduce_sum(M, 1).tolist() == [3.0, 12.0] and d2l.argmax(M, 1).tolist() == [2, 2]
-    assert d2l.expand_dims(X, 1).shape == (6, 1) and d2l.numpy(M).shape == (2, 3)
-    assert d2l.to(M, d2l.cpu()).device.type == "cpu" and d2l.size(M) == 6
-    assert d2l.reduce_mean(M).item() == 2.5 and d2l.repeat(X, 2).shape == (12,)
-    for name in ("ones", "zeros", "normal", "rand", "randn", "abs", "exp", "sin", "eye"):
-        assert getattr(d2l, name) is getattr(torch, name)
-    assert d2l.plt.__name__ == "matplotlib.pyplot" and d2l.nn_Module is nn.Module
 
 
 def test_importing_d2l_loads_no_optional_package():

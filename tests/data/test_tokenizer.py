@@ -16,12 +16,7 @@ from attnkit.data.tokenizer import (
     load_tokenizer,
 )
 
-from .._data import DATA
-
-TATOEBA = DATA / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
-MULTI30K = DATA / "multi30k"
-needs_tatoeba = pytest.mark.skipif(not TATOEBA.is_file(), reason=f"{TATOEBA} absent")
-needs_multi30k = pytest.mark.skipif(not MULTI30K.is_dir(), reason=f"{MULTI30K} absent")
+from .._data import MULTI30K, TATOEBA, needs_multi30k, needs_tatoeba
 
 
 def d2l_preprocess(text: str) -> str:

@@ -1,18 +1,10 @@
-"""Tests of the fused Triton scaled-dot attention against a float64 reference.
-
-Without a GPU the kernels run under the Triton interpreter on CPU tensors, which needs
-``TRITON_INTERPRET=1`` before triton is first imported.
-"""
+"""Tests of the fused Triton scaled-dot attention against a float64 reference (on CPU
+tensors under the Triton interpreter without a GPU: ``_setup`` comes first)."""
 
 import pytest
 import torch
 
-from tests.kernels._setup import (  # noqa: F401  (skips without triton)
-    DEVICE,
-    DTYPES,
-    FLOOR,
-    per_query_lens,
-)
+from tests.kernels._setup import DEVICE, DTYPES, FLOOR, per_query_lens  # skips without triton
 
 # isort: split
 

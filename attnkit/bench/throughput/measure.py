@@ -12,22 +12,15 @@ from typing import ClassVar
 
 import torch
 
-from ..._data_root import data_root
 from ...data.batching import BatchingConfig, BucketBatcher
 from ...data.tokenizer import SentencePieceTokenizer
 from ...train.step import training_step
-from ..toolkit import TorchSeq2Seq, baseline_step, machine_info, time_alternating
+from ..toolkit import TorchSeq2Seq, baseline_step, default_data_root, machine_info, time_alternating
 
 __all__ = ["END", "START", "ThroughputResult", "corpus_batches", "default_data_root", "run"]
 
 START = "<!-- bench:train-throughput:start -->"
 END = "<!-- bench:train-throughput:end -->"
-
-
-def default_data_root() -> Path:
-    """Multi30k in the data root the shipped configs read too (:func:`attnkit._data_root.
-    data_root`: ``$ATTNKIT_DATA``, else ``shared/data`` beside the repository)."""
-    return data_root() / "multi30k"
 
 
 def corpus_batches(max_tokens: int, num_batches: int, data_root: Path, seed: int = 0):

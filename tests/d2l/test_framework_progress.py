@@ -16,28 +16,8 @@ import pytest
 ROOT = Path(__file__).parents[2]
 PROGRAM = textwrap.dedent("""
     import torch
-    from torch import nn
     from attnkit import d2l
-
-    class Line(d2l.DataModule):
-        def __init__(self, batch_size=8):
-            super().__init__()
-            self.save_hyperparameters()
-            self.X = torch.randn(40, 1)
-            self.y = 2 * self.X - 1
-
-        def get_dataloader(self, train):
-            idx = slice(0, 32) if train else slice(32, None)
-            return self.get_tensorloader((self.X, self.y), train, idx)
-
-    class Regression(d2l.Module):
-        def __init__(self, lr):
-            super().__init__()
-            self.save_hyperparameters()
-            self.net = nn.Linear(1, 1)
-
-        def loss(self, y_hat, y):
-            return ((y_hat - y) ** 2).mean()
+    from tests.d2l._line import Line, Regression
 
     torch.manual_seed(0)
     model = Regression(lr=0.1)

@@ -1,10 +1,9 @@
-"""Building, caching and loading the compiled CPU kernel (``attnkit/kernels/_build.py``,
-``_cache.py``): settings, compilers that fail or hang, damaged or foreign cached files,
-unusable cache folders, processes and forks building at once.
+"""Caching and loading the compiled CPU kernel (``attnkit/kernels/_cache.py``): damaged or
+foreign cached files, unusable cache folders, processes and forks building at once.
 
-Every test points ``ATTNKIT_CACHE_DIR`` at its own folder. A library is compiled once
-for the session (``built_cache``) and copied where a test only needs one in its cache;
-failing and slow compilers are shell scripts in ``tmp_path``.
+Every test points ``ATTNKIT_CACHE_DIR`` at its own folder (``own_cache``). A library is
+compiled once for the session (``built_cache``) and copied where a test only needs one in
+its cache.
 """
 
 from __future__ import annotations
@@ -16,190 +15,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from attnkit._cpu import cache_dir
-from attnkit.kernels import _build, _cache, cpu_additive
+from attnkit.kernels import _build, _cache
 
-BUILT = cpu_additive.status()
-needs_lib = pytest.mark.skipif(BUILT.lib is None, reason=f"no compiled kernel: {BUILT.detail}")
-ROOT = Path(__file__).resolve().parents[2]
-SOURCE = "additive_cpu.c"
-#: Calls the kernel once in a fresh process and prints how it was obtained.
-CALL = ("from attnkit.kernels import cpu_additive as c; import torch\n"
-        "out = torch.empty(1, 1, 1)\n"
-        "c.additive_scores(torch.ones(1, 1, 2), torch.zeros(1, 2, 1), torch.ones(2), out)\n"
-        "print(round(out.item(), 5)); print(c.status().detail)\n")
+from ._builds import CALL, ROOT, SOURCE, fake_cc, files, make_foreign, needs_lib, run_call
 
-
-@pytest.fixture(autouse=True)
-def own_cache(monkeypatch, tmp_path):
-    """This test's cache folder and temporary directory; the default compiler and settings."""
-    for name in ("CC", "ATTNKIT_CPU_ARCH", "ATTNKIT_CPU_KERNELS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    return tmp_path / "cache" / "kernels"
-
-
-@pytest.fixture(scope="session")
-def built_cache(tmp_path_factory):
-    """A kernels folder with the library built by the default settings (one compile)."""
-    folder = tmp_path_factory.mktemp("built")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("CC", "ATTNKIT_CPU_ARCH", "ATTNKIT_CPU_KERNELS"):
-            mp.delenv(name, raising=False)
-        mp.setenv("ATTNKIT_CACHE_DIR", str(folder))
-        built = _build._load(SOURCE)
-    if built.lib is None:
-        pytest.skip(f"no compiled kernel: {built.detail}")
-    return folder / "kernels"
-
-
-@pytest.fixture
-def cached(built_cache, own_cache):
-    """This test's kernels folder holding a copy of the session's library and its record;
-    returns the library's path (a copy: no process has it mapped yet)."""
-    own_cache.mkdir(parents=True, mode=0o700)
-    for path in built_cache.iterdir():
-        if path.suffix in (".so", ".json"):
-            shutil.copy2(path, own_cache / path.name)
-    (lib,) = own_cache.glob("*.so")
-    return lib
-
-
-def fake_cc(tmp_path: Path, body: str, name: str = "cc") -> Path:
-    """A compiler script; ``--version`` answers ``fake-cc 1.0`` unless ``body`` handles it."""
-    cc = tmp_path / name
-    cc.write_text("#!/bin/sh\n" + body)
-    cc.chmod(0o755)
-    return cc
-
-
-def run_call(env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CALL], env={**env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=300)
-
-
-def make_foreign(path: Path, how: str) -> str:
-    """Make ``path`` writable by the group, or (as root) owned by ``nobody``; returns the
-    reason the build then gives."""
-    if how == "group-writable":
-        path.chmod(0o775)
-        return "is writable by group or others (mode 775)"
-    if os.getuid() != 0:
-        pytest.skip("changing a file's owner needs root")
-    os.chown(path, 65534, -1)
-    return "belongs to user 65534"
-
-
-def files(folder: Path) -> list[str]:
-    return sorted(p.suffix for p in folder.iterdir() if p.name != ".lock")
-
-
-# -------------------------------------------------------------- settings
-
-
-def test_turned_off_by_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("ATTNKIT_CPU_KERNELS", "off")
-    built = _build._load(SOURCE)
-    assert built.lib is None and "ATTNKIT_CPU_KERNELS=off" in built.detail
-    assert not (tmp_path / "cache").exists()  # nothing built
-
-
-@pytest.mark.parametrize("value", ["OFF ", " no", "False"])
-def test_off_values_ignore_case_and_spaces_around(monkeypatch, value, recwarn):
-    monkeypatch.setenv("ATTNKIT_CPU_KERNELS", value)
-    built = _build._load(SOURCE)
-    assert built.lib is None and "turned off by ATTNKIT_CPU_KERNELS=" in built.detail
-    assert not recwarn.list
-
-
-@pytest.mark.parametrize("value", ["of", "on", "yes please", "o ff"])
-def test_an_unknown_kernels_setting_is_reported_not_taken_for_auto(monkeypatch, value):
-    monkeypatch.setenv("ATTNKIT_CPU_KERNELS", value)
-    with pytest.warns(UserWarning, match=r"ATTNKIT_CPU_KERNELS=.* is not one of 'auto', 'off'"):
-        built = _build._load(SOURCE)
-    assert built.lib is None and repr(value) in built.detail
-
-
-@needs_lib
-def test_another_cpu_architecture_can_be_named(monkeypatch, own_cache):
-    """``ATTNKIT_CPU_ARCH=haswell``: AVX2 code (this suite's AVX2 rows on a newer CPU); a
-    value that is not a plain ``-march`` name is refused with a warning, nothing built."""
-    monkeypatch.setenv("ATTNKIT_CPU_ARCH", " haswell ")
-    built = _build._load(SOURCE)
-    if built.lib is None or "-march=haswell" not in built.detail:
-        pytest.skip(f"this compiler has no haswell target: {built.detail}")
-    monkeypatch.setenv("ATTNKIT_CPU_ARCH", "native; rm -rf ~")
-    with pytest.warns(UserWarning, match="ATTNKIT_CPU_ARCH must be a -march name"):
-        refused = _build._load(SOURCE)
-    assert refused.lib is None and "got 'native; rm -rf ~'" in refused.detail
-    assert files(own_cache) == [".json", ".so"]
-
-
-@needs_lib
-def test_an_arch_the_compiler_rejects_is_reported_not_replaced(monkeypatch, own_cache):
-    """``-march=nonsense``: the compiler's own line and the variable, never a build
-    without the ``-march`` that was asked for."""
-    monkeypatch.setenv("ATTNKIT_CPU_ARCH", "nonsense")
-    with pytest.warns(UserWarning, match=r"ATTNKIT_CPU_ARCH='nonsense': .*could not build"):
-        built = _build._load(SOURCE)
-    assert built.lib is None and "e.g. native, haswell" in built.detail
-    assert files(own_cache) == []
-
-
-# -------------------------------------------------------------- compilers
-
-
-def test_no_compiler_says_so(monkeypatch, tmp_path):
-    monkeypatch.setenv("CC", f"{tmp_path / 'no-such-cc'} -O2")
-    built = _build._load(SOURCE)
-    assert built.lib is None and "set CC" in built.detail
-    assert f"no C compiler: '{tmp_path / 'no-such-cc'}' (from CC=" in built.detail
-
-
-def test_a_cc_that_is_not_a_command_line_says_so(monkeypatch):
-    monkeypatch.setenv("CC", "gcc '-O2")
-    built = _build._load(SOURCE)
-    assert built.lib is None and built.detail.startswith("CC=\"gcc '-O2\" is not a command line")
-
-
-@needs_lib
-def test_cc_may_carry_arguments(monkeypatch, tmp_path, own_cache):
-    """``CC="<wrapper> gcc"`` as with ``ccache gcc``: the wrapper gets the compiler and its
-    arguments (it records them, then runs them)."""
-    gcc = shutil.which("gcc") or pytest.skip("no gcc")
-    log = tmp_path / "args"
-    wrapper = fake_cc(tmp_path, f'echo "$@" >> {log}\nexec "$@"\n', name="wrap")
-    monkeypatch.setenv("CC", f"{wrapper} {gcc} -pthread")
-    built = _build._load(SOURCE)
-    assert built.lib is not None, built.detail
-    assert log.read_text().splitlines()[0] == f"{gcc} -pthread --version"
-    assert f"{gcc} -pthread -O3" in log.read_text()
-
-
-def test_a_failing_compiler_gives_its_first_error_line(monkeypatch, tmp_path, own_cache):
-    cc = fake_cc(tmp_path, "if [ \"$1\" = --version ]; then echo fake-cc 1.0; exit 0; fi\n"
-                 "echo 'fatal: no headers here' >&2\necho 'second line' >&2\nexit 3\n")
-    monkeypatch.setenv("CC", str(cc))
-    built = _build._load(SOURCE)
-    assert built.lib is None
-    assert "could not build the kernel: fatal: no headers here" in built.detail
-    assert files(own_cache) == []  # no leftovers
-
-
-def test_a_silent_failing_compiler_gives_its_exit_status(monkeypatch):
-    monkeypatch.setenv("CC", "/bin/false")
-    built = _build._load(SOURCE)
-    assert built.lib is None
-    assert built.detail == "/bin/false could not build the kernel: exit status 1, no message"
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 # -------------------------------------------------------------- the cache
@@ -334,17 +159,6 @@ def test_a_read_only_cache_with_a_valid_library_is_loaded(monkeypatch, cached, t
                                                            f"built in {tmp_path / 'tmp'}"
                                                            f"/attnkit-kernels-{os.getuid()}")
     assert not list((tmp_path / "tmp" / f"attnkit-kernels-{os.getuid()}").iterdir())
-
-
-def test_a_relative_cache_dir_is_taken_from_the_working_directory(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", "rel/cache")
-    assert cache_dir() == tmp_path / "rel" / "cache"
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", "~/c")
-    assert cache_dir() == Path.home() / "c"
-    monkeypatch.delenv("ATTNKIT_CACHE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # not a valid XDG value: ignored
-    assert cache_dir() == Path.home() / ".cache" / "attnkit"
 
 
 # -------------------------------------------------------------- concurrency

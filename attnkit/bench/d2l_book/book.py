@@ -20,6 +20,9 @@ book's ``from d2l import torch as d2l`` becomes the import the caller asks for
 (``from attnkit import d2l`` by default). The first cell of each section
 (``%load_ext d2lbook.tab`` / ``tab.interact_select``) is notebook machinery
 and is left out.
+
+The book's markdown and the Tatoeba pairs are read from the shared corpora
+(:func:`attnkit.bench.toolkit.shared_data`): ``d2l-en`` and ``tatoeba-eng-fra``.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests._data import DATA
+from ..toolkit import shared_data
 
-BOOK = DATA / "d2l-en"
-FRA_SOURCE = DATA / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
+BOOK = shared_data() / "d2l-en"
+FRA_SOURCE = shared_data() / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
 
 BOOK_IMPORT = "from d2l import torch as d2l"
 ATTNKIT_IMPORT = "from attnkit import d2l"
@@ -170,22 +173,6 @@ def layout(tmp: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     return work
 
-
-# The numerics of a trained section, pinned: a tiny model trained for 120 steps ends
-# wherever its rounding leads it, so every run must round alike on every machine of the
-# fleet (AVX2-only, AVX-512, AVX-512-BF16), idle or busy. One thread (the book's Trainer
-# takes OMP_NUM_THREADS for its thread count, not the cores other processes leave
-# free); PyTorch's kernels, MKL's matrix products, oneDNN and attnkit's compiled kernel
-# all at the AVX2 level that every one of those CPUs has. The book's code is float32
-# throughout (no autocast), and the driver seeds Python's and torch's generators.
-PINNED_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "AVX2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "ATTNKIT_CPU_ARCH": "x86-64-v3",
-}
 
 _DRIVER = '''\
 import runpy

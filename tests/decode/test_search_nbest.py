@@ -1,4 +1,5 @@
-"""n-best output: the K best hypotheses of the search, from the search to ``attnkit translate``.
+"""n-best output: the K best hypotheses of the search (the translator's and the command's
+in tests/decode/test_translator.py and tests/commands/test_translate.py).
 
 Oracles: the tiny Markov 'model' of the search tests, whose hypotheses can all be
 enumerated and scored by hand; and the golden checkpoint (digits -> English words),
@@ -8,13 +9,10 @@ whose n-best lists must start with the plain translation.
 import argparse
 import itertools
 import math
-import re
-from pathlib import Path
 
 import pytest
 import torch
 
-from attnkit.cli import main
 from attnkit.decode.search import (
     beam_search,
     greedy_hypotheses,
@@ -25,10 +23,7 @@ from attnkit.decode.search import (
 from attnkit.decode.translator import load_translator
 
 from .test_search import BOS, EOS, MarkovModel, seq_log_prob
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
-SENTENCES = ["3 1 4", "1 5 9 2", "", "6", "2 7 1 8 2 8"]
-LINE = re.compile(r"^(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4})$")
+from .test_translator import GOLDEN, SENTENCES
 
 
 def every_output(model, sent, max_len, alpha):
@@ -118,68 +113,3 @@ def test_the_n_best_sizes_are_checked_once_per_call(monkeypatch):
     with pytest.raises(ValueError, match="--n-best 5 needs --beam-size >= 5"):
         translate_command.check_n_best_flags(args)
     assert calls[1:] == [(5, 4)]  # the flags' check is that same function
-
-
-# ------------------------------------------------------------------------ translator
-@pytest.fixture(scope="module")
-def golden():
-    return load_translator(GOLDEN)
-
-
-@pytest.mark.parametrize("n_best, beam_size", [(4, 4), (2, 5), (1, 1)])
-def test_translator_n_best_starts_with_the_translation(golden, n_best, beam_size):
-    plain = golden.translate(SENTENCES, beam_size=beam_size)
-    found = golden.translate_n_best(SENTENCES, n_best=n_best, beam_size=beam_size)
-    assert len(found) == len(SENTENCES)
-    for sentence, text, hyps in zip(SENTENCES, plain, found, strict=True):
-        if not sentence:
-            assert hyps == [("", 0.0)]  # blank in, one blank hypothesis out
-            continue
-        assert len(hyps) == n_best and hyps[0][0] == text
-        assert len({t for t, _ in hyps}) == n_best  # distinct
-        scores = [s for _, s in hyps]
-        assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)
-
-
-def test_translator_refuses_more_than_the_beam(golden):
-    with pytest.raises(ValueError, match=r"got n_best=3, beam_size=2"):
-        golden.translate_n_best(["3 1"], n_best=3, beam_size=2)
-
-
-# ------------------------------------------------------------------------ command line
-def test_translate_n_best_prints_k_lines_per_sentence_in_moses_format(golden, capsys,
-                                                                      tmp_path):
-    f = tmp_path / "in.txt"
-    f.write_text("\n".join(SENTENCES) + "\n")
-    assert main(["translate", "--checkpoint", str(GOLDEN), "--input", str(f), "--beam-size",
-                 "4", "--n-best", "3", "--threads", "1"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    parsed = [LINE.match(x) for x in lines]
-    assert all(parsed), lines
-    rows = [(int(m[1]), m[2], float(m[3])) for m in parsed]
-    plain = golden.translate(SENTENCES, beam_size=4)
-    for i, sentence in enumerate(SENTENCES):
-        mine = [(text, score) for j, text, score in rows if j == i]
-        if not sentence:
-            assert mine == [("", 0.0)] and f"{i} |||  ||| 0.0000" in lines
-            continue
-        assert len(mine) == 3 and mine[0][0] == plain[i]
-        assert [s for _, s in mine] == sorted((s for _, s in mine), reverse=True)
-    assert [j for j, _, _ in rows] == sorted(j for j, _, _ in rows)  # input order
-    # --n-best 1 is the plain beam output
-    assert main(["translate", "--checkpoint", str(GOLDEN), "--beam-size", "4", "--n-best",
-                 "1", "--threads", "1", *SENTENCES[:2]]) == 0
-    assert [LINE.match(x)[2] for x in capsys.readouterr().out.splitlines()] == plain[:2]
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--n-best", "5", "--beam-size", "4"], "--n-best 5 needs --beam-size >= 5"),
-    (["--n-best", "0"], "--n-best must be a positive int; got 0"),
-    (["--n-best", "2", "--engine", "ctranslate2", "--model", "nowhere"],
-     "--n-best is not available with --engine ctranslate2"),
-])
-def test_translate_n_best_errors_are_one_line(capsys, args, message):
-    assert main(["translate", "--checkpoint", str(GOLDEN), "--threads", "1", *args,
-                 "3 1"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("attnkit translate: error:") and message in err

@@ -1,0 +1,39 @@
+"""``attnkit bench``: one subcommand per declared suite, with its help and flags, and no
+suite named in the command itself."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from attnkit.bench import SUITES, declared
+
+
+def _bench_subparsers() -> dict[str, argparse.ArgumentParser]:
+    from attnkit.cli import build_parser
+
+    bench = build_parser("bench")._subparsers._group_actions[0].choices["bench"]
+    return bench._subparsers._group_actions[0].choices
+
+
+def test_each_suites_subcommand_has_its_declared_help_and_flags_and_record():
+    parsers = _bench_subparsers()
+    assert list(parsers) == list(SUITES)
+    for name, suite in declared().items():
+        p = parsers[name]
+        assert p.description == suite.help
+        options = {o for a in p._actions for o in a.option_strings}
+        assert options == {f.name for f in suite.flags} | {"-h", "--help", "--record"}, name
+        given = [x for f in suite.flags if f.required for x in (f.name, "x")]
+        parsed = p.parse_args(given)
+        for f in suite.flags:
+            value = getattr(parsed, f.name[2:].replace("-", "_"))
+            assert value == ("x" if f.required else (False if f.switch else f.default))
+
+
+def test_commands_bench_names_no_suite():
+    import attnkit.commands.bench as command
+
+    source = Path(command.__file__).read_text()
+    assert [name for name in SUITES if re.search(rf"\b{name}\b", source)] == []
