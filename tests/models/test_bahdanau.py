@@ -14,8 +14,8 @@ TIGHT = dict(rtol=1e-10, atol=1e-10)
 
 def _model(dropout=0.0):
     torch.manual_seed(0)
-    return BahdanauSeq2Seq(VS, VT, embed_size=E, num_hiddens=HID, num_layers=L,
-                           dropout=dropout).double()
+    return BahdanauSeq2Seq(VS, VT, embed_size=E, num_hiddens=HID, num_encoder_layers=L,
+                           num_decoder_layers=L, dropout=dropout).double()
 
 
 def _batch(seed=0):
