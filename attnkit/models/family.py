@@ -30,6 +30,7 @@ from .config import (
     transformer_small,
     transformer_tiny,
 )
+from .rnn_dot import RNNDotConfig, rnn_dot_small
 
 __all__ = ["FAMILIES", "MODEL_CONFIGS", "PRESETS", "Family", "family_of", "family_of_preset",
            "model_config_from_dict", "model_config_to_dict", "renamed_fields"]
@@ -112,6 +113,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            size_fields=("embed_size", "num_hiddens", "num_encoder_layers",
                         "num_decoder_layers"),
            layer_fields=_RNN_LAYERS, decoding_state=_rnn_state, renamed=_RNN_RENAMED),
+    Family("rnn_dot", "the RNN with dot-product attention", RNNDotConfig,
+           "attnkit.models.rnn_dot:RNNDotSeq2Seq", {"rnn_dot_small": rnn_dot_small},
+           size_fields=("embed_size", "num_hiddens", "num_encoder_layers",
+                        "num_decoder_layers"),
+           layer_fields=_RNN_LAYERS, decoding_state=_rnn_state),
 )}
 
 #: Every preset of every family: name -> builder.

@@ -22,6 +22,7 @@ from attnkit.export.ctranslate2 import (
 )
 from attnkit.models.config import bahdanau_small, transformer_tiny
 from attnkit.models.family import model_config_to_dict
+from attnkit.models.rnn_dot import rnn_dot_small
 
 from ..runs._edit import edit_config
 from .conftest import RUNS
@@ -117,6 +118,8 @@ def test_the_bahdanau_rnn_is_refused():
 
 @pytest.mark.parametrize("builder, said", [
     (bahdanau_small, "a BahdanauConfig model to CTranslate2: the Bahdanau RNN has"),
+    (rnn_dot_small, "a RNNDotConfig model to CTranslate2: the RNN with dot-product attention "
+                    "has"),
 ])
 def test_a_family_without_a_spec_is_refused_whether_or_not_ctranslate2_is_installed(
         trained_run, tmp_path, capsys, monkeypatch, builder, said):

@@ -91,7 +91,7 @@ def test_num_layers_in_a_config_file_names_the_keys_that_replaced_it(tmp_path):
     assert (config.num_encoder_layers, config.num_decoder_layers) == (1, 1)
 
 
-@pytest.mark.parametrize("preset", ["bahdanau_small"])
+@pytest.mark.parametrize("preset", ["bahdanau_small", "rnn_dot_small"])
 def test_an_rnns_unequal_layers_are_refused_naming_both(preset):
     with pytest.raises(ValueError, match=r"num_decoder_layers must equal num_encoder_layers "
                                          r"\(the decoder starts from the encoder's final "
