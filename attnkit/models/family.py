@@ -174,7 +174,8 @@ def model_config_from_dict(d: dict, *, where: str = "model") -> Any:
     A field stored under its old name (:attr:`Family.renamed`) is read under the new ones.
 
     Raises:
-        ValueError: naming ``where``, an unknown class, or missing or unknown fields.
+        ValueError / TypeError: naming ``where``, an unknown class, missing or unknown
+            fields, or a value the config refuses.
     """
     if not isinstance(d, dict) or d.get("class") not in MODEL_CONFIGS:
         got = d.get("class") if isinstance(d, dict) else type(d).__name__
@@ -186,7 +187,10 @@ def model_config_from_dict(d: dict, *, where: str = "model") -> Any:
     if given != names:
         raise ValueError(f"{where}: fields of {cls.__name__} missing {sorted(names - given)}, "
                          f"unknown {sorted(given - names)}")
-    return cls(**{k: d[k] for k in names})
+    try:
+        return cls(**{k: d[k] for k in names})
+    except (TypeError, ValueError) as e:  # a value out of range or of another type
+        raise type(e)(f"{where}: {e}") from None
 
 
 def _renamed(d: dict, renamed: Mapping[str, tuple[str, ...]]) -> dict:

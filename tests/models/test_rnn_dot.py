@@ -16,6 +16,8 @@ from attnkit.models.rnn_dot import RNNDotSeq2Seq, rnn_dot_small
 from attnkit.models.sizes import decoding_memory, model_size
 from attnkit.nn import capture_attention
 
+from .test_bahdanau import stepwise
+
 B, S, T, E, HID, L, VS, VT = 3, 11, 7, 5, 13, 2, 29, 23
 TIGHT = dict(rtol=1e-10, atol=1e-10)
 SCORES = ["dot", "scaled_dot", "bilinear"]
@@ -61,12 +63,7 @@ def test_step_decoding_equals_the_full_forward(score):
     model = _model(score)
     src, tgt, vl = _batch()
     full = model(src, tgt, vl)
-    state = model.init_state(model.encode(src, vl), vl)
-    steps = []
-    for t in range(T):
-        logits, state = model.decode_step(tgt[:, t:t + 1], state)
-        steps.append(logits)
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, **TIGHT)
+    torch.testing.assert_close(stepwise(model, src, tgt, vl), full, **TIGHT)
     # beam search reorders the state: row i of the reordered state decodes as row order[i]
     order = torch.tensor([2, 0, 0])
     state = model.reorder_state(model.init_state(model.encode(src, vl), vl), order)

@@ -1,6 +1,7 @@
 """The run format: a checked-in golden checkpoint, format versions, the model section."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,32 @@ def test_model_section_with_missing_or_unknown_fields_is_refused(golden):
         open_run(golden)
     edit_config(golden, lambda meta: meta["model"].update(activation="relu", norm="rms"))
     with pytest.raises(ValueError, match=r"unknown \['norm'\]"):
+        open_run(golden)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(activation="swish"), r"TransformerConfig.activation must be one of 'relu', 'gelu'; "
+                               r"got 'swish'"),
+    (dict(num_heads=0), r"TransformerConfig.num_heads must be a positive int; got 0"),
+    (dict(num_heads="x"), r"TransformerConfig.num_heads must be an int; got 'x' \(str\)"),
+])
+def test_a_value_the_model_section_cannot_hold_is_refused_naming_the_file(golden, change,
+                                                                         message):
+    edit_config(golden, lambda meta: meta["model"].update(change))
+    where = re.escape(str(golden / "config.json"))
+    with pytest.raises((TypeError, ValueError), match=f"^{where}: model: {message}$"):
+        open_run(golden)
+
+
+def test_a_format_1_run_naming_no_preset_is_refused_naming_the_file(golden):
+    def to_format_1(meta):
+        model = {k: v for k, v in meta["model"].items() if k != "class"}
+        return {"train": {"tokenizer": "word"}, "model_class": "gpt2", "model": model}
+
+    edit_config(golden, to_format_1)
+    where = re.escape(str(golden / "config.json"))
+    with pytest.raises(ValueError, match=f"^{where}: model_class must be one of "
+                                         f"transformer_tiny, .*; got 'gpt2'$"):
         open_run(golden)
 
 
