@@ -18,7 +18,7 @@ import torch
 from attnkit.data.tokenizer import SPECIAL_TOKENS
 from attnkit.decode.translator import Translator, load_translator
 from attnkit.models.build import build_model
-from attnkit.models.config import model_config_from_dict
+from attnkit.models.family import model_config_from_dict
 from attnkit.runs import save_checkpoint
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "run-format-2"

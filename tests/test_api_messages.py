@@ -400,7 +400,8 @@ def test_ffn_blocks_and_decoders_name_the_input_and_the_module():
 def test_bahdanau_decoder_names_the_state_it_was_given():
     from attnkit.models import BahdanauSeq2Seq
 
-    model = BahdanauSeq2Seq(10, 10, embed_size=4, num_hiddens=8, num_layers=1)
+    model = BahdanauSeq2Seq(10, 10, embed_size=4, num_hiddens=8,
+                            num_encoder_layers=1, num_decoder_layers=1)
     src = torch.zeros(2, 3, dtype=torch.long)
     state = model.init_state(model.encode(src))
     state.enc_outputs = state.enc_outputs.half()

@@ -90,3 +90,74 @@ def test_readme_layout_matches_the_tree():
             assert (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file(), item
     public = {n for n in _top_level_names() if not n.startswith("_")}
     assert public <= listed, sorted(public - listed)
+
+
+def _family_names() -> tuple[set[str], set[str], set[str]]:
+    """From the registry itself: the config classes, the module classes, and the strings
+    that name a family or a preset."""
+    from attnkit.models.family import FAMILIES
+
+    configs = {f.config.__name__ for f in FAMILIES.values()}
+    modules = {f.module.rpartition(":")[2] for f in FAMILIES.values()}
+    names = set(FAMILIES) | {p for f in FAMILIES.values() for p in f.presets}
+    return configs, modules, names
+
+
+def _named(node: ast.AST) -> str | None:
+    return node.id if isinstance(node, ast.Name) else \
+        node.attr if isinstance(node, ast.Attribute) else None
+
+
+def _branches_on_family(tree: ast.AST, configs: set[str], modules: set[str],
+                        names: set[str]) -> list[int]:
+    """Lines that name a family's config class; test a value against a family's module
+    class (``isinstance``, ``issubclass``, ``type(m) is``); or compare a string with, or
+    test a prefix of, a family or preset name. (Building a model of one family, as a
+    benchmark of the Transformer does, is no branching.)"""
+    def mentions(node: ast.AST, classes: set[str]) -> bool:
+        return any(_named(n) in classes for n in ast.walk(node))
+
+    def mentions_name(node: ast.AST) -> bool:
+        return any(isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value
+                   and any(n.startswith(c.value) for n in names) for c in ast.walk(node))
+
+    lines = []
+    for node in ast.walk(tree):
+        if _named(node) in configs or (isinstance(node, ast.ImportFrom)
+                                       and any(a.name in configs for a in node.names)):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Compare) and (mentions(node, modules) or mentions_name(node)):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and _named(node.func) in ("isinstance", "issubclass") \
+                and mentions(node, modules):
+            lines.append(node.lineno)
+        elif (isinstance(node, ast.Call) and _named(node.func) in ("startswith", "endswith")
+              and any(mentions_name(a) for a in node.args)):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_outside_models_tells_model_families_apart():
+    """What depends on the model family is declared once, in attnkit/models/family.py:
+    elsewhere no code names a family's config or module class (no isinstance, no import),
+    compares with a family or preset name or tests a prefix of one. The book's API
+    (attnkit/d2l/) builds its own models and is exempt."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(("attnkit/models/", "attnkit/d2l/")):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found += [f"{rel}:{line}" for line in _branches_on_family(tree, *_family_names())]
+    assert not found, found
+
+
+def test_the_family_rule_sees_each_way_of_branching():
+    for code in ("isinstance(c, TransformerConfig)", "from x import BahdanauConfig",
+                 "c = models.BahdanauConfig", "isinstance(m, (nn.Linear, Transformer))",
+                 "type(m) is models.BahdanauSeq2Seq", 'preset.startswith("bahdanau")',
+                 'preset == "bahdanau_small"', 'p in ("transformer_tiny", "x")'):
+        assert _branches_on_family(ast.parse(code), *_family_names()), code
+    for code in ('f(preset="transformer_tiny")', "isinstance(c, dict)", 'x == ""',
+                 'name.startswith("_")', "m = Transformer(8, 8)", "nn.Transformer(8)"):
+        assert not _branches_on_family(ast.parse(code), *_family_names()), code

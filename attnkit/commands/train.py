@@ -99,7 +99,7 @@ def check_memory(cfg) -> None:
     lower. The vocabulary is not known yet: sentencepiece's ``vocab_size``, or the
     smallest there can be, so the estimate stays a lower bound."""
     from attnkit._memory import available_memory, format_bytes
-    from attnkit.models.config import PRESETS
+    from attnkit.models.family import PRESETS
     from attnkit.models.sizes import blame, model_size, training_memory
 
     budget = available_memory()

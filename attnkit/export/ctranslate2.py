@@ -49,7 +49,7 @@ and SHA-256 of every file; the loader checks them before it reads anything, and
 the directory is put in place whole or not at all (:mod:`attnkit.export.directory`).
 
 What CTranslate2 cannot represent is refused by :func:`check_exportable`,
-naming the option: the Bahdanau RNN, ``positional="alibi"`` (CTranslate2
+naming the option: the RNN models, ``positional="alibi"`` (CTranslate2
 has ALiBi in decoders only; attnkit's encoder uses the symmetric form) and
 the scores other than ``scaled_dot`` and ``dot``.
 """
@@ -94,12 +94,15 @@ def require_ctranslate2(what: str = "the ctranslate2 engine"):
 
 def check_exportable(config) -> None:
     """Raise ``ValueError`` (one line, naming the option) unless CTranslate2 can represent
-    the model of ``config`` (a :class:`attnkit.models.TransformerConfig`)."""
-    from ..models.config import TransformerConfig
+    the model of ``config``: a family that declares it
+    (:attr:`attnkit.models.family.Family.ctranslate2`, the Transformer), with options it has."""
+    from ..models.family import FAMILIES, family_of
 
-    if not isinstance(config, TransformerConfig):
-        raise ValueError(f"cannot export a {type(config).__name__} model to CTranslate2: only "
-                         "Transformer runs can be (the Bahdanau RNN has no CTranslate2 spec)")
+    family = family_of(config)
+    if not family.ctranslate2:
+        exportable = " and ".join(f.title for f in FAMILIES.values() if f.ctranslate2)
+        raise ValueError(f"cannot export a {type(config).__name__} model to CTranslate2: "
+                         f"{family.title} has no CTranslate2 spec (only {exportable} has)")
     if config.positional not in _POSITIONAL:
         raise ValueError(
             f"cannot export model option positional={config.positional!r} to CTranslate2: "
@@ -264,10 +267,10 @@ def export_ctranslate2(checkpoint: str | Path | Run, out: str | Path, *,
     if quantization not in QUANTIZATIONS:
         raise ExportArgumentError("quantization", f"must be one of {', '.join(QUANTIZATIONS)}; "
                                                   f"got {quantization!r}")
-    ct2 = require_ctranslate2("exporting to CTranslate2")
     # verified once, here or when it was opened; the translator reads this checkpoint
     run = checkpoint if isinstance(checkpoint, Run) else open_run(checkpoint)
-    check_exportable(run.model)  # before the weights are read
+    check_exportable(run.model)  # before the weights are read, and whether or not
+    ct2 = require_ctranslate2("exporting to CTranslate2")  # installing ctranslate2 would help
     from ..decode.translator import load_translator
 
     tr = load_translator(run)
@@ -288,7 +291,7 @@ def export_ctranslate2(checkpoint: str | Path | Run, out: str | Path, *,
 
 def _info(run, quantization: str, ct2_version: str) -> dict:
     from .._version import __version__
-    from ..models.config import model_config_to_dict
+    from ..models.family import model_config_to_dict
 
     return {"format": EXPORT_FORMAT, "engine": "ctranslate2",
             "ctranslate2_version": ct2_version, "attnkit_version": __version__,

@@ -44,7 +44,7 @@ from pathlib import Path
 from .._io import read_json
 from .._values import check_nonnegative_int
 from ..decode.translator import by_output_limit, in_batches, overlong_sources
-from ..models.config import model_config_from_dict
+from ..models.family import model_config_from_dict
 from . import ctranslate2 as _ct2
 from .ctranslate2 import engine_config, require_ctranslate2, vocabulary
 from .directory import EXPORT_INFO, MANIFEST, verify_export

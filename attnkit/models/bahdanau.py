@@ -35,6 +35,7 @@ from .._values import check_positive_int
 from ..nn.attention import AdditiveAttention
 from ..nn.packed import select_valid
 from ..nn.transformer import _check_tokens
+from .config import check_tied_layers
 
 __all__ = ["AttentionDecoder", "BahdanauSeq2Seq", "BahdanauState", "Seq2SeqEncoder"]
 
@@ -164,16 +165,20 @@ class BahdanauSeq2Seq(nn.Module):
     logits ``(n_valid, V)`` of positions ``t < tgt_valid_lens[b]`` only, as
     :class:`attnkit.models.Transformer` gives them. Step decoding:
     ``encode`` → ``init_state`` → ``decode_step`` repeatedly.
+
+    The decoder starts from the encoder's final state, layer by layer, so
+    ``num_decoder_layers`` must equal ``num_encoder_layers``.
     """
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, *, embed_size: int = 256,
-                 num_hiddens: int = 256, num_layers: int = 2, dropout: float = 0.2,
-                 backend: str = "auto"):
+                 num_hiddens: int = 256, num_encoder_layers: int = 2,
+                 num_decoder_layers: int = 2, dropout: float = 0.2, backend: str = "auto"):
         super().__init__()
-        self.encoder = Seq2SeqEncoder(src_vocab_size, embed_size, num_hiddens, num_layers,
-                                      dropout)
-        self.decoder = AttentionDecoder(tgt_vocab_size, embed_size, num_hiddens, num_layers,
-                                        dropout, backend=backend)
+        check_tied_layers(num_encoder_layers, num_decoder_layers)
+        self.encoder = Seq2SeqEncoder(src_vocab_size, embed_size, num_hiddens,
+                                      num_encoder_layers, dropout)
+        self.decoder = AttentionDecoder(tgt_vocab_size, embed_size, num_hiddens,
+                                        num_decoder_layers, dropout, backend=backend)
 
     def encode(self, src: torch.Tensor, src_valid_lens: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:

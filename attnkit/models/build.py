@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any
 
 from torch import nn
 
-from .bahdanau import BahdanauSeq2Seq
-from .config import BahdanauConfig, TransformerConfig
-from .transformer import Transformer
+from .family import family_of
 
 __all__ = ["build_model", "count_parameters"]
 
 
-def build_model(config: TransformerConfig | BahdanauConfig, *, backend: str = "auto"
-                ) -> nn.Module:
-    """The model a config describes (freshly initialized); every field is used."""
-    classes = {TransformerConfig: Transformer, BahdanauConfig: BahdanauSeq2Seq}
-    if type(config) not in classes:
-        raise TypeError(
-            f"config must be a TransformerConfig or BahdanauConfig; got {type(config).__name__}"
-        )
+def build_model(config: Any, *, backend: str = "auto") -> nn.Module:
+    """The model a config describes (freshly initialized): the module class of its family
+    (:mod:`attnkit.models.family`) built from every field."""
+    cls = family_of(config).module_class()
     kwargs = {f.name: getattr(config, f.name) for f in fields(config)}
     src, tgt = kwargs.pop("src_vocab_size"), kwargs.pop("tgt_vocab_size")
-    return classes[type(config)](src, tgt, backend=backend, **kwargs)
+    return cls(src, tgt, backend=backend, **kwargs)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

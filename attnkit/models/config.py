@@ -6,7 +6,9 @@ A config says *what* to build; :func:`build_model` maps it to modules::
     model = build_model(config)
     count_parameters(model)        # 63_119_496 (see transformer_base)
 
-Builders take the vocabulary sizes and any field to override as keywords.
+Builders take the vocabulary sizes and any field to override as keywords. Which
+family a config belongs to, its presets and what it can do are declared once, in
+:mod:`attnkit.models.family`.
 """
 
 from __future__ import annotations
@@ -14,16 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._names import ACTIVATIONS, POSITIONAL_KINDS, SCORE_NAMES
-from .._options import option, plain_value, validate_options
+from .._options import option, validate_options
 
 __all__ = [
     "BahdanauConfig",
-    "MODEL_CONFIGS",
-    "PRESETS",
     "TransformerConfig",
     "bahdanau_small",
-    "model_config_from_dict",
-    "model_config_to_dict",
+    "check_tied_layers",
     "transformer_base",
     "transformer_small",
     "transformer_tiny",
@@ -85,43 +84,27 @@ class BahdanauConfig:
     embed_size: int = option(256, "token embedding size E", check="positive")
     num_hiddens: int = option(256, "GRU hidden size (also the additive attention's hidden "
                                    "size h)", check="positive")
-    num_layers: int = option(2, "GRU layers, encoder and decoder", check="positive")
+    num_encoder_layers: int = option(2, "GRU layers of the encoder", check="positive")
+    num_decoder_layers: int = option(2, "GRU layers of the decoder (an RNN: as many as the "
+                                        "encoder's)", check="positive")
     dropout: float = option(0.2, "dropout between GRU layers and on the attention weights",
                             check="probability")
 
     def __post_init__(self):
         validate_options(self)
+        check_tied_layers(self.num_encoder_layers, self.num_decoder_layers,
+                          f"{type(self).__name__}.")
 
 
-MODEL_CONFIGS: dict[str, type] = {"TransformerConfig": TransformerConfig,
-                                  "BahdanauConfig": BahdanauConfig}
-
-
-def model_config_to_dict(config: TransformerConfig | BahdanauConfig) -> dict:
-    """``{"class": name, **fields}``: what a run stores to rebuild its model."""
-    if type(config) not in MODEL_CONFIGS.values():
-        raise TypeError(f"config must be a TransformerConfig or BahdanauConfig; "
-                        f"got {type(config).__name__}")
-    return {"class": type(config).__name__, **{f: plain_value(getattr(config, f)) for f in
-                                               config.__dataclass_fields__}}
-
-
-def model_config_from_dict(d: dict, *, where: str = "model") -> TransformerConfig | BahdanauConfig:
-    """Inverse of :func:`model_config_to_dict`; every field must be present, none unknown.
-
-    Raises:
-        ValueError: naming ``where``, an unknown class, or missing or unknown fields.
-    """
-    if not isinstance(d, dict) or d.get("class") not in MODEL_CONFIGS:
-        got = d.get("class") if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"{where}: 'class' must be one of {sorted(MODEL_CONFIGS)}; got {got!r}")
-    cls = MODEL_CONFIGS[d["class"]]
-    names = set(cls.__dataclass_fields__)
-    given = set(d) - {"class"}
-    if given != names:
-        raise ValueError(f"{where}: fields of {cls.__name__} missing {sorted(names - given)}, "
-                         f"unknown {sorted(given - names)}")
-    return cls(**{k: d[k] for k in names})
+def check_tied_layers(num_encoder_layers: int, num_decoder_layers: int, prefix: str = ""
+                      ) -> None:
+    """An RNN decoder starts from the encoder's final state, layer by layer: both stacks
+    have the same depth (``prefix`` names the owner in the message)."""
+    if num_decoder_layers != num_encoder_layers:
+        raise ValueError(
+            f"{prefix}num_decoder_layers must equal num_encoder_layers (the decoder starts "
+            f"from the encoder's final state, one per layer); got {num_decoder_layers} and "
+            f"{num_encoder_layers}")
 
 
 def _build_config(cls, src_vocab_size: int, tgt_vocab_size: int | None, sizes: dict,
@@ -177,16 +160,9 @@ def transformer_base(src_vocab_size: int, tgt_vocab_size: int | None = None,
 
 def bahdanau_small(src_vocab_size: int, tgt_vocab_size: int | None = None,
                    **overrides) -> BahdanauConfig:
-    """d2l §11.4.4's sizes: embeddings 256, GRU hidden 256, 2 layers, dropout 0.2.
+    """d2l §11.4.4's sizes: embeddings 256, GRU hidden 256, 2+2 layers, dropout 0.2.
 
     Parameters: 2,675,944 with vocabularies of 1,000 each.
     """
     return _build_config(BahdanauConfig, src_vocab_size, tgt_vocab_size, {}, overrides)
 
-
-PRESETS: dict = {
-    "transformer_tiny": transformer_tiny,
-    "transformer_small": transformer_small,
-    "transformer_base": transformer_base,
-    "bahdanau_small": bahdanau_small,
-}

@@ -26,7 +26,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import BahdanauConfig, TransformerConfig
+from .family import FAMILIES, family_of
 
 __all__ = ["SIZE_FIELDS", "MemoryEstimate", "ModelSize", "blame", "check_buildable",
            "decoding_memory", "model_size", "training_memory"]
@@ -35,16 +35,9 @@ FLOAT = 4  # bytes of an fp32 value
 LONG = 8  # bytes of a token id
 TOO_MANY = 2 ** 63  # more elements than a tensor can index
 
-#: the fields that scale a model, per config class (the ones :func:`blame` may name)
-SIZE_FIELDS: dict[type, tuple[str, ...]] = {
-    TransformerConfig: ("num_hiddens", "ffn_num_hiddens", "max_len", "num_encoder_layers",
-                        "num_decoder_layers"),
-    BahdanauConfig: ("embed_size", "num_hiddens", "num_layers"),
-}
-_LAYER_FIELDS: dict[type, tuple[str, ...]] = {
-    TransformerConfig: ("num_encoder_layers", "num_decoder_layers"),
-    BahdanauConfig: ("num_layers",),
-}
+#: the fields that scale a model, per config class (the ones :func:`blame` may name;
+#: declared by each family, :attr:`attnkit.models.family.Family.size_fields`)
+SIZE_FIELDS: dict[type, tuple[str, ...]] = {f.config: f.size_fields for f in FAMILIES.values()}
 
 
 @dataclass(frozen=True)
@@ -85,24 +78,22 @@ def _meta_counts(config) -> tuple[int, int]:
             sum(b.numel() for b in model.buffers()))
 
 
-def model_size(config: TransformerConfig | BahdanauConfig) -> ModelSize:
+def model_size(config) -> ModelSize:
     """Exact parameter and buffer counts of ``build_model(config)``, allocating nothing.
 
     Raises:
+        TypeError: ``config`` is no model config.
         ValueError / TypeError: the modules refuse the config (as ``build_model`` would).
     """
-    layers = _LAYER_FIELDS.get(type(config))
-    if layers is None:
-        raise TypeError(f"config must be a TransformerConfig or BahdanauConfig; "
-                        f"got {type(config).__name__}")
-    one = dataclasses.replace(config, **{f: 1 for f in layers})
+    stacks = family_of(config).layer_fields
+    one = dataclasses.replace(config, **{f: 1 for stack in stacks for f in stack})
     try:
         base = _meta_counts(one)
         params, buffers = base
-        for f in layers:  # every layer after the first of a stack is the same
-            extra = getattr(config, f) - 1
+        for stack in stacks:  # every layer after the first of a stack is the same
+            extra = getattr(config, stack[0]) - 1
             if extra:
-                two = _meta_counts(dataclasses.replace(one, **{f: 2}))
+                two = _meta_counts(dataclasses.replace(one, **dict.fromkeys(stack, 2)))
                 params += extra * (two[0] - base[0])
                 buffers += extra * (two[1] - base[1])
     except RuntimeError as e:  # a shape whose element count overflows int64
@@ -141,16 +132,9 @@ def decoding_memory(config, *, rows: int, steps: int, source_len: int = 2) -> Me
     their sums and indices); per row and step, the token rows (held twice while beams
     are reordered) and the Transformer's self-attention cache."""
     size = model_size(config)
-    per_row = config.tgt_vocab_size * (3 * FLOAT + LONG)
-    per_step = 2 * LONG
-    if isinstance(config, TransformerConfig):
-        kv = (config.num_kv_heads or config.num_heads) * (config.num_hiddens
-                                                          // config.num_heads)
-        per_row += FLOAT * source_len * (config.num_hiddens + config.num_decoder_layers * 2 * kv)
-        per_step += config.num_decoder_layers * 2 * kv * FLOAT
-    else:
-        per_row += FLOAT * (source_len * config.num_hiddens
-                            + config.num_layers * config.num_hiddens)
+    state_per_row, state_per_step = family_of(config).decoding_state(config, source_len)
+    per_row = config.tgt_vocab_size * (3 * FLOAT + LONG) + FLOAT * state_per_row
+    per_step = 2 * LONG + FLOAT * state_per_step
     return MemoryEstimate(FLOAT * (size.parameters + size.buffers),
                           rows * (per_row + steps * per_step), size.overflow)
 
@@ -158,12 +142,14 @@ def decoding_memory(config, *, rows: int, steps: int, source_len: int = 2) -> Me
 def blame(config, reference, cost: Callable[[object], int]) -> str | None:
     """The size field of ``config`` above its value in ``reference`` (e.g. the preset's)
     whose reference value lowers ``cost`` the most; ``None`` when no field is above it."""
+    family = family_of(config)
     best, lowest = None, cost(config)
-    for name in SIZE_FIELDS[type(config)]:
+    for name in family.size_fields:
         if getattr(config, name) <= getattr(reference, name):
             continue
-        try:
-            c = cost(dataclasses.replace(config, **{name: getattr(reference, name)}))
+        try:  # fields that must stay equal (an RNN's layers) are lowered together
+            c = cost(dataclasses.replace(
+                config, **{f: getattr(reference, f) for f in family.tied(name)}))
         except (TypeError, ValueError):  # e.g. num_hiddens no longer divisible by num_heads
             continue
         if c < lowest:

@@ -65,7 +65,7 @@ class Run:
 
     path: Path  # the checkpoint folder
     format_version: int
-    model: Any  # TransformerConfig | BahdanauConfig
+    model: Any  # a model config (attnkit.models.family)
     tokenizer: dict
     train: dict | None
     train_state: dict
@@ -156,7 +156,7 @@ def open_latest_run(root: str | Path, *, set_aside: bool = False
 def _read(p: Path) -> Run:
     """The :class:`Run` of checkpoint ``p``, verified already: its description and
     progress, read without checking the manifest again."""
-    from ..models.config import model_config_from_dict
+    from ..models.family import model_config_from_dict
 
     meta = json.loads((p / "config.json").read_text(encoding="utf-8"))
     version = meta.get("format_version", 1) if isinstance(meta, dict) else None
@@ -179,7 +179,7 @@ def _read(p: Path) -> Run:
 def run_description(*, model_config: Any, tokenizer: dict, train: dict) -> dict:
     """The ``config.json`` of a checkpoint in the current run format."""
     from .._version import __version__
-    from ..models.config import model_config_to_dict
+    from ..models.family import model_config_to_dict
 
     return {"format_version": RUN_FORMAT_VERSION, "attnkit_version": __version__,
             "model": model_config_to_dict(model_config), "tokenizer": dict(tokenizer),
@@ -187,10 +187,13 @@ def run_description(*, model_config: Any, tokenizer: dict, train: dict) -> dict:
 
 
 def _from_format_1(meta: dict, p: Path) -> tuple[dict, dict, None]:
-    """(model dict, tokenizer dict, train) of a run written before ``format_version``."""
+    """(model dict, tokenizer dict, train) of a run written before ``format_version``,
+    which named its preset (``model_class``) instead of its config class."""
+    from ..models.family import family_of_preset
+
     train = meta["train"]
-    cls = "BahdanauConfig" if str(meta.get("model_class", "")).startswith("bahdanau") \
-        else "TransformerConfig"
+    cls = family_of_preset(meta.get("model_class"),
+                           where=f"{p / 'config.json'}: model_class").config.__name__
     tokenizer = {"kind": train.get("tokenizer", "char"),
                  "shared": not (p / "tokenizer" / "tgt").is_dir()}
     return {"class": cls, **meta["model"]}, tokenizer, None

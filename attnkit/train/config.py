@@ -43,7 +43,7 @@ import tomllib
 from .._data_root import DATA_VARIABLE, data_root
 from .._io import check_regular_file
 from .._options import option, option_info, plain_value, validate_value
-from ..models.config import PRESETS, BahdanauConfig, TransformerConfig
+from ..models.family import MODEL_CONFIGS, PRESETS, family_of_preset, renamed_fields
 
 __all__ = ["DataConfig", "ModelSection", "OptimConfig", "RunConfig", "TokenizerConfig",
            "TrainConfig", "flat_options", "load_config_file", "model_differences",
@@ -189,12 +189,12 @@ class ModelSection:
 
     @property
     def config_class(self) -> type:
-        return BahdanauConfig if self.preset.startswith("bahdanau") else TransformerConfig
+        return family_of_preset(self.preset).config
 
     def config(self, src_vocab_size: int, tgt_vocab_size: int, *, shared: bool = False):
         """The model config for these vocabulary sizes."""
         options = dict(self.options)
-        if (self.config_class is TransformerConfig and shared
+        if ("share_embeddings" in self.config_class.__dataclass_fields__ and shared
                 and src_vocab_size == tgt_vocab_size):
             options.setdefault("share_embeddings", True)
         return PRESETS[self.preset](src_vocab_size, tgt_vocab_size, **options)
@@ -205,9 +205,9 @@ class ModelSection:
 
 @functools.cache  # the tables never change at run time
 def model_fields() -> dict[str, tuple[dataclasses.Field, Any]]:
-    """Every settable model field (of either config class): name -> (field, type)."""
+    """Every settable model field (of any config class): name -> (field, type)."""
     out: dict[str, tuple[dataclasses.Field, Any]] = {}
-    for cls in (TransformerConfig, BahdanauConfig):
+    for cls in MODEL_CONFIGS.values():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.name not in _VOCAB_FIELDS:
@@ -280,8 +280,15 @@ def _check_keys(raw: dict, source: str) -> None:
                                  f"[{where[key]}] table")
         unknown = sorted(k for k in values if k not in own)
         if unknown:
-            raise ValueError(f"{prefix}unknown config keys {unknown} in [{table}]; keys of "
-                             f"[{table}]: {', '.join(own)}")
+            raise ValueError(f"{prefix}unknown config keys {unknown} in [{table}]"
+                             f"{_renamed_hint(unknown)}; keys of [{table}]: {', '.join(own)}")
+
+
+def _renamed_hint(keys: list[str]) -> str:
+    """`` (KEY is now NEW)`` for each of ``keys`` that a model family renamed."""
+    renamed = renamed_fields()
+    said = [f"{k} is now {' and '.join(renamed[k])}" for k in keys if k in renamed]
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def _build_section(table: str, values: dict, origin: dict, source: str) -> Any:

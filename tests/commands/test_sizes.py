@@ -8,6 +8,7 @@ import pytest
 from attnkit.cli import main
 from attnkit.models.build import build_model
 from attnkit.models.config import bahdanau_small, transformer_tiny
+from attnkit.models.rnn_dot import rnn_dot_small
 from attnkit.models.sizes import decoding_memory, model_size, training_memory
 
 from ._limits import GiB, address_space_headroom, run_limited
@@ -24,8 +25,11 @@ SECONDS = 60  # a refusal is a meta-device count: far below this even on 2 busy 
                      num_decoder_layers=4),
     transformer_tiny(31, score="additive", positional="rope", num_decoder_layers=3),
     transformer_tiny(31, positional="alibi", num_decoder_layers=3, bias=False),
-    bahdanau_small(23, 29, embed_size=7, num_hiddens=11, num_layers=4),
-], ids=["layers", "learned", "shared-mqa", "additive-rope", "alibi", "bahdanau"])
+    bahdanau_small(23, 29, embed_size=7, num_hiddens=11, num_encoder_layers=4,
+                   num_decoder_layers=4),
+    rnn_dot_small(23, 29, embed_size=7, num_hiddens=11, num_encoder_layers=3,
+                  num_decoder_layers=3, score="bilinear"),
+], ids=["layers", "learned", "shared-mqa", "additive-rope", "alibi", "bahdanau", "rnn-dot"])
 def test_model_size_counts_what_build_model_allocates(config):
     model = build_model(config)
     size = model_size(config)
@@ -44,7 +48,7 @@ def test_a_million_layers_are_counted_without_building_them():
     assert time.monotonic() - started < SECONDS
 
 
-@pytest.mark.parametrize("config", [bahdanau_small(40), transformer_tiny(40)])
+@pytest.mark.parametrize("config", [bahdanau_small(40), transformer_tiny(40), rnn_dot_small(40)])
 def test_decoding_memory_grows_with_beams_and_steps(config):
     def state(rows, steps):
         return decoding_memory(config, rows=rows, steps=steps).activations
@@ -77,6 +81,22 @@ def test_train_refuses_a_model_no_machine_holds(tmp_path, capsys, flag, value):
     assert "this process may use" in line and "iB" in line
     assert time.monotonic() - started < SECONDS
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before the run began
+
+
+@pytest.mark.parametrize("preset", ["bahdanau_small", "rnn_dot_small"])
+def test_train_names_an_rnns_layers_that_no_machine_holds(tmp_path, capsys, preset):
+    """An RNN's two layer counts must stay equal: they are lowered together to find the
+    size to blame, and the first is named."""
+    argv = ["train", "--data", "dates", "--num-examples", "40", "--model", preset,
+            "--num-encoder-layers", "1000000000", "--num-decoder-layers", "1000000000",
+            "--out-dir", str(tmp_path / "run"), "--max-steps", "1", "--device", "cpu"]
+    with address_space_headroom(2 * GiB):  # should the refusal fail, allocation fails fast
+        code = main(argv)
+    line = one_error_line(capsys.readouterr().err, "train")
+    assert code == 2
+    assert "--num-encoder-layers 1000000000 ([model] num_encoder_layers): training needs" \
+        in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_train_refuses_a_validation_beam_no_machine_holds(tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 
 import pytest
@@ -20,6 +21,8 @@ from attnkit.export.ctranslate2 import (
     export_ctranslate2,
 )
 from attnkit.models.config import bahdanau_small, transformer_tiny
+from attnkit.models.family import model_config_to_dict
+from attnkit.models.rnn_dot import rnn_dot_small
 
 from ..runs._edit import edit_config
 from .conftest import RUNS
@@ -111,6 +114,27 @@ def test_what_ctranslate2_cannot_represent_is_refused_naming_the_option(option, 
 def test_the_bahdanau_rnn_is_refused():
     with pytest.raises(ValueError, match="cannot export a BahdanauConfig model to CTranslate2"):
         check_exportable(bahdanau_small(12))
+
+
+@pytest.mark.parametrize("builder, said", [
+    (bahdanau_small, "a BahdanauConfig model to CTranslate2: the Bahdanau RNN has"),
+    (rnn_dot_small, "a RNNDotConfig model to CTranslate2: the RNN with dot-product attention "
+                    "has"),
+])
+def test_a_family_without_a_spec_is_refused_whether_or_not_ctranslate2_is_installed(
+        trained_run, tmp_path, capsys, monkeypatch, builder, said):
+    """Installing ctranslate2 would not help: the refusal comes first, in one line."""
+    run = shutil.copytree(trained_run("golden"), tmp_path / "rnn")
+    edit_config(run, lambda meta: meta.update(model=model_config_to_dict(builder(
+        meta["model"]["src_vocab_size"]))))
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 fails
+    code = main(["export", "ctranslate2", "--checkpoint", str(run), "--out",
+                 str(tmp_path / "ct2")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.strip() == (f"attnkit export ctranslate2: error: cannot export {said} no "
+                           "CTranslate2 spec (only the Transformer has)")
+    assert not (tmp_path / "ct2").exists()
 
 
 @needs_ct2

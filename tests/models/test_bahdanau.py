@@ -14,8 +14,8 @@ TIGHT = dict(rtol=1e-10, atol=1e-10)
 
 def _model(dropout=0.0):
     torch.manual_seed(0)
-    return BahdanauSeq2Seq(VS, VT, embed_size=E, num_hiddens=HID, num_layers=L,
-                           dropout=dropout).double()
+    return BahdanauSeq2Seq(VS, VT, embed_size=E, num_hiddens=HID, num_encoder_layers=L,
+                           num_decoder_layers=L, dropout=dropout).double()
 
 
 def _batch(seed=0):
@@ -54,16 +54,21 @@ def test_first_decoder_step_by_hand():
         torch.testing.assert_close(logits[b, 0], model.decoder.dense(out[0, 0]), **TIGHT)
 
 
+def stepwise(model, src, tgt, vl):
+    """The logits of decoding ``tgt`` one token at a time: encode, init_state, decode_step."""
+    state = model.init_state(model.encode(src, vl), vl)
+    steps = []
+    for t in range(tgt.shape[1]):
+        logits, state = model.decode_step(tgt[:, t:t + 1], state)
+        steps.append(logits)
+    return torch.cat(steps, 1)
+
+
 def test_step_decoding_equals_full_forward():
     model = _model().eval()
     src, tgt, vl = _batch()
     full = model(src, tgt, vl)
-    state = model.init_state(model.encode(src, vl), vl)
-    steps = []
-    for t in range(T):
-        logits, state = model.decode_step(tgt[:, t:t + 1], state)
-        steps.append(logits)
-    torch.testing.assert_close(torch.cat(steps, 1), full, **TIGHT)
+    torch.testing.assert_close(stepwise(model, src, tgt, vl), full, **TIGHT)
     # reorder_state selects rows, e.g. surviving beams
     state = model.init_state(model.encode(src, vl), vl)
     _, state = model.decode_step(tgt[:, :3], state)

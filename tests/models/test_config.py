@@ -59,7 +59,8 @@ def test_base_is_the_papers_base_model():
 
 def test_bahdanau_count_and_builder():
     assert _count(bahdanau_small(1000)) == 2_675_944
-    config = bahdanau_small(29, 23, num_hiddens=13, embed_size=5, num_layers=1)
+    config = bahdanau_small(29, 23, num_hiddens=13, embed_size=5,
+                            num_encoder_layers=1, num_decoder_layers=1)
     model = build_model(config)
     assert isinstance(model, BahdanauSeq2Seq)
     E, h, V = 5, 13, 23
@@ -98,9 +99,11 @@ def test_configs_are_frozen_keyword_only_and_validated():
         transformer_tiny(100, 50, share_embeddings=True)
     with pytest.raises(ValueError, match=r"TransformerConfig.dropout must lie in \[0, 1\)"):
         transformer_small(100, dropout=1.0)
-    with pytest.raises(ValueError, match="BahdanauConfig.num_layers must be a positive int"):
-        BahdanauConfig(src_vocab_size=10, tgt_vocab_size=10, num_layers=0)
-    with pytest.raises(TypeError, match="config must be a TransformerConfig or BahdanauConfig"):
+    with pytest.raises(ValueError, match="BahdanauConfig.num_encoder_layers must be a positive "
+                                         "int"):
+        BahdanauConfig(src_vocab_size=10, tgt_vocab_size=10, num_encoder_layers=0)
+    with pytest.raises(TypeError, match="config must be a model config, one of "
+                                        "TransformerConfig, BahdanauConfig.*; got dict"):
         build_model({"num_hiddens": 8})
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         count_parameters(config)

@@ -83,7 +83,7 @@ def test_flags_and_hooks_are_restored_even_on_error():
 
 def test_bahdanau_decoder_attention_is_captured_for_all_steps():
     torch.manual_seed(0)
-    model = BahdanauSeq2Seq(V, V, embed_size=6, num_hiddens=8, num_layers=2,
+    model = BahdanauSeq2Seq(V, V, embed_size=6, num_hiddens=8, num_encoder_layers=2,
                             dropout=0.0).double().eval()
     src, tgt, vl = _batch()
     with capture_attention(model) as weights:

@@ -1,6 +1,7 @@
 """The run format: a checked-in golden checkpoint, format versions, the model section."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -113,8 +114,73 @@ def test_model_section_with_missing_or_unknown_fields_is_refused(golden):
         open_run(golden)
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(activation="swish"), r"TransformerConfig.activation must be one of 'relu', 'gelu'; "
+                               r"got 'swish'"),
+    (dict(num_heads=0), r"TransformerConfig.num_heads must be a positive int; got 0"),
+    (dict(num_heads="x"), r"TransformerConfig.num_heads must be an int; got 'x' \(str\)"),
+])
+def test_a_value_the_model_section_cannot_hold_is_refused_naming_the_file(golden, change,
+                                                                         message):
+    edit_config(golden, lambda meta: meta["model"].update(change))
+    where = re.escape(str(golden / "config.json"))
+    with pytest.raises((TypeError, ValueError), match=f"^{where}: model: {message}$"):
+        open_run(golden)
+
+
+def test_a_format_1_run_naming_no_preset_is_refused_naming_the_file(golden):
+    def to_format_1(meta):
+        model = {k: v for k, v in meta["model"].items() if k != "class"}
+        return {"train": {"tokenizer": "word"}, "model_class": "gpt2", "model": model}
+
+    edit_config(golden, to_format_1)
+    where = re.escape(str(golden / "config.json"))
+    with pytest.raises(ValueError, match=f"^{where}: model_class must be one of "
+                                         f"transformer_tiny, .*; got 'gpt2'$"):
+        open_run(golden)
+
+
 def test_tokenizer_that_does_not_fit_the_model_is_refused(golden):
     edit_config(golden, lambda meta: meta["model"].update(src_vocab_size=99,
                                                           tgt_vocab_size=99))
     with pytest.raises(ValueError, match=r"vocabularies .* do not match the model section"):
         load_translator(golden)
+
+
+RNN = ["--data", "tsv", "--tokenizer", "word", "--model", "bahdanau_small", "--embed-size", "8",
+       "--num-hiddens", "8", "--num-encoder-layers", "1", "--num-decoder-layers", "1",
+       "--warmup", "10", "--eval-every", "0", "--no-progress", "--device", "cpu",
+       "--eval-sentences", "4", "--valid-size", "10", "--max-tokens", "400",
+       "--max-sentence-tokens", "12", "--bf16", "false", "--threads", "1"]
+
+
+def test_a_bahdanau_run_saved_with_num_layers_opens_translates_and_resumes(tmp_path, capsys):
+    """Runs saved before the RNN's layers were named as the Transformer's store
+    ``num_layers`` in the model section and in the [model] table."""
+    from attnkit.cli import main
+    from attnkit.runs import list_checkpoints
+
+    from .._data import digits_pairs_file
+
+    argv = ["train", *RNN, "--train-path", str(digits_pairs_file(tmp_path / "pairs.tsv")),
+            "--out-dir", str(tmp_path / "run")]
+    assert main([*argv, "--max-steps", "2"]) == 0
+    (ckpt,) = list_checkpoints(tmp_path / "run" / "checkpoints")
+    translated = load_translator(ckpt).translate(["3 1", "7"], beam_size=2)
+
+    def as_saved_before(meta):
+        meta["model"]["num_layers"] = meta["model"].pop("num_encoder_layers")
+        del meta["model"]["num_decoder_layers"]
+        meta["train"]["model"] = {"preset": "bahdanau_small", "embed_size": 8,
+                                  "num_hiddens": 8, "num_layers": 1}
+
+    edit_config(ckpt, as_saved_before)
+    model = open_run(tmp_path / "run").model
+    assert (model.num_encoder_layers, model.num_decoder_layers) == (1, 1)
+    assert load_translator(ckpt).translate(["3 1", "7"], beam_size=2) == translated
+    capsys.readouterr()
+    assert main([*argv, "--max-steps", "3"]) == 0
+    said = capsys.readouterr()
+    assert f"resumed from {ckpt} at step 2" in said.out + said.err
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == [
+        "step-000002", "step-000003"]

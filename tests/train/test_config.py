@@ -66,11 +66,45 @@ def test_every_model_option_is_a_flag_and_reaches_the_model():
 def test_option_of_the_other_model_is_refused_not_dropped():
     with pytest.raises(ValueError, match=r"--num-heads is not an option of preset "
                                          r"'bahdanau_small' \(BahdanauConfig\); its options: "
-                                         r"dropout, embed_size, num_hiddens, num_layers"):
+                                         r"dropout, embed_size, num_decoder_layers, "
+                                         r"num_encoder_layers, num_hiddens"):
         parse("--model", "bahdanau_small", "--num-heads", "4")
-    with pytest.raises(ValueError, match=r"--num-layers is not an option of preset "
+    with pytest.raises(ValueError, match=r"--embed-size is not an option of preset "
                                          r"'transformer_tiny'"):
-        parse("--num-layers", "2")
+        parse("--embed-size", "2")
+    with pytest.raises(ValueError, match=r"--score is not an option of preset "
+                                         r"'bahdanau_small' \(BahdanauConfig\)"):
+        parse("--model", "bahdanau_small", "--score", "dot")
+
+
+def test_num_layers_in_a_config_file_names_the_keys_that_replaced_it(tmp_path):
+    path = write(tmp_path, '[model]\npreset = "bahdanau_small"\nnum_layers = 1\n')
+    with pytest.raises(ValueError) as e:
+        TrainConfig.from_file(path)
+    assert str(e.value).startswith(f"{path}: unknown config keys ['num_layers'] in [model] "
+                                   "(num_layers is now num_encoder_layers and "
+                                   "num_decoder_layers); keys of [model]: preset, ")
+    assert "\n" not in str(e.value)
+    path = write(tmp_path, '[model]\npreset = "bahdanau_small"\nnum_encoder_layers = 1\n'
+                           'num_decoder_layers = 1\n')
+    config = TrainConfig.from_file(path).model.config(9, 9)
+    assert (config.num_encoder_layers, config.num_decoder_layers) == (1, 1)
+
+
+@pytest.mark.parametrize("preset", ["bahdanau_small", "rnn_dot_small"])
+def test_an_rnns_unequal_layers_are_refused_naming_both(preset):
+    with pytest.raises(ValueError, match=r"num_decoder_layers must equal num_encoder_layers "
+                                         r"\(the decoder starts from the encoder's final "
+                                         r"state, one per layer\); got 2 and 3"):
+        parse("--model", preset, "--num-encoder-layers", "3")
+
+
+def test_every_preset_of_every_family_is_a_choice_and_builds():
+    from attnkit.models.family import PRESETS, family_of_preset
+
+    for preset in PRESETS:
+        config = parse("--model", preset).model.config(9, 9)
+        assert type(config) is family_of_preset(preset).config
 
 
 @pytest.mark.parametrize("text, message", [

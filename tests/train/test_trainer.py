@@ -132,7 +132,8 @@ def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_pat
 def test_bahdanau_model_trains_with_teacher_forcing(tmp_path):
     cfg = tiny(tmp_path, model="bahdanau_small", max_steps=25, dropout=0.0,
                checkpoint_every=0, warmup=10,
-               model_options=dict(num_hiddens=32, embed_size=32, num_layers=1))
+               model_options=dict(num_hiddens=32, embed_size=32, num_encoder_layers=1,
+                                  num_decoder_layers=1))
     Trainer(cfg, log=None).fit()
     steps = [r for r in read_log(cfg.run.out_dir + "/metrics.jsonl") if "loss" in r]
     assert steps[-1]["loss"] < 0.7 * steps[0]["loss"]
