@@ -43,7 +43,6 @@ EXCEPTIONS = {
     "commands/tour.py": "flags around attnkit/viz/tour.py: tests/viz/test_tour.py runs it",
     # tests/models/ is being rearranged around the model families; until then:
     "models/build.py": "tests/models/ and tests/commands/test_sizes.py build every family",
-    "models/sizes.py": "tests/commands/test_sizes.py (counted against what build_model makes)",
 }
 
 

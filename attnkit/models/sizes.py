@@ -103,7 +103,7 @@ def model_size(config) -> ModelSize:
     return ModelSize(params, buffers)
 
 
-def check_buildable(config: TransformerConfig | BahdanauConfig) -> None:
+def check_buildable(config) -> None:
     """Return when :func:`attnkit.models.build_model` builds ``config``; otherwise raise the
     modules' own reason, e.g. for ALiBi with another score. A config is checked field by
     field when it is made, but only the modules know which combinations they refuse, so

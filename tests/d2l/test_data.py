@@ -7,7 +7,6 @@ import math
 import os
 import threading
 import zipfile
-from pathlib import Path
 
 import pytest
 import torch
