@@ -11,7 +11,7 @@ from attnkit.models.sizes import check_buildable
 @pytest.mark.parametrize("config", [
     transformer_tiny(31, positional="alibi", bias=False),
     transformer_tiny(31, score="additive", positional="rope", num_kv_heads=1),
-    bahdanau_small(23, 29, num_layers=3),
+    bahdanau_small(23, 29, num_encoder_layers=3, num_decoder_layers=3),
 ], ids=["alibi", "additive-rope-mqa", "bahdanau"])
 def test_a_config_the_modules_accept_passes(config):
     assert check_buildable(config) is None
@@ -31,6 +31,6 @@ def test_a_million_layers_are_checked_without_building_them():
 
 
 def test_what_is_not_a_model_config_is_refused():
-    with pytest.raises(TypeError, match=r"config must be a TransformerConfig or "
-                                        r"BahdanauConfig; got dict"):
+    with pytest.raises(TypeError, match=r"config must be a model config, one of "
+                                        r"TransformerConfig, BahdanauConfig, .*; got dict"):
         check_buildable({"num_hiddens": 32})
