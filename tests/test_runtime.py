@@ -5,12 +5,15 @@ import os
 import pytest
 import torch
 
+from attnkit._cpu import pinning_allowed
 from attnkit.runtime import (
     cached_bf16_speed_ratio,
     choose_precision,
     choose_threads,
     cpu_flags,
+    held_threads,
     machine,
+    pinned_threads,
 )
 
 CPU = torch.device("cpu")
@@ -88,3 +91,34 @@ def test_machine_facts_are_recorded():
     assert m["isa"] == torch.backends.cpu.get_cpu_capability() and m["cores"] == os.cpu_count()
     assert m["bf16_native"] in ("no", "amx_bf16", "avx512_bf16", "amx_bf16,avx512_bf16")
     assert isinstance(cpu_flags(), set)
+
+
+def test_pinning_is_allowed_only_inside_the_contexts_that_say_so():
+    """The backends may pin torch's threads only inside ``pinned_threads`` or a
+    ``held_threads`` that takes a count (the commands, the trainer, the benchmarks); not
+    in a plain call, not under ``held_threads(None)``, and not after either."""
+    before = torch.get_num_threads()
+    assert not pinning_allowed()
+    with pinned_threads():
+        assert pinning_allowed()
+        with pinned_threads():
+            assert pinning_allowed()
+        assert pinning_allowed()
+    assert not pinning_allowed()
+    with held_threads(None):
+        assert not pinning_allowed()
+    with held_threads(1):
+        assert pinning_allowed() and torch.get_num_threads() == 1
+    assert not pinning_allowed() and torch.get_num_threads() == before
+
+
+def test_pinning_is_per_context_not_per_process():
+    """A thread of the caller's that is not inside ``pinned_threads`` is not pinned."""
+    import threading
+
+    seen = []
+    with pinned_threads():
+        t = threading.Thread(target=lambda: seen.append(pinning_allowed()))
+        t.start()
+        t.join()
+    assert seen == [False]

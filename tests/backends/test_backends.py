@@ -27,7 +27,8 @@ from attnkit.backends.chunked import ChunkedBackend, _blocks
 from attnkit.backends.sdpa import _plan
 from attnkit.functional import make_call
 from attnkit.kernels import cpu_additive
-from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot
+from attnkit.runtime import pinned_threads
+from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot, Score
 from tests.backends._seeds import case_seed
 from tests.kernels._reference import check_against_baseline, max_err, within_bound
 
@@ -417,8 +418,8 @@ def test_chunked_small_budget_matches_and_bounds_memory(additive):
                                               ("additive", torch.float32)])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
 def test_chunked_workers_share_the_blocks_and_change_nothing(score_name, dtype, dropout_p):
-    """With torch's threads > 1 the blocks are shared out to worker threads (one intra-op
-    thread each); outputs and every gradient equal a single worker's, and the
+    """Inside ``pinned_threads`` with torch's threads > 1 the blocks are shared out to worker
+    threads (one intra-op thread each); outputs and every gradient equal a single worker's, and the
     reference's (dropout: the same masks, drawn per block). float64 runs the torch-op
     blocks (equal to 1e-12); float32 additive runs the compiled kernel, whose per-worker
     key gradients are summed in another order than one worker's (equal to float32
@@ -448,13 +449,14 @@ def test_chunked_workers_share_the_blocks_and_change_nothing(score_name, dtype, 
 
     try:
         chunked._split = spy
-        for threads in (1, 3, 3):
-            torch.set_num_threads(threads)
-            torch.manual_seed(11)  # the dropout seed
-            out = backend.forward(call)
-            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5),
-                            dtype=out.dtype)
-            runs.append((out, torch.autograd.grad((out * w).sum(), params)))
+        with pinned_threads():
+            for threads in (1, 3, 3):
+                torch.set_num_threads(threads)
+                torch.manual_seed(11)  # the dropout seed
+                out = backend.forward(call)
+                w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5),
+                                dtype=out.dtype)
+                runs.append((out, torch.autograd.grad((out * w).sum(), params)))
     finally:
         chunked._split = real_split
         torch.set_num_threads(before)
@@ -491,6 +493,84 @@ def test_chunked_restores_thread_count():
     assert torch.get_num_threads() == before and torch.isfinite(q.grad).all()
     with pytest.raises(ValueError, match="intra_op_threads must be None or an int >= 1"):
         ChunkedBackend(intra_op_threads=0)
+
+
+class _WatchingScore(Score):
+    """A custom score (so ``chunked`` evaluates it block by block) that records, while the
+    call runs, torch's thread setting as this thread sees it and as a thread started now
+    inherits it (the process-wide value)."""
+
+    name = "watching"
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[int, int]] = []
+
+    def forward(self, queries, keys):
+        import threading
+
+        fresh = []
+        t = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        self.seen.append((torch.get_num_threads(), fresh[0]))
+        return queries @ keys.transpose(-1, -2)
+
+
+def _thread_setters(monkeypatch) -> list[int]:
+    """Every ``torch.set_num_threads`` call from now on (the call still made)."""
+    calls, real = [], torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n))[1])
+    return calls
+
+
+def test_a_library_call_leaves_torchs_thread_setting_alone_throughout(monkeypatch):
+    """Outside ``pinned_threads``, ``chunked`` (forward and backward, blocks that workers
+    would share) and ``sdpa`` (groups that workers would share) never change torch's
+    process-wide thread setting: a score evaluated during the call, and a thread started
+    in it, see the caller's setting; nothing calls ``torch.set_num_threads``."""
+    from attnkit.backends import sdpa
+
+    monkeypatch.setattr(sdpa, "_WORKERS_MIN_FLOPS", 0)
+    monkeypatch.setattr(sdpa, "_CALL_OVERHEAD_FLOPS", 0.0)
+    monkeypatch.setattr(sdpa, "_MOVE_FLOPS_PER_ELEMENT", 0.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        calls = _thread_setters(monkeypatch)
+        score = _WatchingScore()
+        q = torch.randn(5, 2, 40, 6, requires_grad=True)
+        lens = torch.tensor([40, 0, 9, 1, 17])
+        out = ChunkedBackend(max_block_bytes=2048).forward(
+            make_call(q, q, q, score=score, valid_lens=lens))
+        out.sum().backward()
+        out = attnkit.attention(q, q, q, valid_lens=lens, backend="sdpa")
+        out.sum().backward()
+        assert score.seen and set(score.seen) == {(2, 2)}
+        assert calls == [] and torch.get_num_threads() == 2
+    finally:
+        monkeypatch.undo()
+        torch.set_num_threads(before)
+
+
+def test_pinned_threads_lets_the_backends_pin_and_gives_the_setting_back(monkeypatch):
+    """Inside ``pinned_threads`` the blocks go to worker threads with torch's setting at 1
+    during the call (what the commands enter), and the caller's setting is back after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        calls = _thread_setters(monkeypatch)
+        score = _WatchingScore()
+        q = torch.randn(5, 2, 40, 6, requires_grad=True)
+        with pinned_threads():
+            out = ChunkedBackend(max_block_bytes=2048).forward(
+                make_call(q, q, q, score=score, valid_lens=torch.tensor([40, 0, 9, 1, 17])))
+            out.sum().backward()
+        assert {fresh for _, fresh in score.seen} == {1} and 1 in calls
+        assert torch.get_num_threads() == 2
+    finally:
+        monkeypatch.undo()
+        torch.set_num_threads(before)
 
 
 def test_sdpa_backward_can_run_twice_on_a_retained_graph():
@@ -603,7 +683,8 @@ def test_sdpa_groups_on_worker_threads_match_the_oracle(case, score_name, monkey
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        got = run("sdpa", tensors, kw, score, weights=ref[2])
+        with pinned_threads():
+            got = run("sdpa", tensors, kw, score, weights=ref[2])
     finally:
         torch.set_num_threads(before)
     assert torch.get_num_threads() == before
@@ -624,11 +705,13 @@ def test_sdpa_shares_groups_only_for_large_cpu_calls_without_dropout():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert _workers(big, q, groups, work) == 2
-        assert _workers(big, q, groups[:1], work) == 1  # one group: nothing to share
-        assert _workers(big, q, groups, 1e-6) == 1  # too little work
-        dropped = make_call(q, q, q, valid_lens=torch.tensor([600, 300]), dropout_p=0.1)
-        assert _workers(dropped, q, groups, work) == 1  # dropout: the generator's order
+        assert _workers(big, q, groups, work) == 1  # not pinned: this thread, torch's threads
+        with pinned_threads():
+            assert _workers(big, q, groups, work) == 2
+            assert _workers(big, q, groups[:1], work) == 1  # one group: nothing to share
+            assert _workers(big, q, groups, 1e-6) == 1  # too little work
+            dropped = make_call(q, q, q, valid_lens=torch.tensor([600, 300]), dropout_p=0.1)
+            assert _workers(dropped, q, groups, work) == 1  # dropout: the generator's order
     finally:
         torch.set_num_threads(before)
 
@@ -648,11 +731,12 @@ def test_worker_threads_serve_calls_made_under_inference_mode(monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        want = [attnkit.attention(q, k, v, valid_lens=lens, backend="sdpa"),
-                chunked.forward(make_call(q, k, v, score=additive, valid_lens=lens))]
-        with torch.inference_mode():
-            got = [attnkit.attention(q, k, v, valid_lens=lens, backend="sdpa"),
-                   chunked.forward(make_call(q, k, v, score=additive, valid_lens=lens))]
+        with pinned_threads():  # the workers run only where pinning is allowed
+            want = [attnkit.attention(q, k, v, valid_lens=lens, backend="sdpa"),
+                    chunked.forward(make_call(q, k, v, score=additive, valid_lens=lens))]
+            with torch.inference_mode():
+                got = [attnkit.attention(q, k, v, valid_lens=lens, backend="sdpa"),
+                       chunked.forward(make_call(q, k, v, score=additive, valid_lens=lens))]
     finally:
         torch.set_num_threads(before)
     for a, b in zip(got, want):
