@@ -37,7 +37,7 @@ it does not pay for writing and re-reading them as PyTorch ops do (BENCHMARKS.md
 "Where the time goes", has the speeds against the reference and the ops). Where
 it cannot serve (no C compiler, float64, another device, ``additive="torch"``)
 the blocks are PyTorch ops on ``(b, q, k, h)`` feature tensors;
-:meth:`ChunkedBackend.additive_choice` and ``attnkit.choose_backend`` say which.
+:meth:`ChunkedBackend.additive_choice` and ``attnkit.explain_backend`` say which.
 
 Memory budget: ``max_block_bytes`` (default :data:`DEFAULT_MAX_BLOCK_BYTES`)
 bounds each block temporary — ``(b, q, k, h)`` float32 features for additive

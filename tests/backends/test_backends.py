@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import attnkit
-from attnkit.backends import AUTO_ORDER, get_backend, register_backend
+from attnkit.backends import AUTO_ORDER, BUILT_IN, get_backend, register_backend
 from attnkit.backends.chunked import ChunkedBackend, _blocks
 from attnkit.backends.sdpa import _plan
 from attnkit.functional import make_call
@@ -142,7 +142,7 @@ def oracle_and_reference(case, dtype, score_name):
 def serves(backend, tensors, kw, score):
     q, k, v = tensors
     try:
-        attnkit.choose_backend(q, k, v, score=score, backend=backend, **kw)
+        attnkit.explain_backend(q, k, v, score=score, backend=backend, **kw)
     except ValueError as e:
         return str(e)
     return None
@@ -286,10 +286,13 @@ def test_float64_is_exact_on_every_backend():
 
 def test_auto_order_and_reasons():
     assert AUTO_ORDER.index("sdpa") < AUTO_ORDER.index("chunked") < AUTO_ORDER.index("reference")
+    # the order is stated once, with the backends; a registered one is inserted into it
+    assert [b.name for b in BUILT_IN] == ["triton", "sdpa", "chunked", "reference"]
+    assert AUTO_ORDER[:1] == ["triton"] and AUTO_ORDER[-3:] == ["sdpa", "chunked", "reference"]
     q = k = v = torch.randn(2, 4, 5)
-    assert attnkit.choose_backend(q, k, v).name == "sdpa"
-    assert attnkit.choose_backend(q, k, v, score="distance").name == "sdpa"
-    small = attnkit.choose_backend(q, k, v, score=Additive(3, 5, 5))  # 2·4·4·3 terms
+    assert attnkit.explain_backend(q, k, v).name == "sdpa"
+    assert attnkit.explain_backend(q, k, v, score="distance").name == "sdpa"
+    small = attnkit.explain_backend(q, k, v, score=Additive(3, 5, 5))  # 2·4·4·3 terms
     assert small.name == "reference"
     assert "as_dot" in small.passed_over["sdpa"]
     assert "not sdpa" in str(small)
@@ -298,8 +301,8 @@ def test_auto_order_and_reasons():
                                             "there")
     # the rule's edge: 8·64·64·61 = 1,998,848 terms go to reference, 8·64·64·62 to chunked
     x = torch.randn(8, 64, 5)
-    assert attnkit.choose_backend(x, x, x, score=Additive(61, 5, 5)).name == "reference"
-    big = attnkit.choose_backend(x, x, x, score=Additive(62, 5, 5))
+    assert attnkit.explain_backend(x, x, x, score=Additive(61, 5, 5)).name == "reference"
+    big = attnkit.explain_backend(x, x, x, score=Additive(62, 5, 5))
     assert big.name == "chunked" and "as_dot" in big.passed_over["sdpa"]
     with pytest.raises(ValueError, match="backend='sdpa' cannot serve this call: score 'additive'"):
         attnkit.attention(q, k, v, score=Additive(3, 5, 5), backend="sdpa")
@@ -616,7 +619,7 @@ def test_sdpa_groups_leave_nothing_unwritten(case, monkeypatch):
 def test_chunked_says_how_it_evaluates_additive_blocks():
     """The compiled kernel serves float32 (and low-precision) calls on the CPU; float64
     and ``additive='torch'`` use torch ops; ``additive='compiled'`` refuses what it cannot
-    serve, with the reason; the choice is part of ``choose_backend``'s answer."""
+    serve, with the reason; the choice is part of ``explain_backend``'s answer."""
     q = torch.randn(2, 3, 4)
     score = Additive(5, 4, 4)
     call32, call64 = make_call(q, q, q, score=score), make_call(*[q.double()] * 3, score=score)
@@ -624,7 +627,7 @@ def test_chunked_says_how_it_evaluates_additive_blocks():
     if cpu_additive.status().lib is not None:
         assert auto.additive_choice(call32) == ("compiled", cpu_additive.status().detail)
         assert "how: additive blocks by the compiled kernel" in str(
-            attnkit.choose_backend(q, q, q, score=score, backend="chunked"))
+            attnkit.explain_backend(q, q, q, score=score, backend="chunked"))
     way, why = auto.additive_choice(call64)
     assert way == "torch" and why.startswith("float64 inputs")
     assert ChunkedBackend(additive="torch").additive_choice(call32)[0] == "torch"
@@ -632,7 +635,7 @@ def test_chunked_says_how_it_evaluates_additive_blocks():
         "additive='compiled' cannot serve it: " + why)
     assert ChunkedBackend(additive="compiled").unsupported_reason(
         make_call(q, q, q, score=ScaledDot())) is None  # other scores: not its business
-    assert "how" not in str(attnkit.choose_backend(q, q, q))
+    assert "how" not in str(attnkit.explain_backend(q, q, q))
     with pytest.raises(ValueError, match=r"additive must be one of \('auto', 'compiled', "
                                          r"'torch'\); got 'fast'"):
         ChunkedBackend(additive="fast")
@@ -640,11 +643,11 @@ def test_chunked_says_how_it_evaluates_additive_blocks():
 
 def test_chunked_additive_without_the_compiled_kernel_says_why_and_still_serves():
     """A process with ``ATTNKIT_CPU_KERNELS=off`` (as where no compiler exists): torch
-    ops, the reason in ``choose_backend``, and the reference's result."""
+    ops, the reason in ``explain_backend``, and the reference's result."""
     code = (
         "import torch, attnkit\nfrom attnkit.scores import Additive\n"
         "torch.manual_seed(0); q = torch.randn(2, 5, 4); s = Additive(6, 4, 4)\n"
-        "print(attnkit.choose_backend(q, q, q, score=s, backend='chunked'))\n"
+        "print(attnkit.explain_backend(q, q, q, score=s, backend='chunked'))\n"
         "a = attnkit.attention(q, q, q, score=s, backend='chunked')\n"
         "b = attnkit.attention(q, q, q, score=s, backend='reference')\n"
         "print('max diff', float((a - b).abs().max()))\n")
@@ -742,3 +745,13 @@ def test_worker_threads_serve_calls_made_under_inference_mode(monkeypatch):
     for a, b in zip(got, want):
         assert a.is_inference()
         torch.testing.assert_close(a, b.detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_explain_choice_is_a_deprecated_name_of_explain_backend():
+    from attnkit.backends import explain_backend, explain_choice
+
+    call = make_call(*(torch.randn(2, 3, 4) for _ in range(3)))
+    with pytest.warns(DeprecationWarning, match=r"^attnkit.backends.explain_choice is "
+                                                r"deprecated: it is now called "
+                                                r"attnkit.backends.explain_backend$"):
+        assert explain_choice(call) == explain_backend(call)
