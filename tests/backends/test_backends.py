@@ -520,14 +520,31 @@ class _WatchingScore(Score):
         return queries @ keys.transpose(-1, -2)
 
 
-def _thread_setters(monkeypatch) -> list[int]:
-    """Every ``torch.set_num_threads`` call from now on (the call still made)."""
-    calls, real = [], torch.set_num_threads
+@pytest.fixture
+def thread_setters(monkeypatch):
+    """Torch's thread setting at 2 for the test (the caller's back after), and the list
+    of every ``torch.set_num_threads`` call made meanwhile (each still made)."""
+    before, real = torch.get_num_threads(), torch.set_num_threads
+    real(2)
+    calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n))[1])
-    return calls
+    yield calls
+    monkeypatch.undo()
+    real(before)
 
 
-def test_a_library_call_leaves_torchs_thread_setting_alone_throughout(monkeypatch):
+def _chunked_forward_backward(score: Score) -> torch.Tensor:
+    """Forward and backward of a ``chunked`` call of many small blocks (workers would share
+    them); the queries, which hold their gradient."""
+    q = torch.randn(5, 2, 40, 6, requires_grad=True)
+    out = ChunkedBackend(max_block_bytes=2048).forward(
+        make_call(q, q, q, score=score, valid_lens=torch.tensor([40, 0, 9, 1, 17])))
+    out.sum().backward()
+    return q
+
+
+def test_a_library_call_leaves_torchs_thread_setting_alone_throughout(thread_setters,
+                                                                       monkeypatch):
     """Outside ``pinned_threads``, ``chunked`` (forward and backward, blocks that workers
     would share) and ``sdpa`` (groups that workers would share) never change torch's
     process-wide thread setting: a score evaluated during the call, and a thread started
@@ -537,43 +554,22 @@ def test_a_library_call_leaves_torchs_thread_setting_alone_throughout(monkeypatc
     monkeypatch.setattr(sdpa, "_WORKERS_MIN_FLOPS", 0)
     monkeypatch.setattr(sdpa, "_CALL_OVERHEAD_FLOPS", 0.0)
     monkeypatch.setattr(sdpa, "_MOVE_FLOPS_PER_ELEMENT", 0.0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        calls = _thread_setters(monkeypatch)
-        score = _WatchingScore()
-        q = torch.randn(5, 2, 40, 6, requires_grad=True)
-        lens = torch.tensor([40, 0, 9, 1, 17])
-        out = ChunkedBackend(max_block_bytes=2048).forward(
-            make_call(q, q, q, score=score, valid_lens=lens))
-        out.sum().backward()
-        out = attnkit.attention(q, q, q, valid_lens=lens, backend="sdpa")
-        out.sum().backward()
-        assert score.seen and set(score.seen) == {(2, 2)}
-        assert calls == [] and torch.get_num_threads() == 2
-    finally:
-        monkeypatch.undo()
-        torch.set_num_threads(before)
+    score = _WatchingScore()
+    q = _chunked_forward_backward(score)
+    attnkit.attention(q, q, q, valid_lens=torch.tensor([40, 0, 9, 1, 17]),
+                      backend="sdpa").sum().backward()
+    assert score.seen and set(score.seen) == {(2, 2)}
+    assert thread_setters == [] and torch.get_num_threads() == 2
 
 
-def test_pinned_threads_lets_the_backends_pin_and_gives_the_setting_back(monkeypatch):
+def test_pinned_threads_lets_the_backends_pin_and_gives_the_setting_back(thread_setters):
     """Inside ``pinned_threads`` the blocks go to worker threads with torch's setting at 1
     during the call (what the commands enter), and the caller's setting is back after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        calls = _thread_setters(monkeypatch)
-        score = _WatchingScore()
-        q = torch.randn(5, 2, 40, 6, requires_grad=True)
-        with pinned_threads():
-            out = ChunkedBackend(max_block_bytes=2048).forward(
-                make_call(q, q, q, score=score, valid_lens=torch.tensor([40, 0, 9, 1, 17])))
-            out.sum().backward()
-        assert {fresh for _, fresh in score.seen} == {1} and 1 in calls
-        assert torch.get_num_threads() == 2
-    finally:
-        monkeypatch.undo()
-        torch.set_num_threads(before)
+    score = _WatchingScore()
+    with pinned_threads():
+        _chunked_forward_backward(score)
+    assert {fresh for _, fresh in score.seen} == {1} and 1 in thread_setters
+    assert torch.get_num_threads() == 2
 
 
 def test_sdpa_backward_can_run_twice_on_a_retained_graph():
