@@ -179,3 +179,27 @@ def test_threads_suite_renders_its_target():
     assert r.auto_ratio() == 95 / 160
     assert "auto keeps 0.59x of idle (target >= 0.4): met" in r.summary()[-1]
     assert "| auto | 2 / 1 | 160 | 95 | 0.59× |" in r.markdown("attnkit bench threads")
+
+
+def test_attnkit_bench_runs_its_suite_with_the_backends_worker_threads(monkeypatch, capsys):
+    """A suite measures attention as the commands run it: inside ``pinned_threads``, where
+    ``chunked`` and ``sdpa`` may share a call among worker threads."""
+    import attnkit.commands.bench as command
+    from attnkit._cpu import pinning_allowed
+
+    seen = []
+
+    class Result:
+        def summary(self):
+            return ["measured"]
+
+    class Suite:
+        def run(self):
+            seen.append(pinning_allowed())
+            return Result()
+
+    monkeypatch.setattr(command, "declared", lambda: {"fake": Suite()})
+    args = argparse.Namespace(suite="fake", _run_kwargs=lambda _: {}, record=None)
+    assert command.run_cli(args) == 0
+    assert seen == [True] and not pinning_allowed()
+    assert capsys.readouterr().out.startswith("measured\n")
