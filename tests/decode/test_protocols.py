@@ -56,6 +56,10 @@ def test_both_translators_translate_sentences(golden):
     assert golden.positions == ct2.positions == 16  # both cut sources to the same table
     assert Translator(golden.model, golden.tokenizers).memory_config is None
     assert {engine_class(name) for name in ENGINES} == {Translator, CTranslate2Translator}
+    import attnkit.decode
+
+    assert (attnkit.decode.SentenceTranslator, attnkit.decode.StepDecoder) == (
+        SentenceTranslator, StepDecoder)  # the package names them too
 
 
 class _NoDecodeStep(MarkovModel):
