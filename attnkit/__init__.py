@@ -23,19 +23,21 @@ from ._version import __version__
 
 _WHERE = {
     **dict.fromkeys(["Additive", "Bilinear", "Distance", "Dot", "ScaledDot"], ".scores"),
-    **dict.fromkeys(["attention", "attention_weights", "choose_backend"], ".functional"),
+    **dict.fromkeys(["attention", "attention_weights", "choose_backend", "explain_backend"],
+                    ".functional"),
     "masked_softmax": ".softmax",
     "masks": ".masks",
     "scores": ".scores",
 }
 __all__ = [  # the names of _WHERE, spelled out for static tools
     "Additive", "Bilinear", "Distance", "Dot", "ScaledDot", "__version__", "attention",
-    "attention_weights", "choose_backend", "masked_softmax", "masks", "scores",
+    "attention_weights", "choose_backend", "explain_backend", "masked_softmax", "masks",
+    "scores",
 ]
 
 if TYPE_CHECKING:  # what static tools see; at run time these load on first use
     from . import masks, scores
-    from .functional import attention, attention_weights, choose_backend
+    from .functional import attention, attention_weights, choose_backend, explain_backend
     from .scores import Additive, Bilinear, Distance, Dot, ScaledDot
     from .softmax import masked_softmax
 

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable
 
-__all__ = ["lazy_attributes"]
+__all__ = ["deprecated_alias", "lazy_attributes"]
+
+
+def deprecated_alias(func: Callable, old: str, new: str) -> Callable:
+    """``func`` under its former name ``old`` (both spelled as users import them, e.g.
+    ``"attnkit.choose_backend"``): the same call, with a ``DeprecationWarning`` that
+    names ``new``, for the releases until the old name goes."""
+
+    @functools.wraps(func)
+    def alias(*args, **kwargs):
+        warnings.warn(f"{old} is deprecated: it is now called {new}", DeprecationWarning,
+                      stacklevel=2)
+        return func(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old.rpartition(".")[2]
+    alias.__doc__ = f"Deprecated name of :func:`{new}` (same arguments and result)."
+    return alias
 
 
 def lazy_attributes(package: str, where: dict[str, str], *, submodules: bool = False

@@ -47,10 +47,10 @@ from ._checks import (
     check_valid_lens,
     normalize_causal,
 )
+from ._lazy import deprecated_alias
 from .backends import (
     AttentionCall,
     BackendChoice,
-    explain_choice,
     float_weights,
     get_backend,
     reference_weights,
@@ -59,16 +59,18 @@ from .backends import (
     weighted_values,
     zero_output,
 )
-from .scores import Score, resolve_score
+from .backends import explain_backend as _explain_call
+from .scores import Score, make_score
 
-__all__ = ["attention", "attention_weights", "choose_backend", "make_call", "refuse_script"]
+__all__ = ["attention", "attention_weights", "choose_backend", "explain_backend", "make_call",
+           "refuse_script"]
 
 
 def make_call(queries, keys, values, *, score="scaled_dot", valid_lens=None, mask=None,
               causal=False, dropout_p=0.0, query_valid_lens=None) -> AttentionCall:
     """Validate the arguments of :func:`attention` into an :class:`AttentionCall`."""
     batch = check_qkv(queries, keys, values)
-    score = resolve_score(score)
+    score = make_score(score)
     score.check_sizes(queries.shape[-1], keys.shape[-1])
     num_queries, num_keys = queries.shape[-2], keys.shape[-2]
     device = queries.device
@@ -206,16 +208,21 @@ def attention_weights(queries: torch.Tensor, keys: torch.Tensor, *,
 attention_weights.__prepare_scriptable__ = refuse_script
 
 
-def choose_backend(queries, keys, values, *, score="scaled_dot", valid_lens=None, mask=None,
-                   causal=False, dropout_p=0.0, query_valid_lens=None,
-                   backend="auto") -> BackendChoice:
-    """What ``attention(..., backend=backend)`` would run, and why (runs nothing).
+def explain_backend(queries, keys, values, *, score="scaled_dot", valid_lens=None, mask=None,
+                    causal=False, dropout_p=0.0, query_valid_lens=None,
+                    backend="auto") -> BackendChoice:
+    """What ``attention(..., backend=backend)`` would run, and why (runs nothing):
+    :func:`attnkit.backends.explain_backend` of the call these arguments make.
 
     Example::
 
-        >>> print(attnkit.choose_backend(q, k, v, score=additive))
+        >>> print(attnkit.explain_backend(q, k, v, score=additive))
         auto -> reference
     """
     call = make_call(queries, keys, values, score=score, valid_lens=valid_lens, mask=mask,
                      causal=causal, dropout_p=dropout_p, query_valid_lens=query_valid_lens)
-    return explain_choice(call, backend)
+    return _explain_call(call, backend)
+
+
+choose_backend = deprecated_alias(explain_backend, "attnkit.choose_backend",
+                                  "attnkit.explain_backend")

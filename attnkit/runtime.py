@@ -13,6 +13,9 @@
   (read from ``/proc/loadavg``, sampled a few times), at least one. Two
   threads on two cores collapse when another process holds one of them (each
   parallel region waits for the descheduled thread); one thread does not.
+* :func:`held_threads` / :func:`pinned_threads` — the only ways attnkit changes torch's
+  process-wide thread setting, both entered by the caller: a library call outside them
+  (``attnkit.attention``, a model's forward) leaves the setting as it finds it.
 * :func:`machine` — the facts every benchmark row records.
 """
 
@@ -29,12 +32,12 @@ from pathlib import Path
 
 import torch
 
-from ._cpu import cache_dir, cpu_flags, cpu_model, torch_threads
+from ._cpu import cache_dir, cpu_flags, cpu_model, pinned_threads, torch_threads
 from ._values import parse_positive_or_auto
 
 __all__ = ["Precision", "Threads", "bf16_speed_ratio", "capped_threads", "choose_precision",
            "choose_threads", "cpu_flags", "held_threads", "machine", "parse_threads",
-           "substituted_cpu_bf16"]
+           "pinned_threads", "substituted_cpu_bf16"]
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_SUBSTITUTE = "ATTNKIT_CPU_BF16"  # "native" | "none": the CPU's bf16 answer, substituted
@@ -230,8 +233,9 @@ def choose_threads(setting: int | str, *, cores: int | None = None,
 @contextlib.contextmanager
 def held_threads(setting: int | str | Threads | None, **kwargs) -> Iterator[Threads]:
     """Torch's thread count as :func:`choose_threads` picks it for ``setting`` (or a
-    :class:`Threads` chosen already), held for the block and restored after it
-    (``None``: leave torch's setting as it is).
+    :class:`Threads` chosen already), held for the block and restored after it, with the
+    backends' thread pinning allowed in it (:func:`pinned_threads`: the count goes to
+    their worker threads). ``None``: leave torch's setting as it is, and unpinned.
 
     The one way attnkit code changes the thread count (benchmarks, the commands, the
     trainer from its start to :meth:`attnkit.train.trainer.Trainer.close`): torch's
@@ -241,5 +245,5 @@ def held_threads(setting: int | str | Threads | None, **kwargs) -> Iterator[Thre
         yield Threads(torch.get_num_threads(), "torch's setting")
         return
     t = setting if isinstance(setting, Threads) else choose_threads(setting, **kwargs)
-    with torch_threads(t.count):
+    with torch_threads(t.count), pinned_threads():
         yield t

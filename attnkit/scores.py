@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from . import _names
+from ._lazy import deprecated_alias
 from ._values import check_positive_int
 
 __all__ = [
@@ -322,6 +323,5 @@ def make_score(score: str | Score, size: int | None = None) -> Score:
     return spec.build(check_positive_int("size", size, allow_none=True))
 
 
-def resolve_score(score: str | Score) -> Score:
-    """:func:`make_score` without a size: the names of parameter-free scores, or an instance."""
-    return make_score(score)
+resolve_score = deprecated_alias(make_score, "attnkit.scores.resolve_score",
+                                 "attnkit.scores.make_score")

@@ -197,7 +197,7 @@ def test_attention_on_meta_tensors_propagates_shapes(kwargs):
     q, k, v = _meta_qkv()
     out = attention(q, k, v, **kwargs)
     assert out.device.type == "meta" and out.shape == (2, 3, 5, 6)
-    assert str(attnkit.choose_backend(q, k, v, **kwargs)).startswith("auto -> reference")
+    assert str(attnkit.explain_backend(q, k, v, **kwargs)).startswith("auto -> reference")
 
 
 def test_attention_on_meta_half_weights_and_backward():

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import attnkit
-from attnkit import attention, attention_weights, choose_backend
+from attnkit import attention, attention_weights, explain_backend
 from attnkit.masks import causal_mask
 from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot
 from tests.d2l_reference import dense_reference
@@ -172,9 +172,9 @@ def test_backend_is_explicit():
     q, k, v = make_inputs("dot")
     with pytest.raises(ValueError, match=r"backend must be 'auto' or one of .*got 'fast'"):
         attention(q, k, v, backend="fast")
-    choice = choose_backend(q, k, v, score=make_score("additive"))
+    choice = explain_backend(q, k, v, score=make_score("additive"))
     assert choice.requested == "auto" and choice.name in attnkit.backends.available_backends()
-    assert choose_backend(q, k, v, backend="reference").name == "reference"
+    assert explain_backend(q, k, v, backend="reference").name == "reference"
 
 
 class _Refuses(attnkit.backends.Backend):
@@ -191,7 +191,7 @@ def test_backend_that_cannot_serve_raises_and_auto_passes_over_it():
         with pytest.raises(ValueError, match=r"backend='refuses-test' cannot serve this call: "
                                              r"never serves"):
             attention(q, k, v, backend="refuses-test")
-        choice = choose_backend(q, k, v)
+        choice = explain_backend(q, k, v)
         assert choice.passed_over["refuses-test"] == "never serves"
         assert "not refuses-test: never serves" in str(choice)
     finally:
@@ -289,3 +289,13 @@ def test_call_prefix_lengths_combine_valid_lens_causal_and_padded_queries():
     assert torch.equal(call.prefix_lengths(fold=True), e.repeat_interleave(3, dim=0))
     mask = call.full_mask().expand(2, 3, 4, 6)
     assert torch.equal(mask.sum(-1), e[:, None, :].expand(2, 3, 4))
+
+
+def test_choose_backend_is_a_deprecated_name_of_explain_backend():
+    """The old name gives the same answer, with a warning that names the new one."""
+    q, k, v = make_inputs("dot")
+    with pytest.warns(DeprecationWarning, match=r"^attnkit.choose_backend is deprecated: it "
+                                                r"is now called attnkit.explain_backend$"):
+        old = attnkit.choose_backend(q, k, v, backend="reference")
+    assert old == explain_backend(q, k, v, backend="reference")
+    assert "choose_backend" in attnkit.__all__ and "explain_backend" in attnkit.__all__

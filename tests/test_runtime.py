@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from attnkit._cpu import pinning_allowed
 from attnkit.runtime import (
     cached_bf16_speed_ratio,
     choose_precision,
@@ -13,6 +14,7 @@ from attnkit.runtime import (
     held_threads,
     machine,
     parse_threads,
+    pinned_threads,
 )
 
 from .conftest import START_THREADS
@@ -114,3 +116,34 @@ def test_one_parser_of_auto_or_a_positive_int(value, want):
 def test_bad_thread_settings_are_refused_naming_the_setting(value):
     with pytest.raises(ValueError, match=r"--threads: expected auto or a positive int, got "):
         parse_threads(value, name="--threads")
+
+
+def test_pinning_is_allowed_only_inside_the_contexts_that_say_so():
+    """The backends may pin torch's threads only inside ``pinned_threads`` or a
+    ``held_threads`` that takes a count (the commands, the trainer, the benchmarks); not
+    in a plain call, not under ``held_threads(None)``, and not after either."""
+    before = torch.get_num_threads()
+    assert not pinning_allowed()
+    with pinned_threads():
+        assert pinning_allowed()
+        with pinned_threads():
+            assert pinning_allowed()
+        assert pinning_allowed()
+    assert not pinning_allowed()
+    with held_threads(None):
+        assert not pinning_allowed()
+    with held_threads(1):
+        assert pinning_allowed() and torch.get_num_threads() == 1
+    assert not pinning_allowed() and torch.get_num_threads() == before
+
+
+def test_pinning_is_per_context_not_per_process():
+    """A thread of the caller's that is not inside ``pinned_threads`` is not pinned."""
+    import threading
+
+    seen = []
+    with pinned_threads():
+        t = threading.Thread(target=lambda: seen.append(pinning_allowed()))
+        t.start()
+        t.join()
+    assert seen == [False]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot, resolve_score
+from attnkit.scores import Additive, Bilinear, Distance, Dot, ScaledDot, make_score
 
 q = torch.tensor([[[1.0, 2.0]]])  # (1, 1, 2)
 k = torch.tensor([[[3.0, -1.0], [0.5, 0.5], [0.0, 0.0]]])  # (1, 3, 2)
@@ -67,16 +67,16 @@ def test_additive_has_no_dot_form_and_lazy_sizes():
     assert s.W_q.weight.shape == (4, 2) and s.W_k.weight.shape == (4, 5)
 
 
-def test_resolve_score():
-    assert isinstance(resolve_score("dot"), Dot)
-    assert isinstance(resolve_score("scaled_dot"), ScaledDot)
-    assert isinstance(resolve_score("distance"), Distance)
+def test_make_score_without_a_size():
+    assert isinstance(make_score("dot"), Dot)
+    assert isinstance(make_score("scaled_dot"), ScaledDot)
+    assert isinstance(make_score("distance"), Distance)
     with pytest.raises(ValueError, match=r"score='additive' carries learned parameters.*Additive"):
-        resolve_score("additive")
+        make_score("additive")
     with pytest.raises(ValueError, match=r"score must be one of .*got 'cosine'"):
-        resolve_score("cosine")
+        make_score("cosine")
     with pytest.raises(TypeError, match=r"score must be a str or attnkit.scores.Score; got int"):
-        resolve_score(3)
+        make_score(3)
 
 
 def test_constructor_errors():
@@ -105,3 +105,11 @@ def test_score_registry_builds_every_name_for_a_head_size():
         make_score("bilinear")
     with pytest.raises(ValueError, match=r"size must be a positive int; got 0"):
         make_score("additive", 0)
+
+
+def test_resolve_score_is_a_deprecated_name_of_make_score():
+    with pytest.warns(DeprecationWarning, match=r"^attnkit.scores.resolve_score is deprecated: "
+                                                r"it is now called attnkit.scores.make_score$"):
+        from attnkit.scores import resolve_score
+
+        assert isinstance(resolve_score("dot"), Dot)

@@ -4,10 +4,11 @@ Backends are chosen explicitly: ``"reference"`` always serves; asking for a
 backend that does not exist, or that cannot serve a call, raises a
 ``ValueError`` saying why; there is no silent fallback. ``"auto"`` walks
 :data:`AUTO_ORDER` and takes the first backend that can serve the call;
-:func:`explain_choice` returns that decision and the reasons for every
-backend it passed over.
+:func:`explain_backend` returns that decision and the reasons for every
+backend it passed over, :func:`select_backend` the backend alone.
 
-The rules of ``auto`` (fastest first; each backend says why it passes):
+The rules of ``auto`` (fastest first, as :data:`BUILT_IN` lists them; each backend says
+why it passes):
 
 1. ``sdpa`` — every score with a dot-product form (dot, scaled dot, bilinear,
    distance): PyTorch's fused kernel on only the rows and keys each sequence
@@ -21,6 +22,9 @@ The rules of ``auto`` (fastest first; each backend says why it passes):
    `reference`").
 3. ``reference`` — always serves; the readable, materializing oracle.
 
+``triton`` is tried before them: fused Triton kernels, taken for additive scores on
+CUDA tensors only (it passes on CPU tensors, and dot-product scores stay on ``sdpa``).
+
 Meta tensors (shapes without data, for estimating sizes), calls inside
 ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``) and calls under
 ``torch.jit.trace`` are served by ``reference`` alone: the fast backends plan
@@ -33,14 +37,16 @@ Second-order gradients (``create_graph=True``): ``reference``, ``sdpa`` and
 line naming the backend and ``backend="reference"``.
 
 A backend registered with ``auto_position`` (e.g. a GPU kernel) is placed
-where its rules say. ``attnkit.choose_backend(...)`` shows the choice.
+where its rules say. ``attnkit.explain_backend(...)`` shows the choice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._lazy import deprecated_alias
 from .base import AttentionCall, Backend, first_order_only, second_order_error, zero_output
+from .chunked import ChunkedBackend
 from .reference import (
     ReferenceBackend,
     float_weights,
@@ -48,13 +54,17 @@ from .reference import (
     to_input_dtype,
     weighted_values,
 )
+from .sdpa import SDPABackend
+from .triton import TritonBackend
 
 __all__ = [
     "AUTO_ORDER",
+    "BUILT_IN",
     "AttentionCall",
     "Backend",
     "BackendChoice",
     "available_backends",
+    "explain_backend",
     "explain_choice",
     "first_order_only",
     "float_weights",
@@ -68,12 +78,17 @@ __all__ = [
     "zero_output",
 ]
 
-_REGISTRY: dict[str, Backend] = {}
+#: The built-in backends, in the order ``backend="auto"`` tries them (the rules above):
+#: the fastest first, and last ``reference``, which serves every call.
+BUILT_IN: tuple[Backend, ...] = (TritonBackend(), SDPABackend(), ChunkedBackend(),
+                                 ReferenceBackend())
+
+_REGISTRY: dict[str, Backend] = {b.name: b for b in BUILT_IN}
 
 #: Preference order of ``backend="auto"``: the first backend that can serve
-#: a call wins. Faster backends are inserted before ``reference`` as they are
-#: registered.
-AUTO_ORDER: list[str] = ["reference"]
+#: a call wins. :data:`BUILT_IN`'s order, with the backends registered with an
+#: ``auto_position`` inserted there.
+AUTO_ORDER: list[str] = [b.name for b in BUILT_IN]
 
 
 def register_backend(backend: Backend, *, auto_position: int | None = None) -> None:
@@ -112,8 +127,9 @@ class BackendChoice:
         return "\n".join(lines)
 
 
-def explain_choice(call: AttentionCall, backend: str = "auto") -> BackendChoice:
-    """Resolve ``backend`` for ``call`` without running it."""
+def explain_backend(call: AttentionCall, backend: str = "auto") -> BackendChoice:
+    """Resolve ``backend`` for ``call`` without running it: the backend, how it would
+    serve the call, and why ``auto`` passed over the ones before it."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str; got {type(backend).__name__}")
     if backend != "auto":
@@ -133,18 +149,9 @@ def explain_choice(call: AttentionCall, backend: str = "auto") -> BackendChoice:
 
 
 def select_backend(call: AttentionCall, backend: str = "auto") -> Backend:
-    return _REGISTRY[explain_choice(call, backend).name]
+    """The backend that :func:`explain_backend` names, to run ``call``."""
+    return _REGISTRY[explain_backend(call, backend).name]
 
 
-register_backend(ReferenceBackend())
-
-# Fast backends, in the order ``auto`` prefers them (see the module docstring).
-from .chunked import ChunkedBackend  # noqa: E402
-from .sdpa import SDPABackend  # noqa: E402
-
-register_backend(SDPABackend(), auto_position=AUTO_ORDER.index("reference"))
-register_backend(ChunkedBackend(), auto_position=AUTO_ORDER.index("reference"))
-
-from .triton import TritonBackend  # noqa: E402
-
-register_backend(TritonBackend(), auto_position=0)
+explain_choice = deprecated_alias(explain_backend, "attnkit.backends.explain_choice",
+                                  "attnkit.backends.explain_backend")

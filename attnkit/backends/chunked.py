@@ -37,7 +37,7 @@ it does not pay for writing and re-reading them as PyTorch ops do (BENCHMARKS.md
 "Where the time goes", has the speeds against the reference and the ops). Where
 it cannot serve (no C compiler, float64, another device, ``additive="torch"``)
 the blocks are PyTorch ops on ``(b, q, k, h)`` feature tensors;
-:meth:`ChunkedBackend.additive_choice` and ``attnkit.choose_backend`` say which.
+:meth:`ChunkedBackend.additive_choice` and ``attnkit.explain_backend`` say which.
 
 Memory budget: ``max_block_bytes`` (default :data:`DEFAULT_MAX_BLOCK_BYTES`)
 bounds each block temporary — ``(b, q, k, h)`` float32 features for additive
@@ -48,10 +48,12 @@ score slab, so the peak extra memory is about ``3 × max_block_bytes`` plus
 ``Nq × Nk × h``. A user ``mask`` is expanded to ``(B·P, Nq, Nk)`` booleans (``P``: the dims
 after ``B`` folded, see ``docs/shapes.md``).
 
-Threads: the blocks are shared out to worker threads (a pool kept between
-calls), each running its ops on one intra-op thread. A call too small to fill
-the blocks of its memory budget is cut into up to ``SPLIT_BLOCKS`` blocks of at
-least ``MIN_TERMS_PER_BLOCK`` terms so that the threads have work to share.
+Threads: inside :func:`attnkit.runtime.pinned_threads` the blocks are shared
+out to worker threads (a pool kept between calls), each running its ops on one
+intra-op thread; elsewhere they run on the calling thread and torch's thread
+setting is left alone. A call too small to fill the blocks of its memory budget
+is cut into up to ``SPLIT_BLOCKS`` blocks of at least ``MIN_TERMS_PER_BLOCK``
+terms so that the threads have work to share.
 
 Padding: query blocks whose rows are all padding (``query_valid_lens``) or
 see no key are skipped, and each block visits only the keys up to the
@@ -72,11 +74,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .._cpu import torch_threads
+from .._cpu import call_threads
 from ..kernels import cpu_additive
 from ..scores import Additive, Score
 from ..softmax import softmax_with_mask
 from ._workers import in_workers as _in_workers
+from ._workers import worker_count
 from .base import AttentionCall, Backend, values_reason
 
 __all__ = ["ADDITIVE_CHOICES", "DEFAULT_MAX_BLOCK_BYTES", "ChunkedBackend"]
@@ -102,13 +105,15 @@ class ChunkedBackend(Backend):
     Args:
         max_block_bytes: bound on each block temporary (see the module docs).
         intra_op_threads: torch intra-op threads while the block loop runs
-            (``None``: leave torch's setting). The loop issues thousands of
-            small ops; each multi-threaded op ends in a thread barrier, and on
-            a CPU shared with other processes a descheduled thread stalls
-            every barrier, which makes the loop many times slower
+            inside :func:`attnkit.runtime.pinned_threads` (``None``: leave torch's
+            setting; outside that block it is always left). The loop issues
+            thousands of small ops; each multi-threaded op ends in a thread
+            barrier, and on a CPU shared with other processes a descheduled
+            thread stalls every barrier, which makes the loop many times slower
             (BENCHMARKS.md, "Figures behind choices in the code", has one).
-            The default 1 avoids that; the setting is process-wide and is
-            restored after each call.
+            The default 1 avoids that, with torch's thread count in worker
+            threads instead; the setting is process-wide and is restored after
+            each call.
         additive: how blocks of additive scores are evaluated. ``"compiled"``:
             the fused C kernel of :mod:`attnkit.kernels.cpu_additive` (features
             never written; float32 blocks on the CPU; built on first use);
@@ -202,11 +207,10 @@ class ChunkedBackend(Backend):
             mask = call.mask.expand(*batch, call.num_queries, call.num_keys)
             mask = mask.reshape(B * P, call.num_queries, call.num_keys)  # (BP, Nq, Nk)
         pair_bytes = kernel.bytes_per_pair(q)
-        threads = torch.get_num_threads() if self.intra_op_threads == 1 else 1
         blocks = _blocks(e, pair_bytes, self.max_block_bytes, _min_blocks(e, q.shape[-1]))
         seed = int(torch.randint(0, 2**62, (1,)).item()) if call.dropout_p > 0 else 0
         # with one intra-op thread per op, torch's thread setting goes to block workers
-        workers = max(1, min(threads, len(blocks)))
+        workers = worker_count(len(blocks)) if self.intra_op_threads == 1 else 1
         plan = _Plan(kernel, e, mask, blocks, call.dropout_p, seed, self.intra_op_threads,
                      workers)
         with torch.autocast(device_type, enabled=False):
@@ -527,14 +531,14 @@ class _ChunkedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan: _Plan, q, k, v, *params):
-        with torch_threads(plan.threads):
+        with call_threads(plan.threads):
             return _ChunkedAttention._forward(ctx, plan, q, k, v, *params)
 
     @staticmethod
     def backward(ctx, grad_out):
         if torch.is_grad_enabled():  # create_graph=True: the gradients need a graph
             return _differentiable_backward(ctx, grad_out)
-        with torch_threads(ctx.plan.threads):
+        with call_threads(ctx.plan.threads):
             return _ChunkedAttention._backward(ctx, grad_out)
 
     @staticmethod

@@ -30,10 +30,12 @@ is cheaper than many calls; :func:`_plan` compares the two with a simple
 cost model (per-call overhead plus FLOPs at a fixed rate) and picks the
 cheaper. A user ``mask`` always takes one masked call.
 
-Threads: on the CPU, a call of two or more groups with at least
-``_WORKERS_MIN_FLOPS`` of work and no dropout shares its groups out to worker
-threads (as many as torch's thread setting, balanced by work, each running its
-SDPA calls on one intra-op thread), forward and backward. Why: each
+Threads: inside :func:`attnkit.runtime.pinned_threads`, on the CPU, a call of
+two or more groups with at least ``_WORKERS_MIN_FLOPS`` of work and no dropout
+shares its groups out to worker threads (as many as torch's thread setting,
+balanced by work, each running its SDPA calls on one intra-op thread), forward
+and backward; elsewhere the groups run in order on the calling thread, which
+leaves torch's thread setting alone. Why: each
 multi-threaded SDPA call ends in a barrier that waits for all its threads, so
 on a CPU shared with other processes in-order calls wait for a descheduled
 thread at every call (and can fall behind one masked call); workers on one
@@ -65,9 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .._cpu import torch_threads
 from ..scores import DotForm
-from ._workers import balance, in_workers
+from ._workers import balance, in_workers, worker_count
 from .base import AttentionCall, Backend, second_order_error, values_reason
 
 __all__ = ["SDPABackend"]
@@ -309,14 +310,15 @@ _WORKERS_MIN_FLOPS = 5e7
 
 def _worker_count(call: AttentionCall, q: torch.Tensor, groups: list[_Group],
                   work: float) -> int:
-    """Worker threads for the groups: torch's thread count for a CPU call of two or more
-    groups with enough work and no dropout (SDPA draws dropout from the global generator,
-    whose order must not depend on thread timing); else 1 (in order, this thread)."""
+    """Worker threads for the groups (:func:`~attnkit.backends._workers.worker_count`) for
+    a CPU call of two or more groups with enough work and no dropout (SDPA draws dropout
+    from the global generator, whose order must not depend on thread timing); else 1 (in
+    order, this thread)."""
     live = [g for g in groups if g.kind != "empty"]
     if q.device.type != "cpu" or call.dropout_p > 0 or len(live) < 2:
         return 1
     flops = sum(g.area for g in live) * work
-    return min(torch.get_num_threads(), len(live)) if flops >= _WORKERS_MIN_FLOPS else 1
+    return worker_count(len(live)) if flops >= _WORKERS_MIN_FLOPS else 1
 
 
 def _autocast_inputs(tensors: tuple) -> tuple:
@@ -427,8 +429,7 @@ def _each(spec: _GroupSpec, items: list[tuple], run, *, grad: bool) -> list:
             return [run(*item) for item in items]
     runs = [[items[i] for i in r] for r in balance([g.area for _, _, g, *_ in items],
                                                     spec.workers)]
-    with torch_threads(1):
-        parts = in_workers(runs, lambda part: [run(*item) for item in part], grad=grad)
+    parts = in_workers(runs, lambda part: [run(*item) for item in part], grad=grad)
     return [x for part in parts for x in part]
 
 

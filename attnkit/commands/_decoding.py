@@ -48,13 +48,9 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
     check_positive_int("--max-output-len", args.max_output_len, allow_none=True)
 
 
-def note_overlong(prog: str, translator, sentences: list[str]) -> None:
-    """Say on stderr which sentences are cut to the model's limit (line numbers)."""
-    overlong_note(prog, translator.overlong(sentences), len(sentences))
-
-
-def overlong_note(prog: str, cut: list[int], total: int) -> None:
-    """The note of :func:`note_overlong` for the 0-based indices ``cut`` of ``total``."""
+def note_overlong(prog: str, cut: list[int], total: int) -> None:
+    """Say on stderr which sentences are cut to the model's limit: the 0-based indices
+    ``cut`` (a translator's ``overlong(sentences)``) of ``total``, as line numbers."""
     if cut:
         shown = ", ".join(str(i + 1) for i in cut[:10]) + (", ..." if len(cut) > 10 else "")
         print(f"{prog}: note: {len(cut)} of {total} sentences are longer than the "
@@ -67,18 +63,20 @@ def check_decoding_memory(args: argparse.Namespace, translator, sentences: int) 
     table to cap its outputs, so ``--max-output-len`` alone decides their length.
 
     ``sentences``: how many are decoded at once (at most the translator's batch); without
-    ``--max-output-len`` the shortest default limit is counted (a lower bound).
+    ``--max-output-len`` the shortest default limit is counted (a lower bound). A
+    translator without a ``memory_config`` (another engine, which holds its own memory,
+    :class:`attnkit.decode.protocols.SentenceTranslator`) is not checked.
     """
     from .._memory import available_memory, format_bytes
     from ..decode.translator import BATCH_SIZE, output_limit, positions_of
     from ..models.sizes import decoding_memory
 
-    run = getattr(translator, "run", None)
-    if run is None:  # another engine: its own memory
+    config = translator.memory_config
+    if config is None:
         return
     batch = min(BATCH_SIZE, max(1, sentences))
-    steps = output_limit(2, args.max_output_len, positions_of(run.model))  # a word and EOS
-    need = decoding_memory(run.model, rows=batch * args.beam_size, steps=steps)
+    steps = output_limit(2, args.max_output_len, positions_of(config))  # a word and EOS
+    need = decoding_memory(config, rows=batch * args.beam_size, steps=steps)
     budget = available_memory()
     if budget is None or need.total <= budget.bytes:
         return

@@ -60,11 +60,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from ..bench.report import record
-    from ..runtime import machine
+    from ..runtime import machine, pinned_threads
 
     suite = declared()[args.suite]
     before = machine()  # the load average before the run
-    result = suite.run(**args._run_kwargs(args))
+    with pinned_threads():  # the backends' workers run as under the other commands
+        result = suite.run(**args._run_kwargs(args))
     for line in result.summary():
         print(line)
     if args.record is None:

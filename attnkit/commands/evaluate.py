@@ -107,7 +107,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     tr = _translator(args)
     srcs, refs = _test_set(args, tr.run)
     check_decoding_memory(args, tr, sum(1 for s in srcs if s.strip()))
-    note_overlong("attnkit evaluate", tr, srcs)
+    note_overlong("attnkit evaluate", tr.overlong(srcs), len(srcs))
     with progress_bar(len(srcs), "evaluate") as bar, plain_out_of_memory("while translating"):
         hyps = [one_line(h) for h in tr.translate(srcs, beam_size=args.beam_size,
                                                   max_output_len=args.max_output_len,

@@ -16,13 +16,16 @@ beam's own ranking), 4 decimals. ``K`` is at most ``--beam-size``; the first lin
 each sentence is its ``--n-best``-less output (``--beam-size 1``: the greedy output,
 ``K`` = 1). A blank input line gives one line ``i |||  ||| 0.0000``; a sentence has
 fewer than ``K`` lines only when the search finds fewer hypotheses (a tiny vocabulary
-or output limit). Not with ``--engine ctranslate2``, whose beam keeps other
-hypotheses (see :mod:`attnkit.export.ctranslate2_translator`).
+or output limit). Only with an engine whose translator gives n-best lists
+(``supports_n_best``, :class:`attnkit.decode.protocols.SentenceTranslator`): not with
+``--engine ctranslate2``, whose beam keeps other hypotheses (see
+:mod:`attnkit.export.ctranslate2_translator`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Iterator
 
@@ -30,10 +33,17 @@ from ._decoding import (
     add_decoding_arguments,
     check_decoding_arguments,
     check_decoding_memory,
+    note_overlong,
     one_line,
-    overlong_note,
     progress_bar,
 )
+
+#: ``--engine`` name -> (module, class) of the translator it loads, a
+#: :class:`attnkit.decode.protocols.SentenceTranslator` whose capabilities the command asks
+ENGINES = {
+    "attnkit": ("attnkit.decode.translator", "Translator"),
+    "ctranslate2": ("attnkit.export.ctranslate2_translator", "CTranslate2Translator"),
+}
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +53,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
                    help="a checkpoint directory, a run folder (its latest checkpoint) or "
                         "RUN/best (its best-scoring one, see keep_best); required with "
                         "--engine attnkit")
-    p.add_argument("--engine", choices=("attnkit", "ctranslate2"), default="attnkit",
+    p.add_argument("--engine", choices=tuple(ENGINES), default="attnkit",
                    help="attnkit's own decoder (default), or CTranslate2 on a model written "
                         "by 'attnkit export ctranslate2' (--model)")
     p.add_argument("--model", help="with --engine ctranslate2: the exported model directory")
@@ -103,15 +113,22 @@ def load_engine(args: argparse.Namespace, threads: int):
     return load_translator(args.checkpoint)
 
 
+def engine_class(name: str) -> type:
+    """The translator class of ``--engine name`` (loaded, not instantiated): its
+    capabilities can be asked before any model is read."""
+    module, cls = ENGINES[name]
+    return getattr(importlib.import_module(module), cls)
+
+
 def check_n_best_flags(args: argparse.Namespace) -> None:
     """``--n-best``: a positive int, at most ``--beam-size``
-    (:func:`attnkit.decode.search.check_n_best`), with attnkit's engine."""
+    (:func:`attnkit.decode.search.check_n_best`), with an engine that gives n-best lists."""
     from ..decode.search import check_n_best as check_sizes
 
     if args.n_best is None:
         return
     check_sizes(args.n_best, args.beam_size, names=("--n-best", "--beam-size"))
-    if args.engine != "attnkit":
+    if not engine_class(args.engine).supports_n_best:
         raise ValueError(f"--n-best is not available with --engine {args.engine}, whose beam "
                          "keeps other hypotheses than attnkit's; use --engine attnkit "
                          "--checkpoint RUN")
@@ -165,5 +182,5 @@ def _translate_chunks(args: argparse.Namespace, threads: int) -> int:
             if lines:
                 sys.stdout.write("".join(line + "\n" for line in lines))
                 sys.stdout.flush()
-    overlong_note("attnkit translate", cut, seen)
+    note_overlong("attnkit translate", cut, seen)
     return 0

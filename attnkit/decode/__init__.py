@@ -1,8 +1,10 @@
 """Inference: load a run, translate (greedy or beam search), capture attention.
 
-* :mod:`~attnkit.decode.search` — greedy and beam search over any model with
-  ``encode`` / ``init_state`` / ``decode_step`` / ``reorder_state``, and the
-  ``n_best`` best hypotheses with their scores.
+* :mod:`~attnkit.decode.protocols` — what decoding works with: a
+  :class:`StepDecoder` (``encode`` / ``init_state`` / ``decode_step`` /
+  ``reorder_state``) and a :class:`SentenceTranslator` with its capabilities.
+* :mod:`~attnkit.decode.search` — greedy and beam search over any
+  :class:`StepDecoder`, and the ``n_best`` best hypotheses with their scores.
 * :mod:`~attnkit.decode.translator` — :func:`load_translator` rebuilds a model
   from a checkpoint's model section alone; :class:`Translator` translates
   sentences and captures attention weights for pictures.
@@ -11,6 +13,7 @@
 from .._lazy import lazy_attributes
 
 _WHERE = {
+    **dict.fromkeys(["SentenceTranslator", "StepDecoder"], ".protocols"),
     **dict.fromkeys(["beam_search", "greedy_search", "n_best_search"], ".search"),
     **dict.fromkeys(["Translator", "capture_for_pair", "load_translator",
                      "translate_n_best", "translate_sentences"], ".translator"),

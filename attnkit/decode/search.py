@@ -1,10 +1,11 @@
 """Autoregressive decoding: batched greedy search and batched beam search.
 
-Both work with any model that has the step interface of
-:class:`attnkit.models.Transformer` and :class:`attnkit.models.BahdanauSeq2Seq`:
-``encode(src, src_valid_lens)``, ``init_state(enc, src_valid_lens)``,
-``decode_step(tokens (B, t), state) -> (logits (B, t, V), state)`` and
-``reorder_state(state, indices)``.
+Both work with any model that decodes step by step
+(:class:`attnkit.decode.protocols.StepDecoder`, as :class:`attnkit.models.Transformer`
+and :class:`attnkit.models.BahdanauSeq2Seq` do): ``encode(src, src_valid_lens)``,
+``init_state(enc, src_valid_lens)``, ``decode_step(tokens (B, t), state) -> (logits
+(B, t, V), state)`` and ``reorder_state(state, indices)``; a model without one of these
+is refused before the search starts (``TypeError`` naming the missing methods).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .._values import check_positive_int
+from .protocols import check_step_decoder
 
 __all__ = ["Hypothesis", "beam_search", "check_n_best", "greedy_hypotheses", "greedy_search",
            "length_penalty", "n_best_search"]
@@ -33,8 +35,9 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _check(src, src_valid_lens, max_output_len) -> list[int]:
+def _check(model, src, src_valid_lens, max_output_len) -> list[int]:
     """Check the search arguments; returns each sentence's output limit."""
+    check_step_decoder(model)
     if not isinstance(src, torch.Tensor) or src.ndim != 2 or src.dtype != torch.long:
         got = (f"{tuple(src.shape)} {src.dtype}" if isinstance(src, torch.Tensor)
                else type(src).__name__)
@@ -80,7 +83,7 @@ def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
     rows are dropped from the decoder state once an eighth of the rows have ended),
     so the steps after are paid only by the sentences still going.
     """
-    limits = _check(src, src_valid_lens, max_output_len)
+    limits = _check(model, src, src_valid_lens, max_output_len)
     B, dev = src.shape[0], src.device
     if B == 0:
         return [], ([] if scored else None)
@@ -229,7 +232,7 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     list per sentence (without ``<bos>``/``<eos>``), or with ``return_all=True``
     every :class:`Hypothesis` per sentence, best first.
     """
-    limits = _check(src, src_valid_lens, max_output_len)
+    limits = _check(model, src, src_valid_lens, max_output_len)
     check_positive_int("beam_size", beam_size)
     B, K, dev = src.shape[0], beam_size, src.device
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -179,23 +180,34 @@ def overlong_sources(tokenizers: TokenizerPair, sentences: list[str],
 
 @dataclass
 class Translator:
-    """A model ready for inference, with its tokenizers and the run it came from."""
+    """A model ready for inference, with its tokenizers and the run it came from; a
+    :class:`attnkit.decode.protocols.SentenceTranslator` that gives n-best lists too."""
 
     model: torch.nn.Module
     tokenizers: TokenizerPair
     run: Run | None = None
+    supports_n_best: ClassVar[bool] = True
 
     @property
     def path(self) -> Path | None:
         return None if self.run is None else self.run.path
+
+    @property
+    def memory_config(self):
+        """The run's model config (``None`` without a run: the model alone is known)."""
+        return None if self.run is None else self.run.model
+
+    @property
+    def positions(self) -> int | None:
+        """The positional table size sources are cut to (``None``: no table known)."""
+        return positions_of(None if self.run is None else self.run.model)
 
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,
                   progress: Callable[[int], object] | None = None) -> list[str]:
         return translate_sentences(self.model, self.tokenizers, list(sentences),
                                    beam_size=beam_size, max_output_len=max_output_len,
-                                   alpha=alpha, progress=progress, positions=positions_of(
-                                       None if self.run is None else self.run.model))
+                                   alpha=alpha, progress=progress, positions=self.positions)
 
     def translate_n_best(self, sentences: list[str], *, n_best: int, beam_size: int,
                          max_output_len: int | None = None, alpha: float = 0.6,
@@ -205,13 +217,11 @@ class Translator:
         first is what :meth:`translate` gives (see :func:`translate_n_best`)."""
         return translate_n_best(self.model, self.tokenizers, list(sentences), n_best=n_best,
                                 beam_size=beam_size, max_output_len=max_output_len,
-                                alpha=alpha, progress=progress, positions=positions_of(
-                                    None if self.run is None else self.run.model))
+                                alpha=alpha, progress=progress, positions=self.positions)
 
     def overlong(self, sentences: list[str]) -> list[int]:
         """Indices of ``sentences`` too long for the model (cut when translated)."""
-        return overlong_sources(self.tokenizers, list(sentences),
-                                positions_of(None if self.run is None else self.run.model))
+        return overlong_sources(self.tokenizers, list(sentences), self.positions)
 
     def capture(self, src: str, tgt: str | None = None, *, beam_size: int = 1):
         """Attention weights of every layer for one pair (``tgt=None``: the model's own

@@ -2,10 +2,12 @@
 
 :func:`load_ctranslate2` opens a directory written by
 :func:`attnkit.export.export_ctranslate2` and returns a
-:class:`CTranslate2Translator` with the interface of
-:class:`attnkit.decode.Translator`: ``translate(sentences, beam_size=,
-max_output_len=, alpha=, progress=)`` and ``overlong(sentences)``. It
-decodes what attnkit's own search decodes:
+:class:`CTranslate2Translator`, a
+:class:`attnkit.decode.protocols.SentenceTranslator` as :class:`attnkit.decode.Translator`
+is: ``translate(sentences, beam_size=, max_output_len=, alpha=, progress=)`` and
+``overlong(sentences)``, without n-best lists (``supports_n_best`` is false: its beam
+keeps other hypotheses than attnkit's, see below). It decodes what attnkit's own search
+decodes:
 
 * sources are attnkit's token ids (the vocabularies keep them), cut to the
   positional table like attnkit's, with ``<eos>`` appended; one output per
@@ -63,6 +65,9 @@ class CTranslate2Translator:
         tokenizers: the run's :class:`attnkit.data.TokenizerPair`;
         engine: the ``ctranslate2.Translator``.
     """
+
+    supports_n_best = False  # its beam keeps other hypotheses than attnkit's (module docs)
+    memory_config = None  # CTranslate2 holds its own memory
 
     def __init__(self, path: Path, info: dict, tokenizers, engine):
         self.path, self.info, self.tokenizers, self.engine = path, info, tokenizers, engine

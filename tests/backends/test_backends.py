@@ -21,8 +21,9 @@ import pytest
 import torch
 
 import attnkit
-from attnkit.backends import AUTO_ORDER, register_backend
+from attnkit.backends import AUTO_ORDER, BUILT_IN, register_backend
 from attnkit.backends.chunked import ChunkedBackend
+from attnkit.functional import make_call
 from attnkit.scores import Additive
 from tests.backends._cases import (
     CASES,
@@ -63,7 +64,7 @@ def served(backends, score_names):
 def serves(backend, tensors, kw, score):
     q, k, v = tensors
     try:
-        attnkit.choose_backend(q, k, v, score=score, backend=backend, **kw)
+        attnkit.explain_backend(q, k, v, score=score, backend=backend, **kw)
     except ValueError as e:
         return str(e)
     return None
@@ -207,10 +208,13 @@ def test_float64_is_exact_on_every_backend():
 
 def test_auto_order_and_reasons():
     assert AUTO_ORDER.index("sdpa") < AUTO_ORDER.index("chunked") < AUTO_ORDER.index("reference")
+    # the order is stated once, with the backends; a registered one is inserted into it
+    assert [b.name for b in BUILT_IN] == ["triton", "sdpa", "chunked", "reference"]
+    assert AUTO_ORDER[:1] == ["triton"] and AUTO_ORDER[-3:] == ["sdpa", "chunked", "reference"]
     q = k = v = torch.randn(2, 4, 5)
-    assert attnkit.choose_backend(q, k, v).name == "sdpa"
-    assert attnkit.choose_backend(q, k, v, score="distance").name == "sdpa"
-    small = attnkit.choose_backend(q, k, v, score=Additive(3, 5, 5))  # 2·4·4·3 terms
+    assert attnkit.explain_backend(q, k, v).name == "sdpa"
+    assert attnkit.explain_backend(q, k, v, score="distance").name == "sdpa"
+    small = attnkit.explain_backend(q, k, v, score=Additive(3, 5, 5))  # 2·4·4·3 terms
     assert small.name == "reference"
     assert "as_dot" in small.passed_over["sdpa"]
     assert "not sdpa" in str(small)
@@ -219,8 +223,8 @@ def test_auto_order_and_reasons():
                                             "there")
     # the rule's edge: 8·64·64·61 = 1,998,848 terms go to reference, 8·64·64·62 to chunked
     x = torch.randn(8, 64, 5)
-    assert attnkit.choose_backend(x, x, x, score=Additive(61, 5, 5)).name == "reference"
-    big = attnkit.choose_backend(x, x, x, score=Additive(62, 5, 5))
+    assert attnkit.explain_backend(x, x, x, score=Additive(61, 5, 5)).name == "reference"
+    big = attnkit.explain_backend(x, x, x, score=Additive(62, 5, 5))
     assert big.name == "chunked" and "as_dot" in big.passed_over["sdpa"]
     with pytest.raises(ValueError, match="backend='sdpa' cannot serve this call: score 'additive'"):
         attnkit.attention(q, k, v, score=Additive(3, 5, 5), backend="sdpa")
@@ -236,3 +240,13 @@ def test_query_valid_lens_validation():
         attnkit.attention(q, q, q, query_valid_lens=torch.tensor([[1, 2]]))
     w = attnkit.attention_weights(q, q, query_valid_lens=torch.tensor([1, 4]))
     assert (w[0, 1:] == 0).all() and torch.allclose(w[0, 0].sum(), torch.tensor(1.0))
+
+
+def test_explain_choice_is_a_deprecated_name_of_explain_backend():
+    from attnkit.backends import explain_backend, explain_choice
+
+    call = make_call(*(torch.randn(2, 3, 4) for _ in range(3)))
+    with pytest.warns(DeprecationWarning, match=r"^attnkit.backends.explain_choice is "
+                                                r"deprecated: it is now called "
+                                                r"attnkit.backends.explain_backend$"):
+        assert explain_choice(call) == explain_backend(call)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import attnkit
-from attnkit.backends import explain_choice, first_order_only
+from attnkit.backends import explain_backend, first_order_only
 from attnkit.backends.chunked import ChunkedBackend
 from attnkit.functional import make_call
 from attnkit.kernels import cpu_additive
@@ -69,7 +69,7 @@ def _penalty_grads(backend, score, masking, inputs, **kw):
 def _serves(backend, score, masking) -> bool:
     q, k, v = _inputs()
     try:
-        explain_choice(make_call(q, k, v, score=score, **_masking(masking)), backend)
+        explain_backend(make_call(q, k, v, score=score, **_masking(masking)), backend)
     except ValueError:
         return False
     return True

@@ -16,6 +16,7 @@ from attnkit.backends import get_backend
 from attnkit.backends.chunked import ChunkedBackend, _blocks
 from attnkit.functional import make_call
 from attnkit.kernels import cpu_additive
+from attnkit.runtime import pinned_threads
 from attnkit.scores import Additive, ScaledDot
 from tests.backends._cases import make_score
 
@@ -73,8 +74,8 @@ def test_chunked_small_budget_matches_and_bounds_memory(additive):
                                               ("additive", torch.float32)])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
 def test_chunked_workers_share_the_blocks_and_change_nothing(score_name, dtype, dropout_p):
-    """With torch's threads > 1 the blocks are shared out to worker threads (one intra-op
-    thread each); outputs and every gradient equal a single worker's, and the
+    """Inside ``pinned_threads`` with torch's threads > 1 the blocks are shared out to worker
+    threads (one intra-op thread each); outputs and every gradient equal a single worker's, and the
     reference's (dropout: the same masks, drawn per block). float64 runs the torch-op
     blocks (equal to 1e-12); float32 additive runs the compiled kernel, whose per-worker
     key gradients are summed in another order than one worker's (equal to float32
@@ -104,13 +105,14 @@ def test_chunked_workers_share_the_blocks_and_change_nothing(score_name, dtype, 
 
     try:
         chunked._split = spy
-        for threads in (1, 3, 3):
-            torch.set_num_threads(threads)
-            torch.manual_seed(11)  # the dropout seed
-            out = backend.forward(call)
-            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5),
-                            dtype=out.dtype)
-            runs.append((out, torch.autograd.grad((out * w).sum(), params)))
+        with pinned_threads():
+            for threads in (1, 3, 3):
+                torch.set_num_threads(threads)
+                torch.manual_seed(11)  # the dropout seed
+                out = backend.forward(call)
+                w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5),
+                                dtype=out.dtype)
+                runs.append((out, torch.autograd.grad((out * w).sum(), params)))
     finally:
         chunked._split = real_split
         torch.set_num_threads(before)
@@ -152,7 +154,7 @@ def test_chunked_restores_thread_count():
 def test_chunked_says_how_it_evaluates_additive_blocks():
     """The compiled kernel serves float32 (and low-precision) calls on the CPU; float64
     and ``additive='torch'`` use torch ops; ``additive='compiled'`` refuses what it cannot
-    serve, with the reason; the choice is part of ``choose_backend``'s answer."""
+    serve, with the reason; the choice is part of ``explain_backend``'s answer."""
     q = torch.randn(2, 3, 4)
     score = Additive(5, 4, 4)
     call32, call64 = make_call(q, q, q, score=score), make_call(*[q.double()] * 3, score=score)
@@ -160,7 +162,7 @@ def test_chunked_says_how_it_evaluates_additive_blocks():
     if cpu_additive.status().lib is not None:
         assert auto.additive_choice(call32) == ("compiled", cpu_additive.status().detail)
         assert "how: additive blocks by the compiled kernel" in str(
-            attnkit.choose_backend(q, q, q, score=score, backend="chunked"))
+            attnkit.explain_backend(q, q, q, score=score, backend="chunked"))
     way, why = auto.additive_choice(call64)
     assert way == "torch" and why.startswith("float64 inputs")
     assert ChunkedBackend(additive="torch").additive_choice(call32)[0] == "torch"
@@ -168,7 +170,7 @@ def test_chunked_says_how_it_evaluates_additive_blocks():
         "additive='compiled' cannot serve it: " + why)
     assert ChunkedBackend(additive="compiled").unsupported_reason(
         make_call(q, q, q, score=ScaledDot())) is None  # other scores: not its business
-    assert "how" not in str(attnkit.choose_backend(q, q, q))
+    assert "how" not in str(attnkit.explain_backend(q, q, q))
     with pytest.raises(ValueError, match=r"additive must be one of \('auto', 'compiled', "
                                          r"'torch'\); got 'fast'"):
         ChunkedBackend(additive="fast")
@@ -176,11 +178,11 @@ def test_chunked_says_how_it_evaluates_additive_blocks():
 
 def test_chunked_additive_without_the_compiled_kernel_says_why_and_still_serves():
     """A process with ``ATTNKIT_CPU_KERNELS=off`` (as where no compiler exists): torch
-    ops, the reason in ``choose_backend``, and the reference's result."""
+    ops, the reason in ``explain_backend``, and the reference's result."""
     code = (
         "import torch, attnkit\nfrom attnkit.scores import Additive\n"
         "torch.manual_seed(0); q = torch.randn(2, 5, 4); s = Additive(6, 4, 4)\n"
-        "print(attnkit.choose_backend(q, q, q, score=s, backend='chunked'))\n"
+        "print(attnkit.explain_backend(q, q, q, score=s, backend='chunked'))\n"
         "a = attnkit.attention(q, q, q, score=s, backend='chunked')\n"
         "b = attnkit.attention(q, q, q, score=s, backend='reference')\n"
         "print('max diff', float((a - b).abs().max()))\n")

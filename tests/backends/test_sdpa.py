@@ -9,6 +9,7 @@ import torch
 import attnkit
 from attnkit.backends.sdpa import _plan
 from attnkit.functional import make_call
+from attnkit.runtime import pinned_threads
 from tests.backends._cases import FLOOR, oracle_and_reference, run
 from tests.kernels._reference import check_against_baseline
 
@@ -103,7 +104,8 @@ def test_sdpa_groups_on_worker_threads_match_the_oracle(case, score_name, monkey
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        got = run("sdpa", tensors, kw, score, weights=ref[2])
+        with pinned_threads():
+            got = run("sdpa", tensors, kw, score, weights=ref[2])
     finally:
         torch.set_num_threads(before)
     assert torch.get_num_threads() == before
@@ -124,10 +126,12 @@ def test_sdpa_shares_groups_only_for_large_cpu_calls_without_dropout():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert _workers(big, q, groups, work) == 2
-        assert _workers(big, q, groups[:1], work) == 1  # one group: nothing to share
-        assert _workers(big, q, groups, 1e-6) == 1  # too little work
-        dropped = make_call(q, q, q, valid_lens=torch.tensor([600, 300]), dropout_p=0.1)
-        assert _workers(dropped, q, groups, work) == 1  # dropout: the generator's order
+        assert _workers(big, q, groups, work) == 1  # not pinned: this thread, torch's threads
+        with pinned_threads():
+            assert _workers(big, q, groups, work) == 2
+            assert _workers(big, q, groups[:1], work) == 1  # one group: nothing to share
+            assert _workers(big, q, groups, 1e-6) == 1  # too little work
+            dropped = make_call(q, q, q, valid_lens=torch.tensor([600, 300]), dropout_p=0.1)
+            assert _workers(dropped, q, groups, work) == 1  # dropout: the generator's order
     finally:
         torch.set_num_threads(before)

@@ -53,7 +53,7 @@ def test_triton_backend_matches_reference_forward_and_backward(name, causal):
 
 def test_auto_never_picks_triton_on_cpu_but_names_the_reason():
     q = torch.randn(2, 5, 8)
-    choice = attnkit.choose_backend(q, q, q, score=Additive(4, 8, 8))
+    choice = attnkit.explain_backend(q, q, q, score=Additive(4, 8, 8))
     assert choice.name != "triton"
     assert "auto uses triton on CUDA tensors only" in choice.passed_over["triton"]
 

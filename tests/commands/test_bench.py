@@ -37,3 +37,27 @@ def test_commands_bench_names_no_suite():
 
     source = Path(command.__file__).read_text()
     assert [name for name in SUITES if re.search(rf"\b{name}\b", source)] == []
+
+
+def test_attnkit_bench_runs_its_suite_with_the_backends_worker_threads(monkeypatch, capsys):
+    """A suite measures attention as the commands run it: inside ``pinned_threads``, where
+    ``chunked`` and ``sdpa`` may share a call among worker threads."""
+    import attnkit.commands.bench as command
+    from attnkit._cpu import pinning_allowed
+
+    seen = []
+
+    class Result:
+        def summary(self):
+            return ["measured"]
+
+    class Suite:
+        def run(self):
+            seen.append(pinning_allowed())
+            return Result()
+
+    monkeypatch.setattr(command, "declared", lambda: {"fake": Suite()})
+    args = argparse.Namespace(suite="fake", _run_kwargs=lambda _: {}, record=None)
+    assert command.run_cli(args) == 0
+    assert seen == [True] and not pinning_allowed()
+    assert capsys.readouterr().out.startswith("measured\n")

@@ -149,3 +149,14 @@ def test_the_translate_command_decodes_with_the_exported_model(trained_run, tmp_
         capsys.readouterr().err
     assert main(["translate", "3"]) == 2
     assert "--checkpoint is required" in capsys.readouterr().err
+
+
+def test_both_loaded_translators_are_sentence_translators(exported):
+    """What the commands ask of a translator (SentenceTranslator), both engines answer:
+    CTranslate2's gives no n-best lists and holds its own memory."""
+    from attnkit.decode.protocols import SentenceTranslator
+
+    ours, theirs = exported("golden")
+    assert isinstance(ours, SentenceTranslator) and isinstance(theirs, SentenceTranslator)
+    assert ours.supports_n_best and not theirs.supports_n_best
+    assert ours.memory_config is not None and theirs.memory_config is None

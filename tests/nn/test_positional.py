@@ -212,6 +212,6 @@ def test_alibi_refuses_blocked_backends_and_auto_passes_over_them():
     from attnkit.backends import get_backend
 
     q = torch.randn(2, 4, 5, 3)
-    assert attnkit.choose_backend(q, q, q, score=ALiBiScore(4)).name == "sdpa"
+    assert attnkit.explain_backend(q, q, q, score=ALiBiScore(4)).name == "sdpa"
     call = attnkit.functional.make_call(q, q, q, score=ALiBiScore(4))
     assert "depends on absolute positions" in get_backend("chunked").unsupported_reason(call)

@@ -180,7 +180,7 @@ def workloads(quick: bool) -> tuple[list[Workload], dict]:
 def _contenders(w: Workload, flex_cache: dict) -> tuple[dict, dict, str, list]:
     """Callables ``{impl: fn}``, notes ``{impl: why not run}``, attnkit's label, inputs."""
     q, k, v, score, kw, mask = w.make()
-    choice = attnkit.choose_backend(q, k, v, score=score, backend=w.backend, **kw).name
+    choice = attnkit.explain_backend(q, k, v, score=score, backend=w.backend, **kw).name
     label = f"attnkit:{choice}"
     fns: dict[str, Callable] = {label: lambda: attnkit.attention(q, k, v, score=score,
                                                                   backend=w.backend, **kw)}
@@ -335,7 +335,7 @@ def _additive_how(wl: list[Workload]) -> str:
     """How ``chunked`` evaluated the additive blocks (compiled kernel or torch ops, and why)."""
     w = next(w for w in wl if w.name.startswith("additive"))
     q, k, v, score, _, _ = w.make()
-    how = attnkit.choose_backend(q, k, v, score=score, backend=w.backend).how
+    how = attnkit.explain_backend(q, k, v, score=score, backend=w.backend).how
     return f"How chunked ran: {how}."
 
 
@@ -356,7 +356,7 @@ def _big_additive(w: Workload, rows, medians, peaks) -> str:
     step()
     sec = time.perf_counter() - t0
     mem = peak_memory_bytes(step) / 2**20  # a second run, on one thread
-    choice = attnkit.choose_backend(q, k, v, score=score, backend=w.backend).name
+    choice = attnkit.explain_backend(q, k, v, score=score, backend=w.backend).name
     gf = w.flops_fwd * 3.5 / sec / 1e9
     rows.append(Row(w.name, "fwd+bwd", f"attnkit:{choice}", sec * 1e3, gf,
                     gf / peaks["float32"], mem, None, "one run"))
