@@ -35,7 +35,7 @@ def golden():
                       ffn_num_hiddens=16, num_encoder_layers=1, num_decoder_layers=1,
                       dropout=0.0, max_len=16),
     BahdanauConfig(src_vocab_size=11, tgt_vocab_size=13, embed_size=8, num_hiddens=8,
-                   num_layers=1, dropout=0.0),
+                   num_encoder_layers=1, num_decoder_layers=1, dropout=0.0),
 ], ids=["transformer", "bahdanau"])
 def test_both_models_decode_step_by_step(config):
     model = build_model(config).eval()
