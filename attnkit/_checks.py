@@ -68,6 +68,25 @@ def check_tensor(name: str, x, *, min_ndim: int = 3, floating: bool = True) -> N
         )
 
 
+def check_token_ids(name: str, tokens, vocab_size: int) -> None:
+    """Refuse ``tokens`` that are not a ``(B, N)`` int64 / int32 tensor of ids in
+    ``[0, vocab_size)`` (an embedding would fail deep inside torch, or on CUDA with an
+    assertion far from the call), naming ``name``."""
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids; got {type(tokens).__name__}")
+    if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(
+            f"{name} must be a (B, N) int64 tensor of token ids; got {shape_str(tokens.shape)} "
+            f"{tokens.dtype}"
+        )
+    if tokens.numel() and tokens.device.type != "meta" and (  # meta: no ids to check
+            int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise ValueError(
+            f"{name} ids must lie in [0, {vocab_size}); got min {int(tokens.min())}, "
+            f"max {int(tokens.max())}"
+        )
+
+
 def check_same_device(**tensors) -> None:
     items = [(k, v) for k, v in tensors.items() if isinstance(v, torch.Tensor)]
     if not items:

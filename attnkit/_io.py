@@ -8,12 +8,13 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 MAX_JSON_BYTES = 64 << 20  # metadata files are small; a larger one is not ours
 
 __all__ = ["MAX_JSON_BYTES", "check_not_an_input", "check_regular_file", "check_writable_file",
-           "ensure_writable_dir", "file_digest", "file_kind", "read_json", "sha256_of_file",
-           "write_atomic"]
+           "ensure_writable_dir", "file_digest", "file_kind", "is_own_folder", "json_bytes",
+           "read_json", "sha256_of_file", "write_atomic"]
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
@@ -73,6 +74,16 @@ def read_json(path: Path, *, missing: Exception, format_version: int | None = No
     return data
 
 
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as the UTF-8 bytes of an indented JSON file that :func:`read_json` reads.
+
+    Raises:
+        TypeError: ``obj`` holds something JSON cannot hold.
+        ValueError: ``obj`` holds a NaN or an infinity (JSON has none).
+    """
+    return json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
 def ensure_writable_dir(path: str | Path, name: str) -> Path:
     """The directory ``path``, created if needed and checked writable by writing a probe.
 
@@ -117,6 +128,12 @@ def file_kind(path: str | Path) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return next((word for test, word in _KINDS if test(mode)), "special file")
+
+
+def is_own_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder of its own, not a link to one (a link's target is
+    elsewhere: deleting or renaming through it would reach what is not ours)."""
+    return path.is_dir() and not path.is_symlink()
 
 
 def check_regular_file(path: str | Path, name: str, *, fifo: bool = False) -> None:

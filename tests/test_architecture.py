@@ -78,6 +78,87 @@ def test_no_function_is_longer_than_a_screen():
     assert not long, long
 
 
+def _module_of(path: Path) -> str:
+    """``attnkit.runs.container`` for attnkit/runs/container.py (a package for its
+    ``__init__.py``)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_module(name: str) -> bool:
+    """Whether dotted ``name`` is a module or package of attnkit."""
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _source(node: ast.ImportFrom, path: Path) -> str:
+    """The absolute name of the module that ``from X import ...`` in ``path`` reads."""
+    if not node.level:
+        return node.module or ""
+    package = _module_of(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[:len(package) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _modules_bound(tree: ast.Module, path: Path) -> dict[str, str]:
+    """The local names of ``tree`` that stand for an attnkit module, and which one."""
+    bound = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source = _source(node, path)
+            for alias in node.names:
+                if _is_module(f"{source}.{alias.name}"):
+                    bound[alias.asname or alias.name] = f"{source}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("attnkit"):
+                    local = alias.asname or alias.name.split(".")[0]
+                    bound[local] = alias.name if alias.asname else local
+    return bound
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for the expression ``a.b.c``; ``None`` when it is not names and dots."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and (base := _dotted(node.value)) is not None:
+        return f"{base}.{node.attr}"
+    return None
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_names_used(path: Path) -> list[str]:
+    """Where ``path`` imports a private name of another module (``from X import _n``) or
+    reads one through a module (``X._n``); private *modules* are shared by design."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    rel, bound, found = path.relative_to(ROOT).as_posix(), _modules_bound(tree, path), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source = _source(node, path)
+            found += [f"{rel}:{node.lineno} imports {a.name} from {source}" for a in node.names
+                      if _private(a.name) and not _is_module(f"{source}.{a.name}")]
+        elif isinstance(node, ast.Attribute) and _private(node.attr):
+            base = _dotted(node.value)
+            head, _, rest = (base or "").partition(".")
+            module = ".".join(filter(None, (bound.get(head), rest)))
+            if head in bound and _is_module(module) and not _is_module(f"{module}.{node.attr}"):
+                found.append(f"{rel}:{node.lineno} reads {module}.{node.attr}")
+    return found
+
+
+def test_no_private_name_is_used_outside_its_module():
+    """A leading underscore says "this module's own": a name another module needs gets a
+    public name where it belongs. Importing a private module (attnkit/_io.py,
+    kernels/_build.py) is fine: those are shared by design; so are dunder names."""
+    found = [f for path in sorted(PACKAGE.rglob("*.py")) for f in _private_names_used(path)]
+    assert not found, "\n".join(found)
+
+
 def test_readme_layout_matches_the_tree():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Layout\n\n```\n(.*?)```", readme, re.S).group(1)

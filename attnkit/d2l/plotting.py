@@ -20,9 +20,9 @@ __all__ = ["check_shape", "plot", "set_axes", "set_figsize", "show_heatmaps",
 
 def __getattr__(name: str):
     if name == "plt":  # pyplot only when a figure is wanted (it picks a backend)
-        from ..viz.heatmap import _pyplot
+        from ..viz._matplotlib import pyplot
 
-        return _pyplot()
+        return pyplot()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -101,9 +101,9 @@ def plot(X, Y=None, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
     curve); a 2-D ``Y`` is one curve per row. With ``Y`` omitted, ``X`` holds
     the y values against ``0, 1, …``.
     """
-    from ..viz.heatmap import _pyplot
+    from ..viz._matplotlib import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     if axes is None:
         axes = plt.figure(figsize=figsize).gca()
     X, Y = _curves(X), (None if Y is None else _curves(Y))

@@ -42,56 +42,28 @@ def numpy(x: torch.Tensor, *args, **kwargs):
     return x.detach().numpy(*args, **kwargs)
 
 
-def size(x: torch.Tensor, *args, **kwargs):
-    """The number of elements of ``x`` (``x.numel()``)."""
-    return x.numel(*args, **kwargs)
+def _method(name: str, method: str, doc: str):
+    """The tensor method ``method`` as the function ``name`` of the tensor first:
+    ``name(x, *args, **kwargs)`` is ``x.method(*args, **kwargs)``, as in the book's
+    ``d2l.torch``."""
+    def function(x: torch.Tensor, *args, **kwargs):
+        return getattr(x, method)(*args, **kwargs)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
 
 
-def reshape(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x.reshape(shape)``."""
-    return x.reshape(*args, **kwargs)
-
-
-def to(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x.to(device or dtype)``."""
-    return x.to(*args, **kwargs)
-
-
-def reduce_sum(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x.sum(dims)``."""
-    return x.sum(*args, **kwargs)
-
-
-def reduce_mean(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x.mean(dims)``."""
-    return x.mean(*args, **kwargs)
-
-
-def argmax(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x.argmax(dim)``."""
-    return x.argmax(*args, **kwargs)
-
-
-def astype(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x`` converted to a dtype (``x.type(dtype)``)."""
-    return x.type(*args, **kwargs)
-
-
-def transpose(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """The transpose of a matrix (``x.t()``: at most two dimensions)."""
-    return x.t(*args, **kwargs)
-
-
-def expand_dims(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x`` with a new axis of size 1 (``x.unsqueeze(dim)``)."""
-    return x.unsqueeze(*args, **kwargs)
-
-
-def swapaxes(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x`` with two axes exchanged (``x.swapaxes(a, b)``)."""
-    return x.swapaxes(*args, **kwargs)
-
-
-def repeat(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """``x`` tiled (``x.repeat(sizes)``)."""
-    return x.repeat(*args, **kwargs)
+size = _method("size", "numel", "The number of elements of ``x`` (``x.numel()``).")
+reshape = _method("reshape", "reshape", "``x.reshape(shape)``.")
+to = _method("to", "to", "``x.to(device or dtype)``.")
+reduce_sum = _method("reduce_sum", "sum", "``x.sum(dims)``.")
+reduce_mean = _method("reduce_mean", "mean", "``x.mean(dims)``.")
+argmax = _method("argmax", "argmax", "``x.argmax(dim)``.")
+astype = _method("astype", "type", "``x`` converted to a dtype (``x.type(dtype)``).")
+transpose = _method("transpose", "t",
+                    "The transpose of a matrix (``x.t()``: at most two dimensions).")
+expand_dims = _method("expand_dims", "unsqueeze",
+                      "``x`` with a new axis of size 1 (``x.unsqueeze(dim)``).")
+swapaxes = _method("swapaxes", "swapaxes", "``x`` with two axes exchanged (``x.swapaxes(a, b)``).")
+repeat = _method("repeat", "repeat", "``x`` tiled (``x.repeat(sizes)``).")

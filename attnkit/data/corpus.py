@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,32 +294,52 @@ def read_tsv_pairs(
     if src_col == tgt_col:
         raise ValueError(f"src_col and tgt_col must differ, both are {src_col}")
     _check_max_pairs(max_pairs)
+    return _kept_pairs(_tsv_rows(_read_lines(p), src_col, tgt_col), max_pairs, [p])
 
-    tally, pairs, lines_read = _Tally(), [], 0
+
+# A line of a corpus as its reader sees it: the (source, target) texts it holds, or the
+# kind of problem that drops it (a key of the report's tally).
+_Row = tuple[str, str] | str
+
+
+def _tsv_rows(lines: list[bytes], src_col: int, tgt_col: int) -> Iterator[_Row]:
+    """Each line of a TSV file as a :data:`_Row`."""
     need = max(src_col, tgt_col) + 1
-    for line_no, raw in enumerate(_read_lines(p), start=1):
-        if max_pairs is not None and len(pairs) >= max_pairs:
-            break
-        lines_read += 1
+    for line_no, raw in enumerate(lines, start=1):
         text = _decode(raw)
         if text is None:
-            tally.add("invalid_utf8", line_no)
+            yield "invalid_utf8"
             continue
         if line_no == 1 and text.startswith("\ufeff"):
             text = text[1:]
         cols = text.split("\t")
         if len(cols) < need:
-            kind = "blank_line" if not normalize_whitespace(text) else "missing_column"
-            tally.add(kind, line_no)
+            yield "blank_line" if not normalize_whitespace(text) else "missing_column"
+        else:
+            yield cols[src_col], cols[tgt_col]
+
+
+def _kept_pairs(rows: Iterable[_Row], max_pairs: int | None, paths: list[Path]
+                ) -> ParallelCorpus:
+    """The corpus of ``rows`` (line 1 first): each pair whitespace-normalized and kept
+    unless a side is empty, each dropped line tallied by its kind, reading stopped once
+    ``max_pairs`` are kept."""
+    tally, pairs, lines_read = _Tally(), [], 0
+    for line_no, row in enumerate(rows, start=1):
+        if max_pairs is not None and len(pairs) >= max_pairs:
+            break
+        lines_read += 1
+        if isinstance(row, str):
+            tally.add(row, line_no)
             continue
-        src, tgt = normalize_whitespace(cols[src_col]), normalize_whitespace(cols[tgt_col])
+        src, tgt = normalize_whitespace(row[0]), normalize_whitespace(row[1])
         if not src:
             tally.add("empty_source", line_no)
         elif not tgt:
             tally.add("empty_target", line_no)
         else:
             pairs.append((src, tgt))
-    return ParallelCorpus(pairs, tally.report([p], lines_read, len(pairs)))
+    return ParallelCorpus(pairs, tally.report(paths, lines_read, len(pairs)))
 
 
 def read_aligned_files(
@@ -352,23 +372,9 @@ def read_aligned_files(
             f"line-aligned files differ in length: {sp} has {len(src_lines)} lines, "
             f"{tp} has {len(tgt_lines)} lines"
         )
-    tally, pairs, lines_read = _Tally(), [], 0
-    for line_no, (rs, rt) in enumerate(zip(src_lines, tgt_lines, strict=True), start=1):
-        if max_pairs is not None and len(pairs) >= max_pairs:
-            break
-        lines_read += 1
-        s, t = _decode(rs), _decode(rt)
-        if s is None or t is None:
-            tally.add("invalid_utf8", line_no)
-            continue
-        s, t = normalize_whitespace(s), normalize_whitespace(t)
-        if not s:
-            tally.add("empty_source", line_no)
-        elif not t:
-            tally.add("empty_target", line_no)
-        else:
-            pairs.append((s, t))
-    return ParallelCorpus(pairs, tally.report([sp, tp], lines_read, len(pairs)))
+    decoded = ((_decode(rs), _decode(rt)) for rs, rt in zip(src_lines, tgt_lines, strict=True))
+    rows = ("invalid_utf8" if s is None or t is None else (s, t) for s, t in decoded)
+    return _kept_pairs(rows, max_pairs, [sp, tp])
 
 
 def load_multi30k(

@@ -18,7 +18,7 @@ from .._values import check_positive_int
 from .protocols import check_step_decoder
 
 __all__ = ["Hypothesis", "beam_search", "check_n_best", "greedy_hypotheses", "greedy_search",
-           "length_penalty", "n_best_search"]
+           "length_penalty", "n_best_search", "n_best_unchecked"]
 
 #: An output limit in tokens: one for the whole batch, or one per sentence (a ``(B,)``
 #: integer tensor or a list of ``B`` ints), e.g. each source's own ``2·S + 10``. A
@@ -189,15 +189,18 @@ def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None,
             int nor one per sentence.
     """
     check_n_best(n_best, beam_size)
-    return _n_best(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id, n_best=n_best,
-                   beam_size=beam_size, max_output_len=max_output_len, alpha=alpha)
+    return n_best_unchecked(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
+                            n_best=n_best, beam_size=beam_size,
+                            max_output_len=max_output_len, alpha=alpha)
 
 
 @torch.no_grad()
-def _n_best(model, src, src_valid_lens, *, bos_id: int, eos_id: int, n_best: int,
-            beam_size: int, max_output_len: Limits, alpha: float) -> list[list[Hypothesis]]:
-    """:func:`n_best_search` of arguments checked already (by it, or by
-    :func:`attnkit.decode.translator.translate_n_best` before its first batch)."""
+def n_best_unchecked(model, src, src_valid_lens, *, bos_id: int, eos_id: int, n_best: int,
+                     beam_size: int, max_output_len: Limits, alpha: float
+                     ) -> list[list[Hypothesis]]:
+    """:func:`n_best_search` of ``n_best`` and ``beam_size`` that :func:`check_n_best`
+    passed already: a caller that searches batch after batch (as
+    :func:`attnkit.decode.translator.translate_n_best` does) checks them once."""
     if beam_size == 1:
         return [[h] for h in greedy_hypotheses(model, src, src_valid_lens, bos_id=bos_id,
                                                eos_id=eos_id, max_output_len=max_output_len,

@@ -18,7 +18,7 @@ import torch
 from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, TokenizerPair
 from ..models.build import build_model
 from ..runs.run import Run, open_run, read_beside_writer
-from .search import _n_best, beam_search, check_n_best, greedy_search
+from .search import beam_search, check_n_best, greedy_search, n_best_unchecked
 
 __all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "in_batches",
            "load_translator", "output_limit", "output_limits", "overlong_sources", "positions_of",
@@ -159,8 +159,9 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
 
     def translate_batch(texts: list[str]) -> list[list[tuple[str, float]]]:
         src, lens, limits = _search_input(tokenizers, texts, positions, max_output_len, device)
-        found = _n_best(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID, n_best=n_best,
-                        beam_size=beam_size, max_output_len=limits, alpha=alpha)
+        found = n_best_unchecked(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
+                                 n_best=n_best, beam_size=beam_size, max_output_len=limits,
+                                 alpha=alpha)
         return [[(tokenizers.tgt.decode(h.tokens), h.score) for h in hyps] for hyps in found]
 
     out = in_batches(list(sentences), translate_batch, batch_size=batch_size,

@@ -20,29 +20,32 @@ backward pass recomputes ``tanh`` from ``q'``, ``k'`` and the saved float32 logs
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
-from attnkit.kernels.triton_flash import (
-    _FLOAT_DTYPES,
+from ._triton_common import (
+    FLOAT_DTYPES,
     MAX_HEAD_DIM,
-    _dot_precision,
-    _flash_bwd_preprocess_kernel,
-    _head_block,
-    _row_limits,
+    backward_key_range,
     causal_offset,
     check_causal,
     check_device,
+    delta_kernel,
+    dot_precision,
+    head_block,
+    load_lse_log2,
+    load_tile,
     normalize_valid_lens,
+    online_softmax_result,
+    online_softmax_step,
+    row_limits,
+    store_tile,
 )
 
 __all__ = ["additive_attention", "additive_block_sizes", "AdditiveBlockSizes"]
-
-_LOG2E = math.log2(math.e)
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def additive_block_sizes(device: torch.device, value_dim: int = 64) -> AdditiveB
     """
     if device.type != "cuda":
         return AdditiveBlockSizes(block_m=16, block_n=16, block_h=8, num_warps=1)
-    block_m = 32 if _head_block(value_dim) <= 128 else 16
+    block_m = 32 if head_block(value_dim) <= 128 else 16
     return AdditiveBlockSizes(block_m=block_m, block_n=32, block_h=8, num_warps=8)
 
 
@@ -82,19 +85,25 @@ def _tanh(x):
 
 
 @triton.jit
+def _tanh_chunk(qp_base, kp_base, WV, offs_m, offs_n, offs_c, Nq, Nk, HD,
+                stride_qm, stride_qc, stride_km, stride_kc):
+    """``tanh(q'_ic + k'_jc)`` (BM, BN, BH) of hidden units ``offs_c`` in float32, and
+    their weights ``w_v[c]`` (BH,); rows at or beyond ``Nq`` / ``Nk`` are not read."""
+    qc = load_tile(qp_base, offs_m, offs_c, stride_qm, stride_qc, Nq, HD)
+    kc = load_tile(kp_base, offs_n, offs_c, stride_km, stride_kc, Nk, HD)
+    wc = tl.load(WV + offs_c, mask=offs_c < HD, other=0.0)  # padded units weigh 0
+    return _tanh(qc.to(tl.float32)[:, None, :] + kc.to(tl.float32)[None, :, :]), wc
+
+
+@triton.jit
 def _additive_scores(qp_base, kp_base, WV, offs_m, offs_n, Nq, Nk, HD,
                      stride_qm, stride_qc, stride_km, stride_kc,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr):
     """s_ij = sum_c w_v[c] tanh(q'_ic + k'_jc) for one (BLOCK_M, BLOCK_N) tile, float32."""
     s = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
     for c0 in range(0, HD, BLOCK_H):
-        offs_c = c0 + tl.arange(0, BLOCK_H)
-        qc = tl.load(qp_base + offs_m[:, None] * stride_qm + offs_c[None, :] * stride_qc,
-                     mask=(offs_m[:, None] < Nq) & (offs_c[None, :] < HD), other=0.0)
-        kc = tl.load(kp_base + offs_n[:, None] * stride_km + offs_c[None, :] * stride_kc,
-                     mask=(offs_n[:, None] < Nk) & (offs_c[None, :] < HD), other=0.0)
-        wc = tl.load(WV + offs_c, mask=offs_c < HD, other=0.0)  # padded units weigh 0
-        t = _tanh(qc.to(tl.float32)[:, None, :] + kc.to(tl.float32)[None, :, :])  # (BM, BN, BH)
+        t, wc = _tanh_chunk(qp_base, kp_base, WV, offs_m, offs_n, c0 + tl.arange(0, BLOCK_H),
+                            Nq, Nk, HD, stride_qm, stride_qc, stride_km, stride_kc)
         s += tl.sum(t * wc[None, None, :], axis=2)
     return s
 
@@ -113,16 +122,14 @@ def _additive_fwd_kernel(
     BLOCK_DV: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     LOG2E: tl.constexpr = 1.4426950408889634
-    LN2: tl.constexpr = 0.6931471805599453
-    pid_m = tl.program_id(0)
     b = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n0 = tl.arange(0, BLOCK_N)
     offs_dv = tl.arange(0, BLOCK_DV)
     qp_base = QP + b.to(tl.int64) * stride_qb
     kp_base = KP + b.to(tl.int64) * stride_kb
     v_base = V + b.to(tl.int64) * stride_vb
-    lim = _row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off, HAS_VL, CAUSAL)
+    lim = row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off, HAS_VL, CAUSAL)
     hi = tl.max(lim, axis=0)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
@@ -133,23 +140,13 @@ def _additive_fwd_kernel(
         s = _additive_scores(qp_base, kp_base, WV, offs_m, offs_n, Nq, hi, HD,
                              stride_qm, stride_qc, stride_kn, stride_kc,
                              BLOCK_M, BLOCK_N, BLOCK_H) * LOG2E  # keys >= hi never read
-        s = tl.where(offs_n[None, :] < lim[:, None], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_dv[None, :] * stride_vd,
-                    mask=(offs_n[:, None] < hi) & (offs_dv[None, :] < DV), other=0.0)
+        p, alpha, m_i, l_i = online_softmax_step(s, offs_n, lim, m_i, l_i)
+        v = load_tile(v_base, offs_n, offs_dv, stride_vn, stride_vd, hi, DV)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
-        m_i = m_new
 
-    nonempty = l_i > 0.0
-    out = acc / tl.where(nonempty, l_i, 1.0)[:, None]
-    lse = tl.where(nonempty, (m_i + tl.log2(tl.where(nonempty, l_i, 1.0))) * LN2, float("-inf"))
-    tl.store(OUT + b.to(tl.int64) * stride_ob + offs_m[:, None] * stride_om
-             + offs_dv[None, :] * stride_od, out.to(OUT.dtype.element_ty),
-             mask=(offs_m[:, None] < Nq) & (offs_dv[None, :] < DV))
+    out, lse = online_softmax_result(acc, m_i, l_i)
+    store_tile(OUT + b.to(tl.int64) * stride_ob, offs_m, offs_dv, stride_om, stride_od, Nq, DV,
+               out.to(OUT.dtype.element_ty))
     tl.store(LSE + b.to(tl.int64) * Nq + offs_m, lse, mask=offs_m < Nq)
 
 
@@ -187,32 +184,20 @@ def _additive_bwd_kernel(
     dqp_base = DQP + b.to(tl.int64) * Nq * HD  # dq', dk' are contiguous float32
     dkp_base = DKP + b.to(tl.int64) * Nk * HD
     dwv_base = DWV + (b * tl.num_programs(0) + pid_n).to(tl.int64) * HD
-    # Keys at or beyond kv_hi are seen by no query of this sequence: never read.
-    kv_hi = Nk
-    if HAS_VL:
-        kv_hi = tl.minimum(tl.maximum(tl.load(KVMAX + b), 0), Nk)  # largest valid length
-    if CAUSAL:
-        kv_hi = tl.minimum(kv_hi, tl.maximum(Nq + causal_off, 0))
-    lo = 0
-    if CAUSAL:
-        lo = tl.maximum(start_n - causal_off, 0)  # first query i with i + off >= start_n
-        lo = (lo // BLOCK_M) * BLOCK_M
-    hi = tl.where(start_n < kv_hi, Nq, 0)
-    v = tl.load(V + b.to(tl.int64) * stride_vb + offs_n[:, None] * stride_vn
-                + offs_dv[None, :] * stride_vd,
-                mask=(offs_n[:, None] < kv_hi) & (offs_dv[None, :] < DV), other=0.0)  # (BN, BDV)
+    kv_hi, lo, hi = backward_key_range(KVMAX, b, start_n, Nq, Nk, causal_off, HAS_VL, CAUSAL,
+                                       BLOCK_M)
+    v = load_tile(V + b.to(tl.int64) * stride_vb, offs_n, offs_dv, stride_vn, stride_vd,
+                  kv_hi, DV)  # (BN, BDV)
 
     dv = tl.zeros((BLOCK_N, BLOCK_DV), tl.float32)
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + offs_m0
-        do = tl.load(DO + b.to(tl.int64) * stride_dob + offs_m[:, None] * stride_dom
-                     + offs_dv[None, :] * stride_dod,
-                     mask=(offs_m[:, None] < Nq) & (offs_dv[None, :] < DV), other=0.0)
-        lse2 = tl.load(LSE + b.to(tl.int64) * Nq + offs_m, mask=offs_m < Nq, other=0.0) * LOG2E
-        lse2 = tl.where(lse2 == float("-inf"), float("inf"), lse2)
+        do = load_tile(DO + b.to(tl.int64) * stride_dob, offs_m, offs_dv, stride_dom, stride_dod,
+                       Nq, DV)
+        lse2 = load_lse_log2(LSE + b.to(tl.int64) * Nq, offs_m, Nq)
         delta = tl.load(DELTA + b.to(tl.int64) * Nq + offs_m, mask=offs_m < Nq, other=0.0)
-        lim = _row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off,
-                          HAS_VL, CAUSAL)
+        lim = row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off,
+                         HAS_VL, CAUSAL)
         s = _additive_scores(qp_base, kp_base, WV, offs_m, offs_n, Nq, kv_hi, HD,
                              stride_qm, stride_qc, stride_kn, stride_kc,
                              BLOCK_M, BLOCK_N, BLOCK_H) * LOG2E
@@ -223,12 +208,8 @@ def _additive_bwd_kernel(
         ds = tl.where(valid, p * (dp - delta[:, None]), 0.0)  # dL/ds_ij; 0 outside the mask
         for c0 in range(0, HD, BLOCK_H):
             offs_c = c0 + tl.arange(0, BLOCK_H)
-            qc = tl.load(qp_base + offs_m[:, None] * stride_qm + offs_c[None, :] * stride_qc,
-                         mask=(offs_m[:, None] < Nq) & (offs_c[None, :] < HD), other=0.0)
-            kc = tl.load(kp_base + offs_n[:, None] * stride_kn + offs_c[None, :] * stride_kc,
-                         mask=(offs_n[:, None] < kv_hi) & (offs_c[None, :] < HD), other=0.0)
-            wc = tl.load(WV + offs_c, mask=offs_c < HD, other=0.0)
-            t = _tanh(qc.to(tl.float32)[:, None, :] + kc.to(tl.float32)[None, :, :])
+            t, wc = _tanh_chunk(qp_base, kp_base, WV, offs_m, offs_n, offs_c, Nq, kv_hi, HD,
+                                stride_qm, stride_qc, stride_kn, stride_kc)
             g = ds[:, :, None] * (1.0 - t * t)  # (BM, BN, BH)
             dq_c = tl.sum(g, axis=1) * wc[None, :]  # (BM, BH)
             dk_c = tl.sum(g, axis=0) * wc[None, :]  # (BN, BH)
@@ -239,9 +220,8 @@ def _additive_bwd_kernel(
                           mask=(offs_n[:, None] < Nk) & (offs_c[None, :] < HD))
             tl.atomic_add(dwv_base + offs_c, dw_c, mask=offs_c < HD)
 
-    tl.store(DV_ + b.to(tl.int64) * stride_dvb + offs_n[:, None] * stride_dvn
-             + offs_dv[None, :] * stride_dvd, dv.to(DV_.dtype.element_ty),
-             mask=(offs_n[:, None] < Nk) & (offs_dv[None, :] < DV))
+    store_tile(DV_ + b.to(tl.int64) * stride_dvb, offs_n, offs_dv, stride_dvn, stride_dvd, Nk, DV,
+               dv.to(DV_.dtype.element_ty))
 
 
 def _additive_forward(qp, kp, v, wv, vl, causal):
@@ -259,7 +239,7 @@ def _additive_forward(qp, kp, v, wv, vl, causal):
         nq, nk, hd, dv, causal_offset(causal, nq, nk),
         HAS_VL=vl is not None, CAUSAL=causal is not None,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=cfg.block_h,
-        BLOCK_DV=_head_block(dv), DOT_PREC=_dot_precision(v.dtype), num_warps=cfg.num_warps,
+        BLOCK_DV=head_block(dv), DOT_PREC=dot_precision(v.dtype), num_warps=cfg.num_warps,
     )
     return o, lse
 
@@ -276,9 +256,9 @@ def _additive_backward(do, qp, kp, v, wv, vl, o, lse, causal):
     dvv = torch.zeros_like(v)  # (B, Nk, Dv)
     if nq == 0 or nk == 0:
         return dqp, dkp, dvv, dwv_part.sum(dim=(0, 1))
-    block_dv = _head_block(dv)
+    block_dv = head_block(dv)
     delta = torch.empty((b, nq), dtype=torch.float32, device=v.device)  # (B, Nq)
-    _flash_bwd_preprocess_kernel[(triton.cdiv(nq, cfg.block_m), b)](
+    delta_kernel[(triton.cdiv(nq, cfg.block_m), b)](
         o, do, delta, o.stride(0), 0, o.stride(1), o.stride(2),
         do.stride(0), 0, do.stride(1), do.stride(2), 1, nq, dv,
         BLOCK_M=cfg.block_m, BLOCK_DV=block_dv, num_warps=cfg.num_warps,
@@ -292,7 +272,7 @@ def _additive_backward(do, qp, kp, v, wv, vl, o, lse, causal):
         nq, nk, hd, dv, causal_offset(causal, nq, nk),
         HAS_VL=vl is not None, CAUSAL=causal is not None,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_H=cfg.block_h,
-        BLOCK_DV=block_dv, DOT_PREC=_dot_precision(v.dtype), num_warps=cfg.num_warps,
+        BLOCK_DV=block_dv, DOT_PREC=dot_precision(v.dtype), num_warps=cfg.num_warps,
     )
     return dqp, dkp, dvv, dwv_part.sum(dim=(0, 1))  # dw_v: (Hd,)
 
@@ -321,7 +301,7 @@ def _check_additive_inputs(q, k, v, w_q, w_k, w_v) -> None:
     for name, t in named:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t)}")
-        if t.dtype not in _FLOAT_DTYPES:
+        if t.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name} must be float16, bfloat16 or float32, got dtype {t.dtype}")
     for name, t in named[1:]:
         if t.dtype != q.dtype:

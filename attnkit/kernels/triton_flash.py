@@ -30,6 +30,26 @@ import torch
 import triton
 import triton.language as tl
 
+from ._triton_common import (
+    CAUSAL_MODES,
+    FLOAT_DTYPES,
+    MAX_HEAD_DIM,
+    backward_key_range,
+    causal_offset,
+    check_causal,
+    check_device,
+    delta_kernel,
+    dot_precision,
+    head_block,
+    load_lse_log2,
+    load_tile,
+    normalize_valid_lens,
+    online_softmax_result,
+    online_softmax_step,
+    row_limits,
+    store_tile,
+)
+
 __all__ = [
     "flash_attention",
     "flash_dropout_mask",
@@ -37,12 +57,6 @@ __all__ = [
     "BlockSizes",
     "CAUSAL_MODES",
 ]
-
-# Accepted values of ``causal``: None (no causal mask) or one of these alignments.
-CAUSAL_MODES = ("top_left", "bottom_right")
-
-# Largest supported head size (D and Dv); heads are padded to a power of two >= 16.
-MAX_HEAD_DIM = 256
 
 _LOG2E = math.log2(math.e)
 
@@ -60,25 +74,6 @@ class BlockSizes:
     block_n: int  # keys per inner-loop step (columns of a tile)
     num_warps: int  # warps per program (ignored by the interpreter)
     num_stages: int  # software-pipelining depth of the key loop (ignored by the interpreter)
-
-
-def is_interpreting() -> bool:
-    """True when these kernels and triton's own library were built for the interpreter.
-
-    Both are decided when they are defined, so ``TRITON_INTERPRET=1`` must be set
-    before triton is first imported.
-    """
-    import triton.language.standard as tl_standard
-    from triton.runtime.interpreter import InterpretedFunction
-
-    stdlib_fn = getattr(tl_standard, "zeros_like", None)
-    stdlib_ok = stdlib_fn is None or isinstance(stdlib_fn, InterpretedFunction)
-    return isinstance(_flash_fwd_kernel, InterpretedFunction) and stdlib_ok
-
-
-def _head_block(d: int) -> int:
-    """Padded head size: next power of two, at least 16 (the minimum ``tl.dot`` size)."""
-    return max(16, triton.next_power_of_2(d))
 
 
 # CUDA tiles: (pass, padded head size bound, dropout) -> (block_m, block_n, warps, stages).
@@ -116,7 +111,7 @@ def flash_block_sizes(device: torch.device, head_dim: int, head_dim_v: int, *,
     """
     if device.type != "cuda":
         return BlockSizes(block_m=16, block_n=16, num_warps=1, num_stages=1)
-    d = max(_head_block(head_dim), _head_block(head_dim_v))
+    d = max(head_block(head_dim), head_block(head_dim_v))
     bound = 64 if d <= 64 else (128 if d <= 128 else 256)
     if dtype == torch.float32:
         block_m, block_n, warps, stages = _CUDA_TILES_FP32[bound]
@@ -127,25 +122,8 @@ def flash_block_sizes(device: torch.device, head_dim: int, head_dim_v: int, *,
 
 
 # --------------------------------------------------------------------------------------
-# Shared mask helper
+# Dropout
 # --------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off,
-                HAS_VL: tl.constexpr, CAUSAL: tl.constexpr):
-    """Number of keys each query row may attend to: keys ``0 .. lim - 1``.
-
-    ``lim = min(Nk, valid_len, i + causal_off + 1)``, clamped at 0; rows past Nq get 0.
-    """
-    lim = tl.zeros_like(offs_m) + Nk
-    if HAS_VL:
-        vl = tl.load(VL + b * stride_vlb + offs_m * stride_vlm, mask=offs_m < Nq, other=0)
-        lim = tl.minimum(lim, vl)
-    if CAUSAL:
-        lim = tl.minimum(lim, offs_m + causal_off + 1)
-    lim = tl.maximum(lim, 0)
-    return tl.where(offs_m < Nq, lim, 0)
 
 
 @triton.jit
@@ -160,6 +138,24 @@ def _dropout_keep(seed, pid_bh, offs_m, offs_n, Nq, Nk, dropout_p):
 # --------------------------------------------------------------------------------------
 # Forward
 # --------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _query_program(H, GROUP, BLOCK_M: tl.constexpr):
+    """Who a program of the grid ``(query blocks, B * H)`` is: ``b * H + h``, its batch
+    row ``b``, query head ``h``, the kv head ``hk`` that head reads, and its query rows."""
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    return pid_bh, b, h, h // GROUP, offs_m
+
+
+@triton.jit
+def _key_bias(BIAS, b, offs_n, n, stride_bb, stride_bn):
+    """``key_bias[b, offs_n]`` in float32, 0 for keys at or beyond ``n``."""
+    bias = tl.load(BIAS + b * stride_bb + offs_n * stride_bn, mask=offs_n < n, other=0.0)
+    return bias.to(tl.float32)
 
 
 @triton.jit
@@ -178,25 +174,17 @@ def _flash_fwd_kernel(
     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     LOG2E: tl.constexpr = 1.4426950408889634
-    LN2: tl.constexpr = 0.6931471805599453
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    hk = h // GROUP
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pid_bh, b, h, hk, offs_m = _query_program(H, GROUP, BLOCK_M)
     offs_n0 = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
-    q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
     k_base = K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh
     v_base = V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh
 
-    q = tl.load(q_base + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd,
-                mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D), other=0.0)  # (BM, BD)
-    lim = _row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off,
-                      HAS_VL, CAUSAL)  # (BM,)
+    q = load_tile(Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh,
+                  offs_m, offs_d, stride_qm, stride_qd, Nq, D)  # (BM, BD)
+    lim = row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off,
+                     HAS_VL, CAUSAL)  # (BM,)
     hi = tl.max(lim, axis=0)  # keys at or beyond hi are skipped entirely
 
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)  # running max (log2 units)
@@ -208,60 +196,24 @@ def _flash_fwd_kernel(
                      mask=(offs_n[None, :] < hi) & (offs_d[:, None] < D), other=0.0)  # (BD, BN)
         s = tl.dot(q, kt, input_precision=DOT_PREC) * qk_scale  # (BM, BN), log2 units
         if HAS_BIAS:
-            bias = tl.load(BIAS + b * stride_bb + offs_n * stride_bn, mask=offs_n < hi, other=0.0)
-            s += bias.to(tl.float32)[None, :] * LOG2E
-        s = tl.where(offs_n[None, :] < lim[:, None], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # row still empty: no NaN
-        alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe[:, None])  # masked entries: exp2(-inf) = 0
-        l_i = l_i * alpha + tl.sum(p, axis=1)  # the denominator sees all weights
-        if HAS_DROPOUT:
+            s += _key_bias(BIAS, b, offs_n, hi, stride_bb, stride_bn)[None, :] * LOG2E
+        p, alpha, m_i, l_i = online_softmax_step(s, offs_n, lim, m_i, l_i)
+        if HAS_DROPOUT:  # after the denominator: it sees all weights
             p = tl.where(_dropout_keep(seed, pid_bh, offs_m, offs_n, Nq, Nk, dropout_p), p, 0.0)
-        v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_dv[None, :] * stride_vd,
-                    mask=(offs_n[:, None] < hi) & (offs_dv[None, :] < DV), other=0.0)  # (BN, BDV)
+        v = load_tile(v_base, offs_n, offs_dv, stride_vn, stride_vd, hi, DV)  # (BN, BDV)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
-        m_i = m_new
 
-    nonempty = l_i > 0.0
-    out = acc / tl.where(nonempty, l_i, 1.0)[:, None]  # empty rows: acc == 0 -> 0
+    out, lse = online_softmax_result(acc, m_i, l_i)
     if HAS_DROPOUT:
         out = out * (1.0 / (1.0 - dropout_p))
-    lse = tl.where(nonempty, (m_i + tl.log2(tl.where(nonempty, l_i, 1.0))) * LN2, float("-inf"))
-    o_base = OUT + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
-    tl.store(o_base + offs_m[:, None] * stride_om + offs_dv[None, :] * stride_od,
-             out.to(OUT.dtype.element_ty), mask=(offs_m[:, None] < Nq) & (offs_dv[None, :] < DV))
+    store_tile(OUT + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh, offs_m, offs_dv,
+               stride_om, stride_od, Nq, DV, out.to(OUT.dtype.element_ty))
     tl.store(LSE + pid_bh.to(tl.int64) * Nq + offs_m, lse, mask=offs_m < Nq)
 
 
 # --------------------------------------------------------------------------------------
 # Backward
 # --------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _flash_bwd_preprocess_kernel(
-    OUT, DO, DELTA,
-    stride_ob, stride_oh, stride_om, stride_od,
-    stride_dob, stride_doh, stride_dom, stride_dod,
-    H, Nq, DV,
-    BLOCK_M: tl.constexpr, BLOCK_DV: tl.constexpr,
-):
-    """delta_i = sum_d dO_id * O_id (float32), one program per query block."""
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_dv = tl.arange(0, BLOCK_DV)
-    mask = (offs_m[:, None] < Nq) & (offs_dv[None, :] < DV)
-    o = tl.load(OUT + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
-                + offs_m[:, None] * stride_om + offs_dv[None, :] * stride_od, mask=mask, other=0.0)
-    do = tl.load(DO + b.to(tl.int64) * stride_dob + h.to(tl.int64) * stride_doh
-                 + offs_m[:, None] * stride_dom + offs_dv[None, :] * stride_dod,
-                 mask=mask, other=0.0)
-    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
-    tl.store(DELTA + pid_bh.to(tl.int64) * Nq + offs_m, delta, mask=offs_m < Nq)
 
 
 @triton.jit
@@ -288,40 +240,24 @@ def _flash_bwd_dkdv_kernel(
     without atomics.
     """
     LOG2E: tl.constexpr = 1.4426950408889634
-    pid_n = tl.program_id(0)
     pid_bhk = tl.program_id(1)
     b = pid_bhk // HKV
     hk = pid_bhk % HKV
-    start_n = pid_n * BLOCK_N
+    start_n = tl.program_id(0) * BLOCK_N
 
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
-    # Keys at or beyond kv_hi are seen by no query of this sequence (padding, or past
-    # the last causal frontier): never read, so their content cannot leak into dS.
-    kv_hi = Nk
-    if HAS_VL:
-        kv_hi = tl.minimum(tl.maximum(tl.load(KVMAX + b), 0), Nk)  # largest valid length
-    if CAUSAL:
-        kv_hi = tl.minimum(kv_hi, tl.maximum(Nq + causal_off, 0))
-    # Query range that can see this key block.
-    lo = 0
-    if CAUSAL:
-        lo = tl.maximum(start_n - causal_off, 0)  # first query i with i + off >= start_n
-        lo = (lo // BLOCK_M) * BLOCK_M
-    hi = tl.where(start_n < kv_hi, Nq, 0)
-
-    k = tl.load(K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh
-                + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kd,
-                mask=(offs_n[:, None] < kv_hi) & (offs_d[None, :] < D), other=0.0)  # (BN, BD)
-    v = tl.load(V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh
-                + offs_n[:, None] * stride_vn + offs_dv[None, :] * stride_vd,
-                mask=(offs_n[:, None] < kv_hi) & (offs_dv[None, :] < DV), other=0.0)  # (BN, BDV)
+    kv_hi, lo, hi = backward_key_range(KVMAX, b, start_n, Nq, Nk, causal_off, HAS_VL, CAUSAL,
+                                       BLOCK_M)
+    k = load_tile(K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh,
+                  offs_n, offs_d, stride_kn, stride_kd, kv_hi, D)  # (BN, BD)
+    v = load_tile(V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh,
+                  offs_n, offs_dv, stride_vn, stride_vd, kv_hi, DV)  # (BN, BDV)
     bias = tl.zeros((BLOCK_N,), tl.float32)
     if HAS_BIAS:
-        bias = tl.load(BIAS + b * stride_bb + offs_n * stride_bn, mask=offs_n < kv_hi, other=0.0)
-        bias = bias.to(tl.float32) * LOG2E
+        bias = _key_bias(BIAS, b, offs_n, kv_hi, stride_bb, stride_bn) * LOG2E
 
     dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_DV), tl.float32)
@@ -333,15 +269,12 @@ def _flash_bwd_dkdv_kernel(
         row_base = (b * H + h).to(tl.int64) * Nq
         for start_m in range(lo, hi, BLOCK_M):
             offs_m = start_m + offs_m0
-            q = tl.load(q_base + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd,
-                        mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D), other=0.0)
-            do = tl.load(do_base + offs_m[:, None] * stride_dom + offs_dv[None, :] * stride_dod,
-                         mask=(offs_m[:, None] < Nq) & (offs_dv[None, :] < DV), other=0.0)
-            lse2 = tl.load(LSE + row_base + offs_m, mask=offs_m < Nq, other=0.0) * LOG2E
-            lse2 = tl.where(lse2 == float("-inf"), float("inf"), lse2)  # empty row: p = 0
+            q = load_tile(q_base, offs_m, offs_d, stride_qm, stride_qd, Nq, D)
+            do = load_tile(do_base, offs_m, offs_dv, stride_dom, stride_dod, Nq, DV)
+            lse2 = load_lse_log2(LSE + row_base, offs_m, Nq)
             delta = tl.load(DELTA + row_base + offs_m, mask=offs_m < Nq, other=0.0)
-            lim = _row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off,
-                              HAS_VL, CAUSAL)
+            lim = row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off,
+                             HAS_VL, CAUSAL)
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale + bias[None, :]
             valid = offs_n[None, :] < lim[:, None]
             p = tl.where(valid, tl.exp2(s - lse2[:, None]), 0.0)  # (BM, BN)
@@ -360,12 +293,10 @@ def _flash_bwd_dkdv_kernel(
                 dbias += tl.sum(ds, axis=0)
 
     dk = dk * scale
-    tl.store(DK + b.to(tl.int64) * stride_dkb + hk.to(tl.int64) * stride_dkh
-             + offs_n[:, None] * stride_dkn + offs_d[None, :] * stride_dkd,
-             dk.to(DK.dtype.element_ty), mask=(offs_n[:, None] < Nk) & (offs_d[None, :] < D))
-    tl.store(DV_ + b.to(tl.int64) * stride_dvb + hk.to(tl.int64) * stride_dvh
-             + offs_n[:, None] * stride_dvn + offs_dv[None, :] * stride_dvd,
-             dv.to(DV_.dtype.element_ty), mask=(offs_n[:, None] < Nk) & (offs_dv[None, :] < DV))
+    store_tile(DK + b.to(tl.int64) * stride_dkb + hk.to(tl.int64) * stride_dkh, offs_n, offs_d,
+               stride_dkn, stride_dkd, Nk, D, dk.to(DK.dtype.element_ty))
+    store_tile(DV_ + b.to(tl.int64) * stride_dvb + hk.to(tl.int64) * stride_dvh, offs_n,
+               offs_dv, stride_dvn, stride_dvd, Nk, DV, dv.to(DV_.dtype.element_ty))
     if STORE_DBIAS:
         tl.store(DBIAS + pid_bhk.to(tl.int64) * Nk + offs_n, dbias, mask=offs_n < Nk)
 
@@ -388,42 +319,30 @@ def _flash_bwd_dq_kernel(
 ):
     """dQ for one query block, looping over the key blocks it can see."""
     LOG2E: tl.constexpr = 1.4426950408889634
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = pid_bh // H
-    h = pid_bh % H
-    hk = h // GROUP
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pid_bh, b, h, hk, offs_m = _query_program(H, GROUP, BLOCK_M)
     offs_n0 = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     k_base = K + b.to(tl.int64) * stride_kb + hk.to(tl.int64) * stride_kh
     v_base = V + b.to(tl.int64) * stride_vb + hk.to(tl.int64) * stride_vh
-    q = tl.load(Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
-                + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd,
-                mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D), other=0.0)
-    do = tl.load(DO + b.to(tl.int64) * stride_dob + h.to(tl.int64) * stride_doh
-                 + offs_m[:, None] * stride_dom + offs_dv[None, :] * stride_dod,
-                 mask=(offs_m[:, None] < Nq) & (offs_dv[None, :] < DV), other=0.0)
+    q = load_tile(Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh,
+                  offs_m, offs_d, stride_qm, stride_qd, Nq, D)
+    do = load_tile(DO + b.to(tl.int64) * stride_dob + h.to(tl.int64) * stride_doh,
+                   offs_m, offs_dv, stride_dom, stride_dod, Nq, DV)
     row_base = pid_bh.to(tl.int64) * Nq
-    lse2 = tl.load(LSE + row_base + offs_m, mask=offs_m < Nq, other=0.0) * LOG2E
-    lse2 = tl.where(lse2 == float("-inf"), float("inf"), lse2)
+    lse2 = load_lse_log2(LSE + row_base, offs_m, Nq)
     delta = tl.load(DELTA + row_base + offs_m, mask=offs_m < Nq, other=0.0)
-    lim = _row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off, HAS_VL, CAUSAL)
+    lim = row_limits(offs_m, b, VL, stride_vlb, stride_vlm, Nq, Nk, causal_off, HAS_VL, CAUSAL)
     hi = tl.max(lim, axis=0)
 
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for start_n in range(0, hi, BLOCK_N):
         offs_n = start_n + offs_n0
-        k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kd,
-                    mask=(offs_n[:, None] < hi) & (offs_d[None, :] < D), other=0.0)  # (BN, BD)
-        v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_dv[None, :] * stride_vd,
-                    mask=(offs_n[:, None] < hi) & (offs_dv[None, :] < DV), other=0.0)  # (BN, BDV)
+        k = load_tile(k_base, offs_n, offs_d, stride_kn, stride_kd, hi, D)  # (BN, BD)
+        v = load_tile(v_base, offs_n, offs_dv, stride_vn, stride_vd, hi, DV)  # (BN, BDV)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale
         if HAS_BIAS:
-            bias = tl.load(BIAS + b * stride_bb + offs_n * stride_bn, mask=offs_n < hi, other=0.0)
-            s += bias.to(tl.float32)[None, :] * LOG2E
+            s += _key_bias(BIAS, b, offs_n, hi, stride_bb, stride_bn)[None, :] * LOG2E
         valid = offs_n[None, :] < lim[:, None]
         p = tl.where(valid, tl.exp2(s - lse2[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
@@ -434,70 +353,13 @@ def _flash_bwd_dq_kernel(
         dq += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
 
     dq = dq * scale
-    tl.store(DQ + b.to(tl.int64) * stride_dqb + h.to(tl.int64) * stride_dqh
-             + offs_m[:, None] * stride_dqm + offs_d[None, :] * stride_dqd,
-             dq.to(DQ.dtype.element_ty), mask=(offs_m[:, None] < Nq) & (offs_d[None, :] < D))
+    store_tile(DQ + b.to(tl.int64) * stride_dqb + h.to(tl.int64) * stride_dqh, offs_m, offs_d,
+               stride_dqm, stride_dqd, Nq, D, dq.to(DQ.dtype.element_ty))
 
 
 # --------------------------------------------------------------------------------------
-# Input validation (shared with the additive kernel)
+# Input validation
 # --------------------------------------------------------------------------------------
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def check_causal(causal: str | None) -> None:
-    """Raise ``ValueError`` unless ``causal`` is None or one of :data:`CAUSAL_MODES`."""
-    if causal is not None and causal not in CAUSAL_MODES:
-        raise ValueError(
-            f"causal must be None, 'top_left' or 'bottom_right', got {causal!r}"
-        )
-
-
-def causal_offset(causal: str | None, nq: int, nk: int) -> int:
-    """Offset ``off`` such that query i may see keys ``j <= i + off``."""
-    return nk - nq if causal == "bottom_right" else 0
-
-
-def check_device(*tensors: torch.Tensor) -> None:
-    """Raise ``ValueError`` when the tensors cannot run on the compiled kernels."""
-    device = tensors[0].device
-    for t in tensors:
-        if t.device != device:
-            raise ValueError(
-                f"all tensors must be on one device, got {device} and {t.device}"
-            )
-    if device.type != "cuda" and not is_interpreting():
-        raise ValueError(
-            f"the triton kernels need CUDA tensors (got device {device}); to run them on "
-            "the CPU set TRITON_INTERPRET=1 before triton is first imported"
-        )
-
-
-def normalize_valid_lens(valid_lens: torch.Tensor | None, batch: int, nq: int,
-                         device: torch.device) -> torch.Tensor | None:
-    """Return valid lengths as an int32 ``(B, Nq)`` tensor (a stride-0 view for ``(B,)``)."""
-    if valid_lens is None:
-        return None
-    if not isinstance(valid_lens, torch.Tensor):
-        raise TypeError(f"valid_lens must be a torch.Tensor or None, got {type(valid_lens)}")
-    if valid_lens.dtype.is_floating_point or valid_lens.dtype.is_complex \
-            or valid_lens.dtype == torch.bool:
-        raise TypeError(f"valid_lens must be an integer tensor, got dtype {valid_lens.dtype}")
-    if valid_lens.device != device:
-        raise ValueError(
-            f"valid_lens must be on the same device as the queries ({device}), "
-            f"got {valid_lens.device}"
-        )
-    if valid_lens.shape == (batch,):
-        return valid_lens.to(torch.int32)[:, None].expand(batch, nq)  # (B, Nq), stride 0
-    if valid_lens.shape == (batch, nq):
-        return valid_lens.to(torch.int32)  # (B, Nq)
-    raise ValueError(
-        f"valid_lens must have shape (B,) = ({batch},) or (B, Nq) = ({batch}, {nq}), "
-        f"got {tuple(valid_lens.shape)}"
-    )
-
 
 def _check_flash_inputs(q, k, v, key_bias, scale, dropout_p) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -507,7 +369,7 @@ def _check_flash_inputs(q, k, v, key_bias, scale, dropout_p) -> None:
             raise ValueError(
                 f"{name} must have 4 dims (B, H, N, D), got shape {tuple(t.shape)}"
             )
-        if t.dtype not in _FLOAT_DTYPES:
+        if t.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"{name} must be float16, bfloat16 or float32, got dtype {t.dtype}"
             )
@@ -562,11 +424,6 @@ def _strides4(t: torch.Tensor) -> tuple[int, int, int, int]:
     return tuple(t.stride())  # type: ignore[return-value]
 
 
-def _dot_precision(dtype: torch.dtype) -> str | None:
-    # fp32 inputs get IEEE fp32 products (no TF32); fp16/bf16 use the default.
-    return "ieee" if dtype == torch.float32 else None
-
-
 def _flash_forward(q, k, v, key_bias, vl, scale, causal, dropout_p, seed):
     b, h, nq, d = q.shape
     hkv, nk, dv = k.shape[1], k.shape[2], v.shape[3]
@@ -590,7 +447,7 @@ def _flash_forward(q, k, v, key_bias, vl, scale, causal, dropout_p, seed):
         HAS_BIAS=key_bias is not None, HAS_VL=vl is not None, CAUSAL=causal is not None,
         HAS_DROPOUT=dropout_p > 0.0,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        BLOCK_D=_head_block(d), BLOCK_DV=_head_block(dv), DOT_PREC=_dot_precision(q.dtype),
+        BLOCK_D=head_block(d), BLOCK_DV=head_block(dv), DOT_PREC=dot_precision(q.dtype),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return o, lse
@@ -614,13 +471,13 @@ def _flash_backward(do, q, k, v, key_bias, vl, o, lse, scale, causal, dropout_p,
     cfg = flash_block_sizes(q.device, d, dv, backward=True, dropout=dropout_p > 0.0,
                             dtype=q.dtype)
     blocks = dict(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                  BLOCK_D=_head_block(d), BLOCK_DV=_head_block(dv))
+                  BLOCK_D=head_block(d), BLOCK_DV=head_block(dv))
     launch = dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     off = causal_offset(causal, nq, nk)
-    prec = _dot_precision(q.dtype)
+    prec = dot_precision(q.dtype)
 
     delta = torch.empty((b, h, nq), dtype=torch.float32, device=q.device)  # (B, H, Nq)
-    _flash_bwd_preprocess_kernel[(triton.cdiv(nq, cfg.block_m), b * h)](
+    delta_kernel[(triton.cdiv(nq, cfg.block_m), b * h)](
         o, do, delta, *_strides4(o), *_strides4(do), h, nq, dv,
         BLOCK_M=cfg.block_m, BLOCK_DV=blocks["BLOCK_DV"], num_warps=cfg.num_warps,
     )

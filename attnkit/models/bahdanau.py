@@ -30,11 +30,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .._checks import check_dropout, check_module_dtype
+from .._checks import check_dropout, check_module_dtype, check_token_ids
 from .._values import check_positive_int
 from ..nn.attention import AdditiveAttention
 from ..nn.packed import select_valid
-from ..nn.transformer import _check_tokens
 from .config import check_tied_layers
 
 __all__ = ["AttentionDecoder", "BahdanauSeq2Seq", "BahdanauState", "Seq2SeqEncoder"]
@@ -69,7 +68,7 @@ class Seq2SeqEncoder(nn.Module):
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_tokens("src", X, self.vocab_size)
+        check_token_ids("src", X, self.vocab_size)
         embs = self.embedding(X)  # (B, S, E)
         if valid_lens is None:
             return self.rnn(embs)  # (B, S, d), (L, B, d)
@@ -135,7 +134,7 @@ class AttentionDecoder(nn.Module):
 
     def forward(self, X: torch.Tensor, state: BahdanauState
                 ) -> tuple[torch.Tensor, BahdanauState]:
-        _check_tokens("tgt", X, self.vocab_size)
+        check_token_ids("tgt", X, self.vocab_size)
         check_module_dtype("AttentionDecoder", self.rnn.weight_ih_l0.dtype,
                            **{"state.enc_outputs": state.enc_outputs, "state.hidden": state.hidden})
         embs = self.embedding(X)  # (B, T, E)

@@ -23,6 +23,7 @@ __all__ = [
     "TransformerConfig",
     "bahdanau_small",
     "check_tied_layers",
+    "preset_config",
     "transformer_base",
     "transformer_small",
     "transformer_tiny",
@@ -107,9 +108,10 @@ def check_tied_layers(num_encoder_layers: int, num_decoder_layers: int, prefix: 
             f"{num_encoder_layers}")
 
 
-def _build_config(cls, src_vocab_size: int, tgt_vocab_size: int | None, sizes: dict,
+def preset_config(cls, src_vocab_size: int, tgt_vocab_size: int | None, sizes: dict,
                   overrides: dict):
-    """``cls(**sizes)`` with the vocabularies (tgt defaults to src) and ``overrides`` applied."""
+    """A preset's config: ``cls(**sizes)`` with the vocabularies (tgt defaults to src) and
+    ``overrides`` applied; what every family's preset builders share."""
     tgt = src_vocab_size if tgt_vocab_size is None else tgt_vocab_size
     return cls(**{"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt, **sizes,
                   **overrides})
@@ -126,7 +128,7 @@ def transformer_tiny(src_vocab_size: int, tgt_vocab_size: int | None = None,
     """
     sizes = dict(num_hiddens=64, num_heads=4, ffn_num_hiddens=128, num_encoder_layers=2,
                  num_decoder_layers=2, dropout=0.1)
-    return _build_config(TransformerConfig, src_vocab_size, tgt_vocab_size, sizes, overrides)
+    return preset_config(TransformerConfig, src_vocab_size, tgt_vocab_size, sizes, overrides)
 
 
 def transformer_small(src_vocab_size: int, tgt_vocab_size: int | None = None,
@@ -139,7 +141,7 @@ def transformer_small(src_vocab_size: int, tgt_vocab_size: int | None = None,
     """
     sizes = dict(num_hiddens=256, num_heads=4, ffn_num_hiddens=1024, num_encoder_layers=3,
                  num_decoder_layers=3, dropout=0.1)
-    return _build_config(TransformerConfig, src_vocab_size, tgt_vocab_size, sizes, overrides)
+    return preset_config(TransformerConfig, src_vocab_size, tgt_vocab_size, sizes, overrides)
 
 
 def transformer_base(src_vocab_size: int, tgt_vocab_size: int | None = None,
@@ -155,7 +157,7 @@ def transformer_base(src_vocab_size: int, tgt_vocab_size: int | None = None,
     """
     sizes = dict(num_hiddens=512, num_heads=8, ffn_num_hiddens=2048, num_encoder_layers=6,
                  num_decoder_layers=6, dropout=0.1)
-    return _build_config(TransformerConfig, src_vocab_size, tgt_vocab_size, sizes, overrides)
+    return preset_config(TransformerConfig, src_vocab_size, tgt_vocab_size, sizes, overrides)
 
 
 def bahdanau_small(src_vocab_size: int, tgt_vocab_size: int | None = None,
@@ -164,5 +166,5 @@ def bahdanau_small(src_vocab_size: int, tgt_vocab_size: int | None = None,
 
     Parameters: 2,675,944 with vocabularies of 1,000 each.
     """
-    return _build_config(BahdanauConfig, src_vocab_size, tgt_vocab_size, {}, overrides)
+    return preset_config(BahdanauConfig, src_vocab_size, tgt_vocab_size, {}, overrides)
 

@@ -26,7 +26,7 @@ import functools
 from dataclasses import dataclass
 
 from .._options import option
-from .config import BahdanauConfig, _build_config
+from .config import BahdanauConfig, preset_config
 
 # RNNDotSeq2Seq is made by the module's __getattr__, on first use
 __all__ = ["SCORES", "RNNDotConfig", "RNNDotSeq2Seq", "rnn_dot_small"]  # noqa: F822
@@ -54,7 +54,7 @@ def rnn_dot_small(src_vocab_size: int, tgt_vocab_size: int | None = None,
     Parameters: 2,544,616 with vocabularies of 1,000 each; ``score="bilinear"`` adds
     the 65,536 of ``M``.
     """
-    return _build_config(RNNDotConfig, src_vocab_size, tgt_vocab_size, {}, overrides)
+    return preset_config(RNNDotConfig, src_vocab_size, tgt_vocab_size, {}, overrides)
 
 
 def __getattr__(name: str):

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .. import _names
-from .._checks import check_dropout, check_module_dtype, shape_str
+from .._checks import check_dropout, check_module_dtype, check_token_ids, shape_str
 from .._values import check_positive_int
 from ..scores import Score
 from .dropout import Dropout
@@ -400,22 +400,6 @@ def _check_positional(positional: str) -> str:
     return positional
 
 
-def _check_tokens(name: str, tokens, vocab_size: int) -> None:
-    if not isinstance(tokens, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids; got {type(tokens).__name__}")
-    if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32):
-        raise ValueError(
-            f"{name} must be a (B, N) int64 tensor of token ids; got {shape_str(tokens.shape)} "
-            f"{tokens.dtype}"
-        )
-    if tokens.numel() and tokens.device.type != "meta" and (  # meta: no ids to check
-            int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
-        raise ValueError(
-            f"{name} ids must lie in [0, {vocab_size}); got min {int(tokens.min())}, "
-            f"max {int(tokens.max())}"
-        )
-
-
 def token_embedding(vocab_size: int, num_hiddens: int) -> nn.Embedding:
     """``nn.Embedding`` initialised with std ``d^-0.5``, so that ×√d gives unit variance.
 
@@ -503,7 +487,7 @@ class TransformerEncoder(_TransformerStack):
     block_cls = TransformerEncoderBlock
 
     def forward(self, X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
-        _check_tokens("src", X, self.vocab_size)
+        check_token_ids("src", X, self.vocab_size)
         packed = Packed.from_lens(valid_lens, *X.shape)  # padding is never computed
         Hp = packed.pack(self.embed(X))  # (n_valid, d)
         for blk in self.blocks:
@@ -540,7 +524,7 @@ class TransformerDecoder(_TransformerStack):
                 tgt_valid_lens: torch.Tensor | None = None,
                 caches: Sequence[tuple[KVCache, KVCache]] | None = None,
                 offset: int = 0) -> torch.Tensor:
-        _check_tokens("tgt", X, self.vocab_size)
+        check_token_ids("tgt", X, self.vocab_size)
         if caches is not None and len(caches) != len(self.blocks):
             raise ValueError(
                 f"caches must hold one (self_cache, cross_cache) pair per block "

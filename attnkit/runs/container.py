@@ -53,7 +53,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .._io import read_json, sha256_of_file, write_atomic
+from .._io import is_own_folder, json_bytes, read_json, sha256_of_file, write_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -62,11 +62,13 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "check_finite_weights",
+    "check_state_fits",
     "encode_checkpoint",
     "first_non_finite",
     "read_model_state",
     "read_weights",
     "restore_verified",
+    "step_of",
     "unlisted_files",
     "verify_checkpoint",
     "write_checkpoint",
@@ -92,10 +94,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 # ----------------------------------------------------- nested state <-> JSON + tensors
@@ -175,14 +173,10 @@ def _set_rng_states(states: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------- listing
-def _step_of(path: Path) -> int | None:
+def step_of(path: Path) -> int | None:
+    """The step of a checkpoint's name (``step-000123``: 123), ``None`` for another name."""
     m = _NAME.match(path.name)
     return int(m.group(1)) if m else None
-
-
-def _is_folder(p: Path) -> bool:
-    """Whether ``p`` is a folder of its own, not a link to one."""
-    return p.is_dir() and not p.is_symlink()
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:
@@ -198,7 +192,7 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     found = [
         (step, p)
         for p in r.iterdir()
-        if _is_folder(p) and (step := _step_of(p)) is not None and (p / MANIFEST).is_file()
+        if is_own_folder(p) and (step := step_of(p)) is not None and (p / MANIFEST).is_file()
     ]
     return [p for _, p in sorted(found)]
 
@@ -246,7 +240,7 @@ def _payload(model, optimizer, scheduler, *, config: dict, train_state: dict
         if not isinstance(obj, dict):
             raise TypeError(f"{name} must be a dict, got {type(obj).__name__}")
         try:
-            payload[f"{name}.json"] = _json_bytes(obj)
+            payload[f"{name}.json"] = json_bytes(obj)
         except (TypeError, ValueError) as e:
             raise TypeError(f"{name} must be JSON-serializable (finite floats): {e}") from e
     model_tensors = {k: v.detach().cpu().contiguous().clone() for k, v in
@@ -260,7 +254,7 @@ def _payload(model, optimizer, scheduler, *, config: dict, train_state: dict
             scheduler.state_dict(), "scheduler", state_tensors),
         "rng": _flatten(_rng_states(), "rng", state_tensors),
     }  # fmt: skip
-    payload["state.json"] = _json_bytes(state)
+    payload["state.json"] = json_bytes(state)
     payload["state.safetensors"] = st_save(state_tensors, metadata={"format": "pt"})
     return payload
 
@@ -284,7 +278,7 @@ def _write_directory(root: Path, step: int, payload: dict[str, bytes], tokenizer
         if p.is_file()
     }
     manifest = {"format_version": FORMAT_VERSION, "step": step, "files": files}
-    write_atomic(tmp / MANIFEST, _json_bytes(manifest))
+    write_atomic(tmp / MANIFEST, json_bytes(manifest))
     _fsync_dir(tmp)
     os.replace(tmp, final)
     _fsync_dir(root)
@@ -354,7 +348,7 @@ def _unlisted(p: Path, files: dict) -> list[str]:
         folder, prefix = folders.pop()
         for entry in folder.iterdir():
             name = prefix + entry.name
-            is_dir = entry.is_dir() and not entry.is_symlink()
+            is_dir = is_own_folder(entry)
             if is_dir and name in on_the_way:
                 folders.append((entry, name + "/"))
             elif name not in listed:
@@ -408,11 +402,18 @@ def unlisted_files(path: str | Path) -> list[str]:
         return []
 
 
-def _verified(path: str | Path) -> Path:
-    """Check checkpoint ``path`` against its manifest before any of its files is opened:
-    every listed file inside the directory, present, of the listed size and SHA-256.
-    Other files are ignored (never read) unless a reader would open them
-    (:func:`_unlisted_but_read`)."""
+def verify_checkpoint(path: str | Path) -> Path:
+    """``path`` if it is a complete checkpoint whose files match its manifest, checked
+    before any of its files is opened: every listed file inside the directory, present,
+    of the listed size and SHA-256.
+
+    Files the manifest does not list are ignored, never read (:func:`unlisted_files`
+    names them), except at a name that loading opens (:func:`_unlisted_but_read`).
+
+    Raises:
+        ValueError: naming each file that is missing or differs, or unlisted where
+            loading would read it.
+    """
     p = Path(path)
     manifest = read_json(p / MANIFEST, format_version=FORMAT_VERSION, missing=ValueError(
         f"not a complete checkpoint (no {MANIFEST}): {p}"))
@@ -429,28 +430,18 @@ def _verified(path: str | Path) -> Path:
     return p
 
 
-def verify_checkpoint(path: str | Path) -> Path:
-    """``path`` if it is a complete checkpoint whose files match its manifest.
-
-    Files the manifest does not list are ignored (:func:`unlisted_files` names them),
-    except at a name that loading opens.
-
-    Raises:
-        ValueError: naming each file that is missing or differs, or unlisted where
-            loading would read it.
-    """
-    return _verified(path)
-
-
 def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The model tensors of checkpoint ``path`` (verified against its manifest; refused
     when one is not finite, :func:`check_finite_weights`)."""
-    return read_weights(_verified(path))
+    return read_weights(verify_checkpoint(path))
 
 
-def _check_fits(
+def check_state_fits(
     expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], where: str
 ) -> None:
+    """Refuse a state dict ``given`` (called ``where``) that does not have the keys and
+    shapes of ``expected``; the message lists missing keys, unexpected keys and shape
+    mismatches."""
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
     shapes = [
@@ -494,7 +485,7 @@ def load_checkpoint(
             keys and shape mismatches), or a weight is NaN or infinite, or an
             optimizer/scheduler is given but none was saved.
     """
-    return restore_verified(_verified(path), model=model, optimizer=optimizer,
+    return restore_verified(verify_checkpoint(path), model=model, optimizer=optimizer,
                             scheduler=scheduler, restore_rng=restore_rng)
 
 
@@ -504,7 +495,7 @@ def restore_verified(p: Path, *, model: torch.nn.Module,
     """:func:`load_checkpoint` of a checkpoint ``p`` that was verified already (by
     :func:`attnkit.runs.run.open_run`): its files are read without checking them again."""
     weights = read_weights(p)
-    _check_fits(model.state_dict(), weights, f"checkpoint {p}")
+    check_state_fits(model.state_dict(), weights, f"checkpoint {p}")
     state_tensors = st_load((p / "state.safetensors").read_bytes())
     state = json.loads((p / "state.json").read_text(encoding="utf-8"))
     for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):

@@ -29,18 +29,15 @@ from typing import Any
 
 import torch
 
-from .._io import write_atomic
+from .._io import is_own_folder, json_bytes, write_atomic
 from .._values import check_positive_int
 from .container import (
-    _NAME,
     MANIFEST,
-    _is_folder,
-    _json_bytes,
-    _step_of,
-    _verified,
     encode_checkpoint,
     latest_checkpoint,
     list_checkpoints,
+    step_of,
+    verify_checkpoint,
     write_checkpoint,
 )
 
@@ -123,7 +120,7 @@ def _rotate(root: Path, keep: int) -> None:
     listed in ``best.json``."""
     protect = {e["step"] for e in read_best(root)}
     for old in list_checkpoints(root)[:-keep] if keep > 0 else list_checkpoints(root):
-        if _step_of(old) in protect:
+        if step_of(old) in protect:
             continue
         trash = old.with_name(old.name + ".deleting")
         os.replace(old, trash)  # no longer a checkpoint before any file goes
@@ -163,7 +160,7 @@ def read_best(root: str | Path) -> list[dict]:
 def _write_best(root: Path, entries: list[dict]) -> None:
     path = root / BEST
     if entries:
-        write_atomic(path, _json_bytes(_ranked(entries)))
+        write_atomic(path, json_bytes(_ranked(entries)))
     elif path.exists():
         path.unlink()
 
@@ -212,7 +209,7 @@ def trim_best(root: str | Path, *, keep_best: int, last_step: int) -> list[dict]
     best first."""
     root = Path(root)
     stored = read_best(root)
-    on_disk = {_step_of(p) for p in list_checkpoints(root)}
+    on_disk = {step_of(p) for p in list_checkpoints(root)}
     best = [e for e in stored if e["step"] in on_disk and e["step"] <= last_step][:keep_best]
     if best != stored:
         _write_best(root, best)
@@ -250,7 +247,7 @@ def _step_entries(root: str | Path) -> list[Path]:
     r = Path(root)
     if not r.is_dir():
         return []
-    found = [(step, p) for p in r.iterdir() if (step := _step_of(p)) is not None]
+    found = [(step, p) for p in r.iterdir() if (step := step_of(p)) is not None]
     return [p for _, p in sorted(found)]
 
 
@@ -268,9 +265,9 @@ def latest_verified_checkpoint(root: str | Path, *, set_aside: bool = False
     skipped: list[tuple[Path, str]] = []
     for ckpt in reversed(_step_entries(root)):
         try:
-            if not _is_folder(ckpt):
+            if not is_own_folder(ckpt):
                 raise ValueError(f"not a checkpoint (not a folder, or a link): {ckpt}")
-            found = _verified(ckpt)
+            found = verify_checkpoint(ckpt)
         except ValueError as e:
             skipped.append((ckpt, str(e)))
             continue
@@ -295,8 +292,8 @@ def clean_leftovers(root: str | Path) -> list[Path]:
     r = Path(root)
     if not r.is_dir():
         return []
-    gone = [d for d in r.iterdir() if d.is_dir() and not d.is_symlink()
-            and d.suffix in (".tmp", ".deleting") and _NAME.match(d.stem)]
+    gone = [d for d in r.iterdir() if is_own_folder(d)
+            and d.suffix in (".tmp", ".deleting") and step_of(d.with_suffix("")) is not None]
     for d in gone:
         shutil.rmtree(d, ignore_errors=True)
     return gone

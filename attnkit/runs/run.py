@@ -36,13 +36,13 @@ import torch
 from . import container
 from .container import (
     MANIFEST,
-    _check_fits,
-    _step_of,
+    check_state_fits,
     latest_checkpoint,
     list_checkpoints,
     read_model_state,
     read_weights,
     restore_verified,
+    step_of,
 )
 from .retention import best_checkpoint, latest_verified_checkpoint
 
@@ -132,7 +132,7 @@ def open_run(path: str | Path) -> Run:
             release reads (the message names both versions), or a model section that
             does not describe a model config.
     """
-    return _read(container._verified(resolve_checkpoint(path)))
+    return _read(container.verify_checkpoint(resolve_checkpoint(path)))
 
 
 def open_latest_run(root: str | Path, *, set_aside: bool = False
@@ -231,9 +231,9 @@ def read_paths(path: str | Path) -> list[Path]:
 
 def _removed_hint(p: Path) -> str:
     """For a ``step-N`` that is gone from a folder holding newer checkpoints: why."""
-    step = _step_of(p)
+    step = step_of(p)
     held = [] if step is None else list_checkpoints(p.parent)
-    if not held or _step_of(held[-1]) <= step:
+    if not held or step_of(held[-1]) <= step:
         return ""
     return (f" (a training that keeps only its last checkpoints, keep_last, removes older "
             f"ones; {p.parent} now holds {', '.join(c.name for c in held[-3:])})")
@@ -330,7 +330,7 @@ def _mean_of(paths: list, read: Callable[[Any], dict[str, torch.Tensor]], progre
     first = states[0]
     _check_same_kind(paths)
     for p, s in zip(paths[1:], states[1:], strict=True):
-        _check_fits(first, s, f"checkpoint {p} (compared with {paths[0]})")
+        check_state_fits(first, s, f"checkpoint {p} (compared with {paths[0]})")
     out: dict[str, torch.Tensor] = {}
     for k, ref in first.items():
         if ref.is_floating_point() or ref.is_complex():

@@ -31,7 +31,8 @@ from ..cost import SCORES, attention_cost
 from ..functional import attention_weights
 from ..masks import causal_mask
 from ..softmax import masked_softmax
-from .heatmap import _pyplot, save_figure
+from ._matplotlib import pyplot
+from .heatmap import save_figure
 
 __all__ = ["FIGURES", "NEEDS_INPUT", "plot", "panel_axes"]
 
@@ -69,7 +70,7 @@ def _colorbar(fig, im, axes, label="weight"):
 def figure_masked_softmax(seed: int = 0):
     """d2l's toy masked softmax: ``torch.rand(2, 2, 4)`` with ``[2, 3]`` and ``[[1, 3], [2, 4]]``,
     and a third case with an empty row (``valid_len = 0`` → zero weights)."""
-    plt = _pyplot()
+    plt = pyplot()
     X = torch.rand(2, 2, 4, generator=torch.Generator().manual_seed(seed))
     cases = [("valid_lens [2, 3]", torch.tensor([2, 3])),
              ("valid_lens [[1, 3], [2, 4]]", torch.tensor([[1, 3], [2, 4]])),
@@ -96,7 +97,7 @@ def figure_scores(seed: int = 0):
     """The five scoring functions on the same queries and keys (one panel each)."""
     from .tour import tour_scores
 
-    plt = _pyplot()
+    plt = pyplot()
     g = torch.Generator().manual_seed(seed)
     q, k = torch.randn(2, 6, 4, generator=g), torch.randn(2, 9, 4, generator=g)
     vl = torch.tensor([9, 6])
@@ -115,7 +116,7 @@ def figure_scores(seed: int = 0):
 
 def figure_causal_mask(seed: int = 0):
     """Causal masks (square, top-left and bottom-right for Nq ≠ Nk) and the weights they give."""
-    plt = _pyplot()
+    plt = pyplot()
     g = torch.Generator().manual_seed(seed)
     cases = [("Nq = Nk = 6", 6, 6, "top_left"),
              ("top_left, Nq=4, Nk=7", 4, 7, "top_left"),
@@ -135,7 +136,7 @@ def figure_causal_mask(seed: int = 0):
 
 def figure_scaling(seed: int = 0):
     """Softmax of ``qᵀk`` vs ``qᵀk/√d``: without the scale, large ``d`` saturates the softmax."""
-    plt = _pyplot()
+    plt = pyplot()
     g = torch.Generator().manual_seed(seed)
     dims = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
     nk, trials = 16, 200
@@ -174,7 +175,7 @@ def figure_positional_encoding(num_hiddens: int = 32, num_steps: int = 60):
     """The sinusoidal encoding of "Attention Is All You Need" §3.5."""
     from ..nn.positional import sinusoidal_table
 
-    plt = _pyplot()
+    plt = pyplot()
     P = sinusoidal_table(num_steps, num_hiddens)  # (num_steps, num_hiddens)
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.5), squeeze=False, layout="constrained")
     im = axes[0, 0].imshow(P.T.numpy(), cmap="RdBu", aspect="auto", vmin=-1, vmax=1)
@@ -195,7 +196,7 @@ def figure_lr_schedule(steps: int = 20000):
     """``lr = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)`` for several settings."""
     from ..train.schedule import noam_lr
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 1, figsize=(8, 4.5), squeeze=False, layout="constrained")
     ax = axes[0, 0]
     xs = list(range(1, steps + 1, 20))
@@ -233,7 +234,7 @@ def figure_cost(measure: bool = True):
     from ..functional import attention
     from ..scores import Additive
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), squeeze=False, layout="constrained")
     ns = [64, 128, 256, 512, 1024, 2048, 4096]
     _cost_lines(axes[0, 0], ns, {score: [attention_cost(
@@ -326,7 +327,7 @@ def _finite(pts: list, ax, key: str) -> list:
 def figure_curves(log: str | Path):
     """Training curves from a training log (JSON lines with ``step`` and metrics);
     non-finite values are marked in red with their value."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = read_log(log)
     if not rows:
         raise ValueError(f"log {str(log)!r} has no records")
@@ -411,7 +412,7 @@ def figure_attention_maps(captures: dict[str, torch.Tensor], src_tokens: list[st
     """
     from .explorer import records_from_captures
 
-    plt = _pyplot()
+    plt = pyplot()
     records = records_from_captures(captures)
     if not records:
         raise ValueError("captures is empty: nothing to draw")

@@ -1,26 +1,18 @@
 """Attention heatmaps (d2l's ``show_heatmaps``, with tokens and valid lengths).
 
 Uses matplotlib's non-interactive Agg backend, so it runs on machines with
-no display; inside a Jupyter kernel (inline backend) figures show inline.
+no display; inside a Jupyter kernel (inline backend) figures show inline
+(:func:`attnkit.viz._matplotlib.pyplot`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-
-def _pyplot():
-    import matplotlib
-
-    if "inline" not in os.environ.get("MPLBACKEND", ""):  # a notebook keeps its backend
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+from ._matplotlib import pyplot
 
 
 def show_heatmaps(matrices: torch.Tensor, *, xlabel: str = "Keys", ylabel: str = "Queries",
@@ -40,7 +32,7 @@ def show_heatmaps(matrices: torch.Tensor, *, xlabel: str = "Keys", ylabel: str =
     if not isinstance(matrices, torch.Tensor) or matrices.ndim != 4:
         got = tuple(matrices.shape) if isinstance(matrices, torch.Tensor) else type(matrices)
         raise ValueError(f"matrices must be a tensor of shape (rows, cols, Nq, Nk); got {got}")
-    plt = _pyplot()
+    plt = pyplot()
     rows, cols, nq, nk = matrices.shape
     if figsize is None:
         figsize = (min(2.0 + 2.6 * cols * max(1.0, nk / 10), 18), 1.2 + 1.8 * rows * max(
@@ -92,5 +84,5 @@ def save_figure(fig, path: str | Path, *, dpi: int = 120, tight: bool = True) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from attnkit import d2l
-from attnkit.viz.heatmap import _pyplot
+from attnkit.viz._matplotlib import pyplot
 
 
 def test_check_shape():
@@ -14,7 +14,7 @@ def test_check_shape():
 
 
 def test_show_heatmaps_books_call_draws_labelled_panels_on_one_scale():
-    plt = _pyplot()
+    plt = pyplot()
     plt.close("all")
     attention_weights = torch.eye(10).reshape((1, 1, 10, 10))
     assert d2l.show_heatmaps(attention_weights, xlabel="Keys", ylabel="Queries") is None
@@ -32,7 +32,7 @@ def test_show_heatmaps_books_call_draws_labelled_panels_on_one_scale():
 
 
 def test_plot_draws_one_line_per_column_with_legend():
-    plt = _pyplot()
+    plt = pyplot()
     plt.close("all")
     P = d2l.PositionalEncoding(32, 0).P[0, :60]
     d2l.plot(torch.arange(60), P[:, 6:10].T, xlabel="Row (position)", figsize=(6, 2.5),

@@ -15,7 +15,7 @@ if not torch.cuda.is_available() and "triton" not in sys.modules:
 
 pytest.importorskip("triton", reason="triton is not installed")
 
-from attnkit.kernels.triton_flash import is_interpreting  # noqa: E402
+from attnkit.kernels._triton_common import is_interpreting  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 if DEVICE.type == "cpu" and not is_interpreting():

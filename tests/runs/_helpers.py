@@ -30,14 +30,14 @@ def count_verifications(monkeypatch) -> list[Path]:
     """Each manifest verification from now on, in order (the real check still runs):
     :mod:`attnkit.runs.container` verifies, and :mod:`.retention` calls it by its own
     name when it chooses the newest checkpoint that verifies."""
-    calls, real = [], container._verified
+    calls, real = [], container.verify_checkpoint
 
     def counted(path):
         calls.append(Path(path))
         return real(path)
 
     for module in (container, retention):
-        monkeypatch.setattr(module, "_verified", counted)
+        monkeypatch.setattr(module, "verify_checkpoint", counted)
     return calls
 
 

@@ -104,9 +104,9 @@ def test_resume_opens_the_run_once(trained, monkeypatch):
     (attnkit.runs.open_latest_run); the trainer restores the opened run."""
     from attnkit.runs import container, retention
 
-    calls, real = [], container._verified
+    calls, real = [], container.verify_checkpoint
     for module in (container, retention):  # retention chooses, the run opens
-        monkeypatch.setattr(module, "_verified", lambda p: calls.append(p) or real(p))
+        monkeypatch.setattr(module, "verify_checkpoint", lambda p: calls.append(p) or real(p))
     t = Trainer(tiny(trained, max_steps=4), log=None)
     assert t.step == 2
     assert [p.name for p in calls] == ["step-000002"]

@@ -520,6 +520,23 @@ def test_keyboard_changes_head_layer_and_view(open_page, pages):
     assert page.locator(f"{MAIN} line.link").count() == N_SRC * N_SRC
 
 
+def test_layer_and_head_buttons_step_and_stop_at_the_ends(open_page, pages):
+    page, _ = open_page(pages["full"])
+    state = "window.attnkitExplorer.state"
+    for name, count in (("layer", LAYERS), ("head", H)):
+        assert page.locator(f'label[for="{name}-select"]').text_content() == name.title()
+        prev, nxt = page.locator(f"#{name}-prev"), page.locator(f"#{name}-next")
+        assert prev.get_attribute("aria-label") == f"Previous {name}"
+        assert prev.is_disabled() and nxt.is_enabled()
+        for i in range(1, count):
+            nxt.click()
+            assert page.evaluate(f"{state}.{name}") == i
+            assert page.input_value(f"#{name}-select") == str(i)
+        assert nxt.is_disabled() and prev.is_enabled()
+        prev.click()
+        assert page.evaluate(f"{state}.{name}") == count - 2
+
+
 def test_hover_query_and_key_highlight(open_page, pages):
     page, _ = open_page(pages["full"])
     page.select_option("#kind-select", "cross")
