@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-__all__ = ["SuiteResult", "record", "write_marked"]
+__all__ = ["SuiteResult", "record", "section_markers", "write_marked"]
 
 
 class SuiteResult(Protocol):
@@ -31,6 +31,12 @@ class SuiteResult(Protocol):
         """The suite's section of BENCHMARKS.md; ``command`` is the command line
         recorded in it (the one that reproduces the run)."""
         ...
+
+
+def section_markers(section: str) -> tuple[str, str]:
+    """The two comment lines around the section ``section`` of BENCHMARKS.md (a suite's
+    ``START, END``): one spelling for every suite, so :func:`record` finds each."""
+    return f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
 
 
 def where_line(machine: dict) -> str:

@@ -20,12 +20,12 @@ from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
 
 from ..._profiling import peak_memory_bytes as _peak_memory_bytes
 from ...runtime import held_threads
+from ..report import section_markers
 from ..toolkit import machine_info, time_alternating, uniform_lengths
 
 __all__ = ["END", "START", "BenchResult", "Row", "run"]
 
-START = "<!-- bench:cpu-attention:start -->"
-END = "<!-- bench:cpu-attention:end -->"
+START, END = section_markers("cpu-attention")
 
 
 @dataclass

@@ -13,11 +13,11 @@ import torch
 
 from ...nn import MultiHeadAttention
 from ...runtime import held_threads
+from ..report import section_markers
 
 __all__ = ["END", "START", "AttentionStepResult", "run"]
 
-START = "<!-- bench:attention_step:start -->"
-END = "<!-- bench:attention_step:end -->"
+START, END = section_markers("attention_step")
 
 
 @dataclass

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from ...runtime import cpu_model
+from ..report import section_markers
 from . import TRAINED, book
 
 __all__ = ["END", "START", "D2lBookResult", "run"]
 
-START = "<!-- bench:d2l_book:start -->"
-END = "<!-- bench:d2l_book:end -->"
+START, END = section_markers("d2l_book")
 PACKAGES = ("book", "attnkit")
 
 _TIMING = '''

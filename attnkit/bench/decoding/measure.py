@@ -16,11 +16,11 @@ from ...decode.translator import load_translator
 from ...eval.bleu import corpus_bleu
 from ...runs.run import Run, open_run, read_beside_writer
 from ...runtime import held_threads
+from ..report import section_markers
 
 __all__ = ["END", "START", "DecodingResult", "run"]
 
-START = "<!-- bench:decoding:start -->"
-END = "<!-- bench:decoding:end -->"
+START, END = section_markers("decoding")
 TARGETS = {1: 0.5, 5: 0.4}  # beam -> attnkit / CTranslate2 float32, sentences/s
 _QUANTIZATIONS = ("float32", "int8")  # the exports measured, each an engine
 

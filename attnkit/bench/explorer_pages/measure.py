@@ -17,12 +17,12 @@ from typing import ClassVar
 import torch
 
 from ...viz.explorer import AttentionRecord, write_explorer
+from ..report import section_markers
 from ..toolkit import machine_info
 
 __all__ = ["END", "START", "ExplorerPagesResult", "run"]
 
-START = "<!-- bench:explorer_pages:start -->"
-END = "<!-- bench:explorer_pages:end -->"
+START, END = section_markers("explorer_pages")
 KINDS = ("encoder_self", "decoder_self", "cross")
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 

@@ -13,10 +13,11 @@ from typing import ClassVar
 
 import torch
 
+from ..report import section_markers
+
 __all__ = ["END", "START", "GpuBenchResult", "needed_flops", "run"]
 
-START = "<!-- bench:gpu:start -->"
-END = "<!-- bench:gpu:end -->"
+START, END = section_markers("gpu")
 
 
 def _time_cuda(fns: dict, repeats: int) -> dict:

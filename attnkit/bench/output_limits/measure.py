@@ -17,12 +17,12 @@ from ...data.tokenizer import TokenizerPair, WordTokenizer
 from ...decode.translator import translate_sentences
 from ...models import Transformer
 from ...runtime import held_threads
+from ..report import section_markers
 from ..toolkit import default_data_root
 
 __all__ = ["END", "START", "OutputLimitsResult", "run"]
 
-START = "<!-- bench:output_limits:start -->"
-END = "<!-- bench:output_limits:end -->"
+START, END = section_markers("output_limits")
 
 
 @dataclass

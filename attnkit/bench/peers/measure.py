@@ -25,11 +25,11 @@ from ...data.tokenizer import TokenizerPair
 from ...eval.bleu import corpus_bleu, tokenized_lowercase_bleu
 from ...runs.run import Run, open_run
 from ...train.config import TrainConfig
+from ..report import section_markers
 
 __all__ = ["END", "JOEYNMT_VERSION", "START", "PeersResult", "joeynmt_config", "run"]
 
-START = "<!-- bench:peers:start -->"
-END = "<!-- bench:peers:end -->"
+START, END = section_markers("peers")
 JOEYNMT_VERSION = "2.3.0"
 TOOLS = ("attnkit", "joeynmt")
 BEAMS = (1, 5)

@@ -19,12 +19,12 @@ from ...models.build import build_model
 from ...models.config import transformer_small
 from ...runtime import held_threads
 from ...train.step import training_step
+from ..report import section_markers
 from ..toolkit import competing_process
 
 __all__ = ["END", "START", "ThreadsResult", "run"]
 
-START = "<!-- bench:threads:start -->"
-END = "<!-- bench:threads:end -->"
+START, END = section_markers("threads")
 TARGET = 0.4  # loaded / idle throughput of threads = auto
 
 

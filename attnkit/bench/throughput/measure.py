@@ -15,12 +15,12 @@ import torch
 from ...data.batching import BatchingConfig, BucketBatcher
 from ...data.tokenizer import SentencePieceTokenizer
 from ...train.step import training_step
+from ..report import section_markers
 from ..toolkit import TorchSeq2Seq, baseline_step, default_data_root, machine_info, time_alternating
 
 __all__ = ["END", "START", "ThroughputResult", "corpus_batches", "default_data_root", "run"]
 
-START = "<!-- bench:train-throughput:start -->"
-END = "<!-- bench:train-throughput:end -->"
+START, END = section_markers("train-throughput")
 
 
 def corpus_batches(max_tokens: int, num_batches: int, data_root: Path, seed: int = 0):

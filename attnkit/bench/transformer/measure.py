@@ -16,12 +16,12 @@ import torch
 from ...models import build_model, count_parameters, transformer_small
 from ...runtime import cpu_model, held_threads
 from ...train.step import training_step
+from ..report import section_markers
 from ..toolkit import TorchSeq2Seq, baseline_step, padded_batch, time_alternating
 
 __all__ = ["END", "START", "StepTiming", "TransformerBenchResult", "measure_step", "run"]
 
-START = "<!-- bench:transformer-step:start -->"
-END = "<!-- bench:transformer-step:end -->"
+START, END = section_markers("transformer-step")
 
 
 @dataclass
