@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from ._values import check_probability
-
 CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 
 
@@ -288,11 +286,6 @@ def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> tor
         raise ValueError(
             f"mask must be on the same device as queries ({device}); got {mask.device}")
     return mask
-
-
-def check_dropout(name: str, p) -> float:
-    """``p`` as a float in ``[0, 1)`` (:func:`attnkit._values.check_probability`)."""
-    return check_probability(name, p)
 
 
 def normalize_causal(causal) -> str | None:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._values import check_positive_int
+
 __all__ = ["Flag", "Suite", "thread_list"]
 
 
@@ -64,9 +66,6 @@ class Suite:
 def thread_list(text: str) -> list[int]:
     """``"2,1"`` -> ``[2, 1]``: the thread counts of a ``--threads`` flag, each at least 1."""
     try:
-        threads = [int(t) for t in text.split(",")]
-    except ValueError:
-        raise ValueError(f"expected a comma list of ints; got {text!r}") from None
-    if any(t < 1 for t in threads):
-        raise ValueError(f"thread counts must be >= 1; got {text!r}")
-    return threads
+        return [check_positive_int("", int(t)) for t in text.split(",")]
+    except ValueError:  # argparse names the flag; the message, the whole list
+        raise ValueError(f"expected a comma list of positive ints; got {text!r}") from None

@@ -25,12 +25,12 @@ from torch import nn
 
 from .._checks import (
     broadcast_shapes,
-    check_dropout,
     check_module_dtype,
     check_query_valid_lens,
     shape_str,
 )
-from .._values import check_positive_int
+from .._values import check_divisible, check_positive_int, check_probability
+from ..backends import check_backend_name
 from ..functional import attention
 from ..scores import Score, make_score
 from .attention import KeptWeights
@@ -244,18 +244,10 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         super().__init__()
         check_positive_int("num_hiddens", num_hiddens)
         check_positive_int("num_heads", num_heads)
-        if num_hiddens % num_heads:
-            raise ValueError(
-                f"num_hiddens must be divisible by num_heads; got num_hiddens={num_hiddens}, "
-                f"num_heads={num_heads}"
-            )
+        check_divisible("num_hiddens", num_hiddens, "num_heads", num_heads)
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         check_positive_int("num_kv_heads", num_kv_heads)
-        if num_heads % num_kv_heads:
-            raise ValueError(
-                f"num_kv_heads must divide num_heads; got num_kv_heads={num_kv_heads}, "
-                f"num_heads={num_heads}"
-            )
+        check_divisible("num_heads", num_heads, "num_kv_heads", num_kv_heads)
         self.num_hiddens, self.num_heads, self.num_kv_heads = num_hiddens, num_heads, num_kv_heads
         self.head_dim = num_hiddens // num_heads
         query_size = check_positive_int("query_size", query_size, allow_none=True) or num_hiddens
@@ -280,8 +272,8 @@ class MultiHeadAttention(KeptWeights, nn.Module):
                     f"got {rotary.head_dim}"
                 )
         self.rotary = rotary
-        self.dropout = check_dropout("dropout", dropout)
-        self.backend = backend
+        self.dropout = check_probability("dropout", dropout)
+        self.backend = check_backend_name(backend)
         self.keep_weights = keep_weights
         self.attention_weights = None
 

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from .. import _names
-from .._checks import check_dropout, check_module_dtype, shape_str
-from .._values import check_positive_int
+from .._checks import check_module_dtype, shape_str
+from .._values import check_choice, check_positive_int, check_probability
 from ..scores import Score
 from .dropout import Dropout
 from .multihead import KVCache, MultiHeadAttention
@@ -126,7 +126,7 @@ class PositionWiseFFN(nn.Module):
         self.dense1 = (nn.LazyLinear(ffn_num_hiddens) if num_hiddens is None
                        else nn.Linear(num_hiddens, ffn_num_hiddens))
         self.activation = _activation(activation)
-        self.dropout = Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_probability("dropout", dropout))
         self.dense2 = nn.Linear(ffn_num_hiddens, num_outputs)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
@@ -135,18 +135,10 @@ class PositionWiseFFN(nn.Module):
 
 
 def _activation(activation: str | nn.Module) -> nn.Module:
-    if isinstance(activation, str):
-        if activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)} or an nn.Module; "
-                f"got {activation!r}"
-            )
-        return _ACTIVATIONS[activation]()
-    if not isinstance(activation, nn.Module):
-        raise TypeError(
-            f"activation must be a str or an nn.Module; got {type(activation).__name__}"
-        )
-    return activation
+    if isinstance(activation, nn.Module):
+        return activation
+    return _ACTIVATIONS[check_choice("activation", activation, tuple(_ACTIVATIONS),
+                                     alternative="an nn.Module")]()
 
 
 class AddNorm(nn.Module):
@@ -166,7 +158,7 @@ class AddNorm(nn.Module):
                  eps: float = 1e-5):
         super().__init__()
         check_positive_int("num_hiddens", num_hiddens)
-        self.dropout = Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_probability("dropout", dropout))
         self.ln = nn.LayerNorm(num_hiddens, eps=eps)
         self.pre_norm = bool(pre_norm)
 
@@ -395,9 +387,7 @@ def _check_enc_outputs(enc_outputs, batch_size: int, size: int,
 
 
 def _check_positional(positional: str) -> str:
-    if positional not in POSITIONAL_KINDS:
-        raise ValueError(f"positional must be one of {POSITIONAL_KINDS}; got {positional!r}")
-    return positional
+    return check_choice("positional", positional, POSITIONAL_KINDS)
 
 
 def _check_tokens(name: str, tokens, vocab_size: int) -> None:

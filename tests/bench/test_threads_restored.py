@@ -38,7 +38,7 @@ def test_one_parser_of_auto_or_a_positive_int(value, want):
 
 @pytest.mark.parametrize("value", [0, -1, "0", "two", "", True, 1.5, None])
 def test_bad_thread_settings_are_refused_naming_the_setting(value):
-    with pytest.raises(ValueError, match=r"--threads: expected auto or a positive int, got "):
+    with pytest.raises(ValueError, match=r"--threads must be auto or a positive int; got "):
         parse_threads(value, name="--threads")
 
 
