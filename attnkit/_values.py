@@ -177,7 +177,7 @@ def check_choice(name: str, value: Any, choices: Iterable[Any], *,
     choices = tuple(choices)
     if any(value == c and isinstance(value, bool) is isinstance(c, bool) for c in choices):
         return value
-    expected = "one of " + ", ".join(map(repr, choices))
+    expected = ("one of " if len(choices) > 1 else "") + ", ".join(map(repr, choices))
     message = _message(name, expected + (f" or {alternative}" if alternative else ""), value)
     hint = closest(value, choices)
     message += f" (did you mean {hint!r}?)" if hint else ""

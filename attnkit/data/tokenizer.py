@@ -80,8 +80,8 @@ def _read_metadata(directory: str | Path, expected_type: str | None = None) -> d
     path = Path(directory) / METADATA_FILE
     meta = read_json(path, format_version=_FORMAT_VERSION, missing=FileNotFoundError(
         f"not a saved tokenizer: {path} is missing"))
-    if expected_type is not None and meta.get("type") != expected_type:
-        raise ValueError(f"{path}: type must be {expected_type!r}, got {meta.get('type')!r}")
+    if expected_type is not None:
+        check_choice(f"{path}: type", meta.get("type"), (expected_type,))
     return meta
 
 

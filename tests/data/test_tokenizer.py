@@ -172,5 +172,8 @@ def test_load_tokenizer_rejects_unknown_type(tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps({"format_version": 1, "type": "bytes"}))
     with pytest.raises(ValueError, match="type must be one of .*; got 'bytes'"):
         load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"format_version": 1, "type": ["w"]}))
+    with pytest.raises(ValueError, match=r"tokenizer.json: type must be one of .*; got \['w'\]"):
+        load_tokenizer(tmp_path)  # a list is no name, and cannot be looked up either
     with pytest.raises(FileNotFoundError, match="not a saved tokenizer"):
         load_tokenizer(tmp_path / "nothing")
