@@ -25,6 +25,8 @@ from torch import nn
 
 from .._checks import (
     broadcast_shapes,
+    check_bool_mask,
+    check_is_tensor,
     check_module_dtype,
     check_query_valid_lens,
     shape_str,
@@ -300,8 +302,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         if keys is not None:
             pairs += [("keys", keys, self.W_k), ("values", values, self.W_v)]
         for name, x, lin in pairs:
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+            check_is_tensor(name, x)
             if x.ndim != 3 or x.shape[-1] != lin.in_features:
                 raise ValueError(
                     f"{name} must have shape (B, N, {lin.in_features}); got {shape_str(x.shape)}"
@@ -326,11 +327,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         to ``(B, H, Nq, Nk)``: the caller's shapes (``Nk`` counts cached keys too)."""
         if mask is None:
             return
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"mask must be a boolean torch.Tensor; got {type(mask).__name__}")
-        if mask.dtype != torch.bool:
-            raise TypeError(
-                f"mask must have dtype torch.bool (True = may attend); got {mask.dtype}")
+        check_bool_mask(mask)
         if mask.ndim > 4:
             raise ValueError(
                 f"mask must have at most 4 dims, (B, Nq, Nk) or (B, H, Nq, Nk); "

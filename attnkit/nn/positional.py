@@ -31,7 +31,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import broadcast_shapes, shape_str
+from .._checks import broadcast_shapes, check_is_tensor, shape_str
 from .._values import (
     check_finite,
     check_nonnegative_int,
@@ -63,8 +63,7 @@ def _check_offset(offset, length: int, max_len: int | None) -> int:
 
 
 def _check_sequence(X, num_hiddens: int) -> None:
-    if not isinstance(X, torch.Tensor):
-        raise TypeError(f"X must be a torch.Tensor (B, N, d); got {type(X).__name__}")
+    check_is_tensor("X", X, "a torch.Tensor (B, N, d)")
     if X.ndim != 3 or X.shape[-1] != num_hiddens:
         raise ValueError(
             f"X must have shape (B, N, d) with d = num_hiddens = {num_hiddens}; "

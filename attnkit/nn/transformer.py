@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .. import _names
-from .._checks import check_module_dtype, shape_str
+from .._checks import check_is_tensor, check_module_dtype, shape_str
 from .._values import check_choice, check_positive_int, check_probability
 from ..scores import Score
 from .dropout import Dropout
@@ -391,8 +391,7 @@ def _check_positional(positional: str) -> str:
 
 
 def _check_tokens(name: str, tokens, vocab_size: int) -> None:
-    if not isinstance(tokens, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids; got {type(tokens).__name__}")
+    check_is_tensor(name, tokens, "a torch.Tensor of token ids")
     if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32):
         raise ValueError(
             f"{name} must be a (B, N) int64 tensor of token ids; got {shape_str(tokens.shape)} "

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import torch
 
+from .._checks import check_is_tensor
 from .._values import check_choice, check_nonnegative_int, check_positive_int
 
 __all__ = [
@@ -186,11 +187,7 @@ def records_from_captures(captures: Mapping[str, torch.Tensor]) -> list[Attentio
     records: list[AttentionRecord] = []
     seen: dict[tuple[str, int], str] = {}
     for name, weights in captures.items():
-        if not isinstance(weights, torch.Tensor):
-            raise TypeError(
-                f"captures[{name!r}] must be a torch.Tensor, got {type(weights).__name__}"
-            )
-        kind, layer, w = _parse_capture(name, weights)
+        kind, layer, w = _parse_capture(name, check_is_tensor(f"captures[{name!r}]", weights))
         if (kind, layer) in seen:
             raise ValueError(
                 f"captures[{name!r}] duplicates {kind} layer {layer} "

@@ -288,7 +288,7 @@ def test_records_from_captures_single_head_decoder():
             r"captures\['decoder.blocks.0.cross_attention'\] duplicates cross layer 0 "
             r"\(already given by 'decoder.attention'\)",
         ),
-        ({"decoder.attention": [[0.5, 0.5]]}, TypeError, r"must be a torch.Tensor, got list"),
+        ({"decoder.attention": [[0.5, 0.5]]}, TypeError, r"must be a torch.Tensor; got list"),
     ],
 )
 def test_records_from_captures_errors(captures, error, match):
