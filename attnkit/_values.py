@@ -42,7 +42,7 @@ def _given(value: Any) -> str:
 
 def _message(name: str, expected: str, value: Any) -> str:
     """The one message shape; a check without a name (a flag's value parsed before
-    argparse names it) says ``expected ...``."""
+    the command line names it) says ``expected ...``."""
     if not name:
         return f"expected {expected}; got {_given(value)}"
     return f"{name} must be {expected}; got {_given(value)}"

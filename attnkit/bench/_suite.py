@@ -67,5 +67,5 @@ def thread_list(text: str) -> list[int]:
     """``"2,1"`` -> ``[2, 1]``: the thread counts of a ``--threads`` flag, each at least 1."""
     try:
         return [check_positive_int("", int(t)) for t in text.split(",")]
-    except ValueError:  # argparse names the flag; the message, the whole list
+    except ValueError:  # the command line names the flag; the message, the whole list
         raise ValueError(f"expected a comma list of positive ints; got {text!r}") from None
