@@ -54,7 +54,11 @@ def test_the_environment_substitutes_the_cpus_bf16_answer(monkeypatch, value, bf
 
 def test_a_bad_substitution_is_refused_naming_the_variable(monkeypatch):
     monkeypatch.setenv("ATTNKIT_CPU_BF16", "maybe")
-    with pytest.raises(ValueError, match=r"ATTNKIT_CPU_BF16: expected 'native' or 'none'.*'maybe'"):
+    with pytest.raises(ValueError, match=r"ATTNKIT_CPU_BF16 must be one of 'native', 'none' "
+                                         r"or unset; got 'maybe'$"):
+        choose_precision("auto", CPU)
+    monkeypatch.setenv("ATTNKIT_CPU_BF16", " Nativ ")  # a typo is named, as spelled bar case
+    with pytest.raises(ValueError, match=r"got 'nativ' \(did you mean 'native'\?\)$"):
         choose_precision("auto", CPU)
 
 
