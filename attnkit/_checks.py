@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from ._values import check_probability
-
 CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 
 
@@ -56,9 +54,16 @@ def shape_str(shape) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
 
-def check_tensor(name: str, x, *, min_ndim: int = 3, floating: bool = True) -> None:
+def check_is_tensor(name: str, x, what: str = "a torch.Tensor") -> torch.Tensor:
+    """``x`` if it is a tensor; else a ``TypeError`` naming ``name``, ``what`` was
+    expected (``"a torch.Tensor of token ids"``) and the type given."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+        raise TypeError(f"{name} must be {what}; got {type(x).__name__}")
+    return x
+
+
+def check_tensor(name: str, x, *, min_ndim: int = 3, floating: bool = True) -> None:
+    check_is_tensor(name, x)
     if floating and not x.is_floating_point():
         raise TypeError(f"{name} must have a floating dtype; got {x.dtype}")
     if x.ndim < min_ndim:
@@ -72,8 +77,7 @@ def check_token_ids(name: str, tokens, vocab_size: int) -> None:
     """Refuse ``tokens`` that are not a ``(B, N)`` int64 / int32 tensor of ids in
     ``[0, vocab_size)`` (an embedding would fail deep inside torch, or on CUDA with an
     assertion far from the call), naming ``name``."""
-    if not isinstance(tokens, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids; got {type(tokens).__name__}")
+    check_is_tensor(name, tokens, "a torch.Tensor of token ids")
     if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32):
         raise ValueError(
             f"{name} must be a (B, N) int64 tensor of token ids; got {shape_str(tokens.shape)} "
@@ -284,16 +288,19 @@ def _given_shape(x: torch.Tensor) -> str:
     return shape_str(x.shape)
 
 
+def check_bool_mask(mask) -> torch.Tensor:
+    """``mask`` if it is a boolean tensor (True = may attend); ``TypeError`` otherwise."""
+    check_is_tensor("mask", mask, "a boolean torch.Tensor")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must have dtype torch.bool (True = may attend); got {mask.dtype}")
+    return mask
+
+
 def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
     """Validate a boolean mask broadcastable to `target_shape` = (*batch, Nq, Nk)."""
     if mask is None:
         return None
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a boolean torch.Tensor; got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(
-            f"mask must have dtype torch.bool (True = may attend); got {mask.dtype}"
-        )
+    check_bool_mask(mask)
     try:
         out = broadcast_shapes(mask.shape, target_shape)
     except RuntimeError:
@@ -307,11 +314,6 @@ def check_mask(mask, target_shape: tuple[int, ...], device: torch.device) -> tor
         raise ValueError(
             f"mask must be on the same device as queries ({device}); got {mask.device}")
     return mask
-
-
-def check_dropout(name: str, p) -> float:
-    """``p`` as a float in ``[0, 1)`` (:func:`attnkit._values.check_probability`)."""
-    return check_probability(name, p)
 
 
 def normalize_causal(causal) -> str | None:

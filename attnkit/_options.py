@@ -27,8 +27,8 @@ from typing import Any
 
 from ._values import (
     check_choice,
-    check_nonnegative_int,
-    check_positive_int,
+    check_finite,
+    check_int,
     check_probability,
     parse_positive_or_auto,
 )
@@ -46,8 +46,10 @@ class OptionInfo:
     """What :func:`option` attaches to a field (``field.metadata["attnkit"]``)."""
 
     help: str
-    check: str | None = None  # "positive", "nonnegative", "probability", "positive_float",
-    #                           "nonnegative_float", "bool_or_auto", "positive_or_auto"
+    # the range, checked by attnkit._values: "positive", "nonnegative" (ints: check_int
+    # from 1 or 0), "probability" (check_probability), "positive_float", "nonnegative_float"
+    # (check_finite above 0 or from 0), "bool_or_auto", "positive_or_auto"
+    check: str | None = None
     choices: tuple[Any, ...] | None = None  # allowed values (or a callable giving them)
     resume: bool = False  # may differ from the stored value when a run is resumed
     flag: str | None = None  # command-line flag name when it is not the field name
@@ -114,6 +116,7 @@ def _positive_or_auto(label: str, value: Any) -> Any:
 
 
 _AUTO_CHECKS = {"bool_or_auto": _bool_or_auto, "positive_or_auto": _positive_or_auto}
+_INT_MINIMA = {"positive": 1, "nonnegative": 0}  # the lower bound each check of an int sets
 
 
 def parse_flag_value(info: OptionInfo, text: str) -> Any:
@@ -145,34 +148,29 @@ def validate_value(label: str, value: Any, field: dataclasses.Field, tp: Any) ->
                         f"({type(value).__name__})")
     if info.check in _AUTO_CHECKS:
         return _AUTO_CHECKS[info.check](label, value)
-    if base is float:
-        value = _finite_or_meant(label, float(value), info)
-    if info.check == "positive":
-        check_positive_int(label, value)
-    elif info.check == "nonnegative":
-        check_nonnegative_int(label, value)
-    elif info.check == "probability":
-        check_probability(label, value)
-    elif info.check == "positive_float" and not value > 0:
-        raise ValueError(f"{label} must be > 0; got {value!r}")
-    elif info.check == "nonnegative_float" and not value >= 0:
-        raise ValueError(f"{label} must be >= 0; got {value!r}")
-    if info.maximum is not None and value > info.maximum:
-        raise ValueError(f"{label} must be at most {info.maximum}; got {value!r}")
+    if info.check == "probability":
+        value = check_probability(label, value)
+    elif base is int:
+        check_int(label, value, minimum=_INT_MINIMA.get(info.check), maximum=info.maximum)
+    elif base is float:
+        value = _in_range(label, float(value), info)
     if info.choices is not None:
         choices = info.choices() if callable(info.choices) else info.choices
         check_choice(label, value, choices)
     return value
 
 
-def _finite_or_meant(label: str, value: float, info: OptionInfo) -> float:
-    """``value`` unless it is NaN or an infinity the field gives no meaning to (a
-    checkpoint's JSON could not hold it, and no range check catches ``nan``)."""
-    if math.isfinite(value) or (info.inf and value == math.inf):
-        return value
-    if info.inf:
+def _in_range(label: str, value: float, info: OptionInfo) -> float:
+    """``value`` within the range of a float field (its ``check`` and ``maximum``); NaN
+    and infinities refused unless the field says what ``inf`` means (a checkpoint's
+    JSON could not hold them, and no range check catches ``nan``)."""
+    if info.inf and value == math.inf:
+        return value  # beyond every bound, as "no limit" is
+    if info.inf and not math.isfinite(value):
         raise ValueError(f"{label} must be a finite number or inf ({info.inf}); got {value}")
-    raise ValueError(f"{label} must be a finite number; got {value}")
+    return check_finite(label, value, minimum=0 if info.check == "nonnegative_float" else None,
+                        above=0 if info.check == "positive_float" else None,
+                        maximum=info.maximum)
 
 
 def plain_value(value: Any) -> Any:

@@ -21,12 +21,13 @@ choose UTF-8.
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import os
 import shlex
 import sys
 from collections.abc import Sequence
+
+from ._values import closest
 
 __all__ = ["COMMANDS", "EXIT_CLOSED_PIPE", "EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser",
            "main"]
@@ -110,9 +111,8 @@ def _hint(word: str, parser: argparse.ArgumentParser) -> str | None:
     """``did you mean --beam-size?`` for the option of ``parser`` closest to ``word``."""
     if not word.startswith("-"):
         return None
-    close = difflib.get_close_matches(word.split("=")[0], list(parser._option_string_actions),
-                                      n=1, cutoff=0.75)
-    return f"did you mean {close[0]}?" if close else None
+    close = closest(word.split("=")[0], parser._option_string_actions, cutoff=0.75)
+    return f"did you mean {close}?" if close else None
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:

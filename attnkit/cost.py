@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._names import SCORE_NAMES
-from ._values import check_positive_int
+from ._values import check_choice, check_positive_int
 
 __all__ = ["DTYPES", "SCORES", "AttentionCost", "CostStep", "attention_cost", "format_cost"]
 
@@ -133,12 +133,9 @@ def attention_cost(score: str, *, batch: int, num_queries: int, num_keys: int,
 def _checked_sizes(score: str, *, batch, num_queries, num_keys, query_size, key_size,
                    value_size, num_hiddens, valid_lens, dtype) -> dict:
     """The sizes of one call, checked, with ``Dk`` and ``Dv`` defaults filled in."""
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}; got {score!r}")
-    if dtype not in _DTYPE_BYTES:
-        raise ValueError(f"dtype must be one of {DTYPES}; got {dtype!r}")
-    if valid_lens not in (None, "1d", "2d"):
-        raise ValueError(f"valid_lens must be None, '1d' or '2d'; got {valid_lens!r}")
+    check_choice("score", score, SCORES)
+    check_choice("dtype", dtype, DTYPES)
+    check_choice("valid_lens", valid_lens, (None, "1d", "2d"))
     for name, value in (("batch", batch), ("num_queries", num_queries),
                         ("num_keys", num_keys), ("query_size", query_size)):
         check_positive_int(name, value)

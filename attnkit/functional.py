@@ -40,7 +40,6 @@ from typing import Literal, overload
 import torch
 
 from ._checks import (
-    check_dropout,
     check_mask,
     check_qkv,
     check_query_valid_lens,
@@ -48,11 +47,12 @@ from ._checks import (
     normalize_causal,
 )
 from ._lazy import deprecated_alias
+from ._values import check_probability
 from .backends import (
     AttentionCall,
     BackendChoice,
+    check_backend_name,
     float_weights,
-    get_backend,
     reference_weights,
     select_backend,
     to_input_dtype,
@@ -79,7 +79,7 @@ def make_call(queries, keys, values, *, score="scaled_dot", valid_lens=None, mas
         valid_lens=check_valid_lens(valid_lens, batch[0], num_queries, num_keys, device),
         mask=check_mask(mask, (*batch, num_queries, num_keys), device),
         causal=normalize_causal(causal),
-        dropout_p=check_dropout("dropout_p", dropout_p), batch_shape=batch,
+        dropout_p=check_probability("dropout_p", dropout_p), batch_shape=batch,
         query_valid_lens=check_query_valid_lens(query_valid_lens, batch[0], num_queries,
                                                 device),
     )
@@ -167,7 +167,7 @@ def attention(queries, keys, values, *, score="scaled_dot", valid_lens=None, mas
 def _attention_with_weights(call: AttentionCall, backend: str):
     """``(out, weights)`` on the materialized path (``return_weights=True``)."""
     if backend != "auto":
-        get_backend(backend)  # an unknown name raises, as without weights
+        check_backend_name(backend)  # an unknown name raises, as without weights
     weights = float_weights(call)  # (*batch, Nq, Nk), float32 for half inputs
     out = weighted_values(call, weights)  # (*batch, Nq, Dv), dropout applied
     return out, to_input_dtype(weights, call.queries.dtype)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import broadcast_shapes, check_valid_lens, normalize_causal, shape_str
+from ._values import check_nonnegative_int
 
 __all__ = [
     "causal_lengths",
@@ -49,7 +50,7 @@ def key_padding_mask(valid_lens: torch.Tensor, num_keys: int) -> torch.Tensor:
             shape ``(B,)`` or with values outside ``[0, num_keys]``.
         TypeError: ``valid_lens`` not an integer tensor.
     """
-    _check_size("num_keys", num_keys)
+    check_nonnegative_int("num_keys", num_keys)
     device = valid_lens.device if isinstance(valid_lens, torch.Tensor) else None
     valid_lens = check_valid_lens(valid_lens, None, None, num_keys, device, bound="num_keys")
     return prefix_mask(valid_lens, num_keys)  # (B, Nk)
@@ -72,19 +73,13 @@ def valid_lens_mask(valid_lens: torch.Tensor, num_queries: int, num_keys: int) -
             ``valid_lens`` of another shape or outside ``[0, num_keys]``.
         TypeError: ``valid_lens`` not integer.
     """
-    _check_size("num_queries", num_queries)
-    _check_size("num_keys", num_keys)
+    check_nonnegative_int("num_queries", num_queries)
+    check_nonnegative_int("num_keys", num_keys)
     device = valid_lens.device if isinstance(valid_lens, torch.Tensor) else None
     valid_lens = check_valid_lens(valid_lens, None, num_queries, num_keys, device,
                                   bound="num_keys")
     lens = valid_lens[:, None] if valid_lens.ndim == 1 else valid_lens  # (B, 1) or (B, Nq)
     return prefix_mask(lens, num_keys)  # (B, 1, Nk) or (B, Nq, Nk)
-
-
-def _check_size(name: str, n) -> None:
-    """``n`` is a size: a non-negative int (bool excluded)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"{name} must be a non-negative int; got {n!r}")
 
 
 def causal_mask(num_queries: int, num_keys: int, *, align: str = "top_left",
@@ -118,8 +113,8 @@ def causal_lengths(num_queries: int, num_keys: int, *, align: str = "top_left",
     align = normalize_causal(align)
     if align is None:
         raise ValueError("align must be 'top_left' or 'bottom_right'; got None/False")
-    _check_size("num_queries", num_queries)
-    _check_size("num_keys", num_keys)
+    check_nonnegative_int("num_queries", num_queries)
+    check_nonnegative_int("num_keys", num_keys)
     offset = 0 if align == "top_left" else num_keys - num_queries
     rows = torch.arange(num_queries, device=device)  # (Nq,)
     return (rows + 1 + offset).clamp(min=0, max=num_keys)  # (Nq,)

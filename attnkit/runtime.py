@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ._cpu import cache_dir, cpu_flags, cpu_model, pinned_threads, torch_threads
-from ._values import parse_positive_or_auto
+from ._values import check_choice, parse_positive_or_auto
 
 __all__ = ["Precision", "Threads", "bf16_speed_ratio", "capped_threads", "choose_precision",
            "choose_threads", "cpu_flags", "held_threads", "machine", "parse_threads",
@@ -129,9 +129,7 @@ def substituted_cpu_bf16() -> tuple[bool, str] | None:
     value = os.environ.get(BF16_SUBSTITUTE, "").strip().lower()
     if not value:
         return None
-    if value not in ("native", "none"):
-        raise ValueError(f"{BF16_SUBSTITUTE}: expected 'native' or 'none' (or unset), "
-                         f"got {os.environ[BF16_SUBSTITUTE]!r}")
+    check_choice(BF16_SUBSTITUTE, value, ("native", "none"), alternative="unset")
     fast = value == "native"
     return fast, (f"{BF16_SUBSTITUTE}={value}: as if the CPU "
                   + ("ran bf16 natively" if fast else "had no fast bf16"))

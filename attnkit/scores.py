@@ -28,7 +28,7 @@ from torch import nn
 
 from . import _names
 from ._lazy import deprecated_alias
-from ._values import check_positive_int
+from ._values import check_choice, check_finite, check_positive_int
 
 __all__ = [
     "Additive",
@@ -243,9 +243,7 @@ class Distance(Score):
 
     def __init__(self, sigma: float = 1.0):
         super().__init__()
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-            raise ValueError(f"sigma must be a positive number; got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = check_finite("sigma", sigma, above=0)
 
     def forward(self, queries, keys):
         q_sq = (queries * queries).sum(-1, keepdim=True)  # (..., Nq, 1)
@@ -306,14 +304,7 @@ def make_score(score: str | Score, size: int | None = None) -> Score:
     """
     if isinstance(score, Score):
         return score
-    if not isinstance(score, str):
-        raise TypeError(
-            f"score must be a str or attnkit.scores.Score; got {type(score).__name__}")
-    if score not in SCORE_REGISTRY:
-        raise ValueError(
-            f"score must be one of {SCORE_NAMES} or an attnkit.scores.Score instance; "
-            f"got {score!r}"
-        )
+    check_choice("score", score, SCORE_NAMES, alternative="an attnkit.scores.Score")
     spec = SCORE_REGISTRY[score]
     if size is None and spec.learned is not None:
         raise ValueError(

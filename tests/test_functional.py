@@ -170,7 +170,7 @@ def test_dropout_keeps_fraction_and_rescales():
 
 def test_backend_is_explicit():
     q, k, v = make_inputs("dot")
-    with pytest.raises(ValueError, match=r"backend must be 'auto' or one of .*got 'fast'"):
+    with pytest.raises(ValueError, match=r"backend must be one of 'auto', .*; got 'fast'"):
         attention(q, k, v, backend="fast")
     choice = explain_backend(q, k, v, score=make_score("additive"))
     assert choice.requested == "auto" and choice.name in attnkit.backends.available_backends()
@@ -273,7 +273,7 @@ def test_return_weights_with_heads_and_dropout_returns_weights_before_dropout():
 
 def test_return_weights_checks_the_backend_name():
     q, k, v = make_inputs("dot")
-    with pytest.raises(ValueError, match="backend must be 'auto' or one of"):
+    with pytest.raises(ValueError, match="backend must be one of 'auto', "):
         attention(q, k, v, backend="nope", return_weights=True)
 
 

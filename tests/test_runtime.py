@@ -60,7 +60,11 @@ def test_the_environment_substitutes_the_cpus_bf16_answer(monkeypatch, value, bf
 
 def test_a_bad_substitution_is_refused_naming_the_variable(monkeypatch):
     monkeypatch.setenv("ATTNKIT_CPU_BF16", "maybe")
-    with pytest.raises(ValueError, match=r"ATTNKIT_CPU_BF16: expected 'native' or 'none'.*'maybe'"):
+    with pytest.raises(ValueError, match=r"ATTNKIT_CPU_BF16 must be one of 'native', 'none' "
+                                         r"or unset; got 'maybe'$"):
+        choose_precision("auto", CPU)
+    monkeypatch.setenv("ATTNKIT_CPU_BF16", " Nativ ")  # a typo is named, as spelled bar case
+    with pytest.raises(ValueError, match=r"got 'nativ' \(did you mean 'native'\?\)$"):
         choose_precision("auto", CPU)
 
 
@@ -114,7 +118,7 @@ def test_one_parser_of_auto_or_a_positive_int(value, want):
 
 @pytest.mark.parametrize("value", [0, -1, "0", "two", "", True, 1.5, None])
 def test_bad_thread_settings_are_refused_naming_the_setting(value):
-    with pytest.raises(ValueError, match=r"--threads: expected auto or a positive int, got "):
+    with pytest.raises(ValueError, match=r"--threads must be auto or a positive int; got "):
         parse_threads(value, name="--threads")
 
 

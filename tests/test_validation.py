@@ -40,8 +40,8 @@ q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 6)
      r"mask must be broadcastable to \(\*batch, Nq, Nk\) = \(2, 3, 5\); got \(2, 3, 4\)"),
     (dict(mask=torch.ones(2, 3, 5)), TypeError,
      r"mask must have dtype torch.bool \(True = may attend\); got torch.float32"),
-    (dict(dropout_p=1.0), ValueError, r"dropout_p must lie in \[0, 1\); got 1.0"),
-    (dict(dropout_p=-0.1), ValueError, r"dropout_p must lie in \[0, 1\); got -0.1"),
+    (dict(dropout_p=1.0), ValueError, r"dropout_p must be a number in \[0, 1\); got 1.0"),
+    (dict(dropout_p=-0.1), ValueError, r"dropout_p must be a number in \[0, 1\); got -0.1"),
     (dict(causal="upper"), ValueError, r"causal must be False, True .*got 'upper'"),
     (dict(score=Bilinear(4, 3)), ValueError,
      r"score 'bilinear' has M of shape \(4, 3\) = \(Dq, Dk\); got queries with Dq=4 and keys "

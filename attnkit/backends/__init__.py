@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .._lazy import deprecated_alias
+from .._values import check_choice
 from .base import AttentionCall, Backend, first_order_only, second_order_error, zero_output
 from .chunked import ChunkedBackend
 from .reference import (
@@ -64,6 +65,7 @@ __all__ = [
     "Backend",
     "BackendChoice",
     "available_backends",
+    "check_backend_name",
     "explain_backend",
     "explain_choice",
     "first_order_only",
@@ -102,12 +104,15 @@ def available_backends() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_backend_name(name: str) -> str:
+    """``name`` if it is ``"auto"`` or a registered backend's: the one check of a
+    ``backend=`` argument (whether that backend can serve a call is checked per call)."""
+    return check_choice("backend", name, ("auto", *available_backends()))
+
+
 def get_backend(name: str) -> Backend:
-    if name not in _REGISTRY:
-        raise ValueError(
-            f"backend must be 'auto' or one of {available_backends()}; got {name!r}"
-        )
-    return _REGISTRY[name]
+    """The registered backend ``name`` (``"auto"`` is resolved by :func:`explain_backend`)."""
+    return _REGISTRY[check_choice("backend", name, available_backends())]
 
 
 @dataclass(frozen=True)
@@ -130,9 +135,7 @@ class BackendChoice:
 def explain_backend(call: AttentionCall, backend: str = "auto") -> BackendChoice:
     """Resolve ``backend`` for ``call`` without running it: the backend, how it would
     serve the call, and why ``auto`` passed over the ones before it."""
-    if not isinstance(backend, str):
-        raise TypeError(f"backend must be a str; got {type(backend).__name__}")
-    if backend != "auto":
+    if check_backend_name(backend) != "auto":
         b = get_backend(backend)
         why = b.unsupported_reason(call)
         if why is not None:

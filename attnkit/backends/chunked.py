@@ -75,6 +75,7 @@ from dataclasses import dataclass
 import torch
 
 from .._cpu import call_threads
+from .._values import check_choice, check_int, check_positive_int
 from ..kernels import cpu_additive
 from ..scores import Additive, Score
 from ..softmax import softmax_with_mask
@@ -128,16 +129,9 @@ class ChunkedBackend(Backend):
 
     def __init__(self, max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
                  intra_op_threads: int | None = 1, additive: str = "auto"):
-        if isinstance(max_block_bytes, bool) or not isinstance(max_block_bytes, int) \
-                or max_block_bytes < 1024:
-            raise ValueError(f"max_block_bytes must be an int >= 1024; got {max_block_bytes!r}")
-        if intra_op_threads is not None and (isinstance(intra_op_threads, bool) or not
-                                             isinstance(intra_op_threads, int) or
-                                             intra_op_threads < 1):
-            raise ValueError(f"intra_op_threads must be None or an int >= 1; "
-                             f"got {intra_op_threads!r}")
-        if additive not in ADDITIVE_CHOICES:
-            raise ValueError(f"additive must be one of {ADDITIVE_CHOICES}; got {additive!r}")
+        check_int("max_block_bytes", max_block_bytes, minimum=1024)
+        check_positive_int("intra_op_threads", intra_op_threads, allow_none=True)
+        check_choice("additive", additive, ADDITIVE_CHOICES)
         self.max_block_bytes = max_block_bytes
         self.intra_op_threads = intra_op_threads
         self.additive = additive

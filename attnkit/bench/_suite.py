@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._values import check_positive_int
+
 __all__ = ["Flag", "Suite", "size_list", "thread_list"]
 
 
@@ -63,19 +65,16 @@ class Suite:
 
 def thread_list(text: str) -> list[int]:
     """``"2,1"`` -> ``[2, 1]``: the thread counts of a ``--threads`` flag, each at least 1."""
-    return _positive_ints(text, "thread counts")
+    return _positive_ints(text)
 
 
 def size_list(text: str) -> list[int]:
     """``"64,128"`` -> ``[64, 128]``: the sizes of a ``--sizes`` flag, each at least 1."""
-    return _positive_ints(text, "sizes")
+    return _positive_ints(text)
 
 
-def _positive_ints(text: str, what: str) -> list[int]:
+def _positive_ints(text: str) -> list[int]:
     try:
-        values = [int(t) for t in text.split(",")]
-    except ValueError:
-        raise ValueError(f"expected a comma list of ints; got {text!r}") from None
-    if any(v < 1 for v in values):
-        raise ValueError(f"{what} must be >= 1; got {text!r}")
-    return values
+        return [check_positive_int("", int(t)) for t in text.split(",")]
+    except ValueError:  # the command line names the flag; the message, the whole list
+        raise ValueError(f"expected a comma list of positive ints; got {text!r}") from None

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .. import nn as ak
+from .._values import check_divisible, check_positive_int
 from ..softmax import masked_softmax as _masked_softmax
 from .framework import Module
 
@@ -109,10 +110,9 @@ class MultiHeadAttention(Module):
     def __init__(self, num_hiddens: int, num_heads: int, dropout: float,
                  bias: bool = False, **kwargs):
         super().__init__()
-        if num_hiddens % num_heads:
-            raise ValueError(
-                f"num_hiddens must be divisible by num_heads; got num_hiddens={num_hiddens}, "
-                f"num_heads={num_heads}")
+        check_positive_int("num_heads", num_heads)
+        check_divisible("num_hiddens", check_positive_int("num_hiddens", num_hiddens),
+                        "num_heads", num_heads)
         self.num_heads = num_heads
         self.attention = DotProductAttention(dropout, **kwargs)
         self.W_q = nn.LazyLinear(num_hiddens, bias=bias)

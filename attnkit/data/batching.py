@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from attnkit._values import check_int, check_positive_int
 from attnkit.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = [
@@ -96,18 +97,11 @@ class BatchingConfig:
     batch_multiple: int = 1
 
     def __post_init__(self) -> None:
-        def positive(name: str, value: object, allow_none: bool = False) -> None:
-            if value is None and allow_none:
-                return
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-        positive("max_tokens", self.max_tokens)
-        positive("max_sentence_tokens", self.max_sentence_tokens, allow_none=True)
-        positive("sort_pool_size", self.sort_pool_size, allow_none=True)
-        positive("batch_multiple", self.batch_multiple)
-        if not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+        check_positive_int("max_tokens", self.max_tokens)
+        check_positive_int("max_sentence_tokens", self.max_sentence_tokens, allow_none=True)
+        check_positive_int("sort_pool_size", self.sort_pool_size, allow_none=True)
+        check_positive_int("batch_multiple", self.batch_multiple)
+        check_int("seed", self.seed)
         if self.max_sentence_tokens is not None and self.max_sentence_tokens + 1 > self.max_tokens:
             raise ValueError(
                 f"max_tokens must be >= max_sentence_tokens + 1 = "
@@ -210,10 +204,8 @@ def shard_batch(batch: Batch, rank: int, world_size: int) -> Batch:
     Raises:
         ValueError: unless ``0 <= rank < world_size``.
     """
-    if not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
-    if not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
+    check_positive_int("world_size", world_size)
+    check_int("rank", rank, minimum=0, maximum=world_size - 1)
     rows = torch.tensor(range(rank, batch.size, world_size), dtype=torch.long)  # (B_r,)
     s_len = int(batch.src_valid_lens[rows].max()) if len(rows) else 0
     t_len = int(batch.tgt_valid_lens[rows].max()) if len(rows) else 0

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from .._data_root import data_root_text
 from .._io import check_regular_file
+from .._values import check_choice, check_finite, check_int, check_nonnegative_int
 
 __all__ = [
     "CorpusReport",
@@ -259,8 +260,7 @@ def _check_path(path: str | Path, name: str) -> Path:
 
 
 def _check_max_pairs(max_pairs: int | None) -> None:
-    if max_pairs is not None and (not isinstance(max_pairs, int) or max_pairs < 0):
-        raise ValueError(f"max_pairs must be None or an int >= 0, got {max_pairs!r}")
+    check_nonnegative_int("max_pairs", max_pairs, allow_none=True)
 
 
 def read_tsv_pairs(
@@ -289,8 +289,7 @@ def read_tsv_pairs(
     """
     p = _check_path(path, "path")
     for name, col in (("src_col", src_col), ("tgt_col", tgt_col)):
-        if not isinstance(col, int) or col < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {col!r}")
+        check_nonnegative_int(name, col)
     if src_col == tgt_col:
         raise ValueError(f"src_col and tgt_col must differ, both are {src_col}")
     _check_max_pairs(max_pairs)
@@ -410,11 +409,9 @@ def load_multi30k(
 def multi30k_files(root: str | Path, split: str, src_lang: str, tgt_lang: str, *,
                    tokenized: bool = False) -> tuple[Path, Path]:
     """The source and target files of one Multi30k split (see :func:`load_multi30k`)."""
-    if split not in MULTI30K_SPLITS:
-        raise ValueError(f"split must be one of {MULTI30K_SPLITS}, got {split!r}")
+    check_choice("split", split, MULTI30K_SPLITS)
     for name, lang in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
-        if lang not in MULTI30K_LANGS:
-            raise ValueError(f"{name} must be one of {MULTI30K_LANGS}, got {lang!r}")
+        check_choice(name, lang, MULTI30K_LANGS)
     if src_lang == tgt_lang:
         raise ValueError(f"src_lang and tgt_lang must differ, both are {src_lang!r}")
     base = Path(root)
@@ -468,10 +465,8 @@ def split_pairs(
         ValueError: if ``valid_fraction`` is not in ``[0, 1]``.
         TypeError: if ``seed`` is not an int.
     """
-    if not isinstance(valid_fraction, (int, float)) or not 0.0 <= valid_fraction <= 1.0:
-        raise ValueError(f"valid_fraction must be a number in [0, 1], got {valid_fraction!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_finite("valid_fraction", valid_fraction, minimum=0, maximum=1)
+    check_int("seed", seed)
     n = len(pairs)
     order = list(range(n))
     random.Random(seed).shuffle(order)

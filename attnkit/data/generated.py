@@ -40,6 +40,8 @@ import datetime as _dt
 import hashlib
 import random
 
+from .._values import check_choice, check_nonnegative_int
+
 __all__ = [
     "DATE_FORMATS",
     "HELDOUT_FRACTION",
@@ -106,7 +108,7 @@ def _render(d: _dt.date, fmt: str) -> str:
         return f"{d.day:02d}-{mon.upper()}-{d.year}"
     if fmt == "yyyymmdd":
         return f"{d.year:04d}{d.month:02d}{d.day:02d}"
-    raise ValueError(f"fmt must be one of {DATE_FORMATS}, got {fmt!r}")
+    raise AssertionError(f"no rendering of {fmt!r}")  # callers pass DATE_FORMATS only
 
 
 def format_date(date: _dt.date, fmt: str) -> str:
@@ -120,7 +122,7 @@ def format_date(date: _dt.date, fmt: str) -> str:
         raise TypeError(f"date must be a datetime.date, got {type(date).__name__}")
     if not MIN_DATE <= date <= MAX_DATE:
         raise ValueError(f"date must be in [{MIN_DATE}, {MAX_DATE}], got {date}")
-    return _render(date, fmt)
+    return _render(date, check_choice("fmt", fmt, DATE_FORMATS))
 
 
 def is_heldout(source: str) -> bool:
@@ -179,10 +181,8 @@ def generate_pairs(
     Raises:
         ValueError: on a negative ``n``, an unknown ``split`` or format.
     """
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    check_nonnegative_int("n", n)
+    check_choice("split", split, ("train", "heldout"))
     fmts = _check_formats(formats)
     want_heldout = split == "heldout"
     rng = random.Random(seed)

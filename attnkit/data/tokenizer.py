@@ -40,6 +40,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from .._io import read_json, write_atomic
+from .._values import check_choice, check_finite, check_int, check_positive_int
 
 __all__ = [
     "BOS_ID",
@@ -79,8 +80,8 @@ def _read_metadata(directory: str | Path, expected_type: str | None = None) -> d
     path = Path(directory) / METADATA_FILE
     meta = read_json(path, format_version=_FORMAT_VERSION, missing=FileNotFoundError(
         f"not a saved tokenizer: {path} is missing"))
-    if expected_type is not None and meta.get("type") != expected_type:
-        raise ValueError(f"{path}: type must be {expected_type!r}, got {meta.get('type')!r}")
+    if expected_type is not None:
+        check_choice(f"{path}: type", meta.get("type"), (expected_type,))
     return meta
 
 
@@ -275,8 +276,7 @@ class WordTokenizer(_TableTokenizer):
         Raises:
             ValueError: if ``min_freq < 1`` or ``texts`` is empty.
         """
-        if not isinstance(min_freq, int) or min_freq < 1:
-            raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
+        check_positive_int("min_freq", min_freq)
         counts = Counter(w for t in _check_texts(texts) for w in cls.tokenize(t))
         words = sorted(
             (w for w, c in counts.items() if c >= min_freq and w not in SPECIAL_TOKENS),
@@ -354,12 +354,9 @@ class SentencePieceTokenizer(Tokenizer):
                 longer than ``max_sentence_length``, fewer pieces than ``vocab_size``;
                 the message gives the cause or sentencepiece's own words).
         """
-        if model_type not in ("unigram", "bpe"):
-            raise ValueError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
-        if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must be an int > 4, got {vocab_size!r}")
-        if not 0.0 < character_coverage <= 1.0:
-            raise ValueError(f"character_coverage must be in (0, 1], got {character_coverage!r}")
+        check_choice("model_type", model_type, ("unigram", "bpe"))
+        check_int("vocab_size", vocab_size, minimum=len(SPECIAL_TOKENS) + 1)
+        check_finite("character_coverage", character_coverage, above=0, maximum=1)
         sentences = _check_texts(texts)
         _check_trainable(sentences, max_sentence_length)
         spm.set_random_generator_seed(seed)
@@ -441,11 +438,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         ValueError: on an unknown ``"type"`` or format version.
     """
     kind = _read_metadata(directory).get("type")
-    if kind not in _REGISTRY:
-        raise ValueError(
-            f"{Path(directory) / METADATA_FILE}: type must be one of {sorted(_REGISTRY)}, "
-            f"got {kind!r}"
-        )
+    check_choice(f"{Path(directory) / METADATA_FILE}: type", kind, sorted(_REGISTRY))
     return _REGISTRY[kind].load(directory)
 
 
@@ -488,8 +481,7 @@ class TokenizerPair:
     def train(cls, kind: str, pairs: Sequence[tuple[str, str]], *, shared: bool = True,
               vocab_size: int = 8000, seed: int = 0) -> TokenizerPair:
         """Tokenizers of ``kind`` (``"char" | "word" | "sentencepiece"``) trained on ``pairs``."""
-        if kind not in _REGISTRY:
-            raise ValueError(f"kind must be one of {sorted(_REGISTRY)}; got {kind!r}")
+        check_choice("kind", kind, sorted(_REGISTRY))
         srcs, tgts = [s for s, _ in pairs], [t for _, t in pairs]
 
         def make(texts: list[str]) -> Tokenizer:

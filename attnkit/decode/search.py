@@ -54,17 +54,16 @@ def _per_row_limits(max_output_len, batch: int) -> list[int]:
     of ints), e.g. each source's own ``2·S + 10``."""
     if not isinstance(max_output_len, (torch.Tensor, list, tuple)):
         return [check_positive_int("max_output_len", max_output_len)] * batch
+    expected = f"max_output_len must be a positive int or one int per sentence, shape ({batch},)"
     if isinstance(max_output_len, torch.Tensor):
         t = max_output_len
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-            raise ValueError(f"max_output_len must be a positive int or a ({batch},) tensor "
-                             f"of ints (one per sentence); got a {t.dtype} tensor")
+            raise ValueError(f"{expected}; got a {t.dtype} tensor")
         shape = tuple(t.shape)
     else:
         shape = (len(max_output_len),)
     if shape != (batch,):
-        raise ValueError(f"max_output_len must be a positive int or one per sentence, "
-                         f"shape ({batch},); got shape {shape}")
+        raise ValueError(f"{expected}; got shape {shape}")
     limits = max_output_len.tolist() if isinstance(max_output_len, torch.Tensor) \
         else list(max_output_len)
     for i, limit in enumerate(limits):

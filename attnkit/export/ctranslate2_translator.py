@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .._io import read_json
-from .._values import check_nonnegative_int
+from .._values import check_choice, check_nonnegative_int
 from ..decode.translator import by_output_limit, in_batches, overlong_sources
 from ..models.family import model_config_from_dict
 from . import ctranslate2 as _ct2
@@ -151,9 +151,7 @@ def _check_info(f: Path, info: dict) -> None:
         raise ValueError(f"{f}: describes format {info.get('format')!r} for "
                          f"{info.get('engine')!r}; this attnkit reads format "
                          f"{_ct2.EXPORT_FORMAT} for 'ctranslate2'")
-    if info.get("quantization") not in _ct2.QUANTIZATIONS:
-        raise ValueError(f"{f}: quantization must be one of {', '.join(_ct2.QUANTIZATIONS)}; got "
-                         f"{info.get('quantization')!r}")
+    check_choice(f"{f}: quantization", info.get("quantization"), _ct2.QUANTIZATIONS)
     try:
         model = model_config_from_dict(info.get("model"), where=f"{f}: model")
     except (TypeError, ValueError) as e:
@@ -262,8 +260,7 @@ def load_ctranslate2(path: str | Path, *, threads: int = 0,
     ct2 = require_ctranslate2("reading a CTranslate2 export")
     check_nonnegative_int("threads", threads)
     types = sorted({"default", "auto", *ct2.get_supported_compute_types("cpu")})
-    if compute_type not in types:
-        raise ValueError(f"compute_type must be one of {', '.join(types)}; got {compute_type!r}")
+    check_choice("compute_type", compute_type, types)
     p = Path(path)
     info = read_export(p)
     tokenizers = _tokenizers(p)

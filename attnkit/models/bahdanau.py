@@ -30,8 +30,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .._checks import check_dropout, check_module_dtype, check_token_ids
-from .._values import check_positive_int
+from .._checks import check_module_dtype, check_token_ids
+from .._values import check_positive_int, check_probability
 from ..nn.attention import AdditiveAttention
 from ..nn.packed import select_valid
 from .config import check_tied_layers
@@ -41,7 +41,7 @@ __all__ = ["AttentionDecoder", "BahdanauSeq2Seq", "BahdanauState", "Seq2SeqEncod
 
 def _between_layers(dropout: float, num_layers: int) -> float:
     """GRU dropout acts between layers only: none for a single layer (no torch warning)."""
-    p = check_dropout("dropout", dropout)
+    p = check_probability("dropout", dropout)
     return p if num_layers > 1 else 0.0
 
 

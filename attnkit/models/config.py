@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .._names import ACTIVATIONS, POSITIONAL_KINDS, SCORE_NAMES
 from .._options import option, validate_options
+from .._values import check_divisible
 
 __all__ = [
     "BahdanauConfig",
@@ -59,16 +60,11 @@ class TransformerConfig:
 
     def __post_init__(self):
         validate_options(self)
-        if self.num_hiddens % self.num_heads:
-            raise ValueError(
-                f"TransformerConfig.num_hiddens must be divisible by num_heads; got "
-                f"{self.num_hiddens} and {self.num_heads}"
-            )
-        if self.num_kv_heads is not None and self.num_heads % self.num_kv_heads:
-            raise ValueError(
-                f"TransformerConfig.num_kv_heads must divide num_heads; got "
-                f"{self.num_kv_heads} and {self.num_heads}"
-            )
+        check_divisible("TransformerConfig.num_hiddens", self.num_hiddens,
+                        "num_heads", self.num_heads)
+        if self.num_kv_heads is not None:
+            check_divisible("TransformerConfig.num_heads", self.num_heads,
+                            "num_kv_heads", self.num_kv_heads)
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "TransformerConfig.share_embeddings needs src_vocab_size == tgt_vocab_size; "

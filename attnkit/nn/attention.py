@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from .._checks import check_dropout
+from .._values import check_probability
+from ..backends import check_backend_name
 from ..functional import attention, refuse_script
 from ..scores import Additive, Bilinear, Distance, Dot, ScaledDot, Score
 
@@ -111,8 +112,8 @@ class AttentionPooling(KeptWeights, nn.Module):
         if not isinstance(score, Score):
             raise TypeError(f"score must be an attnkit.scores.Score; got {type(score).__name__}")
         self.score = score
-        self.dropout = check_dropout("dropout", dropout)
-        self.backend = backend
+        self.dropout = check_probability("dropout", dropout)
+        self.backend = check_backend_name(backend)
         self.keep_weights = keep_weights
         self.attention_weights = None
 

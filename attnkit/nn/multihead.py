@@ -25,12 +25,14 @@ from torch import nn
 
 from .._checks import (
     broadcast_shapes,
-    check_dropout,
+    check_bool_mask,
+    check_is_tensor,
     check_module_dtype,
     check_query_valid_lens,
     shape_str,
 )
-from .._values import check_positive_int
+from .._values import check_divisible, check_positive_int, check_probability
+from ..backends import check_backend_name
 from ..functional import attention
 from ..scores import Score, make_score
 from .attention import KeptWeights
@@ -244,18 +246,10 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         super().__init__()
         check_positive_int("num_hiddens", num_hiddens)
         check_positive_int("num_heads", num_heads)
-        if num_hiddens % num_heads:
-            raise ValueError(
-                f"num_hiddens must be divisible by num_heads; got num_hiddens={num_hiddens}, "
-                f"num_heads={num_heads}"
-            )
+        check_divisible("num_hiddens", num_hiddens, "num_heads", num_heads)
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         check_positive_int("num_kv_heads", num_kv_heads)
-        if num_heads % num_kv_heads:
-            raise ValueError(
-                f"num_kv_heads must divide num_heads; got num_kv_heads={num_kv_heads}, "
-                f"num_heads={num_heads}"
-            )
+        check_divisible("num_heads", num_heads, "num_kv_heads", num_kv_heads)
         self.num_hiddens, self.num_heads, self.num_kv_heads = num_hiddens, num_heads, num_kv_heads
         self.head_dim = num_hiddens // num_heads
         query_size = check_positive_int("query_size", query_size, allow_none=True) or num_hiddens
@@ -280,8 +274,8 @@ class MultiHeadAttention(KeptWeights, nn.Module):
                     f"got {rotary.head_dim}"
                 )
         self.rotary = rotary
-        self.dropout = check_dropout("dropout", dropout)
-        self.backend = backend
+        self.dropout = check_probability("dropout", dropout)
+        self.backend = check_backend_name(backend)
         self.keep_weights = keep_weights
         self.attention_weights = None
 
@@ -308,8 +302,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         if keys is not None:
             pairs += [("keys", keys, self.W_k), ("values", values, self.W_v)]
         for name, x, lin in pairs:
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+            check_is_tensor(name, x)
             if x.ndim != 3 or x.shape[-1] != lin.in_features:
                 raise ValueError(
                     f"{name} must have shape (B, N, {lin.in_features}); got {shape_str(x.shape)}"
@@ -334,11 +327,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         to ``(B, H, Nq, Nk)``: the caller's shapes (``Nk`` counts cached keys too)."""
         if mask is None:
             return
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"mask must be a boolean torch.Tensor; got {type(mask).__name__}")
-        if mask.dtype != torch.bool:
-            raise TypeError(
-                f"mask must have dtype torch.bool (True = may attend); got {mask.dtype}")
+        check_bool_mask(mask)
         if mask.ndim > 4:
             raise ValueError(
                 f"mask must have at most 4 dims, (B, Nq, Nk) or (B, H, Nq, Nk); "

@@ -31,8 +31,13 @@ import math
 import torch
 from torch import nn
 
-from .._checks import broadcast_shapes, check_dropout, shape_str
-from .._values import check_positive_int
+from .._checks import broadcast_shapes, check_is_tensor, shape_str
+from .._values import (
+    check_finite,
+    check_nonnegative_int,
+    check_positive_int,
+    check_probability,
+)
 from ..scores import DotForm, Score
 from .dropout import Dropout
 
@@ -48,8 +53,7 @@ __all__ = [
 
 
 def _check_offset(offset, length: int, max_len: int | None) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"offset must be a non-negative int (start position); got {offset!r}")
+    check_nonnegative_int("offset (the start position)", offset)
     if max_len is not None and offset + length > max_len:
         raise ValueError(
             f"positions offset + N = {offset} + {length} = {offset + length} exceed "
@@ -59,8 +63,7 @@ def _check_offset(offset, length: int, max_len: int | None) -> int:
 
 
 def _check_sequence(X, num_hiddens: int) -> None:
-    if not isinstance(X, torch.Tensor):
-        raise TypeError(f"X must be a torch.Tensor (B, N, d); got {type(X).__name__}")
+    check_is_tensor("X", X, "a torch.Tensor (B, N, d)")
     if X.ndim != 3 or X.shape[-1] != num_hiddens:
         raise ValueError(
             f"X must have shape (B, N, d) with d = num_hiddens = {num_hiddens}; "
@@ -113,7 +116,7 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.num_hiddens = check_positive_int("num_hiddens", num_hiddens)
         self.max_len = check_positive_int("max_len", max_len)
-        self.dropout = Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_probability("dropout", dropout))
         # Not in the state dict: it is a function of (max_len, d), not a parameter. Kept in
         # float64 (exact for float64 models); each call casts its slice to X's dtype.
         P = sinusoidal_table(max_len, num_hiddens)
@@ -149,7 +152,7 @@ class LearnedPositionalEmbedding(nn.Module):
         self.max_len = check_positive_int("max_len", max_len)
         self.embedding = nn.Embedding(max_len, num_hiddens)
         nn.init.normal_(self.embedding.weight, std=0.02)
-        self.dropout = Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_probability("dropout", dropout))
 
     def forward(self, X: torch.Tensor, offset: int = 0) -> torch.Tensor:
         _check_sequence(X, self.num_hiddens)
@@ -192,9 +195,7 @@ class RotaryEmbedding(nn.Module):
         check_positive_int("head_dim", head_dim)
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings; got {head_dim}")
-        if not isinstance(base, (int, float)) or isinstance(base, bool) or base <= 1:
-            raise ValueError(f"base must be a number > 1; got {base!r}")
-        self.head_dim, self.base = head_dim, float(base)
+        self.head_dim, self.base = head_dim, check_finite("base", base, above=1)
 
     def angles(self, num_positions: int, offset: int = 0, *, device=None,
                dtype=torch.float32) -> torch.Tensor:

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from .. import _names
-from .._checks import check_dropout, check_module_dtype, check_token_ids, shape_str
-from .._values import check_positive_int
+from .._checks import check_module_dtype, check_token_ids, shape_str
+from .._values import check_choice, check_positive_int, check_probability
 from ..scores import Score
 from .dropout import Dropout
 from .multihead import KVCache, MultiHeadAttention
@@ -72,13 +72,11 @@ if tuple(_ACTIVATIONS) != ACTIVATIONS:  # pragma: no cover - caught by any impor
 POSITIONAL_KINDS = _names.POSITIONAL_KINDS
 
 
-_BOOK_FFN = (
-    "PositionWiseFFN takes keyword arguments only: PositionWiseFFN(num_hiddens=d, "
-    "ffn_num_hiddens=d_ff) maps (B, N, d) to (B, N, d). The book's positional "
-    "PositionWiseFFN(ffn_num_hiddens, ffn_num_outputs) (a lazy input size, output size "
-    "ffn_num_outputs) is attnkit.d2l.PositionWiseFFN; got positional arguments {args} "
-    "(ffn_num_hiddens is required)"
-)
+def _book_class(cls: str, call: str) -> str:
+    """The one pointer from a class here to the book's class of the same name, which
+    takes the book's ``call``: attnkit.d2l sits above attnkit.nn, so the book's
+    conventions are explained in the docstrings there, and named here only."""
+    return f"the book's {cls}{call} is attnkit.d2l.{cls}"
 
 
 class PositionWiseFFN(nn.Module):
@@ -116,7 +114,11 @@ class PositionWiseFFN(nn.Module):
                  activation: str | nn.Module = "relu", num_outputs: int | None = None):
         super().__init__()
         if args or ffn_num_hiddens is None:
-            raise TypeError(_BOOK_FFN.format(args=args))
+            given = f"positional arguments {args}" if args else "no ffn_num_hiddens"
+            raise TypeError(
+                "PositionWiseFFN takes keyword arguments only, PositionWiseFFN(num_hiddens=d, "
+                f"ffn_num_hiddens=d_ff); got {given}; "
+                + _book_class("PositionWiseFFN", "(ffn_num_hiddens, ffn_num_outputs)"))
         check_positive_int("ffn_num_hiddens", ffn_num_hiddens)
         check_positive_int("num_hiddens", num_hiddens, allow_none=True)
         if num_hiddens is None and num_outputs is None:
@@ -126,7 +128,7 @@ class PositionWiseFFN(nn.Module):
         self.dense1 = (nn.LazyLinear(ffn_num_hiddens) if num_hiddens is None
                        else nn.Linear(num_hiddens, ffn_num_hiddens))
         self.activation = _activation(activation)
-        self.dropout = Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_probability("dropout", dropout))
         self.dense2 = nn.Linear(ffn_num_hiddens, num_outputs)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
@@ -135,18 +137,10 @@ class PositionWiseFFN(nn.Module):
 
 
 def _activation(activation: str | nn.Module) -> nn.Module:
-    if isinstance(activation, str):
-        if activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)} or an nn.Module; "
-                f"got {activation!r}"
-            )
-        return _ACTIVATIONS[activation]()
-    if not isinstance(activation, nn.Module):
-        raise TypeError(
-            f"activation must be a str or an nn.Module; got {type(activation).__name__}"
-        )
-    return activation
+    if isinstance(activation, nn.Module):
+        return activation
+    return _ACTIVATIONS[check_choice("activation", activation, tuple(_ACTIVATIONS),
+                                     alternative="an nn.Module")]()
 
 
 class AddNorm(nn.Module):
@@ -166,7 +160,7 @@ class AddNorm(nn.Module):
                  eps: float = 1e-5):
         super().__init__()
         check_positive_int("num_hiddens", num_hiddens)
-        self.dropout = Dropout(check_dropout("dropout", dropout))
+        self.dropout = Dropout(check_probability("dropout", dropout))
         self.ln = nn.LayerNorm(num_hiddens, eps=eps)
         self.pre_norm = bool(pre_norm)
 
@@ -303,7 +297,11 @@ class TransformerDecoderBlock(nn.Module):
                  backend: str = "auto"):
         super().__init__()
         if args:
-            raise TypeError(_BOOK_DECODER_BLOCK.format(args=args))
+            raise TypeError(
+                "TransformerDecoderBlock takes 4 positional arguments (num_hiddens, "
+                "ffn_num_hiddens, num_heads, dropout), its options by keyword (bias=, "
+                f"pre_norm=, ...); got {args} beyond them; " + _book_class(
+                    "TransformerDecoderBlock", "(..., dropout, i), with a block index,"))
         self.self_attention = MultiHeadAttention(
             num_hiddens, num_heads, dropout, num_kv_heads=num_kv_heads, bias=bias,
             score=_self_attention_score(positional, num_heads, score, symmetric=False),
@@ -351,18 +349,11 @@ class TransformerDecoderBlock(nn.Module):
         return self.addnorm3.residual(Xp, self.ffn)  # (n_valid, d)
 
 
-_BOOK_DECODER_BLOCK = (
-    "attnkit.nn.TransformerDecoderBlock takes no fifth positional argument (got {args}): "
-    "options are keyword-only (bias=, pre_norm=, ...). The book's "
-    "TransformerDecoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout, i) with a "
-    "block index and forward(X, state) -> (X, state) is attnkit.d2l.TransformerDecoderBlock"
-)
-
-_BOOK_STATE = (
-    "attnkit.nn.{cls} takes enc_outputs (B, S, d) and src_valid_lens as tensors: "
-    "forward(X, enc_outputs, src_valid_lens); the book's state protocol "
-    "(init_state, forward(X, state) -> (X, state)) is attnkit.d2l.{cls}"
-)
+def _no_state(cls: str) -> str:
+    """What a call of the book's state protocol (``init_state``, a state list) is told."""
+    book = ", with init_state and" if cls == "TransformerDecoder" else ", with"
+    return (f"attnkit.nn.{cls} takes no state: forward(X, enc_outputs, src_valid_lens) "
+            "with tensors; " + _book_class(cls, f"{book} forward(X, state),"))
 
 
 def _check_bias_flag(cls: str, bias) -> None:
@@ -384,7 +375,7 @@ def _check_enc_outputs(enc_outputs, batch_size: int, size: int,
     if not isinstance(enc_outputs, torch.Tensor):
         raise TypeError(
             f"enc_outputs must be a torch.Tensor; got {type(enc_outputs).__name__}. "
-            + _BOOK_STATE.format(cls=cls))
+            + _no_state(cls))
     if enc_outputs.ndim != 3 or enc_outputs.shape[0] != batch_size or enc_outputs.shape[-1] != size:
         raise ValueError(
             f"enc_outputs must have shape (B, S, {size}) with B = {batch_size}; "
@@ -395,9 +386,7 @@ def _check_enc_outputs(enc_outputs, batch_size: int, size: int,
 
 
 def _check_positional(positional: str) -> str:
-    if positional not in POSITIONAL_KINDS:
-        raise ValueError(f"positional must be one of {POSITIONAL_KINDS}; got {positional!r}")
-    return positional
+    return check_choice("positional", positional, POSITIONAL_KINDS)
 
 
 def token_embedding(vocab_size: int, num_hiddens: int) -> nn.Embedding:
@@ -517,7 +506,7 @@ class TransformerDecoder(_TransformerStack):
         """Not here: this decoder takes ``enc_outputs`` and ``src_valid_lens`` in
         :meth:`forward`. Raises ``TypeError`` pointing to
         :class:`attnkit.d2l.TransformerDecoder`, which has the book's state protocol."""
-        raise TypeError(_BOOK_STATE.format(cls="TransformerDecoder"))
+        raise TypeError(_no_state("TransformerDecoder"))
 
     def forward(self, X: torch.Tensor, enc_outputs: torch.Tensor,
                 src_valid_lens: torch.Tensor | None = None, *,

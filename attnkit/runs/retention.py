@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .._io import is_own_folder, json_bytes, write_atomic
-from .._values import check_positive_int
+from .._values import check_finite, check_nonnegative_int, check_positive_int
 from .container import (
     MANIFEST,
     encode_checkpoint,
@@ -90,10 +90,8 @@ def save_checkpoint(
         FileExistsError: if a complete checkpoint of that step already exists.
     """
     step = train_state.get("step") if isinstance(train_state, dict) else None
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise ValueError(f"train_state['step'] must be an int >= 0, got {step!r}")
-    if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
-        raise ValueError(f"keep_last must be None or an int >= 1, got {keep_last!r}")
+    check_nonnegative_int("train_state['step']", step)
+    check_positive_int("keep_last", keep_last, allow_none=True)
     payload = encode_checkpoint(model, optimizer, scheduler, config=config,
                                 train_state=train_state)
     root = Path(dir)
@@ -195,10 +193,7 @@ def _check_score(entry: dict) -> None:
         ValueError: naming the step and the score.
     """
     score = entry.get("score")
-    if isinstance(score, bool) or not isinstance(score, (int, float)) \
-            or not math.isfinite(score):
-        raise ValueError(f"record_best: the score of step {entry.get('step')} must be a finite "
-                         f"number to be ranked in {BEST}, got {score!r}")
+    check_finite(f"record_best: the score of step {entry.get('step')} (ranked in {BEST})", score)
 
 
 def trim_best(root: str | Path, *, keep_best: int, last_step: int) -> list[dict]:

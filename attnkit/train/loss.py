@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from .._values import check_probability
 from ..data.tokenizer import PAD_ID
 
 __all__ = ["smoothed_loss"]
@@ -78,8 +79,7 @@ def smoothed_loss(logits: torch.Tensor, target: torch.Tensor, *, epsilon: float,
             f"target must have the shape of logits without its last dim; got logits "
             f"{tuple(logits.shape)} and target {tuple(target.shape)}"
         )
-    if not 0.0 <= float(epsilon) < 1.0:
-        raise ValueError(f"epsilon must lie in [0, 1); got {epsilon!r}")
+    check_probability("epsilon", epsilon)
     V = logits.shape[-1]
     keep = target != pad_id  # (...)
     flat_target = target.reshape(-1).long()

@@ -24,20 +24,17 @@ A restored schedule (``load_state_dict``) brings back the factor it was saved wi
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from .._values import check_finite, check_nonnegative_int, check_positive_int
 
 __all__ = ["NoamLambda", "noam_lr", "noam_scheduler", "rescale"]
 
 
 def _check(d_model: int, warmup: int, scale: float) -> None:
-    if not isinstance(d_model, int) or d_model < 1:
-        raise ValueError(f"d_model must be an int >= 1, got {d_model!r}")
-    if not isinstance(warmup, int) or warmup < 1:
-        raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
-    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    check_positive_int("d_model", d_model)
+    check_positive_int("warmup", warmup)
+    check_finite("scale", scale, above=0)
 
 
 def noam_lr(step: int, *, d_model: int, warmup: int, scale: float = 1.0) -> float:
@@ -53,8 +50,7 @@ def noam_lr(step: int, *, d_model: int, warmup: int, scale: float = 1.0) -> floa
         ValueError: on a negative step or non-positive ``d_model``/``warmup``/``scale``.
     """
     _check(d_model, warmup, scale)
-    if not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    check_nonnegative_int("step", step)
     if step == 0:
         return 0.0
     return scale * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)

@@ -48,6 +48,9 @@ from pathlib import Path
 
 import torch
 
+from .._checks import check_is_tensor
+from .._values import check_choice, check_nonnegative_int, check_positive_int
+
 __all__ = [
     "EXACT_CELLS",
     "KINDS",
@@ -127,12 +130,8 @@ class AttentionRecord:
     weights: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
-            raise TypeError(f"layer must be an int, got {type(self.layer).__name__}")
-        if self.layer < 0:
-            raise ValueError(f"layer must be >= 0, got {self.layer}")
+        check_choice("kind", self.kind, KINDS)
+        check_nonnegative_int("layer", self.layer)
         w = self.weights
         if not isinstance(w, torch.Tensor) or not w.is_floating_point():
             got = w.dtype if isinstance(w, torch.Tensor) else type(w).__name__
@@ -188,11 +187,7 @@ def records_from_captures(captures: Mapping[str, torch.Tensor]) -> list[Attentio
     records: list[AttentionRecord] = []
     seen: dict[tuple[str, int], str] = {}
     for name, weights in captures.items():
-        if not isinstance(weights, torch.Tensor):
-            raise TypeError(
-                f"captures[{name!r}] must be a torch.Tensor, got {type(weights).__name__}"
-            )
-        kind, layer, w = _parse_capture(name, weights)
+        kind, layer, w = _parse_capture(name, check_is_tensor(f"captures[{name!r}]", weights))
         if (kind, layer) in seen:
             raise ValueError(
                 f"captures[{name!r}] duplicates {kind} layer {layer} "
@@ -350,8 +345,7 @@ def _payload(
 ) -> dict[str, object]:
     if not isinstance(title, str):
         raise TypeError(f"title must be a str, got {type(title).__name__}")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+    check_positive_int("max_tokens", max_tokens)
     records = _checked_records(records)
     tokens = {"src_tokens": _check_tokens("src_tokens", src_tokens), "tgt_tokens": None}
     if tgt_tokens is not None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .._profiling import peak_memory_bytes
+from .._values import check_choice
 from ..cost import SCORES, attention_cost
 from ..functional import attention_weights
 from ..masks import causal_mask
@@ -460,8 +461,7 @@ NEEDS_INPUT = ("curves", "attention-maps")
 def plot(name: str, out_dir: str | Path = "figures", *, formats=("png", "svg"),
          **kwargs) -> list[Path]:
     """Render figure ``name`` to ``out_dir/name.{png,svg}``; return the paths."""
-    if name not in FIGURES:
-        raise ValueError(f"figure name must be one of {sorted(FIGURES)}; got {name!r}")
+    check_choice("figure name", name, sorted(FIGURES))
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad:
         raise ValueError(f"formats must be among png, svg, pdf; got {bad}")

@@ -81,7 +81,7 @@ def test_translate_says_which_sentences_were_cut(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--length-penalty", "nan"], "--length-penalty must be a finite number; got nan"),
+    (["--length-penalty", "nan"], "--length-penalty must be a finite number >= 0; got nan"),
     (["--beam-size", "0"], "--beam-size must be a positive int; got 0"),
     (["--max-output-len", "-3"], "--max-output-len must be a positive int; got -3"),
     (["--input", "."], "is a directory, expected a file"),
@@ -109,7 +109,7 @@ def test_evaluate_keeps_blank_lines_aligned(capsys, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--hyp-out", "."], "--hyp-out: . is a directory, expected a file name"),
     (["--limit", "-1"], "--limit must be a positive int; got -1"),
-    (["--average", "-2"], "--average must be an int >= 0; got -2"),
+    (["--average", "-2"], "--average must be a non-negative int; got -2"),
     (["--length-penalty", "inf"], "--length-penalty must be a finite number"),
 ])
 def test_evaluate_checks_its_arguments_before_decoding(capsys, tmp_path, extra, message):
@@ -153,7 +153,7 @@ def test_train_on_a_file_without_pairs_names_the_file(capsys, tmp_path, train_ar
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--clip-norm", "-1", "--clip-norm must be > 0; got -1.0"),
+    ("--clip-norm", "-1", "--clip-norm must be a finite number > 0; got -1.0"),
     ("--device", "tpu", "device must be auto, cpu, cuda or cuda:N; got 'tpu'"),
     ("--max-len", "0", "must be a positive int; got 0"),
     ("--keep-last", "0", "--keep-last must be a positive int; got 0"),

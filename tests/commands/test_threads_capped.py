@@ -37,7 +37,7 @@ def test_a_thread_count_that_is_no_count_is_refused_naming_the_flag(capsys, valu
         main(["evaluate", "--checkpoint", str(GOLDEN), "--threads", value])
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"attnkit evaluate: error: argument --threads: expected auto or a "
-                       f"positive int, got {value!r}")
+                       f"positive int; got {value!r}")
 
 
 def test_a_config_or_environment_count_far_beyond_the_cores_is_capped(monkeypatch):

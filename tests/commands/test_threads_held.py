@@ -41,4 +41,4 @@ def test_evaluate_gives_the_thread_count_back(three_threads, tmp_path, capsys):
 def test_a_bad_thread_count_is_refused_by_the_one_parser(capsys):
     with pytest.raises(SystemExit):
         main(["translate", "--checkpoint", str(GOLDEN), "--threads", "0"])
-    assert "--threads: expected auto or a positive int, got '0'" in capsys.readouterr().err
+    assert "argument --threads: expected auto or a positive int; got '0'" in capsys.readouterr().err

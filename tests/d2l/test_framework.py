@@ -164,6 +164,6 @@ def test_fit_holds_the_thread_count_on_the_cpu_and_restores_it(monkeypatch):
 
 
 def test_a_bad_thread_count_is_refused_when_the_trainer_is_made():
-    with pytest.raises(ValueError, match="Trainer threads: expected auto or a positive int, "
+    with pytest.raises(ValueError, match="Trainer threads must be auto or a positive int; "
                                          "got 0"):
         d2l.Trainer(max_epochs=1, threads=0)

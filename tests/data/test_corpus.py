@@ -107,7 +107,7 @@ def test_tsv_columns_and_max_pairs(tmp_path):
     assert limited.pairs == [("a", "A"), ("b", "B")] and limited.report.lines_read == 2
     with pytest.raises(ValueError, match="src_col and tgt_col must differ"):
         read_tsv_pairs(p, src_col=1, tgt_col=1)
-    with pytest.raises(ValueError, match="max_pairs must be None or an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="max_pairs must be a non-negative int; got -1"):
         read_tsv_pairs(p, max_pairs=-1)
     with pytest.raises(FileNotFoundError, match="path: no such file"):
         read_tsv_pairs(tmp_path / "missing.tsv")
@@ -146,7 +146,7 @@ def test_split_pairs_is_deterministic_partition():
     assert split_pairs(pairs, valid_fraction=0.2, seed=7) == (train, valid)
     assert split_pairs(pairs, valid_fraction=0.2, seed=8)[1] != valid
     assert split_pairs(pairs, valid_fraction=0.0, seed=0) == (pairs, [])
-    with pytest.raises(ValueError, match=r"valid_fraction must be a number in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"valid_fraction must be a number in \[0, 1\]; got 1.5"):
         split_pairs(pairs, valid_fraction=1.5, seed=0)
 
 

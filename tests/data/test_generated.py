@@ -155,9 +155,9 @@ def test_alphabet_covers_every_character():
 
 
 def test_errors_name_the_argument():
-    with pytest.raises(ValueError, match="n must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="n must be a non-negative int; got -1"):
         generate_pairs(-1, seed=0)
-    with pytest.raises(ValueError, match="split must be 'train' or 'heldout', got 'test'"):
+    with pytest.raises(ValueError, match="split must be one of 'train', 'heldout'; got 'test'"):
         generate_pairs(1, seed=0, split="test")
     with pytest.raises(ValueError, match="formats must be a non-empty subset"):
         generate_pairs(1, seed=0, formats=["iso"])

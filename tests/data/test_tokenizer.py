@@ -100,7 +100,7 @@ def test_word_vocabulary_by_hand(tmp_path):
     meta = json.loads((tmp_path / "w" / "tokenizer.json").read_text())
     assert meta["type"] == "word" and meta["tokens"] == full.idx_to_token
     assert load_tokenizer(tmp_path / "w") == full
-    with pytest.raises(ValueError, match="min_freq must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="min_freq must be a positive int; got 0"):
         WordTokenizer.train(texts, min_freq=0)
 
 
@@ -155,9 +155,9 @@ def test_sentencepiece_bpe_per_language(multi30k_texts):
 
 
 def test_sentencepiece_errors():
-    with pytest.raises(ValueError, match="model_type must be 'unigram' or 'bpe', got 'word'"):
+    with pytest.raises(ValueError, match="model_type must be one of 'unigram', 'bpe'; got 'word'"):
         SentencePieceTokenizer.train(["a b c"], vocab_size=10, model_type="word")
-    with pytest.raises(ValueError, match="vocab_size must be an int > 4, got 4"):
+    with pytest.raises(ValueError, match="vocab_size must be an int >= 5; got 4"):
         SentencePieceTokenizer.train(["a b c"], vocab_size=4)
     with pytest.raises(ValueError, match=r"sentencepiece training failed \(vocab_size=5000\)"):
         SentencePieceTokenizer.train(["a tiny corpus"] * 3, vocab_size=5000)
@@ -165,7 +165,10 @@ def test_sentencepiece_errors():
 
 def test_load_tokenizer_rejects_unknown_type(tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps({"format_version": 1, "type": "bytes"}))
-    with pytest.raises(ValueError, match="type must be one of .* got 'bytes'"):
+    with pytest.raises(ValueError, match="type must be one of .*; got 'bytes'"):
         load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"format_version": 1, "type": ["w"]}))
+    with pytest.raises(ValueError, match=r"tokenizer.json: type must be one of .*; got \['w'\]"):
+        load_tokenizer(tmp_path)  # a list is no name, and cannot be looked up either
     with pytest.raises(FileNotFoundError, match="not a saved tokenizer"):
         load_tokenizer(tmp_path / "nothing")

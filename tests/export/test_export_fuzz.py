@@ -214,7 +214,8 @@ RESIGNED = {
                            r"tokenizer/tokenizer.json: not valid JSON"),
     "model.bin truncated": (_truncated, r"model.bin: CTranslate2 cannot load it: "),
     "another quantization": (_edited(INFO, lambda d: d.update(quantization="int4")),
-                             rf"{INFO}: quantization must be one of float32, int16, int8"),
+                             rf"{INFO}: quantization must be one of 'float32', 'int16', 'int8'; "
+                             r"got 'int4' \(did you mean 'int8'\?\)"),
     "another format": (_edited(INFO, lambda d: d.update(format=3)),
                        rf"{INFO}: describes format 3 for 'ctranslate2'; this attnkit reads "
                        r"format 2"),

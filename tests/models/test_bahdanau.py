@@ -130,5 +130,5 @@ def test_validation_messages():
     src, tgt, vl = _batch()
     with pytest.raises(ValueError, match=r"tgt ids must lie in \[0, 23\)"):
         model(src, torch.full_like(tgt, VT), vl)
-    with pytest.raises(ValueError, match="dropout must lie in"):
+    with pytest.raises(ValueError, match="dropout must be a number in"):
         BahdanauSeq2Seq(VS, VT, dropout=1.0)

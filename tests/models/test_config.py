@@ -91,13 +91,13 @@ def test_configs_are_frozen_keyword_only_and_validated():
     with pytest.raises(TypeError):
         TransformerConfig(100, 100)  # keyword-only
     with pytest.raises(ValueError, match="TransformerConfig.num_hiddens must be divisible by "
-                                         "num_heads; got 64 and 5"):
+                                         "num_heads = 5; got 64"):
         transformer_tiny(100, num_heads=5)
     with pytest.raises(ValueError, match="TransformerConfig.positional must be one of"):
         transformer_tiny(100, positional="xpos")
     with pytest.raises(ValueError, match="TransformerConfig.share_embeddings needs"):
         transformer_tiny(100, 50, share_embeddings=True)
-    with pytest.raises(ValueError, match=r"TransformerConfig.dropout must lie in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"TransformerConfig.dropout must be a number in \[0, 1\)"):
         transformer_small(100, dropout=1.0)
     with pytest.raises(ValueError, match="BahdanauConfig.num_encoder_layers must be a positive "
                                          "int"):

@@ -25,6 +25,13 @@ def test_position_wise_ffn_positional_call_fails_pointing_to_d2l():
     assert d2l.PositionWiseFFN(4, 8)(torch.ones(2, 3, 4)).shape == (2, 3, 8)
 
 
+def test_position_wise_ffn_without_its_inner_size_says_what_is_missing():
+    with pytest.raises(TypeError, match=r"keyword arguments only, .*; got no ffn_num_hiddens; "
+                                        r"the book's PositionWiseFFN\(ffn_num_hiddens, "
+                                        r"ffn_num_outputs\) is attnkit\.d2l\.PositionWiseFFN$"):
+        PositionWiseFFN(num_hiddens=4)
+
+
 def test_position_wise_ffn_lazy_input_and_output_size():
     ffn = PositionWiseFFN(num_hiddens=None, ffn_num_hiddens=6, num_outputs=5)
     assert ffn(torch.ones(2, 3, 7)).shape == (2, 3, 5)

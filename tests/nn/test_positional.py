@@ -57,9 +57,10 @@ def test_sinusoid_validation():
         pe(torch.zeros(1, 3, 6), offset=8)
     with pytest.raises(ValueError, match=r"X must have shape \(B, N, d\) with d = .* = 6"):
         pe(torch.zeros(1, 3, 5))
-    with pytest.raises(ValueError, match="offset must be a non-negative int"):
+    with pytest.raises(ValueError,
+                       match=r"offset \(the start position\) must be a non-negative int; got -1"):
         pe(torch.zeros(1, 3, 6), offset=-1)
-    with pytest.raises(ValueError, match="dropout must lie in"):
+    with pytest.raises(ValueError, match="dropout must be a number in"):
         PositionalEncoding(6, 1.5)
 
 

@@ -227,13 +227,14 @@ def test_no_pickle_anywhere(tmp_path, monkeypatch):
 
 def test_argument_errors(tmp_path):
     model = make_model(0)
-    with pytest.raises(ValueError, match=r"train_state\['step'\] must be an int >= 0, got None"):
+    with pytest.raises(ValueError,
+                       match=r"train_state\['step'\] must be a non-negative int; got None"):
         save_checkpoint(tmp_path, model=model, optimizer=None, scheduler=None, config={},
                         train_state={"epoch": 1})  # fmt: skip
     with pytest.raises(TypeError, match="config must be JSON-serializable"):
         save_checkpoint(tmp_path, model=model, optimizer=None, scheduler=None,
                         config={"x": object()}, train_state={"step": 1})  # fmt: skip
-    with pytest.raises(ValueError, match="keep_last must be None or an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="keep_last must be a positive int; got 0"):
         save_at(tmp_path, model, 1, keep_last=0)
     with pytest.raises(ValueError, match="paths must name at least one checkpoint"):
         average_checkpoints([])

@@ -83,8 +83,8 @@ def test_best_json_ranks_finite_scores_only(tmp_path, score):
     for step in (1, 2):
         save_at(tmp_path, make_model(step), step)
     record_best(tmp_path, {"step": 1, "score": 0.5, "metric": "val_bleu"}, keep_best=2)
-    with pytest.raises(ValueError, match=rf"^record_best: the score of step 2 must be a finite "
-                                         rf"number to be ranked in best\.json, got "
+    with pytest.raises(ValueError, match=rf"^record_best: the score of step 2 \(ranked in "
+                                         rf"best\.json\) must be a finite number; got "
                                          rf"{re.escape(repr(score))}$"):
         record_best(tmp_path, {"step": 2, "score": score, "metric": "val_bleu"}, keep_best=2)
     assert read_best(tmp_path) == [{"step": 1, "score": 0.5, "metric": "val_bleu"}]

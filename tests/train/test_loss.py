@@ -63,5 +63,5 @@ def test_fused_smoothed_loss_gradcheck_and_errors():
                                     (logits,))
     with pytest.raises(ValueError, match=r"target must have the shape of logits"):
         smoothed_loss(logits, target[:4], epsilon=0.1)
-    with pytest.raises(ValueError, match=r"epsilon must lie in \[0, 1\); got 1.5"):
+    with pytest.raises(ValueError, match=r"epsilon must be a number in \[0, 1\); got 1.5"):
         smoothed_loss(logits, target, epsilon=1.5)

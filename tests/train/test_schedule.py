@@ -75,13 +75,13 @@ def test_scheduler_state_dict_round_trips_through_json():
 
 
 def test_errors_name_the_argument():
-    with pytest.raises(ValueError, match="step must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="step must be a non-negative int; got -1"):
         noam_lr(-1, d_model=8, warmup=4)
-    with pytest.raises(ValueError, match="warmup must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="warmup must be a positive int; got 0"):
         noam_lr(1, d_model=8, warmup=0)
-    with pytest.raises(ValueError, match="d_model must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="d_model must be a positive int; got 0"):
         noam_lr(1, d_model=0, warmup=4)
-    with pytest.raises(ValueError, match="scale must be a finite number > 0, got -1.0"):
+    with pytest.raises(ValueError, match="scale must be a finite number > 0; got -1.0"):
         noam_lr(1, d_model=8, warmup=4, scale=-1.0)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     with pytest.raises(ValueError, match="lr must be 1.0 .* got lr=0.001 in param group 0"):
@@ -112,7 +112,7 @@ def test_rescale_gives_a_restored_schedule_the_new_factor_from_its_next_step():
     assert opt2.param_groups[0]["lr"] == pytest.approx(noam_lr(5, d_model=16, warmup=10,
                                                                scale=0.5))
     assert rescale(sched2, 0.5) is None  # unchanged: nothing to say
-    with pytest.raises(ValueError, match=r"scale must be a finite number > 0, got nan"):
+    with pytest.raises(ValueError, match=r"scale must be a finite number > 0; got nan"):
         rescale(sched2, float("nan"))
     lambda_lr = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1.0)
     with pytest.raises(ValueError, match=r"rescale needs a scheduler made by noam_scheduler"):

@@ -124,7 +124,7 @@ def test_patience_without_validations_is_a_config_error_naming_both_keys(
     TrainConfig.from_flat(patience=3, eval_every=5)  # fine with validations
     with pytest.raises(ValueError, match=r"--patience must be a positive int; got 0"):
         TrainConfig.from_flat(patience=0)
-    with pytest.raises(ValueError, match=r"--keep-best must be an int >= 0; got -1"):
+    with pytest.raises(ValueError, match=r"--keep-best must be a non-negative int; got -1"):
         TrainConfig.from_flat(keep_best=-1)
 
 

@@ -200,8 +200,8 @@ def test_explorer_html_type_errors(records, src, match):
     ("kwargs", "error", "match"),
     [
         ({"kind": "self"}, ValueError, r"kind must be one of .*'encoder_self'.*got 'self'"),
-        ({"layer": -1}, ValueError, r"layer must be >= 0, got -1"),
-        ({"layer": 1.0}, TypeError, r"layer must be an int, got float"),
+        ({"layer": -1}, ValueError, r"layer must be a non-negative int; got -1"),
+        ({"layer": 1.0}, TypeError, r"layer must be a non-negative int; got 1.0"),
         ({"weights": torch.ones(5, 5)}, ValueError, r"shape \(H, Nq, Nk\), got \(5, 5\)"),
         ({"weights": torch.ones(2, 0, 5)}, ValueError, r"H, Nq, Nk >= 1, got \(2, 0, 5\)"),
         ({"weights": torch.ones(1, 2, 3, dtype=torch.long)}, TypeError, r"floating.*torch.int64"),
@@ -288,7 +288,7 @@ def test_records_from_captures_single_head_decoder():
             r"captures\['decoder.blocks.0.cross_attention'\] duplicates cross layer 0 "
             r"\(already given by 'decoder.attention'\)",
         ),
-        ({"decoder.attention": [[0.5, 0.5]]}, TypeError, r"must be a torch.Tensor, got list"),
+        ({"decoder.attention": [[0.5, 0.5]]}, TypeError, r"must be a torch.Tensor; got list"),
     ],
 )
 def test_records_from_captures_errors(captures, error, match):
@@ -369,7 +369,7 @@ def test_short_pages_say_nothing_was_cut():
 
 @pytest.mark.parametrize("max_tokens", [0, -3, 2.5, True])
 def test_max_tokens_validation(max_tokens):
-    with pytest.raises(ValueError, match=r"max_tokens must be an int >= 1, got "):
+    with pytest.raises(ValueError, match=r"max_tokens must be a positive int; got "):
         explorer_html(full_records(), SRC, TGT, max_tokens=max_tokens)
 
 

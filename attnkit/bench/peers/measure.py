@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ from typing import ClassVar
 
 import torch
 
+from ..._values import check_finite
 from ...data.corpus import load_pairs, multi30k_files, multi30k_test_split
 from ...data.tokenizer import TokenizerPair
 from ...eval.bleu import corpus_bleu, tokenized_lowercase_bleu
@@ -453,8 +453,7 @@ def run(*, config: str = "configs/multi30k-de-en.toml", budget: float = 1800.0,
     (its measurements are read back), to re-score without retraining; ``limit``
     scores only the first sentences of the split (a smoke run).
     """
-    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
-        raise ValueError(f"--budget must be a positive number of seconds; got {budget!r}")
+    check_finite("--budget (seconds)", budget, above=0)
     cfg_path, root = Path(config).resolve(), Path(work).resolve()
     root.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig.from_file(cfg_path)
