@@ -30,7 +30,6 @@ EXCEPTIONS = {
     "_names.py": "name tuples, checked against their registries by tests/test_scores.py",
     "_options.py": "the config's self-describing fields: tests of attnkit/train/config.py",
     "_profiling.py": "the measured peak memory that tests/test_cost.py compares the model with",
-    "_values.py": "value checks: the one-line errors of tests/commands/, tests/test_cli.py",
     "_version.py": "the release string: tests/commands/test_help.py reads attnkit.__version__",
     # parts every backend shares: checked on every backend by the one suite
     "backends/base.py": "the interface every backend follows: tests/backends/test_backends.py",
