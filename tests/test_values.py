@@ -23,7 +23,7 @@ from attnkit._values import (
     closest,
     parse_positive_or_auto,
 )
-from attnkit.backends import explain_choice
+from attnkit.backends import explain_backend
 from attnkit.backends.chunked import ChunkedBackend
 from attnkit.bench._suite import thread_list
 from attnkit.cost import attention_cost
@@ -221,7 +221,7 @@ PLACES = {  # a call that once failed with a message of its own -> the shared me
     "nn backend": (lambda: nn.MultiHeadAttention(8, 2, 0.0, backend="sdap"),
                    _BACKEND + r"'sdap' \(did you mean 'sdpa'\?\)$"),
     "nn attention backend": (lambda: nn.DotProductAttention(backend="fast"), _BACKEND + "'fast'"),
-    "backend kind": (lambda: explain_choice(None, backend=3), _BACKEND + "3$"),
+    "backend kind": (lambda: explain_backend(None, backend=3), _BACKEND + "3$"),
     "sigma": (lambda: Distance(sigma=0), "sigma must be a finite number > 0; got 0$"),
     "sigma inf": (lambda: Distance(sigma=math.inf), "sigma must be a finite number > 0; got inf"),
     "sigma huge": (lambda: Distance(sigma=HUGE), "sigma must be a finite number > 0; got 1000"),
