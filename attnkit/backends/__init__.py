@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .._lazy import deprecated_alias
+from .._names import BACKEND_NAMES
 from .._values import check_choice
 from .base import AttentionCall, Backend, first_order_only, second_order_error, zero_output
 from .chunked import ChunkedBackend
@@ -84,6 +85,8 @@ __all__ = [
 #: the fastest first, and last ``reference``, which serves every call.
 BUILT_IN: tuple[Backend, ...] = (TritonBackend(), SDPABackend(), ChunkedBackend(),
                                  ReferenceBackend())
+if tuple(b.name for b in BUILT_IN) != BACKEND_NAMES:  # pragma: no cover - caught by any import
+    raise RuntimeError("BUILT_IN and attnkit._names.BACKEND_NAMES disagree")
 
 _REGISTRY: dict[str, Backend] = {b.name: b for b in BUILT_IN}
 

@@ -26,6 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._checks import check_is_tensor
+from .._values import check_int
 from ._triton_common import (
     FLOAT_DTYPES,
     MAX_HEAD_DIM,
@@ -299,8 +301,7 @@ class _AdditiveCoreFn(torch.autograd.Function):
 def _check_additive_inputs(q, k, v, w_q, w_k, w_v) -> None:
     named = (("q", q), ("k", k), ("v", v), ("w_q", w_q), ("w_k", w_k), ("w_v", w_v))
     for name, t in named:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t)}")
+        check_is_tensor(name, t)
         if t.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name} must be float16, bfloat16 or float32, got dtype {t.dtype}")
     for name, t in named[1:]:
@@ -321,8 +322,7 @@ def _check_additive_inputs(q, k, v, w_q, w_k, w_v) -> None:
         raise ValueError(
             f"v must have shape (B, Nk, Dv) with Nk = {nk} like k, got {tuple(v.shape)}"
         )
-    if not 1 <= v.shape[2] <= MAX_HEAD_DIM:
-        raise ValueError(f"value size Dv must be in [1, {MAX_HEAD_DIM}], got {v.shape[2]}")
+    check_int("value size Dv", v.shape[2], minimum=1, maximum=MAX_HEAD_DIM)
     if w_q.dim() != 2 or w_q.shape[1] != dq or w_q.shape[0] == 0:
         raise ValueError(f"w_q must have shape (Hd, Dq) = (Hd, {dq}), got {tuple(w_q.shape)}")
     hd = w_q.shape[0]

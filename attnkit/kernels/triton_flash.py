@@ -30,6 +30,14 @@ import torch
 import triton
 import triton.language as tl
 
+from .._checks import check_is_tensor
+from .._values import (
+    check_divisible,
+    check_finite,
+    check_int,
+    check_positive_int,
+    check_probability,
+)
 from ._triton_common import (
     CAUSAL_MODES,
     FLOAT_DTYPES,
@@ -363,8 +371,7 @@ def _flash_bwd_dq_kernel(
 
 def _check_flash_inputs(q, k, v, key_bias, scale, dropout_p) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t)}")
+        check_is_tensor(name, t)
         if t.dim() != 4:
             raise ValueError(
                 f"{name} must have 4 dims (B, H, N, D), got shape {tuple(t.shape)}"
@@ -390,29 +397,19 @@ def _check_flash_inputs(q, k, v, key_bias, scale, dropout_p) -> None:
             f"v must have shape (B, Hkv, Nk, Dv) = ({b}, {hkv}, {nk}, Dv) like k, "
             f"got {tuple(v.shape)}"
         )
-    if hkv == 0 or h % hkv != 0:
-        raise ValueError(
-            f"the number of query heads H = {h} must be divisible by the number of "
-            f"key/value heads Hkv = {hkv}"
-        )
+    check_divisible("H", h, "Hkv", check_positive_int("Hkv", hkv))
     for name, size in (("D", d), ("Dv", v.shape[3])):
-        if not 1 <= size <= MAX_HEAD_DIM:
-            raise ValueError(
-                f"head size {name} must be in [1, {MAX_HEAD_DIM}], got {size}"
-            )
+        check_int(f"head size {name}", size, minimum=1, maximum=MAX_HEAD_DIM)
     if key_bias is not None:
-        if not isinstance(key_bias, torch.Tensor):
-            raise TypeError(f"key_bias must be a torch.Tensor or None, got {type(key_bias)}")
+        check_is_tensor("key_bias", key_bias, "a torch.Tensor or None")
         if key_bias.shape != (b, nk):
             raise ValueError(
                 f"key_bias must have shape (B, Nk) = ({b}, {nk}), got {tuple(key_bias.shape)}"
             )
         if not key_bias.dtype.is_floating_point:
             raise TypeError(f"key_bias must be a float tensor, got dtype {key_bias.dtype}")
-    if not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite float, got {scale!r}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
+    check_finite("scale", scale)
+    check_probability("dropout_p", dropout_p)
 
 
 # --------------------------------------------------------------------------------------
@@ -608,9 +605,7 @@ def flash_attention(
 def _dropout_seed(dropout_seed: int | None) -> int:
     if dropout_seed is None:
         return int(torch.randint(0, 2**31 - 1, (1,)).item())  # CPU generator: no GPU sync
-    if not isinstance(dropout_seed, int) or not 0 <= dropout_seed < 2**63:
-        raise ValueError(f"dropout_seed must be an int in [0, 2**63), got {dropout_seed!r}")
-    return dropout_seed
+    return check_int("dropout_seed", dropout_seed, minimum=0, maximum=2**63 - 1)
 
 
 @triton.jit
@@ -631,8 +626,7 @@ def flash_dropout_mask(batch: int, heads: int, nq: int, nk: int, *, dropout_p: f
                        dropout_seed: int, device: torch.device | str) -> torch.Tensor:
     """Keep mask ``(B, H, Nq, Nk)`` (True = weight kept) that :func:`flash_attention`
     applies for the same ``dropout_p`` and ``dropout_seed``; for tests and inspection."""
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p!r}")
+    check_probability("dropout_p", dropout_p)
     seed = _dropout_seed(dropout_seed)
     mask = torch.empty((batch, heads, nq, nk), dtype=torch.int8, device=device)
     check_device(mask)

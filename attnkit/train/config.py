@@ -42,6 +42,7 @@ import tomllib
 
 from .._data_root import DATA_VARIABLE, data_root
 from .._io import check_regular_file
+from .._names import BACKEND_NAMES
 from .._options import option, option_info, plain_value, validate_value
 from ..models.family import MODEL_CONFIGS, PRESETS, family_of_preset, renamed_fields
 
@@ -148,7 +149,7 @@ class RunConfig:
                                 check="positive_or_auto", resume=True)
     device: str = option("auto", "auto | cpu | cuda | cuda:N", resume=True)
     backend: str = option("auto", "attention backend of every attention module",
-                          choices=("auto", "reference", "sdpa", "chunked", "triton"),
+                          choices=("auto", *BACKEND_NAMES),
                           resume=True)
     log_every: int = option(20, "steps between metric records", check="positive", resume=True)
     eval_every: int = option(500, "steps between validations (0: only at the end)",

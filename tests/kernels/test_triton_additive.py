@@ -173,7 +173,7 @@ def test_rejects_mismatched_shapes():
 def test_rejects_value_size_above_256():
     q, k, _, w_q, w_k, w_v = _args()
     v = torch.zeros(2, 7, 300, device=DEVICE)
-    with pytest.raises(ValueError, match=r"value size Dv must be in \[1, 256\], got 300"):
+    with pytest.raises(ValueError, match=r"value size Dv must be an int in \[1, 256\]; got 300"):
         additive_attention(q, k, v, w_q, w_k, w_v)
 
 
