@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._options import plain_value
+from .._values import check_choice
 from .config import (
     BahdanauConfig,
     TransformerConfig,
@@ -151,10 +152,7 @@ def family_of_preset(preset: Any, *, where: str = "model preset") -> Family:
     Raises:
         ValueError: naming ``where``, for a name that is no preset.
     """
-    found = _BY_PRESET.get(preset) if isinstance(preset, str) else None
-    if found is None:
-        raise ValueError(f"{where} must be one of {', '.join(PRESETS)}; got {preset!r}")
-    return found
+    return _BY_PRESET[check_choice(where, preset, PRESETS)]
 
 
 def renamed_fields() -> dict[str, tuple[str, ...]]:
@@ -177,10 +175,9 @@ def model_config_from_dict(d: dict, *, where: str = "model") -> Any:
         ValueError / TypeError: naming ``where``, an unknown class, missing or unknown
             fields, or a value the config refuses.
     """
-    if not isinstance(d, dict) or d.get("class") not in MODEL_CONFIGS:
-        got = d.get("class") if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"{where}: 'class' must be one of {sorted(MODEL_CONFIGS)}; got {got!r}")
-    cls = MODEL_CONFIGS[d["class"]]
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a table of fields; got {type(d).__name__}")
+    cls = MODEL_CONFIGS[check_choice(f"{where}: 'class'", d.get("class"), MODEL_CONFIGS)]
     d = _renamed(d, _BY_CONFIG[cls].renamed)
     names = {f.name for f in dataclasses.fields(cls)}
     given = set(d) - {"class"}

@@ -73,7 +73,7 @@ def test_a_subclass_of_a_config_is_no_family_unless_declared():
 
 def test_an_unknown_preset_is_refused_naming_where():
     with pytest.raises(ValueError, match=r"^run.json: model_class must be one of "
-                                         r"transformer_tiny, .*; got 'gpt'$"):
+                                         r"'transformer_tiny', .*; got 'gpt'$"):
         family_of_preset("gpt", where="run.json: model_class")
     with pytest.raises(ValueError, match=r"model preset must be one of .*; got None"):
         family_of_preset(None)

@@ -136,7 +136,7 @@ def test_a_format_1_run_naming_no_preset_is_refused_naming_the_file(golden):
     edit_config(golden, to_format_1)
     where = re.escape(str(golden / "config.json"))
     with pytest.raises(ValueError, match=f"^{where}: model_class must be one of "
-                                         f"transformer_tiny, .*; got 'gpt2'$"):
+                                         f"'transformer_tiny', .*; got 'gpt2'$"):
         open_run(golden)
 
 
