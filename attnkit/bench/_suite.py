@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._data_root import data_root_text
 from .._values import check_positive_int
 
-__all__ = ["Flag", "Suite", "size_list", "thread_list"]
+__all__ = ["Flag", "Suite", "data_root_flag", "size_list", "thread_list"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class Flag:
     switch: bool = False  # takes no value: True when given, else False
     required: bool = False  # the suite cannot run without it
     metavar: str | None = None  # the value's name in --help (default: the flag's, upper case)
+    keyword: str | None = None  # the keyword of run() it fills (default: its attribute)
+
+    @property
+    def attribute(self) -> str:
+        """The name of the parsed value: ``--no-flex`` -> ``no_flex``."""
+        return self.name.lstrip("-").replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,15 @@ class Suite:
     package: str  # the suite's package (its __name__); the suite's name is its last part
     help: str  # one line: what is measured against what
     flags: tuple[Flag, ...]  # the suite's own options (every suite also gets --record)
-    arguments: Callable[[Any], dict[str, Any]]  # parsed flags -> keyword arguments of run()
+    #: parsed flags -> keyword arguments of run(); default: each flag's value, as it is
+    #: parsed, under its keyword (:attr:`Flag.keyword`)
+    convert: Callable[[Any], dict[str, Any]] | None = None
+
+    def arguments(self, parsed: Any) -> dict[str, Any]:
+        """The keyword arguments of the suite's ``run()`` from the parsed flags."""
+        if self.convert is not None:
+            return self.convert(parsed)
+        return {f.keyword or f.attribute: getattr(parsed, f.attribute) for f in self.flags}
 
     @property
     def name(self) -> str:
@@ -61,6 +76,13 @@ class Suite:
         """Import the measuring module and call its ``run(**kwargs)``; returns its result
         (a :class:`attnkit.bench.report.SuiteResult`)."""
         return importlib.import_module(self.module).run(**kwargs)
+
+
+def data_root_flag(absent: str) -> Flag:
+    """``--data-root``: the Multi30k folder a suite reads, by default where the shipped
+    configs read it; ``absent`` says what the suite does without it."""
+    return Flag("--data-root", f"Multi30k folder (with raw/); default multi30k/ in "
+                               f"{data_root_text()}; {absent}", metavar="DIR")
 
 
 def thread_list(text: str) -> list[int]:

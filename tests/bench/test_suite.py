@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from attnkit.bench import SUITES, declared
+from tests._fresh import run_fresh
 from tests.commands.test_bench import _bench_subparsers
 
 
@@ -75,10 +74,7 @@ print(sorted(m for m in sys.modules
 
 
 def test_the_suite_packages_import_no_torch_and_no_measurement():
-    r = subprocess.run([sys.executable, "-c", _DECLARING_LOADS], capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    assert run_fresh(_DECLARING_LOADS).strip() == "[]"
 
 
 def test_a_thread_list_flag_says_what_it_expected(capsys):

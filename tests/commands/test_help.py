@@ -12,6 +12,7 @@ import pytest
 
 from attnkit.bench import SUITES, declared
 from attnkit.cli import COMMANDS
+from tests._fresh import run_fresh
 
 _PROBE = """
 import contextlib, io, sys
@@ -77,9 +78,7 @@ def test_import_attnkit_is_lazy_and_every_public_name_resolves():
             "[getattr(attnkit, n) for n in attnkit.__all__]; "
             "from attnkit import Additive, masks; assert attnkit.nn.MultiHeadAttention; "
             "assert 'torch' in sys.modules")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
+    run_fresh(code)
 
 
 def test_library_modules_hold_no_argparse():

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from attnkit import d2l
+from tests._fresh import run_fresh
 from tests.d2l._line import Line, Regression
 
 
@@ -137,16 +138,10 @@ def test_devices():
 
 
 def test_importing_d2l_loads_no_optional_package():
-    import subprocess
-    import sys
-
     code = ("import sys; from attnkit import d2l; "
             "print(sorted(m for m in ('pandas', 'IPython', 'matplotlib.pyplot') "
             "if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert run_fresh(code).strip() == "[]"
 
 
 def test_fit_holds_the_thread_count_on_the_cpu_and_restores_it(monkeypatch):

@@ -2,8 +2,6 @@
 run format, presets and sizes are read from it."""
 
 import dataclasses
-import subprocess
-import sys
 
 import pytest
 
@@ -18,6 +16,7 @@ from attnkit.models.family import (
     model_config_to_dict,
     renamed_fields,
 )
+from tests._fresh import run_fresh
 
 ALL_PRESETS = sorted(PRESETS)
 
@@ -26,9 +25,7 @@ def test_the_registry_and_every_config_import_no_torch():
     code = ("import sys; from attnkit.models.family import FAMILIES, PRESETS; "
             "[f.config for f in FAMILIES.values()]; [p(11) for p in PRESETS.values()]; "
             "assert 'torch' not in sys.modules, 'the registry imported torch'")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
+    run_fresh(code)
 
 
 @pytest.mark.parametrize("preset", ALL_PRESETS)

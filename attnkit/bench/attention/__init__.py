@@ -40,7 +40,7 @@ SUITE = Suite(
         Flag("--no-flex", "skip compiled FlexAttention", switch=True),
         Flag("--no-big", "skip the N=4096 additive run", switch=True),
     ),
-    arguments=lambda a: dict(quick=a.quick, repeats=a.repeats,
+    convert=lambda a: dict(quick=a.quick, repeats=a.repeats,
                              flex=False if a.no_flex else None, big=not a.no_big,
                              verbose=True),
 )

@@ -18,5 +18,4 @@ SUITE = Suite(
         Flag("--steps", "passes timed after the warm-up", type=int, default=30),
         Flag("--warmup", "passes run before timing", type=int, default=5),
     ),
-    arguments=lambda a: dict(label=a.label, steps=a.steps, warmup=a.warmup),
 )

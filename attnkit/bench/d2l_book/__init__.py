@@ -51,7 +51,7 @@ SUITE = Suite(
                           "own choice (one per core)", type=int),
         Flag("--json", "also write every run's figures here (JSON)", metavar="FILE"),
     ),
-    arguments=lambda a: dict(book_python=a.book_python, rounds=a.rounds,
+    convert=lambda a: dict(book_python=a.book_python, rounds=a.rounds,
                              sections=list(a.sections), paired=a.paired, threads=a.threads,
                              json_path=a.json),
 )

@@ -22,6 +22,6 @@ SUITE = Suite(
         Flag("--threads", "e.g. 1,2", type=thread_list, default=(1, 2)),
         Flag("--limit", "only the first N sentences", type=int),
     ),
-    arguments=lambda a: dict(checkpoint=a.checkpoint, split=a.split, threads=tuple(a.threads),
+    convert=lambda a: dict(checkpoint=a.checkpoint, split=a.split, threads=tuple(a.threads),
                              limit=a.limit),
 )

@@ -23,6 +23,4 @@ SUITE = Suite(
         Flag("--rounds", "loads of each page", type=int, default=5),
         Flag("--timeout", "seconds per load", type=float, default=60.0),
     ),
-    arguments=lambda a: dict(sizes=list(a.sizes), tokens=a.tokens, heads=a.heads,
-                             rounds=a.rounds, timeout=a.timeout),
 )

@@ -25,5 +25,4 @@ SUITE = Suite(
         Flag("--quick", "fewer shapes (smoke run)", switch=True),
         Flag("--repeats", "timed rounds", type=int, default=10),
     ),
-    arguments=lambda a: dict(quick=a.quick, repeats=a.repeats),
 )

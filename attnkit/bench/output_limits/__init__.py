@@ -9,7 +9,7 @@ It compares checkouts, one process each: run it once per checkout, alternating, 
 pinned core, e.g. ``PYTHONPATH=CHECKOUT taskset -c 1 attnkit bench output_limits --beam 5``.
 """
 
-from .._suite import Flag, Suite
+from .._suite import Flag, Suite, data_root_flag
 
 SUITE = Suite(
     package=__name__,
@@ -17,8 +17,6 @@ SUITE = Suite(
     flags=(
         Flag("--beam", "beam size (1: greedy)", type=int, default=5),
         Flag("--sentences", "the first N validation sentences", type=int, default=500),
-        Flag("--data-root", "Multi30k folder (with raw/val.de, raw/val.en); default "
-                            "$ATTNKIT_DATA/multi30k or ../shared/data/multi30k", metavar="DIR"),
+        data_root_flag("raw/val.de and raw/val.en are read"),
     ),
-    arguments=lambda a: dict(beam=a.beam, sentences=a.sentences, data_root=a.data_root),
 )

@@ -46,7 +46,7 @@ SUITE = Suite(
         Flag("--split", "the Multi30k split scored", default="test_2016_flickr"),
         Flag("--limit", "score only the first N sentences (a smoke run)", type=int),
     ),
-    arguments=lambda a: dict(config=a.config, budget=a.budget, work=a.work,
+    convert=lambda a: dict(config=a.config, budget=a.budget, work=a.work,
                              concurrent=a.concurrent, reuse=a.reuse, split=a.split,
                              limit=a.limit),
 )

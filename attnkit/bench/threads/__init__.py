@@ -18,7 +18,6 @@ SUITE = Suite(
     help="training throughput idle and with one competing process, per threads setting",
     flags=(
         Flag("--rounds", "timed rounds per cell", type=int, default=3),
-        Flag("--batches", "training steps per round", type=int, default=6),
+        Flag("--batches", "training steps per round", type=int, default=6, keyword="num_batches"),
     ),
-    arguments=lambda a: dict(rounds=a.rounds, num_batches=a.batches),
 )

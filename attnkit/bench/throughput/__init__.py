@@ -12,20 +12,15 @@ the ratio attnkit / torch (higher is better for attnkit).
 its markers.
 """
 
-from ..._data_root import data_root_text
-from .._suite import Flag, Suite
+from .._suite import Flag, Suite, data_root_flag
 
 SUITE = Suite(
     package=__name__,
     help="training throughput vs torch.nn.Transformer on real bucketed batches",
     flags=(
         Flag("--max-tokens", "tokens per batch", type=int, default=4096),
-        Flag("--batches", "batches per round", type=int, default=6),
+        Flag("--batches", "batches per round", type=int, default=6, keyword="num_batches"),
         Flag("--rounds", "timed rounds", type=int, default=3),
-        Flag("--data-root", f"Multi30k folder (with raw/); default multi30k/ in "
-                            f"{data_root_text()}; the built-in date task where it is absent",
-             metavar="DIR"),
+        data_root_flag("the built-in date task where it is absent"),
     ),
-    arguments=lambda a: dict(max_tokens=a.max_tokens, num_batches=a.batches, rounds=a.rounds,
-                             data_root=a.data_root),
 )

@@ -40,7 +40,7 @@ SUITE = Suite(
              type=thread_list),
         Flag("--device", default="cpu"),
     ),
-    arguments=lambda a: dict(threads=a.threads or [None], batch_size=a.batch_size,
+    convert=lambda a: dict(threads=a.threads or [None], batch_size=a.batch_size,
                              shortest=a.shortest, longest=a.longest, vocab=a.vocab,
                              reps=a.reps, warmup=a.warmup, seed=a.seed, device=a.device),
 )
