@@ -97,6 +97,14 @@ class Run:
         """The folder holding the run's tokenizers (``TokenizerPair.load`` reads it)."""
         return self.path / "tokenizer"
 
+    @property
+    def weights_digest(self) -> str:
+        """The SHA-256 of this checkpoint's weights (``model.safetensors``) as its manifest
+        lists it, verified when the run was opened: what tells these weights from others
+        without reading them."""
+        manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        return manifest["files"]["model.safetensors"]["sha256"]
+
     def weights(self) -> dict[str, torch.Tensor]:
         """The model tensors of this checkpoint (refused, naming the first, when one is not
         finite: :func:`attnkit.runs.container.check_finite_weights`)."""
