@@ -213,8 +213,10 @@ def _auto_precision(args: argparse.Namespace, tr):
            "of fp32")
     record = {"precision": chosen, "why": why, "measured": measured,
               "key": choice_key(tr.run.weights_digest)}
-    where = record_choice(tr.run.weights_digest, record)
-    print(f"attnkit evaluate: --precision auto: chose {chosen} ({why}); "
-          + (f"recorded in {where}" if where else "not recorded (the cache folder is not "
-             "writable)"), file=sys.stderr)
+    try:
+        kept = f"recorded in {record_choice(tr.run.weights_digest, record)}"
+    except OSError as e:
+        kept = f"not recorded, for this call only ({e})"
+    print(f"attnkit evaluate: --precision auto: chose {chosen} ({why}); {kept}",
+          file=sys.stderr)
     return tr.with_precision(chosen), record

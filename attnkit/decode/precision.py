@@ -23,6 +23,7 @@ import copy
 import functools
 import json
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -143,16 +144,17 @@ def recorded_choice(weights_digest: str) -> dict | None:
     return None
 
 
-def record_choice(weights_digest: str, record: dict) -> str | None:
+def record_choice(weights_digest: str, record: dict) -> Path:
     """Keep ``record`` (``"precision"`` and what it was chosen from) for these weights on
-    this machine in attnkit's cache folder; the path written, or ``None`` when the folder
-    is not writable (the choice then holds for this call only)."""
+    this machine in attnkit's cache folder, beside the other records; the file written.
+
+    Raises:
+        OSError: the cache folder or file cannot be written (the choice then holds for
+            this call only).
+    """
     path = cache_dir() / _RECORDS
     records = _records()
     records[choice_key(weights_digest)] = record
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json_bytes(records))
-    except OSError:
-        return None
-    return str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json_bytes(records))
+    return path

@@ -100,3 +100,14 @@ def test_auto_without_the_runs_validation_data_gets_one_line(capsys):
     line = one_error_line(capsys.readouterr().err, "evaluate")
     assert "--precision auto measures BLEU on the validation data the run was trained with, " \
            "which cannot be read now: path: no such file: " in line
+
+
+def test_auto_with_an_unwritable_cache_still_chooses_and_says_it_kept_nothing(
+        dates_run, tmp_path, capsys, monkeypatch):
+    (tmp_path / "cache" / "precision-choices.json").mkdir(parents=True)  # a folder in its way
+    assert _evaluate(dates_run, *_test_set(tmp_path, 10), "--precision", "auto",
+                     "--limit", "10") == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["precision"] in ("fp32", "int8")
+    last = err.splitlines()[-1]
+    assert "; not recorded, for this call only (" in last and "precision-choices.json" in last

@@ -138,7 +138,7 @@ def test_a_choice_is_recorded_per_weights_and_machine(cache, monkeypatch):
     digest = "ab" * 32
     assert recorded_choice(digest) is None
     where = record_choice(digest, {"precision": "int8", "why": "measured"})
-    assert where == str(cache / "precision-choices.json")
+    assert where == cache / "precision-choices.json"
     assert recorded_choice(digest) == {"precision": "int8", "why": "measured"}
     assert recorded_choice("cd" * 32) is None  # other weights
     monkeypatch.setattr(precision, "cpu_model", lambda: "another CPU")
@@ -164,9 +164,15 @@ def test_a_damaged_record_file_is_no_choice(cache, content):
     assert recorded_choice(digest) == {"precision": "fp32"}
 
 
-def test_an_unwritable_cache_records_nothing(tmp_path, monkeypatch):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(blocker / "cache"))
-    assert record_choice("ab" * 32, {"precision": "int8"}) is None
+@pytest.mark.parametrize("blocked", ["a file as the folder", "a folder as the file"])
+def test_an_unwritable_cache_records_nothing_and_says_why(tmp_path, monkeypatch, blocked):
+    if blocked == "a file as the folder":
+        (tmp_path / "file").write_text("not a folder")
+        cache = tmp_path / "file" / "cache"
+    else:
+        cache = tmp_path / "cache"
+        (cache / "precision-choices.json").mkdir(parents=True)
+    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(cache))
+    with pytest.raises(OSError):
+        record_choice("ab" * 32, {"precision": "int8"})
     assert recorded_choice("ab" * 32) is None
