@@ -8,6 +8,9 @@ bounded memory) and each chunk's output is flushed before the next is read.
 ``--engine ctranslate2 --model DIR`` decodes with a model
 written by ``attnkit export ctranslate2`` instead of attnkit's own search.
 ``--checkpoint RUN/best`` names the run's best-scoring checkpoint (``keep_best``).
+``--precision`` runs the model in fp32, bf16 or int8, or in the choice ``attnkit evaluate
+--precision auto`` recorded for the checkpoint on this machine
+(:mod:`attnkit.decode.precision`).
 
 ``--n-best K`` prints the ``K`` best translations of each input line instead, best
 first, in the Moses n-best format ``i ||| translation ||| score``: ``i`` the 0-based

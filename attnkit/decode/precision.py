@@ -73,7 +73,7 @@ def quantized_int8(model: nn.Module) -> nn.Module:
     """
     device = next(model.parameters()).device
     if device.type != "cpu":
-        raise ValueError(f"--precision int8 runs on the CPU only; the model is on {device}")
+        raise ValueError(f"precision int8 runs on the CPU only; the model is on {device}")
     engines = torch.backends.quantized.supported_engines
     if torch.backends.quantized.engine == "none" and engines:
         torch.backends.quantized.engine = next(e for e in engines if e != "none")
