@@ -156,7 +156,7 @@ def _validation_set(run, limit: int | None) -> tuple[list[str], list[str]]:
         raise ValueError(f"--precision auto measures BLEU on the run's validation data; "
                          f"{run.path} (run format 1) does not say what that was")
     try:
-        cfg = TrainConfig.from_dict(run.train, source=str(run.path / "config.json"))
+        cfg = TrainConfig.from_dict(run.train, source=f"{run.path}: train")
         _, valid, _ = load_pairs(cfg.data, seed=cfg.run.seed)
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"--precision auto measures BLEU on the validation data the run was "
