@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+PRECISION_CHOICES = ("fp32", "bf16", "int8", "auto")  # --precision
+
 
 def threads_arg(text: str) -> int | str:
     """``--threads``: ``auto`` or a positive int (:func:`attnkit._values.parse_positive_or_auto`,
@@ -37,15 +39,50 @@ def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) ->
     p.add_argument("--threads", type=threads_arg, default="auto",
                    help="CPU threads: auto (default: the cores other processes leave free) "
                         "or a number")
+    p.add_argument("--precision", default=None, metavar="{" + ",".join(PRECISION_CHOICES) + "}",
+                   help="what the model computes in: fp32 (default); bf16 (bfloat16 "
+                        "autocast: fast on CPUs with native bf16, slow elsewhere); int8 (int8 "
+                        "weights, PyTorch's dynamically quantized linear layers); auto: the "
+                        "fastest of those whose BLEU on the run's validation sentences is "
+                        "within 0.3 of fp32's, as 'attnkit evaluate --precision auto' measures "
+                        "it and records it for the checkpoint on this machine (translate uses "
+                        "that record, else fp32). With --engine ctranslate2, fp32 and int8 "
+                        "are its float32 and int8 compute types (default: the exported one)")
 
 
 def check_decoding_arguments(args: argparse.Namespace) -> None:
     """Reject values that make no sense before the model is loaded."""
-    from .._values import check_finite, check_positive_int
+    from .._values import check_choice, check_finite, check_positive_int
 
+    if args.precision is not None:  # checked here, not by argparse: one line, no usage
+        check_choice("--precision", args.precision, PRECISION_CHOICES)
     check_positive_int("--beam-size", args.beam_size)
     check_finite("--length-penalty", args.length_penalty, minimum=0.0)
     check_positive_int("--max-output-len", args.max_output_len, allow_none=True)
+
+
+def in_precision(prog: str, args: argparse.Namespace, translator):
+    """``translator`` (fp32, attnkit's own) in ``--precision``; ``auto`` takes the choice
+    recorded for its checkpoint on this machine
+    (:func:`attnkit.decode.precision.recorded_choice`), else fp32. A note on stderr says
+    what ``auto`` found, and that bf16 is slow on a CPU without native bf16."""
+    from ..decode.precision import bf16_note, recorded_choice
+
+    wanted = args.precision or "fp32"
+    if wanted == "auto":
+        run = translator.run
+        record = None if run is None else recorded_choice(run.weights_digest)
+        if record is None:
+            print(f"{prog}: note: --precision auto: no choice is recorded for this checkpoint "
+                  "on this machine; translating in fp32 (record one with 'attnkit evaluate "
+                  f"--checkpoint {args.checkpoint} --precision auto')", file=sys.stderr)
+        else:
+            print(f"{prog}: note: --precision auto: {record['precision']}, as recorded "
+                  f"({record.get('why', 'by attnkit evaluate')})", file=sys.stderr)
+        wanted = "fp32" if record is None else record["precision"]
+    if wanted == "bf16" and (slow := bf16_note()):
+        print(f"{prog}: note: {slow}", file=sys.stderr)
+    return translator.with_precision(wanted)
 
 
 def note_overlong(prog: str, cut: list[int], total: int) -> None:

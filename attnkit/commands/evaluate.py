@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ._decoding import (
@@ -14,6 +15,7 @@ from ._decoding import (
     check_decoding_arguments,
     check_decoding_memory,
     checkpoint_inputs,
+    in_precision,
     note_overlong,
     one_line,
     progress_bar,
@@ -86,6 +88,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     check_positive_int("--limit", args.limit, allow_none=True)
     if args.multi30k_split is not None:
         check_choice("--multi30k-split", args.multi30k_split, MULTI30K_SPLITS)
+    if args.precision == "auto" and args.average:
+        raise ValueError(f"--precision auto is chosen for one checkpoint's weights, not for "
+                         f"--average {args.average}; write the average with 'attnkit "
+                         "average' and choose for it")
     if args.hyp_out:
         check_not_an_input(args.hyp_out, "--hyp-out", [
             ("--src", args.src), ("--ref", args.ref), *checkpoint_inputs(args.checkpoint)])
@@ -105,6 +111,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..eval.bleu import corpus_bleu, corpus_chrf, tokenized_lowercase_bleu
 
     tr = _translator(args)
+    if args.precision != "auto":
+        tr = in_precision("attnkit evaluate", args, tr)
+    else:
+        tr, record = _auto_precision(args, tr)
+        if not (args.src or args.ref or args.multi30k_split):  # chosen; no test set to score
+            print(json.dumps(record, indent=2) if args.json else
+                  f"precision: {record['precision']}  ({record['why']})")
+            return 0
     srcs, refs = _test_set(args, tr.run)
     check_decoding_memory(args, tr, sum(1 for s in srcs if s.strip()))
     note_overlong("attnkit evaluate", tr.overlong(srcs), len(srcs))
@@ -120,13 +134,89 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = {"sentences": len(hyps), "bleu": bleu.score, "bleu_signature": bleu.signature,
               "chrf": chrf.score, "chrf_signature": chrf.signature,
               "bleu_lc_tok": lc.score, "bleu_lc_tok_signature": lc.signature,
-              "beam_size": args.beam_size}
+              "beam_size": args.beam_size, "precision": tr.precision}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"sentences: {len(hyps)}  (beam {args.beam_size})")
+        print(f"sentences: {len(hyps)}  (beam {args.beam_size}, {tr.precision})")
         print(f"BLEU  {bleu.score:6.2f}   {bleu.signature}")
         print(f"chrF  {chrf.score:6.2f}   {chrf.signature}")
         print(f"BLEU (lowercased, tokenized; the published Multi30k figures) "
               f"{lc.score:6.2f}   {lc.signature}")
     return 0
+
+
+def _validation_set(run, limit: int | None) -> tuple[list[str], list[str]]:
+    """The run's own validation sentences and references (never its test data): what its
+    training held out, rebuilt from its stored ``[data]`` section."""
+    from ..data.corpus import load_pairs
+    from ..train.config import TrainConfig
+
+    if run.train is None:
+        raise ValueError(f"--precision auto measures BLEU on the run's validation data; "
+                         f"{run.path} (run format 1) does not say what that was")
+    try:
+        cfg = TrainConfig.from_dict(run.train, source=f"{run.path}: train")
+        _, valid, _ = load_pairs(cfg.data, seed=cfg.run.seed)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"--precision auto measures BLEU on the validation data the run was "
+                         f"trained with, which cannot be read now: {e}") from None
+    valid = [(s, t) for s, t in valid if s.strip()][:limit]
+    if not valid:
+        raise ValueError(f"--precision auto: the run {run.path} has no validation sentences "
+                         "to measure on")
+    return [s for s, _ in valid], [t for _, t in valid]
+
+
+def _measured(args: argparse.Namespace, tr, srcs: list[str], refs: list[str]) -> dict:
+    """BLEU and sentences per second of ``tr`` on the validation sentences (after a
+    warm-up on a few of them, which is not timed)."""
+    from ..eval.bleu import corpus_bleu
+
+    options = dict(beam_size=args.beam_size, max_output_len=args.max_output_len,
+                   alpha=args.length_penalty)
+    tr.translate(srcs[:8], **options)
+    start = time.perf_counter()
+    hyps = [one_line(h) for h in tr.translate(srcs, **options)]
+    seconds = time.perf_counter() - start
+    return {"bleu": round(corpus_bleu(hyps, refs).score, 2),
+            "sentences_per_s": round(len(srcs) / max(seconds, 1e-9), 2)}
+
+
+def _auto_precision(args: argparse.Namespace, tr):
+    """``--precision auto``: each precision this machine runs fast measured on the run's
+    validation sentences, the fastest within 0.3 BLEU of fp32 chosen
+    (:func:`attnkit.decode.precision.best_within_tolerance`) and recorded for
+    ``translate --precision auto``: ``(tr in that precision, the record)``."""
+    import torch
+
+    from ..decode.precision import (
+        AUTO_BLEU_TOLERANCE,
+        PRECISIONS,
+        best_within_tolerance,
+        bf16_note,
+        choice_key,
+        record_choice,
+    )
+
+    srcs, refs = _validation_set(tr.run, args.limit)
+    candidates = [p for p in PRECISIONS if p != "bf16" or bf16_note() is None]
+    measured = {}
+    for precision in candidates:
+        measured[precision] = _measured(args, tr.with_precision(precision), srcs, refs)
+        print(f"attnkit evaluate: --precision auto: {precision}: validation BLEU "
+              f"{measured[precision]['bleu']:.2f}, {measured[precision]['sentences_per_s']:.1f}"
+              " sentences/s", file=sys.stderr)
+    chosen = best_within_tolerance(measured)
+    why = (f"on {len(srcs)} validation sentences, beam {args.beam_size}, threads "
+           f"{torch.get_num_threads()}: the fastest within {AUTO_BLEU_TOLERANCE} BLEU "
+           "of fp32")
+    record = {"precision": chosen, "why": why, "measured": measured,
+              "key": choice_key(tr.run.weights_digest)}
+    try:
+        kept = f"recorded in {record_choice(tr.run.weights_digest, record)}"
+    except OSError as e:
+        kept = f"not recorded, for this call only ({e})"
+    print(f"attnkit evaluate: --precision auto: chose {chosen} ({why}); {kept}",
+          file=sys.stderr)
+    return tr.with_precision(chosen), record

@@ -8,6 +8,9 @@ bounded memory) and each chunk's output is flushed before the next is read.
 ``--engine ctranslate2 --model DIR`` decodes with a model
 written by ``attnkit export ctranslate2`` instead of attnkit's own search.
 ``--checkpoint RUN/best`` names the run's best-scoring checkpoint (``keep_best``).
+``--precision`` runs the model in fp32, bf16 or int8, or in the choice ``attnkit evaluate
+--precision auto`` recorded for the checkpoint on this machine
+(:mod:`attnkit.decode.precision`).
 
 ``--n-best K`` prints the ``K`` best translations of each input line instead, best
 first, in the Moses n-best format ``i ||| translation ||| score``: ``i`` the 0-based
@@ -33,6 +36,7 @@ from ._decoding import (
     add_decoding_arguments,
     check_decoding_arguments,
     check_decoding_memory,
+    in_precision,
     note_overlong,
     one_line,
     progress_bar,
@@ -102,7 +106,8 @@ def load_engine(args: argparse.Namespace, threads: int):
                              "'attnkit export ctranslate2'")
         from ..export.ctranslate2_translator import load_ctranslate2
 
-        return load_ctranslate2(args.model, threads=threads)
+        return load_ctranslate2(args.model, threads=threads,
+                                compute_type=ctranslate2_compute_type(args.precision))
     if args.model:
         raise ValueError("--model is for --engine ctranslate2; --engine attnkit reads "
                          "--checkpoint")
@@ -110,7 +115,35 @@ def load_engine(args: argparse.Namespace, threads: int):
         raise ValueError("--checkpoint is required (or --engine ctranslate2 --model DIR)")
     from ..decode.translator import load_translator
 
-    return load_translator(args.checkpoint)
+    return in_precision("attnkit translate", args, load_translator(args.checkpoint))
+
+
+#: ``--precision`` -> the CTranslate2 compute type it runs in
+CTRANSLATE2_TYPES = {"fp32": "float32", "int8": "int8", "bf16": "bfloat16"}
+
+
+def ctranslate2_compute_type(precision: str | None) -> str:
+    """CTranslate2's compute type for ``--precision`` (``None``: the type the model was
+    exported with).
+
+    Raises:
+        ValueError: ``auto`` (a choice measured with attnkit's own decoder), or a type
+            CTranslate2 does not run on this CPU, naming the ones it does.
+    """
+    if precision is None:
+        return "default"
+    if precision == "auto":
+        raise ValueError("--precision auto is measured with attnkit's own decoder; with "
+                         "--engine ctranslate2 give --precision fp32 or int8 (its float32 or "
+                         "int8 compute type)")
+    from ..export.ctranslate2 import require_ctranslate2
+
+    wanted = CTRANSLATE2_TYPES[precision]
+    runs = require_ctranslate2("reading a CTranslate2 export").get_supported_compute_types("cpu")
+    if wanted not in runs:
+        raise ValueError(f"--precision {precision}: CTranslate2 runs no {wanted} on this CPU "
+                         f"(it runs {', '.join(sorted(runs))}); give --precision fp32 or int8")
+    return wanted
 
 
 def engine_class(name: str) -> type:

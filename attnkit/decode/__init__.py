@@ -8,6 +8,8 @@
 * :mod:`~attnkit.decode.translator` — :func:`load_translator` rebuilds a model
   from a checkpoint's model section alone; :class:`Translator` translates
   sentences and captures attention weights for pictures.
+* :mod:`~attnkit.decode.precision` — what a model translates in (fp32, bf16 autocast,
+  int8 dynamically quantized linear layers) and the recorded choice of ``auto``.
 """
 
 from .._lazy import lazy_attributes

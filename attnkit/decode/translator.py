@@ -8,6 +8,7 @@ checkpoint computes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, TokenizerPair
 from ..models.build import build_model
 from ..runs.run import Run, open_run, read_beside_writer
+from .precision import PRECISIONS, quantized_int8, running
 from .search import beam_search, check_n_best, greedy_search, n_best_unchecked
 
 __all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "in_batches",
@@ -182,11 +184,15 @@ def overlong_sources(tokenizers: TokenizerPair, sentences: list[str],
 @dataclass
 class Translator:
     """A model ready for inference, with its tokenizers and the run it came from; a
-    :class:`attnkit.decode.protocols.SentenceTranslator` that gives n-best lists too."""
+    :class:`attnkit.decode.protocols.SentenceTranslator` that gives n-best lists too.
+
+    ``precision`` is what the model translates in (:mod:`attnkit.decode.precision`):
+    an ``int8`` model is quantized already, a ``bf16`` one runs under autocast."""
 
     model: torch.nn.Module
     tokenizers: TokenizerPair
     run: Run | None = None
+    precision: str = "fp32"
     supports_n_best: ClassVar[bool] = True
 
     @property
@@ -203,12 +209,34 @@ class Translator:
         """The positional table size sources are cut to (``None``: no table known)."""
         return positions_of(None if self.run is None else self.run.model)
 
+    def with_precision(self, precision: str) -> Translator:
+        """This translator in ``precision`` (one of
+        :data:`attnkit.decode.precision.PRECISIONS`), from an fp32 one: ``int8`` runs a
+        quantized copy of the model (this one keeps its own), ``bf16`` the same model
+        under autocast.
+
+        Raises:
+            ValueError: an unknown ``precision``, or this translator is not fp32.
+        """
+        from .._values import check_choice
+
+        check_choice("precision", precision, PRECISIONS)
+        if precision == self.precision:
+            return self
+        if self.precision != "fp32":
+            raise ValueError(f"a {self.precision} translator cannot become {precision}; "
+                             "load the run again")
+        model = quantized_int8(self.model) if precision == "int8" else self.model
+        return dataclasses.replace(self, model=model, precision=precision)
+
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,
                   progress: Callable[[int], object] | None = None) -> list[str]:
-        return translate_sentences(self.model, self.tokenizers, list(sentences),
-                                   beam_size=beam_size, max_output_len=max_output_len,
-                                   alpha=alpha, progress=progress, positions=self.positions)
+        with running(self.precision):
+                return translate_sentences(self.model, self.tokenizers, list(sentences),
+                                       beam_size=beam_size, max_output_len=max_output_len,
+                                       alpha=alpha, progress=progress,
+                                       positions=self.positions)
 
     def translate_n_best(self, sentences: list[str], *, n_best: int, beam_size: int,
                          max_output_len: int | None = None, alpha: float = 0.6,
@@ -216,9 +244,11 @@ class Translator:
                          ) -> list[list[tuple[str, float]]]:
         """The ``n_best`` best ``(translation, score)`` of each sentence, best first; the
         first is what :meth:`translate` gives (see :func:`translate_n_best`)."""
-        return translate_n_best(self.model, self.tokenizers, list(sentences), n_best=n_best,
-                                beam_size=beam_size, max_output_len=max_output_len,
-                                alpha=alpha, progress=progress, positions=self.positions)
+        with running(self.precision):
+            return translate_n_best(self.model, self.tokenizers, list(sentences),
+                                    n_best=n_best, beam_size=beam_size,
+                                    max_output_len=max_output_len, alpha=alpha,
+                                    progress=progress, positions=self.positions)
 
     def overlong(self, sentences: list[str]) -> list[int]:
         """Indices of ``sentences`` too long for the model (cut when translated)."""
@@ -238,7 +268,7 @@ class Translator:
         t_ids = [BOS_ID] + self.tokenizers.tgt.encode(tgt)
         dev = next(self.model.parameters()).device
         self.model.eval()
-        with torch.no_grad(), capture_attention(self.model) as caps:
+        with torch.no_grad(), running(self.precision), capture_attention(self.model) as caps:
             self.model(torch.tensor([s_ids], device=dev), torch.tensor([t_ids], device=dev),
                        torch.tensor([len(s_ids)], device=dev))
         captures = dict(caps.items())
@@ -255,7 +285,7 @@ def _check_vocab(run: Run, tokenizers: TokenizerPair) -> None:
 
 
 def load_translator(path: str | Path | Run, *, device: str = "cpu", backend: str = "auto",
-                    weights: dict | None = None) -> Translator:
+                    weights: dict | None = None, precision: str = "fp32") -> Translator:
     """The model and tokenizers of a checkpoint (a run folder's latest checkpoint, or
     ``RUN/best``), or of a :class:`attnkit.runs.run.Run` opened already.
 
@@ -264,7 +294,11 @@ def load_translator(path: str | Path | Run, *, device: str = "cpu", backend: str
     verified against its manifest once (:func:`attnkit.runs.run.open_run`). Safe
     beside a training on the same run: a checkpoint it removes while it is read is
     followed by the run's new latest (:func:`attnkit.runs.run.read_beside_writer`).
+    ``precision``: what it translates in (:meth:`Translator.with_precision`).
     """
+    from .._values import check_choice
+
+    check_choice("precision", precision, PRECISIONS)  # before anything is read
     if isinstance(path, Run):
         translator = _from_run(path, backend)
     else:
@@ -275,7 +309,7 @@ def load_translator(path: str | Path | Run, *, device: str = "cpu", backend: str
             raise ValueError(f"averaged weights do not fit the model: missing {missing}, "
                              f"unexpected {unexpected}")
     translator.model.to(device).eval()
-    return translator
+    return translator.with_precision(precision)
 
 
 def _from_run(run: Run, backend: str) -> Translator:

@@ -57,7 +57,9 @@ from .._io import is_own_folder, json_bytes, read_json, sha256_of_file, write_at
 
 __all__ = [
     "FORMAT_VERSION",
+    "INFERENCE_FILES",
     "MANIFEST",
+    "STATE_FILES",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -78,6 +80,12 @@ FORMAT_VERSION = 1  # the container: files, manifest, state encoding
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step-([0-9]+)$")  # ASCII digits (\d takes other scripts' too)
 _MARKERS = ("__tensor__", "__ndarray__", "__tuple__", "__items__", "__float__")
+#: What translating a checkpoint reads, so all that :func:`verify_checkpoint` checks for it:
+#: the run's description and progress, the weights and (a name ending in ``/``: every
+#: listed file under it) the tokenizers. The optimizer, scheduler and RNG states, about
+#: twice the weights' size with Adam, are read (and checked) only to resume a training.
+INFERENCE_FILES = ("config.json", "train_state.json", "model.safetensors", "tokenizer/")
+STATE_FILES = ("state.json", "state.safetensors")  # what resuming reads besides those
 
 
 # --------------------------------------------------------------------------- files
@@ -402,10 +410,15 @@ def unlisted_files(path: str | Path) -> list[str]:
         return []
 
 
-def verify_checkpoint(path: str | Path) -> Path:
+def verify_checkpoint(path: str | Path, *, only: tuple[str, ...] | None = None) -> Path:
     """``path`` if it is a complete checkpoint whose files match its manifest, checked
     before any of its files is opened: every listed file inside the directory, present,
     of the listed size and SHA-256.
+
+    ``only`` checks just the files a reader will open (e.g. :data:`INFERENCE_FILES`: a
+    name, or a folder ending in ``/`` for every listed file under it); each name must be
+    listed. The others are neither opened nor hashed, so damage to them does not stop
+    that reader, and whoever reads them later verifies them then.
 
     Files the manifest does not list are ignored, never read (:func:`unlisted_files`
     names them), except at a name that loading opens (:func:`_unlisted_but_read`).
@@ -419,6 +432,11 @@ def verify_checkpoint(path: str | Path) -> Path:
         f"not a complete checkpoint (no {MANIFEST}): {p}"))
     files = _listed_files(p, manifest)
     bad = _unlisted_but_read(p, files)
+    if only is not None:
+        bad += [f"{name} (not listed in {MANIFEST})" for name in only
+                if not name.endswith("/") and name not in files]
+        files = {n: info for n, info in files.items()
+                 if any(n == o or (o.endswith("/") and n.startswith(o)) for o in only)}
     for name, info in files.items():
         f = p / name
         if why := _not_inside(p, name):
@@ -431,9 +449,9 @@ def verify_checkpoint(path: str | Path) -> Path:
 
 
 def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model tensors of checkpoint ``path`` (verified against its manifest; refused
-    when one is not finite, :func:`check_finite_weights`)."""
-    return read_weights(verify_checkpoint(path))
+    """The model tensors of checkpoint ``path`` (its :data:`INFERENCE_FILES` verified
+    against its manifest; refused when one is not finite, :func:`check_finite_weights`)."""
+    return read_weights(verify_checkpoint(path, only=INFERENCE_FILES))
 
 
 def check_state_fits(
@@ -493,22 +511,14 @@ def restore_verified(p: Path, *, model: torch.nn.Module,
                      optimizer: torch.optim.Optimizer | None = None,
                      scheduler: Any | None = None, restore_rng: bool = True) -> dict[str, Any]:
     """:func:`load_checkpoint` of a checkpoint ``p`` that was verified already (by
-    :func:`attnkit.runs.run.open_run`): its files are read without checking them again."""
+    :func:`attnkit.runs.run.open_run`): its files are read without checking them again.
+    The state files (:data:`STATE_FILES`) are opened only when ``optimizer``,
+    ``scheduler`` or ``restore_rng`` asks for them."""
     weights = read_weights(p)
     check_state_fits(model.state_dict(), weights, f"checkpoint {p}")
-    state_tensors = st_load((p / "state.safetensors").read_bytes())
-    state = json.loads((p / "state.json").read_text(encoding="utf-8"))
-    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
-        if obj is not None and state[name] is None:
-            raise ValueError(f"{name} was given but checkpoint {p} holds no {name} state")
-
+    if optimizer is not None or scheduler is not None or restore_rng:
+        _restore_state(p, optimizer, scheduler, restore_rng)
     model.load_state_dict(weights)
-    if optimizer is not None:
-        optimizer.load_state_dict(_unflatten(state["optimizer"], state_tensors))
-    if scheduler is not None:
-        scheduler.load_state_dict(_unflatten(state["scheduler"], state_tensors))
-    if restore_rng:
-        _set_rng_states(_unflatten(state["rng"], state_tensors))
     train_state = json.loads((p / "train_state.json").read_text(encoding="utf-8"))
     return {
         "train_state": train_state,
@@ -516,3 +526,19 @@ def restore_verified(p: Path, *, model: torch.nn.Module,
         "step": train_state["step"],
         "path": p,
     }
+
+
+def _restore_state(p: Path, optimizer, scheduler, restore_rng: bool) -> None:
+    """The optimizer, scheduler and RNG states of verified checkpoint ``p``, restored
+    where asked for; refused before any is changed when one asked for was not saved."""
+    state_tensors = st_load((p / "state.safetensors").read_bytes())
+    state = json.loads((p / "state.json").read_text(encoding="utf-8"))
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if obj is not None and state[name] is None:
+            raise ValueError(f"{name} was given but checkpoint {p} holds no {name} state")
+    if optimizer is not None:
+        optimizer.load_state_dict(_unflatten(state["optimizer"], state_tensors))
+    if scheduler is not None:
+        scheduler.load_state_dict(_unflatten(state["scheduler"], state_tensors))
+    if restore_rng:
+        _set_rng_states(_unflatten(state["rng"], state_tensors))

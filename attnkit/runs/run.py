@@ -4,6 +4,9 @@
 ``checkpoints/`` folder, ``RUN/best`` (the best-scoring checkpoint, from
 ``best.json``) or a ``step-N`` folder — verifies that checkpoint against its manifest
 once, and reads its description (``config.json``) and progress (``train_state.json``).
+It verifies what translating reads (:data:`attnkit.runs.container.INFERENCE_FILES`);
+the optimizer, scheduler and RNG states are verified only when :meth:`Run.restore`
+reads them, so a translation neither hashes nor opens them.
 The :class:`Run` it returns answers the rest without reading or verifying again: the
 model config (the one source of truth for rebuilding the model), where its tokenizers
 are, its weights, its training config, and the average of its last k checkpoints.
@@ -70,6 +73,9 @@ class Run:
     train: dict | None
     train_state: dict
     description: dict  # config.json as stored
+    #: the files verified when it was opened (``None``: all; else these, as
+    #: :func:`attnkit.runs.container.verify_checkpoint`'s ``only``)
+    verified: tuple[str, ...] | None = None
 
     @property
     def model_config(self) -> Any:
@@ -91,6 +97,14 @@ class Run:
         """The folder holding the run's tokenizers (``TokenizerPair.load`` reads it)."""
         return self.path / "tokenizer"
 
+    @property
+    def weights_digest(self) -> str:
+        """The SHA-256 of this checkpoint's weights (``model.safetensors``) as its manifest
+        lists it, verified when the run was opened: what tells these weights from others
+        without reading them."""
+        manifest = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+        return manifest["files"]["model.safetensors"]["sha256"]
+
     def weights(self) -> dict[str, torch.Tensor]:
         """The model tensors of this checkpoint (refused, naming the first, when one is not
         finite: :func:`attnkit.runs.container.check_finite_weights`)."""
@@ -99,7 +113,12 @@ class Run:
     def restore(self, model: torch.nn.Module, *, optimizer=None, scheduler=None,
                 restore_rng: bool = True) -> dict[str, Any]:
         """This checkpoint loaded into live objects, as
-        :func:`attnkit.runs.container.load_checkpoint` does, without verifying again."""
+        :func:`attnkit.runs.container.load_checkpoint` does, without verifying again what
+        was verified when it was opened: the state files that an optimizer, a scheduler
+        or ``restore_rng`` needs are verified now when they were not then."""
+        if self.verified is not None and (optimizer is not None or scheduler is not None
+                                          or restore_rng):
+            container.verify_checkpoint(self.path, only=container.STATE_FILES)
         return restore_verified(self.path, model=model, optimizer=optimizer,
                                 scheduler=scheduler, restore_rng=restore_rng)
 
@@ -122,7 +141,9 @@ class Run:
 
 def open_run(path: str | Path) -> Run:
     """The run at ``path`` (a checkpoint, a run folder, its ``checkpoints/`` folder or
-    ``RUN/best``; :func:`resolve_checkpoint`), its checkpoint verified once.
+    ``RUN/best``; :func:`resolve_checkpoint`), its checkpoint verified once: the files
+    translating reads (:data:`attnkit.runs.container.INFERENCE_FILES`) now, the
+    training states when :meth:`Run.restore` reads them.
 
     Runs of format 1 (no ``format_version`` in ``config.json``) open for inference.
 
@@ -132,7 +153,8 @@ def open_run(path: str | Path) -> Run:
             release reads (the message names both versions), or a model section that
             does not describe a model config.
     """
-    return _read(container.verify_checkpoint(resolve_checkpoint(path)))
+    only = container.INFERENCE_FILES
+    return _read(container.verify_checkpoint(resolve_checkpoint(path), only=only), only)
 
 
 def open_latest_run(root: str | Path, *, set_aside: bool = False
@@ -153,9 +175,10 @@ def open_latest_run(root: str | Path, *, set_aside: bool = False
     return (None if ckpt is None else _read(ckpt)), skipped
 
 
-def _read(p: Path) -> Run:
-    """The :class:`Run` of checkpoint ``p``, verified already: its description and
-    progress, read without checking the manifest again."""
+def _read(p: Path, verified: tuple[str, ...] | None = None) -> Run:
+    """The :class:`Run` of checkpoint ``p``, verified already (``verified``: only those
+    files; ``None``: all): its description and progress, read without checking the
+    manifest again."""
     from ..models.family import model_config_from_dict
 
     meta = json.loads((p / "config.json").read_text(encoding="utf-8"))
@@ -173,7 +196,8 @@ def _read(p: Path) -> Run:
     state = json.loads((p / "train_state.json").read_text(encoding="utf-8"))
     return Run(path=p, format_version=version,
                model=model_config_from_dict(model, where=f"{p / 'config.json'}: model"),
-               tokenizer=tokenizer, train=train, train_state=state, description=meta)
+               tokenizer=tokenizer, train=train, train_state=state, description=meta,
+               verified=verified)
 
 
 def run_description(*, model_config: Any, tokenizer: dict, train: dict) -> dict:

@@ -38,3 +38,21 @@ def run_dir(tmp_path_factory):
                  "--out-dir", str(out), *TATOEBA_TINY])
     assert code == 0
     return out
+
+
+#: A Transformer that learns the dates task in a few hundred steps, the same on every CPU
+#: kind (fp32, one thread, seeded)
+DATES = ["--data", "dates", "--num-examples", "3000", "--valid-size", "50",
+         "--model", "transformer_tiny", "--num-hiddens", "64", "--num-heads", "4",
+         "--ffn-num-hiddens", "128", "--num-encoder-layers", "1", "--num-decoder-layers", "1",
+         "--warmup", "50", "--dropout", "0", "--eval-every", "0", "--eval-sentences", "4",
+         "--max-tokens", "2000", "--no-progress", "--device", "cpu", "--bf16", "false",
+         "--threads", "1", "--seed", "0"]
+
+
+@pytest.fixture(scope="session")
+def dates_run(tmp_path_factory):
+    """A Transformer trained 300 steps on the built-in dates task (about half a minute)."""
+    out = tmp_path_factory.mktemp("dates") / "run"
+    assert main(["train", *DATES, "--max-steps", "300", "--out-dir", str(out)]) == 0
+    return out

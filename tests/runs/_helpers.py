@@ -32,9 +32,9 @@ def count_verifications(monkeypatch) -> list[Path]:
     name when it chooses the newest checkpoint that verifies."""
     calls, real = [], container.verify_checkpoint
 
-    def counted(path):
+    def counted(path, **kw):
         calls.append(Path(path))
-        return real(path)
+        return real(path, **kw)
 
     for module in (container, retention):
         monkeypatch.setattr(module, "verify_checkpoint", counted)
