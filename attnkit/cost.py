@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from ._names import SCORE_NAMES
 from ._values import check_choice, check_positive_int
 
-__all__ = ["DTYPES", "SCORES", "AttentionCost", "CostStep", "attention_cost", "format_cost"]
+__all__ = ["DTYPES", "SCORES", "AttentionCost", "CostStep", "attention_cost", "format_cost",
+           "measured_peak_bytes"]
 
 SCORES = SCORE_NAMES  # the one list of score names (attnkit._names)
 
@@ -258,3 +259,12 @@ def format_cost(costs: list[AttentionCost], *, steps: bool = False) -> str:
                 lines.append(f"    {s.name:<44} {s.flops / 1e9:>9.3f} GFLOP  "
                              f"live {_fmt_bytes(s.live_bytes)}")
     return "\n".join(lines)
+
+
+def measured_peak_bytes(fn, *, no_grad: bool = True) -> int:
+    """What the model is checked against: the peak of the CPU memory ``fn()`` allocates
+    while it runs, measured with PyTorch's profiler (under ``torch.no_grad`` unless
+    ``no_grad=False``). Imports torch when called; the model above needs none."""
+    from ._profiling import peak_memory_bytes
+
+    return peak_memory_bytes(fn, no_grad=no_grad)

@@ -159,6 +159,28 @@ def test_no_private_name_is_used_outside_its_module():
     assert not found, "\n".join(found)
 
 
+def test_the_notebooks_use_public_names_only():
+    """A notebook is code a user copies: it imports attnkit's public names from public
+    modules, never a private name or a private module."""
+    import json
+
+    found = []
+    for nb in sorted((ROOT / "docs" / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        for cell in (c for c in cells if c["cell_type"] == "code"):
+            code = "".join(line for line in cell["source"] if not line.startswith(("%", "!")))
+            for node in ast.walk(ast.parse(code)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("attnkit"):
+                    names = [*node.module.split("."), *(a.name for a in node.names)]
+                elif isinstance(node, ast.Import):
+                    names = [p for a in node.names if a.name.startswith("attnkit")
+                             for p in a.name.split(".")]
+                else:
+                    continue
+                found += [f"{nb.name}: {ast.unparse(node)}" for n in names if _private(n)][:1]
+    assert not found, "\n".join(found)
+
+
 def test_readme_layout_matches_the_tree():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Layout\n\n```\n(.*?)```", readme, re.S).group(1)
