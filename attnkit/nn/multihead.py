@@ -19,6 +19,8 @@ dims, so nothing is repeated in memory.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,16 +30,21 @@ from .._checks import (
     check_dropout,
     check_module_dtype,
     check_query_valid_lens,
+    check_valid_lens,
     shape_str,
 )
 from .._values import check_positive_int
 from ..functional import attention
-from ..scores import Score, make_score
+from ..scores import DotForm, Score, make_score
 from .attention import KeptWeights
 from .packed import Packed, select_valid  # noqa: F401  (select_valid: also importable here)
 from .positional import RotaryEmbedding
 
-__all__ = ["KVCache", "MultiHeadAttention", "fused_weights"]
+__all__ = ["KVCache", "KeyMask", "MultiHeadAttention", "fused_weights"]
+
+#: Backends whose computation :meth:`MultiHeadAttention.step` runs itself, as one SDPA
+#: call, for scores with a dot-product form (``auto`` gives such scores to ``sdpa``).
+_FUSED_STEP_BACKENDS = ("auto", "sdpa")
 
 
 class KVCache:
@@ -54,26 +61,41 @@ class KVCache:
 
     Tensors are stored after projection (and rotary embedding), before any
     grouped-query broadcast: ``keys``/``values`` are ``(B, Hkv, N, Dh)``.
+
+    A growing cache keeps its positions in buffers with room to spare (twice
+    what they hold when they fill up), so a decoding step writes its one new
+    key in place instead of copying every cached key into a new tensor;
+    ``keys``/``values`` are views of the filled part. Under autograd (a graph
+    through the cached keys) appending concatenates instead, since writing in
+    place would change tensors the graph saved. A reorder (surviving beams)
+    is applied with the next append, in the one copy into the new buffers.
+
+    ``fused`` is free for the module that fills the cache to keep what does not
+    change during one decoding (:meth:`MultiHeadAttention.step` keeps its
+    concatenated ``[W_q; W_k; W_v]`` there).
     """
 
     def __init__(self, *, static: bool = False):
         self.static = bool(static)
-        self._keys: torch.Tensor | None = None
+        self._keys: torch.Tensor | None = None  # (B, Hkv, capacity, Dh); filled up to _len
         self._values: torch.Tensor | None = None
+        self._len = 0
+        self._owned = False  # whether _keys/_values are buffers of this cache (writable)
         self._order: torch.Tensor | None = None  # a row selection not yet applied
+        self.fused: tuple | None = None
 
     @property
     def keys(self) -> torch.Tensor | None:
         self._apply_order()
-        return self._keys
+        return self._keys[:, :, :self._len] if self._owned else self._keys
 
     @property
     def values(self) -> torch.Tensor | None:
         self._apply_order()
-        return self._values
+        return self._values[:, :, :self._len] if self._owned else self._values
 
     def __len__(self) -> int:
-        return 0 if self._keys is None else int(self._keys.shape[-2])
+        return self._len
 
     @property
     def filled(self) -> bool:
@@ -106,11 +128,34 @@ class KVCache:
         """
         if self._keys is None or self.static:
             self._keys, self._values, self._order = keys, values, None
-        else:
-            self._keys = _append(self._keys, keys, self._order)  # (B, Hkv, N + n, Dh)
-            self._values = _append(self._values, values, self._order)
-            self._order = None
-        return self._keys, self._values
+            self._len, self._owned = int(keys.shape[-2]), False
+            return keys, values
+        n = int(keys.shape[-2])
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (
+                self._keys, self._values, keys, values)):  # out= and writes have no autograd
+            self._keys = torch.cat((self.keys, keys), dim=-2)  # (B, Hkv, N + n, Dh)
+            self._values = torch.cat((self.values, values), dim=-2)
+            self._len, self._owned = int(self._keys.shape[-2]), False
+            return self._keys, self._values
+        self._reserve(keys.shape[0], self._len + n)
+        self._keys[:, :, self._len:self._len + n] = keys
+        self._values[:, :, self._len:self._len + n] = values
+        self._len += n
+        return self.keys, self.values
+
+    def _reserve(self, batch_size: int, length: int) -> None:
+        """Writable buffers of ``batch_size`` rows with room for ``length`` positions,
+        the cached ones (a pending reorder applied) copied in only when new buffers
+        are needed."""
+        capacity = self._keys.shape[-2]
+        if self._owned and self._order is None and length <= capacity:
+            return
+        if length > capacity or not self._owned:
+            capacity = max(2 * length, 16)
+        self._keys = _moved(self._keys[:, :, :self._len], self._order, batch_size, capacity)
+        self._values = _moved(self._values[:, :, :self._len], self._order, batch_size,
+                              capacity)
+        self._order, self._owned = None, True
 
     def reorder(self, indices: torch.Tensor) -> None:
         """Select batch rows ``indices`` (``(B',)`` long), e.g. surviving beams.
@@ -129,27 +174,61 @@ class KVCache:
 
     def _apply_order(self) -> None:
         if self._order is not None:
-            self._keys = self._keys.index_select(0, self._order)
-            self._values = self._values.index_select(0, self._order)
-            self._order = None
+            self._keys = self._keys[:, :, :self._len].index_select(0, self._order)
+            self._values = self._values[:, :, :self._len].index_select(0, self._order)
+            self._order, self._owned = None, False
 
     def __repr__(self) -> str:
         return f"KVCache(static={self.static}, length={len(self)})"
 
 
-def _append(old: torch.Tensor, new: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
-    """``cat((old[order], new), -2)`` with one copy of ``old``: ``(B, H, N + n, D)``."""
-    if torch.is_grad_enabled() and (old.requires_grad or new.requires_grad):
-        old = old if order is None else old.index_select(0, order)  # out= has no autograd
-        return torch.cat((old, new), dim=-2)
-    B, H, N, D = new.shape[0], old.shape[1], old.shape[2], old.shape[3]
-    out = old.new_empty(B, H, N + new.shape[2], D)
+def _moved(old: torch.Tensor, order: torch.Tensor | None, batch_size: int,
+           capacity: int) -> torch.Tensor:
+    """A new ``(B, H, capacity, D)`` buffer holding ``old[order]`` (``old`` if no order)
+    in its first ``N`` positions: one copy of ``old``."""
+    B, H, N, D = batch_size, old.shape[1], old.shape[2], old.shape[3]
+    out = old.new_empty(B, H, capacity, D)
     if order is None:
         out[:, :, :N] = old
     else:
         torch.index_select(old, 0, order, out=out[:, :, :N])
-    out[:, :, N:] = new
     return out
+
+
+class KeyMask(NamedTuple):
+    """Which keys each sequence of a decoding step may attend: its first ``valid_lens[b]``.
+
+    Built once per decoding (:meth:`from_lens`, which checks the lengths) and passed to
+    every :meth:`MultiHeadAttention.step` of its cross-attention: ``attend``
+    ``(B, 1, 1, Nk)`` boolean, the mask of one SDPA call; a sequence without keys
+    attends all of them there and ``rows`` ``(B, 1, 1, 1)`` (``None`` when every
+    sequence has a key) zeroes its output, as the ``sdpa`` backend does.
+    """
+
+    valid_lens: torch.Tensor
+    attend: torch.Tensor
+    rows: torch.Tensor | None
+
+    @classmethod
+    def from_lens(cls, valid_lens: torch.Tensor, num_keys: int) -> KeyMask:
+        """The mask of ``(B,)`` ``valid_lens`` over ``num_keys`` keys.
+
+        Raises:
+            TypeError, ValueError: ``valid_lens`` not ``(B,)`` integers in ``[0, Nk]``.
+        """
+        valid_lens = check_valid_lens(valid_lens, None, None, num_keys, None)
+        attend = torch.arange(num_keys, device=valid_lens.device) < valid_lens[:, None]
+        has_keys = valid_lens > 0  # (B,)
+        rows = None
+        if not bool(has_keys.all()):
+            attend, rows = attend | ~has_keys[:, None], has_keys.view(-1, 1, 1, 1)
+        return cls(valid_lens, attend[:, None, None, :], rows)  # (B, 1, 1, Nk)
+
+    def index_select(self, indices: torch.Tensor) -> KeyMask:
+        """The mask of batch rows ``indices`` (``(B',)`` long)."""
+        rows = None if self.rows is None else self.rows.index_select(0, indices)
+        return KeyMask(self.valid_lens.index_select(0, indices),
+                       self.attend.index_select(0, indices), rows)
 
 
 def fused_weights(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -427,6 +506,70 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         out = out.reshape(B, self.num_heads, Nq, self.head_dim).transpose(1, 2)  # (B,Nq,H,Dh)
         return self.W_o(packed.pack(out.reshape(B, Nq, self.num_hiddens)))  # (n_valid, d)
 
+    def step(self, x: torch.Tensor, kv_cache: KVCache, *, memory: torch.Tensor | None = None,
+             key_mask: KeyMask | None = None) -> torch.Tensor:
+        """One decoding step: one query per sequence, ``x`` ``(B, query_size)`` → ``(B, d)``.
+
+        Self-attention (a growing ``kv_cache``): the query's key and value (one
+        product ``[W_q; W_k; W_v]``, rotated at position ``len(kv_cache)`` with
+        RoPE) are appended, and it attends over every cached position. Cross-attention
+        (a static ``kv_cache``): the keys and values of ``memory`` ``(B, S, key_size)``
+        are projected into the cache at the first step (``memory`` is ignored after);
+        ``key_mask`` says which of them each sequence may attend.
+
+        :meth:`forward` of the same query (``causal="bottom_right"``) computes the
+        same. This skips what does not change during a decoding: nothing is checked
+        (the caller checks the inputs once: :meth:`check_inputs`, :meth:`KeyMask.from_lens`)
+        or packed, the fused weights are concatenated once (kept in ``kv_cache.fused``),
+        and a score with a dot-product form (:meth:`Score.as_dot`) on the
+        ``auto``/``sdpa`` backends is one SDPA call, the ``sdpa`` backend's computation
+        without its planning. Other scores and backends, kept weights and dropout
+        (training mode) go through :func:`attnkit.attention`, as in :meth:`forward`.
+        """
+        B = x.shape[0]
+        if kv_cache.static:
+            q = self._heads(F.linear(x, self.W_q.weight, self.W_q.bias).view(B, 1, -1),
+                            self.num_heads)  # (B, H, 1, Dh)
+            if not kv_cache.filled:
+                lens = None if key_mask is None else key_mask.valid_lens
+                self._keys_values(memory, memory, lens, kv_cache, 0)
+            k, v = kv_cache.keys, kv_cache.values  # (B, Hkv, S, Dh)
+        else:
+            q, k, v = self._step_qkv(x, kv_cache)
+            key_mask = None
+        out = self._step_attend(q, k, v, key_mask, kv_cache.static)  # (B, H, 1, Dh)
+        return F.linear(out.reshape(B, self.num_hiddens), self.W_o.weight, self.W_o.bias)
+
+    def _step_qkv(self, x: torch.Tensor, kv_cache: KVCache):
+        """:meth:`step`'s self-attention q ``(B, H, 1, Dh)`` and all keys and values
+        ``(B, Hkv, N, Dh)``, the new ones appended to ``kv_cache``."""
+        if kv_cache.fused is None:
+            kv_cache.fused = fused_weights(self.W_q, self.W_k, self.W_v)
+        B, width = x.shape[0], self.head_dim * self.num_kv_heads
+        qkv = F.linear(x, *kv_cache.fused).view(B, 1, -1)  # (B, 1, d + 2·Hkv·Dh)
+        q, k, v = qkv.split([self.num_hiddens, width, width], -1)
+        start = len(kv_cache)  # the position of this step
+        q = self._heads(q, self.num_heads, start)  # (B, H, 1, Dh)
+        k, v = self._heads(k, self.num_kv_heads, start), self._heads(v, self.num_kv_heads)
+        k, v = kv_cache.update(k, v)  # (B, Hkv, N, Dh)
+        return q, k, v
+
+    def _step_attend(self, q, k, v, key_mask: KeyMask | None, cross: bool) -> torch.Tensor:
+        """The attention of :meth:`step`: ``(B, H, 1, Dh)``."""
+        G = self.num_heads // self.num_kv_heads
+        if G > 1:  # grouped-query: the layout of forward_rows, keys not repeated
+            q, k = q.unflatten(1, (self.num_kv_heads, G)), k.unsqueeze(2)
+        form = None
+        if (self.backend in _FUSED_STEP_BACKENDS and not self.keep_weights
+                and not (self.training and self.dropout > 0)):
+            form = self.score.as_dot(q, k)
+        if form is not None:
+            return _fused_step(form, v, key_mask, self.num_heads)
+        valid = None if key_mask is None else key_mask.valid_lens
+        out = self._attend(q, k, v if G == 1 else v.unsqueeze(2), valid, None,
+                           False if cross else "bottom_right", None)
+        return out.reshape(q.shape[0], self.num_heads, 1, self.head_dim)
+
     @staticmethod
     def _num_keys(keys, packed: Packed, kv_cache: KVCache | None) -> int:
         """``Nk`` of the coming call (cached keys included), before any cache is updated."""
@@ -493,3 +636,24 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         return (f"num_hiddens={self.num_hiddens}, num_heads={self.num_heads}, "
                 f"num_kv_heads={self.num_kv_heads}, dropout={self.dropout}, "
                 f"backend={self.backend!r}, keep_weights={self.keep_weights}")
+
+
+def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
+                num_heads: int) -> torch.Tensor:
+    """One query per sequence in a dot-product ``form`` (queries ``(B, H, 1, Dq)`` or, for
+    grouped-query heads, ``(B, Hkv, G, 1, Dq)`` against keys ``(B, Hkv, 1, Nk, Dk)``) as
+    one SDPA call: the ``sdpa`` backend's call for one query without its planning (its
+    grouped-query keys are not repeated: ``enable_gqa``); ``(B, H, 1, Dv)``."""
+    B, Nk = values.shape[0], values.shape[-2]
+    q = form.queries.reshape(B, num_heads, 1, form.queries.shape[-1])  # (B, H, 1, Dq)
+    k = form.keys.reshape(B, -1, Nk, form.keys.shape[-1])  # (B, Hkv, Nk, Dk)
+    mask = None if key_mask is None else key_mask.attend  # (B, 1, 1, Nk)
+    if form.key_bias is not None:
+        lead = form.queries.shape[:-2]
+        bias = form.key_bias.to(q.dtype).expand(*lead, Nk).reshape(B, num_heads, 1, Nk)
+        mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+    out = F.scaled_dot_product_attention(q, k, values, attn_mask=mask, scale=form.scale,
+                                         enable_gqa=k.shape[1] != num_heads)
+    if key_mask is not None and key_mask.rows is not None:
+        out = out * key_mask.rows.to(out.dtype)  # sequences without keys: zeros
+    return out  # (B, H, 1, Dv)
