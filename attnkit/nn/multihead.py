@@ -529,7 +529,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         B = x.shape[0]
         if kv_cache.static:
             q = self._heads(F.linear(x, self.W_q.weight, self.W_q.bias).view(B, 1, -1),
-                            self.num_heads)  # (B, H, 1, Dh)
+                            self.num_heads, 0)  # (B, H, 1, Dh), as forward's with the cache
             if not kv_cache.filled:
                 lens = None if key_mask is None else key_mask.valid_lens
                 self._keys_values(memory, memory, lens, kv_cache, 0)
