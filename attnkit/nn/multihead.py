@@ -146,11 +146,18 @@ class KVCache:
     def _reserve(self, batch_size: int, length: int) -> None:
         """Writable buffers of ``batch_size`` rows with room for ``length`` positions,
         the cached ones (a pending reorder applied) copied in only when new buffers
-        are needed."""
+        are needed.
+
+        A reorder makes buffers of exactly ``length`` positions: contiguous keys, on
+        which SDPA runs faster than on a view of a larger buffer, and beam search
+        reorders at every step anyway. Steps without a reorder get room to spare
+        (twice ``length``), so they write in place instead of copying the cache."""
         capacity = self._keys.shape[-2]
         if self._owned and self._order is None and length <= capacity:
             return
-        if length > capacity or not self._owned:
+        if self._order is not None:
+            capacity = length
+        elif length > capacity or not self._owned:
             capacity = max(2 * length, 16)
         self._keys = _moved(self._keys[:, :, :self._len], self._order, batch_size, capacity)
         self._values = _moved(self._values[:, :, :self._len], self._order, batch_size,
