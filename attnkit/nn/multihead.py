@@ -131,17 +131,19 @@ class KVCache:
             self._len, self._owned = int(keys.shape[-2]), False
             return keys, values
         n = int(keys.shape[-2])
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (
-                self._keys, self._values, keys, values)):  # out= and writes have no autograd
+        if torch.is_grad_enabled() and (self._keys.requires_grad or self._values.requires_grad
+                                        or keys.requires_grad or values.requires_grad):
+            # writes in place and index_select(out=) have no autograd
             self._keys = torch.cat((self.keys, keys), dim=-2)  # (B, Hkv, N + n, Dh)
             self._values = torch.cat((self.values, values), dim=-2)
             self._len, self._owned = int(self._keys.shape[-2]), False
             return self._keys, self._values
-        self._reserve(keys.shape[0], self._len + n)
-        self._keys[:, :, self._len:self._len + n] = keys
-        self._values[:, :, self._len:self._len + n] = values
-        self._len += n
-        return self.keys, self.values
+        start = self._len
+        self._reserve(keys.shape[0], start + n)
+        self._keys.narrow(2, start, n).copy_(keys)
+        self._values.narrow(2, start, n).copy_(values)
+        self._len = start + n
+        return self._keys.narrow(2, 0, start + n), self._values.narrow(2, 0, start + n)
 
     def _reserve(self, batch_size: int, length: int) -> None:
         """Writable buffers of ``batch_size`` rows with room for ``length`` positions,
@@ -652,8 +654,10 @@ def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
     one SDPA call: the ``sdpa`` backend's call for one query without its planning (its
     grouped-query keys are not repeated: ``enable_gqa``); ``(B, H, 1, Dv)``."""
     B, Nk = values.shape[0], values.shape[-2]
-    q = form.queries.reshape(B, num_heads, 1, form.queries.shape[-1])  # (B, H, 1, Dq)
-    k = form.keys.reshape(B, -1, Nk, form.keys.shape[-1])  # (B, Hkv, Nk, Dk)
+    q, k = form.queries, form.keys
+    if q.ndim == 5:  # grouped-query layout: back to SDPA's, keys not repeated
+        q = q.reshape(B, num_heads, 1, q.shape[-1])  # (B, H, 1, Dq)
+        k = k.reshape(B, -1, Nk, k.shape[-1])  # (B, Hkv, Nk, Dk)
     mask = None if key_mask is None else key_mask.attend  # (B, 1, 1, Nk)
     if form.key_bias is not None:
         lead = form.queries.shape[:-2]
