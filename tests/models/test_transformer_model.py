@@ -275,6 +275,26 @@ def test_validation_messages():
         model.decode_step(tgt, state)
 
 
+@torch.no_grad()
+def test_every_step_checks_its_tokens_in_one_line():
+    """Bad tokens at a later step (out of the vocabulary, 1-D, another batch size) are
+    refused naming the argument, not deep inside torch."""
+    model = _model()
+    src, tgt, vl = _batch()
+    state = model.init_state(model.encode(src, vl), vl)
+    for t in range(2):
+        model.decode_step(tgt[:, t:t + 1], state)
+    with pytest.raises(ValueError, match=r"tgt ids must lie in \[0, 23\); got min 23, max 23"):
+        model.decode_step(torch.full((B, 1), VT), state)
+    with pytest.raises(ValueError, match=r"tgt must be a \(B, N\) int64 tensor of token ids; "
+                                         r"got \(3\) torch.int64"):
+        model.decode_step(tgt[:, 2], state)
+    with pytest.raises(ValueError, match=r"kv_cache \(KVCache\(\)\) holds keys of B = 3 "
+                                         r"sequences; got tokens of B = 2"):
+        model.decode_step(tgt[:2, 2:3], state)
+    assert state.position == 2  # nothing was decoded by the refused steps
+
+
 def test_reordering_within_sentences_keeps_the_encoder_side_and_across_moves_it():
     from attnkit.models.transformer import TransformerState
     from attnkit.nn.multihead import KVCache
