@@ -61,14 +61,8 @@ class KVCache:
 
     Tensors are stored after projection (and rotary embedding), before any
     grouped-query broadcast: ``keys``/``values`` are ``(B, Hkv, N, Dh)``.
-
-    A growing cache keeps its positions in buffers with room to spare (twice
-    what they hold when they fill up), so a decoding step writes its one new
-    key in place instead of copying every cached key into a new tensor;
-    ``keys``/``values`` are views of the filled part. Under autograd (a graph
-    through the cached keys) appending concatenates instead, since writing in
-    place would change tensors the graph saved. A reorder (surviving beams)
-    is applied with the next append, in the one copy into the new buffers.
+    Appending copies the cached keys into one new contiguous tensor: SDPA runs
+    slower on a view of a larger preallocated buffer than that copy costs.
 
     ``fused`` is free for the module that fills the cache to keep what does not
     change during one decoding (:meth:`MultiHeadAttention.step` keeps its
@@ -77,25 +71,23 @@ class KVCache:
 
     def __init__(self, *, static: bool = False):
         self.static = bool(static)
-        self._keys: torch.Tensor | None = None  # (B, Hkv, capacity, Dh); filled up to _len
+        self._keys: torch.Tensor | None = None
         self._values: torch.Tensor | None = None
-        self._len = 0
-        self._owned = False  # whether _keys/_values are buffers of this cache (writable)
         self._order: torch.Tensor | None = None  # a row selection not yet applied
         self.fused: tuple | None = None
 
     @property
     def keys(self) -> torch.Tensor | None:
         self._apply_order()
-        return self._keys[:, :, :self._len] if self._owned else self._keys
+        return self._keys
 
     @property
     def values(self) -> torch.Tensor | None:
         self._apply_order()
-        return self._values[:, :, :self._len] if self._owned else self._values
+        return self._values
 
     def __len__(self) -> int:
-        return self._len
+        return 0 if self._keys is None else int(self._keys.shape[-2])
 
     @property
     def filled(self) -> bool:
@@ -128,43 +120,11 @@ class KVCache:
         """
         if self._keys is None or self.static:
             self._keys, self._values, self._order = keys, values, None
-            self._len, self._owned = int(keys.shape[-2]), False
-            return keys, values
-        n = int(keys.shape[-2])
-        if torch.is_grad_enabled() and (self._keys.requires_grad or self._values.requires_grad
-                                        or keys.requires_grad or values.requires_grad):
-            # writes in place and index_select(out=) have no autograd
-            self._keys = torch.cat((self.keys, keys), dim=-2)  # (B, Hkv, N + n, Dh)
-            self._values = torch.cat((self.values, values), dim=-2)
-            self._len, self._owned = int(self._keys.shape[-2]), False
-            return self._keys, self._values
-        start = self._len
-        self._reserve(keys.shape[0], start + n)
-        self._keys.narrow(2, start, n).copy_(keys)
-        self._values.narrow(2, start, n).copy_(values)
-        self._len = start + n
-        return self._keys.narrow(2, 0, start + n), self._values.narrow(2, 0, start + n)
-
-    def _reserve(self, batch_size: int, length: int) -> None:
-        """Writable buffers of ``batch_size`` rows with room for ``length`` positions,
-        the cached ones (a pending reorder applied) copied in only when new buffers
-        are needed.
-
-        A reorder makes buffers of exactly ``length`` positions: contiguous keys, on
-        which SDPA runs faster than on a view of a larger buffer, and beam search
-        reorders at every step anyway. Steps without a reorder get room to spare
-        (twice ``length``), so they write in place instead of copying the cache."""
-        capacity = self._keys.shape[-2]
-        if self._owned and self._order is None and length <= capacity:
-            return
-        if self._order is not None:
-            capacity = length
-        elif length > capacity or not self._owned:
-            capacity = max(2 * length, 16)
-        self._keys = _moved(self._keys[:, :, :self._len], self._order, batch_size, capacity)
-        self._values = _moved(self._values[:, :, :self._len], self._order, batch_size,
-                              capacity)
-        self._order, self._owned = None, True
+        else:
+            self._keys = _append(self._keys, keys, self._order)  # (B, Hkv, N + n, Dh)
+            self._values = _append(self._values, values, self._order)
+            self._order = None
+        return self._keys, self._values
 
     def reorder(self, indices: torch.Tensor) -> None:
         """Select batch rows ``indices`` (``(B',)`` long), e.g. surviving beams.
@@ -183,24 +143,26 @@ class KVCache:
 
     def _apply_order(self) -> None:
         if self._order is not None:
-            self._keys = self._keys[:, :, :self._len].index_select(0, self._order)
-            self._values = self._values[:, :, :self._len].index_select(0, self._order)
-            self._order, self._owned = None, False
+            self._keys = self._keys.index_select(0, self._order)
+            self._values = self._values.index_select(0, self._order)
+            self._order = None
 
     def __repr__(self) -> str:
         return f"KVCache(static={self.static}, length={len(self)})"
 
 
-def _moved(old: torch.Tensor, order: torch.Tensor | None, batch_size: int,
-           capacity: int) -> torch.Tensor:
-    """A new ``(B, H, capacity, D)`` buffer holding ``old[order]`` (``old`` if no order)
-    in its first ``N`` positions: one copy of ``old``."""
-    B, H, N, D = batch_size, old.shape[1], old.shape[2], old.shape[3]
-    out = old.new_empty(B, H, capacity, D)
+def _append(old: torch.Tensor, new: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """``cat((old[order], new), -2)`` with one copy of ``old``: ``(B, H, N + n, D)``."""
+    if torch.is_grad_enabled() and (old.requires_grad or new.requires_grad):
+        old = old if order is None else old.index_select(0, order)  # out= has no autograd
+        return torch.cat((old, new), dim=-2)
+    B, H, N, D = new.shape[0], old.shape[1], old.shape[2], old.shape[3]
+    out = old.new_empty(B, H, N + new.shape[2], D)
     if order is None:
         out[:, :, :N] = old
     else:
         torch.index_select(old, 0, order, out=out[:, :, :N])
+    out[:, :, N:] = new
     return out
 
 
