@@ -24,7 +24,11 @@ Decoding one token at a time (greedy or beam search)::
 self-attention (appended to at every step) and the cross-attention keys/values
 (projected from the encoder outputs once), so step ``t`` costs ``O(t)``
 instead of re-running the prefix. Its logits equal those of
-``forward`` on the whole prefix.
+``forward`` on the whole prefix. A step of one token at inference runs
+:meth:`attnkit.nn.TransformerDecoder.step` (the blocks' and attention modules'
+``step`` methods: nothing checked or packed per module, the fused ``[W_q; W_k; W_v]``
+product, one SDPA call per attention where the score allows it), for every
+configuration the model can be built with.
 """
 
 from __future__ import annotations
@@ -34,10 +38,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..nn.multihead import KVCache
+from ..nn.multihead import KeyMask, KVCache
 from ..nn.packed import Packed, select_valid
 from ..nn.transformer import TransformerDecoder, TransformerEncoder
-from .incremental import Lean, lean_step, lean_verdict
 
 __all__ = ["Transformer", "TransformerState"]
 
@@ -59,11 +62,9 @@ class TransformerState:
     caches: list[tuple[KVCache, KVCache]] = field(default_factory=list)
     position: int = 0
     origin: torch.Tensor | None = None  # (B,) the source sentence of each row
-    #: whether one-token steps take the lean step (:class:`~attnkit.models.incremental.Lean`);
-    #: set ``Lean.OFF`` to run the modules
-    lean: Lean = Lean.UNDECIDED
-    #: the lean step's concatenated weights, filled at its first step
-    lean_weights: dict = field(default_factory=dict)
+    #: the source positions each row may attend, from ``src_valid_lens`` (built at the
+    #: first one-token step, reordered with the rows)
+    key_mask: KeyMask | None = None
 
     def reorder(self, indices: torch.Tensor) -> TransformerState:
         """Keep batch rows ``indices`` (``(B',)`` long), e.g. the surviving beams.
@@ -86,6 +87,8 @@ class TransformerState:
         self.enc_outputs = self.enc_outputs.index_select(0, indices)
         if self.src_valid_lens is not None:
             self.src_valid_lens = self.src_valid_lens.index_select(0, indices)
+        if self.key_mask is not None:
+            self.key_mask = self.key_mask.index_select(indices)
         for _, cross_cache in self.caches:
             cross_cache.reorder(indices)
         return self
@@ -188,23 +191,22 @@ class Transformer(nn.Module):
         """Logits ``(B, t, V)`` for the next ``t`` target tokens ``(B, t)`` (usually ``t = 1``).
 
         Appends to ``state``'s caches and advances ``state.position`` by ``t``
-        (in place; the same object is returned for convenience).
+        (in place; the same object is returned for convenience). One token in eval
+        mode takes :meth:`~attnkit.nn.TransformerDecoder.step`; several tokens, or
+        training mode (dropout), run the decoder's :meth:`forward` with the caches.
         """
-        if tgt.shape[1] == 1 and self._lean(state):
-            logits = lean_step(self, tgt, state, state.lean_weights)  # (B, 1, V)
+        if isinstance(tgt, torch.Tensor) and tgt.shape[1:] == (1,) and not self.training:
+            if state.key_mask is None and state.src_valid_lens is not None:
+                state.key_mask = KeyMask.from_lens(state.src_valid_lens,
+                                                   state.enc_outputs.shape[1])
+            H = self.decoder.step(tgt, state.caches, state.enc_outputs, state.key_mask,
+                                  offset=state.position)  # (B, d)
             state.position += 1
-            return logits, state
+            return self.output(H)[:, None], state  # (B, 1, V)
         H = self.decoder(tgt, state.enc_outputs, state.src_valid_lens, caches=state.caches,
                          offset=state.position)  # (B, t, d)
         state.position += tgt.shape[1]
         return self.output(H), state  # (B, t, V)
-
-    def _lean(self, state: TransformerState) -> bool:
-        """Whether this step can be :func:`~attnkit.models.incremental.lean_step`; decided
-        once per decoding, at the first step that has the encoder keys cached."""
-        if state.lean is Lean.UNDECIDED:
-            state.lean = lean_verdict(self, state)[0]  # UNDECIDED again at the first step
-        return state.lean is Lean.ON
 
     @staticmethod
     def reorder_state(state: TransformerState, indices: torch.Tensor) -> TransformerState:

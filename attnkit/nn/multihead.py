@@ -19,6 +19,8 @@ dims, so nothing is repeated in memory.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,17 +31,22 @@ from .._checks import (
     check_is_tensor,
     check_module_dtype,
     check_query_valid_lens,
+    check_valid_lens,
     shape_str,
 )
 from .._values import check_divisible, check_positive_int, check_probability
 from ..backends import check_backend_name
 from ..functional import attention
-from ..scores import Score, make_score
+from ..scores import DotForm, Score, make_score
 from .attention import KeptWeights
 from .packed import Packed, select_valid  # noqa: F401  (select_valid: also importable here)
 from .positional import RotaryEmbedding
 
-__all__ = ["KVCache", "MultiHeadAttention", "fused_weights"]
+__all__ = ["KVCache", "KeyMask", "MultiHeadAttention", "fused_weights"]
+
+#: Backends whose computation :meth:`MultiHeadAttention.step` runs itself, as one SDPA
+#: call, for scores with a dot-product form (``auto`` gives such scores to ``sdpa``).
+_FUSED_STEP_BACKENDS = ("auto", "sdpa")
 
 
 class KVCache:
@@ -56,6 +63,12 @@ class KVCache:
 
     Tensors are stored after projection (and rotary embedding), before any
     grouped-query broadcast: ``keys``/``values`` are ``(B, Hkv, N, Dh)``.
+    Appending copies the cached keys into one new contiguous tensor: SDPA runs
+    slower on a view of a larger preallocated buffer than that copy costs.
+
+    ``fused`` is free for the module that fills the cache to keep what does not
+    change during one decoding (:meth:`MultiHeadAttention.step` keeps its
+    concatenated ``[W_q; W_k; W_v]`` there).
     """
 
     def __init__(self, *, static: bool = False):
@@ -63,6 +76,7 @@ class KVCache:
         self._keys: torch.Tensor | None = None
         self._values: torch.Tensor | None = None
         self._order: torch.Tensor | None = None  # a row selection not yet applied
+        self.fused: tuple | None = None
 
     @property
     def keys(self) -> torch.Tensor | None:
@@ -152,6 +166,42 @@ def _append(old: torch.Tensor, new: torch.Tensor, order: torch.Tensor | None) ->
         torch.index_select(old, 0, order, out=out[:, :, :N])
     out[:, :, N:] = new
     return out
+
+
+class KeyMask(NamedTuple):
+    """Which keys each sequence of a decoding step may attend: its first ``valid_lens[b]``.
+
+    Built once per decoding (:meth:`from_lens`, which checks the lengths) and passed to
+    every :meth:`MultiHeadAttention.step` of its cross-attention: ``attend``
+    ``(B, 1, 1, Nk)`` boolean, the mask of one SDPA call; a sequence without keys
+    attends all of them there and ``rows`` ``(B, 1, 1, 1)`` (``None`` when every
+    sequence has a key) zeroes its output, as the ``sdpa`` backend does.
+    """
+
+    valid_lens: torch.Tensor
+    attend: torch.Tensor
+    rows: torch.Tensor | None
+
+    @classmethod
+    def from_lens(cls, valid_lens: torch.Tensor, num_keys: int) -> KeyMask:
+        """The mask of ``(B,)`` ``valid_lens`` over ``num_keys`` keys.
+
+        Raises:
+            TypeError, ValueError: ``valid_lens`` not ``(B,)`` integers in ``[0, Nk]``.
+        """
+        valid_lens = check_valid_lens(valid_lens, None, None, num_keys, None)
+        attend = torch.arange(num_keys, device=valid_lens.device) < valid_lens[:, None]
+        has_keys = valid_lens > 0  # (B,)
+        rows = None
+        if not bool(has_keys.all()):
+            attend, rows = attend | ~has_keys[:, None], has_keys.view(-1, 1, 1, 1)
+        return cls(valid_lens, attend[:, None, None, :], rows)  # (B, 1, 1, Nk)
+
+    def index_select(self, indices: torch.Tensor) -> KeyMask:
+        """The mask of batch rows ``indices`` (``(B',)`` long)."""
+        rows = None if self.rows is None else self.rows.index_select(0, indices)
+        return KeyMask(self.valid_lens.index_select(0, indices),
+                       self.attend.index_select(0, indices), rows)
 
 
 def fused_weights(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -416,6 +466,70 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         out = out.reshape(B, self.num_heads, Nq, self.head_dim).transpose(1, 2)  # (B,Nq,H,Dh)
         return self.W_o(packed.pack(out.reshape(B, Nq, self.num_hiddens)))  # (n_valid, d)
 
+    def step(self, x: torch.Tensor, kv_cache: KVCache, *, memory: torch.Tensor | None = None,
+             key_mask: KeyMask | None = None) -> torch.Tensor:
+        """One decoding step: one query per sequence, ``x`` ``(B, query_size)`` → ``(B, d)``.
+
+        Self-attention (a growing ``kv_cache``): the query's key and value (one
+        product ``[W_q; W_k; W_v]``, rotated at position ``len(kv_cache)`` with
+        RoPE) are appended, and it attends over every cached position. Cross-attention
+        (a static ``kv_cache``): the keys and values of ``memory`` ``(B, S, key_size)``
+        are projected into the cache at the first step (``memory`` is ignored after);
+        ``key_mask`` says which of them each sequence may attend.
+
+        :meth:`forward` of the same query (``causal="bottom_right"``) computes the
+        same. This skips what does not change during a decoding: nothing is checked
+        (the caller checks the inputs once: :meth:`check_inputs`, :meth:`KeyMask.from_lens`)
+        or packed, the fused weights are concatenated once (kept in ``kv_cache.fused``),
+        and a score with a dot-product form (:meth:`Score.as_dot`) on the
+        ``auto``/``sdpa`` backends is one SDPA call, the ``sdpa`` backend's computation
+        without its planning. Other scores and backends, kept weights and dropout
+        (training mode) go through :func:`attnkit.attention`, as in :meth:`forward`.
+        """
+        B = x.shape[0]
+        if kv_cache.static:
+            q = self._heads(F.linear(x, self.W_q.weight, self.W_q.bias).view(B, 1, -1),
+                            self.num_heads, 0)  # (B, H, 1, Dh), as forward's with the cache
+            if not kv_cache.filled:
+                lens = None if key_mask is None else key_mask.valid_lens
+                self._keys_values(memory, memory, lens, kv_cache, 0)
+            k, v = kv_cache.keys, kv_cache.values  # (B, Hkv, S, Dh)
+        else:
+            q, k, v = self._step_qkv(x, kv_cache)
+            key_mask = None
+        out = self._step_attend(q, k, v, key_mask, kv_cache.static)  # (B, H, 1, Dh)
+        return F.linear(out.reshape(B, self.num_hiddens), self.W_o.weight, self.W_o.bias)
+
+    def _step_qkv(self, x: torch.Tensor, kv_cache: KVCache):
+        """:meth:`step`'s self-attention q ``(B, H, 1, Dh)`` and all keys and values
+        ``(B, Hkv, N, Dh)``, the new ones appended to ``kv_cache``."""
+        if kv_cache.fused is None:
+            kv_cache.fused = fused_weights(self.W_q, self.W_k, self.W_v)
+        B, width = x.shape[0], self.head_dim * self.num_kv_heads
+        qkv = F.linear(x, *kv_cache.fused).view(B, 1, -1)  # (B, 1, d + 2·Hkv·Dh)
+        q, k, v = qkv.split([self.num_hiddens, width, width], -1)
+        start = len(kv_cache)  # the position of this step
+        q = self._heads(q, self.num_heads, start)  # (B, H, 1, Dh)
+        k, v = self._heads(k, self.num_kv_heads, start), self._heads(v, self.num_kv_heads)
+        k, v = kv_cache.update(k, v)  # (B, Hkv, N, Dh)
+        return q, k, v
+
+    def _step_attend(self, q, k, v, key_mask: KeyMask | None, cross: bool) -> torch.Tensor:
+        """The attention of :meth:`step`: ``(B, H, 1, Dh)``."""
+        G = self.num_heads // self.num_kv_heads
+        if G > 1:  # grouped-query: the layout of forward_rows, keys not repeated
+            q, k = q.unflatten(1, (self.num_kv_heads, G)), k.unsqueeze(2)
+        form = None
+        if (self.backend in _FUSED_STEP_BACKENDS and not self.keep_weights
+                and not (self.training and self.dropout > 0)):
+            form = self.score.as_dot(q, k)
+        if form is not None:
+            return _fused_step(form, v, key_mask, self.num_heads)
+        valid = None if key_mask is None else key_mask.valid_lens
+        out = self._attend(q, k, v if G == 1 else v.unsqueeze(2), valid, None,
+                           False if cross else "bottom_right", None)
+        return out.reshape(q.shape[0], self.num_heads, 1, self.head_dim)
+
     @staticmethod
     def _num_keys(keys, packed: Packed, kv_cache: KVCache | None) -> int:
         """``Nk`` of the coming call (cached keys included), before any cache is updated."""
@@ -482,3 +596,26 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         return (f"num_hiddens={self.num_hiddens}, num_heads={self.num_heads}, "
                 f"num_kv_heads={self.num_kv_heads}, dropout={self.dropout}, "
                 f"backend={self.backend!r}, keep_weights={self.keep_weights}")
+
+
+def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
+                num_heads: int) -> torch.Tensor:
+    """One query per sequence in a dot-product ``form`` (queries ``(B, H, 1, Dq)`` or, for
+    grouped-query heads, ``(B, Hkv, G, 1, Dq)`` against keys ``(B, Hkv, 1, Nk, Dk)``) as
+    one SDPA call: the ``sdpa`` backend's call for one query without its planning (its
+    grouped-query keys are not repeated: ``enable_gqa``); ``(B, H, 1, Dv)``."""
+    B, Nk = values.shape[0], values.shape[-2]
+    q, k = form.queries, form.keys
+    if q.ndim == 5:  # grouped-query layout: back to SDPA's, keys not repeated
+        q = q.reshape(B, num_heads, 1, q.shape[-1])  # (B, H, 1, Dq)
+        k = k.reshape(B, -1, Nk, k.shape[-1])  # (B, Hkv, Nk, Dk)
+    mask = None if key_mask is None else key_mask.attend  # (B, 1, 1, Nk)
+    if form.key_bias is not None:
+        lead = form.queries.shape[:-2]
+        bias = form.key_bias.to(q.dtype).expand(*lead, Nk).reshape(B, num_heads, 1, Nk)
+        mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+    out = F.scaled_dot_product_attention(q, k, values, attn_mask=mask, scale=form.scale,
+                                         enable_gqa=k.shape[1] != num_heads)
+    if key_mask is not None and key_mask.rows is not None:
+        out = out * key_mask.rows.to(out.dtype)  # sequences without keys: zeros
+    return out  # (B, H, 1, Dv)

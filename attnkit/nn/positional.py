@@ -196,6 +196,9 @@ class RotaryEmbedding(nn.Module):
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings; got {head_dim}")
         self.head_dim, self.base = head_dim, check_finite("base", base, above=1)
+        # cos and sin of the angles of positions [0, n), per (device, dtype): a decoding
+        # step rotates one position, and computing its angles anew costs more than that
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def angles(self, num_positions: int, offset: int = 0, *, device=None,
                dtype=torch.float32) -> torch.Tensor:
@@ -211,12 +214,23 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"x must have shape (..., N, Dh) with Dh = {self.head_dim}; got {got}")
         offset = _check_offset(offset, x.shape[-2], None)
         work = torch.float64 if x.dtype == torch.float64 else torch.float32
-        ang = self.angles(x.shape[-2], offset, device=x.device, dtype=work)  # (N, Dh/2)
-        cos, sin = torch.cos(ang), torch.sin(ang)  # (N, Dh/2)
+        cos, sin = self._cos_sin(offset + x.shape[-2], x.device, work)
+        cos, sin = cos[offset:offset + x.shape[-2]], sin[offset:offset + x.shape[-2]]
         pairs = x.to(work).unflatten(-1, (-1, 2))  # (..., N, Dh/2, 2)
         even, odd = pairs[..., 0], pairs[..., 1]  # (..., N, Dh/2)
         rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
         return rotated.flatten(-2).to(x.dtype)  # (..., N, Dh)
+
+    def _cos_sin(self, length: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cos`` and ``sin`` of :meth:`angles` for positions ``[0, n)``, ``n >= length``
+        (kept and doubled when too short; each position's values are those
+        :meth:`angles` gives it at any offset): ``(n, Dh/2)`` each."""
+        key = (str(device), dtype)
+        table = self._tables.get(key)
+        if table is None or table[0].shape[0] < length:
+            ang = self.angles(max(2 * length, 64), device=device, dtype=dtype)  # (n, Dh/2)
+            table = self._tables[key] = (torch.cos(ang), torch.sin(ang))
+        return table
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, base={self.base:g}"

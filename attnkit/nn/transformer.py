@@ -33,6 +33,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import _names
@@ -40,7 +41,7 @@ from .._checks import check_module_dtype, check_token_ids, shape_str
 from .._values import check_choice, check_positive_int, check_probability
 from ..scores import Score
 from .dropout import Dropout
-from .multihead import KVCache, MultiHeadAttention
+from .multihead import KeyMask, KVCache, MultiHeadAttention
 from .packed import Packed
 from .positional import (
     ALiBiScore,
@@ -135,6 +136,12 @@ class PositionWiseFFN(nn.Module):
         check_module_dtype("PositionWiseFFN", self.dense2.weight.dtype, X=X)  # dense1 may be lazy
         return self.dense2(self.dropout(self.activation(self.dense1(X))))  # (B, N, d)
 
+    def step(self, X: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` at inference on checked inputs (a decoding step): no dropout,
+        no dtype check, the two products without module calls."""
+        hidden = self.activation(F.linear(X, self.dense1.weight, self.dense1.bias))
+        return F.linear(hidden, self.dense2.weight, self.dense2.bias)
+
 
 def _activation(activation: str | nn.Module) -> nn.Module:
     if isinstance(activation, nn.Module):
@@ -178,6 +185,18 @@ class AddNorm(nn.Module):
                  ) -> torch.Tensor:
         """``self(X, sublayer(X))`` post-LN, ``self(X, sublayer(LayerNorm(X)))`` pre-LN."""
         return self(X, sublayer(self.ln(X) if self.pre_norm else X))
+
+    def step(self, X: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor]
+             ) -> torch.Tensor:
+        """:meth:`residual` at inference on checked shapes (a decoding step): no dropout,
+        no shape check, the layer norm without a module call."""
+        if self.pre_norm:
+            return X + sublayer(self._norm(X))
+        return self._norm(X + sublayer(X))
+
+    def _norm(self, X: torch.Tensor) -> torch.Tensor:
+        ln = self.ln
+        return F.layer_norm(X, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
     def extra_repr(self) -> str:
         return f"pre_norm={self.pre_norm}"
@@ -347,6 +366,18 @@ class TransformerDecoderBlock(nn.Module):
             Zp, packed, keys=enc_outputs, values=enc_outputs, valid_lens=src_valid_lens,
             kv_cache=cross_cache))
         return self.addnorm3.residual(Xp, self.ffn)  # (n_valid, d)
+
+    def step(self, x: torch.Tensor, self_cache: KVCache, cross_cache: KVCache,
+             enc_outputs: torch.Tensor, key_mask: KeyMask | None = None) -> torch.Tensor:
+        """The block on one new position per sequence, ``x`` ``(B, d)`` → ``(B, d)``, at
+        inference: what :meth:`forward` computes for it with these caches, through the
+        sublayers' ``step`` methods (:meth:`MultiHeadAttention.step`), which neither
+        check nor pack (:meth:`TransformerDecoder.step` checks once per decoding).
+        ``key_mask``: the source positions each sequence may attend (``None``: all)."""
+        x = self.addnorm1.step(x, lambda z: self.self_attention.step(z, self_cache))
+        x = self.addnorm2.step(x, lambda z: self.cross_attention.step(
+            z, cross_cache, memory=enc_outputs, key_mask=key_mask))
+        return self.addnorm3.step(x, self.ffn.step)  # (B, d)
 
 
 def _no_state(cls: str) -> str:
@@ -532,3 +563,42 @@ class TransformerDecoder(_TransformerStack):
                                   tgt_valid_lens=tgt_valid_lens, self_cache=self_cache,
                                   cross_cache=cross_cache)  # (n_valid, d)
         return packed.unpack(self.final_norm(Hp))  # (B, T, d), zeros at padding
+
+    def step(self, tokens: torch.Tensor, caches: Sequence[tuple[KVCache, KVCache]],
+             enc_outputs: torch.Tensor, key_mask: KeyMask | None = None, *,
+             offset: int = 0) -> torch.Tensor:
+        """One decoding step at inference: the hidden states ``(B, d)`` after one new token
+        per sequence, ``tokens`` ``(B, 1)`` at position ``offset``, appending to
+        ``caches`` (the encoder keys are projected into the cross caches at the first
+        step); :meth:`forward` on the same token with these caches gives the same.
+
+        The tokens and the caches' batch are checked at every step; ``enc_outputs``
+        when the cross caches are empty. ``key_mask`` (built once per decoding by
+        :meth:`KeyMask.from_lens`, which checks ``src_valid_lens``) is which source
+        positions each sequence may attend; ``None``: all.
+
+        Raises:
+            RuntimeError: in training mode (a step applies no dropout).
+            ValueError, TypeError: the errors of :meth:`forward`.
+        """
+        if self.training:
+            raise RuntimeError("TransformerDecoder.step is for inference (it applies no "
+                               "dropout): call .eval() first, or run forward with caches")
+        check_token_ids("tgt", tokens, self.vocab_size)
+        if tokens.shape[1] != 1 or len(caches) != len(self.blocks):
+            raise ValueError(
+                f"step takes tokens (B, 1) and one (self_cache, cross_cache) pair per block "
+                f"({len(self.blocks)}); got tokens {shape_str(tokens.shape)} and "
+                f"{len(caches)} pairs")
+        B = tokens.shape[0]
+        for self_cache, cross_cache in caches:
+            self_cache.check_batch(B, "tokens")
+            cross_cache.check_batch(B, "tokens")
+        if not caches[0][1].filled:
+            W_k = self.blocks[0].cross_attention.W_k
+            _check_enc_outputs(enc_outputs, B, W_k.in_features, "TransformerDecoder",
+                               W_k.weight.dtype)
+        x = self.embed(tokens, offset)[:, 0]  # (B, d)
+        for blk, (self_cache, cross_cache) in zip(self.blocks, caches):
+            x = blk.step(x, self_cache, cross_cache, enc_outputs, key_mask)  # (B, d)
+        return self.final_norm(x)  # (B, d)

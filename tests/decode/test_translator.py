@@ -34,3 +34,14 @@ def test_translator_n_best_starts_with_the_translation(golden, n_best, beam_size
 def test_translator_refuses_more_than_the_beam(golden):
     with pytest.raises(ValueError, match=r"got n_best=3, beam_size=2"):
         golden.translate_n_best(["3 1"], n_best=3, beam_size=2)
+
+
+def test_golden_run_decodes_300_sentences_as_recorded(golden):
+    """Greedy and beam-5 outputs of 300 sources, byte for byte as recorded by
+    tests/golden/make_golden.py (decoded_outputs): a change of the decoding step may
+    not change a translation."""
+    import json
+
+    want = json.loads(GOLDEN.with_name("run-format-2.decoded.json").read_text(encoding="utf-8"))
+    assert golden.translate(want["sentences"], beam_size=1) == want["beam1"]
+    assert golden.translate(want["sentences"], beam_size=5) == want["beam5"]

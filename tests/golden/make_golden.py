@@ -2,7 +2,8 @@
 
 Run once per run-format version (``python tests/golden/make_golden.py``); the
 test ``tests/runs/test_run_format.py`` then checks, in every later test run,
-that the checkpoint still loads and translates exactly as recorded here.
+that the checkpoint still loads and translates exactly as recorded here, and
+``tests/decode/test_translator.py`` that 300 sentences decode as recorded.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ def golden_outputs(path: Path) -> dict:
             "logits": [[[round(float(x), 6) for x in row] for row in seq] for seq in logits]}
 
 
+def decoded_outputs(path: Path, task: Path) -> dict:
+    """Greedy and beam-5 translations of the first 300 sources of the digits task: the
+    outputs decoding must keep giving, byte for byte (``tests/decode/test_translator.py``)."""
+    tr = load_translator(path)
+    sentences = [line.split("\t")[0] for line in task.read_text().splitlines()[:300]]
+    return {"sentences": sentences, "beam1": tr.translate(sentences, beam_size=1),
+            "beam5": tr.translate(sentences, beam_size=5)}
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp())
     cfg = TrainConfig.from_flat(
@@ -73,6 +83,9 @@ def main() -> int:
     shutil.copytree(saved, target)
     (HERE / f"run-format-{RUN_FORMAT_VERSION}.expected.json").write_text(
         json.dumps(golden_outputs(target), indent=1, ensure_ascii=False) + "\n")
+    (HERE / f"run-format-{RUN_FORMAT_VERSION}.decoded.json").write_text(
+        json.dumps(decoded_outputs(target, work / "digits.tsv"), indent=0,
+                   ensure_ascii=False) + "\n")
     shutil.rmtree(work)
     print(f"wrote {target} ({sum(f.stat().st_size for f in target.rglob('*') if f.is_file())}"
           " bytes)")

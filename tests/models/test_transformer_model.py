@@ -120,6 +120,98 @@ def test_reorder_state_follows_the_selected_rows():
     torch.testing.assert_close(logits[:, 0], full[pick, 3], **TIGHT)
 
 
+_SCORES = ["scaled_dot", "dot", "bilinear", "additive", "distance"]
+_STEP_CASES = [dict(pre_norm=pre, positional=pos, num_kv_heads=kv, score=score)
+               for pre in (False, True) for pos in POSITIONAL for kv in (None, 2)
+               for score in _SCORES if pos != "alibi" or score == "scaled_dot"]
+
+
+def _step_logits(model, src, tgt, vl, picks):
+    """One-token steps over ``tgt`` with the rows reselected before steps ``picks`` (beams);
+    each step's logits and the rows (sentences) they belong to."""
+    state = model.init_state(model.encode(src, vl), vl)
+    rows, out = torch.arange(src.shape[0]), []
+    for t in range(tgt.shape[1]):
+        if t in picks:
+            state, rows = model.reorder_state(state, picks[t]), rows[picks[t]]
+        logits, state = model.decode_step(tgt[rows, t:t + 1], state)
+        out.append((rows, logits[:, 0]))
+    return out
+
+
+@pytest.mark.parametrize("kw", _STEP_CASES, ids=lambda kw: "-".join(
+    f"{k}={v}" for k, v in kw.items()))
+@torch.no_grad()
+def test_one_token_steps_equal_the_full_forward_for_every_configuration(kw, monkeypatch):
+    """Post/pre-LN × positional kinds × grouped-query heads or not × scores: the steps
+    (sources of different lengths, one empty; beams reselected midway) give the full
+    forward's logits, and no block's batch path runs for them (the one step does)."""
+    from attnkit.nn import TransformerDecoderBlock
+
+    model = _model(num_hiddens=16, num_heads=4, **kw)
+    src, tgt, _ = _batch()
+    vl = torch.tensor([S, 6, 0])
+    full = model(src, tgt, vl)  # (B, T, V)
+    picks = {2: torch.tensor([0, 0, 1, 2, 2]), 4: torch.tensor([1, 3, 4])}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a one-token step ran TransformerDecoderBlock.forward_rows")
+
+    monkeypatch.setattr(TransformerDecoderBlock, "forward_rows", refuse)
+    for t, (rows, logits) in enumerate(_step_logits(model, src, tgt, vl, picks)):
+        torch.testing.assert_close(logits, full[rows, t], **TIGHT)
+
+
+@pytest.mark.parametrize(("backend", "score"), [
+    (backend, score) for backend in ("reference", "chunked", "sdpa")
+    for score in ("scaled_dot", "additive", "distance")
+    if (backend, score) != ("sdpa", "additive")])  # sdpa refuses additive in the encoder
+@torch.no_grad()
+def test_one_token_steps_on_every_backend(backend, score):
+    """An explicit backend runs the steps' attention (through attnkit.attention, or as
+    one SDPA call for sdpa), with the full forward's logits."""
+    model = _model(num_hiddens=16, num_heads=4, num_kv_heads=2, score=score,
+                   backend=backend)
+    src, tgt, vl = _batch()
+    full = model(src, tgt, vl)
+    for t, (rows, logits) in enumerate(_step_logits(model, src, tgt, vl, {})):
+        torch.testing.assert_close(logits, full[rows, t], **TIGHT)
+
+
+@pytest.mark.parametrize(("score", "fused"), [("scaled_dot", True), ("distance", True),
+                                              ("bilinear", True), ("additive", False)])
+@torch.no_grad()
+def test_steps_of_dot_form_scores_skip_the_attention_dispatch(score, fused, monkeypatch):
+    """The cheap path: a score with a dot-product form is one SDPA call per step, without
+    attnkit.attention's checks and planning; other scores take that general path."""
+    import attnkit.nn.multihead as multihead
+
+    model = _model(num_hiddens=16, num_heads=4, score=score)
+    src, tgt, vl = _batch()
+    state = model.init_state(model.encode(src, vl), vl)
+    calls = []
+    general = multihead.attention
+    monkeypatch.setattr(multihead, "attention", lambda *a, **k: calls.append(1) or general(
+        *a, **k))
+    model.decode_step(tgt[:, :1], state)
+    model.decode_step(tgt[:, 1:2], state)
+    assert bool(calls) is not fused
+
+
+def test_decoding_in_training_mode_keeps_dropout_and_the_decoder_step_refuses_it():
+    model = _model(dropout=0.5).train()
+    src, tgt, vl = _batch()
+    state = model.init_state(model.encode(src, vl), vl)
+    torch.manual_seed(3)
+    a, _ = model.decode_step(tgt[:, :1], state)  # the modules' forward, with dropout
+    with pytest.raises(RuntimeError, match=r"TransformerDecoder.step is for inference.*"
+                                           r"call \.eval\(\) first"):
+        model.decoder.step(tgt[:, 1:2], state.caches, state.enc_outputs)
+    model.eval()
+    b, _ = model.decode_step(tgt[:, 1:2], state)
+    assert a.shape == b.shape == (B, 1, VT)
+
+
 def test_shared_and_tied_embeddings():
     model = Transformer(VS, VS, num_hiddens=12, num_heads=3, ffn_num_hiddens=13,
                         num_encoder_layers=1, num_decoder_layers=1,
@@ -181,6 +273,26 @@ def test_validation_messages():
         state = model.init_state(model.encode(src, vl), vl)
         state.position = 60
         model.decode_step(tgt, state)
+
+
+@torch.no_grad()
+def test_every_step_checks_its_tokens_in_one_line():
+    """Bad tokens at a later step (out of the vocabulary, 1-D, another batch size) are
+    refused naming the argument, not deep inside torch."""
+    model = _model()
+    src, tgt, vl = _batch()
+    state = model.init_state(model.encode(src, vl), vl)
+    for t in range(2):
+        model.decode_step(tgt[:, t:t + 1], state)
+    with pytest.raises(ValueError, match=r"tgt ids must lie in \[0, 23\); got min 23, max 23"):
+        model.decode_step(torch.full((B, 1), VT), state)
+    with pytest.raises(ValueError, match=r"tgt must be a \(B, N\) int64 tensor of token ids; "
+                                         r"got \(3\) torch.int64"):
+        model.decode_step(tgt[:, 2], state)
+    with pytest.raises(ValueError, match=r"kv_cache \(KVCache\(\)\) holds keys of B = 3 "
+                                         r"sequences; got tokens of B = 2"):
+        model.decode_step(tgt[:2, 2:3], state)
+    assert state.position == 2  # nothing was decoded by the refused steps
 
 
 def test_reordering_within_sentences_keeps_the_encoder_side_and_across_moves_it():

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from attnkit import attention
-from attnkit.nn import KVCache, MultiHeadAttention, RotaryEmbedding
+from attnkit.nn import ALiBiScore, KVCache, MultiHeadAttention, RotaryEmbedding
+from attnkit.nn.multihead import KeyMask
 from attnkit.scores import Additive, Distance
 
 B, NQ, NK, H, DH = 2, 5, 7, 3, 11
@@ -242,6 +243,66 @@ def test_kv_cache_reorder_is_applied_with_the_next_append_or_read(grad):
         assert cache.keys.shape == (2, 2, 4, 5)  # a read applies a pending reorder
         torch.testing.assert_close(cache.values, torch.cat((v0[rows], v1), -2)[[2, 2]],
                                    rtol=0, atol=0)
+
+
+def _step_pair(seed=0, **kw):
+    torch.manual_seed(seed)
+    return MultiHeadAttention(24, 4, bias=True, **kw).double().eval()
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"num_kv_heads": 2}, {"num_kv_heads": 1, "rotary": RotaryEmbedding(6)},
+    {"score": "bilinear", "num_kv_heads": 2}, {"score": "additive"},
+    {"score": "distance", "num_kv_heads": 2}, {"score": ALiBiScore(4), "num_kv_heads": 2},
+    {"backend": "reference", "rotary": RotaryEmbedding(6)},
+], ids=str)
+def test_step_equals_forward_for_self_and_cross_attention(kw):
+    """step (self: growing cache; cross: static cache with a key mask, a sequence without
+    keys) gives forward's outputs, one query at a time (cross-attention without rotary
+    positions: they are those of each call there)."""
+    mha = _step_pair(**kw)
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 5, 24, generator=g, dtype=torch.float64)
+    mem = torch.randn(3, 7, 24, generator=g, dtype=torch.float64)
+    lens = torch.tensor([7, 3, 0])
+    mask = KeyMask.from_lens(lens, 7)
+    full_self = mha(x, x, x, causal=True)
+    full_cross = mha(x, mem, mem, lens)
+    self_cache, cross_cache = KVCache(), KVCache(static=True)
+    for t in range(5):
+        out = mha.step(x[:, t], self_cache)
+        torch.testing.assert_close(out, full_self[:, t], **TIGHT)
+        if mha.rotary is None:
+            out = mha.step(x[:, t], cross_cache, memory=mem, key_mask=mask)
+            torch.testing.assert_close(out, full_cross[:, t], **TIGHT)
+    assert len(self_cache) == 5 and len(cross_cache) == (0 if mha.rotary else 7)
+
+
+def test_step_keeps_the_weights_of_its_query():
+    mha = _step_pair(num_kv_heads=2)
+    mha.keep_weights = True
+    x = torch.randn(2, 4, 24, dtype=torch.float64)
+    full = mha(x, x, x, causal=True)
+    weights = mha.attention_weights  # (B, H, 4, 4)
+    cache = KVCache()
+    for t in range(4):
+        torch.testing.assert_close(mha.step(x[:, t], cache), full[:, t], **TIGHT)
+        assert mha.attention_weights.shape == (2, 4, 1, t + 1)
+        torch.testing.assert_close(mha.attention_weights[:, :, 0], weights[:, :, t, :t + 1],
+                                   **TIGHT)
+
+
+def test_key_mask_checks_its_lengths_once():
+    with pytest.raises(ValueError, match=r"valid_lens values must lie in \[0, Nk\] = "
+                                         r"\[0, 7\]; got min 1, max 8"):
+        KeyMask.from_lens(torch.tensor([8, 1]), 7)
+    mask = KeyMask.from_lens(torch.tensor([2, 0]), 3)
+    assert mask.attend[:, 0, 0].tolist() == [[True, True, False], [True, True, True]]
+    assert mask.rows.flatten().tolist() == [True, False]
+    assert KeyMask.from_lens(torch.tensor([2, 3]), 3).rows is None
+    picked = mask.index_select(torch.tensor([1, 1, 0]))
+    assert picked.valid_lens.tolist() == [0, 0, 2] and picked.rows.flatten().tolist() == [
+        False, False, True]
 
 
 def test_static_cache_projects_keys_once():

@@ -126,6 +126,22 @@ def test_rope_offset_and_dtype():
         rope(torch.zeros(3, 4))
 
 
+def test_rope_keeps_its_angles_and_rotates_as_if_computed_anew():
+    """The cos/sin kept per position (grown past the first table) rotate exactly as the
+    angles computed for the call itself: bit for bit, at any offset."""
+    rope = RotaryEmbedding(6)
+    x = torch.randn(2, 3, 6)
+    first = rope(x, offset=0)  # keeps a table of the first 64 positions
+    for offset in (5, 63, 200):
+        ang = rope.angles(3, offset)  # (3, Dh/2), float32
+        pairs = x.unflatten(-1, (-1, 2))
+        even, odd = pairs[..., 0], pairs[..., 1]
+        want = torch.stack((even * ang.cos() - odd * ang.sin(),
+                            even * ang.sin() + odd * ang.cos()), -1).flatten(-2)
+        assert torch.equal(rope(x, offset=offset), want)
+    assert torch.equal(rope(x, offset=0), first)
+
+
 # ---- ALiBi ------------------------------------------------------------------------------
 
 def test_alibi_slopes_follow_the_paper():

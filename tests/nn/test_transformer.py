@@ -146,3 +146,43 @@ def test_block_validation():
         TransformerDecoderBlock(D, FFN, H, 0.0, positional="xpos")
     with pytest.raises(ValueError, match="num_hiddens must be divisible by num_heads"):
         TransformerDecoderBlock(16, FFN, H, 0.0)
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+@torch.no_grad()
+def test_decoder_block_step_equals_forward_with_caches(pre_norm):
+    """The block's step on one position per sequence (the sublayers' step methods) gives
+    forward's output at that position, with caches filled the same way."""
+    from attnkit.nn import KVCache
+    from attnkit.nn.multihead import KeyMask
+
+    torch.manual_seed(0)
+    blk = TransformerDecoderBlock(D, FFN, H, 0.3, pre_norm=pre_norm, bias=True,
+                                  activation="gelu").double().eval()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(B, T, D, generator=g, dtype=torch.float64)
+    enc = torch.randn(B, S, D, generator=g, dtype=torch.float64)
+    lens = torch.tensor([S, 4])
+    full = blk(x, enc, lens)
+    caches, mask = (KVCache(), KVCache(static=True)), KeyMask.from_lens(lens, S)
+    for t in range(T):
+        torch.testing.assert_close(blk.step(x[:, t], *caches, enc, mask), full[:, t], **TIGHT)
+
+
+def test_decoder_step_checks_what_it_is_given():
+    from attnkit.nn import KVCache, TransformerDecoder
+
+    dec = TransformerDecoder(23, D, FFN, H, 2, 0.0).eval()
+    caches = [(KVCache(), KVCache(static=True)) for _ in range(2)]
+    enc = torch.zeros(B, S, D)
+    with pytest.raises(ValueError, match=r"tgt ids must lie in \[0, 23\)"):
+        dec.step(torch.full((B, 1), 23), caches, enc)
+    with pytest.raises(ValueError, match=r"step takes tokens \(B, 1\) and one \(self_cache, "
+                                         r"cross_cache\) pair per block \(2\); got tokens "
+                                         r"\(2, 3\) and 2 pairs"):
+        dec.step(torch.ones(B, 3, dtype=torch.long), caches, enc)
+    with pytest.raises(ValueError, match=r"enc_outputs must have shape \(B, S, 15\) with B = 2"):
+        dec.step(torch.ones(B, 1, dtype=torch.long), caches, enc[:1])
+    dec.step(torch.ones(B, 1, dtype=torch.long), caches, enc)
+    with pytest.raises(ValueError, match=r"holds keys of B = 2 sequences; got tokens of B = 3"):
+        dec.step(torch.ones(3, 1, dtype=torch.long), caches, enc)
