@@ -22,7 +22,7 @@ from typing import Any
 from .._data_root import data_root_text
 from .._values import check_positive_int
 
-__all__ = ["Flag", "Suite", "data_root_flag", "size_list", "thread_list"]
+__all__ = ["TRAINING_ROUNDS", "Flag", "Suite", "data_root_flag", "size_list", "thread_list"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,14 @@ class Suite:
         """Import the measuring module and call its ``run(**kwargs)``; returns its result
         (a :class:`attnkit.bench.report.SuiteResult`)."""
         return importlib.import_module(self.module).run(**kwargs)
+
+
+#: ``--rounds`` and ``--batches`` of a suite that times rounds of training steps
+#: (``run(rounds=, num_batches=)``)
+TRAINING_ROUNDS: tuple[Flag, Flag] = (
+    Flag("--rounds", "timed rounds (per cell where the suite has several)", type=int, default=3),
+    Flag("--batches", "training batches per round", type=int, default=6, keyword="num_batches"),
+)
 
 
 def data_root_flag(absent: str) -> Flag:

@@ -11,13 +11,10 @@ taken: every parallel region waits for the descheduled thread).
 ``attnkit bench threads --record`` writes the table to BENCHMARKS.md.
 """
 
-from .._suite import Flag, Suite
+from .._suite import TRAINING_ROUNDS, Suite
 
 SUITE = Suite(
     package=__name__,
     help="training throughput idle and with one competing process, per threads setting",
-    flags=(
-        Flag("--rounds", "timed rounds per cell", type=int, default=3),
-        Flag("--batches", "training steps per round", type=int, default=6, keyword="num_batches"),
-    ),
+    flags=TRAINING_ROUNDS,
 )

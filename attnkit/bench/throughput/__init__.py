@@ -12,15 +12,14 @@ the ratio attnkit / torch (higher is better for attnkit).
 its markers.
 """
 
-from .._suite import Flag, Suite, data_root_flag
+from .._suite import TRAINING_ROUNDS, Flag, Suite, data_root_flag
 
 SUITE = Suite(
     package=__name__,
     help="training throughput vs torch.nn.Transformer on real bucketed batches",
     flags=(
         Flag("--max-tokens", "tokens per batch", type=int, default=4096),
-        Flag("--batches", "batches per round", type=int, default=6, keyword="num_batches"),
-        Flag("--rounds", "timed rounds", type=int, default=3),
+        *TRAINING_ROUNDS,
         data_root_flag("the built-in date task where it is absent"),
     ),
 )
