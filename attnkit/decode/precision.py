@@ -30,6 +30,7 @@ from torch import nn
 
 from .._cpu import cache_dir, cpu_model
 from .._io import json_bytes, write_atomic
+from ..nn.multihead import fused_weights
 
 __all__ = ["AUTO_BLEU_TOLERANCE", "PRECISIONS", "best_within_tolerance", "bf16_note",
            "choice_key", "quantized_int8", "record_choice", "recorded_choice", "running"]
@@ -57,6 +58,22 @@ def _int8_linear() -> type:
             q = super().from_float(mod, use_precomputed_fake_quant=use_precomputed_fake_quant)
             q._float = (mod.weight, mod.bias)
             return q
+
+        @classmethod
+        def fused(cls, *layers: Int8Linear) -> Int8Linear:
+            """One int8 layer for several of the same input (a decoding step's q/k/v
+            product, :func:`attnkit.nn.multihead.fused_step_linear`): their float weights
+            stacked, quantized again as one matrix."""
+            weight, bias = fused_weights(*layers)
+            stacked = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+            with torch.no_grad():
+                stacked.weight.copy_(weight)
+                if bias is not None:
+                    stacked.bias.copy_(bias)
+            stacked.qconfig = torch.ao.quantization.default_dynamic_qconfig  # quantize_dynamic's
+            with warnings.catch_warnings():  # torch's notices that the API is deprecated
+                warnings.simplefilter("ignore")
+                return cls.from_float(stacked)
 
         def extra_repr(self) -> str:
             return f"in_features={self.in_features}, out_features={self.out_features}, int8"

@@ -19,6 +19,8 @@ dims, so nothing is repeated in memory.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -42,7 +44,8 @@ from .attention import KeptWeights
 from .packed import Packed, select_valid  # noqa: F401  (select_valid: also importable here)
 from .positional import RotaryEmbedding
 
-__all__ = ["KVCache", "KeyMask", "MultiHeadAttention", "fused_weights"]
+__all__ = ["KVCache", "KeyMask", "MultiHeadAttention", "fused_step_linear", "fused_weights",
+           "step_linear"]
 
 #: Backends whose computation :meth:`MultiHeadAttention.step` runs itself, as one SDPA
 #: call, for scores with a dot-product form (``auto`` gives such scores to ``sdpa``).
@@ -68,7 +71,7 @@ class KVCache:
 
     ``fused`` is free for the module that fills the cache to keep what does not
     change during one decoding (:meth:`MultiHeadAttention.step` keeps its
-    concatenated ``[W_q; W_k; W_v]`` there).
+    ``[W_q; W_k; W_v]`` product there, :func:`fused_step_linear`).
     """
 
     def __init__(self, *, static: bool = False):
@@ -76,7 +79,7 @@ class KVCache:
         self._keys: torch.Tensor | None = None
         self._values: torch.Tensor | None = None
         self._order: torch.Tensor | None = None  # a row selection not yet applied
-        self.fused: tuple | None = None
+        self.fused: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def keys(self) -> torch.Tensor | None:
@@ -209,6 +212,27 @@ def fused_weights(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | Non
     size as one."""
     bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
     return torch.cat([lin.weight for lin in linears]), bias
+
+
+def step_linear(layer: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """``layer(X)`` in a decoding step: a plain ``nn.Linear`` as one ``F.linear`` (no module
+    call), any other layer (an int8 one of :mod:`attnkit.decode.precision`) by calling it,
+    so that it runs in its own arithmetic."""
+    if type(layer) is nn.Linear:
+        return F.linear(X, layer.weight, layer.bias)
+    return layer(X)
+
+
+def fused_step_linear(*linears: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Several layers of the same input as one product, made once per decoding: layers of
+    a type that fuses itself (a classmethod ``fused``, as int8 layers have) give one layer
+    of that type; plain ``nn.Linear`` layers one ``F.linear`` of their weights stacked."""
+    kind = type(linears[0])
+    if kind is not nn.Linear and hasattr(kind, "fused") and all(
+            type(lin) is kind for lin in linears):
+        return kind.fused(*linears)
+    weight, bias = fused_weights(*linears)
+    return functools.partial(F.linear, weight=weight, bias=bias)
 
 
 def _fused_linear(X: torch.Tensor, *linears: nn.Linear) -> torch.Tensor:
@@ -480,7 +504,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         :meth:`forward` of the same query (``causal="bottom_right"``) computes the
         same. This skips what does not change during a decoding: nothing is checked
         (the caller checks the inputs once: :meth:`check_inputs`, :meth:`KeyMask.from_lens`)
-        or packed, the fused weights are concatenated once (kept in ``kv_cache.fused``),
+        or packed, the fused projection is made once (kept in ``kv_cache.fused``),
         and a score with a dot-product form (:meth:`Score.as_dot`) on the
         ``auto``/``sdpa`` backends is one SDPA call, the ``sdpa`` backend's computation
         without its planning. Other scores and backends, kept weights and dropout
@@ -488,7 +512,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         """
         B = x.shape[0]
         if kv_cache.static:
-            q = self._heads(F.linear(x, self.W_q.weight, self.W_q.bias).view(B, 1, -1),
+            q = self._heads(step_linear(self.W_q, x).view(B, 1, -1),
                             self.num_heads, 0)  # (B, H, 1, Dh), as forward's with the cache
             if not kv_cache.filled:
                 lens = None if key_mask is None else key_mask.valid_lens
@@ -498,15 +522,15 @@ class MultiHeadAttention(KeptWeights, nn.Module):
             q, k, v = self._step_qkv(x, kv_cache)
             key_mask = None
         out = self._step_attend(q, k, v, key_mask, kv_cache.static)  # (B, H, 1, Dh)
-        return F.linear(out.reshape(B, self.num_hiddens), self.W_o.weight, self.W_o.bias)
+        return step_linear(self.W_o, out.reshape(B, self.num_hiddens))
 
     def _step_qkv(self, x: torch.Tensor, kv_cache: KVCache):
         """:meth:`step`'s self-attention q ``(B, H, 1, Dh)`` and all keys and values
         ``(B, Hkv, N, Dh)``, the new ones appended to ``kv_cache``."""
         if kv_cache.fused is None:
-            kv_cache.fused = fused_weights(self.W_q, self.W_k, self.W_v)
+            kv_cache.fused = fused_step_linear(self.W_q, self.W_k, self.W_v)
         B, width = x.shape[0], self.head_dim * self.num_kv_heads
-        qkv = F.linear(x, *kv_cache.fused).view(B, 1, -1)  # (B, 1, d + 2·Hkv·Dh)
+        qkv = kv_cache.fused(x).view(B, 1, -1)  # (B, 1, d + 2·Hkv·Dh)
         q, k, v = qkv.split([self.num_hiddens, width, width], -1)
         start = len(kv_cache)  # the position of this step
         q = self._heads(q, self.num_heads, start)  # (B, H, 1, Dh)

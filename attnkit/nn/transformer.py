@@ -41,7 +41,7 @@ from .._checks import check_module_dtype, check_token_ids, shape_str
 from .._values import check_choice, check_positive_int, check_probability
 from ..scores import Score
 from .dropout import Dropout
-from .multihead import KeyMask, KVCache, MultiHeadAttention
+from .multihead import KeyMask, KVCache, MultiHeadAttention, step_linear
 from .packed import Packed
 from .positional import (
     ALiBiScore,
@@ -139,8 +139,7 @@ class PositionWiseFFN(nn.Module):
     def step(self, X: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` at inference on checked inputs (a decoding step): no dropout,
         no dtype check, the two products without module calls."""
-        hidden = self.activation(F.linear(X, self.dense1.weight, self.dense1.bias))
-        return F.linear(hidden, self.dense2.weight, self.dense2.bias)
+        return step_linear(self.dense2, self.activation(step_linear(self.dense1, X)))
 
 
 def _activation(activation: str | nn.Module) -> nn.Module:
