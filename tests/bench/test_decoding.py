@@ -52,7 +52,8 @@ def test_the_decoding_bench_verifies_its_checkpoint_once(tmp_path, monkeypatch, 
     # one checkpoint, one verification: not one per engine, export or thread count
     assert calls == [ckpt]
     assert [(row["engine"], row["threads"]) for row in r.rows] == [
-        (engine, n) for n in (1, 2) for engine in ("attnkit", "ct2 float32", "ct2 int8")]
+        (engine, n) for n in (1, 2)
+        for engine in ("attnkit", "attnkit int8", "ct2 float32", "ct2 int8")]
     assert r.sentences == 4 and set(r.sizes) == {"float32", "int8"}
     assert all(n > 0 for n in r.sizes.values())
 
@@ -103,14 +104,18 @@ def test_decoding_suite_reports_ratios_and_refuses_non_multi30k_runs():
     with pytest.raises(ValueError, match="needs a run trained on \\[data\\] kind = 'multi30k'"):
         run(checkpoint=str(golden))
     rows = [dict(engine=e, threads=1, beam=b, seconds=1.0, sent_s=s, tok_s=10 * s, bleu=30.0)
-            for e, b, s in (("attnkit", 1, 50.0), ("ct2 float32", 1, 80.0), ("ct2 int8", 1,
-                                                                                  120.0),
+            for e, b, s in (("attnkit", 1, 90.0), ("attnkit int8", 1, 100.0),
+                            ("ct2 float32", 1, 80.0), ("ct2 int8", 1, 120.0),
                             ("attnkit", 5, 10.0), ("ct2 float32", 5, 40.0))]
     r = DecodingResult(rows, 1000, "Multi30k test", "runs/x", "2026-11-30",
                        {"float32": 29_200_000, "int8": 8_300_000})
-    assert r.ratio(1, 1) == 50 / 80 and r.ratio(1, 5) == 0.25
+    assert r.ratio(1, 1) == 90 / 80 and r.ratio(1, 5) == 0.25
+    assert r.ratio(1, 1, "attnkit int8", "ct2 int8") == 100 / 120
     text = r.markdown("attnkit bench decoding --checkpoint runs/x")
-    assert "| ct2 int8 | 1 | 1 | 1.0 | 120.0 | 1,200 | 30.00 | 2.40× |" in text
+    assert "| ct2 int8 | 1 | 1 | 1.0 | 120.0 | 1,200 | 30.00 | 1.33× |" in text
     assert "`model.bin` (float32): 29.2 MB. Exported `model.bin` (int8): 8.3 MB." in text
-    assert any("0.62x (target >= 0.5): met" in line for line in r.summary())
-    assert any("0.25x (target >= 0.4): NOT met" in line for line in r.summary())
+    said = r.summary()
+    assert "attnkit / ct2 float32, threads 1, beam 1: 1.12x (target >= 1.0): met" in said
+    assert "attnkit / ct2 float32, threads 1, beam 5: 0.25x (target >= 0.8): NOT met" in said
+    assert "attnkit int8 / ct2 int8, threads 1, beam 1: 0.83x (target >= 0.8): met" in said
+    assert not any("attnkit int8 / ct2 int8, threads 1, beam 5" in line for line in said)
