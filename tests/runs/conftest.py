@@ -1,5 +1,6 @@
 """Fixtures of the run tests."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -32,9 +33,13 @@ def running_training(tmp_path):
 
     def start(out: Path, *more: str) -> subprocess.Popen:
         argv = train_argv(pairs, out, "--max-steps", "100000", "--time-limit", "120", *more)
+        # at a lower priority than the test's readers, as a training in the background is:
+        # on a loaded machine the readers then keep their pace relative to the writer's
+        # saves, so whether a read loses its race does not follow the machine's load
         proc = subprocess.Popen([sys.executable, "-c", "import sys; from attnkit.cli import "
                                  "main; sys.exit(main(sys.argv[1:]))", *argv],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: os.nice(5))
         procs.append(proc)
         return proc
 
