@@ -9,7 +9,7 @@ Suites import these from here and nothing from each other:
 * :class:`TorchSeq2Seq` and :func:`baseline_step` — the plain-PyTorch model that
   attnkit's Transformer is measured against, and its training step;
 * :func:`competing_process` — one CPU-bound process for "under load" rows;
-* :func:`shared_data`, :func:`default_data_root` — where the shared corpora and Multi30k are.
+* :func:`default_data_root` — where Multi30k is (:func:`attnkit._data_root.data_root`).
 
 The step attnkit's model takes is :func:`attnkit.train.step.training_step`, the one
 its trainer takes.
@@ -37,20 +37,13 @@ from ..runtime import machine
 from ..train.loss import smoothed_loss
 
 __all__ = ["TorchSeq2Seq", "baseline_step", "competing_process", "default_data_root",
-           "lognormal_lengths", "machine_info", "padded_batch", "shared_data", "time_alternating",
+           "lognormal_lengths", "machine_info", "padded_batch", "time_alternating",
            "uniform_lengths"]
 
 
-def shared_data() -> Path:
-    """The shared corpora, where the shipped configs read them too
-    (:func:`attnkit._data_root.data_root`: ``$ATTNKIT_DATA``, else ``shared/data`` beside the
-    repository)."""
-    return data_root()
-
-
 def default_data_root() -> Path:
-    """Multi30k among the shared corpora (:func:`shared_data`)."""
-    return shared_data() / "multi30k"
+    """Multi30k among the shared corpora (:func:`attnkit._data_root.data_root`)."""
+    return data_root() / "multi30k"
 
 
 def machine_info() -> dict[str, str]:

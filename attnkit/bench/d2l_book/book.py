@@ -22,7 +22,7 @@ book's ``from d2l import torch as d2l`` becomes the import the caller asks for
 and is left out.
 
 The book's markdown and the Tatoeba pairs are read from the shared corpora
-(:func:`attnkit.bench.toolkit.shared_data`): ``d2l-en`` and ``tatoeba-eng-fra``.
+(:func:`attnkit._data_root.data_root`): ``d2l-en`` and ``tatoeba-eng-fra``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..toolkit import shared_data
+from ..._data_root import data_root
 
-BOOK = shared_data() / "d2l-en"
-FRA_SOURCE = shared_data() / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
+BOOK = data_root() / "d2l-en"
+FRA_SOURCE = data_root() / "tatoeba-eng-fra" / "eng-fra.attrib.txt"
 
 BOOK_IMPORT = "from d2l import torch as d2l"
 ATTNKIT_IMPORT = "from attnkit import d2l"
