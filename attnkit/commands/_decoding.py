@@ -34,6 +34,12 @@ def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) ->
                    help=f"beam width; 1 = greedy (default {beam_size})")
     p.add_argument("--length-penalty", type=float, default=0.6,
                    help="GNMT length penalty alpha for beam search, >= 0 (default 0.6)")
+    p.add_argument("--beam-stop", default=None, metavar="{best_ended,exact}",
+                   help="when a sentence's beam search stops: best_ended (default; with K "
+                        "ended hypotheses, once a step's best extension was <eos>: "
+                        "CTranslate2's rule) or exact (with K ended hypotheses, once no live "
+                        "beam can still beat the best of them under the length penalty: "
+                        "slower, the search's best is final)")
     p.add_argument("--max-output-len", type=int, default=None,
                    help="longest output in tokens (default: 2 x source length + 10)")
     p.add_argument("--threads", type=threads_arg, default="auto",
@@ -59,6 +65,20 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
     check_positive_int("--beam-size", args.beam_size)
     check_finite("--length-penalty", args.length_penalty, minimum=0.0)
     check_positive_int("--max-output-len", args.max_output_len, allow_none=True)
+    if args.beam_stop is not None:
+        from ..decode.search import STOP_RULES
+
+        check_choice("--beam-stop", args.beam_stop, STOP_RULES)
+
+
+def search_options(args: argparse.Namespace) -> dict:
+    """The search keywords of ``translate`` from the decoding flags: beam size, output
+    limit, length penalty and (when given) the stop rule."""
+    options = dict(beam_size=args.beam_size, max_output_len=args.max_output_len,
+                   alpha=args.length_penalty)
+    if args.beam_stop is not None:
+        options["stop"] = args.beam_stop
+    return options
 
 
 def in_precision(prog: str, args: argparse.Namespace, translator):

@@ -19,6 +19,7 @@ from ._decoding import (
     note_overlong,
     one_line,
     progress_bar,
+    search_options,
 )
 
 
@@ -123,9 +124,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     check_decoding_memory(args, tr, sum(1 for s in srcs if s.strip()))
     note_overlong("attnkit evaluate", tr.overlong(srcs), len(srcs))
     with progress_bar(len(srcs), "evaluate") as bar, plain_out_of_memory("while translating"):
-        hyps = [one_line(h) for h in tr.translate(srcs, beam_size=args.beam_size,
-                                                  max_output_len=args.max_output_len,
-                                                  alpha=args.length_penalty,
+        hyps = [one_line(h) for h in tr.translate(srcs, **search_options(args),
                                                   progress=bar.update)]
     if args.hyp_out:
         Path(args.hyp_out).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
@@ -173,8 +172,7 @@ def _measured(args: argparse.Namespace, tr, srcs: list[str], refs: list[str]) ->
     warm-up on a few of them, which is not timed)."""
     from ..eval.bleu import corpus_bleu
 
-    options = dict(beam_size=args.beam_size, max_output_len=args.max_output_len,
-                   alpha=args.length_penalty)
+    options = search_options(args)
     tr.translate(srcs[:8], **options)
     start = time.perf_counter()
     hyps = [one_line(h) for h in tr.translate(srcs, **options)]

@@ -40,6 +40,7 @@ from ._decoding import (
     note_overlong,
     one_line,
     progress_bar,
+    search_options,
 )
 
 #: ``--engine`` name -> (module, class) of the translator it loads, a
@@ -177,8 +178,7 @@ def n_best_lines(n_best: list[list[tuple[str, float]]], first: int = 0) -> list[
 def _translated(args: argparse.Namespace, tr, sentences: list[str], first: int, bar
                 ) -> list[str]:
     """The output lines of one chunk of sentences (``first``: its first input line)."""
-    options = dict(beam_size=args.beam_size, max_output_len=args.max_output_len,
-                   alpha=args.length_penalty, progress=bar.update)
+    options = dict(search_options(args), progress=bar.update)
     if args.n_best is None:
         return [one_line(t) for t in tr.translate(sentences, **options)]
     return n_best_lines(tr.translate_n_best(sentences, n_best=args.n_best, **options), first)

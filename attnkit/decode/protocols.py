@@ -70,7 +70,10 @@ class SentenceTranslator(Protocol):
 
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,
-                  progress: Callable[[int], object] | None = None) -> list[str]: ...
+                  progress: Callable[[int], object] | None = None,
+                  stop: str = "best_ended") -> list[str]:
+        """``stop``: the beam's stop rule (:data:`attnkit.decode.search.STOP_RULES`); an
+        engine that has not got one raises ``ValueError`` naming it."""
 
     def overlong(self, sentences: list[str]) -> list[int]:
         """Indices of ``sentences`` too long for the model (cut when translated)."""

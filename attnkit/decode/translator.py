@@ -20,7 +20,7 @@ from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, TokenizerPa
 from ..models.build import build_model
 from ..runs.run import Run, open_run, read_beside_writer
 from .precision import PRECISIONS, quantized_int8, running
-from .search import beam_search, check_n_best, greedy_search, n_best_unchecked
+from .search import DEFAULT_STOP, beam_search, check_n_best, greedy_search, n_best_unchecked
 
 __all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "in_batches",
            "load_translator", "output_limit", "output_limits", "overlong_sources", "positions_of",
@@ -103,9 +103,11 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
                         beam_size: int = 1, max_output_len: int | None = None,
                         alpha: float = 0.6, batch_size: int = BATCH_SIZE, device=None,
                         positions: int | None = None,
-                        progress: Callable[[int], object] | None = None) -> list[str]:
+                        progress: Callable[[int], object] | None = None,
+                        stop: str = DEFAULT_STOP) -> list[str]:
     """Translate ``sentences`` with greedy (``beam_size=1``) or beam search, one output
-    per input, in input order (:func:`in_batches`).
+    per input, in input order (:func:`in_batches`); ``stop``: when a sentence's beam
+    search stops (:data:`attnkit.decode.search.STOP_RULES`).
 
     ``max_output_len`` limits each output in tokens (:func:`output_limit`);
     ``positions`` is the size of the model's positional table
@@ -122,7 +124,8 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
                                 max_output_len=limits)
         else:
             res = beam_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
-                              beam_size=beam_size, max_output_len=limits, alpha=alpha)
+                              beam_size=beam_size, max_output_len=limits, alpha=alpha,
+                              stop=stop)
         return [tokenizers.tgt.decode(toks) for toks in res]
 
     return in_batches(list(sentences), translate_batch, batch_size=batch_size,
@@ -142,8 +145,8 @@ def _search_input(tokenizers: TokenizerPair, texts: list[str], positions: int | 
 def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, n_best: int,
                      beam_size: int, max_output_len: int | None = None, alpha: float = 0.6,
                      batch_size: int = BATCH_SIZE, device=None, positions: int | None = None,
-                     progress: Callable[[int], object] | None = None
-                     ) -> list[list[tuple[str, float]]]:
+                     progress: Callable[[int], object] | None = None,
+                     stop: str = DEFAULT_STOP) -> list[list[tuple[str, float]]]:
     """The ``n_best`` best translations of each sentence with their scores, best first
     (:func:`attnkit.decode.search.n_best_search`, checked once here), batched and cut as
     :func:`translate_sentences` does: the first of each list is its translation.
@@ -163,7 +166,7 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
         src, lens, limits = _search_input(tokenizers, texts, positions, max_output_len, device)
         found = n_best_unchecked(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
                                  n_best=n_best, beam_size=beam_size, max_output_len=limits,
-                                 alpha=alpha)
+                                 alpha=alpha, stop=stop)
         return [[(tokenizers.tgt.decode(h.tokens), h.score) for h in hyps] for hyps in found]
 
     out = in_batches(list(sentences), translate_batch, batch_size=batch_size,
@@ -231,24 +234,25 @@ class Translator:
 
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,
-                  progress: Callable[[int], object] | None = None) -> list[str]:
+                  progress: Callable[[int], object] | None = None,
+                  stop: str = DEFAULT_STOP) -> list[str]:
         with running(self.precision):
-                return translate_sentences(self.model, self.tokenizers, list(sentences),
+            return translate_sentences(self.model, self.tokenizers, list(sentences),
                                        beam_size=beam_size, max_output_len=max_output_len,
                                        alpha=alpha, progress=progress,
-                                       positions=self.positions)
+                                       positions=self.positions, stop=stop)
 
     def translate_n_best(self, sentences: list[str], *, n_best: int, beam_size: int,
                          max_output_len: int | None = None, alpha: float = 0.6,
-                         progress: Callable[[int], object] | None = None
-                         ) -> list[list[tuple[str, float]]]:
+                         progress: Callable[[int], object] | None = None,
+                         stop: str = DEFAULT_STOP) -> list[list[tuple[str, float]]]:
         """The ``n_best`` best ``(translation, score)`` of each sentence, best first; the
         first is what :meth:`translate` gives (see :func:`translate_n_best`)."""
         with running(self.precision):
             return translate_n_best(self.model, self.tokenizers, list(sentences),
                                     n_best=n_best, beam_size=beam_size,
                                     max_output_len=max_output_len, alpha=alpha,
-                                    progress=progress, positions=self.positions)
+                                    progress=progress, positions=self.positions, stop=stop)
 
     def overlong(self, sentences: list[str]) -> list[int]:
         """Indices of ``sentences`` too long for the model (cut when translated)."""

@@ -29,12 +29,12 @@ penalty. Both searches follow the same rules (those of fairseq and
 OpenNMT-py too): the ``K`` beams are the best extensions that are not
 ``<eos>`` out of the ``2K`` best, an ``<eos>`` finishes a hypothesis only
 when it ranks among the first ``K`` of those ``2K``, and at the output limit
-the live beams count as hypotheses. Greedy search is exactly attnkit's. The
-one place beam outputs can differ: with ``alpha > 0``, CTranslate2 stops once
-its best beam has ended and it holds ``K`` hypotheses, while attnkit keeps
-going while a longer hypothesis could still win under the penalty. With
-``alpha = 0`` no later hypothesis can beat an ended best beam, and the
-outputs are attnkit's, token for token.
+the live beams count as hypotheses, and a sentence stops once it holds ``K``
+hypotheses and a step's best extension was ``<eos>`` (attnkit's default stop
+rule, ``"best_ended"``). Greedy search is exactly attnkit's, and so is beam search
+but for floating-point differences of the two engines' arithmetic; attnkit's
+``stop="exact"`` (keep going while a longer hypothesis could still win under the
+penalty) has no CTranslate2 counterpart.
 """
 
 from __future__ import annotations
@@ -116,9 +116,18 @@ class CTranslate2Translator:
 
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,
-                  progress: Callable[[int], object] | None = None) -> list[str]:
+                  progress: Callable[[int], object] | None = None,
+                  stop: str = "best_ended") -> list[str]:
         """One output per sentence, in input order (a blank sentence gives a blank output),
-        batched as attnkit's own translator batches them."""
+        batched as attnkit's own translator batches them. ``stop``: CTranslate2's beam
+        stops by one rule, ``"best_ended"`` (:data:`attnkit.decode.search.STOP_RULES`).
+
+        Raises:
+            ValueError: another ``stop`` rule.
+        """
+        if stop != "best_ended":
+            raise ValueError(f"stop must be 'best_ended' with --engine ctranslate2 (its "
+                             f"beam search stops by that rule only); got {stop!r}")
         return in_batches(list(sentences), lambda texts: self.translate_batch(
             texts, beam_size=beam_size, max_output_len=max_output_len, alpha=alpha),
             progress=progress)

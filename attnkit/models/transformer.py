@@ -50,48 +50,84 @@ class TransformerState:
     """What :meth:`Transformer.decode_step` needs between steps.
 
     Attributes:
-        enc_outputs: ``(B, S, d)`` encoder outputs.
-        src_valid_lens: ``(B,)`` or ``None``.
-        caches: one ``(self_cache, cross_cache)`` pair per decoder layer.
+        enc_outputs: ``(n, S, d)`` encoder outputs, one row per source the batch decodes.
+        src_valid_lens: ``(n,)`` or ``None``.
+        caches: one ``(self_cache, cross_cache)`` pair per decoder layer; the
+            self-attention caches hold one row per decoded sequence (``B``), the
+            cross-attention caches one per source (``n``), as ``enc_outputs``.
         position: number of target tokens decoded so far (the position of the
             next token).
+        origin: ``(B,)`` the source (row of ``enc_outputs``) each sequence decodes;
+            ``None``: row ``b`` decodes source ``b``.
+        rows_per_source: ``G`` when the ``B`` sequences are ``G`` consecutive rows per
+            source, in the order of the sources (``origin`` is
+            ``arange(n).repeat_interleave(G)``: the ``G`` beams of each sentence), so a
+            step attends each source once for its ``G`` rows; 1 otherwise.
+        key_mask: the source positions each source's rows may attend, from
+            ``src_valid_lens`` (built at the first one-token step).
     """
 
     enc_outputs: torch.Tensor
     src_valid_lens: torch.Tensor | None
     caches: list[tuple[KVCache, KVCache]] = field(default_factory=list)
     position: int = 0
-    origin: torch.Tensor | None = None  # (B,) the source sentence of each row
-    #: the source positions each row may attend, from ``src_valid_lens`` (built at the
-    #: first one-token step, reordered with the rows)
+    origin: torch.Tensor | None = None
+    rows_per_source: int = 1
     key_mask: KeyMask | None = None
 
     def reorder(self, indices: torch.Tensor) -> TransformerState:
         """Keep batch rows ``indices`` (``(B',)`` long), e.g. the surviving beams.
 
         Everything on the encoder side (outputs, lengths, cross-attention caches)
-        depends only on each row's source sentence, so when every row keeps its
-        source (beams reordered within their sentence) only the self-attention
-        caches are reordered.
+        depends only on each row's source, so it follows the sources, not the rows:
+        when the rows keep their sources (beams reordered within their sentence) only
+        the self-attention caches are reordered; when whole sentences leave (``G``
+        rows each), their sources are dropped; rows in any other order or number
+        per source get the encoder side copied row by row, as sequences of their own.
         """
-        origin = (torch.arange(self.enc_outputs.shape[0], device=indices.device)
-                  if self.origin is None else self.origin)  # (B,)
+        n = self.enc_outputs.shape[0]
+        origin = (torch.arange(n, device=indices.device) if self.origin is None
+                  else self.origin)  # (B,)
         new_origin = origin.index_select(0, indices)  # (B',)
-        same_sources = new_origin.shape == origin.shape and bool(
-            torch.equal(new_origin, origin))
-        self.origin = new_origin
         for self_cache, _ in self.caches:
             self_cache.reorder(indices)
-        if same_sources:
-            return self
-        self.enc_outputs = self.enc_outputs.index_select(0, indices)
-        if self.src_valid_lens is not None:
-            self.src_valid_lens = self.src_valid_lens.index_select(0, indices)
-        if self.key_mask is not None:
-            self.key_mask = self.key_mask.index_select(indices)
-        for _, cross_cache in self.caches:
-            cross_cache.reorder(indices)
+        if new_origin.shape == origin.shape and bool(torch.equal(new_origin, origin)):
+            return self  # the same sources, the same rows per source
+        sources, counts = torch.unique_consecutive(new_origin, return_counts=True)
+        G = int(counts[0]) if len(counts) else 1
+        grouped = bool((counts == G).all()) and bool((sources[1:] > sources[:-1]).all())
+        if grouped:  # G rows per source, sources in order: keep the sources decoded
+            self._select_sources(sources)
+            self.origin = torch.arange(len(sources), device=indices.device
+                                       ).repeat_interleave(G)
+            self.rows_per_source = G
+        else:  # one source row per sequence
+            self._select_sources(new_origin)
+            self.origin, self.rows_per_source = None, 1
         return self
+
+    def rows_own_sources(self) -> TransformerState:
+        """The state with one encoder-side row per sequence (``rows_per_source = 1``):
+        what a step of several tokens (the decoder's ``forward`` with the caches) reads."""
+        if self.origin is not None:
+            n = self.enc_outputs.shape[0]
+            if not torch.equal(self.origin, torch.arange(n, device=self.origin.device)):
+                self._select_sources(self.origin)
+            self.origin, self.rows_per_source = None, 1
+        return self
+
+    def _select_sources(self, sources: torch.Tensor) -> None:
+        """The encoder side restricted to rows ``sources`` (``(m,)`` long) of it."""
+        if sources.shape[0] == self.enc_outputs.shape[0] and bool(torch.equal(
+                sources, torch.arange(sources.shape[0], device=sources.device))):
+            return
+        self.enc_outputs = self.enc_outputs.index_select(0, sources)
+        if self.src_valid_lens is not None:
+            self.src_valid_lens = self.src_valid_lens.index_select(0, sources)
+        if self.key_mask is not None:
+            self.key_mask = self.key_mask.index_select(sources)
+        for _, cross_cache in self.caches:
+            cross_cache.reorder(sources)
 
 
 class Transformer(nn.Module):
@@ -200,9 +236,11 @@ class Transformer(nn.Module):
                 state.key_mask = KeyMask.from_lens(state.src_valid_lens,
                                                    state.enc_outputs.shape[1])
             H = self.decoder.step(tgt, state.caches, state.enc_outputs, state.key_mask,
-                                  offset=state.position)  # (B, d)
+                                  offset=state.position,
+                                  rows_per_source=state.rows_per_source)  # (B, d)
             state.position += 1
             return self.output(H)[:, None], state  # (B, 1, V)
+        state.rows_own_sources()
         H = self.decoder(tgt, state.enc_outputs, state.src_valid_lens, caches=state.caches,
                          offset=state.position)  # (B, t, d)
         state.position += tgt.shape[1]

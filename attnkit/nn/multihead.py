@@ -491,7 +491,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         return self.W_o(packed.pack(out.reshape(B, Nq, self.num_hiddens)))  # (n_valid, d)
 
     def step(self, x: torch.Tensor, kv_cache: KVCache, *, memory: torch.Tensor | None = None,
-             key_mask: KeyMask | None = None) -> torch.Tensor:
+             key_mask: KeyMask | None = None, rows_per_source: int = 1) -> torch.Tensor:
         """One decoding step: one query per sequence, ``x`` ``(B, query_size)`` → ``(B, d)``.
 
         Self-attention (a growing ``kv_cache``): the query's key and value (one
@@ -499,7 +499,12 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         RoPE) are appended, and it attends over every cached position. Cross-attention
         (a static ``kv_cache``): the keys and values of ``memory`` ``(B, S, key_size)``
         are projected into the cache at the first step (``memory`` is ignored after);
-        ``key_mask`` says which of them each sequence may attend.
+        ``key_mask`` says which of them each sequence may attend. With
+        ``rows_per_source = G > 1`` (the ``G`` beams of each sentence) each run of ``G``
+        consecutive rows of ``x`` shares one source: ``memory``, ``key_mask`` and the cache
+        hold ``B / G`` sources, whose keys are projected once and attended by their ``G``
+        queries as one product (``G`` queries a call, not one), the same arithmetic as
+        the rows repeated.
 
         :meth:`forward` of the same query (``causal="bottom_right"``) computes the
         same. This skips what does not change during a decoding: nothing is checked
@@ -511,17 +516,25 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         (training mode) go through :func:`attnkit.attention`, as in :meth:`forward`.
         """
         B = x.shape[0]
+        G = rows_per_source if kv_cache.static else 1
         if kv_cache.static:
             q = self._heads(step_linear(self.W_q, x).view(B, 1, -1),
                             self.num_heads, 0)  # (B, H, 1, Dh), as forward's with the cache
+            if G > 1:  # each source's G queries side by side: (B / G, H, G, Dh)
+                q = q.reshape(B // G, G, self.num_heads, self.head_dim).transpose(1, 2)
             if not kv_cache.filled:
                 lens = None if key_mask is None else key_mask.valid_lens
                 self._keys_values(memory, memory, lens, kv_cache, 0)
-            k, v = kv_cache.keys, kv_cache.values  # (B, Hkv, S, Dh)
+            k, v = kv_cache.keys, kv_cache.values  # (B / G, Hkv, S, Dh)
         else:
             q, k, v = self._step_qkv(x, kv_cache)
             key_mask = None
-        out = self._step_attend(q, k, v, key_mask, kv_cache.static)  # (B, H, 1, Dh)
+        out = self._step_attend(q, k, v, key_mask, kv_cache.static)  # (B / G, H, G, Dh)
+        if G > 1:
+            out = out.transpose(1, 2)  # (B / G, G, H, Dh): the rows' order
+            if self.keep_weights:  # kept per row, as without sources shared: (B, H, 1, S)
+                w = self.attention_weights  # (B / G, H, G, S)
+                self.attention_weights = w.transpose(1, 2).reshape(B, self.num_heads, 1, -1)
         return step_linear(self.W_o, out.reshape(B, self.num_hiddens))
 
     def _step_qkv(self, x: torch.Tensor, kv_cache: KVCache):
@@ -539,7 +552,8 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         return q, k, v
 
     def _step_attend(self, q, k, v, key_mask: KeyMask | None, cross: bool) -> torch.Tensor:
-        """The attention of :meth:`step`: ``(B, H, 1, Dh)``."""
+        """The attention of :meth:`step` for queries ``(B, H, Nq, Dh)`` (``Nq``: 1, or a
+        source's rows): ``(B, H, Nq, Dh)``."""
         G = self.num_heads // self.num_kv_heads
         if G > 1:  # grouped-query: the layout of forward_rows, keys not repeated
             q, k = q.unflatten(1, (self.num_kv_heads, G)), k.unsqueeze(2)
@@ -552,7 +566,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         valid = None if key_mask is None else key_mask.valid_lens
         out = self._attend(q, k, v if G == 1 else v.unsqueeze(2), valid, None,
                            False if cross else "bottom_right", None)
-        return out.reshape(q.shape[0], self.num_heads, 1, self.head_dim)
+        return out.reshape(q.shape[0], self.num_heads, q.shape[-2], self.head_dim)
 
     @staticmethod
     def _num_keys(keys, packed: Packed, kv_cache: KVCache | None) -> int:
@@ -624,14 +638,15 @@ class MultiHeadAttention(KeptWeights, nn.Module):
 
 def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
                 num_heads: int) -> torch.Tensor:
-    """One query per sequence in a dot-product ``form`` (queries ``(B, H, 1, Dq)`` or, for
-    grouped-query heads, ``(B, Hkv, G, 1, Dq)`` against keys ``(B, Hkv, 1, Nk, Dk)``) as
-    one SDPA call: the ``sdpa`` backend's call for one query without its planning (its
-    grouped-query keys are not repeated: ``enable_gqa``); ``(B, H, 1, Dv)``."""
+    """The queries of a step in a dot-product ``form`` (``(B, H, Nq, Dq)`` or, for
+    grouped-query heads, ``(B, Hkv, G, Nq, Dq)`` against keys ``(B, Hkv, 1, Nk, Dk)``;
+    ``Nq``: one per sequence, or a source's rows) as one SDPA call: the ``sdpa``
+    backend's call without its planning (its grouped-query keys are not repeated:
+    ``enable_gqa``); ``(B, H, Nq, Dv)``."""
     B, Nk = values.shape[0], values.shape[-2]
     q, k = form.queries, form.keys
     if q.ndim == 5:  # grouped-query layout: back to SDPA's, keys not repeated
-        q = q.reshape(B, num_heads, 1, q.shape[-1])  # (B, H, 1, Dq)
+        q = q.reshape(B, num_heads, q.shape[-2], q.shape[-1])  # (B, H, Nq, Dq)
         k = k.reshape(B, -1, Nk, k.shape[-1])  # (B, Hkv, Nk, Dk)
     mask = None if key_mask is None else key_mask.attend  # (B, 1, 1, Nk)
     if form.key_bias is not None:
@@ -642,4 +657,4 @@ def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
                                          enable_gqa=k.shape[1] != num_heads)
     if key_mask is not None and key_mask.rows is not None:
         out = out * key_mask.rows.to(out.dtype)  # sequences without keys: zeros
-    return out  # (B, H, 1, Dv)
+    return out  # (B, H, Nq, Dv)

@@ -367,15 +367,18 @@ class TransformerDecoderBlock(nn.Module):
         return self.addnorm3.residual(Xp, self.ffn)  # (n_valid, d)
 
     def step(self, x: torch.Tensor, self_cache: KVCache, cross_cache: KVCache,
-             enc_outputs: torch.Tensor, key_mask: KeyMask | None = None) -> torch.Tensor:
+             enc_outputs: torch.Tensor, key_mask: KeyMask | None = None, *,
+             rows_per_source: int = 1) -> torch.Tensor:
         """The block on one new position per sequence, ``x`` ``(B, d)`` → ``(B, d)``, at
         inference: what :meth:`forward` computes for it with these caches, through the
         sublayers' ``step`` methods (:meth:`MultiHeadAttention.step`), which neither
         check nor pack (:meth:`TransformerDecoder.step` checks once per decoding).
-        ``key_mask``: the source positions each sequence may attend (``None``: all)."""
+        ``key_mask``: the source positions each sequence may attend (``None``: all);
+        ``rows_per_source``: as :meth:`TransformerDecoder.step`'s."""
         x = self.addnorm1.step(x, lambda z: self.self_attention.step(z, self_cache))
         x = self.addnorm2.step(x, lambda z: self.cross_attention.step(
-            z, cross_cache, memory=enc_outputs, key_mask=key_mask))
+            z, cross_cache, memory=enc_outputs, key_mask=key_mask,
+            rows_per_source=rows_per_source))
         return self.addnorm3.step(x, self.ffn.step)  # (B, d)
 
 
@@ -565,7 +568,7 @@ class TransformerDecoder(_TransformerStack):
 
     def step(self, tokens: torch.Tensor, caches: Sequence[tuple[KVCache, KVCache]],
              enc_outputs: torch.Tensor, key_mask: KeyMask | None = None, *,
-             offset: int = 0) -> torch.Tensor:
+             offset: int = 0, rows_per_source: int = 1) -> torch.Tensor:
         """One decoding step at inference: the hidden states ``(B, d)`` after one new token
         per sequence, ``tokens`` ``(B, 1)`` at position ``offset``, appending to
         ``caches`` (the encoder keys are projected into the cross caches at the first
@@ -576,9 +579,15 @@ class TransformerDecoder(_TransformerStack):
         :meth:`KeyMask.from_lens`, which checks ``src_valid_lens``) is which source
         positions each sequence may attend; ``None``: all.
 
+        ``rows_per_source = G``: each run of ``G`` consecutive rows (a sentence's beams)
+        decodes the same source, so ``enc_outputs`` ``(B / G, S, d)``, ``key_mask`` and
+        the cross caches hold one row per source, projected once and attended by its
+        ``G`` rows together (:meth:`MultiHeadAttention.step`).
+
         Raises:
             RuntimeError: in training mode (a step applies no dropout).
-            ValueError, TypeError: the errors of :meth:`forward`.
+            ValueError, TypeError: the errors of :meth:`forward`; ``rows_per_source``
+                not a positive int dividing ``B``.
         """
         if self.training:
             raise RuntimeError("TransformerDecoder.step is for inference (it applies no "
@@ -590,14 +599,19 @@ class TransformerDecoder(_TransformerStack):
                 f"({len(self.blocks)}); got tokens {shape_str(tokens.shape)} and "
                 f"{len(caches)} pairs")
         B = tokens.shape[0]
+        G = check_positive_int("rows_per_source", rows_per_source)
+        if B % G:
+            raise ValueError(f"rows_per_source must divide the batch of tokens, B = {B}; "
+                             f"got {G}")
         for self_cache, cross_cache in caches:
             self_cache.check_batch(B, "tokens")
-            cross_cache.check_batch(B, "tokens")
+            cross_cache.check_batch(B // G, "tokens" if G == 1 else f"tokens ({G} per source)")
         if not caches[0][1].filled:
             W_k = self.blocks[0].cross_attention.W_k
-            _check_enc_outputs(enc_outputs, B, W_k.in_features, "TransformerDecoder",
+            _check_enc_outputs(enc_outputs, B // G, W_k.in_features, "TransformerDecoder",
                                W_k.weight.dtype)
         x = self.embed(tokens, offset)[:, 0]  # (B, d)
         for blk, (self_cache, cross_cache) in zip(self.blocks, caches):
-            x = blk.step(x, self_cache, cross_cache, enc_outputs, key_mask)  # (B, d)
+            x = blk.step(x, self_cache, cross_cache, enc_outputs, key_mask,
+                         rows_per_source=G)  # (B, d)
         return self.final_norm(x)  # (B, d)

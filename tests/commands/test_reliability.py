@@ -84,6 +84,8 @@ def test_translate_says_which_sentences_were_cut(capsys, tmp_path):
     (["--length-penalty", "nan"], "--length-penalty must be a finite number >= 0; got nan"),
     (["--beam-size", "0"], "--beam-size must be a positive int; got 0"),
     (["--max-output-len", "-3"], "--max-output-len must be a positive int; got -3"),
+    (["--beam-stop", "exactly"], "--beam-stop must be one of 'exact', 'best_ended'; got "
+                                 "'exactly' (did you mean 'exact'?)"),
     (["--input", "."], "is a directory, expected a file"),
     (["--input", "/no/such/file"], "no such file"),
 ])
@@ -111,6 +113,8 @@ def test_evaluate_keeps_blank_lines_aligned(capsys, tmp_path):
     (["--limit", "-1"], "--limit must be a positive int; got -1"),
     (["--average", "-2"], "--average must be a non-negative int; got -2"),
     (["--length-penalty", "inf"], "--length-penalty must be a finite number"),
+    (["--beam-stop", "early"], "--beam-stop must be one of 'exact', 'best_ended'; got "
+                               "'early'"),
 ])
 def test_evaluate_checks_its_arguments_before_decoding(capsys, tmp_path, extra, message):
     (tmp_path / "src").write_text("3\n")
@@ -315,3 +319,20 @@ def test_long_commands_show_progress_on_a_terminal_only(monkeypatch, tmp_path, t
     shown = err.getvalue()
     assert ("translate" in shown and "/40" in shown and "sent/s" in shown) == terminal, shown
     assert terminal or shown == ""
+
+
+def test_translate_stops_its_beams_by_the_rule_given(capsys, tmp_path):
+    """``--beam-stop exact`` decodes with the exact bound and ``best_ended`` (the default)
+    with CTranslate2's rule: the command's outputs are the library's for each."""
+    from attnkit.decode.translator import load_translator
+
+    f = tmp_path / "in.txt"
+    sentences = ["3 1", "5 9 4", "6", "4 4 7 2"]
+    f.write_text("".join(s + "\n" for s in sentences))
+    tr = load_translator(GOLDEN)
+    for rule in ("exact", "best_ended", None):
+        code, out, err = run(["translate", "--checkpoint", str(GOLDEN), "--input", str(f),
+                              "--beam-size", "3", *(["--beam-stop", rule] if rule else [])],
+                             capsys)
+        want = tr.translate(sentences, beam_size=3, stop=rule or "best_ended")
+        assert code == 0 and out.splitlines() == want, err

@@ -179,12 +179,13 @@ def test_at_the_output_limit_live_beams_count_beside_finished_ones():
     assert hyps[0].tokens == [4, 4] and hyps[0].log_prob == pytest.approx(math.log(0.3))
 
 
-def reference_beam(model, sent, K, max_len, alpha):
+def reference_beam(model, sent, K, max_len, alpha, stop="exact"):
     """The beam search rules for one sentence, unbatched, in plain Python: of the 2K best
     extensions, the <eos> ones among the first K finish and the best K others go on;
-    stop with K finished and no live beam able to beat them, or at the limit (then the
-    live beams count too)."""
-    beams, finished = [([], 0.0)], []
+    stop with K finished and no live beam able to beat them (``"exact"``) or once a
+    step's best extension was <eos> (``"best_ended"``), or at the limit (then the live
+    beams count too)."""
+    beams, finished, best_ended = [([], 0.0)], [], False
     for t in range(1, max_len + 1):
         cands = []
         for i, (toks, lp) in enumerate(beams):
@@ -198,6 +199,11 @@ def reference_beam(model, sent, K, max_len, alpha):
             elif v != EOS and len(going) < K:
                 going.append((beams[i][0] + [v], s))
         beams = going
+        best_ended = best_ended or cands[0][2] == EOS
+        if stop == "best_ended":
+            if len(finished) >= K and best_ended and t < max_len:
+                return sorted(finished, key=lambda h: -h[1])
+            continue
         best_alive = max(s for _, s in going) if going else -math.inf
         if len(finished) >= K and t < max_len:
             bound = (best_alive / length_penalty(max_len + 1, alpha) if best_alive < 0
@@ -211,18 +217,19 @@ def reference_beam(model, sent, K, max_len, alpha):
 @pytest.mark.parametrize("K", [1, 2, 3, 5])
 @pytest.mark.parametrize("max_len", [1, 2, 3, 6])
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
-def test_batched_beam_search_equals_the_rules_sentence_by_sentence(K, max_len, alpha):
+@pytest.mark.parametrize("stop", ["exact", "best_ended"])
+def test_batched_beam_search_equals_the_rules_sentence_by_sentence(K, max_len, alpha, stop):
     """Sentences leave the batch as they finish; what each gets is what it would get
     alone, including the live beams of those cut at the output limit."""
     model = MarkovModel(6, seed=K + 10 * max_len)
     src = torch.arange(6)[:, None]
     got = beam_search(model, src, None, bos_id=BOS, eos_id=EOS, beam_size=K,
-                      max_output_len=max_len, alpha=alpha, return_all=True)
+                      max_output_len=max_len, alpha=alpha, return_all=True, stop=stop)
     def canon(hyps):  # equal scores (the banned tokens' -1e9) in any order
         return sorted(hyps, key=lambda h: (-round(h[1], 3), h[0]))
 
     for s in range(6):
-        want = canon(reference_beam(model, s, K, max_len, alpha))
+        want = canon(reference_beam(model, s, K, max_len, alpha, stop))
         mine = canon([(h.tokens, h.score) for h in got[s]])
         assert [toks for toks, _ in mine] == [toks for toks, _ in want], s
         for (_, a), (_, b) in zip(mine, want):

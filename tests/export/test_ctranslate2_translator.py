@@ -61,18 +61,31 @@ def test_an_output_limit_is_attnkits(name, exported):
 
 
 @pytest.mark.parametrize("name", ALL_RUNS)
-def test_beam_search_with_a_length_penalty_ranks_like_attnkit(name, exported):
-    """GNMT alpha > 0 is applied to CTranslate2's K best hypotheses by log-probability, while
-    attnkit's search goes on as long as a longer hypothesis could still win under the
-    penalty. Up to CTranslate2's stop both keep the same beams and finish the same
-    hypotheses, so attnkit's choice scores at least as high under the penalty as
+def test_beam_search_with_a_length_penalty_is_attnkits_token_for_token(name, exported):
+    """GNMT alpha > 0, applied to CTranslate2's K best hypotheses by log-probability: with
+    attnkit's default stop rule (``best_ended``, CTranslate2's) both searches keep the
+    same beams, finish the same hypotheses and stop at the same step, so the outputs
+    agree; and CTranslate2 refuses the ``exact`` rule it has not got, naming it."""
+    ours, ct2 = exported(name)
+    want = ours.translate(SENTENCES, beam_size=4, alpha=0.6)
+    assert ct2.translate(SENTENCES, beam_size=4, alpha=0.6) == want
+    with pytest.raises(ValueError, match=r"stop must be 'best_ended' with --engine "
+                                         r"ctranslate2 .*; got 'exact'"):
+        ct2.translate(SENTENCES, beam_size=4, alpha=0.6, stop="exact")
+
+
+@pytest.mark.parametrize("name", ALL_RUNS)
+def test_the_exact_stop_finds_a_hypothesis_at_least_as_good_as_ctranslate2s(name, exported):
+    """attnkit's ``stop="exact"`` goes on as long as a longer hypothesis could still win
+    under the penalty. Up to CTranslate2's stop both keep the same beams and finish the
+    same hypotheses, so attnkit's choice scores at least as high under the penalty as
     CTranslate2's, whatever the weights: where the outputs differ, attnkit found a better
     one (scored here by attnkit's model, teacher-forced)."""
     ours, ct2 = exported(name)
-    want = ours.translate(SENTENCES, beam_size=4, alpha=0.6)
+    want = ours.translate(SENTENCES, beam_size=4, alpha=0.6, stop="exact")
     got = ct2.translate(SENTENCES, beam_size=4, alpha=0.6)
     assert len(got) == len(want) and got[SENTENCES.index("")] == ""
-    best = ours.translate_n_best(SENTENCES, n_best=1, beam_size=4, alpha=0.6)
+    best = ours.translate_n_best(SENTENCES, n_best=1, beam_size=4, alpha=0.6, stop="exact")
     for src, w, nb in zip(SENTENCES, want, best):  # the scorer is the search's own
         if src:
             assert nb[0][0] == w and _gnmt_score(ours, src, w, 0.6) == \

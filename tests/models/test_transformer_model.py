@@ -152,14 +152,65 @@ def test_one_token_steps_equal_the_full_forward_for_every_configuration(kw, monk
     src, tgt, _ = _batch()
     vl = torch.tensor([S, 6, 0])
     full = model(src, tgt, vl)  # (B, T, V)
-    picks = {2: torch.tensor([0, 0, 1, 2, 2]), 4: torch.tensor([1, 3, 4])}
 
     def refuse(*args, **kwargs):
         raise AssertionError("a one-token step ran TransformerDecoderBlock.forward_rows")
 
     monkeypatch.setattr(TransformerDecoderBlock, "forward_rows", refuse)
-    for t, (rows, logits) in enumerate(_step_logits(model, src, tgt, vl, picks)):
-        torch.testing.assert_close(logits, full[rows, t], **TIGHT)
+    for picks in (_PICKS_UNEVEN, _PICKS_BEAMS):
+        for t, (rows, logits) in enumerate(_step_logits(model, src, tgt, vl, picks)):
+            torch.testing.assert_close(logits, full[rows, t], **TIGHT)
+
+
+#: rows reselected as no beam search would: a row per sequence on the encoder side
+_PICKS_UNEVEN = {2: torch.tensor([0, 0, 1, 2, 2]), 4: torch.tensor([1, 3, 4])}
+#: as a beam of 2 does: each sentence twice, beams swapped within their sentences, then
+#: the second sentence leaves, then one beam alone (the encoder side per source, shared
+#: by the source's rows, then per row again)
+_PICKS_BEAMS = {1: torch.tensor([0, 0, 1, 1, 2, 2]), 3: torch.tensor([1, 0, 3, 2, 5, 4]),
+                5: torch.tensor([0, 1, 4, 5]), 6: torch.tensor([3, 0])}
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(num_kv_heads=2), dict(score="additive"),
+                                dict(num_kv_heads=1, score="distance", pre_norm=True)],
+                         ids=["plain", "gqa", "additive", "mqa-distance"])
+@torch.no_grad()
+def test_the_beams_of_a_source_share_its_encoder_side_with_the_same_logits(kw):
+    """Rows reselected as beams (``G`` per source, in order) keep one encoder-side row per
+    source and attend it with their ``G`` queries together: the logits and the kept
+    cross-attention weights are those of the rows each with a copy of their source."""
+    model = _model(num_hiddens=16, num_heads=4, **kw)
+    src, tgt, _ = _batch()
+    vl = torch.tensor([S, 6, 0])
+    for blk in model.decoder.blocks:
+        blk.cross_attention.keep_weights = True
+    shared = model.init_state(model.encode(src, vl), vl)
+    own = model.init_state(model.encode(src, vl), vl)
+    beams = torch.tensor([0, 0, 1, 1, 2, 2])
+    model.reorder_state(shared, beams)
+    model.reorder_state(own, beams).rows_own_sources()
+    assert (shared.rows_per_source, shared.enc_outputs.shape[0]) == (2, 3)
+    assert (own.rows_per_source, own.enc_outputs.shape[0]) == (1, 6)
+    for t in range(3):
+        a, _ = model.decode_step(tgt[beams, t:t + 1], shared)
+        weights = [blk.cross_attention.attention_weights for blk in model.decoder.blocks]
+        b, _ = model.decode_step(tgt[beams, t:t + 1], own)
+        torch.testing.assert_close(a, b, **TIGHT)
+        for w, blk in zip(weights, model.decoder.blocks, strict=True):
+            assert w.shape == (6, 4, 1, S)
+            torch.testing.assert_close(w, blk.cross_attention.attention_weights, **TIGHT)
+
+
+@torch.no_grad()
+def test_the_decoder_step_refuses_rows_per_source_that_do_not_divide_the_batch():
+    model = _model(num_hiddens=16, num_heads=4)
+    src, tgt, vl = _batch()
+    state = model.init_state(model.encode(src, vl), vl)
+    with pytest.raises(ValueError, match=r"rows_per_source must divide the batch of tokens, "
+                                         r"B = 3; got 2"):
+        model.decoder.step(tgt[:, :1], state.caches, state.enc_outputs, rows_per_source=2)
+    with pytest.raises(ValueError, match=r"rows_per_source must be a positive int; got 0"):
+        model.decoder.step(tgt[:, :1], state.caches, state.enc_outputs, rows_per_source=0)
 
 
 @pytest.mark.parametrize(("backend", "score"), [
@@ -174,8 +225,9 @@ def test_one_token_steps_on_every_backend(backend, score):
                    backend=backend)
     src, tgt, vl = _batch()
     full = model(src, tgt, vl)
-    for t, (rows, logits) in enumerate(_step_logits(model, src, tgt, vl, {})):
-        torch.testing.assert_close(logits, full[rows, t], **TIGHT)
+    for picks in ({}, _PICKS_BEAMS):
+        for t, (rows, logits) in enumerate(_step_logits(model, src, tgt, vl, picks)):
+            torch.testing.assert_close(logits, full[rows, t], **TIGHT)
 
 
 @pytest.mark.parametrize(("score", "fused"), [("scaled_dot", True), ("distance", True),
@@ -296,23 +348,30 @@ def test_every_step_checks_its_tokens_in_one_line():
 
 
 def test_reordering_within_sentences_keeps_the_encoder_side_and_across_moves_it():
+    """The encoder side follows the sources: beams of a sentence share one row of it
+    (``rows_per_source``), a sentence that leaves takes its row along, and rows in
+    another order get a copy each."""
     from attnkit.models.transformer import TransformerState
     from attnkit.nn.multihead import KVCache
 
-    enc = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 3, 4)
+    enc = torch.arange(3 * 3 * 4, dtype=torch.float32).view(3, 3, 4)
     cross = KVCache(static=True)
-    cross.update(enc.view(2, 1, 3, 4), enc.view(2, 1, 3, 4))
+    cross.update(enc.view(3, 1, 3, 4), enc.view(3, 1, 3, 4))
     selfc = KVCache()
-    selfc.update(torch.arange(2.0).view(2, 1, 1, 1), torch.arange(2.0).view(2, 1, 1, 1))
-    state = TransformerState(enc, torch.tensor([3, 2]), [(selfc, cross)], 1)
-    state.reorder(torch.tensor([0, 0, 1, 1]))  # beams: every sentence twice
-    assert torch.equal(state.enc_outputs, enc[[0, 0, 1, 1]])
-    expanded = state.enc_outputs
-    state.reorder(torch.tensor([1, 0, 3, 2]))  # within sentences: encoder side unchanged
-    assert state.enc_outputs is expanded and torch.equal(state.src_valid_lens,
-                                                         torch.tensor([3, 3, 2, 2]))
-    assert torch.equal(selfc.keys.flatten(), torch.tensor([0.0, 0.0, 1.0, 1.0]))
-    state.reorder(torch.tensor([2, 3, 0, 1]))  # across sentences: everything moves
-    assert torch.equal(state.enc_outputs, enc[[1, 1, 0, 0]])
-    assert torch.equal(cross.keys[:, 0], enc[[1, 1, 0, 0]])
-    assert torch.equal(state.src_valid_lens, torch.tensor([2, 2, 3, 3]))
+    selfc.update(torch.arange(3.0).view(3, 1, 1, 1), torch.arange(3.0).view(3, 1, 1, 1))
+    state = TransformerState(enc, torch.tensor([3, 2, 1]), [(selfc, cross)], 1)
+    state.reorder(torch.tensor([0, 0, 1, 1, 2, 2]))  # beams: every sentence twice
+    assert state.enc_outputs is enc and state.rows_per_source == 2
+    state.reorder(torch.tensor([1, 0, 3, 2, 4, 4]))  # within sentences: encoder side kept
+    assert state.enc_outputs is enc and state.rows_per_source == 2
+    assert torch.equal(selfc.keys.flatten(), torch.tensor([0.0, 0.0, 1.0, 1.0, 2.0, 2.0]))
+    state.reorder(torch.tensor([0, 1, 4, 5]))  # the second sentence leaves: its row too
+    assert torch.equal(state.enc_outputs, enc[[0, 2]]) and state.rows_per_source == 2
+    assert torch.equal(cross.keys[:, 0], enc[[0, 2]])
+    assert torch.equal(state.src_valid_lens, torch.tensor([3, 1]))
+    assert torch.equal(state.origin, torch.tensor([0, 0, 1, 1]))
+    state.reorder(torch.tensor([2, 3, 0, 1]))  # across sentences: a row each
+    assert torch.equal(state.enc_outputs, enc[[2, 2, 0, 0]]) and state.rows_per_source == 1
+    assert torch.equal(cross.keys[:, 0], enc[[2, 2, 0, 0]])
+    assert torch.equal(state.src_valid_lens, torch.tensor([1, 1, 3, 3]))
+    assert torch.equal(selfc.keys.flatten(), torch.tensor([2.0, 2.0, 0.0, 0.0]))
