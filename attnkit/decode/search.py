@@ -317,8 +317,9 @@ def _advance(scores, logp, seqs, finished, K: int, *, eos_id, alpha, last, limit
     first step, then ``K``).
 
     From the ``2K`` best extensions of each sentence's beams (scores (n, R), ``logp``
-    (n·R, V)), those ending in ``<eos>`` among the first ``K`` join the sentence's
-    list in ``finished`` and the best ``K`` others become the new beams. Returns the
+    (n·R, V), which becomes their scores), those ending in ``<eos>`` among the first
+    ``K`` join the sentence's list in ``finished`` and the best ``K`` others become the
+    new beams. Returns the
     new beams' (scores, origin beam, token), each (n, K), and per sentence whether
     it goes on (at its last step, ``last``, it does: its beams are then added by the
     caller); unfilled slots hold ``-inf`` scores. ``limits``: each one's output limit.
@@ -326,7 +327,7 @@ def _advance(scores, logp, seqs, finished, K: int, *, eos_id, alpha, last, limit
     """
     n, R = scores.shape
     V = logp.shape[-1]
-    cand = (scores.view(-1, 1) + logp).view(n, R * V)  # (n, R·V)
+    cand = logp.add_(scores.view(-1, 1)).view(n, R * V)  # (n, R·V), in logp's memory
     C = min(2 * K, R * V)
     top, idx = _top(cand, C)  # (n, C), best first
     beam, tok = idx // V, idx % V

@@ -20,6 +20,7 @@ dims, so nothing is repeated in memory.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -541,7 +542,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         """:meth:`step`'s self-attention q ``(B, H, 1, Dh)`` and all keys and values
         ``(B, Hkv, N, Dh)``, the new ones appended to ``kv_cache``."""
         if kv_cache.fused is None:
-            kv_cache.fused = fused_step_linear(self.W_q, self.W_k, self.W_v)
+            kv_cache.fused = self._step_projection()
         B, width = x.shape[0], self.head_dim * self.num_kv_heads
         qkv = kv_cache.fused(x).view(B, 1, -1)  # (B, 1, d + 2·Hkv·Dh)
         q, k, v = qkv.split([self.num_hiddens, width, width], -1)
@@ -550,6 +551,25 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         k, v = self._heads(k, self.num_kv_heads, start), self._heads(v, self.num_kv_heads)
         k, v = kv_cache.update(k, v)  # (B, Hkv, N, Dh)
         return q, k, v
+
+    def _step_projection(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:func:`fused_step_linear` of ``W_q``, ``W_k``, ``W_v``, made once and kept while
+        the layers and their weights stay the same (the same objects, their tensors not
+        changed in place since: ``_version``), so that every decoding does not stack
+        (or, int8, quantize) the weights anew."""
+        layers = (self.W_q, self.W_k, self.W_v)
+        tensors = [t for lin in layers for t in (lin.weight, lin.bias) if t is not None]
+        kept = _STEP_PROJECTIONS.get(self)
+        if kept is None or not (
+                all(ref() is lin for ref, lin in zip(kept[0], layers, strict=True))
+                and len(kept[1]) == len(tensors)
+                and all(ref() is t and version == t._version
+                        for (ref, version), t in zip(kept[1], tensors, strict=True))):
+            kept = (tuple(weakref.ref(lin) for lin in layers),
+                    [(weakref.ref(t), t._version) for t in tensors],
+                    fused_step_linear(*layers))
+            _STEP_PROJECTIONS[self] = kept
+        return kept[2]
 
     def _step_attend(self, q, k, v, key_mask: KeyMask | None, cross: bool) -> torch.Tensor:
         """The attention of :meth:`step` for queries ``(B, H, Nq, Dh)`` (``Nq``: 1, or a
@@ -634,6 +654,12 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         return (f"num_hiddens={self.num_hiddens}, num_heads={self.num_heads}, "
                 f"num_kv_heads={self.num_kv_heads}, dropout={self.dropout}, "
                 f"backend={self.backend!r}, keep_weights={self.keep_weights}")
+
+
+#: each module's fused step projection (:meth:`MultiHeadAttention._step_projection`) with
+#: what it was made from; beside the module, not in it: a copy or a pickle of a module
+#: does not carry it
+_STEP_PROJECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,

@@ -377,3 +377,37 @@ def test_validation_messages():
         mha(x, x, x, mask=torch.ones(2, 2, 4, 4, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask must have dtype torch.bool"):
         mha(x, x, x, mask=torch.ones(4, 4))
+
+
+@torch.no_grad()
+def test_the_step_projection_is_made_once_and_anew_when_the_weights_change():
+    """The fused ``[W_q; W_k; W_v]`` of a decoding step is kept between decodings (not
+    stacked, or quantized, at every batch), made anew when a weight changes in place or
+    is replaced, and not carried by a copy or a pickle of the module; the step still
+    equals the forward after each change."""
+    import copy
+    import pickle
+
+    from attnkit.nn.multihead import KVCache
+
+    torch.manual_seed(0)
+    m = MultiHeadAttention(16, 4, 0.0).eval()
+    x = torch.randn(3, 16)
+
+    def step_equals_forward():
+        out = m.step(x, KVCache())
+        torch.testing.assert_close(out, m(x[:, None], x[:, None], x[:, None])[:, 0])
+
+    step_equals_forward()
+    first = m._step_projection()
+    assert m._step_projection() is first
+    m.W_q.weight.mul_(2)  # in place
+    step_equals_forward()
+    second = m._step_projection()
+    assert second is not first
+    m.W_k.weight = torch.nn.Parameter(torch.randn_like(m.W_k.weight))  # replaced
+    step_equals_forward()
+    assert m._step_projection() is not second
+    copied = copy.deepcopy(m)
+    assert copied._step_projection() is not m._step_projection()
+    assert pickle.loads(pickle.dumps(m)) is not None
