@@ -22,7 +22,8 @@ from typing import Any
 from .._data_root import data_root_text
 from .._values import check_positive_int
 
-__all__ = ["TRAINING_ROUNDS", "Flag", "Suite", "data_root_flag", "size_list", "thread_list"]
+__all__ = ["TRAINING_ROUNDS", "Flag", "Suite", "data_root_flag", "size_list", "thread_list",
+           "thread_settings"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,17 @@ def data_root_flag(absent: str) -> Flag:
 def thread_list(text: str) -> list[int]:
     """``"2,1"`` -> ``[2, 1]``: the thread counts of a ``--threads`` flag, each at least 1."""
     return _positive_ints(text)
+
+
+def thread_settings(text: str) -> list[int | str]:
+    """``"1,2,auto"`` -> ``[1, 2, "auto"]``: thread counts, each at least 1, or ``auto``
+    (:func:`attnkit.runtime.choose_threads` picks the count when the suite runs)."""
+    parts = text.split(",")
+    try:
+        return [p if p == "auto" else check_positive_int("", int(p)) for p in parts]
+    except ValueError:  # the command line names the flag; the message, the whole list
+        raise ValueError(f"expected a comma list of positive ints or auto; got {text!r}"
+                         ) from None
 
 
 def size_list(text: str) -> list[int]:

@@ -29,10 +29,11 @@ Limits = int | list[int] | torch.Tensor
 
 #: When a sentence's beam search stops before its output limit (``stop=`` of
 #: :func:`beam_search`): ``"exact"``, once it holds K ended hypotheses and no live beam
-#: can still beat the best of them under the length penalty (the search's own best is
-#: then final); ``"best_ended"``, once it holds K ended hypotheses and the best
-#: extension of one of its steps was ``<eos>`` (CTranslate2's rule; exact for
-#: ``alpha = 0``, with a length penalty a longer hypothesis might have won).
+#: can still beat the best of them under the length penalty (log-probabilities only
+#: fall, so the bound is exact for ``alpha >= 0``: the search's own best is final);
+#: ``"best_ended"``, once it holds K ended hypotheses and the best extension of one of
+#: its steps was ``<eos>`` (CTranslate2's rule; exact for ``alpha = 0``, with a length
+#: penalty a longer hypothesis might have won).
 STOP_RULES = ("exact", "best_ended")
 #: The rule of :func:`beam_search` unless told: on Multi30k validation (1,014 sentences, beam
 #: 5, the shipped config) it decodes 13% fewer rows than ``"exact"`` and changes one output.
@@ -239,33 +240,25 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     fairseq, OpenNMT and CTranslate2: an ``<eos>`` outside the first ``K`` is
     outranked by ``K`` extensions and is dropped, as a beam ranked there would be.
 
-    A sentence stops by the rule ``stop`` (:data:`STOP_RULES`): once it has ``K``
-    finished hypotheses and the best extension of one of its steps was ``<eos>``
-    (``"best_ended"``, the default, CTranslate2's rule), or once it has ``K`` and no
-    live beam can still beat the best of them (``"exact"``: log-probabilities only
-    fall, so the bound is exact for ``alpha >= 0``); its rows then leave the decoder
-    state. At its output limit a sentence stops and its live beams count as
-    hypotheses too (scored by their length without ``<eos>``); ``max_output_len`` is
-    one limit for all or each sentence's own (:data:`Limits`). Returns the best token
-    list per sentence (without ``<bos>``/``<eos>``), or with ``return_all=True``
-    every :class:`Hypothesis` per sentence, best first.
-
-    The first step decodes one row per sentence (its beams are all ``<bos>``), the
-    later ones ``K``; a :class:`~attnkit.models.Transformer` keeps one encoder-side row
-    per sentence for its ``K`` beams (:class:`~attnkit.models.transformer.TransformerState`).
+    A sentence stops by the rule ``stop`` (:data:`STOP_RULES`) and its rows leave the
+    decoder state; at its output limit it stops and its live beams count as hypotheses
+    too (scored by their length without ``<eos>``); ``max_output_len`` is one limit for
+    all or each sentence's own (:data:`Limits`). Returns the best token list per
+    sentence (without ``<bos>``/``<eos>``), or with ``return_all=True`` every
+    :class:`Hypothesis` per sentence, best first. The first step decodes one row per
+    sentence (its beams are all ``<bos>``), the later ones ``K`` (a Transformer's
+    state keeps one encoder-side row per sentence for them).
     """
     limits = _check(model, src, src_valid_lens, max_output_len)
     check_positive_int("beam_size", beam_size)
     check_choice("stop", stop, STOP_RULES)
     B, K, dev = src.shape[0], beam_size, src.device
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    top_ended = [False] * B  # per sentence: a step's best extension was <eos>
     sents = list(range(B))  # the sentences still searching, in the order of the state
+    best_ended = [False] * B  # of each of sents: a step's best extension was <eos>
     if B:
         state = model.init_state(model.encode(src, src_valid_lens), src_valid_lens)
-    # The first step decodes one row per sentence (all its beams are <bos> alone), the
-    # steps after K rows per sentence: R rows each in the state and in seqs.
-    R = 1
+    R = 1  # rows per sentence in the state and in seqs: 1 at the first step, then K
     seqs = torch.full((B, 1), bos_id, dtype=torch.long, device=dev)  # (n·R, t)
     scores = torch.zeros(B, 1, device=dev)  # (n, R)
     t = 0
@@ -274,26 +267,27 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
         logits, state = model.decode_step(seqs[:, -1:], state)  # (n·R, 1, V)
         logp = torch.log_softmax(logits[:, -1].float(), -1)  # (n·R, V)
         last = [limits[b] == t for b in sents]  # at its own limit: the last step
-        step = _advance(scores, logp, seqs, [finished[b] for b in sents], K, eos_id=eos_id,
-                        alpha=alpha, last=last, limits=[limits[b] for b in sents])
-        new_scores, new_origin, new_tok, going, best_is_eos = step
-        if stop == "best_ended":
-            for i, b in enumerate(sents):
-                top_ended[b] = top_ended[b] or best_is_eos[i]
-                going[i] = last[i] or not (top_ended[b] and len(finished[b]) >= K)
+        new_scores, new_origin, new_tok, going = _advance(
+            scores, logp, seqs, [finished[b] for b in sents], K, eos_id=eos_id, alpha=alpha,
+            last=last, limits=[limits[b] for b in sents], stop=stop, best_ended=best_ended)
         cut = [i for i, (g, end) in enumerate(zip(going, last)) if g and end]
         if cut:  # at their limit: their live beams count, and they leave the batch
             rows, ended = _extend(seqs, new_origin, new_tok, cut, R)
             _add_live_beams([finished[sents[i]] for i in cut], ended,
                             new_scores.index_select(0, torch.tensor(cut, device=dev)), alpha)
         kept = [i for i, (g, end) in enumerate(zip(going, last)) if g and not end]
-        sents = [sents[i] for i in kept]
+        sents, best_ended = [sents[i] for i in kept], [best_ended[i] for i in kept]
         if not sents:
             break
         rows, seqs = _extend(seqs, new_origin, new_tok, kept, R)
         scores = new_scores.index_select(0, torch.tensor(kept, device=dev))
         state = model.reorder_state(state, rows)
         R = K
+    return _ranked(finished, return_all)
+
+
+def _ranked(finished: list[list[Hypothesis]], return_all: bool):
+    """Each sentence's hypotheses best first (all of them, or the best one's tokens)."""
     for fin in finished:
         fin.sort(key=lambda h: h.score, reverse=True)
     if return_all:
@@ -312,7 +306,8 @@ def _extend(seqs, origin, tok, idx: list[int], R: int) -> tuple[torch.Tensor, to
                             tok.index_select(0, keep).view(-1, 1)], 1)
 
 
-def _advance(scores, logp, seqs, finished, K: int, *, eos_id, alpha, last, limits):
+def _advance(scores, logp, seqs, finished, K: int, *, eos_id, alpha, last, limits,
+             stop: str = "exact", best_ended: list[bool] | None = None):
     """One beam step for the ``n`` sentences in the batch, each with ``R`` beams (1 at the
     first step, then ``K``).
 
@@ -322,7 +317,9 @@ def _advance(scores, logp, seqs, finished, K: int, *, eos_id, alpha, last, limit
     new beams. Returns the
     new beams' (scores, origin beam, token), each (n, K), and per sentence whether
     it goes on (at its last step, ``last``, it does: its beams are then added by the
-    caller); unfilled slots hold ``-inf`` scores. ``limits``: each one's output limit.
+    caller); unfilled slots hold ``-inf`` scores. ``limits``: each one's output limit;
+    ``stop``: the stop rule (:data:`STOP_RULES`), for which ``best_ended`` (one flag per
+    sentence: a step's best extension was ``<eos>``) is updated in place.
     The ranking is tensor work; Python sees only the hypotheses that end.
     """
     n, R = scores.shape
@@ -358,10 +355,17 @@ def _advance(scores, logp, seqs, finished, K: int, *, eos_id, alpha, last, limit
         score_l = top[at[:, 0], at[:, 1]].tolist()
         for (b, _), toks, s in zip(ended, toks_l, score_l, strict=True):
             finished[b].append(Hypothesis(toks, s, s / length_penalty(len(toks) + 1, alpha)))
-    best_alive = new_s.max(1).values.tolist() if K else [float("-inf")] * n
-    going = [end or not _sentence_done(fin, best, K, alpha=alpha, max_output_len=limit)
-             for end, fin, best, limit in zip(last, finished, best_alive, limits, strict=True)]
-    return new_s, new_o, new_t, going, (eos[:, 0] & finite[:, 0]).tolist()
+    if stop == "best_ended":
+        for b, ended_first in enumerate((eos[:, 0] & finite[:, 0]).tolist()):
+            best_ended[b] = best_ended[b] or ended_first
+        going = [end or not (first and len(fin) >= K)
+                 for end, fin, first in zip(last, finished, best_ended, strict=True)]
+    else:
+        best_alive = new_s.max(1).values.tolist()
+        going = [end or not _sentence_done(fin, best, K, alpha=alpha, max_output_len=limit)
+                 for end, fin, best, limit in zip(last, finished, best_alive, limits,
+                                                  strict=True)]
+    return new_s, new_o, new_t, going
 
 
 def _top(cand: torch.Tensor, C: int) -> tuple[torch.Tensor, torch.Tensor]:

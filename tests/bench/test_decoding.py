@@ -4,6 +4,7 @@ it. Run on the golden checkpoint (a digits model) with a small Multi30k-like fol
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -93,6 +94,39 @@ def test_decoding_suite_restores_threads(three_threads, tmp_path):
             limit=4)
     assert {row["threads"] for row in r.rows} == {1, 2}
     assert torch.get_num_threads() == START_THREADS
+    # beside a competing process, auto takes the cores it leaves (at least one)
+    loaded = run(checkpoint=str(tmp_path / "run"), split="val", threads=(1, "auto"),
+                 beams=(1,), limit=4, competing=True, engines=("attnkit", "ct2 float32"))
+    assert [(row["engine"], row["threads"]) for row in loaded.rows] == [
+        ("attnkit", 1), ("ct2 float32", 1), ("attnkit", "auto"), ("ct2 float32", "auto")]
+    auto = [row["count"] for row in loaded.rows if row["threads"] == "auto"]
+    assert all(1 <= n <= max(1, (os.cpu_count() or 1) - 1) for n in auto)
+    assert loaded.competing and "another CPU-bound process ran" in loaded.markdown("x")
+    assert torch.get_num_threads() == START_THREADS
+
+
+def test_the_loaded_table_compares_auto_with_one_thread():
+    from attnkit.bench._suite import thread_settings
+    from attnkit.bench.decoding.measure import DecodingResult
+
+    assert thread_settings("1,2,auto") == [1, 2, "auto"]
+    for bad in ("0,auto", "one", "1,,2", "auto,-1"):
+        with pytest.raises(ValueError, match="expected a comma list of positive ints or auto"):
+            thread_settings(bad)
+    rows = [dict(engine=e, threads=t, count=c, beam=1, seconds=1.0, sent_s=s, tok_s=10 * s,
+                 bleu=30.0)
+            for e, t, c, s in (("attnkit", 1, 1, 100.0), ("attnkit", 2, 2, 40.0),
+                               ("attnkit", "auto", 1, 98.0), ("ct2 float32", 1, 1, 90.0),
+                               ("ct2 float32", "auto", 1, 80.0))]
+    r = DecodingResult(rows, 100, "Multi30k test", "runs/x", "2026-12-07", {}, True)
+    said = r.summary()
+    assert ("attnkit threads auto / threads 1 beside a competing process, beam 1: 0.98x "
+            "(target >= 0.95): met") in said
+    assert ("ct2 float32 threads auto / threads 1 beside a competing process, beam 1: 0.89x "
+            "(target >= 0.95): NOT met") in said
+    text = r.markdown("attnkit bench decoding --threads 1,2,auto --competing")
+    assert "| attnkit | auto (1) | 1 | 1.0 | 98.0 | 980 | 30.00 | 1.00× |" in text
+    assert "| attnkit | 2 | 1 | 1.0 | 40.0 | 400 | 30.00 | 1.00× |" in text
 
 
 def test_decoding_suite_reports_ratios_and_refuses_non_multi30k_runs():
