@@ -236,7 +236,7 @@ def fused_step_linear(*linears: nn.Module) -> Callable[[torch.Tensor], torch.Ten
     return functools.partial(F.linear, weight=weight, bias=bias)
 
 
-def _fused_linear(X: torch.Tensor, *linears: nn.Linear) -> torch.Tensor:
+def _fused_linear(X: torch.Tensor, linears: tuple[nn.Linear, ...]) -> torch.Tensor:
     """``X`` through several linear layers of the same input size as one product:
     ``X [W_1; W_2; …]ᵀ + [b_1; b_2; …]``, outputs side by side on the last axis."""
     return F.linear(X, *fused_weights(*linears))
@@ -553,13 +553,21 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         return q, k, v
 
     def _step_projection(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """:func:`fused_step_linear` of ``W_q``, ``W_k``, ``W_v``, made once and kept while
-        the layers and their weights stay the same (the same objects, their tensors not
-        changed in place since: ``_version``), so that every decoding does not stack
-        (or, int8, quantize) the weights anew."""
-        layers = (self.W_q, self.W_k, self.W_v)
+        """The decoding step's ``[W_q; W_k; W_v]`` product (:meth:`_projection`)."""
+        return self._projection(self.W_q, self.W_k, self.W_v)
+
+    def _projection(self, *layers: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:func:`fused_step_linear` of ``layers`` (of this module), made once and kept
+        while the layers and their weights stay the same (the same objects, their
+        tensors not changed in place since: ``_version``), so that every decoding or
+        inference call does not stack (or, int8, quantize) the weights anew. With
+        gradients on, the product of the weights stacked at each call (autograd sees
+        the weights)."""
+        if torch.is_grad_enabled():
+            return functools.partial(_fused_linear, linears=layers)
         tensors = [t for lin in layers for t in (lin.weight, lin.bias) if t is not None]
-        kept = _STEP_PROJECTIONS.get(self)
+        names = tuple(id(lin) for lin in layers)
+        kept = _PROJECTIONS.setdefault(self, {}).get(names)
         if kept is None or not (
                 all(ref() is lin for ref, lin in zip(kept[0], layers, strict=True))
                 and len(kept[1]) == len(tensors)
@@ -568,7 +576,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
             kept = (tuple(weakref.ref(lin) for lin in layers),
                     [(weakref.ref(t), t._version) for t in tensors],
                     fused_step_linear(*layers))
-            _STEP_PROJECTIONS[self] = kept
+            _PROJECTIONS[self][names] = kept
         return kept[2]
 
     def _step_attend(self, q, k, v, key_mask: KeyMask | None, cross: bool) -> torch.Tensor:
@@ -600,7 +608,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         """Self-attention: q, k, v by one product ``[W_q; W_k; W_v]`` (k, v appended to a
         cache): ``(B, H, Nq, Dh)``, ``(B, Hkv, Nk, Dh)``, ``(B, Hkv, Nk, Dh)``."""
         kvh = self.num_kv_heads
-        qkv = packed.unpack(_fused_linear(queries, self.W_q, self.W_k, self.W_v))  # (B, Nq, ·)
+        qkv = packed.unpack(self._projection(self.W_q, self.W_k, self.W_v)(queries))  # (B,Nq,·)
         q, k, v = qkv.split([self.num_hiddens, self.head_dim * kvh, self.head_dim * kvh], -1)
         q = self._heads(q, self.num_heads, start)  # (B, H, Nq, Dh)
         k, v = self._heads(k, kvh, start), self._heads(v, kvh)  # (B, Hkv, Nq, Dh)
@@ -620,7 +628,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         kv_packed = Packed.dense(B, Nk) if growing else Packed.from_lens(valid_lens, B, Nk)
         width = self.head_dim * self.num_kv_heads
         if keys is values and self.W_k.in_features == self.W_v.in_features:
-            kv = _fused_linear(kv_packed.pack(keys), self.W_k, self.W_v)  # (n, 2·width)
+            kv = self._projection(self.W_k, self.W_v)(kv_packed.pack(keys))  # (n, 2·width)
             k, v = kv_packed.unpack(kv).split([width, width], -1)  # (B, Nk, width) each
         else:
             k = kv_packed.apply(self.W_k, keys)  # (B, Nk, width)
@@ -656,10 +664,10 @@ class MultiHeadAttention(KeptWeights, nn.Module):
                 f"backend={self.backend!r}, keep_weights={self.keep_weights}")
 
 
-#: each module's fused step projection (:meth:`MultiHeadAttention._step_projection`) with
-#: what it was made from; beside the module, not in it: a copy or a pickle of a module
-#: does not carry it
-_STEP_PROJECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: each module's fused projections (:meth:`MultiHeadAttention._projection`) with what
+#: they were made from; beside the module, not in it: a copy or a pickle of a module
+#: does not carry them
+_PROJECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
