@@ -102,6 +102,12 @@ def test_decoding_suite_restores_threads(three_threads, tmp_path):
     auto = [row["count"] for row in loaded.rows if row["threads"] == "auto"]
     assert all(1 <= n <= max(1, (os.cpu_count() or 1) - 1) for n in auto)
     assert loaded.competing and "another CPU-bound process ran" in loaded.markdown("x")
+    assert "Each time: the median of 3 rounds, the engines taking turns." in \
+        loaded.markdown("x")
+    assert all(lo <= row["seconds"] <= hi for row in loaded.rows
+               for lo, hi in [row["spread"]])
+    with pytest.raises(ValueError, match="rounds must be a positive int; got 0"):
+        run(checkpoint=str(tmp_path / "run"), split="val", rounds=0)
     assert torch.get_num_threads() == START_THREADS
 
 

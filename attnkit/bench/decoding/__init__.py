@@ -30,8 +30,10 @@ SUITE = Suite(
         Flag("--competing", "time everything while another CPU-bound process runs",
              switch=True),
         Flag("--engines", "a comma list of the engines timed (default: all four)"),
+        Flag("--rounds", "each time is the median of this many, the engines taking turns",
+             type=int, default=3),
     ),
     convert=lambda a: dict(checkpoint=a.checkpoint, split=a.split, threads=tuple(a.threads),
-                           limit=a.limit, competing=a.competing,
+                           limit=a.limit, competing=a.competing, rounds=a.rounds,
                            engines=None if a.engines is None else tuple(a.engines.split(","))),
 )

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..._values import check_choice
+from ..._values import check_choice, check_positive_int
 from ...data.corpus import run_test_split
 from ...decode.translator import load_translator
 from ...eval.bleu import corpus_bleu
@@ -41,6 +42,7 @@ class DecodingResult:
     date: str
     sizes: dict = field(default_factory=dict)  # quantization -> bytes of model.bin
     competing: bool = False  # timed while another CPU-bound process ran
+    rounds: int = 1  # each time: the median of this many, the engines taking turns
     markers: ClassVar[tuple[str, str]] = (START, END)
 
     def ratio(self, threads: int | str, beam: int, ours: str = "attnkit",
@@ -81,6 +83,8 @@ class DecodingResult:
                 f"Command: `{command}` ({self.date}). Model: `{self.checkpoint}`; "
                 f"{self.sentences} sentences of {self.source}; batches of 64 sorted by "
                 "length, output limit 2·S + 10, GNMT α = 0.6 for beam 5."
+                + (f" Each time: the median of {self.rounds} rounds, the engines taking "
+                   "turns." if self.rounds > 1 else "")
                 + (" Timed while another CPU-bound process ran." if self.competing else "")
                 + "".join(f" Exported `model.bin` ({q}): {n / 1e6:.1f} MB."
                           for q, n in self.sizes.items()) + "\n\n"
@@ -145,16 +149,18 @@ def _test_set(run: Run, split: str, limit: int | None):
 def run(*, checkpoint: str, split: str = "test_2016_flickr",
         threads: tuple[int | str, ...] = (1, 2), beams: tuple[int, ...] = (1, 5),
         limit: int | None = None, competing: bool = False,
-        engines: tuple[str, ...] | None = None) -> DecodingResult:
+        engines: tuple[str, ...] | None = None, rounds: int = 3) -> DecodingResult:
     """Translate the split with every engine, thread setting (a count or ``"auto"``) and
     beam; nothing is written but the temporary exports. ``competing``: all of it while
     another CPU-bound process runs (:func:`attnkit.bench.toolkit.competing_process`).
+    ``rounds``: each time is the median of that many, the engines taking turns.
 
     The run is opened once and its checkpoint verified once; the split, the translator
     and the exports are read from it as one, safe beside a training on the run
     (:func:`attnkit.runs.run.read_beside_writer` reads a replaced latest anew)."""
     from ..toolkit import competing_process
 
+    check_positive_int("rounds", rounds)
     names = ENGINES if engines is None else tuple(
         check_choice("engines", e, ENGINES) for e in engines)
     rows, sizes = [], {}
@@ -167,13 +173,32 @@ def run(*, checkpoint: str, split: str = "test_2016_flickr",
                 with held_threads(setting) as chosen:
                     timed = _engines(translator, Path(tmp), chosen.count, names)
                     for beam in beams:
-                        for name, engine in timed.items():
-                            engine.translate(srcs[:8], beam_size=beam)  # warm-up
-                            seconds, hyps, tokens = _time(engine, srcs, beam, tokenize)
-                            rows.append({"engine": name, "threads": setting,
-                                         "count": chosen.count, "beam": beam,
-                                         "seconds": seconds, "sent_s": len(srcs) / seconds,
-                                         "tok_s": tokens / seconds,
-                                         "bleu": corpus_bleu(hyps, refs).score})
+                        rows += _rounds(timed, srcs, refs, beam, rounds, tokenize,
+                                        {"threads": setting, "count": chosen.count})
     return DecodingResult(rows, len(srcs), f"Multi30k {split}", checkpoint,
-                          _dt.date.today().isoformat(), sizes, competing)
+                          _dt.date.today().isoformat(), sizes, competing, rounds)
+
+
+def _rounds(engines: dict, srcs, refs, beam: int, rounds: int, tokenize, where: dict
+            ) -> list[dict]:
+    """One row per engine: the median time of ``rounds`` translations of ``srcs``, the
+    engines taking turns (in reverse order every other round), after a warm-up each."""
+    for engine in engines.values():
+        engine.translate(srcs[:8], beam_size=beam)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    outputs: dict[str, tuple[list[str], int]] = {}
+    order = list(engines)
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:
+            seconds, hyps, tokens = _time(engines[name], srcs, beam, tokenize)
+            times[name].append(seconds)
+            outputs[name] = hyps, tokens
+    rows = []
+    for name in order:
+        seconds = statistics.median(times[name])
+        hyps, tokens = outputs[name]
+        rows.append({"engine": name, **where, "beam": beam, "seconds": seconds,
+                     "sent_s": len(srcs) / seconds, "tok_s": tokens / seconds,
+                     "bleu": corpus_bleu(hyps, refs).score,
+                     "spread": (min(times[name]), max(times[name]))})
+    return rows
