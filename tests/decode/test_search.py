@@ -234,3 +234,29 @@ def test_batched_beam_search_equals_the_rules_sentence_by_sentence(K, max_len, a
         assert [toks for toks, _ in mine] == [toks for toks, _ in want], s
         for (_, a), (_, b) in zip(mine, want):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("width", [6000, 30000, 6003, 7, 97, 64])
+def test_row_argmax_and_topk_in_blocks_answer_as_torch_does(width):
+    """argmax_rows is torch's argmax (the first of equal maxima, a NaN the largest) and
+    topk_rows torch's topk values with indices that hold them, for widths with and without
+    a block size, rows with ties inside a block and across blocks, -inf rows, NaN."""
+    from attnkit.decode.search import argmax_rows, topk_rows
+
+    g = torch.Generator().manual_seed(width)
+    x = torch.randn(9, width, generator=g)
+    x[1] = float("-inf")
+    x[2, width // 3] = x[2, width - 1] = 50.0  # tie across blocks: the first wins
+    x[3, :3] = 60.0  # tie inside a block
+    x[4] = torch.round(x[4])  # many ties everywhere
+    x[5, width // 2] = float("nan")
+    x[6, 1] = x[6, width - 2] = float("nan")
+    x[7] = 0.0
+    assert torch.equal(argmax_rows(x), x.argmax(-1))
+    for k in sorted({1, 2, min(10, width), min(11, width)}):
+        top, idx = topk_rows(x, k)
+        want, _ = x.topk(k, -1)
+        finite = ~torch.isnan(want).any(1)
+        assert torch.equal(top[finite], want[finite])
+        assert torch.equal(x.gather(1, idx)[finite], top[finite])
+        assert all(len(set(r)) == k for r in idx.tolist())  # k distinct positions
