@@ -4,7 +4,6 @@ read from its log."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from pathlib import Path
 
@@ -38,9 +37,10 @@ def train(self, *args, **kwargs):
     try:
         return _train(self, *args, **kwargs)
     except KeyboardInterrupt:
-        total, steps = self.peer_total, self.optim.training_step - 1
-        logger.info("Interrupted after %d steps, %.3f s: %d target tokens", steps,
-                    time.time() - total.start_time, total.n_tokens)
+        total, steps = getattr(self, "peer_total", None), self.optim.training_step - 1
+        seconds = 0.0 if total is None else time.time() - total.start_time
+        logger.info("Interrupted after %d steps, %.3f s: %d target tokens", steps, seconds,
+                    0 if total is None else total.n_tokens)
         self.model_saver.save(steps, moving_average=self.moving_average)
         logger.info("Saved the weights of step %d", steps)
 
@@ -131,6 +131,8 @@ def eole_differences(cfg: TrainConfig | None) -> list[str]:
         "Initialisation: each tool's own (attnkit: PyTorch's defaults with N(0, d^-1/2) "
         "embeddings; eole: xavier_uniform, its setting for Transformers).",
         "Output length limit: attnkit 2·S + 10 tokens; eole its default (250 tokens).",
+        "Parameters: 7,031,664 (attnkit) and 7,032,176 (eole) with the shipped config; the "
+        "512 more are the layer norm after eole's pre-LN decoder.",
         "Training time: eole is interrupted `budget` seconds after it logs `Start training "
         "loop`; its steps, seconds and target tokens are those its trainer counted up to "
         "the interrupt (then it saves its weights).",
@@ -146,23 +148,9 @@ def eole_stats(log_text: str) -> dict:
     if not found:
         raise RuntimeError("the eole training log has no 'Interrupted after N steps' line "
                            "(was it interrupted?)")
-    steps, seconds, tokens = found[-1]
-    return {"steps": int(steps), "tokens": int(tokens), "train_s": float(seconds),
-            "tok_s": int(tokens) / float(seconds)}
-
-
-def eole_log_seconds(log_text: str) -> float:
-    """Seconds between eole's ``Start training loop`` log line and its last stamped line
-    (a check on :func:`eole_stats`, from the log's own clock)."""
-    stamps = []
-    for line in log_text.splitlines():
-        try:
-            stamps.append((_dt.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f"), line))
-        except ValueError:
-            continue
-    begin = next(t for t, line in stamps if _STARTED in line)
-    end = next((t for t, line in stamps if _INTERRUPTED.search(line)), stamps[-1][0])
-    return (end - begin).total_seconds()
+    steps, seconds, tokens = int(found[-1][0]), float(found[-1][1]), int(found[-1][2])
+    return {"steps": steps, "tokens": tokens, "train_s": seconds,
+            "tok_s": tokens / seconds if seconds > 0 else 0.0}  # 0 s: before its first step
 
 
 class Eole(Peer):
