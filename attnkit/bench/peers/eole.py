@@ -83,7 +83,9 @@ def eole_config(cfg: TrainConfig, inputs: dict, model_dir: Path) -> dict:
             "architecture": "transformer", "layers": m.num_encoder_layers,
             "hidden_size": m.num_hiddens, "heads": m.num_heads,
             "transformer_ff": m.ffn_num_hiddens, "mlp_activation_fn": m.activation,
-            "add_qkvbias": m.bias, "add_final_linear_bias": m.bias, "add_ffnbias": m.bias, "generator_bias": True,
+            # attnkit's projections and its output layer have biases
+            "add_qkvbias": m.bias, "add_final_linear_bias": m.bias, "add_ffnbias": m.bias,
+            "generator_bias": True,
             "position_encoding_type": "SinusoidalInterleaved",
             "embeddings": {"word_vec_size": m.num_hiddens,
                            "position_encoding_type": "SinusoidalInterleaved"},
