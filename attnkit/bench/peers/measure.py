@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..._values import check_choice, check_finite
 from ...data.corpus import load_pairs, multi30k_files, multi30k_test_split
@@ -52,10 +53,12 @@ class PeersResult:
     #: settings that could not be made equal (default: the peer's for the shipped config)
     differences: list | None = None
 
-    @property
-    def markers(self) -> tuple[str, str]:
-        """The recorded section: the peer's (:attr:`Peer.section`)."""
-        return section_markers(PEERS[self.peer].section)
+    #: the recorded section: JoeyNMT's; a result of another peer has its own
+    #: (:attr:`Peer.section`, set on the instance)
+    markers: ClassVar[tuple[str, str]] = (START, END)
+
+    def __post_init__(self) -> None:
+        self.markers = section_markers(PEERS[self.peer].section)  # type: ignore[misc]
 
     def targets(self) -> list[str]:
         peer = PEERS[self.peer]
