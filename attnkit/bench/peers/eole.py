@@ -127,9 +127,12 @@ def eole_differences(cfg: TrainConfig | None) -> list[str]:
         "Batching: eole fills a bucket of `bucket_size` examples (2048 here, for one core), "
         "sorts it by length and cuts batches of `max_tokens`; attnkit buckets the whole "
         "shuffled training set.",
-        "Batch budget: eole counts `batch size × longest sentence` with the longest of "
-        "source and target (its `tokens` batch type, padded to a multiple of 1), the "
-        "target counted with its `<s>`; attnkit counts the padded tokens of each side.",
+        "Batch budget: both count `batch size × longest sentence` (padding included) and "
+        "close a batch before it would pass `max_tokens`; eole measures a target with its "
+        "`<s>` and `</s>` (attnkit with one of them) and a source without `</s>` (attnkit "
+        "with it), and leaves out an example whose source repeats one already in its batch.",
+        "Source side: eole's encoder reads the source pieces alone; attnkit's reads them "
+        "followed by `</s>`.",
         "Initialisation: each tool's own (attnkit: PyTorch's defaults with N(0, d^-1/2) "
         "embeddings; eole: xavier_uniform, its setting for Transformers).",
         "Output length limit: attnkit 2·S + 10 tokens; eole its default (250 tokens).",
