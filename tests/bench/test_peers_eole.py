@@ -195,3 +195,18 @@ def test_reuse_without_the_peers_measurements_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"^--reuse: .*training-eole.json has no training "
                                          r"measurements of eole; run without --reuse$"):
         measure.run(peer="eole", budget=1.0, work=str(tmp_path), reuse=True, config=str(CONFIG))
+
+
+def test_a_translate_command_that_writes_no_file_is_one_error(tmp_path, monkeypatch):
+    """eole writes its translations to ``--output``: a command that ends without writing
+    it (or left an earlier run's file) is refused, not scored."""
+    from attnkit.bench.peers import measure
+
+    src = tmp_path / "src.de"
+    src.write_text("ein Hund\n")
+    (tmp_path / "eole-beam1.txt").write_text("a translation of an earlier run\n")
+    monkeypatch.setattr(Eole, "decode_command", lambda self, *a: ([sys.executable, "-c",
+                                                                   "pass"], False))
+    with pytest.raises(RuntimeError, match=r"^eole translate ended without writing .*"
+                                           r"eole-beam1.txt"):
+        measure.decode("eole", tmp_path, Eole(), Path("python"), None, {}, src, 1)

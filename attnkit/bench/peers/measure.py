@@ -276,6 +276,9 @@ def decode(tool: str, work: Path, peer: Peer, python: Path, cfg: TrainConfig, in
         raise RuntimeError(f"{tool} translate failed:\n{done.stderr.decode()[-3000:]}")
     if to_stdout:
         out.write_bytes(done.stdout)
+    elif not out.is_file():
+        raise RuntimeError(f"{tool} translate ended without writing {out}:\n"
+                           f"{done.stderr.decode()[-3000:]}")
     return out.read_text(encoding="utf-8").split("\n")[:-1], seconds
 
 
