@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from attnkit.bench.peers import PEER_NAMES
 from attnkit.bench.peers.eole import EOLE_VERSION, Eole, eole_config, eole_differences, eole_stats
 from attnkit.bench.peers.measure import PEERS, PeersResult
 from attnkit.bench.peers.peer import yaml_text
@@ -180,7 +181,7 @@ def test_run_refuses_an_unknown_peer_before_anything_is_made(tmp_path):
                                          r"'Eole' \(did you mean 'eole'\?\)$"):
         run(peer="Eole", budget=1.0, work=str(tmp_path / "work"))
     assert not (tmp_path / "work").exists()
-    assert list(PEERS) == ["joeynmt", "eole"]
+    assert tuple(PEERS) == PEER_NAMES == ("joeynmt", "eole")  # the flag's choices, run's
 
 
 def test_reuse_without_the_peers_measurements_is_refused(tmp_path, monkeypatch):

@@ -24,7 +24,6 @@ from ...eval.bleu import corpus_bleu, tokenized_lowercase_bleu
 from ...runs.run import Run, open_run
 from ...train.config import TrainConfig
 from ..report import section_markers
-from . import PEER_NAMES
 from .eole import Eole
 from .joeynmt import JOEYNMT_VERSION, JoeyNMT, joeynmt_config
 from .peer import Peer, thread_env
@@ -34,9 +33,8 @@ __all__ = ["END", "JOEYNMT_VERSION", "PEERS", "START", "PeersResult", "joeynmt_c
 
 #: the recorded section of the JoeyNMT comparison; another peer's is ``peers-NAME``
 START, END = section_markers("peers")
-#: the peers ``--peer`` chooses, by name
+#: the peers ``--peer`` chooses (:data:`PEER_NAMES`), by name
 PEERS: dict[str, Peer] = {p.name: p for p in (JoeyNMT(), Eole())}
-assert tuple(PEERS) == PEER_NAMES
 BEAMS = (1, 5)
 
 
