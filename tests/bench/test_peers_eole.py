@@ -211,3 +211,49 @@ def test_a_translate_command_that_writes_no_file_is_one_error(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match=r"^eole translate ended without writing .*"
                                            r"eole-beam1.txt"):
         measure.decode("eole", tmp_path, Eole(), Path("python"), None, {}, src, 1)
+
+
+ROPE_GQA = ROOT / "configs" / "multi30k-de-en-rope-gqa.toml"
+
+
+def test_positions_and_grouped_heads_follow_the_attnkit_config(tmp_path):
+    shipped = eole_config(TrainConfig.from_file(CONFIG), _inputs(tmp_path), tmp_path / "m")
+    rope = eole_config(TrainConfig.from_file(ROPE_GQA), _inputs(tmp_path), tmp_path / "m")
+    assert (shipped["model"]["position_encoding_type"], shipped["model"]["heads_kv"],
+            shipped["model"]["embeddings"]["normalize"]) == ("SinusoidalInterleaved", None,
+                                                             False)
+    assert (rope["model"]["position_encoding_type"], rope["model"]["heads_kv"]) == ("Rotary", 2)
+    assert rope["model"]["rope_config"] == {"rotary_interleave": True, "rotary_theta": 10000,
+                                            "rotary_dim": 0}
+    # attnkit scales every embedding by √d; without a sinusoidal encoding eole's
+    # ``normalize`` does it
+    assert rope["model"]["embeddings"]["normalize"] is True
+    learned = eole_config(TrainConfig.from_file(CONFIG, positional="learned"),
+                          _inputs(tmp_path), tmp_path / "m")["model"]["embeddings"]
+    assert (learned["position_encoding_type"], learned["n_positions"]) == ("Learned", 1024)
+
+
+def test_what_eole_cannot_do_is_said_for_the_config_given():
+    assert not any("score" in line or "Learned" in line
+                   for line in eole_differences(TrainConfig.from_file(CONFIG)))
+    dot = eole_differences(TrainConfig.from_file(CONFIG, score="dot"))
+    assert "Attention score: attnkit `dot`; eole 0.6.4 has the scaled dot product only." in dot
+    learned = eole_differences(TrainConfig.from_file(CONFIG, positional="learned"))
+    assert any(line.startswith("Learned positions:") for line in learned)
+
+
+@pytest.mark.skipif(not VENV_PYTHON.exists(), reason=f"no eole venv at {VENV_PYTHON}")
+def test_eole_reads_rotary_positions_and_grouped_heads(tmp_path):
+    path = tmp_path / "eole.yaml"
+    path.write_text(yaml_text(eole_config(TrainConfig.from_file(ROPE_GQA), _inputs(tmp_path),
+                                          tmp_path / "m")))
+    probe = ("import json, sys, yaml\nfrom eole.config.run import TrainConfig\n"
+             "c = TrainConfig(**yaml.safe_load(open(sys.argv[1])))\n"
+             "e, d, r = c.model.encoder, c.model.decoder, c.model.encoder.rope_config\n"
+             "print(json.dumps([e.position_encoding_type, d.position_encoding_type, e.heads_kv,"
+             " d.heads_kv, r.rotary_interleave, r.rotary_theta, c.model.embeddings.normalize]))")
+    done = subprocess.run([str(VENV_PYTHON), "-c", probe, str(path)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == ["Rotary", "Rotary", 2, 2, True, 10000,
+                                                        True]

@@ -54,6 +54,26 @@ _INTERRUPTED = re.compile(r"Interrupted after (\d+) steps, ([\d.]+) s: (\d+) tar
 _STARTED = "Start training loop"
 
 
+#: attnkit's positional kinds as eole names them
+POSITIONS = {"sinusoidal": "SinusoidalInterleaved", "learned": "Learned", "rope": "Rotary",
+             "alibi": "Alibi"}
+
+
+def _positions(kind: str, max_len: int, *, embeddings: bool = False) -> dict:
+    """eole's settings of attnkit's positional ``kind``: of the model, or of its
+    ``embeddings`` (which add absolute encodings only)."""
+    name = POSITIONS[kind]
+    if embeddings:
+        # attnkit scales every embedding by √d; eole's sinusoidal encoding does it itself,
+        # for the other kinds ``normalize`` does
+        return {"position_encoding_type": name, "normalize": kind != "sinusoidal",
+                **({"n_positions": max_len} if kind == "learned" else {})}
+    # attnkit's RoPE: the paper's interleaved pairs over the whole head, base 10000
+    rope = {"rope_config": {"rotary_interleave": True, "rotary_theta": 10000,
+                            "rotary_dim": 0}} if kind == "rope" else {}
+    return {"position_encoding_type": name, **rope}
+
+
 def eole_config(cfg: TrainConfig, inputs: dict, model_dir: Path) -> dict:
     """An eole 0.6.4 training configuration equivalent to the attnkit ``cfg`` (a
     Transformer) as far as eole allows; :func:`eole_differences` says what is not."""
@@ -86,9 +106,9 @@ def eole_config(cfg: TrainConfig, inputs: dict, model_dir: Path) -> dict:
             # attnkit's projections and its output layer have biases
             "add_qkvbias": m.bias, "add_final_linear_bias": m.bias, "add_ffnbias": m.bias,
             "generator_bias": True,
-            "position_encoding_type": "SinusoidalInterleaved",
+            "heads_kv": m.num_kv_heads, **_positions(m.positional, m.max_len),
             "embeddings": {"word_vec_size": m.num_hiddens,
-                           "position_encoding_type": "SinusoidalInterleaved"},
+                           **_positions(m.positional, m.max_len, embeddings=True)},
             "share_embeddings": m.share_embeddings,
             "share_decoder_embeddings": m.tie_output,
             "encoder": {"encoder_type": "transformer", **side,
@@ -118,11 +138,18 @@ def eole_config(cfg: TrainConfig, inputs: dict, model_dir: Path) -> dict:
 def eole_differences(cfg: TrainConfig | None) -> list[str]:
     """The settings of ``cfg`` (``None``: a post-LN config, as the shipped ones) that eole
     0.6.4 could not be given, one line each."""
+    m = None if cfg is None else cfg.model.config(1, 1)
     lines = []
-    if cfg is None or not cfg.model.config(1, 1).pre_norm:
+    if m is None or not m.pre_norm:
         lines.append("Layer norm: attnkit post-LN (encoder and decoder); eole 0.6.4 has "
                      "post-LN encoders (`encoder_layer_style: postnorm`) but only pre-LN "
                      "decoders, with a final layer norm after the decoder.")
+    if m is not None and m.positional == "learned":
+        lines.append("Learned positions: eole adds them before the √d scale of the "
+                     "embeddings (`normalize`), attnkit after it.")
+    if m is not None and m.score != "scaled_dot":
+        lines.append(f"Attention score: attnkit `{m.score}`; eole 0.6.4 has the "
+                     "scaled dot product only.")
     return lines + [
         "Batching: eole fills a bucket of `bucket_size` examples (2048 here, for one core), "
         "sorts it by length and cuts batches of `max_tokens`; attnkit buckets the whole "
