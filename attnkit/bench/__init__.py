@@ -8,7 +8,7 @@ Each suite is a package here, named in :data:`SUITES`, the one list of them:
 * :mod:`attnkit.bench.gpu` — the Triton kernels against SDPA's backends (CUDA only);
 * :mod:`attnkit.bench.threads` — training throughput idle and under load, per threads setting;
 * :mod:`attnkit.bench.decoding` — attnkit's search against CTranslate2 on the same run;
-* :mod:`attnkit.bench.peers` — attnkit against JoeyNMT 2.3.0, equal training budget;
+* :mod:`attnkit.bench.peers` — attnkit against JoeyNMT 2.3.0 or eole 0.6.4, equal budget;
 * :mod:`attnkit.bench.attention_step` — one multi-head attention training pass (per checkout);
 * :mod:`attnkit.bench.output_limits` — decoding when every output runs to its limit (per checkout);
 * :mod:`attnkit.bench.explorer_pages` — explorer pages in headless Chromium;

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.bench.peers.measure import (
+from attnkit.bench.peers.joeynmt import (
     DIFFERENCES,
     FEATURES,
-    PeersResult,
     _joeynmt_train_seconds,
     joeynmt_config,
-    shared_inputs,
-    yaml_text,
 )
+from attnkit.bench.peers.measure import PeersResult, shared_inputs
+from attnkit.bench.peers.peer import yaml_text
 from attnkit.train.config import TrainConfig
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "multi30k-de-en.toml"

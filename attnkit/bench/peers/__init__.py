@@ -1,6 +1,9 @@
-"""attnkit against JoeyNMT 2.3.0 on Multi30k de→en: same data, model, budget and scorer.
+"""attnkit against a peer toolkit on Multi30k de→en: same data, model, budget and scorer.
 
-``attnkit bench peers`` does everything itself:
+The peer (``--peer``) is JoeyNMT 2.3.0 (the default, described below) or eole 0.6.4
+(OpenNMT-py's successor; :mod:`.eole` says what differs for it: its venv in
+``WORK/eole-venv``, its YAML, its interrupt, ``eole predict``). Each peer is one
+:class:`~.peer.Peer`; ``attnkit bench peers`` does everything itself:
 
 1. a virtual environment for JoeyNMT (``joeynmt==2.3.0`` with this process's
    torch version, from the package registry), made once in ``WORK/joeynmt-venv``;
@@ -24,20 +27,34 @@
 Reported per tool: training steps, target tokens/s (tokens that are
 predicted, ``<eos>`` included), peak RSS of the training process, BLEU (cased
 ``13a`` and lowercased) greedy and beam 5, and the decoding time. Targets:
-attnkit ≥ JoeyNMT + 2 BLEU (beam 5) and ≥ 1.5× its training tokens/s.
+attnkit ≥ JoeyNMT + 2 BLEU (beam 5) and ≥ 1.5× its training tokens/s (against eole:
+≥ its BLEU and ≥ 1.5× its training tokens/s).
 """
 
+from ..._values import check_choice
 from .._suite import Flag, Suite
+
+#: the peers ``--peer`` chooses from (the first is the default)
+PEER_NAMES = ("joeynmt", "eole")
+
+
+def peer_name(text: str) -> str:
+    """``--peer``: one of :data:`PEER_NAMES`."""
+    return check_choice("", text, PEER_NAMES)
+
 
 SUITE = Suite(
     package=__name__,
-    help="attnkit against JoeyNMT 2.3.0: Multi30k de-en, equal training budget, BLEU",
+    help="attnkit against JoeyNMT 2.3.0 or eole 0.6.4: Multi30k de-en, equal training "
+         "budget, BLEU",
     flags=(
-        Flag("--config", "the attnkit config; JoeyNMT gets the equivalent YAML",
+        Flag("--peer", "the toolkit compared: joeynmt (2.3.0, the default) or eole (0.6.4)",
+             type=peer_name, default=PEER_NAMES[0]),
+        Flag("--config", "the attnkit config; the peer gets the equivalent YAML",
              default="configs/multi30k-de-en.toml"),
         Flag("--budget", "seconds of training for each tool (default 1800)", type=float,
              default=1800.0),
-        Flag("--work", "folder for the JoeyNMT venv, the shared inputs and both runs",
+        Flag("--work", "folder for the peer's venv, the shared inputs and both runs",
              default="runs/peers"),
         Flag("--concurrent", "train both at once, each process pinned to its own core "
                              "(default: one after the other)", switch=True),
@@ -48,5 +65,5 @@ SUITE = Suite(
     ),
     convert=lambda a: dict(config=a.config, budget=a.budget, work=a.work,
                              concurrent=a.concurrent, reuse=a.reuse, split=a.split,
-                             limit=a.limit),
+                             limit=a.limit, peer=a.peer),
 )
