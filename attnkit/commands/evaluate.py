@@ -4,9 +4,9 @@ tokenized BLEU that published Multi30k figures use, on a test set."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
-import time
 from pathlib import Path
 
 from ._decoding import (
@@ -167,18 +167,27 @@ def _validation_set(run, limit: int | None) -> tuple[list[str], list[str]]:
     return [s for s, _ in valid], [t for _, t in valid]
 
 
-def _measured(args: argparse.Namespace, tr, srcs: list[str], refs: list[str]) -> dict:
-    """BLEU and sentences per second of ``tr`` on the validation sentences (after a
-    warm-up on a few of them, which is not timed)."""
+#: each precision's speed for ``--precision auto``: the median of this many translations
+#: of the validation sentences, the precisions taking turns
+AUTO_ROUNDS = 3
+
+
+def _measured(args: argparse.Namespace, trs: dict, srcs: list[str], refs: list[str]) -> dict:
+    """BLEU and sentences per second of each translator of ``trs`` (precision ->
+    translator) on the validation sentences: after a warm-up on a few of them (not
+    timed), :data:`AUTO_ROUNDS` translations each, in turns
+    (:func:`attnkit._timing.alternated`), the median kept."""
+    from .._timing import alternated
     from ..eval.bleu import corpus_bleu
 
     options = search_options(args)
-    tr.translate(srcs[:8], **options)
-    start = time.perf_counter()
-    hyps = [one_line(h) for h in tr.translate(srcs, **options)]
-    seconds = time.perf_counter() - start
-    return {"bleu": round(corpus_bleu(hyps, refs).score, 2),
-            "sentences_per_s": round(len(srcs) / max(seconds, 1e-9), 2)}
+    for tr in trs.values():
+        tr.translate(srcs[:8], **options)
+    timed = alternated({p: functools.partial(tr.translate, srcs, **options)
+                        for p, tr in trs.items()}, AUTO_ROUNDS)
+    return {p: {"bleu": round(corpus_bleu([one_line(h) for h in t.result], refs).score, 2),
+                "sentences_per_s": round(len(srcs) / max(t.seconds, 1e-9), 2)}
+            for p, t in timed.items()}
 
 
 def _auto_precision(args: argparse.Namespace, tr):
@@ -199,16 +208,15 @@ def _auto_precision(args: argparse.Namespace, tr):
 
     srcs, refs = _validation_set(tr.run, args.limit)
     candidates = [p for p in PRECISIONS if p != "bf16" or bf16_note() is None]
-    measured = {}
+    measured = _measured(args, {p: tr.with_precision(p) for p in candidates}, srcs, refs)
     for precision in candidates:
-        measured[precision] = _measured(args, tr.with_precision(precision), srcs, refs)
         print(f"attnkit evaluate: --precision auto: {precision}: validation BLEU "
               f"{measured[precision]['bleu']:.2f}, {measured[precision]['sentences_per_s']:.1f}"
               " sentences/s", file=sys.stderr)
     chosen = best_within_tolerance(measured)
     why = (f"on {len(srcs)} validation sentences, beam {args.beam_size}, threads "
-           f"{torch.get_num_threads()}: the fastest within {AUTO_BLEU_TOLERANCE} BLEU "
-           "of fp32")
+           f"{torch.get_num_threads()}, the median of {AUTO_ROUNDS} rounds in turns: the "
+           f"fastest within {AUTO_BLEU_TOLERANCE} BLEU of fp32")
     record = {"precision": chosen, "why": why, "measured": measured,
               "key": choice_key(tr.run.weights_digest)}
     try:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import statistics
+import functools
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from ..._timing import alternated
 from ..._values import check_choice, check_positive_int
 from ...data.corpus import run_test_split
 from ...decode.translator import load_translator
@@ -106,13 +106,6 @@ def _threads_label(row: dict) -> str:
     return str(row["threads"]) if row["threads"] != "auto" else f"auto ({row['count']})"
 
 
-def _time(engine, sentences: list[str], beam: int, tokenize) -> tuple[float, list[str], int]:
-    t0 = time.perf_counter()
-    hyps = engine.translate(sentences, beam_size=beam, alpha=0.6)
-    seconds = time.perf_counter() - t0
-    return seconds, hyps, sum(len(tokenize(h)) + 1 for h in hyps)
-
-
 def _prepare(ckpt: Path, split: str, limit: int | None, folder: Path, sizes: dict):
     """The checkpoint opened (verified once), its test split, attnkit's translator and
     both exports under ``folder``: everything the benchmark reads from the run."""
@@ -182,23 +175,16 @@ def run(*, checkpoint: str, split: str = "test_2016_flickr",
 def _rounds(engines: dict, srcs, refs, beam: int, rounds: int, tokenize, where: dict
             ) -> list[dict]:
     """One row per engine: the median time of ``rounds`` translations of ``srcs``, the
-    engines taking turns (in reverse order every other round), after a warm-up each."""
+    engines taking turns (:func:`attnkit._timing.alternated`), after a warm-up each."""
     for engine in engines.values():
         engine.translate(srcs[:8], beam_size=beam)  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    outputs: dict[str, tuple[list[str], int]] = {}
-    order = list(engines)
-    for r in range(rounds):
-        for name in order if r % 2 == 0 else order[::-1]:
-            seconds, hyps, tokens = _time(engines[name], srcs, beam, tokenize)
-            times[name].append(seconds)
-            outputs[name] = hyps, tokens
+    timed = alternated({name: functools.partial(engine.translate, srcs, beam_size=beam,
+                                                alpha=0.6)
+                        for name, engine in engines.items()}, rounds)
     rows = []
-    for name in order:
-        seconds = statistics.median(times[name])
-        hyps, tokens = outputs[name]
-        rows.append({"engine": name, **where, "beam": beam, "seconds": seconds,
-                     "sent_s": len(srcs) / seconds, "tok_s": tokens / seconds,
-                     "bleu": corpus_bleu(hyps, refs).score,
-                     "spread": (min(times[name]), max(times[name]))})
+    for name, t in timed.items():
+        tokens = sum(len(tokenize(h)) + 1 for h in t.result)
+        rows.append({"engine": name, **where, "beam": beam, "seconds": t.seconds,
+                     "sent_s": len(srcs) / t.seconds, "tok_s": tokens / t.seconds,
+                     "bleu": corpus_bleu(t.result, refs).score, "spread": t.spread})
     return rows
