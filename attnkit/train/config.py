@@ -391,7 +391,12 @@ class TrainConfig:
             config = self.model.config(8, 8, shared=self.tokenizer.shared_vocab)
             check_buildable(config)
         except (TypeError, ValueError) as e:
-            raise type(e)(f"{prefix}{e}") from None
+            # a [model] key the family's own config refused: named as it was given
+            # (flag or key), not by the config class's field
+            said, owner = str(e), f"{self.model.config_class.__name__}."
+            for key in self.model.options:
+                said = said.replace(f"{owner}{key} ", f"{label('model', key)} ")
+            raise type(e)(f"{prefix}{said}") from None
         if getattr(config, "share_embeddings", False) and not self.tokenizer.shared_vocab:
             raise ValueError(f"{prefix}{label('model', 'share_embeddings')} needs "
                              f"{label('tokenizer', 'shared_vocab')} = true")

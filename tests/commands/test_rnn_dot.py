@@ -76,3 +76,21 @@ def test_an_output_length_no_memory_holds_is_refused(rnn_dot_run, capsys):
                  "--max-output-len", "1000000000000", "1/2/99"]) == 2
     line = one_error_line(capsys.readouterr().err, "translate")
     assert "--max-output-len 1000000000000" in line and "decoding needs about" in line
+
+
+def test_a_score_the_family_has_not_got_is_named_as_it_was_given(tmp_path, capsys):
+    """The scores of rnn_dot are fewer than the Transformer's: one the family refuses is
+    named by the flag or the config key that gave it, not by the config class's field."""
+    code = main(["train", "--data", "dates", "--model", "rnn_dot_small", "--score",
+                 "additive", "--max-steps", "1", "--out-dir", str(tmp_path / "a")])
+    line = one_error_line(capsys.readouterr().err, "train")
+    assert code == 2 and line.endswith("--score must be one of 'dot', 'scaled_dot', "
+                                       "'bilinear'; got 'additive'")
+    cfg = tmp_path / "rd.toml"
+    cfg.write_text('[data]\nkind = "dates"\n[model]\npreset = "rnn_dot_small"\n'
+                   'score = "additve"\n')
+    code = main(["train", "--config", str(cfg), "--max-steps", "1", "--out-dir",
+                 str(tmp_path / "b")])
+    line = one_error_line(capsys.readouterr().err, "train")
+    assert code == 2 and f"{cfg}: [model] score must be one of" in line
+    assert "RNNDotConfig" not in line
