@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._data_root import data_root_text
-from .._values import check_positive_int
+from .._values import check_choice, check_positive_int
 
-__all__ = ["TRAINING_ROUNDS", "Flag", "Suite", "data_root_flag", "size_list", "thread_list",
-           "thread_settings"]
+__all__ = ["TRAINING_ROUNDS", "Flag", "Suite", "choice_list", "data_root_flag", "positive_int",
+           "size_list", "thread_list", "thread_settings"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,21 @@ def thread_settings(text: str) -> list[int | str]:
     except ValueError:  # the command line names the flag; the message, the whole list
         raise ValueError(f"expected a comma list of positive ints or auto; got {text!r}"
                          ) from None
+
+
+def positive_int(text: str) -> int:
+    """``"3"`` -> ``3``: a flag's count, at least 1."""
+    try:
+        return check_positive_int("", int(text))
+    except ValueError:  # the command line names the flag
+        raise ValueError(f"expected a positive int; got {text!r}") from None
+
+
+def choice_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """A flag's parser for a comma list of ``choices`` (each checked, with did-you-mean)."""
+    def parse(text: str) -> tuple[str, ...]:
+        return tuple(check_choice("each", part, choices) for part in text.split(","))
+    return parse
 
 
 def size_list(text: str) -> list[int]:

@@ -61,3 +61,25 @@ def test_attnkit_bench_runs_its_suite_with_the_backends_worker_threads(monkeypat
     assert command.run_cli(args) == 0
     assert seen == [True] and not pinning_allowed()
     assert capsys.readouterr().out.startswith("measured\n")
+
+
+def test_the_decoding_suites_flags_are_checked_in_one_line_naming_the_flag(capsys):
+    """--rounds, --engines and --threads of the decoding suite are refused before anything
+    is loaded, each in argparse's one line naming the flag (with did-you-mean)."""
+    import pytest
+
+    from attnkit.cli import main
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "run-format-2"
+    for flags, said in [
+        (["--rounds", "0"], "argument --rounds: expected a positive int; got '0'"),
+        (["--engines", "attnkit,ct2 flaot32"],
+         "argument --engines: each must be one of 'attnkit', 'attnkit int8', 'ct2 float32', "
+         "'ct2 int8'; got 'ct2 flaot32' (did you mean 'ct2 float32'?)"),
+        (["--threads", "auto,0"],
+         "argument --threads: expected a comma list of positive ints or auto; got 'auto,0'"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            main(["bench", "decoding", "--checkpoint", str(golden), *flags])
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(said)

@@ -17,7 +17,10 @@ many threads ``auto`` chose.
 ``attnkit bench decoding --checkpoint RUN --record`` writes the table to BENCHMARKS.md.
 """
 
-from .._suite import Flag, Suite, thread_settings
+from .._suite import Flag, Suite, choice_list, positive_int, thread_settings
+
+#: the engines timed, in this order: attnkit in fp32 and int8, CTranslate2 in float32 and int8
+ENGINES = ("attnkit", "attnkit int8", "ct2 float32", "ct2 int8")
 
 SUITE = Suite(
     package=__name__,
@@ -29,11 +32,12 @@ SUITE = Suite(
         Flag("--limit", "only the first N sentences", type=int),
         Flag("--competing", "time everything while another CPU-bound process runs",
              switch=True),
-        Flag("--engines", "a comma list of the engines timed (default: all four)"),
+        Flag("--engines", "a comma list of the engines timed (default: all four)",
+             type=choice_list(ENGINES)),
         Flag("--rounds", "each time is the median of this many, the engines taking turns",
-             type=int, default=3),
+             type=positive_int, default=3),
     ),
     convert=lambda a: dict(checkpoint=a.checkpoint, split=a.split, threads=tuple(a.threads),
                            limit=a.limit, competing=a.competing, rounds=a.rounds,
-                           engines=None if a.engines is None else tuple(a.engines.split(","))),
+                           engines=a.engines),
 )

@@ -20,6 +20,7 @@ from ...eval.bleu import corpus_bleu
 from ...runs.run import Run, open_run, read_beside_writer
 from ...runtime import held_threads
 from ..report import section_markers
+from . import ENGINES
 
 __all__ = ["END", "START", "DecodingResult", "run"]
 
@@ -30,7 +31,6 @@ TARGETS = {("attnkit", "ct2 float32"): {1: 1.0, 5: 0.8}, ("attnkit int8", "ct2 i
 #: with a competing process: each engine at ``--threads auto`` over itself on one thread
 AUTO_TARGET = 0.95
 _QUANTIZATIONS = ("float32", "int8")  # the exports measured, each an engine
-ENGINES = ("attnkit", "attnkit int8", "ct2 float32", "ct2 int8")
 
 
 @dataclass
