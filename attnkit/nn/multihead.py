@@ -563,9 +563,11 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         inference call does not stack (or, int8, quantize) the weights anew. With
         gradients on, the product of the weights stacked at each call (autograd sees
         the weights)."""
-        if torch.is_grad_enabled():
-            return functools.partial(_fused_linear, linears=layers)
         tensors = [t for lin in layers for t in (lin.weight, lin.bias) if t is not None]
+        if torch.is_grad_enabled() or any(t.is_inference() for t in tensors):
+            # (inference tensors, made under torch.inference_mode, keep no version: a
+            # change in place could not be seen)
+            return functools.partial(_fused_linear, linears=layers)
         names = tuple(id(lin) for lin in layers)
         kept = _PROJECTIONS.setdefault(self, {}).get(names)
         if kept is None or not (

@@ -411,3 +411,18 @@ def test_the_step_projection_is_made_once_and_anew_when_the_weights_change():
     copied = copy.deepcopy(m)
     assert copied._step_projection() is not m._step_projection()
     assert pickle.loads(pickle.dumps(m)) is not None
+
+
+def test_a_module_made_in_inference_mode_steps_after_changes_in_place():
+    """Weights made under torch.inference_mode keep no version: nothing is kept for them,
+    and a step after a change in place still equals the forward."""
+    from attnkit.nn.multihead import KVCache
+
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        m = MultiHeadAttention(16, 4, 0.0).eval()
+        x = torch.randn(3, 16)
+        for _ in range(2):
+            out = m.step(x, KVCache())
+            torch.testing.assert_close(out, m(x[:, None], x[:, None], x[:, None])[:, 0])
+            m.W_q.weight.mul_(2)
