@@ -73,6 +73,20 @@ def check_tensor(name: str, x, *, min_ndim: int = 3, floating: bool = True) -> N
         )
 
 
+def check_row_indices(name: str, indices, rows: int) -> torch.Tensor:
+    """``indices`` if it is a 1-D integer tensor of rows in ``[0, rows)`` (a selection of a
+    batch's rows, as beam search reorders a decoder state); else one ``ValueError`` or
+    ``TypeError`` naming ``name``, instead of ``index_select``'s."""
+    check_is_tensor(name, indices, "a 1-D torch.Tensor of row indices")
+    if indices.ndim != 1 or indices.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name} must be a 1-D int64 tensor of row indices; got "
+                         f"{shape_str(indices.shape)} {indices.dtype}")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= rows):
+        raise ValueError(f"{name} must lie in [0, {rows}) (the rows held); got min "
+                         f"{int(indices.min())}, max {int(indices.max())}")
+    return indices
+
+
 def check_token_ids(name: str, tokens, vocab_size: int) -> None:
     """Refuse ``tokens`` that are not a ``(B, N)`` int64 / int32 tensor of ids in
     ``[0, vocab_size)`` (an embedding would fail deep inside torch, or on CUDA with an

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .._checks import check_module_dtype, check_token_ids
+from .._checks import check_module_dtype, check_row_indices, check_token_ids
 from .._values import check_positive_int, check_probability
 from ..nn.attention import AdditiveAttention
 from ..nn.packed import select_valid
@@ -95,6 +95,7 @@ class BahdanauState:
 
     def reorder(self, indices: torch.Tensor) -> BahdanauState:
         """The state of batch rows ``indices`` (``(B',)`` long), e.g. surviving beams."""
+        check_row_indices("indices", indices, self.enc_outputs.shape[0])
         vl = None if self.src_valid_lens is None else self.src_valid_lens.index_select(0, indices)
         return BahdanauState(self.enc_outputs.index_select(0, indices),
                              self.hidden.index_select(1, indices), vl)

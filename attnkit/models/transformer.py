@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .._checks import check_row_indices
 from ..nn.multihead import KeyMask, KVCache
 from ..nn.packed import Packed, select_valid
 from ..nn.transformer import TransformerDecoder, TransformerEncoder
@@ -88,6 +89,7 @@ class TransformerState:
         n = self.enc_outputs.shape[0]
         origin = (torch.arange(n, device=indices.device) if self.origin is None
                   else self.origin)  # (B,)
+        check_row_indices("indices", indices, origin.shape[0])
         new_origin = origin.index_select(0, indices)  # (B',)
         for self_cache, _ in self.caches:
             self_cache.reorder(indices)

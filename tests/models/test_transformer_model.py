@@ -375,3 +375,28 @@ def test_reordering_within_sentences_keeps_the_encoder_side_and_across_moves_it(
     assert torch.equal(cross.keys[:, 0], enc[[2, 2, 0, 0]])
     assert torch.equal(state.src_valid_lens, torch.tensor([1, 1, 3, 3]))
     assert torch.equal(selfc.keys.flatten(), torch.tensor([2.0, 2.0, 0.0, 0.0]))
+
+
+@pytest.mark.parametrize("family", ["transformer", "bahdanau"])
+@torch.no_grad()
+def test_reordering_a_state_checks_the_rows_in_one_line(family):
+    """Rows outside the batch, a 2-D selection or floats: one line naming ``indices``,
+    not index_select's; the state is left as it was."""
+    from attnkit.models import BahdanauSeq2Seq
+
+    model = (_model() if family == "transformer" else
+             BahdanauSeq2Seq(VS, VT, embed_size=8, num_hiddens=8, num_encoder_layers=1,
+                             num_decoder_layers=1, dropout=0.0).double().eval())
+    src, tgt, vl = _batch()
+    state = model.init_state(model.encode(src, vl), vl)
+    for bad, said in [(torch.tensor([0, 3]), r"indices must lie in \[0, 3\) \(the rows held\); "
+                                               r"got min 0, max 3"),
+                      (torch.tensor([-1]), r"got min -1, max -1"),
+                      (torch.tensor([[0, 1]]), r"indices must be a 1-D int64 tensor of row "
+                                               r"indices; got \(1, 2\) torch.int64"),
+                      (torch.tensor([0.0]), r"1-D int64 tensor of row indices; got \(1\) "
+                                            r"torch.float32")]:
+        with pytest.raises(ValueError, match=said):
+            model.reorder_state(state, bad)
+    logits, _ = model.decode_step(tgt[:, :1], state)  # still the 3 rows it held
+    assert logits.shape[0] == B
