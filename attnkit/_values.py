@@ -159,6 +159,9 @@ def closest(word: Any, options: Iterable[Any], *, cutoff: float = 0.6) -> str | 
     if not isinstance(word, str):
         return None
     names = [o for o in options if isinstance(o, str)]
+    same_letters = [o for o in names if o.casefold() == word.casefold()]
+    if same_letters:  # "EXACT" for "exact": the case alone differs
+        return same_letters[0]
     close = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
     return close[0] if close else None
 

@@ -146,6 +146,15 @@ def test_a_misspelt_choice_names_the_closest():
         check_choice("backend", "zzz", ("auto", "sdpa"))  # nothing close: no hint
 
 
+def test_a_choice_in_other_case_names_the_one_meant():
+    """"EXACT" is far from "exact" for difflib (one letter in five in common); the case
+    alone differs, and that is the hint."""
+    with pytest.raises(ValueError, match=r"; got 'EXACT' \(did you mean 'exact'\?\)$"):
+        check_choice("--beam-stop", "EXACT", ("exact", "best_ended"))
+    with pytest.raises(ValueError, match=r"\(did you mean 'sdpa'\?\)$"):
+        check_choice("backend", "SDPA", ("auto", "sdpa"))
+
+
 @pytest.mark.parametrize("value", [3, None, True, ["auto"], {"auto": 1}])
 def test_a_choice_of_the_wrong_kind_is_both_a_type_and_a_value_error(value):
     with pytest.raises(WrongKindError, match=rf"; got {re.escape(repr(value))}$"):
