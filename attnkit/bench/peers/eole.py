@@ -7,10 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
-
 from ...train.config import TrainConfig
-from .peer import Peer, check_read_back, make_venv, torch_pin, write_yaml
+from .peer import Peer
 
 EOLE_VERSION = "0.6.4"
 
@@ -192,19 +190,15 @@ class Eole(Peer):
     name, display, title = "eole", "eole", f"eole {EOLE_VERSION}"
     section, training_file = "peers-eole", "training-eole.json"
 
-    def ensure_venv(self, venv: Path, *, log=print) -> Path:
-        # eole 0.6.4 imports aiohttp without declaring it
-        pins = [f"eole=={EOLE_VERSION}", torch_pin(), "aiohttp"]
-        probe = "import aiohttp, eole, torch; print(eole.__version__, torch.__version__)"
-        return make_venv(venv, pins, probe, f"{EOLE_VERSION} {torch.__version__}", log=log)
+    version, pins = EOLE_VERSION, ("aiohttp",)  # eole 0.6.4 imports it without declaring it
+    probe = "import aiohttp, eole, torch; print(eole.__version__, torch.__version__)"
 
     def differences(self, cfg) -> list[str]:
         return eole_differences(cfg)
 
     def train_command(self, python: Path, cfg, inputs: dict, work: Path) -> list[str]:
         config = eole_config(cfg, inputs, work / self.name)
-        yaml_path = write_yaml(work / "eole.yaml", config)
-        check_read_back(python, yaml_path, config)
+        yaml_path = self.written_config(python, work / "eole.yaml", config)
         launcher = work / "eole-train.py"
         launcher.write_text(LAUNCHER, encoding="utf-8")
         return [str(python), str(launcher), str(yaml_path)]

@@ -8,10 +8,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import torch
-
 from ...train.config import TrainConfig
-from .peer import Peer, check_read_back, make_venv, torch_pin, write_yaml
+from .peer import Peer, write_yaml
 
 JOEYNMT_VERSION = "2.3.0"
 
@@ -118,23 +116,19 @@ class JoeyNMT(Peer):
     section, training_file = "peers", "training.json"  # as before there were other peers
     bleu_margin, features = 2.0, FEATURES
 
-    def ensure_venv(self, venv: Path, *, log=print) -> Path:
-        # JoeyNMT 2.3.0 imports importlib_metadata without declaring it, and calls
-        # SentencePieceProcessor.SetVocabulary, which sentencepiece 0.2 no longer has
-        pins = [f"joeynmt=={JOEYNMT_VERSION}", torch_pin(), "importlib-metadata",
-                "sentencepiece<0.2"]
-        probe = ("import importlib_metadata, joeynmt, sentencepiece as s, torch; "
-                 "assert hasattr(s.SentencePieceProcessor, 'SetVocabulary'); "
-                 "print(joeynmt.__version__, torch.__version__)")
-        return make_venv(venv, pins, probe, f"{JOEYNMT_VERSION} {torch.__version__}", log=log)
+    # JoeyNMT 2.3.0 imports importlib_metadata without declaring it, and calls
+    # SentencePieceProcessor.SetVocabulary, which sentencepiece 0.2 no longer has
+    version, pins = JOEYNMT_VERSION, ("importlib-metadata", "sentencepiece<0.2")
+    probe = ("import importlib_metadata, joeynmt, sentencepiece as s, torch; "
+             "assert hasattr(s.SentencePieceProcessor, 'SetVocabulary'); "
+             "print(joeynmt.__version__, torch.__version__)")
 
     def differences(self, cfg) -> list[str]:
         return list(DIFFERENCES)
 
     def train_command(self, python: Path, cfg, inputs: dict, work: Path) -> list[str]:
         config = joeynmt_config(cfg, inputs, work / self.name)
-        yaml_path = write_yaml(work / "joeynmt.yaml", config)
-        check_read_back(python, yaml_path, config)
+        yaml_path = self.written_config(python, work / "joeynmt.yaml", config)
         return [str(python), "-m", "joeynmt", "train", str(yaml_path), "--skip-test"]
 
     def started(self, log_text: str) -> bool:

@@ -31,10 +31,23 @@ class Peer:
     training_file: str  # in ``work``: both trainings' measurements, read back by --reuse
     bleu_margin: float = 0.0  # attnkit's BLEU (beam 5) target: >= the peer's + this
     features: tuple = ()  # (what the peer's users rely on, where attnkit stands)
+    version: str  # installed as ``NAME==version`` (the package is named as --peer)
+    pins: tuple[str, ...] = ()  # installed beside it: what it needs and does not declare
+    #: Python run in its venv to check it; prints ``NAME.__version__, torch.__version__``
+    probe: str
 
     def ensure_venv(self, venv: Path, *, log=print) -> Path:
-        """The Python of a virtual environment with the peer and this torch, made once."""
-        raise NotImplementedError
+        """The Python of a virtual environment with the peer, :attr:`pins` and this torch,
+        made once (:func:`make_venv`, checked by :attr:`probe`)."""
+        return make_venv(venv, [f"{self.name}=={self.version}", torch_pin(), *self.pins],
+                         self.probe, f"{self.version} {torch.__version__}", log=log)
+
+    @staticmethod
+    def written_config(python: Path, path: Path, config: dict) -> Path:
+        """``config`` written as YAML at ``path`` and read back by the peer's own Python
+        (:func:`check_read_back`): what its training command is given."""
+        check_read_back(python, write_yaml(path, config), config)
+        return path
 
     def differences(self, cfg) -> list[str]:
         """The settings of attnkit's ``cfg`` the peer could not be given, one line each."""
