@@ -3,6 +3,8 @@
 Suites import these from here and nothing from each other:
 
 * :func:`time_alternating` — medians of functions timed in alternation after warm-up;
+* :func:`matmul_peak` — what a square matmul reaches on this machine, the limit that
+  model-FLOP utilization is measured against;
 * :func:`machine_info` — the facts a figure depends on, as strings;
 * :func:`uniform_lengths`, :func:`lognormal_lengths`, :func:`padded_batch` — synthetic
   lengths and a padded :class:`attnkit.data.batching.Batch` of random ids;
@@ -37,8 +39,8 @@ from ..runtime import machine
 from ..train.loss import smoothed_loss
 
 __all__ = ["TorchSeq2Seq", "baseline_step", "competing_process", "default_data_root",
-           "lognormal_lengths", "machine_info", "padded_batch", "time_alternating",
-           "uniform_lengths"]
+           "lognormal_lengths", "machine_info", "matmul_peak", "padded_batch",
+           "time_alternating", "uniform_lengths"]
 
 
 def default_data_root() -> Path:
@@ -65,6 +67,13 @@ def time_alternating(fns: dict[str, Callable[[], object]], repeats: int,
             fns[name]()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
+    """GFLOP/s of an ``n × n`` matmul in ``dtype`` (median of ``repeats``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    sec = time_alternating({"mm": lambda: a @ b}, repeats, warmup=2)["mm"]
+    return 2 * n**3 / sec / 1e9
 
 
 def uniform_lengths(B: int, N: int, gen: torch.Generator) -> torch.Tensor:

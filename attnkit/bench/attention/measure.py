@@ -21,7 +21,7 @@ from attnkit.scores import Additive, Bilinear, Distance, ScaledDot
 from ..._profiling import peak_memory_bytes as _peak_memory_bytes
 from ...runtime import held_threads
 from ..report import section_markers
-from ..toolkit import machine_info, time_alternating, uniform_lengths
+from ..toolkit import machine_info, matmul_peak, time_alternating, uniform_lengths
 
 __all__ = ["END", "START", "BenchResult", "Row", "run"]
 
@@ -85,13 +85,6 @@ def peak_memory_bytes(fn: Callable[[], object]) -> int:
     more threads ``chunked`` computes its blocks in worker threads (with one, here)."""
     with held_threads(1):
         return _peak_memory_bytes(fn, no_grad=False)
-
-
-def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
-    """GFLOP/s of an ``n × n`` matmul in ``dtype`` (median of ``repeats``)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    sec = time_alternating({"mm": lambda: a @ b}, repeats, warmup=2)["mm"]
-    return 2 * n**3 / sec / 1e9
 
 
 # ------------------------------------------------------------------ workloads

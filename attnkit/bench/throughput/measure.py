@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ...data.batching import BatchingConfig, BucketBatcher
 from ...data.tokenizer import SentencePieceTokenizer
+from ...runtime import held_threads
 from ...train.step import training_step
 from ..report import section_markers
-from ..toolkit import TorchSeq2Seq, baseline_step, default_data_root, machine_info, time_alternating
+from ..toolkit import (
+    TorchSeq2Seq,
+    baseline_step,
+    default_data_root,
+    machine_info,
+    matmul_peak,
+    time_alternating,
+)
 
 __all__ = ["END", "START", "ThroughputResult", "corpus_batches", "default_data_root", "run"]
 
@@ -60,13 +69,27 @@ class ThroughputResult:
     sizes: dict[str, int]  # d, heads, ffn, layers
     machine: dict[str, str]
     date: str
+    flops_per_token: float = 0.0  # model FLOPs of a target token, forward and backward
+    peak_gflops: float = 0.0  # the best fp32 n × n matmul of this run, GFLOP/s
+    peak_size: int = 0  # its n
+
+    @property
+    def mfu(self) -> dict[str, float]:
+        """Model-FLOP utilization of each model: its tokens/s times the model FLOPs of a
+        target token, over the fp32 matmul peak measured in the same run."""
+        return {k: v * self.flops_per_token / (self.peak_gflops * 1e9)
+                for k, v in self.tokens_per_s.items()}
 
     markers: ClassVar[tuple[str, str]] = (START, END)
 
     def summary(self) -> list[str]:
         """Tokens per second of each model, and the ratio."""
-        return [*(f"{k:22s} {v:10,.0f} target tokens/s" for k, v in self.tokens_per_s.items()),
-                f"ratio attnkit / torch: {self.ratio:.2f}"]
+        mfu = self.mfu
+        return [*(f"{k:22s} {v:10,.0f} target tokens/s   MFU {mfu[k]:.0%}"
+                  for k, v in self.tokens_per_s.items()),
+                f"ratio attnkit / torch: {self.ratio:.2f}",
+                f"model FLOPs per target token {self.flops_per_token / 1e6:.1f} M; fp32 "
+                f"matmul peak {self.peak_gflops:.0f} GFLOP/s (n = {self.peak_size})"]
 
     def markdown(self, command: str) -> str:
         """The Markdown written between the markers."""
@@ -75,7 +98,8 @@ class ThroughputResult:
             "## Training throughput on bucketed batches: attnkit vs torch.nn.Transformer",
             "",
             f"Date {self.date}; {info['cpu']}, {info['cores']} cores, "
-            f"{info['threads']} torch threads; torch {info['torch']}.",
+            f"{info['threads']} torch threads; torch {info['torch']}; ISA "
+            f"{info.get('isa', '?')}.",
             f"Command: `{command}`.",
             "",
             f"Data: {self.source}; {self.batches} length-bucketed batches of ≤ "
@@ -89,32 +113,64 @@ class ThroughputResult:
             "`(B, T, V)` logits; both use the same fused label-smoothed loss "
             "(`attnkit.train.loss`, ε = 0.1), forward, backward and Adam.",
             "",
-            "| model | target tokens/s |",
-            "|---|---:|",
-            *[f"| {k} | {v:,.0f} |" for k, v in self.tokens_per_s.items()],
+            "Model-FLOP utilization (MFU) = target tokens/s × the model FLOPs of a target "
+            f"token ({self.flops_per_token / 1e6:.1f} M: forward and backward of attnkit's "
+            "step, counted by `torch.utils.flop_counter.FlopCounterMode`; the same useful "
+            "work is credited to both models) ÷ the fp32 matmul peak measured in this run "
+            f"({self.peak_gflops:.0f} GFLOP/s, an n × n product timed in turns with the "
+            "steps, n the fastest of "
+            f"{', '.join(map(str, PEAK_SIZES))}: n = {self.peak_size}).",
+            "",
+            "| model | target tokens/s | MFU |",
+            "|---|---:|---:|",
+            *[f"| {k} | {v:,.0f} | {self.mfu[k]:.0%} |" for k, v in self.tokens_per_s.items()],
             "",
             f"**Ratio attnkit / torch: {self.ratio:.2f}×** (target ≥ 1.0×: "
-            f"{'met' if self.ratio >= 1.0 else 'not met'}).",
+            f"{'met' if self.ratio >= 1.0 else 'not met'}); attnkit's MFU "
+            f"{self.mfu['attnkit']:.0%} (target ≥ 80 %: "
+            f"{'met' if self.mfu['attnkit'] >= 0.8 else 'not met'}).",
         ])
 
 
-def run(*, max_tokens: int = 4096, num_batches: int = 6, rounds: int = 3,
-        data_root: Path | None = None, d: int = 256, heads: int = 4, ffn: int = 1024,
-        layers: int = 3) -> ThroughputResult:
-    """Time training steps of both models on the same bucketed batches, alternating."""
+#: the sizes ``n`` of the ``n × n`` fp32 matmuls whose best is the run's peak
+PEAK_SIZES = (512, 1024, 2048)
+
+
+def run(*, max_tokens: int = 2500, num_batches: int = 6, rounds: int = 3,
+        data_root: Path | None = None, d: int = 256, heads: int = 8, ffn: int = 512,
+        layers: int = 3, threads: int = 1) -> ThroughputResult:
+    """Time training steps of both models on the same bucketed batches, alternating, on
+    ``threads`` torch threads; the defaults are the sizes of ``configs/multi30k-de-en.toml``."""
+    with held_threads(threads):
+        return _run(max_tokens, num_batches, rounds, data_root, d, heads, ffn, layers)
+
+
+def _run(max_tokens, num_batches, rounds, data_root, d, heads, ffn, layers) -> ThroughputResult:
     torch.manual_seed(0)
     data_root = default_data_root() if data_root is None else Path(data_root)
     batches, vocab, source, pad_frac = corpus_batches(max_tokens, num_batches, data_root)
     steps = _training_steps(vocab, d, heads, ffn, layers)
-    for step in steps.values():  # warm-up
-        step(batches[0])
+    flops = model_flops_per_token(steps["attnkit"], batches[0])  # also attnkit's warm-up
+    steps["torch.nn.Transformer"](batches[0])  # warm-up
+    probe = {n: matmul_peak(torch.float32, n, 3) for n in PEAK_SIZES}
+    peak_size = max(probe, key=probe.get)
     tokens = sum(b.num_tokens for b in batches)
-    tps = _median_tokens_per_s(steps, batches, rounds)
+    tps, peak = _median_tokens_per_s(steps, batches, rounds, peak_size)
     return ThroughputResult(
         tokens_per_s=tps, ratio=tps["attnkit"] / tps["torch.nn.Transformer"], source=source,
         padding=pad_frac, batches=len(batches), tokens=tokens, max_tokens=max_tokens,
         rounds=rounds, sizes={"d": d, "heads": heads, "ffn": ffn, "layers": layers},
-        machine=machine_info(), date=_dt.date.today().isoformat())
+        machine=machine_info(), date=_dt.date.today().isoformat(), flops_per_token=flops,
+        peak_gflops=peak, peak_size=peak_size)
+
+
+def model_flops_per_token(step: Callable[[object], int], batch) -> float:
+    """The FLOPs of one training ``step`` on ``batch`` (forward, backward; counted by
+    ``FlopCounterMode``: matrix products and attention, not elementwise work) per target
+    token it returns."""
+    with FlopCounterMode(display=False) as counter:
+        tokens = step(batch)
+    return counter.get_total_flops() / max(1, tokens)
 
 
 def _training_steps(vocab: int, d: int, heads: int, ffn: int,
@@ -134,13 +190,21 @@ def _training_steps(vocab: int, d: int, heads: int, ffn: int,
 
 
 def _median_tokens_per_s(steps: dict[str, Callable[[object], int]], batches: list,
-                         rounds: int) -> dict[str, float]:
-    """Target tokens per second of each model: a round is one step on every batch,
-    models timed in alternation (:func:`attnkit.bench.toolkit.time_alternating`)."""
+                         rounds: int, n: int) -> tuple[dict[str, float], float]:
+    """Target tokens per second of each model, and the GFLOP/s of an ``n × n`` fp32
+    matmul: a round is one step on every batch, then about a second of matmuls, all
+    timed in alternation (:func:`attnkit.bench.toolkit.time_alternating`), so that the
+    peak sees the load the steps saw."""
     tokens = sum(b.num_tokens for b in batches)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    once = time_alternating({"mm": lambda: a @ b}, 3, warmup=1)["mm"]
+    repeats = max(1, round(1.0 / once))
 
     def epoch(step: Callable[[object], int]) -> Callable[[], None]:
         return lambda: [step(b) for b in batches]
 
-    seconds = time_alternating({k: epoch(f) for k, f in steps.items()}, rounds, warmup=0)
-    return {k: tokens / sec for k, sec in seconds.items()}
+    fns = {k: epoch(f) for k, f in steps.items()}
+    seconds = time_alternating({**fns, "matmul": lambda: [a @ b for _ in range(repeats)]},
+                               rounds, warmup=0)
+    peak = 2 * n**3 * repeats / seconds.pop("matmul") / 1e9
+    return {k: tokens / sec for k, sec in seconds.items()}, peak
