@@ -416,15 +416,16 @@ def test_bad_schedule_settings_are_refused_in_one_line_naming_the_key(tmp_path, 
         parse("--config", str(path))
 
 
-def test_bad_schedule_flags_are_named_as_flags():
-    with pytest.raises(ValueError, match=r"^--min-lr = 0.1 is read only by schedule 'cosine' "
-                                         r"or 'plateau', not by --schedule = 'noam'"):
-        parse("--min-lr", "0.1")
-    with pytest.raises(ValueError, match=r"^--schedule = 'cosine' decays until a known step: "
-                                         r"give --total-steps or --max-steps$"):
-        parse("--schedule", "cosine", "--lr", "1e-3")
-    with pytest.raises(ValueError, match=r"^--lr must be a finite number > 0; got inf$"):
-        parse("--schedule", "plateau", "--lr", "inf")
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--min-lr", "0.1"], r"--min-lr = 0.1 is read only by schedule 'cosine' or 'plateau', "
+                          r"not by --schedule = 'noam'"),
+    (["--schedule", "cosine", "--lr", "1e-3"],
+     r"--schedule = 'cosine' decays until a known step: give --total-steps or --max-steps$"),
+    (["--schedule", "plateau", "--lr", "inf"], r"--lr must be a finite number > 0; got inf$"),
+])
+def test_bad_schedule_flags_are_named_as_flags(flags, message):
+    with pytest.raises(ValueError, match="^" + message):
+        parse(*flags)
 
 
 def test_a_key_another_schedule_reads_may_stay_at_its_default():
