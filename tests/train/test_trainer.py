@@ -188,5 +188,5 @@ def test_config_errors_are_clear():
         TrainConfig.from_flat(model="gpt")
     with pytest.raises(ValueError, match=r"data='tsv' needs train_path"):
         TrainConfig.from_flat(data="tsv")
-    with pytest.raises(ValueError, match=r"unknown config keys \['lr'\]"):
-        TrainConfig.from_flat({"lr": 1})
+    with pytest.raises(ValueError, match=r"unknown config keys \['learning_rate'\]"):
+        TrainConfig.from_flat({"learning_rate": 1})  # lr is a key: the peak of a schedule
