@@ -43,6 +43,7 @@ from ..runs.lock import RunLock
 from ..runs.retention import record_best, save_checkpoint, trim_best
 from ..runs.run import Run, open_latest_run, run_description
 from ..runtime import choose_threads, held_threads, machine
+from .board import FOLDER as BOARD_FOLDER
 from .board import BoardMirror, require_tensorboard
 from .config import TrainConfig
 from .schedule import observe, rescale
@@ -156,6 +157,8 @@ class Trainer:
         if self._lock is None or self._lock.held:
             return
         ensure_writable_dir(self.cfg.run.out_dir, "out_dir")
+        if self.cfg.run.tensorboard:  # a file or a read-only folder there: said before a step
+            ensure_writable_dir(Path(self.cfg.run.out_dir) / BOARD_FOLDER, "tensorboard")
         self._lock.acquire()
         stale = self._lock.stale_holder
         if stale and self.log is not None:
@@ -264,6 +267,7 @@ class Trainer:
             f"a longer --warmup (now {o.warmup})",
             f"--clip-norm 1 (now {clip})" if clip in ("none", "inf")
             else f"a lower --clip-norm (now {clip})"]
+        anew += [] if o.lr is None else [f"a lower --lr (now {o.lr:g})"]  # a peak rate
         last, _ = open_latest_run(self.ckpt_dir)  # every rank can tell; none was written since
         if last is None:
             advice = (f"no checkpoint was written before it; train again with "

@@ -131,3 +131,14 @@ def test_a_bad_value_of_the_flag_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "argument --tensorboard/--no-tensorboard: ignored explicit argument 'yes'" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_file_where_the_event_folder_goes_is_named_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "tensorboard").write_text("not a folder")
+    assert main([*ARGS, "--tensorboard", "--out-dir", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"attnkit train: error: tensorboard: {out / 'tensorboard'} exists and is not a "
+        "directory")
+    assert not (out / "metrics.jsonl").exists()
