@@ -16,6 +16,11 @@ Resuming restores model, optimizer, schedule, data position and every RNG from
 the latest checkpoint; a run stopped at any point and resumed ends with the
 same parameters as one that was never stopped (CPU, same seed).
 
+Metrics go to ``metrics.jsonl``; with ``[run] tensorboard`` rank 0 mirrors each record
+as TensorBoard events (:mod:`attnkit.train.board`). A ``plateau`` schedule takes each
+validation's score by the metric that ranks checkpoints (exact match for dates, BLEU
+otherwise), rank 0's on every rank, and keeps its progress in the checkpoint.
+
 Divergence: at the first step whose loss or gradient norm is not finite (on any
 rank: both travel in the one all-reduce a step makes), or at a checkpoint whose
 weights are not, every rank stops with :class:`~attnkit.train.step.TrainingDiverged`
