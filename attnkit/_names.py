@@ -12,3 +12,5 @@ POSITIONAL_KINDS: tuple[str, ...] = ("sinusoidal", "learned", "rope", "alibi")
 ACTIVATIONS: tuple[str, ...] = ("relu", "gelu")
 #: the built-in attention backends, in the order ``auto`` tries them
 BACKEND_NAMES: tuple[str, ...] = ("triton", "sdpa", "chunked", "reference")
+#: the learning-rate schedules of a training run (``[optim] schedule``), the paper's first
+SCHEDULE_NAMES: tuple[str, ...] = ("noam", "inverse_sqrt", "cosine", "plateau")

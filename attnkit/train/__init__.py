@@ -11,6 +11,7 @@ _WHERE = {
                      "TokenizerConfig", "TrainConfig", "flat_options", "load_config_file",
                      "model_differences", "resume_differences"], ".config"),
     **dict.fromkeys(["NoamLambda", "noam_lr", "noam_scheduler"], ".schedule"),
+    **dict.fromkeys(["cosine_lr", "inverse_sqrt_lr", "warmup_scheduler"], ".schedule"),
     **dict.fromkeys(["smoothed_loss"], ".loss"),
     **dict.fromkeys(["TrainingDiverged"], ".step"),
     **dict.fromkeys(["Setup", "set_up", "check_resume"], ".setup"),

@@ -42,7 +42,7 @@ import tomllib
 
 from .._data_root import DATA_VARIABLE, data_root
 from .._io import check_regular_file
-from .._names import BACKEND_NAMES
+from .._names import BACKEND_NAMES, SCHEDULE_NAMES
 from .._options import option, option_info, plain_value, validate_value
 from ..models.family import MODEL_CONFIGS, PRESETS, family_of_preset, renamed_fields
 
@@ -106,7 +106,7 @@ class OptimConfig:
     """``[optim]``: the optimizer, the schedule, the loss and the batches."""
 
     optimizer: str = option("adam", "adam | adamw", choices=("adam", "adamw"))
-    lr_scale: float = option(1.0, "factor on the paper's schedule d^-0.5·min(s^-0.5, s·w^-1.5)",
+    lr_scale: float = option(1.0, "factor on the schedule (noam: d^-0.5·min(s^-0.5, s·w^-1.5))",
                              check="positive_float", resume=True)
     warmup: int = option(4000, "warmup steps of the schedule", check="positive")
     beta1: float = option(0.9, "Adam β1 (paper: 0.9)", check="probability")
@@ -124,6 +124,24 @@ class OptimConfig:
     batch_multiple: int | None = option(None, "examples per batch rounded to a multiple "
                                               "(none: the number of processes)",
                                         check="positive")
+    schedule: str = option("noam", "learning-rate schedule: noam (the paper's: warmup, "
+                                   "lr_scale, d_model^-0.5) | inverse_sqrt | cosine | plateau "
+                                   "(these three: a linear warmup to lr)",
+                           choices=SCHEDULE_NAMES)
+    lr: float | None = option(None, "inverse_sqrt, cosine, plateau: the peak learning rate, "
+                                    "reached at step warmup (times lr_scale)",
+                              check="positive_float")
+    warmup_init_lr: float = option(0.0, "inverse_sqrt, cosine, plateau: the rate the warmup "
+                                        "starts from", check="nonnegative_float")
+    min_lr: float = option(0.0, "cosine: the rate it decays to, kept after total_steps; "
+                                "plateau: the lowest rate", check="nonnegative_float")
+    total_steps: int | None = option(None, "cosine: the step its decay ends (none: "
+                                           "max_steps)", check="positive")
+    decrease_factor: float = option(0.5, "plateau: factor in (0, 1) on the rate after "
+                                         "plateau_patience validations without a better "
+                                         "score", check="positive_float")
+    plateau_patience: int = option(5, "plateau: validations in a row without a better score "
+                                      "before the rate decreases", check="positive")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +190,9 @@ class RunConfig:
     beam_size: int = option(1, "beam used for validation decoding (1 = greedy)",
                             check="positive", resume=True)
     progress: bool = option(True, "progress bar", resume=True)
+    tensorboard: bool = option(False, "also write metrics.jsonl's records as TensorBoard "
+                                      "events to out_dir/tensorboard/ (pip install "
+                                      "\"attnkit[tensorboard]\")", resume=True)
 
 
 @dataclass(frozen=True)
@@ -412,6 +433,7 @@ class TrainConfig:
                 f"{self.data.max_sentence_tokens} "
                 f"needs {longest} positions, more than the model's positional table "
                 f"({label('model', 'max_len')} = {config.max_len})")
+        _check_schedule(self, label, prefix)
 
     # ------------------------------------------------------------- using
     def to_dict(self) -> dict:
@@ -426,6 +448,64 @@ class TrainConfig:
     def replace(self, **flat) -> TrainConfig:
         """A copy with flat-named options changed (validated again)."""
         return TrainConfig.merge(self.to_dict(), flat)
+
+
+#: the [optim] keys of each schedule, besides warmup and lr_scale, which all of them read
+SCHEDULE_KEYS = {"noam": (), "inverse_sqrt": ("lr", "warmup_init_lr"),
+                 "cosine": ("lr", "warmup_init_lr", "min_lr", "total_steps"),
+                 "plateau": ("lr", "warmup_init_lr", "min_lr", "decrease_factor",
+                             "plateau_patience")}
+
+
+def _check_schedule(cfg: TrainConfig, label, prefix: str) -> None:
+    """The keys of the chosen schedule are there and agree; another schedule's keys are not
+    given (a value other than its default would be silently unused)."""
+    o, name = cfg.optim, cfg.optim.schedule
+    fields = section_fields("optim")
+    for key in dict.fromkeys(k for keys in SCHEDULE_KEYS.values() for k in keys):
+        if key not in SCHEDULE_KEYS[name] and getattr(o, key) != fields[key][0].default:
+            owners = " or ".join(repr(n) for n, keys in SCHEDULE_KEYS.items() if key in keys)
+            raise ValueError(f"{prefix}{label('optim', key)} = {getattr(o, key)!r} is read only "
+                             f"by schedule {owners}, not by {label('optim', 'schedule')} = "
+                             f"{name!r}; remove it or change the schedule")
+    if name == "noam":
+        return
+    if o.lr is None:
+        raise ValueError(f"{prefix}{label('optim', 'schedule')} = {name!r} needs "
+                         f"{label('optim', 'lr')}, its peak learning rate (e.g. 0.0005)")
+    if "min_lr" in SCHEDULE_KEYS[name] and o.min_lr > o.lr:
+        raise ValueError(f"{prefix}{label('optim', 'min_lr')} must be a number <= "
+                         f"{label('optim', 'lr')} = {o.lr:g}; got {o.min_lr:g}")
+    if name == "plateau":
+        _check_plateau(cfg, label, prefix)
+    elif name == "cosine":
+        _check_horizon(cfg, label, prefix)
+
+
+def _check_plateau(cfg: TrainConfig, label, prefix: str) -> None:
+    if cfg.optim.decrease_factor >= 1:
+        raise ValueError(f"{prefix}{label('optim', 'decrease_factor')} must be a number in "
+                         f"(0, 1); got {cfg.optim.decrease_factor:g}")
+    if cfg.run.eval_every == 0:
+        every = label("run", "eval_every")
+        raise ValueError(f"{prefix}{label('optim', 'schedule')} = 'plateau' follows the "
+                         f"validation score, which {every} = 0 turns off; give {every} a "
+                         "value > 0")
+
+
+def _check_horizon(cfg: TrainConfig, label, prefix: str) -> None:
+    """A cosine decays over ``total_steps``, else over ``max_steps``; one of them is given
+    and leaves steps after the warmup."""
+    o, steps = cfg.optim, label("optim", "total_steps")
+    if o.total_steps is None and cfg.run.max_steps is None:
+        raise ValueError(f"{prefix}{label('optim', 'schedule')} = 'cosine' decays until a "
+                         f"known step: give {steps} or {label('run', 'max_steps')}")
+    given = steps if o.total_steps is not None else label("run", "max_steps")
+    total = o.total_steps if o.total_steps is not None else cfg.run.max_steps
+    if total <= o.warmup:
+        raise ValueError(f"{prefix}{given} = {total} ends the cosine before it starts: it "
+                         f"must be > {label('optim', 'warmup')} = {o.warmup}")
+
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -488,10 +568,13 @@ def resume_differences(stored: dict, given: TrainConfig) -> list[str]:
     """The fields, as ``table.key: stored X, given Y``, in which ``given`` differs from a
     run's stored train config (nested dict), except those marked ``resume=True`` and
     the ``[model]`` table (compare the resolved model configs for that:
-    :func:`model_differences`)."""
+    :func:`model_differences`). A key the stored config lacks was added since the run was
+    written: it counts as its default, which keeps the behaviour of that time."""
     may_change = {f"{t}.{k}" for t in SECTIONS for k, (f, _) in section_fields(t).items()
                   if option_info(f).resume}
-    a, b = _dotted(stored), _dotted(given.to_dict())
+    defaults = {f"{t}.{k}": plain_value(f.default) for t in SECTIONS if t != "model"
+                for k, (f, _) in section_fields(t).items() if f.default is not dataclasses.MISSING}
+    a, b = {**defaults, **_dotted(stored)}, _dotted(given.to_dict())
     out = []
     for key in sorted(set(a) | set(b)):
         if key in may_change or key.startswith("model."):

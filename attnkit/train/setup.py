@@ -25,7 +25,7 @@ from ..runs.retention import clean_leftovers
 from ..runs.run import RUN_FORMAT_VERSION, Run, open_latest_run
 from ..runtime import Precision, Threads, choose_precision
 from .config import TrainConfig, model_differences, resume_differences
-from .schedule import noam_scheduler
+from .schedule import noam_scheduler, warmup_scheduler
 
 __all__ = ["DistInfo", "Setup", "build_optimizer", "check_resume", "init_distributed",
            "resolve_device", "set_up"]
@@ -105,13 +105,24 @@ def check_resume(cfg: TrainConfig, run: Run) -> Run:
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, num_hiddens: int):
-    """Adam or AdamW with the paper's schedule (``lr`` = 1 times the Noam factor)."""
+    """Adam or AdamW with the run's schedule (``lr`` = 1 times the schedule's rate): the
+    paper's by default, else one with a peak rate (see :mod:`attnkit.train.schedule`)."""
     o = cfg.optim
     opt_cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=1.0, betas=(o.beta1, o.beta2), eps=o.eps,
                         weight_decay=o.weight_decay)
-    scheduler = noam_scheduler(optimizer, d_model=num_hiddens, warmup=o.warmup,
-                               scale=o.lr_scale)
+    if o.schedule == "noam":
+        scheduler = noam_scheduler(optimizer, d_model=num_hiddens, warmup=o.warmup,
+                                   scale=o.lr_scale)
+        return optimizer, scheduler
+    params = {"warmup_init_lr": o.warmup_init_lr}
+    if o.schedule == "cosine":  # the horizon: total_steps, else the run's max_steps
+        params.update(min_lr=o.min_lr, total_steps=o.total_steps or cfg.run.max_steps)
+    elif o.schedule == "plateau":
+        params.update(min_lr=o.min_lr, decrease_factor=o.decrease_factor,
+                      patience=o.plateau_patience)
+    scheduler = warmup_scheduler(optimizer, o.schedule, lr=o.lr, warmup=o.warmup,
+                                 scale=o.lr_scale, **params)
     return optimizer, scheduler
 
 
@@ -222,6 +233,10 @@ def set_up(cfg: TrainConfig, threads: Threads) -> Setup:
     seed_everything(cfg.run.seed)
     tokenizers, batcher, valid_pairs, report = _training_data(cfg, resume_from,
                                                               dist_info.world_size)
+    if cfg.optim.schedule == "plateau" and not valid_pairs:
+        raise ValueError("schedule = 'plateau' follows the validation score, and the [data] "
+                         "of this run has no validation pairs; give it some (valid_path, "
+                         "valid_size) or choose another schedule")
     model_config = cfg.model.config(tokenizers.src.vocab_size, tokenizers.tgt.vocab_size,
                                     shared=tokenizers.shared)
     model = build_model(model_config, backend=cfg.run.backend).to(device)

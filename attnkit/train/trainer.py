@@ -16,6 +16,11 @@ Resuming restores model, optimizer, schedule, data position and every RNG from
 the latest checkpoint; a run stopped at any point and resumed ends with the
 same parameters as one that was never stopped (CPU, same seed).
 
+Metrics go to ``metrics.jsonl``; with ``[run] tensorboard`` rank 0 mirrors each record
+as TensorBoard events (:mod:`attnkit.train.board`). A ``plateau`` schedule takes each
+validation's score by the metric that ranks checkpoints (exact match for dates, BLEU
+otherwise), rank 0's on every rank, and keeps its progress in the checkpoint.
+
 Divergence: at the first step whose loss or gradient norm is not finite (on any
 rank: both travel in the one all-reduce a step makes), or at a checkpoint whose
 weights are not, every rank stops with :class:`~attnkit.train.step.TrainingDiverged`
@@ -43,8 +48,10 @@ from ..runs.lock import RunLock
 from ..runs.retention import record_best, save_checkpoint, trim_best
 from ..runs.run import Run, open_latest_run, run_description
 from ..runtime import choose_threads, held_threads, machine
+from .board import FOLDER as BOARD_FOLDER
+from .board import BoardMirror, require_tensorboard
 from .config import TrainConfig
-from .schedule import rescale
+from .schedule import observe, rescale
 from .setup import set_up
 from .step import TrainingDiverged, batch_loss, lr_fault, step_fault
 
@@ -52,6 +59,13 @@ __all__ = ["MetricsWindow", "Trainer"]
 
 #: the metrics that rank checkpoints, by data kind (higher is better)
 RANKING_METRICS = ("val_exact_match", "val_bleu")
+
+
+def ranking_score(scores: dict) -> tuple[str, float] | None:
+    """``(metric, score)`` of a validation by the metric that ranks checkpoints, or
+    ``None`` when it has none (a process other than the first does not decode)."""
+    metric = next((m for m in RANKING_METRICS if scores.get(m) is not None), None)
+    return None if metric is None else (metric, float(scores[metric]))
 
 
 def _either(options: list[str]) -> str:
@@ -93,6 +107,9 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, log=print):
         self.cfg, self.log = cfg, log
+        if cfg.run.tensorboard:
+            require_tensorboard()  # before the run folder or any data is touched
+        self._board: BoardMirror | None = None  # open while fit() runs (rank 0)
         # one writer per run folder (rank 0 writes; the lock is held until fit() ends)
         self._lock = (RunLock(cfg.run.out_dir, checkpoints="checkpoints")
                       if os.environ.get("RANK", "0") == "0" else None)
@@ -145,6 +162,8 @@ class Trainer:
         if self._lock is None or self._lock.held:
             return
         ensure_writable_dir(self.cfg.run.out_dir, "out_dir")
+        if self.cfg.run.tensorboard:  # a file or a read-only folder there: said before a step
+            ensure_writable_dir(Path(self.cfg.run.out_dir) / BOARD_FOLDER, "tensorboard")
         self._lock.acquire()
         stale = self._lock.stale_holder
         if stale and self.log is not None:
@@ -157,6 +176,9 @@ class Trainer:
         again)."""
         self._threads.close()
         self._threads_held = False
+        if self._board is not None:  # its events on disk at every end of fit()
+            self._board.close()
+            self._board = None
         if self._lock is not None:
             self._lock.release()
 
@@ -174,6 +196,11 @@ class Trainer:
         if before is not None:
             self._say(f"lr_scale changed: {before:g} -> {self.cfg.optim.lr_scale:g} from "
                       f"step {self.step + 1} on")
+        horizon = getattr(self.scheduler.lr_lambdas[0], "total_steps", None)
+        if horizon is not None and horizon != (self.cfg.optim.total_steps
+                                               or self.cfg.run.max_steps):
+            self._say(f"the cosine schedule keeps the horizon it started with: it decays "
+                      f"until step {horizon}, then stays at min_lr")
 
     # -------------------------------------------------------------- helpers
     def _say(self, msg: str) -> None:
@@ -194,6 +221,8 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
         except OSError as e:
             raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+        if self._board is not None:
+            self._board.add(record)
 
     def save(self) -> Path | None:
         """Write a checkpoint (rank 0 only) at the current step; every rank stops first
@@ -212,6 +241,8 @@ class Trainer:
                                  tokenizer=self.tokenizers.describe(), train=self.cfg.to_dict())
         config["runtime"] = {**self.precision.to_dict(), "threads": self.threads.count,
                              "threads_reason": self.threads.reason, **machine()}
+        if self._board is not None:  # the events up to a checkpoint are on disk with it
+            self._board.flush()
         return save_checkpoint(self.ckpt_dir, model=self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, config=config, train_state=state,
                                tokenizer=self.tokenizers, keep_last=self.cfg.run.keep_last)
@@ -241,6 +272,7 @@ class Trainer:
             f"a longer --warmup (now {o.warmup})",
             f"--clip-norm 1 (now {clip})" if clip in ("none", "inf")
             else f"a lower --clip-norm (now {clip})"]
+        anew += [] if o.lr is None else [f"a lower --lr (now {o.lr:g})"]  # a peak rate
         last, _ = open_latest_run(self.ckpt_dir)  # every rank can tell; none was written since
         if last is None:
             advice = (f"no checkpoint was written before it; train again with "
@@ -338,6 +370,7 @@ class Trainer:
             scores = self.evaluate()
             self._write_metrics({"step": self.step, **scores})
             best = self._note_validation(scores)
+            self._follow_plateau(scores)
         if self._every(r.checkpoint_every) or best is not None:
             self.train_seconds += time.time() - start
             start = time.time()
@@ -351,11 +384,10 @@ class Trainer:
         ``stop_at`` or has not improved in ``patience`` validations (not at the ``final``
         one). Returns this step's ``best.json`` entry when its checkpoint is to be kept
         among the ``keep_best`` best (save it, then :meth:`_keep_best`), else ``None``."""
-        r, v = self.cfg.run, self.validation
-        metric = next((m for m in RANKING_METRICS if scores.get(m) is not None), None)
-        if metric is None or v["step"] == self.step or not math.isfinite(scores[metric]):
+        r, v, ranked = self.cfg.run, self.validation, ranking_score(scores)
+        if ranked is None or v["step"] == self.step or not math.isfinite(ranked[1]):
             return None  # no score, this step's again, or one no ranking can place
-        score, v["step"] = float(scores[metric]), self.step
+        (metric, score), v["step"] = ranked, self.step
         if v["best_score"] is None or score > v["best_score"]:
             v.update(best_score=score, best_step=self.step, since_best=0)
         else:
@@ -367,6 +399,23 @@ class Trainer:
                                     f"(best {v['best_score']:.3f} at step {v['best_step']})")
         entry = {"step": self.step, "score": score, "metric": metric}
         return entry if self._among_best(entry) else None
+
+    def _follow_plateau(self, scores: dict) -> None:
+        """Give a ``plateau`` schedule the score of this validation: rank 0's (the one
+        that decodes) on every rank, so all of them keep one learning rate."""
+        if self.cfg.optim.schedule != "plateau":
+            return
+        ranked = ranking_score(scores)
+        score = math.nan if ranked is None else ranked[1]
+        if self.dist.world_size > 1:
+            t = torch.tensor([score], dtype=torch.float64, device=self.device)
+            dist.broadcast(t, 0)
+            score = float(t.item())
+        rate = observe(self.scheduler, score, self.step)
+        n = self.cfg.optim.plateau_patience
+        if rate is not None:
+            self._say(f"no better validation score in {n} validation{'s' * (n > 1)}: "
+                      f"learning rate {rate:.3g} from step {self.step + 1} on")
 
     def _among_best(self, entry: dict) -> bool:
         """Whether ``entry`` belongs among the ``keep_best`` best (rank 0 only)."""
@@ -408,6 +457,8 @@ class Trainer:
         """
         self._hold()
         try:
+            if self.cfg.run.tensorboard and self.dist.is_main:
+                self._board = BoardMirror(self.out_dir, first_step=self.step + 1)
             return self._fit(on_step)
         finally:
             self.close()
@@ -443,6 +494,7 @@ class Trainer:
         final = {"step": self.step, **self.evaluate()}
         self._write_metrics(final)
         best = self._note_validation(final, final=True)
+        self._follow_plateau(final)
         self.save()
         if best is not None:
             self._keep_best(best)

@@ -2,6 +2,7 @@
 config file with tables under flag overrides, and a help that explains every option."""
 
 import json
+import math
 
 import pytest
 
@@ -68,3 +69,34 @@ def test_train_help_explains_every_option(capsys):
     for flag in ("--label-smoothing", "--warmup", "--accum-steps", "--bf16", "--time-limit"):
         assert flag in out
     assert "Adam β2" in out
+
+
+SCHEDULE_RUN = ["train", "--data", "dates", "--num-examples", "200", "--valid-size", "10",
+                "--eval-sentences", "5", "--max-tokens", "600", "--num-hiddens", "32",
+                "--num-heads", "2", "--ffn-num-hiddens", "48", "--num-encoder-layers", "1",
+                "--num-decoder-layers", "1", "--bf16", "false", "--threads", "1",
+                "--device", "cpu", "--no-progress", "--max-steps", "8", "--log-every", "1",
+                "--eval-every", "2", "--checkpoint-every", "0", "--warmup", "3"]
+
+
+@pytest.mark.parametrize(("flags", "rate"), [
+    ([], lambda s: 32 ** -0.5 * min(s ** -0.5, s * 3 ** -1.5)),
+    (["--schedule", "noam", "--lr-scale", "2"],
+     lambda s: 2 * 32 ** -0.5 * min(s ** -0.5, s * 3 ** -1.5)),
+    (["--schedule", "inverse_sqrt", "--lr", "0.002", "--warmup-init-lr", "0.0005"],
+     lambda s: 0.0005 + 0.0015 * s / 3 if s <= 3 else 0.002 * (3 / s) ** 0.5),
+    (["--schedule", "cosine", "--lr", "0.002", "--min-lr", "0.0002", "--total-steps", "7"],
+     lambda s: 0.002 * s / 3 if s <= 3 else 0.0002 if s >= 7 else
+     0.0002 + 0.0018 * 0.5 * (1 + math.cos(math.pi * (s - 3) / 4))),
+    # the exact match of a tiny run stays 0: no validation after the first is better, so
+    # with patience 1 the rate halves after each (steps 4, 6) from the next step on
+    (["--schedule", "plateau", "--lr", "0.002", "--plateau-patience", "1"],
+     lambda s: [0.002 / 3, 0.004 / 3, 0.002, 0.002, 0.001, 0.001, 0.0005, 0.0005][s - 1]),
+], ids=["default", "noam", "inverse_sqrt", "cosine", "plateau"])
+def test_each_schedule_trains_from_the_command_line_at_its_rates(tmp_path, flags, rate):
+    out = tmp_path / "run"
+    assert main([*SCHEDULE_RUN, *flags, "--out-dir", str(out)]) == 0
+    log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    used = [r["lr"] for r in log if "lr" in r]
+    assert used == pytest.approx([rate(s) for s in range(1, 9)], rel=1e-12)
+    assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)

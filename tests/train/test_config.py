@@ -349,3 +349,112 @@ def test_a_generated_corpus_larger_than_memory_is_refused_before_generating(
     assert f"{flag} {10**12}" in err and "this process may use" in err
     assert time.monotonic() - started < 30  # not generated first
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ------------------------------------------------------------------ schedules
+def test_schedule_keys_are_keys_and_flags_and_noam_stays_the_default(tmp_path):
+    assert TrainConfig().optim.schedule == "noam"
+    path = write(tmp_path, '[optim]\nschedule = "cosine"\nlr = 5e-4\nwarmup = 10\n'
+                           'min_lr = 1e-5\ntotal_steps = 100\n')
+    o = parse("--config", str(path), "--total-steps", "200", "--warmup-init-lr", "1e-6").optim
+    assert (o.schedule, o.lr, o.warmup, o.min_lr, o.total_steps, o.warmup_init_lr) == \
+        ("cosine", 5e-4, 10, 1e-5, 200, 1e-6)
+    o = parse("--schedule", "plateau", "--lr", "0.001", "--decrease-factor", "0.25",
+              "--plateau-patience", "3").optim
+    assert (o.schedule, o.lr, o.decrease_factor, o.plateau_patience) == \
+        ("plateau", 0.001, 0.25, 3)
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ('[optim]\nschedule = "cosin"', r"\[optim\] schedule must be one of 'noam', "
+     r"'inverse_sqrt', 'cosine', 'plateau'; got 'cosin' \(did you mean 'cosine'\?\)$"),
+    ('[optim]\nschedule = "Plateau"', r".*; got 'Plateau' \(did you mean 'plateau'\?\)$"),
+    ('[optim]\nschedule = 1', r"\[optim\] schedule must be a str; got 1 \(int\)$"),
+    ('[optim]\nschedule = "cosine"\nlr = -1e-3\nmax_steps = 9',
+     r"\[optim\] lr must be a finite number > 0; got -0.001$"),
+    ('[optim]\nschedule = "cosine"\nlr = nan', r"\[optim\] lr must be a finite number > 0; "
+                                              r"got nan$"),
+    ('[optim]\nschedule = "inverse_sqrt"\nlr = "1e-3"',
+     r"\[optim\] lr must be a float or none; got '1e-3' \(str\)$"),
+    ('[optim]\nschedule = "inverse_sqrt"', r"\[optim\] schedule = 'inverse_sqrt' needs "
+                                           r"\[optim\] lr, its peak learning rate"),
+    ('[optim]\nmin_lr = 1e-5', r"\[optim\] min_lr = 1e-05 is read only by schedule 'cosine' "
+                               r"or 'plateau', not by \[optim\] schedule = 'noam'; remove it"),
+    ('[optim]\nlr = 0.001', r"\[optim\] lr = 0.001 is read only by schedule 'inverse_sqrt' or "
+                            r"'cosine' or 'plateau', not by \[optim\] schedule = 'noam'"),
+    ('[optim]\nschedule = "plateau"\nlr = 0.001\ntotal_steps = 10',
+     r"\[optim\] total_steps = 10 is read only by schedule 'cosine', not by \[optim\] "
+     r"schedule = 'plateau'"),
+    ('[optim]\nschedule = "cosine"\nlr = 0.001',
+     r"\[optim\] schedule = 'cosine' decays until a known step: give \[optim\] total_steps or "
+     r"\[run\] max_steps$"),
+    ('[optim]\nschedule = "cosine"\nlr = 0.001\nwarmup = 50\n[run]\nmax_steps = 50',
+     r"\[run\] max_steps = 50 ends the cosine before it starts: it must be > \[optim\] "
+     r"warmup = 50$"),
+    ('[optim]\nschedule = "cosine"\nlr = 0.001\nwarmup = 5\ntotal_steps = 2',
+     r"\[optim\] total_steps = 2 ends the cosine before it starts"),
+    ('[optim]\nschedule = "cosine"\nlr = 0.001\nmin_lr = 0.01\ntotal_steps = 9000',
+     r"\[optim\] min_lr must be a number <= \[optim\] lr = 0.001; got 0.01$"),
+    ('[optim]\nschedule = "plateau"\nlr = 0.001\ndecrease_factor = 1.0',
+     r"\[optim\] decrease_factor must be a number in \(0, 1\); got 1$"),
+    ('[optim]\nschedule = "plateau"\nlr = 0.001\ndecrease_factor = 0',
+     r"\[optim\] decrease_factor must be a finite number > 0; got 0.0$"),
+    ('[optim]\nschedule = "plateau"\nlr = 0.001\nplateau_patience = 0',
+     r"\[optim\] plateau_patience must be a positive int; got 0$"),
+    ('[optim]\nschedule = "plateau"\nlr = 0.001\nplateau_patience = 1.5',
+     r"\[optim\] plateau_patience must be an int; got 1.5 \(float\)$"),
+    ('[optim]\nschedule = "plateau"\nlr = 0.001\n[run]\neval_every = 0',
+     r"\[optim\] schedule = 'plateau' follows the validation score, which \[run\] "
+     r"eval_every = 0 turns off"),
+    ('[optim]\nschedule = "inverse_sqrt"\nlr = 0.001\nwarmup_init_lr = -1.0',
+     r"\[optim\] warmup_init_lr must be a finite number >= 0; got -1.0$"),
+])
+def test_bad_schedule_settings_are_refused_in_one_line_naming_the_key(tmp_path, toml, message):
+    toml = toml.replace("\nmax_steps = 9", "\n[run]\nmax_steps = 9")
+    path = write(tmp_path, toml)
+    with pytest.raises((TypeError, ValueError), match=rf"^{path}: {message}"):
+        parse("--config", str(path))
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--min-lr", "0.1"], r"--min-lr = 0.1 is read only by schedule 'cosine' or 'plateau', "
+                          r"not by --schedule = 'noam'"),
+    (["--schedule", "cosine", "--lr", "1e-3"],
+     r"--schedule = 'cosine' decays until a known step: give --total-steps or --max-steps$"),
+    (["--schedule", "plateau", "--lr", "inf"], r"--lr must be a finite number > 0; got inf$"),
+])
+def test_bad_schedule_flags_are_named_as_flags(flags, message):
+    with pytest.raises(ValueError, match="^" + message):
+        parse(*flags)
+
+
+def test_a_key_another_schedule_reads_may_stay_at_its_default():
+    """A config that spells out a default of another schedule's key loses nothing."""
+    assert parse("--min-lr", "0", "--decrease-factor", "0.5").optim.schedule == "noam"
+
+
+def test_a_stored_run_without_the_newer_keys_resumes_with_their_defaults():
+    """A run written before a key existed ran with its default: resuming it with the
+    default is no difference, resuming it with another value is one."""
+    stored = TrainConfig.from_flat(num_heads=2, max_steps=10).to_dict()
+    for key in ("schedule", "lr", "warmup_init_lr", "min_lr", "total_steps",
+                "decrease_factor", "plateau_patience"):
+        del stored["optim"][key]
+    del stored["run"]["tensorboard"]
+    assert resume_differences(stored, TrainConfig.from_flat(num_heads=2, max_steps=20,
+                                                            tensorboard=True)) == []
+    other = TrainConfig.from_flat(num_heads=2, schedule="inverse_sqrt", lr=1e-3)
+    assert resume_differences(stored, other) == [
+        "optim.lr: stored None, given 0.001",
+        "optim.schedule: stored 'noam', given 'inverse_sqrt'"]
+
+
+def test_tensorboard_is_a_bool_key_and_flag(tmp_path):
+    assert TrainConfig().run.tensorboard is False
+    assert parse("--tensorboard").run.tensorboard is True
+    assert parse("--config", str(write(tmp_path, "[run]\ntensorboard = true\n")),
+                 "--no-tensorboard").run.tensorboard is False
+    path = write(tmp_path, '[run]\ntensorboard = "yes"\n', "bad.toml")
+    with pytest.raises(TypeError, match=rf"^{path}: \[run\] tensorboard must be a bool; "
+                                        r"got 'yes' \(str\)$"):
+        parse("--config", str(path))

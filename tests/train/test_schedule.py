@@ -8,7 +8,15 @@ import math
 import pytest
 import torch
 
-from attnkit.train.schedule import noam_lr, noam_scheduler, rescale
+from attnkit.train.schedule import (
+    cosine_lr,
+    inverse_sqrt_lr,
+    noam_lr,
+    noam_scheduler,
+    observe,
+    rescale,
+    warmup_scheduler,
+)
 
 
 def test_hand_computed_values():
@@ -117,3 +125,126 @@ def test_rescale_gives_a_restored_schedule_the_new_factor_from_its_next_step():
     lambda_lr = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1.0)
     with pytest.raises(ValueError, match=r"rescale needs a scheduler made by noam_scheduler"):
         rescale(lambda_lr, 0.5)
+
+
+# ------------------------------------------------------------ schedules with a peak rate
+def rates(schedule, steps, **kw):
+    """The rate each of ``steps`` optimizer steps uses under ``warmup_scheduler``."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_scheduler(opt, schedule, **kw)
+    used = []
+    for _ in range(steps):
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return used
+
+
+def test_inverse_sqrt_warms_up_linearly_then_decays_as_one_over_the_root():
+    # lr = 0.01, warmup = 4, from warmup_init_lr = 0.002: steps 1..4 rise by 0.002 each
+    assert [inverse_sqrt_lr(s, lr=0.01, warmup=4, warmup_init_lr=0.002) for s in range(5)] == \
+        pytest.approx([0.002, 0.004, 0.006, 0.008, 0.01], rel=1e-12)
+    assert inverse_sqrt_lr(16, lr=0.01, warmup=4) == pytest.approx(0.005, rel=1e-12)
+    assert inverse_sqrt_lr(9, lr=0.01, warmup=4) == pytest.approx(0.01 * 2 / 3, rel=1e-12)
+    assert inverse_sqrt_lr(2, lr=0.01, warmup=4) == pytest.approx(0.005, rel=1e-12)  # from 0
+    # the k-th step of the scheduler uses the rate of step k, times scale
+    assert rates("inverse_sqrt", 10, lr=0.01, warmup=4, scale=0.5) == pytest.approx(
+        [0.5 * inverse_sqrt_lr(k, lr=0.01, warmup=4) for k in range(1, 11)], rel=1e-12)
+
+
+def test_cosine_decays_to_min_lr_at_total_steps_and_stays_there():
+    kw = dict(lr=0.1, warmup=2, total_steps=10, min_lr=0.02)
+    assert cosine_lr(1, **kw) == pytest.approx(0.05, rel=1e-12)
+    assert cosine_lr(2, **kw) == pytest.approx(0.1, rel=1e-12)
+    assert cosine_lr(6, **kw) == pytest.approx(0.02 + 0.08 * 0.5, rel=1e-12)  # halfway
+    assert cosine_lr(4, **kw) == pytest.approx(0.02 + 0.08 * 0.5 * (1 + math.cos(math.pi / 4)),
+                                               rel=1e-12)
+    assert [cosine_lr(s, **kw) for s in (10, 11, 1000)] == [0.02, 0.02, 0.02]
+    assert rates("cosine", 12, **kw) == pytest.approx(
+        [cosine_lr(k, **kw) for k in range(1, 13)], rel=1e-12)
+
+
+def plateau(**kw):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    return opt, warmup_scheduler(opt, "plateau", **{"lr": 0.1, "warmup": 1, **kw})
+
+
+def test_plateau_lowers_the_rate_after_patience_validations_without_a_better_score():
+    opt, sched = plateau(decrease_factor=0.5, patience=2, min_lr=0.02)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    said = [observe(sched, score, step) for step, score in
+            enumerate([1.0, 2.0, 2.0, 1.5, 3.0, 3.0, 3.0, 0.0, 0.0, 0.0, 0.0], start=1)]
+    # 2.0 and 1.5 are no better than 2.0: lowered at the 4th; 3.0 is better, then two
+    # that are not: lowered at the 7th; then the floor 0.02 holds (0.025 -> 0.02)
+    assert said == [None, None, None, pytest.approx(0.05), None, None, pytest.approx(0.025),
+                    None, pytest.approx(0.02), None, None]
+    assert opt.param_groups[0]["lr"] == sched.get_last_lr()[0] == pytest.approx(0.02)
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.02)  # stepping keeps the factor
+
+
+def test_plateau_counts_one_score_per_step_and_skips_non_finite_ones():
+    opt, sched = plateau(patience=1)
+    observe(sched, 1.0, 5)
+    assert observe(sched, 0.5, 5) is None  # the same step again: a final validation
+    assert observe(sched, math.nan, 6) is None
+    assert observe(sched, 0.5, 7) == pytest.approx(0.05)
+
+
+def test_plateau_state_survives_a_checkpoint_and_the_restored_one_goes_on_alike():
+    opt, sched = plateau(decrease_factor=0.5, patience=2, warmup=3)
+    for step, score in enumerate([1.0, 0.5, 0.4, 2.0, 1.0], start=1):
+        opt.step()
+        sched.step()
+        observe(sched, score, step)
+    state = json.loads(json.dumps(sched.state_dict()))  # numbers only
+    saved = state["lr_lambdas"][0]
+    assert (saved["lr"], saved["best"], saved["bad"], saved["factor"]) == (0.1, 2.0, 1, 0.5)
+    opt2, sched2 = plateau(decrease_factor=0.9, patience=7)  # overwritten by the load
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(state)
+    for step, score in enumerate([1.5, 1.0, 3.0, 0.0], start=6):
+        assert observe(sched2, score, step) == observe(sched, score, step)
+        opt.step(), sched.step()
+        opt2.step(), sched2.step()
+        assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert sched2.lr_lambdas[0].factor == 0.25
+
+
+def test_observe_leaves_every_other_schedule_alone():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = noam_scheduler(opt, d_model=16, warmup=4)
+    assert [observe(sched, 0.0, s) for s in range(1, 6)] == [None] * 5
+    assert opt.param_groups[0]["lr"] == noam_lr(1, d_model=16, warmup=4)
+
+
+def test_rescale_scales_the_schedules_with_a_peak_rate_too():
+    opt, sched = plateau(warmup=4)
+    assert rescale(sched, 0.5) == 1.0
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * 0.1 / 4)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: inverse_sqrt_lr(1, lr=-0.1, warmup=4), r"lr must be a finite number > 0; got -0.1"),
+    (lambda: inverse_sqrt_lr(1, lr=math.nan, warmup=4), r"lr must be .*; got nan"),
+    (lambda: inverse_sqrt_lr(1, lr="0.1", warmup=4), r"lr must be .*; got '0.1'"),
+    (lambda: inverse_sqrt_lr(-1, lr=0.1, warmup=4), r"step must be a non-negative int; got -1"),
+    (lambda: cosine_lr(1, lr=0.1, warmup=4, total_steps=4),
+     r"total_steps must be an int > warmup = 4; got 4"),
+    (lambda: cosine_lr(1, lr=0.1, warmup=4, total_steps=9, min_lr=0.2),
+     r"min_lr must be a number in \[0, 0.1\]; got 0.2"),
+    (lambda: plateau(decrease_factor=1.0), r"decrease_factor must be a number in \(0, 1\); got 1"),
+    (lambda: plateau(patience=0), r"patience must be a positive int; got 0"),
+    (lambda: plateau(warmup_init_lr=-1.0), r"warmup_init_lr must be a finite number >= 0"),
+    (lambda: warmup_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0),
+                              "cosin", lr=0.1, warmup=1, total_steps=5),
+     r"schedule must be one of 'inverse_sqrt', 'cosine', 'plateau'; got 'cosin' "
+     r"\(did you mean 'cosine'\?\)"),
+    (lambda: warmup_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
+                              "inverse_sqrt", lr=0.1, warmup=1),
+     r"lr must be 1.0 .*inverse_sqrt schedule.* got lr=0.1 in param group 0"),
+])
+def test_the_peak_schedules_refuse_bad_arguments_naming_them(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -49,9 +49,19 @@ def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
     assert steps[4]["lr"] == pytest.approx(32 ** -0.5 * 5 * 20 ** -1.5)
 
 
-@pytest.mark.parametrize("accum_steps", [1, 2])
-def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_steps):
-    kw = dict(max_steps=9, checkpoint_every=4, dropout=0.2, accum_steps=accum_steps)
+# the schedules whose rate after a resume depends on what the checkpoint kept: the cosine's
+# horizon, the plateau's best score, count and factor (lowered before and after the stop)
+COSINE = dict(schedule="cosine", lr=0.003, warmup=3, min_lr=1e-4)
+PLATEAU = dict(schedule="plateau", lr=0.003, warmup=2, eval_every=2, plateau_patience=1,
+               decrease_factor=0.5)
+
+
+@pytest.mark.parametrize(("accum_steps", "schedule"), [(1, {}), (2, {}), (1, COSINE),
+                                                      (1, PLATEAU)],
+                         ids=["noam", "noam-accum", "cosine", "plateau"])
+def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_steps, schedule):
+    kw = dict(max_steps=9, checkpoint_every=4, dropout=0.2, accum_steps=accum_steps,
+              **schedule)
     straight = Trainer(tiny(tmp_path, "straight", **kw), log=None)
     straight.fit()
 
@@ -72,6 +82,11 @@ def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_step
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    rates = {name: [r["lr"] for r in read_log(Path(t.cfg.run.out_dir) / "metrics.jsonl")
+                    if "lr" in r] for name, t in (("straight", straight), ("resumed", resumed))}
+    assert rates["resumed"][-5:] == rates["straight"][-5:]  # steps 5 to 9, after the resume
+    if schedule is PLATEAU:  # lowered at the validations of steps 4, 6, 8 (exact match 0)
+        assert rates["straight"][4:] == [0.0015, 0.0015, 0.00075, 0.00075, 0.000375]
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
@@ -105,13 +120,13 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_path):
-    pytest.importorskip("torch.distributed")
+def _one_and_two_processes(tmp_path, *flags: str) -> tuple[list[dict], list[dict]]:
+    """The step records of a run on one process and of the same run on two (torchrun)."""
     common = ["--data", "dates", "--num-examples", "300", "--valid-size", "10",
               "--eval-sentences", "4", "--max-tokens", "800", *TINY_CLI,
               "--warmup", "10", "--eval-every", "0", "--checkpoint-every", "0",
               "--max-steps", "6", "--dropout", "0.0", "--log-every", "1", "--no-progress",
-              "--device", "cpu", "--batch-multiple", "2"]
+              "--device", "cpu", "--batch-multiple", "2", *flags]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "attnkit.cli", "train", *common, "--out-dir",
                     str(tmp_path / "one")], check=True, env=env, capture_output=True)
@@ -122,11 +137,33 @@ def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_pat
     assert r.returncode == 0, r.stderr[-3000:]
     one = [x for x in read_log(tmp_path / "one/metrics.jsonl") if "loss" in x]
     two = [x for x in read_log(tmp_path / "two/metrics.jsonl") if "loss" in x]
+    return one, two
+
+
+def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_path):
+    pytest.importorskip("torch.distributed")
+    one, two = _one_and_two_processes(tmp_path)
     assert [x["step"] for x in one] == [x["step"] for x in two] == list(range(1, 7))
     for a, b in zip(one, two):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
     # only rank 0 wrote checkpoints and the log
     assert len(list((tmp_path / "two/checkpoints").iterdir())) == 1
+
+
+def test_two_processes_lower_a_plateau_rate_together_and_one_writes_events(tmp_path):
+    """Rank 0 alone decodes the validation; the others take its score, so every rank
+    keeps the learning rate of one process (a rank that went on alone would leave
+    its replica apart). Only rank 0 writes TensorBoard events."""
+    pytest.importorskip("torch.distributed")
+    pytest.importorskip("tensorboard")
+    one, two = _one_and_two_processes(
+        tmp_path, "--schedule", "plateau", "--lr", "0.002", "--warmup", "1",
+        "--eval-every", "2", "--plateau-patience", "1", "--tensorboard")
+    assert [x["lr"] for x in two] == [x["lr"] for x in one] == \
+        [0.002, 0.002, 0.002, 0.002, 0.001, 0.001]  # lowered at step 4 (exact match 0)
+    for a, b in zip(one, two):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+    assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1
 
 
 def test_bahdanau_model_trains_with_teacher_forcing(tmp_path):
@@ -151,5 +188,5 @@ def test_config_errors_are_clear():
         TrainConfig.from_flat(model="gpt")
     with pytest.raises(ValueError, match=r"data='tsv' needs train_path"):
         TrainConfig.from_flat(data="tsv")
-    with pytest.raises(ValueError, match=r"unknown config keys \['lr'\]"):
-        TrainConfig.from_flat({"lr": 1})
+    with pytest.raises(ValueError, match=r"unknown config keys \['learning_rate'\]"):
+        TrainConfig.from_flat({"learning_rate": 1})  # lr is a key: the peak of a schedule

@@ -160,6 +160,16 @@ def test_a_learning_rate_beyond_float32_stops_at_the_first_step(tmp_path, capsys
     assert not checkpoints(tmp_path / "run")
 
 
+def test_a_peak_rate_beyond_float32_names_lr_as_what_to_lower(tmp_path, capsys):
+    assert main(train_cli(tmp_path, "--schedule", "inverse_sqrt", "--lr", "1e300",
+                          "--warmup", "1", "--max-steps", "3")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("attnkit train: error: training stopped at step 1: the learning rate is "
+                   "1e+300, beyond what float32 weights can take; no checkpoint was written "
+                   "before it; train again with a lower --lr-scale (now 1) or a lower --lr "
+                   "(now 1e+300)")
+
+
 NAN_ON_RANK_1 = """
 import sys
 import torch

@@ -96,6 +96,8 @@ CASES = {
              lambda t, said, d: t.precision.bf16 and runtime(d, 3)["bf16"] is True),
     "backend": (dict(max_steps=3, backend="reference"),
                 lambda t, said, d: t.model.encoder.blocks[0].attention.backend == "reference"),
+    "tensorboard": (dict(max_steps=3, tensorboard=True),
+                    lambda t, said, d: len(list((d / "tensorboard").iterdir())) == 1),
 }
 
 
@@ -176,3 +178,44 @@ def test_another_number_of_processes_resumes_with_the_same_global_batches(
     for a, b in zip(one, two):
         assert a["train_tokens"] == b["train_tokens"]
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+
+
+def _strip_keys(ckpt: Path, keys: dict[str, tuple[str, ...]]) -> None:
+    """Take ``keys`` (table -> keys) out of the train config of checkpoint ``ckpt``, as a
+    release from before them wrote it, and list its new size and hash in the manifest."""
+    from attnkit._io import sha256_of_file
+
+    path = ckpt / "config.json"
+    config = json.loads(path.read_text())
+    for table, names in keys.items():
+        for name in names:
+            del config["train"][table][name]
+    path.write_text(json.dumps(config, indent=1))
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["files"]["config.json"] = {"bytes": path.stat().st_size,
+                                        "sha256": sha256_of_file(path)}
+    (ckpt / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+NEWER_KEYS = {"optim": ("schedule", "lr", "warmup_init_lr", "min_lr", "total_steps",
+                        "decrease_factor", "plateau_patience"), "run": ("tensorboard",)}
+
+
+def test_a_run_stored_before_the_schedule_keys_resumes_as_noam(moved):
+    _strip_keys(moved / "checkpoints" / "step-000002", NEWER_KEYS)
+    with pytest.raises(ValueError, match=r"optim.schedule: stored 'noam', given 'cosine'"):
+        Trainer(tiny(moved, schedule="cosine", lr=1e-3, warmup=1, max_steps=4), log=None)
+    t, said = resume(moved, max_steps=4)
+    lrs = {r["step"]: r["lr"] for r in read_log(moved / "metrics.jsonl") if "lr" in r}
+    assert lrs[3] == noam_lr(3, d_model=16, warmup=20)
+    assert lrs[4] == noam_lr(4, d_model=16, warmup=20)
+
+
+def test_a_cosine_resumed_with_more_steps_keeps_its_horizon_and_says_so(tmp_path):
+    cosine = dict(schedule="cosine", lr=0.01, warmup=1, min_lr=0.001)
+    Trainer(tiny(tmp_path, **cosine), log=None).fit()  # max_steps = 2: the horizon
+    t, said = resume(tmp_path, max_steps=4, **cosine)
+    assert any("the cosine schedule keeps the horizon it started with: it decays until "
+               "step 2, then stays at min_lr" in s for s in said), said
+    lrs = {r["step"]: r["lr"] for r in read_log(tmp_path / "metrics.jsonl") if "lr" in r}
+    assert [lrs[s] for s in (1, 2, 3, 4)] == [0.01, 0.001, 0.001, 0.001]
