@@ -16,7 +16,9 @@ autograd would differentiate allocates three or four tensors of that size
 (the log-probabilities, their gradient, the zero-filled gradient of the
 gather, the sum of the two), and for a vocabulary of thousands these are
 the largest tensors of a training step: allocating and first touching them
-cost as much as a layer's matrix products.
+cost as much as a layer's matrix products. Both directions walk the logits in
+blocks of rows small enough to stay in the cache (:data:`_BLOCK_ELEMENTS`), so the
+several passes over a row cost about one pass over memory.
 """
 
 from __future__ import annotations
@@ -33,16 +35,33 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+#: float32 elements of the logits one block of rows holds (256 KiB): the loss walks the
+#: ``(n, V)`` logits in blocks of rows, so each block's passes (max, exp, sum; in backward
+#: exp, subtract, scale) find it in the cache and no temporary of the full size is made
+_BLOCK_ELEMENTS = 1 << 16
+
+
+def _row_blocks(n: int, V: int) -> range:
+    """Start rows of the blocks of :data:`_BLOCK_ELEMENTS` (at least one row each)."""
+    return range(0, n, max(1, _BLOCK_ELEMENTS // max(1, V)))
+
+
 class _SmoothedNLL(torch.autograd.Function):
     """Per-row ``(loss, nll)`` of logits ``(n, V)`` and targets ``(n,)``."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor, epsilon: float):
-        x = _at_least_fp32(logits)  # (n, V); a no-op for float32
-        lse = torch.logsumexp(x, -1)  # (n,)
-        picked = x.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (n,)
+        n, V = logits.shape
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        lse, mean = logits.new_empty(n, dtype=dtype), logits.new_empty(n, dtype=dtype)
+        blocks = _row_blocks(n, V)
+        for i in blocks:
+            x = _at_least_fp32(logits[i:i + blocks.step])  # (rows, V)
+            torch.logsumexp(x, -1, out=lse[i:i + blocks.step])
+            torch.mean(x, -1, out=mean[i:i + blocks.step])
+        picked = _at_least_fp32(logits.gather(-1, target.unsqueeze(-1)).squeeze(-1))  # (n,)
         nll = lse - picked  # (n,)
-        loss = (1 - epsilon) * nll + epsilon * (lse - x.mean(-1))  # (n,)
+        loss = (1 - epsilon) * nll + epsilon * (lse - mean)  # (n,)
         ctx.save_for_backward(logits, target, lse)
         ctx.epsilon = epsilon
         ctx.mark_non_differentiable(nll)
@@ -51,9 +70,13 @@ class _SmoothedNLL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor, _grad_nll: torch.Tensor):
         logits, target, lse = ctx.saved_tensors
-        eps, V = ctx.epsilon, logits.shape[-1]
-        grad = torch.sub(_at_least_fp32(logits), lse.unsqueeze(-1)).exp_()  # softmax (n, V)
-        grad.sub_(eps / V)
+        eps, (n, V) = ctx.epsilon, logits.shape
+        grad = torch.empty_like(logits, dtype=lse.dtype)  # (n, V)
+        blocks = _row_blocks(n, V)
+        for i in blocks:
+            rows = slice(i, i + blocks.step)
+            g = torch.sub(logits[rows], lse[rows].unsqueeze(-1), out=grad[rows])
+            g.exp_().sub_(eps / V)  # softmax − ε/V
         grad.scatter_add_(-1, target.unsqueeze(-1),
                           torch.full_like(lse, eps - 1).unsqueeze(-1))  # − (1 − ε) at y
         grad.mul_(grad_loss.unsqueeze(-1))

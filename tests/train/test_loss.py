@@ -65,3 +65,27 @@ def test_fused_smoothed_loss_gradcheck_and_errors():
         smoothed_loss(logits, target[:4], epsilon=0.1)
     with pytest.raises(ValueError, match=r"epsilon must be a number in \[0, 1\); got 1.5"):
         smoothed_loss(logits, target, epsilon=1.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [0, 1, 40])
+def test_the_loss_walks_a_large_vocabulary_in_blocks_of_rows_with_the_same_answer(dtype, rows):
+    """5,000 classes: blocks of 13 rows (the last of 40 rows holds one), and no rows."""
+    from attnkit.train import loss as loss_module
+
+    V = 5000
+    assert len(loss_module._row_blocks(40, V)) == 4
+    g = torch.Generator().manual_seed(3)
+    logits = (4 * torch.randn(rows, V, generator=g, dtype=torch.float64)).to(dtype)
+    target = torch.randint(1, V, (rows,), generator=g)
+    target[::7] = 0
+    x = logits.detach().requires_grad_()
+    loss, nll, n = smoothed_loss(x, target, epsilon=0.1)
+    (grad,) = torch.autograd.grad(loss, x)
+    y = logits.detach().double().requires_grad_()
+    want = F.cross_entropy(y, target, label_smoothing=0.1, ignore_index=0, reduction="sum")
+    (want_grad,) = torch.autograd.grad(want, y)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-2, atol=4e-3)
+    torch.testing.assert_close(loss.double(), want, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(grad.double(), want_grad, **tol)
+    assert grad.shape == (rows, V) and n == int((target != 0).sum())
