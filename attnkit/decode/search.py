@@ -14,8 +14,9 @@ search alike, each off unless asked (then the search is exactly the unconstraine
 ``repetition_penalty`` (CTRL's, as CTranslate2 and Hugging Face apply it: the logit of a
 token the hypothesis holds already is divided by the penalty when positive, multiplied by
 it when negative; :func:`penalize_repeats`) and ``no_repeat_ngram`` (a token that would
-complete an n-gram the hypothesis holds already gets ``-inf``; :func:`block_repeated_ngrams`).
-A hypothesis is the tokens generated after ``<bos>``.
+complete an n-gram the hypothesis holds already gets ``-inf``; :func:`block_repeated_ngrams`),
+both on the logits before they are normalized, as CTranslate2 applies them. A hypothesis
+is the tokens generated after ``<bos>``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import torch
 from .._values import check_choice, check_finite, check_nonnegative_int, check_positive_int
 from .protocols import check_step_decoder
 
-__all__ = ["DEFAULT_STOP", "STOP_RULES", "Constraints", "Hypothesis", "argmax_rows",
-           "beam_search", "block_repeated_ngrams", "check_n_best", "greedy_hypotheses",
-           "greedy_search", "length_penalty", "n_best_search", "n_best_unchecked",
-           "penalize_repeats", "topk_rows"]
+__all__ = ["DEFAULT_STOP", "NO_CONSTRAINTS", "STOP_RULES", "Constraints", "Hypothesis",
+           "argmax_rows", "beam_search", "block_repeated_ngrams", "check_n_best",
+           "greedy_hypotheses", "greedy_search", "length_penalty", "n_best_search",
+           "n_best_unchecked", "penalize_repeats", "topk_rows"]
 
 #: An output limit in tokens: one for the whole batch, or one per sentence (a ``(B,)``
 #: integer tensor or a list of ``B`` ints), e.g. each source's own ``2·S + 10``. A
@@ -83,14 +84,20 @@ class Constraints:
 
     def log_probs(self, model, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """A step's log-probabilities ``(n, V)`` from its ``logits`` ``(n, V)`` under these
-        constraints, ``history`` ``(n, t)`` the tokens each row's hypothesis holds."""
+        constraints (none: the normalized logits), ``history`` ``(n, t)`` the tokens each
+        row's hypothesis holds. Both reshape the logits before they are normalized, as
+        CTranslate2 does: a token blocked leaves its probability to the others."""
         x = logits.float()
         if self.repetition_penalty != 1.0:
             x = penalize_repeats(x, history, self.repetition_penalty)
-        logp = _log_probs(model, x)
         if self.no_repeat_ngram:
-            logp = block_repeated_ngrams(logp, history, self.no_repeat_ngram)
-        return logp
+            x = block_repeated_ngrams(x.clone() if x is logits else x, history,
+                                      self.no_repeat_ngram)
+        return _log_probs(model, x)
+
+
+#: The search without constraints (the default of every search)
+NO_CONSTRAINTS = Constraints()
 
 
 def penalize_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: float
@@ -102,18 +109,19 @@ def penalize_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: float
     return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
 
 
-def block_repeated_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
-    """``logp`` ``(r, V)`` with ``-inf`` (in place) for every token that would complete an
+def block_repeated_ngrams(scores: torch.Tensor, history: torch.Tensor, n: int
+                          ) -> torch.Tensor:
+    """``scores`` ``(r, V)`` with ``-inf`` (in place) for every token that would complete an
     ``n``-gram its row's ``history`` ``(r, t)`` holds already: the tokens that followed an
     earlier occurrence of the row's last ``n - 1`` tokens (``n = 1``: every token held)."""
     t = history.shape[1]
     if t < n:
-        return logp
+        return scores
     grams = history.unfold(1, n, 1)  # (r, t - n + 1, n)
     match = (grams[:, :, :-1] == history[:, None, t - n + 1:]).all(-1)  # (r, t - n + 1)
     rows, at = match.nonzero(as_tuple=True)
-    logp[rows, grams[rows, at, -1]] = float("-inf")
-    return logp
+    scores[rows, grams[rows, at, -1]] = float("-inf")
+    return scores
 
 
 def _log_probs(model, logits: torch.Tensor) -> torch.Tensor:
@@ -161,7 +169,7 @@ def _per_row_limits(max_output_len, batch: int) -> list[int]:
 
 
 def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
-            max_output_len: Limits, scored: bool, rules: Constraints = Constraints()
+            max_output_len: Limits, scored: bool, rules: Constraints = NO_CONSTRAINTS
             ) -> tuple[list[list[int]], list[float] | None]:
     """The argmax chain of each sentence up to its own output limit (``max_output_len``:
     one for all or one per sentence), as token rows that end with the first ``<eos>``
@@ -243,7 +251,7 @@ class Hypothesis:
 @torch.no_grad()
 def greedy_hypotheses(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
                       bos_id: int, eos_id: int, max_output_len: Limits = 100,
-                      alpha: float = 0.6, rules: Constraints = Constraints()
+                      alpha: float = 0.6, rules: Constraints = NO_CONSTRAINTS
                       ) -> list[Hypothesis]:
     """:func:`greedy_search` with the score of each output, as :func:`beam_search` scores
     its hypotheses: ``log P(y, <eos> | x) / length_penalty(|y| + 1, alpha)``, or
@@ -304,7 +312,7 @@ def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None,
 @torch.no_grad()
 def n_best_unchecked(model, src, src_valid_lens, *, bos_id: int, eos_id: int, n_best: int,
                      beam_size: int, max_output_len: Limits, alpha: float,
-                     stop: str = DEFAULT_STOP, rules: Constraints = Constraints()
+                     stop: str = DEFAULT_STOP, rules: Constraints = NO_CONSTRAINTS
                      ) -> list[list[Hypothesis]]:
     """:func:`n_best_search` of ``n_best`` and ``beam_size`` that :func:`check_n_best`
     passed already: a caller that searches batch after batch (as
@@ -342,11 +350,9 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     all or each sentence's own (:data:`Limits`). Returns the best token list per
     sentence (without ``<bos>``/``<eos>``), or with ``return_all=True`` every
     :class:`Hypothesis` per sentence, best first. The first step decodes one row per
-    sentence (its beams are all ``<bos>``), the later ones ``K`` (a Transformer's
-    state keeps one encoder-side row per sentence for them). ``no_repeat_ngram`` and
-    ``repetition_penalty`` constrain each beam's steps by its own tokens
-    (:class:`Constraints`).
-    """
+    sentence (its beams are all ``<bos>``), the later ones ``K`` (a Transformer's state
+    keeps one encoder-side row per sentence for them). Each beam is constrained by its
+    own tokens (``no_repeat_ngram``, ``repetition_penalty``: :class:`Constraints`)."""
     limits = _check(model, src, src_valid_lens, max_output_len)
     check_positive_int("beam_size", beam_size)
     check_choice("stop", stop, STOP_RULES)
@@ -364,8 +370,7 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     while sents:
         t += 1
         logits, state = model.decode_step(seqs[:, -1:], state)  # (n·R, 1, V)
-        logp = (rules.log_probs(model, logits[:, -1], seqs[:, 1:]) if rules.active
-                else _log_probs(model, logits[:, -1]))  # (n·R, V)
+        logp = rules.log_probs(model, logits[:, -1], seqs[:, 1:])  # (n·R, V)
         last = [limits[b] == t for b in sents]  # at its own limit: the last step
         new_scores, new_origin, new_tok, going = _advance(
             scores, logp, seqs, [finished[b] for b in sents], K, eos_id=eos_id, alpha=alpha,
