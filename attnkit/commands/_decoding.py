@@ -54,10 +54,11 @@ def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) ->
                         "it and records it for the checkpoint on this machine (translate uses "
                         "that record, else fp32). With --engine ctranslate2, fp32 and int8 "
                         "are its float32 and int8 compute types (default: the exported one)")
-    p.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+    # the two constraints are read by check_decoding_arguments, not argparse: one line, no usage
+    p.add_argument("--no-repeat-ngram", default=0, metavar="N",
                    help="never repeat an N-gram in an output: a token that would complete an "
                         "N-gram the hypothesis holds already is not chosen; 0 = off (default)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="P",
+    p.add_argument("--repetition-penalty", default=1.0, metavar="P",
                    help="CTRL's repetition penalty, P > 0: the logit of a token the "
                         "hypothesis holds already is divided by P when positive, multiplied "
                         "by P when negative (P > 1 discourages repeats); 1 = off (default)")
@@ -76,9 +77,24 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
         from ..decode.search import STOP_RULES
 
         check_choice("--beam-stop", args.beam_stop, STOP_RULES)
-    check_nonnegative_int("--no-repeat-ngram", args.no_repeat_ngram)
-    check_finite("--repetition-penalty", args.repetition_penalty, above=0)
+    args.no_repeat_ngram = check_nonnegative_int(
+        "--no-repeat-ngram", _number("--no-repeat-ngram", args.no_repeat_ngram, int))
+    args.repetition_penalty = check_finite(
+        "--repetition-penalty", _number("--repetition-penalty", args.repetition_penalty, float),
+        above=0)
     check_ensemble_arguments(args)
+
+
+def _number(flag: str, given, kind: type):
+    """The text ``given`` for ``flag`` as a ``kind`` (int or float; a value not given as
+    text is returned as it is), refused in one line naming ``flag`` when it is none."""
+    if not isinstance(given, str):
+        return given
+    try:
+        return kind(given)
+    except ValueError:
+        expected = "an int" if kind is int else "a number"
+        raise ValueError(f"{flag} must be {expected}; got {given!r}") from None
 
 
 def checkpoint_paths(args: argparse.Namespace) -> list[str]:
