@@ -104,9 +104,13 @@ def penalize_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: float
                      ) -> torch.Tensor:
     """``logits`` ``(n, V)`` with each token of its row's ``history`` ``(n, t)`` penalized
     (CTRL, Keskar et al., 2019): divided by ``penalty`` when positive, multiplied by it
-    otherwise, so ``penalty > 1`` makes a repeat less likely either way."""
+    otherwise, so ``penalty > 1`` makes a repeat less likely either way. A result past the
+    dtype's range is held at its largest finite value (a tiny penalty would otherwise make
+    ``inf``, which no normalization survives)."""
     seen = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, history, True)
-    return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+    top = torch.finfo(logits.dtype).max
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty).clamp_(-top, top)
+    return torch.where(seen, penalized, logits)
 
 
 def block_repeated_ngrams(scores: torch.Tensor, history: torch.Tensor, n: int

@@ -34,6 +34,18 @@ def test_the_penalty_divides_positive_and_multiplies_negative_logits_of_held_tok
     assert penalize_repeats(logits, history[:, :0], 2.0).tolist() == logits.tolist()
 
 
+@pytest.mark.parametrize("penalty", [1e-40, 1e-300, 1e300])
+def test_an_extreme_penalty_keeps_every_score_a_number(penalty):
+    """A penalty whose quotient or product leaves float32 holds the score at its largest
+    finite value: the step still normalizes, and the search still outputs words."""
+    got = penalize_repeats(torch.tensor([[3.0, -2.0, 1.0]]), torch.tensor([[0, 1]]), penalty)
+    assert torch.isfinite(got).all() and got[0, 2] == 1.0
+    assert torch.isfinite(torch.log_softmax(got, -1)).all()
+    out = load_translator(GOLDEN).translate(["3 1 4", "7 7"], beam_size=2,
+                                            repetition_penalty=penalty)
+    assert all(out)
+
+
 def test_blocking_forbids_the_tokens_that_complete_a_held_ngram():
     history = torch.tensor([[4, 5, 6, 4, 5, 4], [4, 5, 6, 4, 5, 4]])
     logp = torch.zeros(2, 8)
