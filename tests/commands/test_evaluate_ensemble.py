@@ -78,3 +78,43 @@ def test_no_repeat_ngram_leaves_no_repeated_word(capsys, tmp_path, test_set):
                           "--no-repeat-ngram", "1", "--repetition-penalty", "1.5")
     assert any(len(set(x.split())) < len(x.split()) for x in plain)
     assert len(blocked) == 40 and all(len(set(x.split())) == len(x.split()) for x in blocked)
+
+
+def _tiny_run(root, *flags):
+    """A 3-step run on the digits task of ``test_reliability``, a checkpoint every step."""
+    from .test_reliability import TINY, pairs_file
+
+    root.mkdir()
+    argv = ["train", *TINY, "--train-path", str(pairs_file(root / "pairs.tsv", 200)),
+            "--out-dir", str(root / "run"), "--max-steps", "3", "--checkpoint-every", "1",
+            "--keep-last", "5", *flags]
+    assert main(argv) == 0
+    return root / "run"
+
+
+def test_average_averages_each_member_of_an_ensemble(capsys, tmp_path):
+    """``--average 2`` with two runs of one tokenizer (other sizes): each run's last two
+    checkpoints averaged, then ensembled, as the library does it."""
+    from attnkit.decode.translator import EnsembleTranslator, load_translator
+    from attnkit.runs.run import open_run
+
+    a = _tiny_run(tmp_path / "a")
+    b = _tiny_run(tmp_path / "b", "--ffn-num-hiddens", "48")
+    capsys.readouterr()
+    srcs = ["3 1", "4 1 5", "9 2 6 5", "3 5"]
+    (tmp_path / "src.txt").write_text("\n".join(srcs) + "\n")
+    (tmp_path / "ref.txt").write_text("three one\nfour one five\nnine two six five\nthree five\n")
+    hyps = tmp_path / "hyps.txt"
+    code = main(["evaluate", "--checkpoint", str(a), "--checkpoint", str(b), "--average", "2",
+                 "--src", str(tmp_path / "src.txt"), "--ref", str(tmp_path / "ref.txt"),
+                 "--hyp-out", str(hyps), "--beam-size", "2"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.count("averaged 2 checkpoints: ['step-000002', 'step-000003']") == 2
+
+    def averaged(path):
+        run = open_run(path)
+        return load_translator(run, weights=run.average(run.last(2)))
+
+    want = EnsembleTranslator.of([averaged(a), averaged(b)]).translate(srcs, beam_size=2)
+    assert hyps.read_text().splitlines() == want

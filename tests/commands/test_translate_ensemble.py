@@ -108,3 +108,28 @@ def test_bad_constraints_are_refused_in_one_line(capsys, flag, value, says):
                                                    f"{flag}={value}", "3 1 4"])
         line = one_error_line(capsys.readouterr().err, command)
         assert code == 2 and line.endswith(f"{flag} {says}"), line
+
+
+def test_models_of_two_families_decode_together(capsys, bahdanau_run, tmp_path):
+    """An RNN (no positional table) and a Transformer trained on the same data, so with the
+    same tokenizers, decode as one: what the library's ensemble of the two gives."""
+    from .conftest import _MODEL_FLAGS
+    from .test_reliability import TINY, pairs_file
+
+    data = [a for i, a in enumerate(TINY) if a not in _MODEL_FLAGS
+            and TINY[i - 1] not in _MODEL_FLAGS]  # the Bahdanau run's data and run flags
+    transformer = tmp_path / "run"
+    assert main(["train", *data, "--train-path", str(pairs_file(tmp_path / "p.tsv", 40)),
+                 "--out-dir", str(transformer), "--max-steps", "1", "--bf16", "false",
+                 "--threads", "1", "--num-hiddens", "16", "--num-heads", "2",
+                 "--ffn-num-hiddens", "32", "--num-encoder-layers", "1",
+                 "--num-decoder-layers", "1"]) == 0
+    capsys.readouterr()
+    sentences = ["3 1 4", "1 5 9 2", "6"]
+    both = translate(capsys, "--checkpoint", str(bahdanau_run), "--checkpoint",
+                     str(transformer), "--beam-size", "2", *sentences)
+    assert len(both) == 3
+    from attnkit.decode.translator import EnsembleTranslator, load_translator
+
+    members = [load_translator(bahdanau_run), load_translator(transformer)]
+    assert both == EnsembleTranslator.of(members).translate(sentences, beam_size=2)
