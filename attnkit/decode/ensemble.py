@@ -8,6 +8,8 @@ rule (the geometric mean of the members' distributions, not normalized again; fa
 averages the probabilities instead). The search takes these as the step's
 log-probabilities (``gives_log_probs``), so a hypothesis' score is the sum of its tokens'
 mean log-probabilities, and an ensemble of a model with itself decodes what the model does.
+The search constraints (:class:`attnkit.decode.search.Constraints`) reshape these means as
+they reshape one model's logits.
 """
 
 from __future__ import annotations
