@@ -126,7 +126,7 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
     (:func:`overlong_sources` tells which).
     """
     rules = dict(no_repeat_ngram=no_repeat_ngram, repetition_penalty=repetition_penalty)
-    Constraints(**rules)
+    Constraints(**rules)  # refused before any sentence is read
     device = device or next(model.parameters()).device
     model.eval()
 
