@@ -54,11 +54,19 @@ def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) ->
                         "it and records it for the checkpoint on this machine (translate uses "
                         "that record, else fp32). With --engine ctranslate2, fp32 and int8 "
                         "are its float32 and int8 compute types (default: the exported one)")
+    # the two constraints are read by check_decoding_arguments, not argparse: one line, no usage
+    p.add_argument("--no-repeat-ngram", default=0, metavar="N",
+                   help="never repeat an N-gram in an output: a token that would complete an "
+                        "N-gram the hypothesis holds already is not chosen; 0 = off (default)")
+    p.add_argument("--repetition-penalty", default=1.0, metavar="P",
+                   help="CTRL's repetition penalty, P > 0: the logit of a token the "
+                        "hypothesis holds already is divided by P when positive, multiplied "
+                        "by P when negative (P > 1 discourages repeats); 1 = off (default)")
 
 
 def check_decoding_arguments(args: argparse.Namespace) -> None:
     """Reject values that make no sense before the model is loaded."""
-    from .._values import check_choice, check_finite, check_positive_int
+    from .._values import check_choice, check_finite, check_nonnegative_int, check_positive_int
 
     if args.precision is not None:  # checked here, not by argparse: one line, no usage
         check_choice("--precision", args.precision, PRECISION_CHOICES)
@@ -69,16 +77,72 @@ def check_decoding_arguments(args: argparse.Namespace) -> None:
         from ..decode.search import STOP_RULES
 
         check_choice("--beam-stop", args.beam_stop, STOP_RULES)
+    args.no_repeat_ngram = check_nonnegative_int(
+        "--no-repeat-ngram", _number("--no-repeat-ngram", args.no_repeat_ngram, int))
+    args.repetition_penalty = check_finite(
+        "--repetition-penalty", _number("--repetition-penalty", args.repetition_penalty, float),
+        above=0)
+    check_ensemble_arguments(args)
+
+
+def _number(flag: str, given, kind: type):
+    """The text ``given`` for ``flag`` as a ``kind`` (int or float; a value not given as
+    text is returned as it is), refused in one line naming ``flag`` when it is none."""
+    if not isinstance(given, str):
+        return given
+    try:
+        return kind(given)
+    except ValueError:
+        expected = "an int" if kind is int else "a number"
+        raise ValueError(f"{flag} must be {expected}; got {given!r}") from None
+
+
+def checkpoint_paths(args: argparse.Namespace) -> list[str]:
+    """The ``--checkpoint`` paths, in the order given (none, one, or an ensemble's)."""
+    given = args.checkpoint
+    return [] if given is None else [given] if isinstance(given, str) else list(given)
+
+
+def check_ensemble_arguments(args: argparse.Namespace) -> None:
+    """With ``--checkpoint`` given more than once (an ensemble), refuse what needs one
+    model: ``--precision auto`` (a choice recorded for one checkpoint's weights) and an
+    engine other than attnkit's."""
+    paths = checkpoint_paths(args)
+    if len(paths) < 2:
+        return
+    given = f"{len(paths)} --checkpoint ({', '.join(paths)})"
+    if args.precision == "auto":
+        raise ValueError(f"--precision auto is chosen for one checkpoint's weights, not for an "
+                         f"ensemble of {given}; give --precision fp32, bf16 or int8")
+    if getattr(args, "engine", "attnkit") != "attnkit":
+        raise ValueError(f"--engine {args.engine} decodes one exported model (--model); an "
+                         f"ensemble of {given} decodes with --engine attnkit")
 
 
 def search_options(args: argparse.Namespace) -> dict:
     """The search keywords of ``translate`` from the decoding flags: beam size, output
-    limit, length penalty and (when given) the stop rule."""
+    limit, length penalty and (when given) the stop rule and the search constraints."""
     options = dict(beam_size=args.beam_size, max_output_len=args.max_output_len,
                    alpha=args.length_penalty)
     if args.beam_stop is not None:
         options["stop"] = args.beam_stop
+    if args.no_repeat_ngram:
+        options["no_repeat_ngram"] = args.no_repeat_ngram
+    if args.repetition_penalty != 1.0:
+        options["repetition_penalty"] = args.repetition_penalty
     return options
+
+
+def load_translators(paths: list[str], load):
+    """``load(path)`` of each checkpoint of ``paths``, as one translator: the only one, or
+    their ensemble (:class:`attnkit.decode.translator.EnsembleTranslator`, which refuses
+    runs of other tokenizers, naming both)."""
+    translators = [load(p) for p in paths]
+    if len(translators) == 1:
+        return translators[0]
+    from ..decode.translator import EnsembleTranslator
+
+    return EnsembleTranslator.of(translators)
 
 
 def in_precision(prog: str, args: argparse.Namespace, translator):
@@ -95,7 +159,8 @@ def in_precision(prog: str, args: argparse.Namespace, translator):
         if record is None:
             print(f"{prog}: note: --precision auto: no choice is recorded for this checkpoint "
                   "on this machine; translating in fp32 (record one with 'attnkit evaluate "
-                  f"--checkpoint {args.checkpoint} --precision auto')", file=sys.stderr)
+                  f"--checkpoint {checkpoint_paths(args)[0]} --precision auto')",
+                  file=sys.stderr)
         else:
             print(f"{prog}: note: --precision auto: {record['precision']}, as recorded "
                   f"({record.get('why', 'by attnkit evaluate')})", file=sys.stderr)
@@ -122,18 +187,22 @@ def check_decoding_memory(args: argparse.Namespace, translator, sentences: int) 
     ``sentences``: how many are decoded at once (at most the translator's batch); without
     ``--max-output-len`` the shortest default limit is counted (a lower bound). A
     translator without a ``memory_config`` (another engine, which holds its own memory,
-    :class:`attnkit.decode.protocols.SentenceTranslator`) is not checked.
+    :class:`attnkit.decode.protocols.SentenceTranslator`) is not checked; an ensemble's
+    (a tuple of configs) counts every member's weights and search state.
     """
     from .._memory import available_memory, format_bytes
     from ..decode.translator import BATCH_SIZE, output_limit, positions_of
-    from ..models.sizes import decoding_memory
+    from ..models.sizes import MemoryEstimate, decoding_memory
 
     config = translator.memory_config
     if config is None:
         return
+    configs = config if isinstance(config, tuple) else (config,)
     batch = min(BATCH_SIZE, max(1, sentences))
-    steps = output_limit(2, args.max_output_len, positions_of(config))  # a word and EOS
-    need = decoding_memory(config, rows=batch * args.beam_size, steps=steps)
+    positions = [p for p in map(positions_of, configs) if p is not None]
+    steps = output_limit(2, args.max_output_len, min(positions, default=None))  # a word, EOS
+    each = [decoding_memory(c, rows=batch * args.beam_size, steps=steps) for c in configs]
+    need = MemoryEstimate(sum(e.weights for e in each), sum(e.activations for e in each))
     budget = available_memory()
     if budget is None or need.total <= budget.bytes:
         return
@@ -143,7 +212,8 @@ def check_decoding_memory(args: argparse.Namespace, translator, sentences: int) 
         f"--beam-size {args.beam_size} x {batch} sentence{'s' if batch > 1 else ''} at a "
         f"time x {given}: decoding needs about {format_bytes(need.total)} "
         f"({format_bytes(need.activations)} for the beams' tokens and caches, "
-        f"{format_bytes(need.weights)} for the weights), more than the "
+        f"{format_bytes(need.weights)} for the weights"
+        f"{f' of {len(configs)} models' if len(configs) > 1 else ''}), more than the "
         f"{format_bytes(budget.bytes)} this process may use ({budget.source}); lower "
         f"--max-output-len or --beam-size")
 

@@ -1,5 +1,6 @@
 """``attnkit evaluate``: BLEU (sacrebleu, with signature), chrF and the lowercased
-tokenized BLEU that published Multi30k figures use, on a test set."""
+tokenized BLEU that published Multi30k figures use, on a test set. ``--checkpoint`` given
+more than once scores the ensemble of the runs (:mod:`attnkit.decode.ensemble`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from ._decoding import (
     check_decoding_arguments,
     check_decoding_memory,
     checkpoint_inputs,
+    checkpoint_paths,
     in_precision,
+    load_translators,
     note_overlong,
     one_line,
     progress_bar,
@@ -24,15 +27,18 @@ from ._decoding import (
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory, run folder (its "
-                                                         "latest checkpoint) or RUN/best")
+    p.add_argument("--checkpoint", required=True, action="append",
+                   help="checkpoint directory, run folder (its latest checkpoint) or RUN/best; "
+                        "given more than once: the ensemble of those runs (the mean of their "
+                        "log-probabilities at every step; they must share their tokenizers)")
     p.add_argument("--src", help="source file, one sentence per line")
     p.add_argument("--ref", help="reference file, line-aligned with --src")
     p.add_argument("--multi30k-split", help="instead of --src/--ref: a Multi30k split of the "
                                             "checkpoint's data (e.g. test_2016_flickr)")
     add_decoding_arguments(p)
     p.add_argument("--average", type=int, default=0,
-                   help="average the weights of the last N checkpoints first")
+                   help="average the weights of the last N checkpoints first (of each run, "
+                        "with several --checkpoint)")
     p.add_argument("--limit", type=int, default=None, help="only the first N sentences")
     p.add_argument("--hyp-out", help="write the translations to this file, one line per "
                                      "source line")
@@ -40,9 +46,10 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _translator(args: argparse.Namespace):
-    """The run's translator, with the last ``--average`` checkpoints averaged.
+    """The run's translator, with the last ``--average`` checkpoints averaged (the
+    ensemble of the runs' translators, each averaged, with several ``--checkpoint``).
 
-    The run is opened once and every checkpoint verified once: the opened one is
+    A run is opened once and every checkpoint verified once: the opened one is
     loaded (and averaged) as it was opened. Opening, averaging and loading are read
     as one beside a training on the run (:func:`attnkit.runs.run.read_beside_writer`)."""
     from ..decode.translator import load_translator
@@ -54,10 +61,14 @@ def _translator(args: argparse.Namespace):
                           else ([], None))
         return paths, load_translator(run, weights=weights)
 
-    paths, translator = read_beside_writer(args.checkpoint, load)
-    if args.average:
-        print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}", file=sys.stderr)
-    return translator
+    def load_one(checkpoint):
+        paths, translator = read_beside_writer(checkpoint, load)
+        if args.average:
+            print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}",
+                  file=sys.stderr)
+        return translator
+
+    return load_translators(checkpoint_paths(args), load_one)
 
 
 def _test_set(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:
@@ -95,7 +106,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
                          "average' and choose for it")
     if args.hyp_out:
         check_not_an_input(args.hyp_out, "--hyp-out", [
-            ("--src", args.src), ("--ref", args.ref), *checkpoint_inputs(args.checkpoint)])
+            ("--src", args.src), ("--ref", args.ref),
+            *(i for c in checkpoint_paths(args) for i in checkpoint_inputs(c))])
         check_writable_file(args.hyp_out, "--hyp-out")
 
 

@@ -7,7 +7,11 @@ arrive (``--input`` may be a FIFO; ``yes 3 1 | attnkit translate ...`` runs in
 bounded memory) and each chunk's output is flushed before the next is read.
 ``--engine ctranslate2 --model DIR`` decodes with a model
 written by ``attnkit export ctranslate2`` instead of attnkit's own search.
-``--checkpoint RUN/best`` names the run's best-scoring checkpoint (``keep_best``).
+``--checkpoint RUN/best`` names the run's best-scoring checkpoint (``keep_best``);
+``--checkpoint`` given more than once decodes with the ensemble of the runs (at every step
+the mean of their log-probabilities, :mod:`attnkit.decode.ensemble`), which must share
+their tokenizers. ``--no-repeat-ngram`` and ``--repetition-penalty`` constrain the search
+(:class:`attnkit.decode.search.Constraints`), with either engine.
 ``--precision`` runs the model in fp32, bf16 or int8, or in the choice ``attnkit evaluate
 --precision auto`` recorded for the checkpoint on this machine
 (:mod:`attnkit.decode.precision`).
@@ -36,7 +40,9 @@ from ._decoding import (
     add_decoding_arguments,
     check_decoding_arguments,
     check_decoding_memory,
+    checkpoint_paths,
     in_precision,
+    load_translators,
     note_overlong,
     one_line,
     progress_bar,
@@ -54,10 +60,12 @@ ENGINES = {
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sentences", nargs="*", help="sentences to translate (default: read "
                                                 "--input, or stdin, one per line)")
-    p.add_argument("--checkpoint",
+    p.add_argument("--checkpoint", action="append",
                    help="a checkpoint directory, a run folder (its latest checkpoint) or "
                         "RUN/best (its best-scoring one, see keep_best); required with "
-                        "--engine attnkit")
+                        "--engine attnkit. Given more than once: the ensemble of those runs "
+                        "(the mean of their log-probabilities at every step; they must share "
+                        "their tokenizers)")
     p.add_argument("--engine", choices=tuple(ENGINES), default="attnkit",
                    help="attnkit's own decoder (default), or CTranslate2 on a model written "
                         "by 'attnkit export ctranslate2' (--model)")
@@ -116,7 +124,8 @@ def load_engine(args: argparse.Namespace, threads: int):
         raise ValueError("--checkpoint is required (or --engine ctranslate2 --model DIR)")
     from ..decode.translator import load_translator
 
-    return in_precision("attnkit translate", args, load_translator(args.checkpoint))
+    return in_precision("attnkit translate", args,
+                        load_translators(checkpoint_paths(args), load_translator))
 
 
 #: ``--precision`` -> the CTranslate2 compute type it runs in

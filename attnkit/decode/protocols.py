@@ -29,7 +29,9 @@ class StepDecoder(Protocol):
     ``init_state(encoding, src_valid_lens)`` → the state before the first step;
     ``decode_step(tokens (B, t), state)`` → ``(logits (B, t, V), state)`` (search feeds
     the last token only, ``t = 1``); ``reorder_state(state, indices (n,))`` → the state
-    of the rows ``indices`` (beams reordered, finished sentences dropped).
+    of the rows ``indices`` (beams reordered, finished sentences dropped). A decoder whose
+    ``decode_step`` gives log-probabilities rather than logits says so with a class
+    attribute ``gives_log_probs = True`` (the search then does not normalize them again).
     """
 
     def encode(self, src: torch.Tensor, src_valid_lens: torch.Tensor | None = None) -> Any: ...

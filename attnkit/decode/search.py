@@ -5,7 +5,18 @@ Both work with any model that decodes step by step
 and :class:`attnkit.models.BahdanauSeq2Seq` do): ``encode(src, src_valid_lens)``,
 ``init_state(enc, src_valid_lens)``, ``decode_step(tokens (B, t), state) -> (logits
 (B, t, V), state)`` and ``reorder_state(state, indices)``; a model without one of these
-is refused before the search starts (``TypeError`` naming the missing methods).
+is refused before the search starts (``TypeError`` naming the missing methods). A model
+whose ``decode_step`` gives log-probabilities already (``gives_log_probs = True``, as
+:class:`attnkit.decode.ensemble.EnsembleDecoder` does) has them taken as they are.
+
+Two constraints reshape a step's scores before its argmax or top-k, in greedy and beam
+search alike, each off unless asked (then the search is exactly the unconstrained one):
+``repetition_penalty`` (CTRL's, as CTranslate2 and Hugging Face apply it: the logit of a
+token the hypothesis holds already is divided by the penalty when positive, multiplied by
+it when negative; :func:`penalize_repeats`) and ``no_repeat_ngram`` (a token that would
+complete an n-gram the hypothesis holds already gets ``-inf``; :func:`block_repeated_ngrams`),
+both on the logits before they are normalized, as CTranslate2 applies them. A hypothesis
+is the tokens generated after ``<bos>``.
 """
 
 from __future__ import annotations
@@ -15,12 +26,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .._values import check_choice, check_positive_int
+from .._values import check_choice, check_finite, check_nonnegative_int, check_positive_int
 from .protocols import check_step_decoder
 
-__all__ = ["DEFAULT_STOP", "STOP_RULES", "Hypothesis", "argmax_rows", "beam_search",
-           "check_n_best", "greedy_hypotheses", "greedy_search", "length_penalty",
-           "n_best_search", "n_best_unchecked", "topk_rows"]
+__all__ = ["DEFAULT_STOP", "NO_CONSTRAINTS", "STOP_RULES", "Constraints", "Hypothesis",
+           "argmax_rows", "beam_search", "block_repeated_ngrams", "check_n_best",
+           "greedy_hypotheses", "greedy_search", "length_penalty", "n_best_search",
+           "n_best_unchecked", "penalize_repeats", "topk_rows"]
 
 #: An output limit in tokens: one for the whole batch, or one per sentence (a ``(B,)``
 #: integer tensor or a list of ``B`` ints), e.g. each source's own ``2·S + 10``. A
@@ -48,6 +60,80 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
     raw log-probability, larger ``alpha`` favours longer outputs.
     """
     return ((5.0 + length) / 6.0) ** alpha
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What a search discourages or forbids (module docs): ``no_repeat_ngram`` ``N`` >= 0
+    (0: off), ``repetition_penalty`` ``P`` > 0 (1: off).
+
+    Raises:
+        ValueError: ``N`` not a non-negative int, ``P`` not a finite number > 0 (naming it).
+    """
+
+    no_repeat_ngram: int = 0
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self):
+        check_nonnegative_int("no_repeat_ngram", self.no_repeat_ngram)
+        check_finite("repetition_penalty", self.repetition_penalty, above=0)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.no_repeat_ngram) or self.repetition_penalty != 1.0
+
+    def log_probs(self, model, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """A step's log-probabilities ``(n, V)`` from its ``logits`` ``(n, V)`` under these
+        constraints (none: the normalized logits), ``history`` ``(n, t)`` the tokens each
+        row's hypothesis holds. Both reshape the logits before they are normalized, as
+        CTranslate2 does: a token blocked leaves its probability to the others."""
+        x = logits.float()
+        if self.repetition_penalty != 1.0:
+            x = penalize_repeats(x, history, self.repetition_penalty)
+        if self.no_repeat_ngram:
+            x = block_repeated_ngrams(x.clone() if x is logits else x, history,
+                                      self.no_repeat_ngram)
+        return _log_probs(model, x)
+
+
+#: The search without constraints (the default of every search)
+NO_CONSTRAINTS = Constraints()
+
+
+def penalize_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: float
+                     ) -> torch.Tensor:
+    """``logits`` ``(n, V)`` with each token of its row's ``history`` ``(n, t)`` penalized
+    (CTRL, Keskar et al., 2019): divided by ``penalty`` when positive, multiplied by it
+    otherwise, so ``penalty > 1`` makes a repeat less likely either way. A result past the
+    dtype's range is held at its largest finite value (a tiny penalty would otherwise make
+    ``inf``, which no normalization survives)."""
+    seen = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, history, True)
+    top = torch.finfo(logits.dtype).max
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty).clamp_(-top, top)
+    return torch.where(seen, penalized, logits)
+
+
+def block_repeated_ngrams(scores: torch.Tensor, history: torch.Tensor, n: int
+                          ) -> torch.Tensor:
+    """``scores`` ``(r, V)`` with ``-inf`` (in place) for every token that would complete an
+    ``n``-gram its row's ``history`` ``(r, t)`` holds already: the tokens that followed an
+    earlier occurrence of the row's last ``n - 1`` tokens (``n = 1``: every token held)."""
+    t = history.shape[1]
+    if t < n:
+        return scores
+    grams = history.unfold(1, n, 1)  # (r, t - n + 1, n)
+    match = (grams[:, :, :-1] == history[:, None, t - n + 1:]).all(-1)  # (r, t - n + 1)
+    rows, at = match.nonzero(as_tuple=True)
+    scores[rows, grams[rows, at, -1]] = float("-inf")
+    return scores
+
+
+def _log_probs(model, logits: torch.Tensor) -> torch.Tensor:
+    """A step's ``logits`` ``(n, V)`` as float log-probabilities: normalized, unless the
+    model gives log-probabilities already (``gives_log_probs``)."""
+    if getattr(model, "gives_log_probs", False):
+        return logits.float()
+    return torch.log_softmax(logits.float(), -1)
 
 
 def _check(model, src, src_valid_lens, max_output_len) -> list[int]:
@@ -87,7 +173,8 @@ def _per_row_limits(max_output_len, batch: int) -> list[int]:
 
 
 def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
-            max_output_len: Limits, scored: bool) -> tuple[list[list[int]], list[float] | None]:
+            max_output_len: Limits, scored: bool, rules: Constraints = NO_CONSTRAINTS
+            ) -> tuple[list[list[int]], list[float] | None]:
     """The argmax chain of each sentence up to its own output limit (``max_output_len``:
     one for all or one per sentence), as token rows that end with the first ``<eos>``
     or at the limit, and (when ``scored``) the log-probability of each chain up to
@@ -95,7 +182,8 @@ def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
 
     Sentences that have ended (by ``<eos>`` or at their limit) leave the batch (their
     rows are dropped from the decoder state once an eighth of the rows have ended),
-    so the steps after are paid only by the sentences still going.
+    so the steps after are paid only by the sentences still going. ``rules``: the
+    constraints of each step (:class:`Constraints`), whose history is kept only when on.
     """
     limits = _check(model, src, src_valid_lens, max_output_len)
     B, dev = src.shape[0], src.device
@@ -109,12 +197,18 @@ def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
     tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=dev)  # (n, 1)
     steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # per step: (rows, tokens)
     logp = torch.zeros(B, device=dev) if scored else None  # (B,)
+    history = tokens[:, :0] if rules.active else None  # (n, t) the tokens generated
     for _ in range(max(limits)):
         logits, state = model.decode_step(tokens, state)  # (n, 1, V)
-        nxt = argmax_rows(logits[:, -1]).masked_fill(done, eos_id)  # (n,)
+        scores = logits[:, -1] if history is None else rules.log_probs(
+            model, logits[:, -1], history)  # (n, V)
+        nxt = argmax_rows(scores).masked_fill(done, eos_id)  # (n,)
         if logp is not None:
-            step = torch.log_softmax(logits[:, -1].float(), -1).gather(1, nxt[:, None])[:, 0]
+            step = (scores if history is not None else _log_probs(model, scores)
+                    ).gather(1, nxt[:, None])[:, 0]
             logp.index_add_(0, rows, step.masked_fill(done, 0.0))
+        if history is not None:
+            history = torch.cat([history, nxt[:, None]], 1)
         steps.append((rows, nxt))
         left = left - 1
         done = done | (nxt == eos_id) | (left == 0)
@@ -125,6 +219,7 @@ def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
             keep = (~done).nonzero()[:, 0]
             state = model.reorder_state(state, keep)
             rows, nxt, done, left = rows[keep], nxt[keep], done[keep], left[keep]
+            history = None if history is None else history[keep]
         tokens = nxt[:, None]
     out = torch.full((B, len(steps)), eos_id, dtype=torch.long, device=dev)
     for t, (r, toks) in enumerate(steps):
@@ -135,14 +230,18 @@ def _greedy(model, src, src_valid_lens, *, bos_id: int, eos_id: int,
 
 @torch.no_grad()
 def greedy_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
-                  bos_id: int, eos_id: int, max_output_len: Limits = 100) -> list[list[int]]:
-    """Pick the most likely token at every step, for a whole batch at once.
+                  bos_id: int, eos_id: int, max_output_len: Limits = 100,
+                  no_repeat_ngram: int = 0, repetition_penalty: float = 1.0
+                  ) -> list[list[int]]:
+    """Pick the most likely token at every step, for a whole batch at once, under the
+    constraints ``no_repeat_ngram`` and ``repetition_penalty`` (:class:`Constraints`).
 
     Returns one list of token ids per sentence, without ``<bos>`` and ``<eos>``, at
     most its output limit long (:data:`Limits`).
     """
     rows, _ = _greedy(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
-                      max_output_len=max_output_len, scored=False)
+                      max_output_len=max_output_len, scored=False,
+                      rules=Constraints(no_repeat_ngram, repetition_penalty))
     return [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
 
 
@@ -156,13 +255,15 @@ class Hypothesis:
 @torch.no_grad()
 def greedy_hypotheses(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
                       bos_id: int, eos_id: int, max_output_len: Limits = 100,
-                      alpha: float = 0.6) -> list[Hypothesis]:
+                      alpha: float = 0.6, rules: Constraints = NO_CONSTRAINTS
+                      ) -> list[Hypothesis]:
     """:func:`greedy_search` with the score of each output, as :func:`beam_search` scores
     its hypotheses: ``log P(y, <eos> | x) / length_penalty(|y| + 1, alpha)``, or
     ``log P(y | x) / length_penalty(|y|, alpha)`` for an output cut at its limit.
-    One :class:`Hypothesis` per sentence; its tokens are :func:`greedy_search`'s."""
+    One :class:`Hypothesis` per sentence; its tokens are :func:`greedy_search`'s under
+    the same ``rules``, its log-probability that of the constrained steps."""
     rows, logps = _greedy(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
-                          max_output_len=max_output_len, scored=True)
+                          max_output_len=max_output_len, scored=True, rules=rules)
     out = []
     for row, lp in zip(rows, logps, strict=True):
         ended = eos_id in row
@@ -188,7 +289,8 @@ def check_n_best(n_best, beam_size, *, names: tuple[str, str] = ("n_best", "beam
 def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
                   bos_id: int, eos_id: int, n_best: int, beam_size: int,
                   max_output_len: Limits = 100, alpha: float = 0.6,
-                  stop: str = DEFAULT_STOP) -> list[list[Hypothesis]]:
+                  stop: str = DEFAULT_STOP, no_repeat_ngram: int = 0,
+                  repetition_penalty: float = 1.0) -> list[list[Hypothesis]]:
     """The ``n_best`` best hypotheses of each sentence, best first, by score.
 
     ``beam_size = 1`` is :func:`greedy_hypotheses` (then ``n_best`` is 1); a wider beam
@@ -196,7 +298,8 @@ def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None,
     the first of each list is what :func:`beam_search` returns. A sentence gets fewer
     than ``n_best`` only when the search ends with fewer (a vocabulary or an output
     limit too small to hold that many), none only when it found nothing.
-    ``max_output_len``: one limit for all or each sentence's own (:data:`Limits`).
+    ``max_output_len``: one limit for all or each sentence's own (:data:`Limits`);
+    ``no_repeat_ngram``, ``repetition_penalty``: the constraints (:class:`Constraints`).
 
     Raises:
         ValueError: ``n_best`` or ``beam_size`` not a positive int, or
@@ -206,30 +309,34 @@ def n_best_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None,
     check_n_best(n_best, beam_size)
     return n_best_unchecked(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
                             n_best=n_best, beam_size=beam_size,
-                            max_output_len=max_output_len, alpha=alpha, stop=stop)
+                            max_output_len=max_output_len, alpha=alpha, stop=stop,
+                            rules=Constraints(no_repeat_ngram, repetition_penalty))
 
 
 @torch.no_grad()
 def n_best_unchecked(model, src, src_valid_lens, *, bos_id: int, eos_id: int, n_best: int,
                      beam_size: int, max_output_len: Limits, alpha: float,
-                     stop: str = DEFAULT_STOP) -> list[list[Hypothesis]]:
+                     stop: str = DEFAULT_STOP, rules: Constraints = NO_CONSTRAINTS
+                     ) -> list[list[Hypothesis]]:
     """:func:`n_best_search` of ``n_best`` and ``beam_size`` that :func:`check_n_best`
     passed already: a caller that searches batch after batch (as
     :func:`attnkit.decode.translator.translate_n_best` does) checks them once."""
     if beam_size == 1:
         return [[h] for h in greedy_hypotheses(model, src, src_valid_lens, bos_id=bos_id,
                                                eos_id=eos_id, max_output_len=max_output_len,
-                                               alpha=alpha)]
+                                               alpha=alpha, rules=rules)]
     found = beam_search(model, src, src_valid_lens, bos_id=bos_id, eos_id=eos_id,
                         beam_size=beam_size, max_output_len=max_output_len, alpha=alpha,
-                        return_all=True, stop=stop)
+                        return_all=True, stop=stop, no_repeat_ngram=rules.no_repeat_ngram,
+                        repetition_penalty=rules.repetition_penalty)
     return [hyps[:n_best] for hyps in found]
 
 
 @torch.no_grad()
 def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *,
                 bos_id: int, eos_id: int, beam_size: int = 4, max_output_len: Limits = 100,
-                alpha: float = 0.6, return_all: bool = False, stop: str = DEFAULT_STOP):
+                alpha: float = 0.6, return_all: bool = False, stop: str = DEFAULT_STOP,
+                no_repeat_ngram: int = 0, repetition_penalty: float = 1.0):
     """Batched beam search with GNMT length penalty.
 
     All ``K`` beams of the sentences still searching advance together in one
@@ -247,12 +354,13 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     all or each sentence's own (:data:`Limits`). Returns the best token list per
     sentence (without ``<bos>``/``<eos>``), or with ``return_all=True`` every
     :class:`Hypothesis` per sentence, best first. The first step decodes one row per
-    sentence (its beams are all ``<bos>``), the later ones ``K`` (a Transformer's
-    state keeps one encoder-side row per sentence for them).
-    """
+    sentence (its beams are all ``<bos>``), the later ones ``K`` (a Transformer's state
+    keeps one encoder-side row per sentence for them). Each beam is constrained by its
+    own tokens (``no_repeat_ngram``, ``repetition_penalty``: :class:`Constraints`)."""
     limits = _check(model, src, src_valid_lens, max_output_len)
     check_positive_int("beam_size", beam_size)
     check_choice("stop", stop, STOP_RULES)
+    rules = Constraints(no_repeat_ngram, repetition_penalty)
     B, K, dev = src.shape[0], beam_size, src.device
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     sents = list(range(B))  # the sentences still searching, in the order of the state
@@ -266,7 +374,7 @@ def beam_search(model, src: torch.Tensor, src_valid_lens: torch.Tensor | None, *
     while sents:
         t += 1
         logits, state = model.decode_step(seqs[:, -1:], state)  # (n·R, 1, V)
-        logp = torch.log_softmax(logits[:, -1].float(), -1)  # (n·R, V)
+        logp = rules.log_probs(model, logits[:, -1], seqs[:, 1:])  # (n·R, V)
         last = [limits[b] == t for b in sents]  # at its own limit: the last step
         new_scores, new_origin, new_tok, going = _advance(
             scores, logp, seqs, [finished[b] for b in sents], K, eos_id=eos_id, alpha=alpha,

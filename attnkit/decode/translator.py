@@ -9,7 +9,7 @@ checkpoint computes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,12 +19,20 @@ import torch
 from ..data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, TokenizerPair
 from ..models.build import build_model
 from ..runs.run import Run, open_run, read_beside_writer
+from .ensemble import EnsembleDecoder
 from .precision import PRECISIONS, quantized_int8, running
-from .search import DEFAULT_STOP, beam_search, check_n_best, greedy_search, n_best_unchecked
+from .search import (
+    DEFAULT_STOP,
+    Constraints,
+    beam_search,
+    check_n_best,
+    greedy_search,
+    n_best_unchecked,
+)
 
-__all__ = ["BATCH_SIZE", "Translator", "capture_for_pair", "in_batches",
-           "load_translator", "output_limit", "output_limits", "overlong_sources", "positions_of",
-           "translate_n_best", "translate_sentences"]
+__all__ = ["BATCH_SIZE", "EnsembleTranslator", "Translator", "capture_for_pair", "in_batches",
+           "load_translator", "output_limit", "output_limits",
+           "overlong_sources", "positions_of", "translate_n_best", "translate_sentences"]
 
 
 def positions_of(model_config) -> int | None:
@@ -104,16 +112,21 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
                         alpha: float = 0.6, batch_size: int = BATCH_SIZE, device=None,
                         positions: int | None = None,
                         progress: Callable[[int], object] | None = None,
-                        stop: str = DEFAULT_STOP) -> list[str]:
+                        stop: str = DEFAULT_STOP, no_repeat_ngram: int = 0,
+                        repetition_penalty: float = 1.0) -> list[str]:
     """Translate ``sentences`` with greedy (``beam_size=1``) or beam search, one output
     per input, in input order (:func:`in_batches`); ``stop``: when a sentence's beam
-    search stops (:data:`attnkit.decode.search.STOP_RULES`).
+    search stops (:data:`attnkit.decode.search.STOP_RULES`); ``no_repeat_ngram``,
+    ``repetition_penalty``: the search's constraints
+    (:class:`attnkit.decode.search.Constraints`, checked before anything is translated).
 
     ``max_output_len`` limits each output in tokens (:func:`output_limit`);
     ``positions`` is the size of the model's positional table
     (:func:`positions_of`): sources longer than that are cut to fit
     (:func:`overlong_sources` tells which).
     """
+    rules = dict(no_repeat_ngram=no_repeat_ngram, repetition_penalty=repetition_penalty)
+    Constraints(**rules)  # refused before any sentence is read
     device = device or next(model.parameters()).device
     model.eval()
 
@@ -121,11 +134,11 @@ def translate_sentences(model, tokenizers: TokenizerPair, sentences: list[str], 
         src, lens, limits = _search_input(tokenizers, texts, positions, max_output_len, device)
         if beam_size == 1:
             res = greedy_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
-                                max_output_len=limits)
+                                max_output_len=limits, **rules)
         else:
             res = beam_search(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
                               beam_size=beam_size, max_output_len=limits, alpha=alpha,
-                              stop=stop)
+                              stop=stop, **rules)
         return [tokenizers.tgt.decode(toks) for toks in res]
 
     return in_batches(list(sentences), translate_batch, batch_size=batch_size,
@@ -146,10 +159,12 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
                      beam_size: int, max_output_len: int | None = None, alpha: float = 0.6,
                      batch_size: int = BATCH_SIZE, device=None, positions: int | None = None,
                      progress: Callable[[int], object] | None = None,
-                     stop: str = DEFAULT_STOP) -> list[list[tuple[str, float]]]:
+                     stop: str = DEFAULT_STOP, no_repeat_ngram: int = 0,
+                     repetition_penalty: float = 1.0) -> list[list[tuple[str, float]]]:
     """The ``n_best`` best translations of each sentence with their scores, best first
-    (:func:`attnkit.decode.search.n_best_search`, checked once here), batched and cut as
-    :func:`translate_sentences` does: the first of each list is its translation.
+    (:func:`attnkit.decode.search.n_best_search`, checked once here), batched, cut and
+    constrained as :func:`translate_sentences` does: the first of each list is its
+    translation.
 
     A score is the log-probability divided by the GNMT length penalty, the beam's own
     ranking. A blank sentence gives one blank translation of score 0; a sentence gets
@@ -159,6 +174,7 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
         ValueError: ``n_best > beam_size`` (naming both) or either not a positive int.
     """
     check_n_best(n_best, beam_size)
+    rules = Constraints(no_repeat_ngram, repetition_penalty)
     device = device or next(model.parameters()).device
     model.eval()
 
@@ -166,7 +182,7 @@ def translate_n_best(model, tokenizers: TokenizerPair, sentences: list[str], *, 
         src, lens, limits = _search_input(tokenizers, texts, positions, max_output_len, device)
         found = n_best_unchecked(model, src, lens, bos_id=BOS_ID, eos_id=EOS_ID,
                                  n_best=n_best, beam_size=beam_size, max_output_len=limits,
-                                 alpha=alpha, stop=stop)
+                                 alpha=alpha, stop=stop, rules=rules)
         return [[(tokenizers.tgt.decode(h.tokens), h.score) for h in hyps] for hyps in found]
 
     out = in_batches(list(sentences), translate_batch, batch_size=batch_size,
@@ -235,24 +251,30 @@ class Translator:
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,
                   progress: Callable[[int], object] | None = None,
-                  stop: str = DEFAULT_STOP) -> list[str]:
+                  stop: str = DEFAULT_STOP, no_repeat_ngram: int = 0,
+                  repetition_penalty: float = 1.0) -> list[str]:
         with running(self.precision):
             return translate_sentences(self.model, self.tokenizers, list(sentences),
                                        beam_size=beam_size, max_output_len=max_output_len,
                                        alpha=alpha, progress=progress,
-                                       positions=self.positions, stop=stop)
+                                       positions=self.positions, stop=stop,
+                                       no_repeat_ngram=no_repeat_ngram,
+                                       repetition_penalty=repetition_penalty)
 
     def translate_n_best(self, sentences: list[str], *, n_best: int, beam_size: int,
                          max_output_len: int | None = None, alpha: float = 0.6,
                          progress: Callable[[int], object] | None = None,
-                         stop: str = DEFAULT_STOP) -> list[list[tuple[str, float]]]:
+                         stop: str = DEFAULT_STOP, no_repeat_ngram: int = 0,
+                         repetition_penalty: float = 1.0) -> list[list[tuple[str, float]]]:
         """The ``n_best`` best ``(translation, score)`` of each sentence, best first; the
         first is what :meth:`translate` gives (see :func:`translate_n_best`)."""
         with running(self.precision):
             return translate_n_best(self.model, self.tokenizers, list(sentences),
                                     n_best=n_best, beam_size=beam_size,
                                     max_output_len=max_output_len, alpha=alpha,
-                                    progress=progress, positions=self.positions, stop=stop)
+                                    progress=progress, positions=self.positions, stop=stop,
+                                    no_repeat_ngram=no_repeat_ngram,
+                                    repetition_penalty=repetition_penalty)
 
     def overlong(self, sentences: list[str]) -> list[int]:
         """Indices of ``sentences`` too long for the model (cut when translated)."""
@@ -278,6 +300,63 @@ class Translator:
         captures = dict(caps.items())
         return captures, [_piece(self.tokenizers.src, i) for i in s_ids], \
             [_piece(self.tokenizers.tgt, i) for i in t_ids]
+
+
+@dataclass
+class EnsembleTranslator(Translator):
+    """Several runs translating together (:meth:`of`): their models decode as one
+    (:class:`attnkit.decode.ensemble.EnsembleDecoder`: at every step the mean of their
+    log-probabilities), greedy, beam and n-best alike, reading and writing with the
+    tokenizers they share. ``run`` is the first member's (whose data names test splits);
+    sources are cut to the smallest positional table among them."""
+
+    members: tuple[Translator, ...] = ()
+
+    @classmethod
+    def of(cls, members: Sequence[Translator]) -> EnsembleTranslator:
+        """The ensemble of ``members``, translators of one precision whose source and target
+        tokenizers are the same (the members read the same source ids and score the same
+        target tokens; their model families and sizes may differ).
+
+        Raises:
+            ValueError: no member; two members whose tokenizers or precisions differ,
+                naming both.
+        """
+        if not members:
+            raise ValueError("an ensemble needs at least one translator; got none")
+        first = members[0]
+        for other in members[1:]:
+            for side in ("src", "tgt"):
+                if getattr(other.tokenizers, side) != getattr(first.tokenizers, side):
+                    raise ValueError(
+                        f"{first.path} and {other.path} cannot decode as an ensemble: their "
+                        f"{'source' if side == 'src' else 'target'} tokenizers differ (the "
+                        "members must read the same source ids and score the same target "
+                        "vocabulary); ensemble runs trained with one tokenizer")
+            if other.precision != first.precision:
+                raise ValueError(f"{first.path} ({first.precision}) and {other.path} "
+                                 f"({other.precision}): an ensemble runs in one precision")
+        return cls(EnsembleDecoder([m.model for m in members]), first.tokenizers, first.run,
+                   first.precision, tuple(members))
+
+    @property
+    def memory_config(self):
+        """Every member's model config: their searches run together."""
+        return tuple(m.memory_config for m in self.members)
+
+    @property
+    def positions(self) -> int | None:
+        known = [p for p in (m.positions for m in self.members) if p is not None]
+        return min(known) if known else None
+
+    def with_precision(self, precision: str) -> EnsembleTranslator:
+        """The ensemble with every member in ``precision`` (:meth:`Translator.with_precision`)."""
+        return EnsembleTranslator.of([m.with_precision(precision) for m in self.members])
+
+    def capture(self, src: str, tgt: str | None = None, *, beam_size: int = 1):
+        """Refused: attention weights are one model's."""
+        raise ValueError("attention weights are one model's; capture them with one of the "
+                         f"ensemble's runs ({', '.join(str(m.path) for m in self.members)})")
 
 
 def _check_vocab(run: Run, tokenizers: TokenizerPair) -> None:

@@ -34,7 +34,9 @@ hypotheses and a step's best extension was ``<eos>`` (attnkit's default stop
 rule, ``"best_ended"``). Greedy search is exactly attnkit's, and so is beam search
 but for floating-point differences of the two engines' arithmetic; attnkit's
 ``stop="exact"`` (keep going while a longer hypothesis could still win under the
-penalty) has no CTranslate2 counterpart.
+penalty) has no CTranslate2 counterpart. The search constraints ``no_repeat_ngram`` and
+``repetition_penalty`` (:class:`attnkit.decode.search.Constraints`) are CTranslate2's
+``no_repeat_ngram_size`` and ``repetition_penalty``, the same rules.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pathlib import Path
 
 from .._io import read_json
 from .._values import check_choice, check_nonnegative_int
+from ..decode.search import NO_CONSTRAINTS, Constraints
 from ..decode.translator import by_output_limit, in_batches, overlong_sources
 from ..models.family import model_config_from_dict
 from . import ctranslate2 as _ct2
@@ -96,8 +99,10 @@ class CTranslate2Translator:
         return self.tokenizers.tgt.decode([self._tgt_ids[t] for t in tokens])
 
     def translate_batch(self, sentences: list[str], *, beam_size: int = 1,
-                        max_output_len: int | None = None, alpha: float = 0.6) -> list[str]:
-        """One batch, each sentence under its own output limit (see the module docs)."""
+                        max_output_len: int | None = None, alpha: float = 0.6,
+                        rules: Constraints = NO_CONSTRAINTS) -> list[str]:
+        """One batch, each sentence under its own output limit and the search constraints
+        ``rules`` (see the module docs)."""
         sources = self._sources(sentences)
 
         # CTranslate2 takes one max_decoding_length per call, so each call holds the
@@ -108,7 +113,9 @@ class CTranslate2Translator:
             results = self.engine.translate_batch(
                 group, beam_size=beam_size, num_hypotheses=beam_size, length_penalty=0.0,
                 max_decoding_length=limit, min_decoding_length=0, max_input_length=0,
-                return_scores=True, return_end_token=True)
+                return_scores=True, return_end_token=True,
+                no_repeat_ngram_size=rules.no_repeat_ngram,
+                repetition_penalty=rules.repetition_penalty)
             return [self._decode(self._best(r, beam_size, alpha)) for r in results]
 
         return by_output_limit(sources, [len(x) + 1 for x in sources], max_output_len,
@@ -117,20 +124,23 @@ class CTranslate2Translator:
     def translate(self, sentences: list[str], *, beam_size: int = 1,
                   max_output_len: int | None = None, alpha: float = 0.6,
                   progress: Callable[[int], object] | None = None,
-                  stop: str = "best_ended") -> list[str]:
+                  stop: str = "best_ended", no_repeat_ngram: int = 0,
+                  repetition_penalty: float = 1.0) -> list[str]:
         """One output per sentence, in input order (a blank sentence gives a blank output),
         batched as attnkit's own translator batches them. ``stop``: CTranslate2's beam
-        stops by one rule, ``"best_ended"`` (:data:`attnkit.decode.search.STOP_RULES`).
+        stops by one rule, ``"best_ended"`` (:data:`attnkit.decode.search.STOP_RULES`);
+        ``no_repeat_ngram``, ``repetition_penalty``: the search constraints (module docs).
 
         Raises:
-            ValueError: another ``stop`` rule.
+            ValueError: another ``stop`` rule; a constraint out of its range.
         """
         if stop != "best_ended":
             raise ValueError(f"stop must be 'best_ended' with --engine ctranslate2 (its "
                              f"beam search stops by that rule only); got {stop!r}")
+        rules = Constraints(no_repeat_ngram, repetition_penalty)
         return in_batches(list(sentences), lambda texts: self.translate_batch(
-            texts, beam_size=beam_size, max_output_len=max_output_len, alpha=alpha),
-            progress=progress)
+            texts, beam_size=beam_size, max_output_len=max_output_len, alpha=alpha,
+            rules=rules), progress=progress)
 
     def overlong(self, sentences: list[str]) -> list[int]:
         """Indices of ``sentences`` too long for the positional table (cut when translated)."""

@@ -173,3 +173,20 @@ def test_both_loaded_translators_are_sentence_translators(exported):
     assert isinstance(ours, SentenceTranslator) and isinstance(theirs, SentenceTranslator)
     assert ours.supports_n_best and not theirs.supports_n_best
     assert ours.memory_config is not None and theirs.memory_config is None
+
+
+@pytest.mark.parametrize("name", ["golden", "rope_mqa"])
+@pytest.mark.parametrize("rules", [dict(no_repeat_ngram=1), dict(no_repeat_ngram=2),
+                                   dict(repetition_penalty=1.5),
+                                   dict(repetition_penalty=0.6, no_repeat_ngram=2)])
+def test_the_search_constraints_are_attnkits_token_for_token(name, rules, exported):
+    """``no_repeat_ngram`` and ``repetition_penalty`` are CTranslate2's
+    ``no_repeat_ngram_size`` and ``repetition_penalty``: the same outputs, greedy and beam,
+    and not those without them."""
+    ours, ct2 = exported(name)
+    changed = False
+    for beam_size in (1, 4):
+        want = ours.translate(SENTENCES, beam_size=beam_size, alpha=0.0, **rules)
+        assert ct2.translate(SENTENCES, beam_size=beam_size, alpha=0.0, **rules) == want
+        changed |= want != ours.translate(SENTENCES, beam_size=beam_size, alpha=0.0)
+    assert changed
