@@ -436,6 +436,14 @@ class MultiHeadAttention(KeptWeights, nn.Module):
             return mask.unsqueeze(-3)  # (B, 1, 1, Nq, Nk)
         return mask.unflatten(1, (self.num_kv_heads, G))  # (B, Hkv, G, Nq, Nk)
 
+    def train(self, mode: bool = True) -> MultiHeadAttention:
+        """``nn.Module.train``; also drops the fused projections kept for inference
+        (:meth:`_projection`): a weight written without a new version (a fused optimizer
+        step, a write through ``.data``) is so never read stale after the usual switch
+        between training and evaluation."""
+        _PROJECTIONS.pop(self, None)
+        return super().train(mode)
+
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 valid_lens: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
                 causal: bool | str = False, kv_cache: KVCache | None = None,
@@ -559,7 +567,8 @@ class MultiHeadAttention(KeptWeights, nn.Module):
     def _projection(self, *layers: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """:func:`fused_step_linear` of ``layers`` (of this module), made once and kept
         while the layers and their weights stay the same (the same objects, their
-        tensors not changed in place since: ``_version``), so that every decoding or
+        tensors not changed in place since: ``_version``; and no ``train()``/``eval()``
+        since), so that every decoding or
         inference call does not stack (or, int8, quantize) the weights anew. With
         gradients on, the product of the weights stacked at each call (autograd sees
         the weights)."""

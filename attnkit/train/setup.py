@@ -27,8 +27,8 @@ from ..runtime import Precision, Threads, choose_precision
 from .config import TrainConfig, model_differences, resume_differences
 from .schedule import noam_scheduler, warmup_scheduler
 
-__all__ = ["DistInfo", "Setup", "build_optimizer", "check_resume", "init_distributed",
-           "resolve_device", "set_up"]
+__all__ = ["DistInfo", "Setup", "build_optimizer", "check_resume", "fused_where_supported",
+           "init_distributed", "resolve_device", "set_up"]
 
 
 @dataclass
@@ -104,13 +104,44 @@ def check_resume(cfg: TrainConfig, run: Run) -> Run:
     return run
 
 
+#: devices whose parameters torch's fused Adam/AdamW kernel updates
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def fused_where_supported(model: torch.nn.Module) -> dict:
+    """``{"fused": True}`` when every parameter of ``model`` is a floating-point tensor on a
+    device torch's fused Adam runs on, else ``{}`` (torch's default implementation).
+
+    Why: on the CPU the default is a loop over the parameters, several elementwise calls
+    each; the fused kernel does one pass per tensor — 3x faster on the shipped config's
+    130 tensors here (BENCHMARKS.md, "Where a training step's time goes"). Its updates
+    equal the loop's to float32 rounding, not bit for bit; a run keeps the implementation
+    it was started with (a checkpoint's optimizer state names it), so resuming is exact.
+    """
+    params = list(model.parameters())
+    ok = bool(params) and all(p.is_floating_point() and p.device.type in _FUSED_DEVICES
+                              for p in params)
+    return {"fused": True} if ok else {}
+
+
+def _new_versions(optimizer: torch.optim.Optimizer, *_) -> None:
+    """Give every parameter a fused step wrote a new version: the fused kernel writes
+    them without one, and what is kept on a weight's version (the fused projections of
+    :class:`attnkit.nn.MultiHeadAttention`) must see the change."""
+    for group in optimizer.param_groups:
+        if group.get("fused"):
+            for p in group["params"]:
+                torch.autograd.graph.increment_version(p)
+
+
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, num_hiddens: int):
     """Adam or AdamW with the run's schedule (``lr`` = 1 times the schedule's rate): the
     paper's by default, else one with a peak rate (see :mod:`attnkit.train.schedule`)."""
     o = cfg.optim
     opt_cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=1.0, betas=(o.beta1, o.beta2), eps=o.eps,
-                        weight_decay=o.weight_decay)
+                        weight_decay=o.weight_decay, **fused_where_supported(model))
+    optimizer.register_step_post_hook(_new_versions)
     if o.schedule == "noam":
         scheduler = noam_scheduler(optimizer, d_model=num_hiddens, warmup=o.warmup,
                                    scale=o.lr_scale)

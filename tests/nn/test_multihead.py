@@ -413,6 +413,23 @@ def test_the_step_projection_is_made_once_and_anew_when_the_weights_change():
     assert pickle.loads(pickle.dumps(m)) is not None
 
 
+def test_a_weight_written_without_a_new_version_is_read_anew_after_train_or_eval():
+    """A write through ``.data`` (or a fused optimizer step) gives no new version; the
+    switch to evaluation drops the kept projections, so inference reads the new weights."""
+    torch.manual_seed(0)
+    m = MultiHeadAttention(16, 4, 0.0).eval()
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        m(x, x, x)  # keeps the fused projection
+    m.train()
+    m.W_q.weight.data.mul_(2)
+    m.W_v.weight.data.add_(1)
+    m.eval()
+    want = m(x, x, x)  # gradients on: the weights as they are
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, x, x), want.detach())
+
+
 def test_a_module_made_in_inference_mode_steps_after_changes_in_place():
     """Weights made under torch.inference_mode keep no version: nothing is kept for them,
     and a step after a change in place still equals the forward."""

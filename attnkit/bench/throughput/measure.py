@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ...data.batching import BatchingConfig, BucketBatcher
 from ...data.tokenizer import SentencePieceTokenizer
 from ...runtime import held_threads
+from ...train.setup import fused_where_supported
 from ...train.step import training_step
 from ..report import section_markers
 from ..toolkit import (
@@ -183,8 +184,10 @@ def _training_steps(vocab: int, d: int, heads: int, ffn: int,
     ours = Transformer(vocab, vocab, num_hiddens=d, num_heads=heads, ffn_num_hiddens=ffn,
                        num_encoder_layers=layers, num_decoder_layers=layers, dropout=0.1)
     theirs = TorchSeq2Seq(vocab, vocab, d, heads, ffn, layers, 0.1, 1024)
-    opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-4)
-    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-4)
+    # the Adam the trainer builds (fused where torch has it), for both
+    opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-4, **fused_where_supported(ours))
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-4,
+                                  **fused_where_supported(theirs))
     return {"attnkit": lambda b: training_step(ours, opt_ours, b, epsilon=0.1),
             "torch.nn.Transformer": lambda b: baseline_step(theirs, opt_theirs, b, epsilon=0.1)}
 
