@@ -17,6 +17,11 @@ Special ids are the same for all three::
 (d2l's ``Vocab`` numbers ``<unk>`` first; the fixed layout here lets padding,
 masks and checkpoints assume ``pad_id == 0`` for every tokenizer.)
 
+``SentencePieceTokenizer.sample`` draws a segmentation at random instead (subword
+regularization: Kudo 2018's sampling for a unigram model, BPE-dropout for a BPE
+one); :class:`SampledPairs` draws the training pairs anew for each epoch, the same
+draw for the same ``(seed, epoch)`` in any process.
+
 ``encode`` never adds ``<bos>``/``<eos>``: batching adds them where the model
 needs them (see :mod:`attnkit.data.batching`). ``decode`` drops ``<pad>`` and
 ``<bos>`` and stops at the first ``<eos>``, so a model's raw output can be passed
@@ -29,9 +34,11 @@ SentencePiece, the ``spm.model`` protobuf. Nothing is pickled.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -50,6 +57,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "UNK_ID",
     "CharTokenizer",
+    "SampledPairs",
     "SentencePieceTokenizer",
     "Tokenizer",
     "TokenizerPair",
@@ -386,6 +394,44 @@ class SentencePieceTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         return list(self._sp.encode(text))
 
+    def sample(self, texts: Sequence[str], *, alpha: float, seed: int) -> list[list[int]]:
+        """Ids of each of ``texts`` in a segmentation drawn at random (subword regularization).
+
+        ``alpha`` in ``[0, 1]``: for a unigram model the smoothing exponent of Kudo (2018),
+        a segmentation drawn from all of them with probability ∝ ``p(x) ** alpha``
+        (sentencepiece's ``nbest_size=-1``; near 0 nearly uniform, 1 the model's own
+        distribution); for a BPE model the probability that each merge is skipped
+        (BPE-dropout, Provilkov et al. 2020). ``alpha = 0`` is no sampling: ``encode``.
+        Every segmentation decodes back to the text.
+
+        The draw depends on ``seed`` and ``texts`` only, not on what ran before in the
+        process: sentencepiece's one random generator is seeded with ``seed`` and the
+        texts are encoded in order on a new thread (some sentencepiece versions keep a
+        generator per thread, seeded when the thread first draws from it).
+        """
+        check_finite("alpha", alpha, minimum=0, maximum=1)
+        check_int("seed", seed, minimum=0, maximum=_SAMPLING_SEEDS - 1)
+        if alpha == 0:  # sentencepiece's alpha = 0 would be the uniform distribution
+            return [self.encode(t) for t in texts]
+        out: list[list[int]] = []
+        failed: list[BaseException] = []
+
+        def draw() -> None:
+            try:
+                out.extend(list(self._sp.encode(t, enable_sampling=True, alpha=alpha,
+                                                nbest_size=-1)) for t in texts)
+            except BaseException as e:  # raised again on the caller's thread
+                failed.append(e)
+
+        with _SAMPLING_LOCK:  # the generator is the process's: one draw at a time
+            spm.set_random_generator_seed(seed)
+            thread = threading.Thread(target=draw, name="sentencepiece-sampling")
+            thread.start()
+            thread.join()
+        if failed:
+            raise failed[0]
+        return out
+
     def encode_pieces(self, text: str) -> list[str]:
         """The subword strings of ``text`` (``▁`` marks a word start)."""
         return list(self._sp.encode(text, out_type=str))
@@ -421,6 +467,11 @@ class SentencePieceTokenizer(Tokenizer):
         return isinstance(other, SentencePieceTokenizer) and other.model_proto == self.model_proto
 
     __hash__ = None  # type: ignore[assignment]
+
+
+#: sentencepiece takes 32-bit seeds and reads 2**32 - 1 as "not set"
+_SAMPLING_SEEDS = 2**32 - 1
+_SAMPLING_LOCK = threading.Lock()
 
 
 _REGISTRY: dict[str, type[Tokenizer]] = {
@@ -493,3 +544,45 @@ class TokenizerPair:
             tok = make(srcs + tgts)
             return cls(tok, tok)
         return cls(make(srcs), make(tgts))
+
+
+class SampledPairs:
+    """Training pairs segmented anew for each epoch (subword regularization).
+
+    ``SampledPairs(tokenizers, pairs, alpha=0.1, seed=0)(epoch)`` is the list of
+    ``(source ids, target ids)`` of ``pairs`` for that epoch, each side drawn by
+    :meth:`SentencePieceTokenizer.sample` with a seed made of ``(seed, epoch, side)``:
+    the same ``(seed, epoch)`` gives the same segmentation in every process, rank and
+    resumed run, another epoch another one. Its ``repr`` names ``alpha`` and ``seed``
+    (a :class:`~attnkit.data.batching.BucketBatcher` puts it in its fingerprint).
+
+    Raises:
+        ValueError: a tokenizer is not a :class:`SentencePieceTokenizer` (characters and
+            words have one segmentation only), or ``alpha`` is outside ``[0, 1]``.
+    """
+
+    def __init__(self, tokenizers: TokenizerPair, pairs: Sequence[tuple[str, str]], *,
+                 alpha: float, seed: int) -> None:
+        self.alpha = check_finite("alpha", alpha, minimum=0, maximum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        sides = (tokenizers.src, tokenizers.tgt)
+        others = sorted({type(t).__name__ for t in sides
+                         if not isinstance(t, SentencePieceTokenizer)})
+        if others:
+            raise ValueError(f"subword sampling needs sentencepiece tokenizers; got "
+                             f"{' and '.join(others)}, which segment text one way only")
+        self._sides = [(tok, [pair[side] for pair in pairs])
+                       for side, tok in enumerate(sides)]
+
+    def __repr__(self) -> str:
+        return f"SampledPairs(alpha={self.alpha!r}, seed={self.seed})"
+
+    def _seed(self, epoch: int, side: int) -> int:
+        digest = hashlib.sha256(json.dumps([self.seed, epoch, side]).encode()).digest()
+        return int.from_bytes(digest[:8], "little") % _SAMPLING_SEEDS
+
+    def __call__(self, epoch: int) -> list[tuple[list[int], list[int]]]:
+        check_int("epoch", epoch, minimum=0)
+        src, tgt = (tok.sample(texts, alpha=self.alpha, seed=self._seed(epoch, side))
+                    for side, (tok, texts) in enumerate(self._sides))
+        return list(zip(src, tgt))
