@@ -34,20 +34,20 @@ SentencePiece, the ``spm.model`` protobuf. Nothing is pickled.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
-import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 from .._io import read_json, write_atomic
 from .._values import check_choice, check_finite, check_int, check_positive_int
+from .subwords import SubwordSampler
 
 __all__ = [
     "BOS_ID",
@@ -325,6 +325,7 @@ class SentencePieceTokenizer(Tokenizer):
             self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
         except RuntimeError as e:  # sentencepiece's parse error
             raise ValueError(f"model_proto is not a sentencepiece model: {e}") from None
+        self._samplers: dict[float, SubwordSampler] = {}  # per alpha: its lattices kept
         got = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(), self._sp.eos_id())
         if got != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
             raise ValueError(
@@ -394,43 +395,28 @@ class SentencePieceTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         return list(self._sp.encode(text))
 
-    def sample(self, texts: Sequence[str], *, alpha: float, seed: int) -> list[list[int]]:
+    def sample(self, texts: Sequence[str], *, alpha: float,
+               seed: int | Sequence[int]) -> list[list[int]]:
         """Ids of each of ``texts`` in a segmentation drawn at random (subword regularization).
 
         ``alpha`` in ``[0, 1]``: for a unigram model the smoothing exponent of Kudo (2018),
-        a segmentation drawn from all of them with probability ∝ ``p(x) ** alpha``
-        (sentencepiece's ``nbest_size=-1``; near 0 nearly uniform, 1 the model's own
-        distribution); for a BPE model the probability that each merge is skipped
-        (BPE-dropout, Provilkov et al. 2020). ``alpha = 0`` is no sampling: ``encode``.
-        Every segmentation decodes back to the text.
+        a segmentation drawn from all of them with probability ∝ ``p(x) ** alpha`` (near 0
+        nearly uniform, 1 the model's own distribution); for a BPE model the probability
+        that each merge is skipped (BPE-dropout, Provilkov et al. 2020). ``alpha = 0`` is
+        no sampling: ``encode``. Every segmentation decodes back to the text.
 
-        The draw depends on ``seed`` and ``texts`` only, not on what ran before in the
-        process: sentencepiece's one random generator is seeded with ``seed`` and the
-        texts are encoded in order on a new thread (some sentencepiece versions keep a
-        generator per thread, seeded when the thread first draws from it).
+        The draw depends on ``seed`` (an int, or several: numpy's ``default_rng(seed)``)
+        and ``texts`` only, in any process (see :mod:`attnkit.data.subwords` for why
+        sentencepiece's own sampling is not used).
         """
         check_finite("alpha", alpha, minimum=0, maximum=1)
-        check_int("seed", seed, minimum=0, maximum=_SAMPLING_SEEDS - 1)
+        for part in [seed] if isinstance(seed, int) else seed:
+            check_int("seed", part, minimum=0)
         if alpha == 0:  # sentencepiece's alpha = 0 would be the uniform distribution
             return [self.encode(t) for t in texts]
-        out: list[list[int]] = []
-        failed: list[BaseException] = []
-
-        def draw() -> None:
-            try:
-                out.extend(list(self._sp.encode(t, enable_sampling=True, alpha=alpha,
-                                                nbest_size=-1)) for t in texts)
-            except BaseException as e:  # raised again on the caller's thread
-                failed.append(e)
-
-        with _SAMPLING_LOCK:  # the generator is the process's: one draw at a time
-            spm.set_random_generator_seed(seed)
-            thread = threading.Thread(target=draw, name="sentencepiece-sampling")
-            thread.start()
-            thread.join()
-        if failed:
-            raise failed[0]
-        return out
+        if alpha not in self._samplers:
+            self._samplers[alpha] = SubwordSampler(self._sp, self.model_proto, alpha)
+        return self._samplers[alpha].sample(texts, np.random.default_rng(seed))
 
     def encode_pieces(self, text: str) -> list[str]:
         """The subword strings of ``text`` (``▁`` marks a word start)."""
@@ -467,11 +453,6 @@ class SentencePieceTokenizer(Tokenizer):
         return isinstance(other, SentencePieceTokenizer) and other.model_proto == self.model_proto
 
     __hash__ = None  # type: ignore[assignment]
-
-
-#: sentencepiece takes 32-bit seeds and reads 2**32 - 1 as "not set"
-_SAMPLING_SEEDS = 2**32 - 1
-_SAMPLING_LOCK = threading.Lock()
 
 
 _REGISTRY: dict[str, type[Tokenizer]] = {
@@ -551,7 +532,7 @@ class SampledPairs:
 
     ``SampledPairs(tokenizers, pairs, alpha=0.1, seed=0)(epoch)`` is the list of
     ``(source ids, target ids)`` of ``pairs`` for that epoch, each side drawn by
-    :meth:`SentencePieceTokenizer.sample` with a seed made of ``(seed, epoch, side)``:
+    :meth:`SentencePieceTokenizer.sample` with the seeds ``(seed, epoch, side)``:
     the same ``(seed, epoch)`` gives the same segmentation in every process, rank and
     resumed run, another epoch another one. Its ``repr`` names ``alpha`` and ``seed``
     (a :class:`~attnkit.data.batching.BucketBatcher` puts it in its fingerprint).
@@ -577,12 +558,9 @@ class SampledPairs:
     def __repr__(self) -> str:
         return f"SampledPairs(alpha={self.alpha!r}, seed={self.seed})"
 
-    def _seed(self, epoch: int, side: int) -> int:
-        digest = hashlib.sha256(json.dumps([self.seed, epoch, side]).encode()).digest()
-        return int.from_bytes(digest[:8], "little") % _SAMPLING_SEEDS
-
     def __call__(self, epoch: int) -> list[tuple[list[int], list[int]]]:
+        """The ``(source ids, target ids)`` of every pair, as drawn for ``epoch``."""
         check_int("epoch", epoch, minimum=0)
-        src, tgt = (tok.sample(texts, alpha=self.alpha, seed=self._seed(epoch, side))
+        src, tgt = (tok.sample(texts, alpha=self.alpha, seed=(self.seed, epoch, side))
                     for side, (tok, texts) in enumerate(self._sides))
         return list(zip(src, tgt))
