@@ -409,10 +409,12 @@ class SentencePieceTokenizer(Tokenizer):
         and ``texts`` only, in any process (see :mod:`attnkit.data.subwords` for why
         sentencepiece's own sampling is not used).
         """
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, got a single str")
         check_finite("alpha", alpha, minimum=0, maximum=1)
         for part in [seed] if isinstance(seed, int) else seed:
             check_int("seed", part, minimum=0)
-        if alpha == 0:  # sentencepiece's alpha = 0 would be the uniform distribution
+        if alpha == 0:  # off (as a smoothing exponent, 0 would be the uniform distribution)
             return [self.encode(t) for t in texts]
         if alpha not in self._samplers:
             self._samplers[alpha] = SubwordSampler(self._sp, self.model_proto, alpha)

@@ -248,3 +248,11 @@ def test_sampling_needs_sentencepiece_tokenizers(subwords):
         with pytest.raises(ValueError, match=rf"^subword sampling needs sentencepiece "
                                              rf"tokenizers; got {named}, which"):
             SampledPairs(pair, [("a man", "a dog")], alpha=0.1, seed=0)
+
+
+def test_sample_refuses_a_single_string_and_a_negative_seed(subwords):
+    with pytest.raises(TypeError, match=r"^texts must be a sequence of strings, got a single "
+                                        r"str$"):
+        subwords.sample("a man", alpha=0.1, seed=0)  # would be drawn character by character
+    with pytest.raises(ValueError, match=r"^seed must be"):
+        subwords.sample(["a man"], alpha=0.1, seed=(1, -2))
