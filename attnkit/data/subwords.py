@@ -23,6 +23,7 @@ draw spells the same string as ``encode``'s pieces, so it decodes to the same te
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import math
 from collections.abc import Sequence
@@ -120,9 +121,9 @@ class SubwordSampler:
         self._pieces = {processor.id_to_piece(i): (i, processor.get_score(i)) for i in normal}
         self._longest = max((len(p) for p in self._pieces), default=1)
         # kept between draws (a training set is drawn again every epoch): the words of
-        # each text, and the lattice of each word of a unigram model
+        # each text, and what each word's draws start from (its lattice, or its pairs)
         self._texts: dict[str, list[tuple[str | None, list[int]]]] = {}
-        self._lattices: dict[str, list | None] = {}
+        self._prepared: dict[str, list | None] = {}
 
     def sample(self, texts: Sequence[str], rng: np.random.Generator) -> list[list[int]]:
         """Ids of each of ``texts``, drawn with ``rng`` in order."""
@@ -183,9 +184,9 @@ class SubwordSampler:
         return table
 
     def _draw_unigram(self, word: str, uniforms: _Uniforms) -> list[int] | None:
-        table = self._lattices.get(word, False)
+        table = self._prepared.get(word, False)
         if table is False:
-            table = self._lattices[word] = self._lattice(word)
+            table = self._prepared[word] = self._lattice(word)
         if table is None:
             return None
         j, out = len(word), []
@@ -198,24 +199,50 @@ class SubwordSampler:
         return out[::-1]
 
     # -------------------------------------------------------------------- BPE
-    def _draw_bpe(self, word: str, uniforms: _Uniforms) -> list[int] | None:
-        symbols = list(word)
-        if any(c not in self._pieces for c in symbols):
+    def _pairs(self, word: str) -> list[tuple[float, int, str, str]] | None:
+        """The heap of the pairs of ``word``'s characters that make a piece: ``(-score,
+        left, left symbol, right symbol)``; ``None`` if a character is not a piece."""
+        if any(c not in self._pieces for c in word):
             return None
-        skipped: set[tuple[int, int]] = set()  # (start, end) of pairs dropped
-        while True:
-            best, start = None, 0
-            for k in range(len(symbols) - 1):
-                merged = symbols[k] + symbols[k + 1]
-                hit = self._pieces.get(merged)
-                span = (start, start + len(merged))
-                if hit is not None and span not in skipped and (best is None
-                                                                or hit[1] > best[0]):
-                    best = (hit[1], k, span)  # the highest score, the leftmost of equals
-                start += len(symbols[k])
-            if best is None:
-                return [self._pieces[s][0] for s in symbols]
+        heap = [(-self._pieces[a + b][1], left, a, b)
+                for left, (a, b) in enumerate(zip(word, word[1:])) if a + b in self._pieces]
+        heapq.heapify(heap)
+        return heap
+
+    def _draw_bpe(self, word: str, uniforms: _Uniforms) -> list[int] | None:
+        """Merges by priority (the highest score, then the leftmost), each skipped with
+        probability ``alpha``; a linked list of symbols and a heap of candidate pairs, as
+        sentencepiece's own BPE does."""
+        start = self._prepared.get(word, False)
+        if start is False:
+            start = self._prepared[word] = self._pairs(word)
+        if start is None:
+            return None
+        pieces, heap = self._pieces, list(start)
+        symbols: list[str | None] = list(word)
+        after = [*range(1, len(word)), -1]  # the next live symbol, -1 at the end
+        before = list(range(-1, len(word) - 1))
+
+        def offer(left: int) -> None:
+            right = after[left]
+            if right != -1:
+                a, b = symbols[left], symbols[right]
+                hit = pieces.get(a + b)  # type: ignore[operator]
+                if hit is not None:
+                    heapq.heappush(heap, (-hit[1], left, a, b))  # type: ignore[arg-type]
+
+        while heap:
+            _, left, a, b = heapq.heappop(heap)
+            right = after[left]
+            if symbols[left] != a or right == -1 or symbols[right] != b:
+                continue  # one of the two was merged since
             if uniforms() < self.alpha:
-                skipped.add(best[2])
-            else:
-                symbols[best[1] : best[1] + 2] = [symbols[best[1]] + symbols[best[1] + 1]]
+                continue  # dropped: offered again only once a merge beside it makes a new pair
+            symbols[left], symbols[right] = a + b, None
+            after[left] = after[right]
+            if after[right] != -1:
+                before[after[right]] = left
+            if before[left] != -1:
+                offer(before[left])
+            offer(left)
+        return [pieces[s][0] for s in symbols if s is not None]

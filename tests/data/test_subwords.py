@@ -63,3 +63,15 @@ def test_a_word_or_char_model_is_refused_naming_its_type():
     with pytest.raises(ValueError, match=r"^subword sampling needs a unigram or bpe "
                                          r"sentencepiece model; this one is char$"):
         SubwordSampler(spm.SentencePieceProcessor(model_proto=proto), proto, 0.1)
+
+
+@pytest.mark.parametrize("kind", ["unigram", "bpe"])
+def test_unknown_characters_and_empty_texts_keep_the_models_segmentation(kind):
+    tok = SentencePieceTokenizer.train(SENTENCES, vocab_size=50, model_type=kind)
+    texts = ["a man 🐎 rides ☃☃ on the beach", "", "   ", "ünder the brown dog"]
+    fixed = [tok.encode(t) for t in texts]
+    for seed in range(3):
+        drawn = tok.sample(texts, alpha=1.0 if kind == "bpe" else 0.2, seed=seed)
+        assert [tok.decode(x) for x in drawn] == [tok.decode(x) for x in fixed]
+        assert drawn[1] == drawn[2] == []
+        assert drawn[0].count(tok.unk_id) == fixed[0].count(tok.unk_id) > 0
