@@ -1,11 +1,12 @@
 """Subword sampling of a sentencepiece model with attnkit's own random numbers.
 
 sentencepiece can sample a segmentation itself (``encode(..., enable_sampling=True)``),
-but from 0.2.3 on its generator (``absl::BitGen``) is salted anew in every process: the
-same ``set_random_generator_seed`` gives one draw in one process and another in the
-next, so the ranks of a run would batch different data and a resumed run would not see
-the segmentation the stopped one saw. Here every draw comes from a numpy generator, so it
-depends on the seed and the text only:
+but its seeded generator does not give the same draw in another process: 0.2.3 keeps an
+``absl::BitGen``, which absl salts anew in every process, and 0.2.1 seeds a thread's
+generator once, when the thread first draws, so a later ``set_random_generator_seed``
+does not reach it. The ranks of a run would batch different data, and a resumed run
+would not see the segmentation the stopped one saw. Here every draw comes from a numpy
+generator, so it depends on the seed and the text only:
 
 * a **unigram** model (Kudo 2018): each word's segmentation is drawn from all of them
   with probability ∝ ``p(x) ** alpha`` (forward filtering, backward sampling over the

@@ -230,6 +230,10 @@ def test_sampled_pairs_differ_between_epochs_and_repeat_within_one(subwords):
     for x, y in epoch1:
         assert (subwords.decode(x), subwords.decode(y)) in pairs
     assert repr(sampled) == "SampledPairs(alpha=0.5, seed=0)"
+    # one vocabulary per language: each side drawn with its own
+    other = SentencePieceTokenizer.train(SENTENCES[::-1], vocab_size=45, model_type="bpe")
+    two = SampledPairs(TokenizerPair(subwords, other), pairs, alpha=0.5, seed=0)(0)
+    assert [(subwords.decode(x), other.decode(y)) for x, y in two] == pairs
 
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan"), float("inf"), "0.1", None, True])
