@@ -6,6 +6,8 @@
   that needs no files.
 * :mod:`~attnkit.data.tokenizer` — SentencePiece, word-level and character
   tokenizers with the same special ids (pad 0, unk 1, bos 2, eos 3).
+* :mod:`~attnkit.data.subwords` — subword sampling (unigram sampling, BPE-dropout)
+  that draws the same segmentation for the same seed in any process.
 * :mod:`~attnkit.data.batching` — token-budget batches, sharding, resumption.
 """
 
@@ -38,6 +40,7 @@ from attnkit.data.generated import (
 )
 from attnkit.data.tokenizer import (
     CharTokenizer,
+    SampledPairs,
     SentencePieceTokenizer,
     Tokenizer,
     TokenizerPair,
@@ -54,6 +57,7 @@ __all__ = [
     "CorpusReport",
     "FilterReport",
     "ParallelCorpus",
+    "SampledPairs",
     "SentencePieceTokenizer",
     "Tokenizer",
     "TokenizerPair",

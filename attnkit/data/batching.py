@@ -42,13 +42,20 @@ of examples.
 **Filtering.** Examples whose source or target is longer than ``max_sentence_tokens`` (or
 that could not fit the token budget even alone) are removed and counted in
 :attr:`BucketBatcher.report`, never dropped silently.
+
+**Resampling.** Given ``resample`` (an epoch -> that epoch's examples, e.g.
+:class:`attnkit.data.tokenizer.SampledPairs`: a new subword segmentation each epoch),
+the batches of epoch ``e`` are planned on the lengths of ``resample(e)``, drawn when
+the epoch is first planned. The examples given are still the ones filtered; a drawn
+example over the length limit keeps its given segmentation for that epoch instead of
+being dropped, and is counted (:meth:`BucketBatcher.resampled_report`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -257,6 +264,24 @@ class FilterReport:
         )
 
 
+Examples = Sequence[tuple[Sequence[int], Sequence[int]]]
+
+
+def _sizes(examples: Examples, limit: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``max(S, T)`` and ``min(S, T)`` of each example alone (0 where it is over
+    ``limit``), and the indices of the examples with a side longer than ``limit``."""
+    cost = np.zeros(len(examples), dtype=np.int64)
+    short = np.zeros(len(examples), dtype=np.int64)
+    over = []
+    for i, (x, y) in enumerate(examples):
+        if len(x) > limit or len(y) > limit:
+            over.append(i)
+        else:
+            cost[i] = max(len(x), len(y)) + 1
+            short[i] = min(len(x), len(y)) + 1
+    return cost, short, over
+
+
 class BucketBatcher:
     """Plans, builds and iterates token-budget batches of tokenized pairs.
 
@@ -264,6 +289,9 @@ class BucketBatcher:
         examples: ``(source_ids, target_ids)`` pairs without special tokens.
         config: a :class:`BatchingConfig`.
         pad_id, bos_id, eos_id: special ids of the tokenizer(s).
+        resample: ``epoch -> examples`` of that epoch, as many and in the same order
+            as ``examples`` (see *Resampling* in the module docstring); its ``repr``
+            enters the fingerprint. ``None``: ``examples`` every epoch.
 
     Typical use::
 
@@ -283,6 +311,7 @@ class BucketBatcher:
         pad_id: int = PAD_ID,
         bos_id: int = BOS_ID,
         eos_id: int = EOS_ID,
+        resample: Callable[[int], Examples] | None = None,
     ) -> None:
         if not isinstance(config, BatchingConfig):
             raise TypeError(f"config must be a BatchingConfig, got {type(config).__name__}")
@@ -292,26 +321,58 @@ class BucketBatcher:
         limit = config.max_tokens - 1
         if config.max_sentence_tokens is not None:
             limit = min(limit, config.max_sentence_tokens)
-        kept, dropped = [], []
-        cost = np.zeros(len(examples), dtype=np.int64)  # max(S, T) of the example alone
-        short = np.zeros(len(examples), dtype=np.int64)  # min(S, T): secondary sort key
-        for i, (x, y) in enumerate(examples):
-            if len(x) > limit or len(y) > limit:
-                dropped.append(i)
-            else:
-                kept.append(i)
-                cost[i] = max(len(x), len(y)) + 1
-                short[i] = min(len(x), len(y)) + 1
-        self._kept = np.asarray(kept, dtype=np.int64)
+        # max(S, T) of each example alone, and min(S, T): the secondary sort key
+        cost, short, dropped = _sizes(examples, limit)
+        self._kept = np.flatnonzero(cost).astype(np.int64)
         self._cost, self._short = cost, short
-        self.report = FilterReport(len(examples), len(kept), len(dropped), limit, dropped[:5])
+        self.report = FilterReport(len(examples), len(self._kept), len(dropped), limit,
+                                   dropped[:5])
         digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
         digest.update(self._kept.tobytes())
         digest.update(cost.tobytes())
+        if resample is not None:
+            digest.update(repr(resample).encode())
         self.fingerprint = digest.hexdigest()[:16]
+        self.resample = resample
         self.epoch = 0
         self.position = 0
         self._plan_cache: tuple[int, list[list[int]]] | None = None
+        # (epoch, its examples, their cost and short, the draws over the limit)
+        self._drawn: tuple[int, Examples, np.ndarray, np.ndarray, list[int]] | None = None
+
+    # ------------------------------------------------------------ resampling
+    def _epoch_examples(self, epoch: int) -> tuple[Examples, np.ndarray, np.ndarray]:
+        """The examples of ``epoch`` and their ``cost`` and ``short`` (see *Resampling*)."""
+        if self.resample is None:
+            return self.examples, self._cost, self._short
+        if self._drawn is None or self._drawn[0] != epoch:
+            drawn = list(self.resample(epoch))
+            if len(drawn) != len(self.examples):
+                raise ValueError(f"resample({epoch}) gave {len(drawn)} examples; the "
+                                 f"batcher was made with {len(self.examples)}")
+            cost, short, over = _sizes(drawn, self.report.max_sentence_tokens)
+            kept = set(self._kept.tolist())
+            over = [i for i in over if i in kept]  # the rest are filtered anyway
+            for i in over:  # too long as drawn: the given segmentation, not a lost example
+                drawn[i] = self.examples[i]
+                cost[i], short[i] = self._cost[i], self._short[i]
+            self._drawn = (epoch, drawn, cost, short, over)
+        return self._drawn[1:4]
+
+    def resampled_report(self, epoch: int) -> str | None:
+        """How many examples of ``epoch`` were drawn longer than the length limit and kept
+        their given segmentation (with the first few indices); ``None`` when none was, or
+        without ``resample``."""
+        if self.resample is None:
+            return None
+        self._epoch_examples(epoch)
+        over = self._drawn[4] if self._drawn is not None else []
+        if not over:
+            return None
+        more = " ..." if len(over) > 5 else ""
+        return (f"epoch {epoch}: {len(over)} example(s) drawn longer than "
+                f"{self.report.max_sentence_tokens} tokens kept their deterministic "
+                f"segmentation (indices {', '.join(map(str, over[:5]))}{more})")
 
     # ------------------------------------------------------------------ plans
     def plan(self, epoch: int) -> list[list[int]]:
@@ -319,6 +380,7 @@ class BucketBatcher:
         if self._plan_cache is not None and self._plan_cache[0] == epoch:
             return self._plan_cache[1]
         cfg = self.config
+        _, cost, short = self._epoch_examples(epoch)
         rng = np.random.default_rng([cfg.seed, epoch]) if cfg.shuffle else None
         order = rng.permutation(self._kept) if rng is not None else self._kept
         pool = cfg.sort_pool_size or max(len(order), 1)
@@ -327,17 +389,17 @@ class BucketBatcher:
             chunk = order[start : start + pool]
             # stable sort by cost, then by the shorter side; full ties keep the
             # shuffled order, so batches differ from epoch to epoch
-            chunk = chunk[np.lexsort((self._short[chunk], self._cost[chunk]))]
+            chunk = chunk[np.lexsort((short[chunk], cost[chunk]))]
             pools.append(chunk)
-        batches = self._cut(np.concatenate(pools).tolist() if pools else [])
+        batches = self._cut(np.concatenate(pools).tolist() if pools else [], cost)
         if rng is not None:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         self._plan_cache = (epoch, batches)
         return batches
 
-    def _cut(self, ordered: list[int]) -> list[list[int]]:
+    def _cut(self, ordered: list[int], cost: np.ndarray) -> list[list[int]]:
         """Greedy cut of (mostly length-sorted) indices into batches within the budget."""
-        budget, k, cost = self.config.max_tokens, self.config.batch_multiple, self._cost
+        budget, k = self.config.max_tokens, self.config.batch_multiple
         out: list[list[int]] = []
         cur: list[int] = []
         cur_max = 0
@@ -364,20 +426,23 @@ class BucketBatcher:
     def batches_for_epoch(self, epoch: int) -> Iterator[Batch]:
         """All batches of ``epoch``, built lazily (does not touch the iterator state)."""
         for idx in self.plan(epoch):
-            yield self.collate(idx)
+            yield self.collate(idx, epoch=epoch)
 
-    def collate(self, indices: Sequence[int]) -> Batch:
-        """The :class:`Batch` of the given dataset indices."""
+    def collate(self, indices: Sequence[int], *, epoch: int | None = None) -> Batch:
+        """The :class:`Batch` of the given dataset indices (as drawn for ``epoch`` when
+        resampling; ``None``: the examples given)."""
+        examples = self.examples if epoch is None else self._epoch_examples(epoch)[0]
         return collate(
-            self.examples, indices, pad_id=self.pad_id, bos_id=self.bos_id, eos_id=self.eos_id
+            examples, indices, pad_id=self.pad_id, bos_id=self.bos_id, eos_id=self.eos_id
         )
 
     def padding_fraction(self, epoch: int) -> float:
         """Padding share of ``src`` + ``tgt_out`` slots over all batches of ``epoch``."""
         slots = real = 0
+        examples = self._epoch_examples(epoch)[0]
         for idx in self.plan(epoch):
-            xs = [len(self.examples[i][0]) + 1 for i in idx]
-            ys = [len(self.examples[i][1]) + 1 for i in idx]
+            xs = [len(examples[i][0]) + 1 for i in idx]
+            ys = [len(examples[i][1]) + 1 for i in idx]
             slots += len(idx) * (max(xs) + max(ys))
             real += sum(xs) + sum(ys)
         return 0.0 if slots == 0 else 1.0 - real / slots
@@ -390,13 +455,14 @@ class BucketBatcher:
         ``state_dict()`` taken while a batch is being used resumes after it.
         After the last batch the state moves to ``(epoch + 1, 0)``.
         """
-        plan, start = self.plan(self.epoch), self.position
+        epoch, start = self.epoch, self.position
+        plan = self.plan(epoch)
         for pos in range(start, len(plan)):
             if pos + 1 == len(plan):
                 self.epoch, self.position = self.epoch + 1, 0
             else:
                 self.position = pos + 1
-            yield self.collate(plan[pos])
+            yield self.collate(plan[pos], epoch=epoch)
         if start >= len(plan):  # nothing was left in this epoch (or no data at all)
             self.epoch, self.position = self.epoch + 1, 0
 

@@ -17,6 +17,11 @@ Special ids are the same for all three::
 (d2l's ``Vocab`` numbers ``<unk>`` first; the fixed layout here lets padding,
 masks and checkpoints assume ``pad_id == 0`` for every tokenizer.)
 
+``SentencePieceTokenizer.sample`` draws a segmentation at random instead (subword
+regularization: Kudo 2018's sampling for a unigram model, BPE-dropout for a BPE
+one); :class:`SampledPairs` draws the training pairs anew for each epoch, the same
+draw for the same ``(seed, epoch)`` in any process.
+
 ``encode`` never adds ``<bos>``/``<eos>``: batching adds them where the model
 needs them (see :mod:`attnkit.data.batching`). ``decode`` drops ``<pad>`` and
 ``<bos>`` and stops at the first ``<eos>``, so a model's raw output can be passed
@@ -37,10 +42,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 from .._io import read_json, write_atomic
 from .._values import check_choice, check_finite, check_int, check_positive_int
+from .subwords import SubwordSampler
 
 __all__ = [
     "BOS_ID",
@@ -50,6 +57,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "UNK_ID",
     "CharTokenizer",
+    "SampledPairs",
     "SentencePieceTokenizer",
     "Tokenizer",
     "TokenizerPair",
@@ -317,6 +325,7 @@ class SentencePieceTokenizer(Tokenizer):
             self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
         except RuntimeError as e:  # sentencepiece's parse error
             raise ValueError(f"model_proto is not a sentencepiece model: {e}") from None
+        self._samplers: dict[float, SubwordSampler] = {}  # per alpha: its lattices kept
         got = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(), self._sp.eos_id())
         if got != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
             raise ValueError(
@@ -385,6 +394,31 @@ class SentencePieceTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return list(self._sp.encode(text))
+
+    def sample(self, texts: Sequence[str], *, alpha: float,
+               seed: int | Sequence[int]) -> list[list[int]]:
+        """Ids of each of ``texts`` in a segmentation drawn at random (subword regularization).
+
+        ``alpha`` in ``[0, 1]``: for a unigram model the smoothing exponent of Kudo (2018),
+        a segmentation drawn from all of them with probability ∝ ``p(x) ** alpha`` (near 0
+        nearly uniform, 1 the model's own distribution); for a BPE model the probability
+        that each merge is skipped (BPE-dropout, Provilkov et al. 2020). ``alpha = 0`` is
+        no sampling: ``encode``. Every segmentation decodes back to the text.
+
+        The draw depends on ``seed`` (an int, or several: numpy's ``default_rng(seed)``)
+        and ``texts`` only, in any process (see :mod:`attnkit.data.subwords` for why
+        sentencepiece's own sampling is not used).
+        """
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, got a single str")
+        check_finite("alpha", alpha, minimum=0, maximum=1)
+        for part in [seed] if isinstance(seed, int) else seed:
+            check_int("seed", part, minimum=0)
+        if alpha == 0:  # off (as a smoothing exponent, 0 would be the uniform distribution)
+            return [self.encode(t) for t in texts]
+        if alpha not in self._samplers:
+            self._samplers[alpha] = SubwordSampler(self._sp, self.model_proto, alpha)
+        return self._samplers[alpha].sample(texts, np.random.default_rng(seed))
 
     def encode_pieces(self, text: str) -> list[str]:
         """The subword strings of ``text`` (``▁`` marks a word start)."""
@@ -493,3 +527,42 @@ class TokenizerPair:
             tok = make(srcs + tgts)
             return cls(tok, tok)
         return cls(make(srcs), make(tgts))
+
+
+class SampledPairs:
+    """Training pairs segmented anew for each epoch (subword regularization).
+
+    ``SampledPairs(tokenizers, pairs, alpha=0.1, seed=0)(epoch)`` is the list of
+    ``(source ids, target ids)`` of ``pairs`` for that epoch, each side drawn by
+    :meth:`SentencePieceTokenizer.sample` with the seeds ``(seed, epoch, side)``:
+    the same ``(seed, epoch)`` gives the same segmentation in every process, rank and
+    resumed run, another epoch another one. Its ``repr`` names ``alpha`` and ``seed``
+    (a :class:`~attnkit.data.batching.BucketBatcher` puts it in its fingerprint).
+
+    Raises:
+        ValueError: a tokenizer is not a :class:`SentencePieceTokenizer` (characters and
+            words have one segmentation only), or ``alpha`` is outside ``[0, 1]``.
+    """
+
+    def __init__(self, tokenizers: TokenizerPair, pairs: Sequence[tuple[str, str]], *,
+                 alpha: float, seed: int) -> None:
+        self.alpha = check_finite("alpha", alpha, minimum=0, maximum=1)
+        self.seed = check_int("seed", seed, minimum=0)
+        sides = (tokenizers.src, tokenizers.tgt)
+        others = sorted({type(t).__name__ for t in sides
+                         if not isinstance(t, SentencePieceTokenizer)})
+        if others:
+            raise ValueError(f"subword sampling needs sentencepiece tokenizers; got "
+                             f"{' and '.join(others)}, which segment text one way only")
+        self._sides = [(tok, [pair[side] for pair in pairs])
+                       for side, tok in enumerate(sides)]
+
+    def __repr__(self) -> str:
+        return f"SampledPairs(alpha={self.alpha!r}, seed={self.seed})"
+
+    def __call__(self, epoch: int) -> list[tuple[list[int], list[int]]]:
+        """The ``(source ids, target ids)`` of every pair, as drawn for ``epoch``."""
+        check_int("epoch", epoch, minimum=0)
+        src, tgt = (tok.sample(texts, alpha=self.alpha, seed=(self.seed, epoch, side))
+                    for side, (tok, texts) in enumerate(self._sides))
+        return list(zip(src, tgt))

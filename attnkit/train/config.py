@@ -99,6 +99,11 @@ class TokenizerConfig:
                        choices=TOKENIZER_KINDS, flag="tokenizer")
     vocab_size: int = option(8000, "sentencepiece vocabulary size", check="positive")
     shared_vocab: bool = option(True, "one vocabulary for source and target")
+    sample_alpha: float = option(0.0, "subword sampling of the training sentences, drawn "
+                                      "anew each epoch (sentencepiece; 0: off): for a "
+                                      "unigram model the smoothing exponent alpha, for BPE "
+                                      "the dropout probability", check="nonnegative_float",
+                                 maximum=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -426,6 +431,7 @@ class TrainConfig:
             raise ValueError(f"{prefix}{patience} = {self.run.patience} counts validations, "
                              f"which {every} = 0 turns off; give {every} a value > 0 or leave "
                              f"{patience} unset")
+        self._check_sampling(prefix, label)
         longest = self.data.max_sentence_tokens + 1  # EOS (source) or BOS (target input)
         if hasattr(config, "max_len") and longest > config.max_len:
             raise ValueError(
@@ -434,6 +440,16 @@ class TrainConfig:
                 f"needs {longest} positions, more than the model's positional table "
                 f"({label('model', 'max_len')} = {config.max_len})")
         _check_schedule(self, label, prefix)
+
+    def _check_sampling(self, prefix: str, label) -> None:
+        """Subword sampling needs a tokenizer with more than one segmentation."""
+        t = self.tokenizer
+        if t.sample_alpha > 0 and t.kind != "sentencepiece":
+            alpha, kind = label("tokenizer", "sample_alpha"), label("tokenizer", "kind")
+            raise ValueError(
+                f"{prefix}{alpha} = {t.sample_alpha:g} draws subword segmentations, which "
+                f"only sentencepiece makes; {kind} = {t.kind!r} segments a sentence one way "
+                f"only: set {alpha} = 0, or {kind} = 'sentencepiece'")
 
     # ------------------------------------------------------------- using
     def to_dict(self) -> dict:

@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from ..data.batching import BatchingConfig, BucketBatcher
 from ..data.corpus import load_pairs
-from ..data.tokenizer import TokenizerPair
+from ..data.tokenizer import SampledPairs, TokenizerPair
 from ..models.build import build_model
 from ..runs.container import unlisted_files
 from ..runs.retention import clean_leftovers
@@ -240,16 +240,22 @@ def _training_data(cfg: TrainConfig, resume_from: Run | None, world_size: int):
                                            vocab_size=t.vocab_size, seed=cfg.run.seed))
     examples = [(tokenizers.src.encode(s), tokenizers.tgt.encode(t)) for s, t in train_pairs]
     multiple, notes = _batch_multiple(cfg, resume_from, world_size)
+    # subword sampling: each epoch's segmentation is drawn when the epoch begins, the same
+    # on every rank and after a resume (it depends on the seed and the epoch only)
+    resample = (SampledPairs(tokenizers, train_pairs, alpha=t.sample_alpha, seed=cfg.run.seed)
+                if t.sample_alpha else None)
     batcher = BucketBatcher(examples, BatchingConfig(
         max_tokens=cfg.optim.max_tokens, max_sentence_tokens=cfg.data.max_sentence_tokens,
-        seed=cfg.run.seed, batch_multiple=multiple))
+        seed=cfg.run.seed, batch_multiple=multiple), resample=resample)
     if batcher.report.kept == 0:
         raise ValueError(
             f"no training example fits: {batcher.report.summary()}; raise "
             f"max_sentence_tokens (now {cfg.data.max_sentence_tokens}) or max_tokens (now "
             f"{cfg.optim.max_tokens})")
+    sampling = ([f"subword sampling: alpha {t.sample_alpha:g}, training sentences segmented "
+                 "anew each epoch (validation and translation are not)"] if resample else [])
     return tokenizers, batcher, valid_pairs, "\n".join(
-        [*notes, report, f"batching: {batcher.report.summary()}"])
+        [*notes, report, f"batching: {batcher.report.summary()}", *sampling])
 
 
 def set_up(cfg: TrainConfig, threads: Threads) -> Setup:

@@ -470,6 +470,8 @@ class Trainer:
         try:
             while not self._time_up_everywhere(start):
                 epoch_before = self.batcher.epoch
+                if note := self.batcher.resampled_report(epoch_before):
+                    self._say(note)
                 for batch in self.batcher:
                     pending.append(batch)
                     if len(pending) < self.cfg.optim.accum_steps:

@@ -140,27 +140,101 @@ def test_shard_smaller_than_world_and_bad_rank():
         shard_batch(b, 2, 2)
 
 
-def test_resume_gives_exactly_the_remaining_batches():
+class Redraw:
+    """A stand-in for a subword sampler: each epoch every example gets other ids and a
+    length a few ids off its own, the same for the same epoch; ``too_long`` examples
+    are drawn with 50 source ids in ``epochs``."""
+
+    def __init__(self, examples, too_long=(), epochs=()):
+        self.examples, self.too_long, self.epochs = examples, set(too_long), set(epochs)
+
+    def __repr__(self):
+        return f"Redraw(too_long={sorted(self.too_long)})"
+
+    def __call__(self, epoch):
+        rng = random.Random(epoch)
+        out = []
+        for i, (x, y) in enumerate(self.examples):
+            n = 50 if i in self.too_long and epoch in self.epochs else \
+                max(1, len(x) + rng.randint(-3, 3))
+            out.append(([rng.randrange(4, 50) for _ in range(n)], [epoch + 4] * len(y)))
+        return out
+
+
+def rows(batch):
+    """What a batch holds: its examples and their ids."""
+    return batch.indices, batch.src.tolist(), batch.tgt_out.tolist()
+
+
+@pytest.mark.parametrize("resampled", [False, True])
+def test_resume_gives_exactly_the_remaining_batches(resampled):
     examples = random_examples(300, seed=5)
     cfg = BatchingConfig(max_tokens=150, seed=9)
-    full = BucketBatcher(examples, cfg)
-    reference = [b.indices for _ in range(2) for b in full]  # epochs 0 and 1
+    redraw = Redraw(examples) if resampled else None
+    full = BucketBatcher(examples, cfg, resample=redraw)
+    reference = [rows(b) for _ in range(2) for b in full]  # epochs 0 and 1
     assert full.state_dict()["epoch"] == 2 and full.state_dict()["position"] == 0
 
-    first = BucketBatcher(examples, cfg)
+    first = BucketBatcher(examples, cfg, resample=redraw)
     got = []
     for b in first:
-        got.append(b.indices)
+        got.append(rows(b))
         if len(got) == 4:
             break
     state = json.loads(json.dumps(first.state_dict()))  # survives a JSON checkpoint
     assert state["epoch"] == 0 and state["position"] == 4
 
-    resumed = BucketBatcher(examples, cfg)
+    resumed = BucketBatcher(examples, cfg, resample=Redraw(examples) if resampled else None)
     resumed.load_state_dict(state)
     assert len(resumed) == full.num_batches(0) - 4
-    got += [b.indices for _ in range(2) for b in resumed]
+    got += [rows(b) for _ in range(2) for b in resumed]
     assert got == reference
+
+
+def test_each_epoch_is_batched_on_the_lengths_drawn_for_it():
+    examples = random_examples(400, seed=7)
+    redraw = Redraw(examples)
+    batcher = BucketBatcher(examples, BatchingConfig(max_tokens=97, seed=1), resample=redraw)
+    plain = BucketBatcher(examples, BatchingConfig(max_tokens=97, seed=1))
+    for epoch in range(2):
+        drawn, seen = redraw(epoch), []
+        for b in batcher.batches_for_epoch(epoch):
+            assert b.size * max(b.src.shape[1], b.tgt_in.shape[1]) <= 97
+            for r, i in enumerate(b.indices):  # the ids drawn for the epoch, then <eos>
+                assert b.src[r, : b.src_valid_lens[r]].tolist() == drawn[i][0] + [3]
+            assert b.tgt_out[:, 0].tolist() == [epoch + 4] * b.size
+            seen.extend(b.indices)
+        assert sorted(seen) == list(range(400))
+        assert batcher.plan(epoch) != plain.plan(epoch)  # other lengths, other batches
+    assert batcher.padding_fraction(0) == pytest.approx(
+        padding_fraction(batcher.batches_for_epoch(0)))
+    assert batcher.fingerprint != plain.fingerprint  # a state of the one fits not the other
+    with pytest.raises(ValueError, match="different data or batching config"):
+        batcher.load_state_dict(plain.state_dict())
+
+
+def test_a_draw_over_the_length_limit_keeps_the_given_segmentation_and_is_counted():
+    examples = random_examples(60, seed=8, max_len=20)
+    examples[5] = ([4] * 25, [5] * 3)  # filtered: over max_sentence_tokens as given
+    redraw = Redraw(examples, too_long=[3, 5, 9], epochs=[1])
+    batcher = BucketBatcher(examples, BatchingConfig(max_tokens=200, max_sentence_tokens=24),
+                            resample=redraw)
+    assert batcher.report.too_long == 1 and batcher.report.examples == [5]
+    assert batcher.resampled_report(0) is None
+    assert batcher.resampled_report(1) == ("epoch 1: 2 example(s) drawn longer than 24 tokens "
+                                           "kept their deterministic segmentation (indices "
+                                           "3, 9)")
+    by_index = {i: (b.src[r], b.tgt_out[r]) for b in batcher.batches_for_epoch(1)
+                for r, i in enumerate(b.indices)}
+    assert sorted(by_index) == [i for i in range(60) if i != 5]  # none lost, 5 still filtered
+    for i in (3, 9):
+        src, tgt = by_index[i]
+        assert src[: len(examples[i][0])].tolist() == examples[i][0]
+        assert tgt[: len(examples[i][1])].tolist() == examples[i][1]
+    with pytest.raises(ValueError, match=r"^resample\(0\) gave 59 examples; the batcher "
+                                         r"was made with 60$"):
+        BucketBatcher(examples, BatchingConfig(max_tokens=200),
+                      resample=lambda epoch: redraw(epoch)[1:]).plan(0)
 
 
 def test_state_at_the_end_of_an_epoch_moves_on():

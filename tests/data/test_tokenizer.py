@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
+import sentencepiece as spm
 
 from attnkit.data.corpus import load_multi30k, read_tsv_pairs
 from attnkit.data.generated import date_alphabet, generate_pairs
 from attnkit.data.tokenizer import (
     SPECIAL_TOKENS,
     CharTokenizer,
+    SampledPairs,
     SentencePieceTokenizer,
+    TokenizerPair,
     WordTokenizer,
     load_tokenizer,
 )
@@ -172,3 +177,86 @@ def test_load_tokenizer_rejects_unknown_type(tmp_path):
         load_tokenizer(tmp_path)  # a list is no name, and cannot be looked up either
     with pytest.raises(FileNotFoundError, match="not a saved tokenizer"):
         load_tokenizer(tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------ subword sampling
+SENTENCES = ["a man in a blue shirt is riding a horse on the beach",
+             "two young women are standing near a brown dog",
+             "the children play football in the park at night",
+             "a woman with a red hat sells fruit at the market"] * 10
+
+
+@pytest.fixture(scope="module", params=["unigram", "bpe"])
+def subwords(request):
+    return SentencePieceTokenizer.train(SENTENCES, vocab_size=50, model_type=request.param)
+
+
+def test_sampled_segmentations_decode_to_the_text_and_vary(subwords):
+    texts = SENTENCES[:4]
+    fixed = [subwords.encode(t) for t in texts]
+    draws = [subwords.sample(texts, alpha=0.5, seed=seed) for seed in range(5)]
+    for draw in draws:
+        assert [subwords.decode(ids) for ids in draw] == texts
+    assert any(draw != fixed for draw in draws)  # a segmentation other than encode's
+    assert len({str(draw) for draw in draws}) > 1  # and another one for another seed
+    assert subwords.sample(texts, alpha=0.0, seed=3) == fixed  # 0: no sampling
+
+
+def test_a_draw_is_the_same_in_every_process(subwords, tmp_path):
+    """sentencepiece's own sampling is salted per process; ranks and resumed runs need
+    the same draw for the same seed."""
+    subwords.save(tmp_path / "tok")
+    code = ("import json, sys; from attnkit.data.tokenizer import load_tokenizer; "
+            f"print(json.dumps(load_tokenizer(sys.argv[1]).sample({SENTENCES[:4]!r}, "
+            "alpha=0.5, seed=(7, 1, 0))))")
+    there = [json.loads(subprocess.run([sys.executable, "-c", code, str(tmp_path / "tok")],
+                                       check=True, capture_output=True, text=True).stdout)
+             for _ in range(2)]
+    subwords.sample(SENTENCES[:4], alpha=0.9, seed=8)  # other draws before
+    spm.set_random_generator_seed(12345)
+    here = subwords.sample(SENTENCES[:4], alpha=0.5, seed=(7, 1, 0))
+    assert there[0] == there[1] == here
+
+
+def test_sampled_pairs_differ_between_epochs_and_repeat_within_one(subwords):
+    pairs = list(zip(SENTENCES[:8], SENTENCES[8:16]))
+    sampled = SampledPairs(TokenizerPair(subwords, subwords), pairs, alpha=0.5, seed=0)
+    epoch0, epoch1 = sampled(0), sampled(1)
+    assert epoch0 != epoch1
+    again = SampledPairs(TokenizerPair(subwords, subwords), pairs, alpha=0.5, seed=0)
+    assert again(0) == epoch0 and sampled(1) == epoch1
+    assert SampledPairs(TokenizerPair(subwords, subwords), pairs, alpha=0.5, seed=1)(0) \
+        != epoch0
+    for x, y in epoch1:
+        assert (subwords.decode(x), subwords.decode(y)) in pairs
+    assert repr(sampled) == "SampledPairs(alpha=0.5, seed=0)"
+    # one vocabulary per language: each side drawn with its own
+    other = SentencePieceTokenizer.train(SENTENCES[::-1], vocab_size=45, model_type="bpe")
+    two = SampledPairs(TokenizerPair(subwords, other), pairs, alpha=0.5, seed=0)(0)
+    assert [(subwords.decode(x), other.decode(y)) for x, y in two] == pairs
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan"), float("inf"), "0.1", None, True])
+def test_a_bad_alpha_is_refused_naming_it(subwords, alpha):
+    with pytest.raises((TypeError, ValueError), match=r"^alpha must be a .*number in \[0, 1\]"):
+        subwords.sample(["a man"], alpha=alpha, seed=0)
+    with pytest.raises((TypeError, ValueError), match=r"^alpha must be a .*number in \[0, 1\]"):
+        SampledPairs(TokenizerPair(subwords, subwords), [("a", "b")], alpha=alpha, seed=0)
+
+
+def test_sampling_needs_sentencepiece_tokenizers(subwords):
+    chars = CharTokenizer.train(SENTENCES)
+    for pair, named in [(TokenizerPair(chars, chars), "CharTokenizer"),
+                        (TokenizerPair(subwords, WordTokenizer.train(SENTENCES)),
+                         "WordTokenizer")]:
+        with pytest.raises(ValueError, match=rf"^subword sampling needs sentencepiece "
+                                             rf"tokenizers; got {named}, which"):
+            SampledPairs(pair, [("a man", "a dog")], alpha=0.1, seed=0)
+
+
+def test_sample_refuses_a_single_string_and_a_negative_seed(subwords):
+    with pytest.raises(TypeError, match=r"^texts must be a sequence of strings, got a single "
+                                        r"str$"):
+        subwords.sample("a man", alpha=0.1, seed=0)  # would be drawn character by character
+    with pytest.raises(ValueError, match=r"^seed must be"):
+        subwords.sample(["a man"], alpha=0.1, seed=(1, -2))

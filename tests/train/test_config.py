@@ -186,6 +186,45 @@ def test_shipped_configs_load(tmp_path):
         assert load_config_file(path).keys() <= set(SECTIONS)
 
 
+@pytest.mark.parametrize("value, said", [
+    ("-0.1", r"must be a number in \[0, 1\]; got -0.1"),
+    ("1.5", r"must be a number in \[0, 1\]; got 1.5"),
+    ("nan", r"must be a number in \[0, 1\]; got nan"),
+    ('"0.1"', r"must be a float; got '0.1' \(str\)"),
+    ("true", r"must be a float; got True \(bool\)")])
+def test_a_bad_sample_alpha_is_refused_naming_the_key(tmp_path, value, said):
+    path = write(tmp_path, f'[tokenizer]\nkind = "sentencepiece"\nsample_alpha = {value}\n')
+    with pytest.raises((TypeError, ValueError), match=rf"^{path}: \[tokenizer\] sample_alpha "
+                                                      rf"{said}$"):
+        parse("--config", str(path))
+
+
+@pytest.mark.parametrize("kind", ["char", "word"])
+def test_sample_alpha_needs_a_subword_tokenizer(tmp_path, kind):
+    path = write(tmp_path, f'[tokenizer]\nkind = "{kind}"\nsample_alpha = 0.1\n')
+    with pytest.raises(ValueError, match=rf"^{path}: \[tokenizer\] sample_alpha = 0.1 draws "
+                                         rf"subword segmentations, which only sentencepiece "
+                                         rf"makes; \[tokenizer\] kind = '{kind}' segments"):
+        parse("--config", str(path))
+    with pytest.raises(ValueError, match=rf"^--sample-alpha = 0.1 draws .* --tokenizer = "
+                                         rf"'{kind}' segments"):
+        parse("--tokenizer", kind, "--sample-alpha", "0.1")
+    assert parse("--tokenizer", kind, "--sample-alpha", "0").tokenizer.sample_alpha == 0.0
+    cfg = parse("--tokenizer", "sentencepiece", "--sample-alpha", "1")
+    assert cfg.tokenizer.sample_alpha == 1.0 and TrainConfig().tokenizer.sample_alpha == 0.0
+
+
+def test_a_key_a_stored_run_lacks_counts_as_its_default():
+    """A run saved before a key existed was trained as its default says."""
+    stored = TrainConfig.from_flat(num_heads=2).to_dict()
+    del stored["tokenizer"]["sample_alpha"], stored["data"]["max_pairs"]
+    assert resume_differences(stored, TrainConfig.from_flat(num_heads=2)) == []
+    assert resume_differences(stored, TrainConfig.from_flat(
+        num_heads=2, tokenizer="sentencepiece", sample_alpha=0.2, max_pairs=10)) == [
+        "data.max_pairs: stored None, given 10", "tokenizer.kind: stored 'char', given "
+        "'sentencepiece'", "tokenizer.sample_alpha: stored 0.0, given 0.2"]
+
+
 def test_resume_differences_ignore_what_may_change():
     stored = TrainConfig.from_flat(num_heads=2, max_steps=10).to_dict()
     same = TrainConfig.from_flat(num_heads=2, max_steps=50, time_limit=30.0, log_every=1,

@@ -66,6 +66,18 @@ def test_resume_refusal_from_the_command_line(trained, capsys):
     assert "model.num_hiddens: stored 16, given 32" in err
 
 
+def test_a_run_saved_before_sample_alpha_existed_resumes(trained):
+    """Its config.json has no [tokenizer] sample_alpha: it trained without sampling."""
+    def drop(meta):
+        del meta["train"]["tokenizer"]["sample_alpha"]
+
+    edit_config(trained / "run" / "checkpoints" / "step-000002", drop)
+    t = Trainer(tiny(trained, max_steps=3), log=None)
+    assert t.step == 2 and t.batcher.resample is None
+    t.fit()
+    assert t.step == 3
+
+
 def test_a_run_of_another_format_is_not_resumed(trained):
     edit_config(trained / "run" / "checkpoints" / "step-000002",
                 lambda meta: meta.update(format_version=3))

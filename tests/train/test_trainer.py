@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,14 +55,16 @@ def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
 COSINE = dict(schedule="cosine", lr=0.003, warmup=3, min_lr=1e-4)
 PLATEAU = dict(schedule="plateau", lr=0.003, warmup=2, eval_every=2, plateau_patience=1,
                decrease_factor=0.5)
+# subword sampling, 120 examples: 3 or 4 batches an epoch, each epoch segmented anew; the
+# checkpoint at step 4 is inside epoch 1, whose segmentation the resumed run draws again
+SAMPLED = dict(tokenizer="sentencepiece", vocab_size=100, sample_alpha=0.3, num_examples=120)
 
 
-@pytest.mark.parametrize(("accum_steps", "schedule"), [(1, {}), (2, {}), (1, COSINE),
-                                                      (1, PLATEAU)],
-                         ids=["noam", "noam-accum", "cosine", "plateau"])
-def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_steps, schedule):
-    kw = dict(max_steps=9, checkpoint_every=4, dropout=0.2, accum_steps=accum_steps,
-              **schedule)
+@pytest.mark.parametrize(("accum_steps", "more"), [(1, {}), (2, {}), (1, COSINE),
+                                                  (1, PLATEAU), (1, SAMPLED)],
+                         ids=["noam", "noam-accum", "cosine", "plateau", "sampled"])
+def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_steps, more):
+    kw = dict(max_steps=9, checkpoint_every=4, dropout=0.2, accum_steps=accum_steps, **more)
     straight = Trainer(tiny(tmp_path, "straight", **kw), log=None)
     straight.fit()
 
@@ -77,6 +80,8 @@ def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_step
         stopped.fit(on_step=kill_at_6)  # checkpoint at step 4, steps 5–6 are lost
     resumed = Trainer(tiny(tmp_path, "stopped", **kw), log=None)
     assert resumed.step == 4
+    if more is SAMPLED:  # the stop is inside epoch 1 (epoch 0 has 3 batches)
+        assert (resumed.batcher.epoch, resumed.batcher.position) == (1, 1)
     resumed.fit()
     a, b = params(straight.model), params(resumed.model)
     assert a.keys() == b.keys()
@@ -85,7 +90,7 @@ def test_resume_after_a_stop_ends_with_identical_parameters(tmp_path, accum_step
     rates = {name: [r["lr"] for r in read_log(Path(t.cfg.run.out_dir) / "metrics.jsonl")
                     if "lr" in r] for name, t in (("straight", straight), ("resumed", resumed))}
     assert rates["resumed"][-5:] == rates["straight"][-5:]  # steps 5 to 9, after the resume
-    if schedule is PLATEAU:  # lowered at the validations of steps 4, 6, 8 (exact match 0)
+    if more is PLATEAU:  # lowered at the validations of steps 4, 6, 8 (exact match 0)
         assert rates["straight"][4:] == [0.0015, 0.0015, 0.00075, 0.00075, 0.000375]
 
 
@@ -120,6 +125,54 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def rows(batch):
+    """What a batch holds: its examples and their ids."""
+    return batch.indices, batch.src.tolist(), batch.tgt_out.tolist()
+
+
+def test_sampling_draws_the_training_segmentations_only_and_may_not_change_on_resume(
+        tmp_path):
+    plain, sampled, again = (Trainer(tiny(tmp_path, name, **{**SAMPLED, **kw}, max_steps=1),
+                                     log=None) for name, kw in [("plain", dict(sample_alpha=0.0)),
+                                              ("sampled", {}), ("again", {})])
+    everything = range(len(plain.batcher.examples))  # no example is over the limit here
+    epochs = [[rows(t.batcher.collate(everything, epoch=e)) for e in (0, 1)]
+              for t in (plain, sampled, again)]
+    assert epochs[0][0] == epochs[0][1] == rows(plain.batcher.collate(everything))
+    assert epochs[1][0] != epochs[0][0] and epochs[1][1] != epochs[1][0]  # drawn, each epoch
+    assert epochs[2] == epochs[1]  # the same seed and epoch, the same draw
+    assert [rows(b) for b in plain.batcher.batches_for_epoch(0)] != \
+        [rows(b) for b in sampled.batcher.batches_for_epoch(0)]
+    # validation and translation segment as encode does (the models start out equal)
+    assert [rows(b) for b in plain._validation_batches()] == \
+        [rows(b) for b in sampled._validation_batches()]
+    sentences = [s for s, _ in plain.valid_pairs[:3]]
+    assert plain.translate(sentences) == sampled.translate(sentences)
+    plain.close()
+    again.close()
+    sampled.fit()
+    for alpha in (0.5, 0.0):  # another draw would move the examples under the data position
+        with pytest.raises(ValueError, match=rf"tokenizer.sample_alpha: stored 0.3, given "
+                                             rf"{alpha}\)"):
+            Trainer(tiny(tmp_path, "sampled", **{**SAMPLED, "sample_alpha": alpha}), log=None)
+
+
+def test_a_draw_over_max_sentence_tokens_is_trained_as_encoded_and_reported(tmp_path):
+    said = []
+    trainer = Trainer(tiny(tmp_path, **{**SAMPLED, "sample_alpha": 0.05}, max_sentence_tokens=12,
+                           max_steps=5, checkpoint_every=0), log=said.append)
+    kept = trainer.batcher.report.kept
+    assert 0 < kept < 120  # some examples are over 12 tokens as encoded: those are filtered
+    trainer.fit()
+    for epoch in (0, 1):  # the draws over 12 tokens take part, as encode segments them
+        assert len({i for b in trainer.batcher.batches_for_epoch(epoch) for i in b.indices}) \
+            == kept
+        notes = [line for line in said if line.startswith(f"epoch {epoch}: ")]
+        assert len(notes) == 1 and re.fullmatch(
+            rf"epoch {epoch}: \d+ example\(s\) drawn longer than 12 tokens kept their "
+            r"deterministic segmentation \(indices [\d, .]+\)", notes[0]), said
+
+
 def _one_and_two_processes(tmp_path, *flags: str) -> tuple[list[dict], list[dict]]:
     """The step records of a run on one process and of the same run on two (torchrun)."""
     common = ["--data", "dates", "--num-examples", "300", "--valid-size", "10",
@@ -140,9 +193,14 @@ def _one_and_two_processes(tmp_path, *flags: str) -> tuple[list[dict], list[dict
     return one, two
 
 
-def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_path):
+# with subword sampling each process draws the segmentation of the epoch for itself:
+# the same draw, or the global batches (and the losses) would differ
+@pytest.mark.parametrize("sampling", [[], ["--tokenizer", "sentencepiece", "--vocab-size",
+                                           "100", "--sample-alpha", "0.3"]],
+                         ids=["encoded", "sampled"])
+def test_two_processes_give_the_losses_of_one_with_the_same_global_batch(tmp_path, sampling):
     pytest.importorskip("torch.distributed")
-    one, two = _one_and_two_processes(tmp_path)
+    one, two = _one_and_two_processes(tmp_path, *sampling)
     assert [x["step"] for x in one] == [x["step"] for x in two] == list(range(1, 7))
     for a, b in zip(one, two):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
