@@ -27,8 +27,11 @@ def never(*_):
 
 
 @pytest.mark.parametrize("flags, ratio, bf16, words", [
-    ({"avx2", "amx_bf16"}, never, True, "natively (amx_bf16)"),
-    ({"avx512f", "avx512_bf16"}, never, True, "natively (avx512_bf16)"),
+    ({"avx2", "amx_bf16"}, lambda: 6.0, True, "natively (amx_bf16; a bf16 matmul measured 6.00x"),
+    ({"avx512f", "avx512_bf16"}, lambda: 2.2, True, "natively (avx512_bf16; a bf16 matmul"),
+    # the instruction without the speed (a Xeon with AVX-512-BF16 and no AMX): fp32
+    ({"avx512f", "avx512_bf16"}, lambda: 0.55, False,
+     "has avx512_bf16, but a bf16 matmul measured 0.55x the speed of fp32 here"),
     ({"avx2"}, lambda: 0.04, False, "measured 0.04x the speed of fp32"),
     ({"avx512f"}, lambda: 0.43, False, "no native bf16"),
     ({"avx512f"}, lambda: 1.7, True, "measured 1.70x the speed of fp32"),
@@ -42,7 +45,10 @@ def test_auto_uses_bf16_only_where_it_is_fast(flags, ratio, bf16, words):
 def test_forcing_bf16_where_it_is_slow_warns_with_the_ratio():
     p = choose_precision(True, CPU, flags=lambda: {"avx2"}, ratio=lambda: 0.04)
     assert p.bf16 and "0.04x the speed of fp32" in p.warning and p.speed_ratio == 0.04
-    assert choose_precision(True, CPU, flags=lambda: {"amx_bf16"}, ratio=never).warning is None
+    assert choose_precision(True, CPU, flags=lambda: {"amx_bf16"}, ratio=lambda: 6.0
+                            ).warning is None
+    slow = choose_precision(True, CPU, flags=lambda: {"avx512_bf16"}, ratio=lambda: 0.55)
+    assert "0.55x the speed of fp32" in slow.warning
     assert not choose_precision(False, CPU, flags=never, ratio=never).bf16
 
 
@@ -55,7 +61,7 @@ def test_the_environment_substitutes_the_cpus_bf16_answer(monkeypatch, value, bf
     assert (choose_precision(True, CPU).warning is None) is bf16  # forced slow bf16 still warns
     # A caller's own substitution (the rule's tests) wins over the environment.
     assert choose_precision("auto", CPU, flags=lambda: {"avx2"}, ratio=lambda: 0.04).bf16 is False
-    assert choose_precision("auto", CPU, flags=lambda: {"amx_bf16"}, ratio=never).bf16 is True
+    assert choose_precision("auto", CPU, flags=lambda: {"amx_bf16"}, ratio=lambda: 6.0).bf16
 
 
 def test_a_bad_substitution_is_refused_naming_the_variable(monkeypatch):

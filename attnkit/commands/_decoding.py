@@ -47,8 +47,9 @@ def add_decoding_arguments(p: argparse.ArgumentParser, *, beam_size: int = 4) ->
                         "or a number")
     p.add_argument("--precision", default=None, metavar="{" + ",".join(PRECISION_CHOICES) + "}",
                    help="what the model computes in: fp32 (default); bf16 (bfloat16 "
-                        "autocast: fast on CPUs with native bf16, slow elsewhere); int8 (int8 "
-                        "weights, PyTorch's dynamically quantized linear layers); auto: the "
+                        "autocast: fast on CPUs whose bf16 matmuls beat fp32, slow "
+                        "elsewhere); int8 (int8 weights, PyTorch's dynamically quantized "
+                        "linear layers); auto: the "
                         "fastest of those whose BLEU on the run's validation sentences is "
                         "within 0.3 of fp32's, as 'attnkit evaluate --precision auto' measures "
                         "it and records it for the checkpoint on this machine (translate uses "
@@ -149,7 +150,7 @@ def in_precision(prog: str, args: argparse.Namespace, translator):
     """``translator`` (fp32, attnkit's own) in ``--precision``; ``auto`` takes the choice
     recorded for its checkpoint on this machine
     (:func:`attnkit.decode.precision.recorded_choice`), else fp32. A note on stderr says
-    what ``auto`` found, and that bf16 is slow on a CPU without native bf16."""
+    what ``auto`` found, and that bf16 is slow on a CPU whose bf16 matmuls are slow."""
     from ..decode.precision import bf16_note, recorded_choice
 
     wanted = args.precision or "fp32"

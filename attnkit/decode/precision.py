@@ -2,8 +2,8 @@
 
 * ``fp32`` — the weights as trained.
 * ``bf16`` — bfloat16 autocast around the search: matrix products in bfloat16, softmax,
-  log-probabilities and scores in fp32 (:func:`running`). Fast on CPUs that run bf16
-  natively (AVX-512-BF16 or AMX, :func:`attnkit.runtime.choose_precision`); elsewhere
+  log-probabilities and scores in fp32 (:func:`running`). Fast on CPUs whose bf16
+  matmuls measure faster than fp32 (:func:`attnkit.runtime.choose_precision`); elsewhere
   PyTorch takes a slow path, and :func:`bf16_note` says so.
 * ``int8`` — every ``nn.Linear`` of a copy of the model replaced by PyTorch's dynamically
   quantized one (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations
@@ -116,8 +116,8 @@ def running(precision: str):
 
 
 def bf16_note() -> str | None:
-    """One line when this CPU runs bf16 slowly (no native bf16, or
-    ``ATTNKIT_CPU_BF16=none``), ``None`` when it runs it natively."""
+    """One line when this CPU runs bf16 slowly (its bf16 matmuls measure slower than
+    fp32, or ``ATTNKIT_CPU_BF16=none``), ``None`` when it runs it fast."""
     from ..runtime import choose_precision
 
     chosen = choose_precision("auto", torch.device("cpu"))

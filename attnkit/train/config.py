@@ -165,7 +165,7 @@ class RunConfig:
                                       check="positive_float", resume=True,
                                       inf="no limit, as none")
     bf16: bool | str = option("auto", "bf16 autocast: auto (where the device runs it fast: "
-                                      "native bf16 or a measured speed-up), true or false",
+                                      "a measured bf16 matmul speed-up), true or false",
                               check="bool_or_auto", resume=True)
     threads: int | str = option("auto", "CPU threads: auto (the cores not busy with other "
                                         "processes, re-checked while training) or a number",

@@ -42,13 +42,19 @@ FEATURES = (
     ("n-best output with scores (`n_best`, `return_prob`)",
      "yes: `attnkit translate --n-best K` (Moses format)"),
     ("attention plots", "yes: `attnkit explore` (HTML) and `attnkit plot`"),
-    ("Transformer and RNN (Bahdanau/Luong) models", "Transformer and Bahdanau RNN; no Luong"),
+    ("Transformer and RNN (Bahdanau/Luong) models",
+     "Transformer, Bahdanau RNN and a GRU seq2seq with dot/bilinear scores (`rnn_dot`)"),
     ("other learning-rate schedules (plateau, cosine, warmup-inverse-sqrt)",
-     "no: the paper's warmup schedule only, scaled by `lr_scale`"),
-    ("sentencepiece sampling (subword regularisation)", "no"),
-    ("repetition penalty, no-repeat n-grams in beam search", "no"),
+     "yes: `[optim] schedule`: noam, inverse_sqrt, cosine or plateau (`--schedule`)"),
+    ("sentencepiece sampling (subword regularisation)",
+     "yes: `[tokenizer] sample_alpha` (`--sample-alpha`), unigram sampling or BPE-dropout, "
+     "training batches only"),
+    ("repetition penalty, no-repeat n-grams in beam search",
+     "yes: `--repetition-penalty P`, `--no-repeat-ngram N` (greedy and beam, both engines)"),
+    ("ensembles of models", "yes: `--checkpoint` given more than once (mean log-probabilities)"),
     ("pre-trained embeddings", "no"),
-    ("TensorBoard logs", "no: `metrics.jsonl`, one JSON record per line"),
+    ("TensorBoard logs", "yes: `[run] tensorboard = true` (`--tensorboard`), a mirror of "
+     "`metrics.jsonl`"),
 )
 
 

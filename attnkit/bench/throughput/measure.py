@@ -112,7 +112,8 @@ class ThroughputResult:
             "Each model runs the step its own training would: attnkit as its Trainer does "
             "(logits only at target positions, `only_valid=True`), the baseline on its "
             "`(B, T, V)` logits; both use the same fused label-smoothed loss "
-            "(`attnkit.train.loss`, ε = 0.1), forward, backward and Adam.",
+            "(`attnkit.train.loss`, ε = 0.1), forward, backward and Adam (torch's fused kernel "
+            "where it has one, as the trainer builds it).",
             "",
             "Model-FLOP utilization (MFU) = target tokens/s × the model FLOPs of a target "
             f"token ({self.flops_per_token / 1e6:.1f} M: forward and backward of attnkit's "
