@@ -489,9 +489,10 @@ def _check_schedule(cfg: TrainConfig, label, prefix: str) -> None:
     if o.lr is None:
         raise ValueError(f"{prefix}{label('optim', 'schedule')} = {name!r} needs "
                          f"{label('optim', 'lr')}, its peak learning rate (e.g. 0.0005)")
-    if "min_lr" in SCHEDULE_KEYS[name] and o.min_lr > o.lr:
-        raise ValueError(f"{prefix}{label('optim', 'min_lr')} must be a number <= "
-                         f"{label('optim', 'lr')} = {o.lr:g}; got {o.min_lr:g}")
+    for key in ("min_lr", "warmup_init_lr"):  # rates below the peak: a warm-up rises
+        if key in SCHEDULE_KEYS[name] and getattr(o, key) > o.lr:
+            raise ValueError(f"{prefix}{label('optim', key)} must be a number <= "
+                             f"{label('optim', 'lr')} = {o.lr:g}; got {getattr(o, key):g}")
     if name == "plateau":
         _check_plateau(cfg, label, prefix)
     elif name == "cosine":

@@ -434,6 +434,8 @@ def test_schedule_keys_are_keys_and_flags_and_noam_stays_the_default(tmp_path):
      r"\[optim\] total_steps = 2 ends the cosine before it starts"),
     ('[optim]\nschedule = "cosine"\nlr = 0.001\nmin_lr = 0.01\ntotal_steps = 9000',
      r"\[optim\] min_lr must be a number <= \[optim\] lr = 0.001; got 0.01$"),
+    ('[optim]\nschedule = "inverse_sqrt"\nlr = 0.001\nwarmup_init_lr = 0.01',
+     r"\[optim\] warmup_init_lr must be a number <= \[optim\] lr = 0.001; got 0.01$"),
     ('[optim]\nschedule = "plateau"\nlr = 0.001\ndecrease_factor = 1.0',
      r"\[optim\] decrease_factor must be a number in \(0, 1\); got 1$"),
     ('[optim]\nschedule = "plateau"\nlr = 0.001\ndecrease_factor = 0',
