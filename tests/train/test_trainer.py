@@ -148,9 +148,9 @@ def test_sampling_draws_the_training_segmentations_only_and_may_not_change_on_re
         [rows(b) for b in sampled._validation_batches()]
     sentences = [s for s, _ in plain.valid_pairs[:3]]
     assert plain.translate(sentences) == sampled.translate(sentences)
+    again.close()  # closed in the reverse order of their making: each gives back what
+    sampled.fit()  # torch's thread setting was when it was made
     plain.close()
-    again.close()
-    sampled.fit()
     for alpha in (0.5, 0.0):  # another draw would move the examples under the data position
         with pytest.raises(ValueError, match=rf"tokenizer.sample_alpha: stored 0.3, given "
                                              rf"{alpha}\)"):
