@@ -71,7 +71,7 @@ class ThroughputResult:
     machine: dict[str, str]
     date: str
     flops_per_token: float = 0.0  # model FLOPs of a target token, forward and backward
-    peak_gflops: float = 0.0  # the best fp32 n × n matmul of this run, GFLOP/s
+    peak_gflops: float = 0.0  # an fp32 n × n matmul timed in turns with the steps, GFLOP/s
     peak_size: int = 0  # its n
 
     @property
@@ -157,7 +157,7 @@ def _run(max_tokens, num_batches, rounds, data_root, d, heads, ffn, layers) -> T
     probe = {n: matmul_peak(torch.float32, n, 3) for n in PEAK_SIZES}
     peak_size = max(probe, key=probe.get)
     tokens = sum(b.num_tokens for b in batches)
-    tps, peak = _median_tokens_per_s(steps, batches, rounds, peak_size)
+    tps, peak = _median_tokens_per_s(steps, batches, rounds, peak_size, probe[peak_size])
     return ThroughputResult(
         tokens_per_s=tps, ratio=tps["attnkit"] / tps["torch.nn.Transformer"], source=source,
         padding=pad_frac, batches=len(batches), tokens=tokens, max_tokens=max_tokens,
@@ -194,15 +194,15 @@ def _training_steps(vocab: int, d: int, heads: int, ffn: int,
 
 
 def _median_tokens_per_s(steps: dict[str, Callable[[object], int]], batches: list,
-                         rounds: int, n: int) -> tuple[dict[str, float], float]:
+                         rounds: int, n: int, probed: float) -> tuple[dict[str, float], float]:
     """Target tokens per second of each model, and the GFLOP/s of an ``n × n`` fp32
-    matmul: a round is one step on every batch, then about a second of matmuls, all
+    matmul (``probed`` GFLOP/s before, which sizes it): a round is one step on every
+    batch, then about a second of matmuls, all
     timed in alternation (:func:`attnkit.bench.toolkit.time_alternating`), so that the
     peak sees the load the steps saw."""
     tokens = sum(b.num_tokens for b in batches)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    once = time_alternating({"mm": lambda: a @ b}, 3, warmup=1)["mm"]
-    repeats = max(1, round(1.0 / once))
+    repeats = max(1, round(probed * 1e9 / (2 * n**3)))  # about a second
 
     def epoch(step: Callable[[object], int]) -> Callable[[], None]:
         return lambda: [step(b) for b in batches]
