@@ -253,6 +253,14 @@ def averaged_last(run, k: int, flag: str):
         return paths, run.average(paths, progress=bar.update)
 
 
+def fewer_than_asked(paths, k: int, flag: str) -> str:
+    """The words a report of an average adds when the run had fewer than the ``k``
+    checkpoints ``flag`` asked for (an average of fewer is still made), else ``""``."""
+    if len(paths) >= k:
+        return ""
+    return f" (the run has {len(paths)}, fewer than {flag} {k} asked for)"
+
+
 def checkpoint_inputs(path: str | None, flag: str = "--checkpoint") -> list[tuple[str, str]]:
     """What ``--checkpoint PATH`` reads (:func:`attnkit.runs.run.read_paths`), as inputs for
     :func:`attnkit._io.check_not_an_input`."""

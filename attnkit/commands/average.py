@@ -20,7 +20,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from ..runs.lock import RunLock
     from ..runs.retention import save_checkpoint
     from ..runs.run import open_run
-    from ._decoding import averaged_last, checkpoint_inputs
+    from ._decoding import averaged_last, checkpoint_inputs, fewer_than_asked
 
     check_positive_int("--last", args.last)
     inputs = checkpoint_inputs(args.checkpoint)  # the averaged step-N lie beside the last
@@ -37,5 +37,6 @@ def run_cli(args: argparse.Namespace) -> int:
                               config=tr.run.description, train_state={
                                   "step": step, "averaged": [str(p) for p in paths]},
                               tokenizer=tr.tokenizers)
-    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {out}")
+    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {out}"
+          f"{fewer_than_asked(paths, args.last, '--last')}")
     return 0

@@ -17,6 +17,7 @@ from ._decoding import (
     check_decoding_memory,
     checkpoint_inputs,
     checkpoint_paths,
+    fewer_than_asked,
     in_precision,
     load_translators,
     note_overlong,
@@ -64,8 +65,8 @@ def _translator(args: argparse.Namespace):
     def load_one(checkpoint):
         paths, translator = read_beside_writer(checkpoint, load)
         if args.average:
-            print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}",
-                  file=sys.stderr)
+            print(f"averaged {len(paths)} checkpoints: {[p.name for p in paths]}"
+                  f"{fewer_than_asked(paths, args.average, '--average')}", file=sys.stderr)
         return translator
 
     return load_translators(checkpoint_paths(args), load_one)
