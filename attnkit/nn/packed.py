@@ -101,7 +101,8 @@ class Packed:
         if self.rows is None:
             return Y.view(self.batch_size, self.length, *Y.shape[1:])
         out = Y.new_zeros(self.batch_size * self.length, *Y.shape[1:])  # (B·N, ...)
-        out = out.index_copy(0, self.rows, Y)
+        # in place: the out-of-place index_copy would copy the zeros once more
+        out.index_copy_(0, self.rows, Y)
         return out.view(self.batch_size, self.length, *Y.shape[1:])
 
     def apply(self, fn: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor
