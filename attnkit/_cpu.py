@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import os
 import platform
+import threading
 from pathlib import Path
 
 import torch
@@ -14,24 +15,43 @@ import torch
 __all__ = ["cache_dir", "call_threads", "cpu_flags", "cpu_model", "pinned_threads",
            "pinning_allowed", "torch_threads"]
 
-#: Whether calls made in this context may pin torch's thread setting (:func:`pinned_threads`).
-#: Per context, not per process: a library call from any other thread leaves it alone.
-_PINNING: contextvars.ContextVar[bool] = contextvars.ContextVar("attnkit_pinning", default=False)
+#: How many :func:`pinned_threads` blocks are open in this context: calls made in it may pin
+#: torch's thread setting while one is. Per context, not per process: a library call from
+#: any other thread leaves it alone.
+_PINNING: contextvars.ContextVar[int] = contextvars.ContextVar("attnkit_pinning", default=0)
+#: The open holds of :func:`torch_threads` in the process, oldest first: ``(token, n)``
+_HOLDS: list[tuple[object, int]] = []
+#: torch's setting before the first of the open holds
+_BEFORE_HOLDS: list[int] = []
+_HOLDS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def torch_threads(n: int | None):
-    """Hold torch's intra-op thread setting at ``n`` (``None``: leave it); restored
-    afterwards. The setting is process-wide, not per thread."""
-    before = torch.get_num_threads()
-    if n is None or n == before:
+    """Hold torch's intra-op thread setting at ``n`` (``None``: leave it); given back
+    afterwards. The setting is process-wide, not per thread, so the holds of the whole
+    process are kept together: while any is open the setting is the latest open one's,
+    and when the last closes it is what it was before the first. Holds may close in any
+    order (two trainers closed in the order they were made, calls of several threads)
+    without one giving back a setting another still holds."""
+    if n is None:
         yield
         return
-    torch.set_num_threads(n)
+    token = object()
+    with _HOLDS_LOCK:
+        if not _HOLDS:
+            _BEFORE_HOLDS[:] = [torch.get_num_threads()]
+        _HOLDS.append((token, n))
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _HOLDS_LOCK:
+            _HOLDS[:] = [hold for hold in _HOLDS if hold[0] is not token]
+            wanted = _HOLDS[-1][1] if _HOLDS else _BEFORE_HOLDS[0]
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
 
 
 @contextlib.contextmanager
@@ -41,19 +61,16 @@ def pinned_threads():
     pieces among worker threads, as many as torch's setting, each running its ops on one
     intra-op thread, and hold the process-wide setting at 1 until the call returns. Outside
     such a block a call leaves the setting untouched and runs its pieces on this thread."""
-    token = _PINNING.set(True)
+    _PINNING.set(_PINNING.get() + 1)  # a depth: blocks may close in any order
     try:
         yield
     finally:
-        try:
-            _PINNING.reset(token)
-        except ValueError:  # left in another context than it was entered (another thread)
-            _PINNING.set(token.old_value is True)
+        _PINNING.set(max(_PINNING.get() - 1, 0))  # (0 if left in another context)
 
 
 def pinning_allowed() -> bool:
     """Whether this call runs inside :func:`pinned_threads`."""
-    return _PINNING.get()
+    return _PINNING.get() > 0
 
 
 def call_threads(n: int | None):

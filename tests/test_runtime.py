@@ -157,3 +157,39 @@ def test_pinning_is_per_context_not_per_process():
         t.start()
         t.join()
     assert seen == [False]
+
+
+def test_thread_holds_may_close_in_any_order_and_across_threads():
+    """``torch_threads``: while holds are open the setting is the latest open one's;
+    when the last closes, the setting from before the first, whatever the order."""
+    import contextlib
+    import threading
+
+    from attnkit._cpu import torch_threads
+
+    start = torch.get_num_threads()
+    a, b, c = (torch_threads(n) for n in (start + 1, start + 2, start + 3))
+    a.__enter__(), b.__enter__(), c.__enter__()
+    assert torch.get_num_threads() == start + 3
+    b.__exit__(None, None, None)  # a middle hold closes: the latest open one still holds
+    assert torch.get_num_threads() == start + 3
+    c.__exit__(None, None, None)
+    assert torch.get_num_threads() == start + 1
+    a.__exit__(None, None, None)
+    assert torch.get_num_threads() == start
+    # holds of several threads at once, closed in whatever order they finish
+    barrier, seen = threading.Barrier(4), []
+
+    def hold(n):
+        with torch_threads(n):
+            barrier.wait()
+            barrier.wait()
+        seen.append(n)
+
+    with contextlib.ExitStack():
+        workers = [threading.Thread(target=hold, args=(n,)) for n in (1, 2, 1, 2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    assert len(seen) == 4 and torch.get_num_threads() == start

@@ -57,3 +57,19 @@ def test_train_and_demo_commands_give_the_count_back(three_threads, tmp_path, ca
     assert main(["demo", "--out", str(tmp_path / "demo"), "--max-steps", "1",
                  "--heldout", "2", "--threads", "1"]) == 0
     assert torch.get_num_threads() == START_THREADS
+
+
+def test_trainers_closed_in_the_order_they_were_made_leave_the_open_ones_setting(
+        three_threads, tmp_path):
+    """Holds close in any order: closing the first of two trainers leaves the second's
+    count (and the backends' pinning) in place; closing both gives back the count from
+    before either."""
+    from attnkit._cpu import pinning_allowed
+
+    first = Trainer(tiny(tmp_path, max_steps=1, threads=1, out_dir=str(tmp_path / "a")), log=None)
+    second = Trainer(tiny(tmp_path, max_steps=1, threads=2, out_dir=str(tmp_path / "b")), log=None)
+    assert torch.get_num_threads() == 2 and pinning_allowed()
+    first.close()
+    assert torch.get_num_threads() == 2 and pinning_allowed()  # the second still holds its 2
+    second.fit()
+    assert torch.get_num_threads() == START_THREADS and not pinning_allowed()
