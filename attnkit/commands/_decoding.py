@@ -137,13 +137,38 @@ def search_options(args: argparse.Namespace) -> dict:
 def load_translators(paths: list[str], load):
     """``load(path)`` of each checkpoint of ``paths``, as one translator: the only one, or
     their ensemble (:class:`attnkit.decode.translator.EnsembleTranslator`, which refuses
-    runs of other tokenizers, naming both)."""
-    translators = [load(p) for p in paths]
-    if len(translators) == 1:
-        return translators[0]
+    runs of other tokenizers, naming both).
+
+    A path given more than once is loaded once (its model counts as often as it is
+    given). Before the other members are loaded, their memory (the first member's
+    parameters times their number) is compared with what this process may still take,
+    and an ensemble that cannot fit is refused in one line naming ``--checkpoint``."""
+    import os
+
+    keys = [os.path.realpath(p) for p in paths]
+    loaded = {keys[0]: load(paths[0])}
+    others = len(set(keys)) - 1
+    if others:
+        from .._memory import available_memory, format_bytes
+
+        model = getattr(loaded[keys[0]], "model", None)
+        size = 0 if model is None else sum(
+            t.numel() * t.element_size() for t in model.state_dict().values())
+        budget = available_memory()
+        if budget is not None and size * others > budget.bytes:
+            raise ValueError(
+                f"--checkpoint given {len(paths)} times ({others + 1} different): the "
+                f"ensemble's other {others} models need about {format_bytes(size * others)} "
+                f"({format_bytes(size)} each), more than this process may still take "
+                f"({format_bytes(budget.bytes)}, {budget.source}); give fewer --checkpoint")
+    for path, key in zip(paths, keys, strict=True):
+        if key not in loaded:
+            loaded[key] = load(path)
+    if len(paths) == 1:
+        return loaded[keys[0]]
     from ..decode.translator import EnsembleTranslator
 
-    return EnsembleTranslator.of(translators)
+    return EnsembleTranslator.of([loaded[k] for k in keys])
 
 
 def in_precision(prog: str, args: argparse.Namespace, translator):

@@ -118,3 +118,27 @@ def test_average_averages_each_member_of_an_ensemble(capsys, tmp_path):
 
     want = EnsembleTranslator.of([averaged(a), averaged(b)]).translate(srcs, beam_size=2)
     assert hyps.read_text().splitlines() == want
+
+
+def test_an_ensemble_that_cannot_fit_in_memory_is_refused_before_its_members_load(
+        capsys, tmp_path, test_set, noisy, monkeypatch):
+    """The other members' parameters (the first's size each) against what the process may
+    still take: too many is one line naming --checkpoint, before the second loads; a path
+    given twice is loaded once."""
+    import attnkit._memory as memory
+    import attnkit.decode.translator as translator
+
+    loaded, load = [], translator.load_translator
+    monkeypatch.setattr(translator, "load_translator",
+                        lambda run, **kw: loaded.append(run.path) or load(run, **kw))
+    real = memory.available_memory
+    monkeypatch.setattr(memory, "available_memory", lambda: memory.Budget(1000, "a test's limit"))
+    code = main(["evaluate", "--checkpoint", G, "--checkpoint", noisy, *test_set])
+    line = one_error_line(capsys.readouterr().err, "evaluate")
+    assert code == 2 and "--checkpoint given 2 times (2 different)" in line
+    assert "a test's limit" in line and len(loaded) == 1  # the second was not loaded
+    monkeypatch.setattr(memory, "available_memory", real)
+    loaded.clear()
+    both = evaluate(capsys, tmp_path, "--checkpoint", G, "--checkpoint", G, *test_set)
+    assert len(loaded) == 1  # one run given twice: loaded once
+    assert both == evaluate(capsys, tmp_path, "--checkpoint", G, *test_set)
