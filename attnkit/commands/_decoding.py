@@ -4,6 +4,7 @@ flags, their checks and the note about sentences cut to the model's length."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 PRECISION_CHOICES = ("fp32", "bf16", "int8", "auto")  # --precision
@@ -143,17 +144,15 @@ def load_translators(paths: list[str], load):
     given). Before the other members are loaded, their memory (the first member's
     parameters times their number) is compared with what this process may still take,
     and an ensemble that cannot fit is refused in one line naming ``--checkpoint``."""
-    import os
-
     keys = [os.path.realpath(p) for p in paths]
     loaded = {keys[0]: load(paths[0])}
     others = len(set(keys)) - 1
-    if others:
+    config = getattr(loaded[keys[0]], "memory_config", None)
+    if others and config is not None:
         from .._memory import available_memory, format_bytes
+        from ..models.sizes import decoding_memory
 
-        model = getattr(loaded[keys[0]], "model", None)
-        size = 0 if model is None else sum(
-            t.numel() * t.element_size() for t in model.state_dict().values())
+        size = decoding_memory(config, rows=0, steps=0).weights  # as the decoding check counts
         budget = available_memory()
         if budget is not None and size * others > budget.bytes:
             raise ValueError(
