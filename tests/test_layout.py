@@ -43,6 +43,7 @@ EXCEPTIONS = {
     "models/build.py": "build_model: tests/models/test_family.py builds every family's presets",
     # shared by the modules of one package, tested through them
     "kernels/_triton_common.py": "what both Triton kernels share: tests/kernels/test_triton_*.py",
+    "kernels/_cpu_args.py": "both compiled kernels' argument check: tests/kernels/test_cpu_*.py",
     "viz/_matplotlib.py": "matplotlib loaded once: tests/viz/test_heatmap.py, test_figures.py",
 }
 

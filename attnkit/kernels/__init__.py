@@ -1,10 +1,12 @@
 """Fused attention kernels: Triton (CUDA tensors, or CPU tensors under
-``TRITON_INTERPRET=1``) and one compiled C kernel for the CPU.
+``TRITON_INTERPRET=1``) and two compiled C kernels for the CPU.
 
 Importing this package does not import triton; each name below loads its module on
 first use, so the rest of attnkit works where triton is absent.
 ``attnkit.kernels.cpu_additive`` holds the CPU kernel for additive score blocks (C,
-compiled on first use by ``attnkit.kernels._build``), which the ``chunked`` backend uses.
+compiled on first use by ``attnkit.kernels._build``), which the ``chunked`` backend uses;
+``attnkit.kernels.cpu_step`` the one for a decoding step's attention, which
+:meth:`attnkit.nn.MultiHeadAttention.step` uses.
 
 - :func:`flash_attention` — scaled-dot attention, ``(B, H, N, D)`` layout, GQA/MQA,
   key bias, valid lengths, top-left/bottom-right causal masks, dropout.

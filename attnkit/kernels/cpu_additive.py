@@ -18,6 +18,7 @@ import ctypes
 import torch
 
 from ._build import Built, load
+from ._cpu_args import check_float32 as _check
 
 __all__ = ["TANH_MAX_REL_ERR", "additive_grads", "additive_scores", "status"]
 
@@ -54,17 +55,6 @@ def _lib():
     if built.lib is None:
         raise RuntimeError(f"the compiled additive kernel is not available: {built.detail}")
     return built.lib
-
-
-def _check(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
-    if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or t.device.type != "cpu":
-        got = f"{t.dtype} on {t.device}" if isinstance(t, torch.Tensor) else type(t).__name__
-        raise ValueError(f"{name} must be a float32 CPU tensor; got {got}")
-    if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}; got {tuple(t.shape)}")
-    if t.shape[-1] > 1 and t.stride(-1) != 1:
-        raise ValueError(f"{name} must be contiguous in its last dimension; strides "
-                         f"{t.stride()}")
 
 
 def _sizes(q: torch.Tensor, kt: torch.Tensor, w: torch.Tensor) -> tuple[int, int, int, int]:

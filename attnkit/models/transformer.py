@@ -27,8 +27,8 @@ instead of re-running the prefix. Its logits equal those of
 ``forward`` on the whole prefix. A step of one token at inference runs
 :meth:`attnkit.nn.TransformerDecoder.step` (the blocks' and attention modules'
 ``step`` methods: nothing checked or packed per module, the fused ``[W_q; W_k; W_v]``
-product, one SDPA call per attention where the score allows it), for every
-configuration the model can be built with.
+product, one call of the compiled step kernel or SDPA per attention where the score
+allows it), for every configuration the model can be built with.
 """
 
 from __future__ import annotations

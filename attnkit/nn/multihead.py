@@ -40,6 +40,7 @@ from .._checks import (
 from .._values import check_divisible, check_positive_int, check_probability
 from ..backends import check_backend_name
 from ..functional import attention
+from ..kernels import cpu_step
 from ..scores import DotForm, Score, make_score
 from .attention import KeptWeights
 from .packed import Packed, select_valid  # noqa: F401  (select_valid: also importable here)
@@ -67,8 +68,12 @@ class KVCache:
 
     Tensors are stored after projection (and rotary embedding), before any
     grouped-query broadcast: ``keys``/``values`` are ``(B, Hkv, N, Dh)``.
-    Appending copies the cached keys into one new contiguous tensor: SDPA runs
-    slower on a view of a larger preallocated buffer than that copy costs.
+    Outside autograd a growing cache keeps them in buffers with room for more
+    positions (``keys``/``values`` are views of them): a step writes its new key and
+    value into the room and copies nothing else, until the room is full or a
+    :meth:`reorder` selects rows (then one copy into new buffers, twice as long as
+    the cache). A step never writes where an earlier view reaches, so a tensor read
+    from ``keys``, ``values`` or :meth:`update` keeps its content.
 
     ``fused`` is free for the module that fills the cache to keep what does not
     change during one decoding (:meth:`MultiHeadAttention.step` keeps its
@@ -80,6 +85,7 @@ class KVCache:
         self._keys: torch.Tensor | None = None
         self._values: torch.Tensor | None = None
         self._order: torch.Tensor | None = None  # a row selection not yet applied
+        self._room: tuple[torch.Tensor, torch.Tensor] | None = None  # buffers the views are of
         self.fused: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
@@ -125,12 +131,33 @@ class KVCache:
         A pending :meth:`reorder` is applied while appending, in the same copy.
         """
         if self._keys is None or self.static:
-            self._keys, self._values, self._order = keys, values, None
+            self._keys, self._values, self._order, self._room = keys, values, None, None
+        elif torch.is_grad_enabled() and any(t.requires_grad for t in (
+                self._keys, self._values, keys, values)):  # autograd sees each copy
+            old_k, old_v = self._keys, self._values
+            if self._order is not None:
+                old_k, old_v = old_k.index_select(0, self._order), old_v.index_select(0,
+                                                                                    self._order)
+            self._keys, self._values = torch.cat((old_k, keys), -2), torch.cat((old_v, values), -2)
+            self._order, self._room = None, None
         else:
-            self._keys = _append(self._keys, keys, self._order)  # (B, Hkv, N + n, Dh)
-            self._values = _append(self._values, values, self._order)
-            self._order = None
+            self._append(keys, values)
         return self._keys, self._values
+
+    def _append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Write ``(B, Hkv, n, Dh)`` after the ``N`` cached positions, into the buffers'
+        room; new buffers (room for ``2·(N + n)`` positions, the rows of a pending
+        :meth:`reorder` copied into them) when there is no room or rows are selected."""
+        N, n = self._keys.shape[-2], keys.shape[-2]
+        room = self._room
+        if self._order is not None or room is None or room[0].shape[-2] < N + n \
+                or room[0].dtype != keys.dtype or room[1].dtype != values.dtype:
+            room = (_moved(self._keys, keys, self._order), _moved(self._values, values,
+                                                                   self._order))
+            self._order, self._room = None, room
+        room[0][:, :, N:N + n] = keys
+        room[1][:, :, N:N + n] = values
+        self._keys, self._values = room[0][:, :, :N + n], room[1][:, :, :N + n]
 
     def reorder(self, indices: torch.Tensor) -> None:
         """Select batch rows ``indices`` (``(B',)`` long), e.g. surviving beams.
@@ -151,24 +178,21 @@ class KVCache:
         if self._order is not None:
             self._keys = self._keys.index_select(0, self._order)
             self._values = self._values.index_select(0, self._order)
-            self._order = None
+            self._order, self._room = None, None
 
     def __repr__(self) -> str:
         return f"KVCache(static={self.static}, length={len(self)})"
 
 
-def _append(old: torch.Tensor, new: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
-    """``cat((old[order], new), -2)`` with one copy of ``old``: ``(B, H, N + n, D)``."""
-    if torch.is_grad_enabled() and (old.requires_grad or new.requires_grad):
-        old = old if order is None else old.index_select(0, order)  # out= has no autograd
-        return torch.cat((old, new), dim=-2)
-    B, H, N, D = new.shape[0], old.shape[1], old.shape[2], old.shape[3]
-    out = old.new_empty(B, H, N + new.shape[2], D)
+def _moved(old: torch.Tensor, new: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """A buffer ``(B, H, 2·(N + n), D)`` (``B``, ``n``, ``D`` of ``new``) whose first ``N``
+    positions hold ``old[order]`` (``old`` when ``order`` is ``None``): one copy."""
+    B, H, N, D = new.shape[0], old.shape[1], old.shape[2], new.shape[3]
+    out = new.new_empty(B, H, 2 * (N + new.shape[2]), D)
     if order is None:
         out[:, :, :N] = old
     else:
         torch.index_select(old, 0, order, out=out[:, :, :N])
-    out[:, :, N:] = new
     return out
 
 
@@ -520,9 +544,11 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         (the caller checks the inputs once: :meth:`check_inputs`, :meth:`KeyMask.from_lens`)
         or packed, the fused projection is made once (kept in ``kv_cache.fused``),
         and a score with a dot-product form (:meth:`Score.as_dot`) on the
-        ``auto``/``sdpa`` backends is one SDPA call, the ``sdpa`` backend's computation
-        without its planning. Other scores and backends, kept weights and dropout
-        (training mode) go through :func:`attnkit.attention`, as in :meth:`forward`.
+        ``auto``/``sdpa`` backends is one call: of the compiled step kernel for float32
+        on the CPU without a key bias (:mod:`attnkit.kernels.cpu_step`), else of SDPA,
+        the ``sdpa`` backend's computation without its planning. Other scores and
+        backends, kept weights and dropout (training mode) go through
+        :func:`attnkit.attention`, as in :meth:`forward`.
         """
         B = x.shape[0]
         G = rows_per_source if kv_cache.static else 1
@@ -685,11 +711,14 @@ def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
                 num_heads: int) -> torch.Tensor:
     """The queries of a step in a dot-product ``form`` (``(B, H, Nq, Dq)`` or, for
     grouped-query heads, ``(B, Hkv, G, Nq, Dq)`` against keys ``(B, Hkv, 1, Nk, Dk)``;
-    ``Nq``: one per sequence, or a source's rows) as one SDPA call: the ``sdpa``
+    ``Nq``: one per sequence, or a source's rows) as one call of the compiled step kernel
+    where it takes them (:func:`_compiled_step`), else as one SDPA call: the ``sdpa``
     backend's call without its planning (its grouped-query keys are not repeated:
     ``enable_gqa``); ``(B, H, Nq, Dv)``."""
     B, Nk = values.shape[0], values.shape[-2]
     q, k = form.queries, form.keys
+    if form.key_bias is None and cpu_step.usable(q, k, values):
+        return _compiled_step(q, k, values, key_mask, form.scale, num_heads)
     if q.ndim == 5:  # grouped-query layout: back to SDPA's, keys not repeated
         q = q.reshape(B, num_heads, q.shape[-2], q.shape[-1])  # (B, H, Nq, Dq)
         k = k.reshape(B, -1, Nk, k.shape[-1])  # (B, Hkv, Nk, Dk)
@@ -703,3 +732,22 @@ def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
     if key_mask is not None and key_mask.rows is not None:
         out = out * key_mask.rows.to(out.dtype)  # sequences without keys: zeros
     return out  # (B, H, Nq, Dv)
+
+
+def _compiled_step(q: torch.Tensor, k: torch.Tensor, values: torch.Tensor,
+                   key_mask: KeyMask | None, scale: float, num_heads: int) -> torch.Tensor:
+    """:func:`_fused_step` by the compiled kernel (:mod:`attnkit.kernels.cpu_step`): the
+    same attention, a sequence without keys given zeros by the kernel itself;
+    ``(B, H, Nq, Dv)``. On the calling thread whatever torch's thread count: sharing the
+    sequences out to worker threads measured slower (0.92-0.94x on two threads,
+    BENCHMARKS.md, "Decoding with the compiled step")."""
+    B, Nq = q.shape[0], q.shape[-2]
+    if q.ndim == 5:  # grouped-query: the G·Nq queries of a kv head as its rows
+        q, k = q.reshape(B, q.shape[1], -1, q.shape[-1]), k[:, :, 0]
+    lens = None
+    if key_mask is not None:
+        lens = key_mask.valid_lens
+        lens = lens if lens.dtype == torch.int64 and lens.is_contiguous() else \
+            lens.to(torch.int64).contiguous()
+    out = cpu_step.step_attention(q, k, values, lens, scale)  # (B, Hkv, R, Dv)
+    return out.view(B, num_heads, Nq, out.shape[-1])

@@ -201,6 +201,46 @@ def test_the_beams_of_a_source_share_its_encoder_side_with_the_same_logits(kw):
             torch.testing.assert_close(w, blk.cross_attention.attention_weights, **TIGHT)
 
 
+@pytest.mark.parametrize("kw", [
+    dict(), dict(num_kv_heads=2, positional="rope"), dict(num_kv_heads=1, pre_norm=True),
+    dict(score="bilinear", num_kv_heads=2), dict(score="dot", positional="learned")],
+    ids=["plain", "rope-gqa", "mqa-pre_norm", "bilinear-gqa", "dot"])
+@torch.no_grad()
+def test_float32_steps_by_the_compiled_kernel_are_as_accurate_as_by_sdpa(kw, monkeypatch):
+    """In float32 on the CPU the steps' attention is the compiled kernel's
+    (:mod:`attnkit.kernels.cpu_step`, its calls counted): over sources of different
+    lengths (one empty) and reselected rows (uneven, and beams sharing their source), its
+    logits are within 2x the SDPA path's error of the float64 model's, plus 1e-6."""
+    import copy
+
+    from attnkit.kernels import cpu_step
+    from tests.kernels._reference import max_err, within_bound
+
+    if cpu_step.status().lib is None:
+        pytest.skip(f"no compiled kernel: {cpu_step.status().detail}")
+    model64 = _model(num_hiddens=16, num_heads=4, **kw)
+    model32 = copy.deepcopy(model64).float()
+    src, tgt, _ = _batch()
+    vl = torch.tensor([S, 6, 0])
+    calls, kernel = [], cpu_step.step_attention
+    monkeypatch.setattr(cpu_step, "step_attention",
+                        lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    for picks in (_PICKS_UNEVEN, _PICKS_BEAMS):
+        truth = _step_logits(model64, src, tgt, vl, picks)
+        by_kernel = _step_logits(model32, src, tgt, vl, picks)
+        assert calls
+        with monkeypatch.context() as m:
+            m.setattr(cpu_step, "usable", lambda *a: False)
+            n = len(calls)
+            by_sdpa = _step_logits(model32, src, tgt, vl, picks)
+            assert len(calls) == n
+        for (rows, want), (rows32, got), (_, base) in zip(truth, by_kernel, by_sdpa,
+                                                         strict=True):
+            assert torch.equal(rows, rows32)
+            within_bound("logits", max_err(got, want), max_err(base, want), factor=2,
+                         floor=1e-6)
+
+
 @torch.no_grad()
 def test_the_decoder_step_refuses_rows_per_source_that_do_not_divide_the_batch():
     model = _model(num_hiddens=16, num_heads=4)

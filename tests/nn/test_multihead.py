@@ -245,6 +245,36 @@ def test_kv_cache_reorder_is_applied_with_the_next_append_or_read(grad):
                                    rtol=0, atol=0)
 
 
+def test_a_growing_cache_appends_into_its_room_and_earlier_reads_keep_their_content():
+    """Outside autograd: each step's key lands in the buffer the cached ones are in (no
+    copy of them) until the room is full or rows are selected; a tensor read earlier keeps
+    its content; the keys and values always equal the ones appended, rows selected."""
+    g = torch.Generator().manual_seed(8)
+    cache, ref_k, ref_v = KVCache(), None, None
+    orders = {3: torch.tensor([1, 1, 0, 2]), 6: torch.tensor([3, 0]), 7: torch.tensor([1, 0, 1])}
+    rows, held, copies = 3, [], 0
+    for t in range(20):
+        if t in orders:
+            cache.reorder(orders[t])
+            ref_k, ref_v = ref_k[orders[t]], ref_v[orders[t]]
+            rows = orders[t].numel()
+        n = 2 if t == 0 else 1
+        k, v = torch.randn(rows, 2, n, 5, generator=g), torch.randn(rows, 2, n, 5, generator=g)
+        before = None if t == 0 else cache.keys.untyped_storage().data_ptr()
+        keys, values = cache.update(k, v)
+        ref_k = k if ref_k is None else torch.cat((ref_k, k), -2)
+        ref_v = v if ref_v is None else torch.cat((ref_v, v), -2)
+        torch.testing.assert_close(keys, ref_k, rtol=0, atol=0)
+        torch.testing.assert_close(values, ref_v, rtol=0, atol=0)
+        copies += before is not None and keys.untyped_storage().data_ptr() != before
+        held.append((keys, ref_k.clone()))
+    # new buffers: the first append (t = 1), the 3 selections (the last, at t = 7, made room
+    # for 2 · 9 positions) and when that room ran out (t = 17, the 19th position)
+    assert copies == 5, copies
+    for keys, content in held:
+        torch.testing.assert_close(keys, content, rtol=0, atol=0)
+
+
 def _step_pair(seed=0, **kw):
     torch.manual_seed(seed)
     return MultiHeadAttention(24, 4, bias=True, **kw).double().eval()

@@ -1,0 +1,105 @@
+"""The scaled-dot attention of a decoding step on the CPU, in compiled C.
+
+A decoding step asks, per sequence and head, for one query (or the few of a grouped-query
+head's group, or of a source's beams) against the keys and values cached so far.
+PyTorch's SDPA spends most of such a call on the fixed cost of its loop over
+(sequence, head) blocks; ``step_cpu.c`` does the same arithmetic in a plain loop
+(built on first use by :mod:`attnkit.kernels._build`, like the additive kernel) and is
+bound by reading the cache. :meth:`attnkit.nn.MultiHeadAttention.step` uses it where
+:func:`usable` says so and SDPA elsewhere.
+
+Shapes (float32, CPU, each tensor's last dimension contiguous; other strides are free,
+so a cache may be a view of a larger buffer): queries ``q`` ``(B, Hkv, R, D)``, keys
+``k`` ``(B, Hkv, Nk, D)``, values ``v`` ``(B, Hkv, Nk, Dv)``, ``lens`` ``(B,)`` int64
+or ``None``; the output ``(B, Hkv, R, Dv)``. Row ``r`` of head ``h`` attends keys
+``[0, min(lens[b], Nk))`` of head ``h``; a sequence with none gets zeros. Keys past a
+sequence's length are not read.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from ._build import Built, load
+from ._cpu_args import check_float32 as _check
+
+__all__ = ["status", "step_attention", "usable"]
+
+_SOURCE = "step_cpu.c"
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+_READY: list[Built] = []
+
+
+def status() -> Built:
+    """The compiled library (``.lib`` ``None`` where it could not be built, with ``.detail``)."""
+    if not _READY:
+        built = load(_SOURCE)
+        if built.lib is not None:
+            fn = built.lib.attnkit_step_attention
+            fn.argtypes = [_I64] * 7 + [ctypes.c_float] + [_PTR, _I64, _I64, _I64] * 3 \
+                + [_PTR, _PTR, _I64, _I64, _I64, _PTR]
+            fn.restype = None
+        _READY.append(built)  # two threads may both get here: the same Built, set twice
+    return _READY[0]
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """Whether :func:`step_attention` takes these tensors: float32 CPU tensors, none of
+    them needing a gradient where autograd records (the kernel has no backward), and the
+    library built."""
+    for t in tensors:
+        if t.dtype != torch.float32 or t.device.type != "cpu":
+            return False
+        if t.requires_grad and torch.is_grad_enabled():
+            return False
+    return status().lib is not None
+
+
+def step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   lens: torch.Tensor | None, scale: float, *,
+                   out: torch.Tensor | None = None,
+                   rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """``softmax(scale · q kᵀ) v`` over each sequence's first ``lens[b]`` keys (all when
+    ``lens`` is ``None``), written into ``out`` (made when not given) and returned.
+
+    ``rows = (b0, b1)`` computes only sequences ``[b0, b1)`` (into those rows of
+    ``out``): the kernel is single-threaded, and a caller may share the sequences out.
+
+    Raises:
+        ValueError: a tensor of another dtype, device or shape than the module's
+            docstring says, ``lens`` not ``(B,)`` int64, or ``rows`` outside ``[0, B]``.
+        RuntimeError: the library could not be built (``status().detail`` says why).
+    """
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"q, k and v must be (B, Hkv, R, D), (B, Hkv, Nk, D) and "
+                         f"(B, Hkv, Nk, Dv); got {tuple(q.shape)}, {tuple(k.shape)} and "
+                         f"{tuple(v.shape)}")
+    B, H, R, D = q.shape
+    Nk, Dv = k.shape[2], v.shape[3]
+    _check("q", q, (B, H, R, D))
+    _check("k", k, (B, H, Nk, D))
+    _check("v", v, (B, H, Nk, Dv))
+    if lens is not None and (lens.dtype != torch.int64 or lens.device.type != "cpu"
+                             or tuple(lens.shape) != (B,) or not lens.is_contiguous()):
+        raise ValueError(f"lens must be a contiguous ({B},) int64 CPU tensor; got "
+                         f"{tuple(lens.shape)} {lens.dtype} on {lens.device}")
+    if out is None:
+        out = q.new_empty(B, H, R, Dv)
+    _check("out", out, (B, H, R, Dv))
+    b0, b1 = (0, B) if rows is None else rows
+    if not 0 <= b0 <= b1 <= B:
+        raise ValueError(f"rows must be (b0, b1) with 0 <= b0 <= b1 <= {B}; got {rows}")
+    lib = status().lib
+    if lib is None:
+        raise RuntimeError(f"the compiled step kernel is not available: {status().detail}")
+    scratch = q.new_empty(max(Nk, 1))
+    lib.attnkit_step_attention(
+        b0, b1, H, R, D, Dv, Nk, float(scale),
+        q.data_ptr(), q.stride(0), q.stride(1), q.stride(2),
+        k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
+        v.data_ptr(), v.stride(0), v.stride(1), v.stride(2),
+        None if lens is None else lens.data_ptr(),
+        out.data_ptr(), out.stride(0), out.stride(1), out.stride(2), scratch.data_ptr())
+    return out

@@ -1,0 +1,132 @@
+"""The compiled CPU kernel of a decoding step's attention (``attnkit/kernels/step_cpu.c``).
+
+The oracle is softmax attention in float64 over each sequence's first ``lens[b]`` keys;
+the baseline the same formula in float32 by PyTorch, and the rule that of
+``tests/kernels/_reference.py`` (at most 2x the baseline's error plus a floor). Sizes are
+distinct odd numbers per axis.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnkit.kernels import cpu_step
+from tests.kernels._reference import max_err, within_bound
+
+BUILT = cpu_step.status()
+needs_lib = pytest.mark.skipif(BUILT.lib is None, reason=f"no compiled kernel: {BUILT.detail}")
+
+
+def formula(q, k, v, lens, scale):
+    """``(B, H, R, Dv)`` in the inputs' dtype; zeros for a sequence without keys."""
+    s = scale * q @ k.transpose(-1, -2)  # (B, H, R, Nk)
+    Nk = k.shape[2]
+    if lens is not None:
+        keep = torch.arange(Nk) < lens.clamp(0, Nk)[:, None]  # (B, Nk)
+        s = s.masked_fill(~keep[:, None, None, :], float("-inf"))
+    out = torch.softmax(s, -1).nan_to_num(0.0) @ v
+    if lens is not None:
+        out = out * (lens > 0).to(out.dtype)[:, None, None, None]
+    return out
+
+
+def make(B, H, R, Nk, D, Dv, seed=0, spread=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return (spread * torch.randn(B, H, R, D, generator=g),
+            spread * torch.randn(B, H, Nk, D, generator=g), torch.randn(B, H, Nk, Dv, generator=g))
+
+
+@needs_lib
+@pytest.mark.parametrize(("R", "D", "Dv"), [(1, 7, 7), (3, 33, 5), (5, 1, 1), (1, 64, 64)])
+@pytest.mark.parametrize("lens", [None, [11, 0, 3, 40, 1]], ids=["all-keys", "lengths"])
+@pytest.mark.parametrize("spread", [0.5, 4.0], ids=["soft", "peaked"])
+def test_output_matches_the_float64_formula(R, D, Dv, lens, spread):
+    """Every key or each sequence's own (one without keys: zeros; one longer than Nk:
+    all), one or several query rows per head, head sizes of 1 to 64, flat or peaked
+    softmax (the kernel's exp over a wide range)."""
+    q, k, v = make(5, 3, R, 11, D, Dv, spread=spread)
+    lens_t = None if lens is None else torch.tensor(lens)
+    scale = D ** -0.5
+    truth = formula(q.double(), k.double(), v.double(), lens_t, scale)
+    base = max_err(formula(q, k, v, lens_t, scale), truth)
+    got = cpu_step.step_attention(q, k, v, lens_t, scale)
+    assert got.shape == (5, 3, R, Dv) and got.dtype == torch.float32
+    within_bound("output", max_err(got, truth), base, factor=2, floor=2e-6)
+    if lens is not None:
+        assert (got[1] == 0).all()
+
+
+@needs_lib
+def test_strided_caches_rows_and_keys_past_the_lengths():
+    """Keys and values as views of larger buffers holding NaN after each sequence's keys
+    (never read); ``rows = (1, 3)`` writes rows 1 and 2 of ``out`` and nothing else."""
+    q, k, v = make(4, 2, 2, 9, 6, 5, seed=3)
+    lens = torch.tensor([9, 4, 2, 7])
+    kbuf = torch.full((4, 2, 20, 6), float("nan"))
+    vbuf = torch.full((4, 2, 20, 5), float("nan"))
+    for b, n in enumerate(lens.tolist()):
+        kbuf[b, :, :n], vbuf[b, :, :n] = k[b, :, :n], v[b, :, :n]
+    out = torch.full((4, 2, 2, 5), -7.0)
+    cpu_step.step_attention(q, kbuf[:, :, :9], vbuf[:, :, :9], lens, 0.4, out=out,
+                            rows=(1, 3))
+    truth = formula(q.double(), k.double(), v.double(), lens, 0.4)
+    within_bound("rows", max_err(out[1:3], truth[1:3]), 0.0, factor=2, floor=2e-6)
+    assert (out[0] == -7).all() and (out[3] == -7).all()
+
+
+@needs_lib
+def test_a_nan_or_infinite_score_makes_only_its_row_nan():
+    q, k, v = make(3, 2, 1, 5, 4, 4, seed=5)
+    k[0, 1, 2, 0] = float("nan")  # sequence 0, head 1
+    q[2, 0, 0, 1] = float("inf")  # sequence 2, head 0
+    out = cpu_step.step_attention(q, k, v, None, 0.5)
+    assert out[0, 1].isnan().all() and out[2, 0].isnan().all()
+    assert out[0, 0].isfinite().all() and out[1].isfinite().all() and out[2, 1].isfinite().all()
+
+
+@needs_lib
+def test_bad_arguments_name_the_argument():
+    q, k, v = make(2, 2, 1, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"q must be a float32 CPU tensor; got torch.float64"):
+        cpu_step.step_attention(q.double(), k, v, None, 1.0)
+    with pytest.raises(ValueError, match=r"v must have shape \(2, 2, 3, 4\); got \(2, 2, 2, 4\)"):
+        cpu_step.step_attention(q, k, v[:, :, :2], None, 1.0)
+    with pytest.raises(ValueError, match=r"k must be contiguous in its last dimension"):
+        cpu_step.step_attention(q, k.transpose(2, 3).contiguous().transpose(2, 3), v, None, 1.0)
+    with pytest.raises(ValueError, match=r"lens must be a contiguous \(2,\) int64 CPU tensor; "
+                                         r"got \(2,\) torch.int32"):
+        cpu_step.step_attention(q, k, v, torch.tensor([1, 2], dtype=torch.int32), 1.0)
+    with pytest.raises(ValueError, match=r"rows must be \(b0, b1\) with 0 <= b0 <= b1 <= 2; "
+                                         r"got \(1, 3\)"):
+        cpu_step.step_attention(q, k, v, None, 1.0, rows=(1, 3))
+    with pytest.raises(ValueError, match=r"q, k and v must be \(B, Hkv, R, D\)"):
+        cpu_step.step_attention(q[0], k, v, None, 1.0)
+
+
+@needs_lib
+def test_usable_only_for_float32_cpu_tensors_outside_autograd():
+    q, k, v = make(2, 2, 1, 3, 4, 4)
+    assert cpu_step.usable(q, k, v)
+    assert not cpu_step.usable(q.bfloat16(), k, v)
+    assert not cpu_step.usable(q.double(), k.double(), v.double())
+    q.requires_grad_()
+    assert not cpu_step.usable(q, k, v)
+    with torch.no_grad():
+        assert cpu_step.usable(q, k, v)
+
+
+@needs_lib
+def test_the_weights_are_accurate_over_the_whole_range_of_exp():
+    """Values the identity, so the output is the weights: scores from 0 down to -100 below
+    the maximum (exp's clamp at -87 included), each weight within 6e-7 of its float64
+    value, relative (the kernel's exp has a relative error of a few ulp)."""
+    Nk = 401
+    k = torch.linspace(0, -100, Nk).reshape(1, 1, Nk, 1)
+    q, v = torch.ones(1, 1, 1, 1), torch.eye(Nk).reshape(1, 1, Nk, Nk)
+    got = cpu_step.step_attention(q, k, v, None, 1.0)[0, 0, 0].double()
+    truth = torch.softmax(k[0, 0, :, 0].double(), 0)
+    seen = truth > 1e-37
+    rel = ((got[seen] - truth[seen]).abs() / truth[seen]).max().item()
+    assert rel <= 6e-7, f"largest relative error of a weight: {rel:.3g}"
+    assert (got[~seen] <= 1e-37).all()  # past the clamp: exp(-87) / the sum
