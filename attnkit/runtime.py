@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from ._cpu import cache_dir, cpu_flags, cpu_model, pinned_threads, torch_threads
+from ._memory import keep_freed_memory
 from ._values import check_choice, parse_positive_or_auto
 
 __all__ = ["Precision", "Threads", "bf16_speed_ratio", "capped_threads", "choose_precision",
@@ -246,10 +247,16 @@ def held_threads(setting: int | str | Threads | None, **kwargs) -> Iterator[Thre
     The one way attnkit code changes the thread count (benchmarks, the commands, the
     trainer from its start to :meth:`attnkit.train.trainer.Trainer.close`): torch's
     setting is process-wide, so whoever changes it gives it back.
+
+    A job that holds threads here also has the C library's ``malloc`` keep freed memory
+    for reuse (:func:`attnkit._memory.keep_freed_memory`: once per process, not undone;
+    ``ATTNKIT_MALLOC=system`` declines it), so its steps do not fault in fresh pages for
+    every large tensor.
     """
     if setting is None:
         yield Threads(torch.get_num_threads(), "torch's setting")
         return
+    keep_freed_memory()
     t = setting if isinstance(setting, Threads) else choose_threads(setting, **kwargs)
     with torch_threads(t.count), pinned_threads():
         yield t

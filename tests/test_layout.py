@@ -26,7 +26,6 @@ EXCEPTIONS = {
     "_dtypes.py": "one table of dtype facts: the reference backend's and softmax's tests",
     "_io.py": "file helpers of the run, export and command writers (tests/runs, tests/export)",
     "_lazy.py": "lazy package attributes: tests/commands/test_help.py imports attnkit lazily",
-    "_memory.py": "memory budgets of the size checks: tests/commands/test_sizes.py",
     "_names.py": "name tuples, checked against their registries by tests/test_scores.py",
     "_options.py": "the config's self-describing fields: tests of attnkit/train/config.py",
     "_profiling.py": "the measured peak memory that tests/test_cost.py compares the model with",
