@@ -34,7 +34,7 @@ from pathlib import Path
 from .._cpu import cache_dir, cpu_flags
 from ._cache import build, check, places
 
-__all__ = ["Built", "load"]
+__all__ = ["Built", "load", "source_code"]
 
 #: Values of ``ATTNKIT_CPU_KERNELS`` (any case, spaces around ignored; unset or empty
 #: is ``auto``): ``auto`` builds and uses the kernels where a compiler runs, the others
@@ -78,11 +78,20 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-def load(source: str) -> Built:
-    """The compiled library for ``attnkit/kernels/<source>``; built on first use, then cached."""
+def source_code(source: str) -> bytes:
+    """The text of ``attnkit/kernels/<source>``. A kernel's Python wrapper reads it when
+    it is imported and builds from that (:func:`load`'s ``code``), so the library it
+    loads, perhaps much later, has the signature it was written for even if the package
+    on disk has been replaced since (an upgrade while a long training runs)."""
+    return resources.files(__package__).joinpath(source).read_bytes()
+
+
+def load(source: str, code: bytes | None = None) -> Built:
+    """The compiled library for ``attnkit/kernels/<source>`` (built from ``code`` when
+    given, :func:`source_code`); built on first use, then cached."""
     with _LOCK:
         if source not in _LOADED:
-            _LOADED[source] = _load(source)
+            _LOADED[source] = _load(source, code)
         return _LOADED[source]
 
 
@@ -127,7 +136,7 @@ def _compiler() -> tuple[list[str] | None, str]:
     return argv, ""
 
 
-def _load(source: str) -> Built:
+def _load(source: str, code: bytes | None = None) -> Built:
     setting = os.environ.get("ATTNKIT_CPU_KERNELS", "").strip().lower() or AUTO
     if setting in OFF:
         return Built(None, f"turned off by ATTNKIT_CPU_KERNELS={setting}")
@@ -142,7 +151,7 @@ def _load(source: str) -> Built:
         arch, asked = _arch()
     except ValueError as e:
         return _refused(str(e))
-    code = resources.files(__package__).joinpath(source).read_bytes()
+    code = source_code(source) if code is None else code
     try:
         version = subprocess.run([*cc, "--version"], capture_output=True, text=True,
                                  timeout=30).stdout.partition("\n")[0]

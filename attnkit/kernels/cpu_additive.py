@@ -17,7 +17,7 @@ import ctypes
 
 import torch
 
-from ._build import Built, load
+from ._build import Built, load, source_code
 from ._cpu_args import check_float32 as _check
 
 __all__ = ["TANH_MAX_REL_ERR", "additive_grads", "additive_scores", "status"]
@@ -29,6 +29,8 @@ __all__ = ["TANH_MAX_REL_ERR", "additive_grads", "additive_scores", "status"]
 TANH_MAX_REL_ERR = 8 * 2.0**-24
 
 _SOURCE = "additive_cpu.c"
+#: the source as this module was imported with: its library is built from it (``_build``)
+_CODE = source_code(_SOURCE)
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
 
@@ -38,7 +40,7 @@ _READY: list[Built] = []  # the library once loaded and its signatures set
 def status() -> Built:
     """The compiled library (``.lib`` ``None`` where it could not be built, with ``.detail``)."""
     if not _READY:
-        built = load(_SOURCE)
+        built = load(_SOURCE, _CODE)
         if built.lib is not None:
             built.lib.attnkit_additive_scores.argtypes = [_I64] * 4 + [_PTR, _I64, _I64] * 2 \
                 + [_PTR, _PTR, _I64, _I64]

@@ -22,12 +22,14 @@ import ctypes
 
 import torch
 
-from ._build import Built, load
+from ._build import Built, load, source_code
 from ._cpu_args import check_float32 as _check
 
 __all__ = ["status", "step_attention", "usable"]
 
 _SOURCE = "step_cpu.c"
+#: the source as this module was imported with: its library is built from it (``_build``)
+_CODE = source_code(_SOURCE)
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 _READY: list[Built] = []
 
@@ -35,11 +37,11 @@ _READY: list[Built] = []
 def status() -> Built:
     """The compiled library (``.lib`` ``None`` where it could not be built, with ``.detail``)."""
     if not _READY:
-        built = load(_SOURCE)
+        built = load(_SOURCE, _CODE)
         if built.lib is not None:
             fn = built.lib.attnkit_step_attention
             fn.argtypes = [_I64] * 7 + [ctypes.c_float] + [_PTR, _I64, _I64, _I64] * 3 \
-                + [_PTR, _PTR, _I64, _I64, _I64, _PTR]
+                + [_PTR, _PTR, _I64, _PTR, _I64, _I64, _I64, _PTR]
             fn.restype = None
         _READY.append(built)  # two threads may both get here: the same Built, set twice
     return _READY[0]
@@ -57,19 +59,37 @@ def usable(*tensors: torch.Tensor) -> bool:
     return status().lib is not None
 
 
+def _check_key_rows(key_rows: torch.Tensor, B: int, Nk: int, Bk: int) -> None:
+    """Raise ``ValueError`` unless ``key_rows`` is a ``(B, ≥ Nk)`` int64 CPU table,
+    contiguous in its last dimension, whose first ``Nk`` columns are rows of ``k``."""
+    if (key_rows.dtype != torch.int64 or key_rows.device.type != "cpu"
+            or key_rows.dim() != 2 or key_rows.shape[0] != B or key_rows.shape[1] < Nk
+            or (Nk > 1 and key_rows.stride(1) != 1)
+            or (B and Nk and (int(key_rows[:, :Nk].min()) < 0
+                              or int(key_rows[:, :Nk].max()) >= Bk))):
+        raise ValueError(f"key_rows must be a ({B}, >= {Nk}) int64 CPU table of rows of k "
+                         f"(in [0, {Bk})), contiguous in its last dimension; got "
+                         f"{tuple(key_rows.shape)} {key_rows.dtype} on {key_rows.device}")
+
+
 def step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                    lens: torch.Tensor | None, scale: float, *,
                    out: torch.Tensor | None = None,
-                   rows: tuple[int, int] | None = None) -> torch.Tensor:
+                   rows: tuple[int, int] | None = None,
+                   key_rows: torch.Tensor | None = None) -> torch.Tensor:
     """``softmax(scale · q kᵀ) v`` over each sequence's first ``lens[b]`` keys (all when
     ``lens`` is ``None``), written into ``out`` (made when not given) and returned.
 
     ``rows = (b0, b1)`` computes only sequences ``[b0, b1)`` (into those rows of
     ``out``): the kernel is single-threaded, and a caller may share the sequences out.
+    ``key_rows`` ``(B, ≥ Nk)`` int64: key ``j`` of sequence ``b`` is in row
+    ``key_rows[b, j]`` of ``k`` and ``v`` (which then may have any number of rows), not
+    in row ``b`` (a cache whose rows share their history: :class:`attnkit.nn.KVCache`).
 
     Raises:
         ValueError: a tensor of another dtype, device or shape than the module's
-            docstring says, ``lens`` not ``(B,)`` int64, or ``rows`` outside ``[0, B]``.
+            docstring says, ``lens`` not ``(B,)`` int64, ``rows`` outside ``[0, B]``, or
+            ``key_rows`` not a ``(B, ≥ Nk)`` int64 table of rows of ``k``.
         RuntimeError: the library could not be built (``status().detail`` says why).
     """
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
@@ -78,9 +98,12 @@ def step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          f"{tuple(v.shape)}")
     B, H, R, D = q.shape
     Nk, Dv = k.shape[2], v.shape[3]
+    Bk = B if key_rows is None else k.shape[0]
     _check("q", q, (B, H, R, D))
-    _check("k", k, (B, H, Nk, D))
-    _check("v", v, (B, H, Nk, Dv))
+    _check("k", k, (Bk, H, Nk, D))
+    _check("v", v, (Bk, H, Nk, Dv))
+    if key_rows is not None:
+        _check_key_rows(key_rows, B, Nk, Bk)
     if lens is not None and (lens.dtype != torch.int64 or lens.device.type != "cpu"
                              or tuple(lens.shape) != (B,) or not lens.is_contiguous()):
         raise ValueError(f"lens must be a contiguous ({B},) int64 CPU tensor; got "
@@ -101,5 +124,7 @@ def step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         k.data_ptr(), k.stride(0), k.stride(1), k.stride(2),
         v.data_ptr(), v.stride(0), v.stride(1), v.stride(2),
         None if lens is None else lens.data_ptr(),
+        None if key_rows is None else key_rows.data_ptr(),
+        0 if key_rows is None else key_rows.stride(0),
         out.data_ptr(), out.stride(0), out.stride(1), out.stride(2), scratch.data_ptr())
     return out

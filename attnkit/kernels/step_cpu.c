@@ -7,7 +7,10 @@
  *
  * with n_b = min(max(lens[b], 0), nk) (every key when lens is NULL); a sequence with
  * n_b = 0 gets a zero row. The rows r of one (b, h) share its keys: the queries of the
- * heads of one group (grouped-query attention) and the beams of one source. Keys and
+ * heads of one group (grouped-query attention) and the beams of one source. With rows
+ * (a table of rows_sb-strided rows, one per sequence) key j of sequence b is read from
+ * row rows[b][j] of k and v instead of row b: a beam search's cache whose beams took
+ * their history from other rows without copying it. Keys and
  * values beyond n_b are never read, so they may hold anything (even NaN), and any
  * stride is taken (a cache may be a view of a larger buffer); the last dimension of
  * each tensor is contiguous. Single-threaded: the caller shares out ranges of b.
@@ -59,7 +62,7 @@ void attnkit_step_attention(int64_t b0, int64_t b1, int64_t nh, int64_t nr, int6
                             const float *q, int64_t q_sb, int64_t q_sh, int64_t q_sr,
                             const float *k, int64_t k_sb, int64_t k_sh, int64_t k_sj,
                             const float *v, int64_t v_sb, int64_t v_sh, int64_t v_sj,
-                            const int64_t *lens,
+                            const int64_t *lens, const int64_t *rows, int64_t rows_sb,
                             float *out, int64_t o_sb, int64_t o_sh, int64_t o_sr,
                             float *scratch /* nk floats */) {
     float *restrict s = scratch;
@@ -69,6 +72,7 @@ void attnkit_step_attention(int64_t b0, int64_t b1, int64_t nh, int64_t nr, int6
             n = lens[b] < nk ? lens[b] : nk;
             n = n < 0 ? 0 : n;
         }
+        const int64_t *row = rows ? rows + b * rows_sb : 0; /* key j's row: row[j] */
         for (int64_t h = 0; h < nh; h++) {
             const float *kh = k + b * k_sb + h * k_sh;
             const float *vh = v + b * v_sb + h * v_sh;
@@ -80,7 +84,8 @@ void attnkit_step_attention(int64_t b0, int64_t b1, int64_t nh, int64_t nr, int6
                 float m = -__builtin_inff();
                 int nan = 0;
                 for (int64_t j = 0; j < n; j++) {
-                    const float *restrict kj = kh + j * k_sj;
+                    const float *restrict kj = row ? k + row[j] * k_sb + h * k_sh + j * k_sj
+                                                   : kh + j * k_sj;
                     float acc = 0.0f;
                     for (int64_t e = 0; e < d; e++) acc += qr[e] * kj[e];
                     acc *= scale;
@@ -98,7 +103,8 @@ void attnkit_step_attention(int64_t b0, int64_t b1, int64_t nh, int64_t nr, int6
                 for (int64_t j = 0; j < n; j++) sum += s[j];
                 const float inv = 1.0f / sum;
                 for (int64_t j = 0; j < n; j++) {
-                    const float *restrict vj = vh + j * v_sj;
+                    const float *restrict vj = row ? v + row[j] * v_sb + h * v_sh + j * v_sj
+                                                   : vh + j * v_sj;
                     const float p = s[j] * inv;
                     for (int64_t e = 0; e < dv; e++) o[e] += p * vj[e];
                 }

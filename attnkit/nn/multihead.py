@@ -75,6 +75,13 @@ class KVCache:
     the cache). A step never writes where an earlier view reaches, so a tensor read
     from ``keys``, ``values`` or :meth:`update` keeps its content.
 
+    A reader that takes keys by row (:meth:`MultiHeadAttention.step` with the compiled
+    step kernel) appends with :meth:`update_by_rows` instead: a :meth:`reorder` then
+    copies nothing either; the cache keeps, per row and position, which buffer row
+    holds it (a beam takes its history from its parent's row), and is gathered into
+    plain rows only when read otherwise (``keys``, ``values``, :meth:`update`) or when
+    its room is full.
+
     ``fused`` is free for the module that fills the cache to keep what does not
     change during one decoding (:meth:`MultiHeadAttention.step` keeps its
     ``[W_q; W_k; W_v]`` product there, :func:`fused_step_linear`).
@@ -86,6 +93,9 @@ class KVCache:
         self._values: torch.Tensor | None = None
         self._order: torch.Tensor | None = None  # a row selection not yet applied
         self._room: tuple[torch.Tensor, torch.Tensor] | None = None  # buffers the views are of
+        # (B, N) int64: the buffer row of each row's position j (update_by_rows); when set,
+        # _keys/_values are views of all the buffers' rows and _order is None
+        self._src: torch.Tensor | None = None
         self.fused: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
@@ -110,6 +120,8 @@ class KVCache:
         """``B`` of the cached keys (after a pending :meth:`reorder`); ``None`` if empty."""
         if self._keys is None:
             return None
+        if self._src is not None:
+            return int(self._src.shape[0])
         return int(self._order.shape[0] if self._order is not None else self._keys.shape[0])
 
     def check_batch(self, batch_size: int, query_name: str = "queries") -> None:
@@ -130,6 +142,7 @@ class KVCache:
 
         A pending :meth:`reorder` is applied while appending, in the same copy.
         """
+        self._gather()
         if self._keys is None or self.static:
             self._keys, self._values, self._order, self._room = keys, values, None, None
         elif torch.is_grad_enabled() and any(t.requires_grad for t in (
@@ -159,22 +172,81 @@ class KVCache:
         room[1][:, :, N:N + n] = values
         self._keys, self._values = room[0][:, :, :N + n], room[1][:, :, :N + n]
 
+    def update_by_rows(self, keys: torch.Tensor, values: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`update` for a reader that takes each key from a row it is told:
+        ``(K, V, rows)`` with ``K``, ``V`` ``(R, Hkv, N, Dh)`` and ``rows`` ``(B, N)`` int64,
+        key ``j`` of sequence ``b`` in row ``rows[b, j]`` (``rows`` ``None``: in row ``b``,
+        ``R = B``). Selected rows (:meth:`reorder`) are not copied: the new keys go into
+        rows ``0 … B - 1`` at the new positions, where no row's history is, and the table
+        says where each row's history lies. The same tensors as :meth:`update` where a
+        static cache, autograd or a first call leaves nothing to share."""
+        if self._keys is None or self.static or (torch.is_grad_enabled() and any(
+                t.requires_grad for t in (self._keys, self._values, keys, values))):
+            return (*self.update(keys, values), None)
+        if self._src is None and self._order is None:
+            self._append(keys, values)
+            return self._keys, self._values, None
+        B, n, N = keys.shape[0], keys.shape[-2], self._keys.shape[-2]
+        room = self._room
+        if self._src is None:  # a pending selection of the cache's rows
+            if room is None:
+                room = (_moved(self._keys, self._keys[:, :, :0], None),
+                        _moved(self._values, self._values[:, :, :0], None))
+                self._room = room
+            src = self._order[:, None].expand(B, N)
+        else:
+            src = self._src
+        if room[0].shape[0] < B or room[0].shape[-2] < N + n \
+                or room[0].dtype != keys.dtype or room[1].dtype != values.dtype:
+            self._src, self._order = src, None
+            self._gather()  # plain rows, as many as the new batch
+            self._append(keys, values)
+            return self._keys, self._values, None
+        room[0][:B, :, N:N + n] = keys
+        room[1][:B, :, N:N + n] = values
+        new = torch.arange(B, device=keys.device)[:, None].expand(B, n)
+        self._src = torch.cat((src, new), 1)
+        self._order = None
+        self._keys, self._values = room[0][:, :, :N + n], room[1][:, :, :N + n]
+        return self._keys, self._values, self._src
+
     def reorder(self, indices: torch.Tensor) -> None:
         """Select batch rows ``indices`` (``(B',)`` long), e.g. surviving beams.
 
         A growing cache defers the selection to the next :meth:`update` (or read),
-        which copies the selected rows and the new keys at once.
+        which copies the selected rows and the new keys at once; one filled by
+        :meth:`update_by_rows` selects rows of its table and copies nothing.
         """
         if self._keys is None:
             return
-        if self.static:
+        if self._src is not None:
+            self._src = self._src.index_select(0, indices)
+        elif self.static:
             self._keys = self._keys.index_select(0, indices)
             self._values = self._values.index_select(0, indices)
         else:
             self._order = indices if self._order is None else self._order.index_select(0,
                                                                                        indices)
 
+    def _gather(self) -> None:
+        """Plain rows from the table of :meth:`update_by_rows`: row ``b``'s keys gathered
+        from the buffer rows its table names, into new buffers (room for ``2·N``)."""
+        if self._src is None:
+            return
+        src, N = self._src, self._keys.shape[-2]
+        at = torch.arange(N, device=src.device)
+        gathered = []
+        for buf in (self._keys, self._values):  # (R, Hkv, N, D) views
+            out = buf.new_empty(src.shape[0], buf.shape[1], 2 * N, buf.shape[3])
+            out[:, :, :N] = buf.transpose(1, 2)[src, at].transpose(1, 2)
+            gathered.append(out)
+        self._room = (gathered[0], gathered[1])
+        self._keys, self._values = gathered[0][:, :, :N], gathered[1][:, :, :N]
+        self._src, self._order = None, None
+
     def _apply_order(self) -> None:
+        self._gather()
         if self._order is not None:
             self._keys = self._keys.index_select(0, self._order)
             self._values = self._values.index_select(0, self._order)
@@ -562,9 +634,10 @@ class MultiHeadAttention(KeptWeights, nn.Module):
                 self._keys_values(memory, memory, lens, kv_cache, 0)
             k, v = kv_cache.keys, kv_cache.values  # (B / G, Hkv, S, Dh)
         else:
-            q, k, v = self._step_qkv(x, kv_cache)
+            q, k, v, rows = self._step_qkv(x, kv_cache)
             key_mask = None
-        out = self._step_attend(q, k, v, key_mask, kv_cache.static)  # (B / G, H, G, Dh)
+        out = self._step_attend(q, k, v, key_mask, kv_cache.static,
+                                None if kv_cache.static else rows)  # (B / G, H, G, Dh)
         if G > 1:
             out = out.transpose(1, 2)  # (B / G, G, H, Dh): the rows' order
             if self.keep_weights:  # kept per row, as without sources shared: (B, H, 1, S)
@@ -574,7 +647,9 @@ class MultiHeadAttention(KeptWeights, nn.Module):
 
     def _step_qkv(self, x: torch.Tensor, kv_cache: KVCache):
         """:meth:`step`'s self-attention q ``(B, H, 1, Dh)`` and all keys and values
-        ``(B, Hkv, N, Dh)``, the new ones appended to ``kv_cache``."""
+        ``(B, Hkv, N, Dh)``, the new ones appended to ``kv_cache``, and ``None``; or, where
+        the compiled step kernel will read them (:meth:`_reads_by_rows`), the cache's
+        buffers ``(R, Hkv, N, Dh)`` and the row of each key (:meth:`KVCache.update_by_rows`)."""
         if kv_cache.fused is None:
             kv_cache.fused = self._step_projection()
         B, width = x.shape[0], self.head_dim * self.num_kv_heads
@@ -583,8 +658,20 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         start = len(kv_cache)  # the position of this step
         q = self._heads(q, self.num_heads, start)  # (B, H, 1, Dh)
         k, v = self._heads(k, self.num_kv_heads, start), self._heads(v, self.num_kv_heads)
-        k, v = kv_cache.update(k, v)  # (B, Hkv, N, Dh)
-        return q, k, v
+        if self._reads_by_rows(q, k, v):
+            return q, *kv_cache.update_by_rows(k, v)
+        return q, *kv_cache.update(k, v), None  # (B, Hkv, N, Dh)
+
+    def _reads_by_rows(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+        """Whether :meth:`_step_attend` gives these queries, keys and values to the compiled
+        step kernel (:func:`_compiled_step`): the one-call path of :meth:`step` with a dot
+        form that keeps the keys as they are and adds no key bias, on tensors the
+        kernel takes."""
+        if not (self.backend in _FUSED_STEP_BACKENDS and not self.keep_weights
+                and not (self.training and self.dropout > 0) and cpu_step.usable(q, k, v)):
+            return False
+        form = self.score.as_dot(q, k)
+        return form is not None and form.key_bias is None and form.keys is k
 
     def _step_projection(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The decoding step's ``[W_q; W_k; W_v]`` product (:meth:`_projection`)."""
@@ -616,9 +703,11 @@ class MultiHeadAttention(KeptWeights, nn.Module):
             _PROJECTIONS[self][names] = kept
         return kept[2]
 
-    def _step_attend(self, q, k, v, key_mask: KeyMask | None, cross: bool) -> torch.Tensor:
+    def _step_attend(self, q, k, v, key_mask: KeyMask | None, cross: bool,
+                     key_rows: torch.Tensor | None = None) -> torch.Tensor:
         """The attention of :meth:`step` for queries ``(B, H, Nq, Dh)`` (``Nq``: 1, or a
-        source's rows): ``(B, H, Nq, Dh)``."""
+        source's rows): ``(B, H, Nq, Dh)``. ``key_rows``: each key's row of ``k`` and
+        ``v`` (:meth:`_step_qkv`), for the compiled kernel."""
         G = self.num_heads // self.num_kv_heads
         if G > 1:  # grouped-query: the layout of forward_rows, keys not repeated
             q, k = q.unflatten(1, (self.num_kv_heads, G)), k.unsqueeze(2)
@@ -627,7 +716,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
                 and not (self.training and self.dropout > 0)):
             form = self.score.as_dot(q, k)
         if form is not None:
-            return _fused_step(form, v, key_mask, self.num_heads)
+            return _fused_step(form, v, key_mask, self.num_heads, key_rows)
         valid = None if key_mask is None else key_mask.valid_lens
         out = self._attend(q, k, v if G == 1 else v.unsqueeze(2), valid, None,
                            False if cross else "bottom_right", None)
@@ -708,7 +797,7 @@ _PROJECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
-                num_heads: int) -> torch.Tensor:
+                num_heads: int, key_rows: torch.Tensor | None = None) -> torch.Tensor:
     """The queries of a step in a dot-product ``form`` (``(B, H, Nq, Dq)`` or, for
     grouped-query heads, ``(B, Hkv, G, Nq, Dq)`` against keys ``(B, Hkv, 1, Nk, Dk)``;
     ``Nq``: one per sequence, or a source's rows) as one call of the compiled step kernel
@@ -717,8 +806,8 @@ def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
     ``enable_gqa``); ``(B, H, Nq, Dv)``."""
     B, Nk = values.shape[0], values.shape[-2]
     q, k = form.queries, form.keys
-    if form.key_bias is None and cpu_step.usable(q, k, values):
-        return _compiled_step(q, k, values, key_mask, form.scale, num_heads)
+    if form.key_bias is None and (key_rows is not None or cpu_step.usable(q, k, values)):
+        return _compiled_step(q, k, values, key_mask, form.scale, num_heads, key_rows)
     if q.ndim == 5:  # grouped-query layout: back to SDPA's, keys not repeated
         q = q.reshape(B, num_heads, q.shape[-2], q.shape[-1])  # (B, H, Nq, Dq)
         k = k.reshape(B, -1, Nk, k.shape[-1])  # (B, Hkv, Nk, Dk)
@@ -735,7 +824,8 @@ def _fused_step(form: DotForm, values: torch.Tensor, key_mask: KeyMask | None,
 
 
 def _compiled_step(q: torch.Tensor, k: torch.Tensor, values: torch.Tensor,
-                   key_mask: KeyMask | None, scale: float, num_heads: int) -> torch.Tensor:
+                   key_mask: KeyMask | None, scale: float, num_heads: int,
+                   key_rows: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`_fused_step` by the compiled kernel (:mod:`attnkit.kernels.cpu_step`): the
     same attention, a sequence without keys given zeros by the kernel itself;
     ``(B, H, Nq, Dv)``. On the calling thread whatever torch's thread count: sharing the
@@ -749,5 +839,6 @@ def _compiled_step(q: torch.Tensor, k: torch.Tensor, values: torch.Tensor,
         lens = key_mask.valid_lens
         lens = lens if lens.dtype == torch.int64 and lens.is_contiguous() else \
             lens.to(torch.int64).contiguous()
-    out = cpu_step.step_attention(q, k, values, lens, scale)  # (B, Hkv, R, Dv)
+    out = cpu_step.step_attention(q, k, values, lens, scale,
+                                  key_rows=key_rows)  # (B, Hkv, R, Dv)
     return out.view(B, num_heads, Nq, out.shape[-1])

@@ -130,3 +130,50 @@ def test_the_weights_are_accurate_over_the_whole_range_of_exp():
     rel = ((got[seen] - truth[seen]).abs() / truth[seen]).max().item()
     assert rel <= 6e-7, f"largest relative error of a weight: {rel:.3g}"
     assert (got[~seen] <= 1e-37).all()  # past the clamp: exp(-87) / the sum
+
+
+@needs_lib
+def test_keys_read_from_the_rows_a_table_names():
+    """``key_rows``: key j of sequence b from row ``key_rows[b, j]`` of buffers with more
+    rows than sequences (a beam cache sharing histories), equal to the keys gathered."""
+    q, _, _ = make(3, 2, 1, 6, 8, 8, seed=7)
+    g = torch.Generator().manual_seed(8)
+    kbuf, vbuf = torch.randn(5, 2, 6, 8, generator=g), torch.randn(5, 2, 6, 8, generator=g)
+    table = torch.randint(0, 5, (3, 9), generator=g)  # wider than Nk: its first 6 count
+    at = torch.arange(6)
+    k = kbuf.transpose(1, 2)[table[:, :6], at].transpose(1, 2)
+    v = vbuf.transpose(1, 2)[table[:, :6], at].transpose(1, 2)
+    lens = torch.tensor([6, 2, 0])
+    got = cpu_step.step_attention(q, kbuf, vbuf, lens, 0.3, key_rows=table)
+    truth = formula(q.double(), k.double(), v.double(), lens, 0.3)
+    within_bound("rows", max_err(got, truth), max_err(formula(q, k, v, lens, 0.3), truth),
+                 factor=2, floor=2e-6)
+    for bad in (table[:2], table[:, :5], table.int(), table.clamp(max=5) + 0 * table + (
+            table == table.max()).long()):
+        with pytest.raises(ValueError, match=r"key_rows must be a \(3, >= 6\) int64 CPU "
+                                             r"table of rows of k \(in \[0, 5\)\)"):
+            cpu_step.step_attention(q, kbuf, vbuf, lens, 0.3, key_rows=bad)
+
+
+def test_the_library_is_built_from_the_source_the_module_was_imported_with(tmp_path):
+    """An upgrade while a process runs: the package's C file changes on disk after the
+    wrapper was imported and before the kernel is first used. The library is built from
+    the text read at import (its signature is the wrapper's), not from the new file."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from attnkit.kernels import _build, cpu_step; import torch\n"
+            "_build.source_code = lambda source: b'int not_the_kernel(void) { return 1; }'\n"
+            "q = torch.ones(1, 1, 1, 2); k = torch.zeros(1, 1, 3, 2)\n"
+            "v = torch.arange(6.0).reshape(1, 1, 3, 2)\n"
+            "print(cpu_step.step_attention(q, k, v, None, 1.0).flatten().tolist())\n")
+    env = {**os.environ, "ATTNKIT_CACHE_DIR": str(tmp_path)}
+    env.pop("ATTNKIT_CPU_KERNELS", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env)
+    if BUILT.lib is None:
+        assert done.returncode != 0 and "not available" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[2.0, 3.0]"  # the mean of the values' rows

@@ -208,9 +208,11 @@ def test_the_beams_of_a_source_share_its_encoder_side_with_the_same_logits(kw):
 @torch.no_grad()
 def test_float32_steps_by_the_compiled_kernel_are_as_accurate_as_by_sdpa(kw, monkeypatch):
     """In float32 on the CPU the steps' attention is the compiled kernel's
-    (:mod:`attnkit.kernels.cpu_step`, its calls counted): over sources of different
-    lengths (one empty) and reselected rows (uneven, and beams sharing their source), its
-    logits are within 2x the SDPA path's error of the float64 model's, plus 1e-6."""
+    (:mod:`attnkit.kernels.cpu_step`, its calls counted; the self-attention's keys of
+    reselected rows read through the cache's table, not copied): over sources of
+    different lengths (one empty) and reselected rows (uneven, and beams sharing their
+    source), its logits are within 2x the SDPA path's error of the float64 model's, plus
+    1e-6."""
     import copy
 
     from attnkit.kernels import cpu_step
@@ -223,8 +225,8 @@ def test_float32_steps_by_the_compiled_kernel_are_as_accurate_as_by_sdpa(kw, mon
     src, tgt, _ = _batch()
     vl = torch.tensor([S, 6, 0])
     calls, kernel = [], cpu_step.step_attention
-    monkeypatch.setattr(cpu_step, "step_attention",
-                        lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    monkeypatch.setattr(cpu_step, "step_attention", lambda *a, **k: calls.append(
+        k.get("key_rows") is not None) or kernel(*a, **k))
     for picks in (_PICKS_UNEVEN, _PICKS_BEAMS):
         truth = _step_logits(model64, src, tgt, vl, picks)
         by_kernel = _step_logits(model32, src, tgt, vl, picks)
@@ -239,6 +241,7 @@ def test_float32_steps_by_the_compiled_kernel_are_as_accurate_as_by_sdpa(kw, mon
             assert torch.equal(rows, rows32)
             within_bound("logits", max_err(got, want), max_err(base, want), factor=2,
                          floor=1e-6)
+    assert any(calls)  # the beams' rows read through the cache's table of rows
 
 
 @torch.no_grad()

@@ -275,6 +275,46 @@ def test_a_growing_cache_appends_into_its_room_and_earlier_reads_keep_their_cont
         torch.testing.assert_close(keys, content, rtol=0, atol=0)
 
 
+def test_a_cache_read_by_rows_selects_rows_without_copying_them():
+    """update_by_rows: after selections (beams swapped, repeated, dropped, then more rows
+    than the buffers hold) the table points each row at its history, nothing is copied
+    while the room lasts, and the keys gathered by the table, read through ``keys``, or
+    appended to with update afterwards are those of a cache that copied its rows."""
+    g = torch.Generator().manual_seed(9)
+    cache, ref_k, ref_v, rows = KVCache(), None, None, 3
+    orders = {2: torch.tensor([1, 0, 0]), 3: torch.tensor([2, 2, 1]), 5: torch.tensor([0, 2]),
+              6: torch.tensor([1, 0, 1, 0])}
+    copies = 0
+    for t in range(9):
+        if t in orders:
+            cache.reorder(orders[t])
+            ref_k, ref_v, rows = ref_k[orders[t]], ref_v[orders[t]], orders[t].numel()
+        k, v = torch.randn(rows, 2, 1, 5, generator=g), torch.randn(rows, 2, 1, 5, generator=g)
+        before = None if t == 0 else cache._keys.untyped_storage().data_ptr()
+        K, V, src = cache.update_by_rows(k, v)
+        ref_k = k if ref_k is None else torch.cat((ref_k, k), -2)
+        ref_v = v if ref_v is None else torch.cat((ref_v, v), -2)
+        copies += before is not None and K.untyped_storage().data_ptr() != before
+        if src is None:
+            got_k, got_v = K, V
+        else:
+            assert src.shape == (rows, t + 1) and cache.batch_size == rows
+            at = torch.arange(t + 1)
+            got_k = K.transpose(1, 2)[src, at].transpose(1, 2)
+            got_v = V.transpose(1, 2)[src, at].transpose(1, 2)
+        torch.testing.assert_close(got_k, ref_k, rtol=0, atol=0)
+        torch.testing.assert_close(got_v, ref_v, rtol=0, atol=0)
+    # new buffers: the first append into a room (t = 1, room for 4 positions), the fifth
+    # position (t = 4, room full: the rows gathered) and four rows for buffers of three
+    # (t = 6); the selections at t = 2, 3 and 5 copied nothing
+    assert copies == 3, copies
+    cache.reorder(torch.tensor([3, 1]))
+    torch.testing.assert_close(cache.keys, ref_k[[3, 1]], rtol=0, atol=0)  # gathered
+    k = torch.randn(2, 2, 1, 5, generator=g)
+    keys, _ = cache.update(k, k)
+    torch.testing.assert_close(keys, torch.cat((ref_k[[3, 1]], k), -2), rtol=0, atol=0)
+
+
 def _step_pair(seed=0, **kw):
     torch.manual_seed(seed)
     return MultiHeadAttention(24, 4, bias=True, **kw).double().eval()
