@@ -92,6 +92,9 @@ def step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             ``key_rows`` not a ``(B, ≥ Nk)`` int64 table of rows of ``k``.
         RuntimeError: the library could not be built (``status().detail`` says why).
     """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a float32 CPU tensor; got {type(t).__name__}")
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(f"q, k and v must be (B, Hkv, R, D), (B, Hkv, Nk, D) and "
                          f"(B, Hkv, Nk, Dv); got {tuple(q.shape)}, {tuple(k.shape)} and "

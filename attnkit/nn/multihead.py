@@ -141,7 +141,12 @@ class KVCache:
         """Store (static) or append (self-attention) ``(B, Hkv, n, Dh)``; return all.
 
         A pending :meth:`reorder` is applied while appending, in the same copy.
+
+        Raises:
+            ValueError: a growing cache given keys of another batch than it holds.
         """
+        if not self.static:
+            self.check_batch(keys.shape[0], "keys")
         self._gather()
         if self._keys is None or self.static:
             self._keys, self._values, self._order, self._room = keys, values, None, None
@@ -180,7 +185,13 @@ class KVCache:
         ``R = B``). Selected rows (:meth:`reorder`) are not copied: the new keys go into
         rows ``0 … B - 1`` at the new positions, where no row's history is, and the table
         says where each row's history lies. The same tensors as :meth:`update` where a
-        static cache, autograd or a first call leaves nothing to share."""
+        static cache, autograd or a first call leaves nothing to share.
+
+        Raises:
+            ValueError: a growing cache given keys of another batch than it holds.
+        """
+        if not self.static:
+            self.check_batch(keys.shape[0], "keys")
         if self._keys is None or self.static or (torch.is_grad_enabled() and any(
                 t.requires_grad for t in (self._keys, self._values, keys, values))):
             return (*self.update(keys, values), None)

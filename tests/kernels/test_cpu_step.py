@@ -100,6 +100,8 @@ def test_bad_arguments_name_the_argument():
     with pytest.raises(ValueError, match=r"rows must be \(b0, b1\) with 0 <= b0 <= b1 <= 2; "
                                          r"got \(1, 3\)"):
         cpu_step.step_attention(q, k, v, None, 1.0, rows=(1, 3))
+    with pytest.raises(ValueError, match=r"k must be a float32 CPU tensor; got list"):
+        cpu_step.step_attention(q, [1, 2], v, None, 1.0)
     with pytest.raises(ValueError, match=r"q, k and v must be \(B, Hkv, R, D\)"):
         cpu_step.step_attention(q[0], k, v, None, 1.0)
 

@@ -315,6 +315,19 @@ def test_a_cache_read_by_rows_selects_rows_without_copying_them():
     torch.testing.assert_close(keys, torch.cat((ref_k[[3, 1]], k), -2), rtol=0, atol=0)
 
 
+def test_a_growing_cache_refuses_keys_of_another_batch_in_one_line():
+    cache = KVCache()
+    cache.update(torch.zeros(2, 2, 1, 5), torch.zeros(2, 2, 1, 5))
+    cache.reorder(torch.tensor([1, 1, 0]))
+    for append in (cache.update, cache.update_by_rows):
+        with pytest.raises(ValueError, match=r"kv_cache \(KVCache\(\)\) holds keys of B = 3 "
+                                             r"sequences; got keys of B = 2"):
+            append(torch.zeros(2, 2, 1, 5), torch.zeros(2, 2, 1, 5))
+    static = KVCache(static=True)
+    static.update(torch.zeros(2, 2, 4, 5), torch.zeros(2, 2, 4, 5))
+    static.update(torch.zeros(1, 2, 4, 5), torch.zeros(1, 2, 4, 5))  # a static one is replaced
+
+
 def _step_pair(seed=0, **kw):
     torch.manual_seed(seed)
     return MultiHeadAttention(24, 4, bias=True, **kw).double().eval()
