@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import re
 import resource
@@ -159,10 +158,8 @@ def _keep() -> str:
         warnings.warn(f"ATTNKIT_MALLOC={os.environ['ATTNKIT_MALLOC']!r} is not 'keep' or "
                       "'system'; malloc is left as the C library sets it", stacklevel=3)
         return "malloc as the C library sets it (ATTNKIT_MALLOC not understood)"
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:  # the C library already loaded in this process (find_library would run ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return "malloc as the C library sets it (no glibc mallopt here)"
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
