@@ -1,4 +1,5 @@
-"""The scaled-dot attention of a decoding step on the CPU, in compiled C.
+"""The scaled-dot attention of a decoding step on the CPU, in compiled C; and of an
+encoder's packed rows (:func:`packed_attention`).
 
 A decoding step asks, per sequence and head, for one query (or the few of a grouped-query
 head's group, or of a source's beams) against the keys and values cached so far.
@@ -25,7 +26,7 @@ import torch
 from ._build import Built, load, source_code
 from ._cpu_args import check_float32 as _check
 
-__all__ = ["status", "step_attention", "usable"]
+__all__ = ["packed_attention", "status", "step_attention", "usable"]
 
 _SOURCE = "step_cpu.c"
 #: the source as this module was imported with: its library is built from it (``_build``)
@@ -42,6 +43,10 @@ def status() -> Built:
             fn = built.lib.attnkit_step_attention
             fn.argtypes = [_I64] * 7 + [ctypes.c_float] + [_PTR, _I64, _I64, _I64] * 3 \
                 + [_PTR, _PTR, _I64, _PTR, _I64, _I64, _I64, _PTR]
+            fn.restype = None
+            fn = built.lib.attnkit_packed_attention
+            fn.argtypes = [_I64, _I64, _PTR] + [_I64] * 4 + [ctypes.c_float, _I64] \
+                + [_PTR, _I64, _I64] * 4 + [_PTR]
             fn.restype = None
         _READY.append(built)  # two threads may both get here: the same Built, set twice
     return _READY[0]
@@ -130,4 +135,58 @@ def step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         None if key_rows is None else key_rows.data_ptr(),
         0 if key_rows is None else key_rows.stride(0),
         out.data_ptr(), out.stride(0), out.stride(1), out.stride(2), scratch.data_ptr())
+    return out
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     offsets: torch.Tensor, scale: float, *, causal: bool = False,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
+    """Self-attention of packed sequences: sequence ``b`` is rows
+    ``offsets[b]:offsets[b + 1]`` of ``q`` ``(n, H, D)``, ``k`` ``(n, Hkv, D)`` and ``v``
+    ``(n, Hkv, Dv)``, and each of its rows attends its keys (``causal``: those at its
+    position and before) by ``softmax(scale · q kᵀ) v``; query head ``h`` reads key/value
+    head ``h // (H / Hkv)``. Returns ``out`` ``(n, H, Dv)`` (made when not given).
+
+    No padding is read or written: an encoder's packed rows go in and come out as they
+    are (:class:`attnkit.nn.Packed`, :meth:`~attnkit.nn.Packed.offsets`).
+
+    Raises:
+        ValueError: a tensor of another dtype, device or shape, ``H`` not a multiple of
+            ``Hkv``, or ``offsets`` not a contiguous int64 CPU tensor rising from 0 to ``n``.
+        RuntimeError: the library could not be built (``status().detail`` says why).
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 3:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a 3-D (rows, heads, features) tensor; got {got}")
+    n, H, D = q.shape
+    Hkv, Dv = k.shape[1], v.shape[2]
+    if Hkv == 0 or H % Hkv:
+        raise ValueError(f"the query heads ({H}) must be a multiple of the key heads ({Hkv})")
+    _check("q", q, (n, H, D))
+    _check("k", k, (n, Hkv, D))
+    _check("v", v, (n, Hkv, Dv))
+    if (not isinstance(offsets, torch.Tensor) or offsets.dtype != torch.int64
+            or offsets.device.type != "cpu" or offsets.dim() != 1 or offsets.numel() < 1
+            or not offsets.is_contiguous()):
+        got = (f"{tuple(offsets.shape)} {offsets.dtype} on {offsets.device}"
+               if isinstance(offsets, torch.Tensor) else type(offsets).__name__)
+        raise ValueError(f"offsets must be a contiguous (B + 1,) int64 CPU tensor; got {got}")
+    sizes = offsets.diff()
+    longest = int(sizes.max()) if sizes.numel() else 0
+    if int(offsets[0]) != 0 or int(offsets[-1]) != n or (sizes.numel() and int(sizes.min()) < 0):
+        raise ValueError(f"offsets must rise from 0 to the number of rows ({n}); got "
+                         f"{offsets.tolist() if offsets.numel() <= 8 else offsets}")
+    if out is None:
+        out = q.new_empty(n, H, Dv)
+    _check("out", out, (n, H, Dv))
+    lib = status().lib
+    if lib is None:
+        raise RuntimeError(f"the compiled step kernel is not available: {status().detail}")
+    scratch = q.new_empty(max((D + 4) * (longest + 15), 1))  # see step_cpu.c
+    lib.attnkit_packed_attention(
+        0, offsets.numel() - 1, offsets.data_ptr(), H, H // Hkv, D, Dv, float(scale),
+        int(bool(causal)), q.data_ptr(), q.stride(0), q.stride(1),
+        k.data_ptr(), k.stride(0), k.stride(1), v.data_ptr(), v.stride(0), v.stride(1),
+        out.data_ptr(), out.stride(0), out.stride(1), scratch.data_ptr())
     return out

@@ -1,5 +1,6 @@
-/* Scaled-dot attention of a decoding step, for the CPU: a few queries per sequence and
- * head against the keys and values cached so far.
+/* Scaled-dot attention at inference, for the CPU: attnkit_step_attention, a decoding
+ * step's few queries per sequence and head against the keys and values cached so far;
+ * attnkit_packed_attention (at the end), an encoder's self-attention over packed rows.
  *
  * For sequences b in [b0, b1), kv heads h < nh, query rows r < nr:
  *
@@ -107,6 +108,151 @@ void attnkit_step_attention(int64_t b0, int64_t b1, int64_t nh, int64_t nr, int6
                                                    : vh + j * v_sj;
                     const float p = s[j] * inv;
                     for (int64_t e = 0; e < dv; e++) o[e] += p * vj[e];
+                }
+            }
+        }
+    }
+}
+
+/* 16 floats, any alignment: GCC/clang vector extensions (one AVX-512 register, two AVX2
+ * ones, four of SSE or NEON), so the compiler keeps accumulators in registers. */
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+#define ROWS 4 /* query rows computed together: they share each load of the keys */
+
+/* The scores of ROWS query rows (pointers q[r], d features) against np keys stored
+ * transposed (kt: d rows of np floats, np a multiple of 16), times scale, into s[r][np]. */
+static void scores4(const float *const q[ROWS], const float *kt, int64_t d, int64_t np,
+                    float scale, float *s) {
+    for (int64_t jb = 0; jb < np; jb += 16) {
+        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t e = 0; e < d; e++) {
+            const v16 kv = *(const v16 *)(kt + e * np + jb);
+            a0 += q[0][e] * kv;
+            a1 += q[1][e] * kv;
+            a2 += q[2][e] * kv;
+            a3 += q[3][e] * kv;
+        }
+        *(v16 *)(s + jb) = a0 * scale;
+        *(v16 *)(s + np + jb) = a1 * scale;
+        *(v16 *)(s + 2 * np + jb) = a2 * scale;
+        *(v16 *)(s + 3 * np + jb) = a3 * scale;
+    }
+}
+
+typedef int32_t i16 __attribute__((vector_size(64), aligned(4)));
+static const i16 IOTA = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* Lanes of a where mask is set (all ones), of b elsewhere. */
+static inline v16 select16(i16 mask, v16 a, v16 b) {
+    return (v16)(((i16)a & mask) | ((i16)b & ~mask));
+}
+
+/* Row s[0..np) of scores, of which the first nk count: into weights that sum to 1 over
+ * them and 0 after. Returns 0, or 1 for a NaN or infinite score (the row is then NaN).
+ * The maximum and the check in whole vectors: x * 0 is NaN exactly for a NaN or
+ * infinite x (not folded to 0: the build keeps NaN and infinities). */
+static int weights(float *s, int64_t nk, int64_t np) {
+    const v16 ninf = (v16){0} - __builtin_inff(), zero = {0};
+    v16 mv = ninf, probe = zero;
+    for (int64_t jb = 0; jb < np; jb += 16) {
+        const v16 x = *(const v16 *)(s + jb);
+        const i16 in = (IOTA + (int32_t)jb) < (int32_t)nk;
+        probe += select16(in, x, zero) * 0.0f;
+        mv = select16(select16(in, x, ninf) > mv, x, mv);
+    }
+    float m = -__builtin_inff();
+    int bad = 0;
+    for (int t = 0; t < 16; t++) {
+        bad |= probe[t] != probe[t];
+        m = mv[t] > m ? mv[t] : m;
+    }
+    if (bad || m == -__builtin_inff()) return 1;
+    exp_shifted(s, nk, m);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < nk; j++) sum += s[j];
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < nk; j++) s[j] *= inv;
+    for (int64_t j = nk; j < np; j++) s[j] = 0.0f;
+    return 0;
+}
+
+/* o[r] = sum_{j < nk} p[r][j] v[j] for ROWS rows (p: ROWS rows of np weights, 0 past a
+ * row's keys), v's row j at v + j * v_sr, dv features. */
+static void weighted4(const float *p, int64_t np, int64_t nk, const float *v, int64_t v_sr,
+                      int64_t dv, float *const o[ROWS]) {
+    int64_t e0 = 0;
+    for (; e0 + 16 <= dv; e0 += 16) {
+        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t j = 0; j < nk; j++) {
+            const v16 vj = *(const v16 *)(v + j * v_sr + e0);
+            a0 += p[j] * vj;
+            a1 += p[np + j] * vj;
+            a2 += p[2 * np + j] * vj;
+            a3 += p[3 * np + j] * vj;
+        }
+        *(v16 *)(o[3] + e0) = a3; /* rows past the last alias row 0: it is written last */
+        *(v16 *)(o[2] + e0) = a2;
+        *(v16 *)(o[1] + e0) = a1;
+        *(v16 *)(o[0] + e0) = a0;
+    }
+    for (int64_t e = e0; e < dv; e++) {
+        float a[ROWS] = {0.0f};
+        for (int64_t j = 0; j < nk; j++)
+            for (int r = 0; r < ROWS; r++) a[r] += p[r * np + j] * v[j * v_sr + e];
+        for (int r = ROWS - 1; r >= 0; r--) o[r][e] = a[r];
+    }
+}
+
+/* Self-attention over packed rows (an encoder's at inference): sequence b owns rows
+ * [off[b], off[b + 1]) of q, k, v and out, and each of its rows attends the sequence's
+ * keys (with causal, row i of the sequence its first i + 1). Query head h reads key and
+ * value head h / group. A (sequence, kv head)'s n keys are first copied transposed into
+ * scratch, d rows of np floats (n rounded up to 16, the tail zero); then ROWS query
+ * rows at a time, their scores and weighted values accumulate in registers, each load
+ * of a key or value shared by the rows. Sequences [b0, b1) only; NaN and infinite
+ * scores as in attnkit_step_attention. */
+void attnkit_packed_attention(int64_t b0, int64_t b1, const int64_t *off, int64_t nh,
+                              int64_t group, int64_t d, int64_t dv, float scale,
+                              int64_t causal,
+                              const float *q, int64_t q_sr, int64_t q_sh,
+                              const float *k, int64_t k_sr, int64_t k_sh,
+                              const float *v, int64_t v_sr, int64_t v_sh,
+                              float *out, int64_t o_sr, int64_t o_sh,
+                              float *scratch /* (d + ROWS) * (max n + 15) floats */) {
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t r0 = off[b], n = off[b + 1] - off[b], np = (n + 15) & ~(int64_t)15;
+        if (n <= 0) continue;
+        float *kt = scratch, *s = scratch + d * np;
+        for (int64_t hk = 0; hk < nh / group; hk++) {
+            for (int64_t e = 0; e < d; e++)
+                for (int64_t j = n; j < np; j++) kt[e * np + j] = 0.0f;
+            for (int64_t j = 0; j < n; j++) {
+                const float *kj = k + (r0 + j) * k_sr + hk * k_sh;
+                for (int64_t e = 0; e < d; e++) kt[e * np + j] = kj[e];
+            }
+            const float *vh = v + r0 * v_sr + hk * v_sh;
+            for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
+                for (int64_t i0 = 0; i0 < n; i0 += ROWS) {
+                    const float *qr[ROWS];
+                    float *o[ROWS];
+                    int bad[ROWS] = {0};
+                    for (int r = 0; r < ROWS; r++) { /* rows past n: row i0 again */
+                        const int64_t i = i0 + r < n ? i0 + r : i0;
+                        qr[r] = q + (r0 + i) * q_sr + h * q_sh;
+                        o[r] = out + (r0 + i) * o_sr + h * o_sh;
+                    }
+                    scores4(qr, kt, d, np, scale, s);
+                    int64_t most = 0;
+                    for (int r = 0; r < ROWS; r++) {
+                        const int64_t i = i0 + r < n ? i0 + r : i0;
+                        const int64_t nk = causal ? i + 1 : n;
+                        most = nk > most ? nk : most;
+                        bad[r] = weights(s + r * np, nk, np);
+                    }
+                    weighted4(s, np, most, vh, v_sr, dv, o);
+                    for (int r = 0; r < ROWS; r++)
+                        if (bad[r])
+                            for (int64_t e = 0; e < dv; e++) o[r][e] = __builtin_nanf("");
                 }
             }
         }

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .._checks import check_row_indices
-from ..nn.multihead import KeyMask, KVCache
+from ..nn.multihead import KeyMask, KVCache, step_linear
 from ..nn.packed import Packed, select_valid
 from ..nn.transformer import TransformerDecoder, TransformerEncoder
 
@@ -241,7 +241,7 @@ class Transformer(nn.Module):
                                   offset=state.position,
                                   rows_per_source=state.rows_per_source)  # (B, d)
             state.position += 1
-            return self.output(H)[:, None], state  # (B, 1, V)
+            return step_linear(self.output, H)[:, None], state  # (B, 1, V)
         state.rows_own_sources()
         H = self.decoder(tgt, state.enc_outputs, state.src_valid_lens, caches=state.caches,
                          offset=state.position)  # (B, t, d)

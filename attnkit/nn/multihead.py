@@ -325,10 +325,12 @@ def fused_weights(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | Non
 def step_linear(layer: nn.Module, X: torch.Tensor) -> torch.Tensor:
     """``layer(X)`` in a decoding step: a plain ``nn.Linear`` as one ``F.linear`` (no module
     call), any other layer (an int8 one of :mod:`attnkit.decode.precision`) by calling it,
-    so that it runs in its own arithmetic."""
+    so that it runs in its own arithmetic (through its ``step_forward`` where its class
+    has one: the same computation without the module call)."""
     if type(layer) is nn.Linear:
         return F.linear(X, layer.weight, layer.bias)
-    return layer(X)
+    step = getattr(type(layer), "step_forward", None)
+    return layer(X) if step is None else step(layer, X)
 
 
 def fused_step_linear(*linears: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -338,7 +340,8 @@ def fused_step_linear(*linears: nn.Module) -> Callable[[torch.Tensor], torch.Ten
     kind = type(linears[0])
     if kind is not nn.Linear and hasattr(kind, "fused") and all(
             type(lin) is kind for lin in linears):
-        return kind.fused(*linears)
+        fused = kind.fused(*linears)
+        return getattr(fused, "step_forward", fused)
     weight, bias = fused_weights(*linears)
     return functools.partial(F.linear, weight=weight, bias=bias)
 
@@ -592,7 +595,12 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         start = 0 if kv_cache is None or kv_cache.static else len(kv_cache)  # first position
         self.check_mask(mask, *packed.shape, self._num_keys(keys, packed, kv_cache))
         if keys is None and not (kv_cache is not None and kv_cache.static and kv_cache.filled):
-            q, k, v = self._self_qkv(queries, packed, kv_cache, start)
+            qkv = self._projection(self.W_q, self.W_k, self.W_v)(queries)  # (n_valid, ·)
+            if kv_cache is None and mask is None and valid_lens is packed.lens:
+                out = self._packed_attend(qkv, packed, causal)
+                if out is not None:
+                    return self.W_o(out)  # (n_valid, d)
+            q, k, v = self._self_qkv(qkv, packed, kv_cache, start)
         else:
             q = self._heads(packed.unpack(self.W_q(queries)), self.num_heads, start)
             k, v = self._keys_values(keys, values, valid_lens, kv_cache, start)
@@ -741,11 +749,41 @@ class MultiHeadAttention(KeptWeights, nn.Module):
             return new
         return len(kv_cache) if kv_cache.static else len(kv_cache) + new
 
-    def _self_qkv(self, queries, packed: Packed, kv_cache, start):
-        """Self-attention: q, k, v by one product ``[W_q; W_k; W_v]`` (k, v appended to a
-        cache): ``(B, H, Nq, Dh)``, ``(B, Hkv, Nk, Dh)``, ``(B, Hkv, Nk, Dh)``."""
+    def _packed_attend(self, qkv: torch.Tensor, packed: Packed, causal: bool | str
+                       ) -> torch.Tensor | None:
+        """Self-attention of packed rows with nothing padded: the projected rows ``qkv``
+        ``(n_valid, d + 2·Hkv·Dh)`` (keys masked by ``packed``'s lengths) into
+        ``(n_valid, d)`` by the compiled kernel (:func:`attnkit.kernels.cpu_step.
+        packed_attention`), where it computes this module's attention: float32 on the CPU
+        outside autograd (an encoder at inference), a dot form that keeps the keys and
+        adds no key bias (scaled dot, dot, bilinear), no rotary positions, no dropout, no
+        weights kept. ``None`` elsewhere.
+
+        SDPA on the padded batch pays a fixed cost per (sequence, head) block and the
+        padding's copies; the kernel reads the rows where they are (BENCHMARKS.md,
+        "Decoding", the encoder's packed attention)."""
+        if (self.backend not in _FUSED_STEP_BACKENDS or self.keep_weights
+                or self.rotary is not None or (self.training and self.dropout > 0)
+                or causal not in (False, True, "top_left", "bottom_right")
+                or not cpu_step.usable(qkv)):
+            return None
+        n, Dh = qkv.shape[0], self.head_dim
+        q, k, v = qkv.split([self.num_hiddens, Dh * self.num_kv_heads,
+                             Dh * self.num_kv_heads], -1)
+        q4, k4 = q.view(1, n, -1, Dh).transpose(1, 2), k.view(1, n, -1, Dh).transpose(1, 2)
+        form = self.score.as_dot(q4, k4)
+        if form is None or form.key_bias is not None or form.keys is not k4:
+            return None
+        out = cpu_step.packed_attention(form.queries[0].transpose(0, 1), k.view(n, -1, Dh),
+                                        v.view(n, -1, Dh), packed.offsets(), form.scale,
+                                        causal=causal is not False)
+        return out.view(n, self.num_hiddens)
+
+    def _self_qkv(self, qkv, packed: Packed, kv_cache, start):
+        """Self-attention: q, k, v from the rows' product by ``[W_q; W_k; W_v]`` (k, v
+        appended to a cache): ``(B, H, Nq, Dh)``, ``(B, Hkv, Nk, Dh)``, ``(B, Hkv, Nk, Dh)``."""
         kvh = self.num_kv_heads
-        qkv = packed.unpack(self._projection(self.W_q, self.W_k, self.W_v)(queries))  # (B,Nq,·)
+        qkv = packed.unpack(qkv)  # (B, Nq, ·)
         q, k, v = qkv.split([self.num_hiddens, self.head_dim * kvh, self.head_dim * kvh], -1)
         q = self._heads(q, self.num_heads, start)  # (B, H, Nq, Dh)
         k, v = self._heads(k, kvh, start), self._heads(v, kvh)  # (B, Hkv, Nq, Dh)

@@ -41,13 +41,14 @@ class Packed:
     lines up row for row (logits and targets, say).
     """
 
-    __slots__ = ("rows", "batch_size", "length", "lens")
+    __slots__ = ("rows", "batch_size", "length", "lens", "_offsets")
 
     def __init__(self, rows: torch.Tensor | None, batch_size: int, length: int, *,
                  lens: torch.Tensor | None = None):
         self.rows = rows
         self.batch_size, self.length = int(batch_size), int(length)
         self.lens = lens
+        self._offsets: torch.Tensor | None = None
 
     @classmethod
     def dense(cls, batch_size: int, length: int) -> Packed:
@@ -90,6 +91,23 @@ class Packed:
     def num_valid(self) -> int:
         """``n_valid``, the number of real positions."""
         return self.batch_size * self.length if self.rows is None else self.rows.numel()
+
+    def offsets(self) -> torch.Tensor:
+        """``(B + 1,)`` int64: sequence ``b``'s packed rows are
+        ``offsets[b]:offsets[b + 1]`` (each sequence's real positions are a prefix, and
+        rows keep their order); made once per object (every layer of an encoder reads it).
+        """
+        if self._offsets is None:
+            B, N = self.shape
+            device = None if self.lens is None else self.lens.device
+            if self.rows is None or self.lens is None:
+                sizes = torch.full((B,), N, dtype=torch.int64, device=device)
+            else:
+                sizes = self.lens.to(torch.int64).clamp(0, N)
+            offsets = torch.zeros(B + 1, dtype=torch.int64, device=device)
+            torch.cumsum(sizes, 0, out=offsets[1:])
+            self._offsets = offsets
+        return self._offsets
 
     def pack(self, X: torch.Tensor) -> torch.Tensor:
         """``X`` ``(B, N, ...)`` → its real positions ``(n_valid, ...)``."""

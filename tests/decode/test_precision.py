@@ -61,20 +61,27 @@ def test_int8_quantizes_a_copy_of_every_linear_layer(preset):
         < 0.05
 
 
-def test_int8_decoding_steps_run_every_linear_product_in_int8():
+def test_int8_decoding_steps_run_every_linear_product_in_int8(monkeypatch):
     """The one-token step keeps no float shortcut around an int8 model: its q/k/v product
-    is one int8 layer (the three stacked and quantized again), and the output projections
-    and the FFN are called as the int8 layers they are."""
+    is one int8 layer (the three stacked and quantized again), and the output projections,
+    the FFN and the output layer run as the int8 layers they are, through ``step_forward``
+    (the layer's own operator without the module call), which gives what a call gives."""
     from attnkit.nn.multihead import KVCache
 
     torch.manual_seed(0)
     model = build_model(PRESETS["transformer_tiny"](11, 13)).eval()
     q = quantized_int8(model)
     int8 = type(next(m for m in q.modules() if type(m).__name__ == "Int8Linear"))
-    called = []
-    for name, m in q.decoder.named_modules():
-        if type(m) is int8:
-            m.register_forward_hook(lambda mod, args, out, name=name: called.append(name))
+    names = {id(m): name for name, m in q.named_modules() if type(m) is int8}
+    called, real = [], int8.step_forward
+
+    def recorded(layer, x):
+        out = real(layer, x)
+        assert torch.equal(out, layer(x))  # the module's own call, the same numbers
+        called.append(names.get(id(layer), "fused"))
+        return out
+
+    monkeypatch.setattr(int8, "step_forward", recorded)
     src, lens = torch.randint(3, 11, (2, 5)), torch.tensor([5, 3])
     with torch.no_grad():
         state = q.init_state(q.encode(src, lens), lens)
@@ -82,8 +89,9 @@ def test_int8_decoding_steps_run_every_linear_product_in_int8():
             _, state = q.decode_step(torch.full((2, 1), 1), state)
     fused = [cache.fused for layer in state.caches for cache in layer
              if isinstance(cache, KVCache) and not cache.static]
-    assert fused and all(type(f) is int8 for f in fused)
-    assert {n.rsplit(".", 1)[-1] for n in called} >= {"W_o", "W_q", "dense1", "dense2"}
+    assert fused and all(type(f.__self__) is int8 for f in fused)
+    assert {n.rsplit(".", 1)[-1] for n in called} >= {"W_o", "W_q", "dense1", "dense2",
+                                                      "output", "fused"}
 
 
 def test_int8_keeps_a_tied_output_projection_and_translates_alike():

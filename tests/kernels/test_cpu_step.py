@@ -179,3 +179,100 @@ def test_the_library_is_built_from_the_source_the_module_was_imported_with(tmp_p
         return
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[2.0, 3.0]"  # the mean of the values' rows
+
+
+def packed_formula(q, k, v, offsets, scale, causal=False):
+    """Per sequence (rows ``offsets[b]:offsets[b + 1]``) and head: softmax attention over
+    its own rows, ``(n, H, Dv)`` in the inputs' dtype; query head h reads kv head h // G."""
+    G = q.shape[1] // k.shape[1]
+    out = q.new_zeros(q.shape[0], q.shape[1], v.shape[2])
+    for b in range(offsets.numel() - 1):
+        r = slice(int(offsets[b]), int(offsets[b + 1]))
+        qb = q[r].transpose(0, 1)  # (H, n, D)
+        kb, vb = (t[r].repeat_interleave(G, 1).transpose(0, 1) for t in (k, v))
+        s = scale * qb @ kb.transpose(-1, -2)  # (H, n, n)
+        if causal:
+            n = s.shape[-1]
+            s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+        out[r] = (torch.softmax(s, -1) @ vb).transpose(0, 1)
+    return out
+
+
+def make_packed(lens, H, Hkv, D, Dv, seed=0, spread=1.0):
+    g = torch.Generator().manual_seed(seed)
+    n = sum(lens)
+    offsets = torch.tensor([0, *lens]).cumsum(0)
+    return (spread * torch.randn(n, H, D, generator=g),
+            spread * torch.randn(n, Hkv, D, generator=g),
+            torch.randn(n, Hkv, Dv, generator=g), offsets)
+
+
+@needs_lib
+@pytest.mark.parametrize(("H", "Hkv", "D", "Dv"), [(3, 3, 7, 5), (4, 2, 33, 17), (2, 1, 1, 1),
+                                                    (1, 1, 64, 64)])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("spread", [0.5, 4.0], ids=["soft", "peaked"])
+def test_packed_attention_matches_the_float64_formula(H, Hkv, D, Dv, causal, spread):
+    """Sequences of 1 to 37 rows (a sequence of none between them; more rows than a
+    vector's 16, and not a multiple of the 4 rows computed together), grouped-query heads,
+    feature sizes that are not a multiple of 16, causal or not."""
+    q, k, v, offsets = make_packed([5, 0, 1, 37, 16, 3], H, Hkv, D, Dv, spread=spread)
+    scale = D ** -0.5
+    truth = packed_formula(q.double(), k.double(), v.double(), offsets, scale, causal)
+    base = max_err(packed_formula(q, k, v, offsets, scale, causal), truth)
+    got = cpu_step.packed_attention(q, k, v, offsets, scale, causal=causal)
+    assert got.shape == (62, H, Dv) and got.dtype == torch.float32
+    within_bound("packed", max_err(got, truth), base, factor=2, floor=2e-6)
+
+
+@needs_lib
+def test_packed_attention_reads_strided_rows_and_writes_only_its_own():
+    """q, k and v as column blocks of one projected matrix (rows strided by its width,
+    as a fused q/k/v product gives them), written into a wider ``out``."""
+    g = torch.Generator().manual_seed(4)
+    qkv = torch.randn(9, 3 * 2 * 6, generator=g)
+    q, k, v = (t.view(9, 2, 6) for t in qkv.split(12, 1))
+    offsets = torch.tensor([0, 4, 9])
+    wide = torch.full((9, 2, 10), -7.0)
+    out = wide[:, :, 2:8]
+    cpu_step.packed_attention(q, k, v, offsets, 0.5, out=out)
+    truth = packed_formula(q.double(), k.double(), v.double(), offsets, 0.5)
+    within_bound("strided", max_err(out, truth), 0.0, factor=2, floor=2e-6)
+    assert (wide[:, :, :2] == -7).all() and (wide[:, :, 8:] == -7).all()
+
+
+@needs_lib
+def test_packed_attention_nan_stays_in_its_sequence_and_head():
+    """A NaN key makes its sequence's rows of that head NaN (every row attends it), an
+    infinite query only its own row; the other rows are finite."""
+    q, k, v, offsets = make_packed([3, 4], 2, 2, 4, 4, seed=6)
+    k[1, 0, 2] = float("nan")  # sequence 0, head 0
+    q[5, 1, 0] = float("inf")  # sequence 1's row 2, head 1
+    out = cpu_step.packed_attention(q, k, v, offsets, 0.5)
+    assert out[:3, 0].isnan().all() and out[5, 1].isnan().all()
+    finite = torch.ones(7, 2, dtype=torch.bool)
+    finite[:3, 0] = False
+    finite[5, 1] = False
+    assert out[finite].isfinite().all()
+
+
+@needs_lib
+def test_packed_attention_bad_arguments_name_the_argument():
+    q, k, v, offsets = make_packed([2, 3], 4, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"q must be a 3-D \(rows, heads, features\) tensor; "
+                                         r"got \(5, 16\)"):
+        cpu_step.packed_attention(q.flatten(1), k, v, offsets, 1.0)
+    with pytest.raises(ValueError, match=r"the query heads \(4\) must be a multiple of the "
+                                         r"key heads \(3\)"):
+        cpu_step.packed_attention(q, torch.zeros(5, 3, 4), v, offsets, 1.0)
+    with pytest.raises(ValueError, match=r"v must have shape \(5, 2, 4\); got \(4, 2, 4\)"):
+        cpu_step.packed_attention(q, k, v[:4], offsets, 1.0)
+    with pytest.raises(ValueError, match=r"offsets must be a contiguous \(B \+ 1,\) int64 CPU "
+                                         r"tensor; got \(3,\) torch.int32"):
+        cpu_step.packed_attention(q, k, v, offsets.int(), 1.0)
+    for bad in ([0, 2, 4], [1, 2, 5], [0, 4, 3, 5]):
+        with pytest.raises(ValueError, match=r"offsets must rise from 0 to the number of "
+                                             r"rows \(5\)"):
+            cpu_step.packed_attention(q, k, v, torch.tensor(bad), 1.0)
+    with pytest.raises(ValueError, match=r"q must be a float32 CPU tensor; got torch.float64"):
+        cpu_step.packed_attention(q.double(), k, v, offsets, 1.0)

@@ -526,3 +526,64 @@ def test_a_module_made_in_inference_mode_steps_after_changes_in_place():
             out = m.step(x, KVCache())
             torch.testing.assert_close(out, m(x[:, None], x[:, None], x[:, None])[:, 0])
             m.W_q.weight.mul_(2)
+
+
+@pytest.mark.parametrize("score", ["scaled_dot", "dot", "bilinear"])
+@pytest.mark.parametrize("kv_heads", [4, 2])
+@pytest.mark.parametrize("causal", [False, True])
+def test_packed_self_attention_at_inference_matches_the_reference_backend(score, kv_heads, causal):
+    """Self-attention of packed rows in eval mode without gradients (an encoder translating)
+    runs the compiled packed kernel where it is built (:meth:`_packed_attend`); its output
+    equals the same weights on the reference backend, for every dot-form score, grouped-query
+    heads, causal or not, sequences of length 0 to the whole width."""
+    from attnkit.kernels import cpu_step
+    from attnkit.nn.packed import Packed
+    torch.manual_seed(3)
+    fast = MultiHeadAttention(24, 4, num_kv_heads=kv_heads, score=score).eval()
+    ref = MultiHeadAttention(24, 4, num_kv_heads=kv_heads, score=score, backend="reference")
+    ref.load_state_dict(fast.state_dict())
+    ref.eval()
+    X, lens = torch.randn(4, 7, 24), torch.tensor([7, 0, 3, 1])
+    packed = Packed.from_lens(lens, 4, 7)
+    with torch.no_grad():
+        rows = packed.pack(X)
+        kernel = fast._packed_attend(fast._projection(fast.W_q, fast.W_k, fast.W_v)(rows),
+                                     packed, causal)
+        got = fast(X, X, X, lens, query_valid_lens=lens, causal=causal)
+        want = ref(X, X, X, lens, query_valid_lens=lens, causal=causal)
+    assert (kernel is not None) == (cpu_step.status().lib is not None)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert (got[1] == 0).all() and (got[2, 3:] == 0).all()
+
+
+def test_packed_self_attention_steps_aside_where_it_does_not_compute_the_module():
+    """Gradients, training with dropout, rotary positions, a key bias (distance score),
+    kept weights, another backend and keys masked differently from the queries all take
+    the general path (``_packed_attend`` answers ``None``)."""
+    from attnkit.nn import RotaryEmbedding
+    from attnkit.nn.packed import Packed
+    torch.manual_seed(4)
+    lens = torch.tensor([5, 2])
+    packed = Packed.from_lens(lens, 2, 5)
+
+    def answers(mha, grad=False):
+        with torch.set_grad_enabled(grad):
+            rows = packed.pack(torch.randn(2, 5, 16))
+            qkv = mha._projection(mha.W_q, mha.W_k, mha.W_v)(rows)
+            return mha._packed_attend(qkv, packed, False)
+
+    assert answers(MultiHeadAttention(16, 2).eval(), grad=True) is None
+    assert answers(MultiHeadAttention(16, 2, dropout=0.1).train()) is None
+    assert answers(MultiHeadAttention(16, 2, rotary=RotaryEmbedding(8)).eval()) is None
+    assert answers(MultiHeadAttention(16, 2, score="distance").eval()) is None
+    keep = MultiHeadAttention(16, 2).eval()
+    keep.keep_weights = True
+    assert answers(keep) is None
+    assert answers(MultiHeadAttention(16, 2, backend="reference").eval()) is None
+    mha = MultiHeadAttention(16, 2).eval()
+    with torch.no_grad():  # keys masked by other lengths than the queries': general path
+        X = torch.randn(2, 5, 16)
+        got = mha(X, X, X, torch.tensor([3, 2]))
+        ref = MultiHeadAttention(16, 2, backend="reference")
+        ref.load_state_dict(mha.state_dict())
+        torch.testing.assert_close(got, ref.eval()(X, X, X, torch.tensor([3, 2])))
