@@ -125,7 +125,7 @@ def step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     lib = status().lib
     if lib is None:
         raise RuntimeError(f"the compiled step kernel is not available: {status().detail}")
-    scratch = q.new_empty(max(Nk, 1))
+    scratch = q.new_empty(Nk + 16)  # see step_cpu.c
     lib.attnkit_step_attention(
         b0, b1, H, R, D, Dv, Nk, float(scale),
         q.data_ptr(), q.stride(0), q.stride(1), q.stride(2),

@@ -58,62 +58,6 @@ static void exp_shifted(float *restrict s, int64_t n, float m) {
     for (int64_t j = 0; j < n; j++) s[j] = exp_nonpositive(s[j] - m);
 }
 
-void attnkit_step_attention(int64_t b0, int64_t b1, int64_t nh, int64_t nr, int64_t d,
-                            int64_t dv, int64_t nk, float scale,
-                            const float *q, int64_t q_sb, int64_t q_sh, int64_t q_sr,
-                            const float *k, int64_t k_sb, int64_t k_sh, int64_t k_sj,
-                            const float *v, int64_t v_sb, int64_t v_sh, int64_t v_sj,
-                            const int64_t *lens, const int64_t *rows, int64_t rows_sb,
-                            float *out, int64_t o_sb, int64_t o_sh, int64_t o_sr,
-                            float *scratch /* nk floats */) {
-    float *restrict s = scratch;
-    for (int64_t b = b0; b < b1; b++) {
-        int64_t n = nk;
-        if (lens) {
-            n = lens[b] < nk ? lens[b] : nk;
-            n = n < 0 ? 0 : n;
-        }
-        const int64_t *row = rows ? rows + b * rows_sb : 0; /* key j's row: row[j] */
-        for (int64_t h = 0; h < nh; h++) {
-            const float *kh = k + b * k_sb + h * k_sh;
-            const float *vh = v + b * v_sb + h * v_sh;
-            for (int64_t r = 0; r < nr; r++) {
-                const float *restrict qr = q + b * q_sb + h * q_sh + r * q_sr;
-                float *restrict o = out + b * o_sb + h * o_sh + r * o_sr;
-                for (int64_t e = 0; e < dv; e++) o[e] = 0.0f;
-                if (n == 0) continue;
-                float m = -__builtin_inff();
-                int nan = 0;
-                for (int64_t j = 0; j < n; j++) {
-                    const float *restrict kj = row ? k + row[j] * k_sb + h * k_sh + j * k_sj
-                                                   : kh + j * k_sj;
-                    float acc = 0.0f;
-                    for (int64_t e = 0; e < d; e++) acc += qr[e] * kj[e];
-                    acc *= scale;
-                    s[j] = acc;
-                    nan |= acc != acc;
-                    m = acc > m ? acc : m;
-                }
-                if (nan || m == __builtin_inff() || m == -__builtin_inff()) {
-                    /* a NaN or infinite score: the reference's row of NaN */
-                    for (int64_t e = 0; e < dv; e++) o[e] = __builtin_nanf("");
-                    continue;
-                }
-                float sum = 0.0f;
-                exp_shifted(s, n, m);
-                for (int64_t j = 0; j < n; j++) sum += s[j];
-                const float inv = 1.0f / sum;
-                for (int64_t j = 0; j < n; j++) {
-                    const float *restrict vj = row ? v + row[j] * v_sb + h * v_sh + j * v_sj
-                                                   : vh + j * v_sj;
-                    const float p = s[j] * inv;
-                    for (int64_t e = 0; e < dv; e++) o[e] += p * vj[e];
-                }
-            }
-        }
-    }
-}
-
 /* 16 floats, any alignment: GCC/clang vector extensions (one AVX-512 register, two AVX2
  * ones, four of SSE or NEON), so the compiler keeps accumulators in registers. */
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
@@ -148,25 +92,26 @@ static inline v16 select16(i16 mask, v16 a, v16 b) {
 }
 
 /* Row s[0..np) of scores, of which the first nk count: into weights that sum to 1 over
- * them and 0 after. Returns 0, or 1 for a NaN or infinite score (the row is then NaN).
- * The maximum and the check in whole vectors: x * 0 is NaN exactly for a NaN or
- * infinite x (not folded to 0: the build keeps NaN and infinities). */
+ * them and 0 after. Returns 0, or 1 where a score is NaN or the maximum is infinite (the
+ * row is then NaN, as the reference's softmax makes it); a score of -inf among finite
+ * ones gets a weight of at most exp(-87) / the sum (the clamp of exp_nonpositive). */
 static int weights(float *s, int64_t nk, int64_t np) {
-    const v16 ninf = (v16){0} - __builtin_inff(), zero = {0};
-    v16 mv = ninf, probe = zero;
+    const v16 ninf = (v16){0} - __builtin_inff();
+    v16 mv = ninf;
+    i16 nan = {0};
     for (int64_t jb = 0; jb < np; jb += 16) {
         const v16 x = *(const v16 *)(s + jb);
         const i16 in = (IOTA + (int32_t)jb) < (int32_t)nk;
-        probe += select16(in, x, zero) * 0.0f;
+        nan |= in & (x != x);
         mv = select16(select16(in, x, ninf) > mv, x, mv);
     }
     float m = -__builtin_inff();
     int bad = 0;
     for (int t = 0; t < 16; t++) {
-        bad |= probe[t] != probe[t];
+        bad |= nan[t] != 0;
         m = mv[t] > m ? mv[t] : m;
     }
-    if (bad || m == -__builtin_inff()) return 1;
+    if (bad || m == __builtin_inff() || m == -__builtin_inff()) return 1;
     exp_shifted(s, nk, m);
     float sum = 0.0f;
     for (int64_t j = 0; j < nk; j++) sum += s[j];
@@ -200,6 +145,148 @@ static void weighted4(const float *p, int64_t np, int64_t nk, const float *v, in
         for (int64_t j = 0; j < nk; j++)
             for (int r = 0; r < ROWS; r++) a[r] += p[r * np + j] * v[j * v_sr + e];
         for (int r = ROWS - 1; r >= 0; r--) o[r][e] = a[r];
+    }
+}
+
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define STEP16 1 /* __builtin_shufflevector: the 16-key path of attnkit_step_attention */
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+
+/* Lane t of the result: the sum of the lanes of p[t]. A tree of 15 additions of
+ * shuffled pairs, instead of 16 reductions of one vector each. */
+static inline v16 lane_sums16(const v16 p[16]) {
+    v16 u[8], w[4], x[2];
+    for (int i = 0; i < 8; i++) /* u[i]: 8 partial sums of p[2i], then 8 of p[2i+1] */
+        u[i] = SHUF(p[2 * i], p[2 * i + 1], 0, 1, 2, 3, 4, 5, 6, 7,
+                    16, 17, 18, 19, 20, 21, 22, 23)
+             + SHUF(p[2 * i], p[2 * i + 1], 8, 9, 10, 11, 12, 13, 14, 15,
+                    24, 25, 26, 27, 28, 29, 30, 31);
+    for (int i = 0; i < 4; i++) /* w[i]: 4 each of p[4i .. 4i + 3] */
+        w[i] = SHUF(u[2 * i], u[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11,
+                    16, 17, 18, 19, 24, 25, 26, 27)
+             + SHUF(u[2 * i], u[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15,
+                    20, 21, 22, 23, 28, 29, 30, 31);
+    for (int i = 0; i < 2; i++) /* x[i]: 2 each of p[8i .. 8i + 7] */
+        x[i] = SHUF(w[2 * i], w[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13,
+                    16, 17, 20, 21, 24, 25, 28, 29)
+             + SHUF(w[2 * i], w[2 * i + 1], 2, 3, 6, 7, 10, 11, 14, 15,
+                    18, 19, 22, 23, 26, 27, 30, 31);
+    return SHUF(x[0], x[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+         + SHUF(x[0], x[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
+/* Key (or value) j of a (sequence, head): at base + j * sj, or with a row table at
+ * base + row[j] * sb + j * sj (base then the head's offset only). */
+static inline const float *at(const float *base, const int64_t *row, int64_t sb, int64_t sj,
+                              int64_t j) {
+    return base + (row ? row[j] * sb : 0) + j * sj;
+}
+
+/* One query row qr of attnkit_step_attention against n >= 1 keys, for d and dv multiples
+ * of 16 and dv <= 64: the scores of 16 keys at a time (each key's products in one vector,
+ * the 16 vectors summed across their lanes together: lane_sums16), the weighted values in
+ * registers (even and odd keys apart, so two chains of additions run side by side). The
+ * scalar loop spends most of its time on one reduction per key and on writing the output
+ * back at each key (BENCHMARKS.md, "Decoding", the step kernel's 16-key path). */
+static void step_row16(const float *qr, int64_t d, int64_t dv, int64_t n, float scale,
+                       const float *kb, const float *vb, const int64_t *row,
+                       int64_t k_sb, int64_t k_sj, int64_t v_sb, int64_t v_sj,
+                       float *o, float *s) {
+    const int64_t np = (n + 15) & ~(int64_t)15, nb = dv / 16;
+    for (int64_t jb = 0; jb < np; jb += 16) {
+        v16 p[16];
+        for (int t = 0; t < 16; t++) {
+            v16 a = {0};
+            if (jb + t < n) {
+                const float *kj = at(kb, row, k_sb, k_sj, jb + t);
+                for (int64_t e = 0; e < d; e += 16)
+                    a += *(const v16 *)(qr + e) * *(const v16 *)(kj + e);
+            }
+            p[t] = a;
+        }
+        *(v16 *)(s + jb) = lane_sums16(p) * scale;
+    }
+    if (weights(s, n, np)) {
+        for (int64_t e = 0; e < dv; e++) o[e] = __builtin_nanf("");
+        return;
+    }
+    v16 even[4] = {{0}}, odd[4] = {{0}};
+    int64_t j = 0;
+    for (; j + 1 < n; j += 2) {
+        const float *v0 = at(vb, row, v_sb, v_sj, j), *v1 = at(vb, row, v_sb, v_sj, j + 1);
+        for (int64_t c = 0; c < nb; c++) {
+            even[c] += s[j] * *(const v16 *)(v0 + 16 * c);
+            odd[c] += s[j + 1] * *(const v16 *)(v1 + 16 * c);
+        }
+    }
+    if (j < n) {
+        const float *v0 = at(vb, row, v_sb, v_sj, j);
+        for (int64_t c = 0; c < nb; c++) even[c] += s[j] * *(const v16 *)(v0 + 16 * c);
+    }
+    for (int64_t c = 0; c < nb; c++) *(v16 *)(o + 16 * c) = even[c] + odd[c];
+}
+#endif
+
+void attnkit_step_attention(int64_t b0, int64_t b1, int64_t nh, int64_t nr, int64_t d,
+                            int64_t dv, int64_t nk, float scale,
+                            const float *q, int64_t q_sb, int64_t q_sh, int64_t q_sr,
+                            const float *k, int64_t k_sb, int64_t k_sh, int64_t k_sj,
+                            const float *v, int64_t v_sb, int64_t v_sh, int64_t v_sj,
+                            const int64_t *lens, const int64_t *rows, int64_t rows_sb,
+                            float *out, int64_t o_sb, int64_t o_sh, int64_t o_sr,
+                            float *scratch /* nk + 16 floats */) {
+    float *restrict s = scratch;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t n = nk;
+        if (lens) {
+            n = lens[b] < nk ? lens[b] : nk;
+            n = n < 0 ? 0 : n;
+        }
+        const int64_t *row = rows ? rows + b * rows_sb : 0; /* key j's row: row[j] */
+        for (int64_t h = 0; h < nh; h++) {
+            const float *kh = k + b * k_sb + h * k_sh;
+            const float *vh = v + b * v_sb + h * v_sh;
+            for (int64_t r = 0; r < nr; r++) {
+                const float *restrict qr = q + b * q_sb + h * q_sh + r * q_sr;
+                float *restrict o = out + b * o_sb + h * o_sh + r * o_sr;
+                for (int64_t e = 0; e < dv; e++) o[e] = 0.0f;
+                if (n == 0) continue;
+#ifdef STEP16
+                if (d % 16 == 0 && dv % 16 == 0 && dv <= 64) {
+                    step_row16(qr, d, dv, n, scale, row ? k + h * k_sh : kh,
+                               row ? v + h * v_sh : vh, row, k_sb, k_sj, v_sb, v_sj, o, s);
+                    continue;
+                }
+#endif
+                float m = -__builtin_inff();
+                int nan = 0;
+                for (int64_t j = 0; j < n; j++) {
+                    const float *restrict kj = row ? k + row[j] * k_sb + h * k_sh + j * k_sj
+                                                   : kh + j * k_sj;
+                    float acc = 0.0f;
+                    for (int64_t e = 0; e < d; e++) acc += qr[e] * kj[e];
+                    acc *= scale;
+                    s[j] = acc;
+                    nan |= acc != acc;
+                    m = acc > m ? acc : m;
+                }
+                if (nan || m == __builtin_inff() || m == -__builtin_inff()) {
+                    /* a NaN or infinite score: the reference's row of NaN */
+                    for (int64_t e = 0; e < dv; e++) o[e] = __builtin_nanf("");
+                    continue;
+                }
+                float sum = 0.0f;
+                exp_shifted(s, n, m);
+                for (int64_t j = 0; j < n; j++) sum += s[j];
+                const float inv = 1.0f / sum;
+                for (int64_t j = 0; j < n; j++) {
+                    const float *restrict vj = row ? v + row[j] * v_sb + h * v_sh + j * v_sj
+                                                   : vh + j * v_sj;
+                    const float p = s[j] * inv;
+                    for (int64_t e = 0; e < dv; e++) o[e] += p * vj[e];
+                }
+            }
+        }
     }
 }
 

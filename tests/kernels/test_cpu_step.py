@@ -38,7 +38,8 @@ def make(B, H, R, Nk, D, Dv, seed=0, spread=1.0):
 
 
 @needs_lib
-@pytest.mark.parametrize(("R", "D", "Dv"), [(1, 7, 7), (3, 33, 5), (5, 1, 1), (1, 64, 64)])
+@pytest.mark.parametrize(("R", "D", "Dv"), [(1, 7, 7), (3, 33, 5), (5, 1, 1), (1, 64, 64),
+                                          (3, 16, 32)])
 @pytest.mark.parametrize("lens", [None, [11, 0, 3, 40, 1]], ids=["all-keys", "lengths"])
 @pytest.mark.parametrize("spread", [0.5, 4.0], ids=["soft", "peaked"])
 def test_output_matches_the_float64_formula(R, D, Dv, lens, spread):
@@ -57,18 +58,24 @@ def test_output_matches_the_float64_formula(R, D, Dv, lens, spread):
         assert (got[1] == 0).all()
 
 
+#: (D, Dv) of the scalar loop and of the 16-key path (both multiples of 16, Dv <= 64)
+PATHS = pytest.mark.parametrize(("D", "Dv"), [(6, 5), (32, 48)], ids=["scalar", "16-key"])
+
+
 @needs_lib
-def test_strided_caches_rows_and_keys_past_the_lengths():
+@PATHS
+def test_strided_caches_rows_and_keys_past_the_lengths(D, Dv):
     """Keys and values as views of larger buffers holding NaN after each sequence's keys
-    (never read); ``rows = (1, 3)`` writes rows 1 and 2 of ``out`` and nothing else."""
-    q, k, v = make(4, 2, 2, 9, 6, 5, seed=3)
-    lens = torch.tensor([9, 4, 2, 7])
-    kbuf = torch.full((4, 2, 20, 6), float("nan"))
-    vbuf = torch.full((4, 2, 20, 5), float("nan"))
+    (never read; more than 16 keys, and a last block of 16 not full); ``rows = (1, 3)``
+    writes rows 1 and 2 of ``out`` and nothing else."""
+    q, k, v = make(4, 2, 2, 19, D, Dv, seed=3)
+    lens = torch.tensor([19, 4, 2, 17])
+    kbuf = torch.full((4, 2, 30, D), float("nan"))
+    vbuf = torch.full((4, 2, 30, Dv), float("nan"))
     for b, n in enumerate(lens.tolist()):
         kbuf[b, :, :n], vbuf[b, :, :n] = k[b, :, :n], v[b, :, :n]
-    out = torch.full((4, 2, 2, 5), -7.0)
-    cpu_step.step_attention(q, kbuf[:, :, :9], vbuf[:, :, :9], lens, 0.4, out=out,
+    out = torch.full((4, 2, 2, Dv), -7.0)
+    cpu_step.step_attention(q, kbuf[:, :, :19], vbuf[:, :, :19], lens, 0.4, out=out,
                             rows=(1, 3))
     truth = formula(q.double(), k.double(), v.double(), lens, 0.4)
     within_bound("rows", max_err(out[1:3], truth[1:3]), 0.0, factor=2, floor=2e-6)
@@ -76,13 +83,23 @@ def test_strided_caches_rows_and_keys_past_the_lengths():
 
 
 @needs_lib
-def test_a_nan_or_infinite_score_makes_only_its_row_nan():
-    q, k, v = make(3, 2, 1, 5, 4, 4, seed=5)
+@PATHS
+def test_a_nan_or_infinite_score_makes_only_its_row_nan(D, Dv):
+    """As the reference's softmax: a NaN score or an infinite maximum gives a NaN row; a
+    score of -inf beside finite ones a weight of (nearly) 0."""
+    q, k, v = make(4, 2, 1, 5, D, Dv, seed=5)
     k[0, 1, 2, 0] = float("nan")  # sequence 0, head 1
     q[2, 0, 0, 1] = float("inf")  # sequence 2, head 0
+    k[3, 0, 1] = 0.0
+    k[3, 0, 1, 0] = -float("inf")  # sequence 3, head 0: one score of -inf (q positive)
+    q[3, 0, 0, 0] = 1.0
     out = cpu_step.step_attention(q, k, v, None, 0.5)
     assert out[0, 1].isnan().all() and out[2, 0].isnan().all()
     assert out[0, 0].isfinite().all() and out[1].isfinite().all() and out[2, 1].isfinite().all()
+    keep = torch.tensor([0, 2, 3, 4])
+    truth = formula(q[3:, :1].double(), k[3:, :1, keep].double(), v[3:, :1, keep].double(),
+                    None, 0.5)
+    within_bound("-inf", max_err(out[3:, :1], truth), 0.0, factor=2, floor=2e-6)
 
 
 @needs_lib
@@ -135,12 +152,13 @@ def test_the_weights_are_accurate_over_the_whole_range_of_exp():
 
 
 @needs_lib
-def test_keys_read_from_the_rows_a_table_names():
+@PATHS
+def test_keys_read_from_the_rows_a_table_names(D, Dv):
     """``key_rows``: key j of sequence b from row ``key_rows[b, j]`` of buffers with more
     rows than sequences (a beam cache sharing histories), equal to the keys gathered."""
-    q, _, _ = make(3, 2, 1, 6, 8, 8, seed=7)
+    q, _, _ = make(3, 2, 1, 6, D, Dv, seed=7)
     g = torch.Generator().manual_seed(8)
-    kbuf, vbuf = torch.randn(5, 2, 6, 8, generator=g), torch.randn(5, 2, 6, 8, generator=g)
+    kbuf, vbuf = torch.randn(5, 2, 6, D, generator=g), torch.randn(5, 2, 6, Dv, generator=g)
     table = torch.randint(0, 5, (3, 9), generator=g)  # wider than Nk: its first 6 count
     at = torch.arange(6)
     k = kbuf.transpose(1, 2)[table[:, :6], at].transpose(1, 2)
