@@ -15,6 +15,12 @@ rounded ``p'``, so the expectation of the output equals the input exactly.
 Randomness comes from torch's default generator (``torch.manual_seed``
 reproduces it, and checkpoints that save the RNG state resume it). On other
 devices, where ``F.dropout`` is a fused kernel, it is used unchanged.
+
+Float32 CPU tensors go through a compiled kernel (:mod:`attnkit.kernels.cpu_dropout`)
+with the same rule and scale: one pass forward (output and mask) and one backward,
+instead of five passes of torch ops; its 64-bit draws are counter-based, seeded from
+the default generator (other masks than the torch-op path's, as reproducible). Other
+dtypes, and machines where it is not built, take the torch ops below.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..kernels import cpu_dropout
 
 __all__ = ["Dropout", "dropout"]
 
@@ -37,11 +45,13 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     threshold = round(p * _LEVELS)  # drop when the 16-bit uniform is below this
     if threshold == 0:
         return x
+    scale = _LEVELS / (_LEVELS - threshold)
+    if cpu_dropout.usable(x):  # float32: one compiled pass each way, other random numbers
+        return cpu_dropout.dropout(x, threshold, scale)
     n = x.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
     uniforms = words.view(torch.int16)[:n].view(x.shape)  # each in [-2^15, 2^15)
     keep = uniforms >= threshold - (1 << 15)
-    scale = _LEVELS / (_LEVELS - threshold)
     return torch.where(keep, x * scale, x.new_zeros(()))
 
 
