@@ -86,12 +86,19 @@ def source_code(source: str) -> bytes:
     return resources.files(__package__).joinpath(source).read_bytes()
 
 
-def load(source: str, code: bytes | None = None) -> Built:
+def load(source: str, code: bytes | None = None,
+         signatures: dict[str, list] | None = None) -> Built:
     """The compiled library for ``attnkit/kernels/<source>`` (built from ``code`` when
-    given, :func:`source_code`); built on first use, then cached."""
+    given, :func:`source_code`); built on first use, then cached. ``signatures``: each
+    function's ``ctypes`` argument types (they return nothing), set once when it loads."""
     with _LOCK:
         if source not in _LOADED:
-            _LOADED[source] = _load(source, code)
+            built = _load(source, code)
+            for name, argtypes in (signatures or {}).items():
+                if built.lib is not None:
+                    fn = getattr(built.lib, name)
+                    fn.argtypes, fn.restype = argtypes, None
+            _LOADED[source] = built
         return _LOADED[source]
 
 

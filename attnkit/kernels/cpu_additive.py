@@ -32,24 +32,16 @@ _SOURCE = "additive_cpu.c"
 #: the source as this module was imported with: its library is built from it (``_build``)
 _CODE = source_code(_SOURCE)
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-
-
-_READY: list[Built] = []  # the library once loaded and its signatures set
+_SIGNATURES = {
+    "attnkit_additive_scores": [_I64] * 4 + [_PTR, _I64, _I64] * 2 + [_PTR, _PTR, _I64, _I64],
+    "attnkit_additive_grads": [_I64] * 4 + [_PTR, _I64, _I64] * 3
+    + [_PTR, _PTR, _I64, _I64, _PTR, _I64, _I64, _PTR],
+}
 
 
 def status() -> Built:
     """The compiled library (``.lib`` ``None`` where it could not be built, with ``.detail``)."""
-    if not _READY:
-        built = load(_SOURCE, _CODE)
-        if built.lib is not None:
-            built.lib.attnkit_additive_scores.argtypes = [_I64] * 4 + [_PTR, _I64, _I64] * 2 \
-                + [_PTR, _PTR, _I64, _I64]
-            built.lib.attnkit_additive_grads.argtypes = [_I64] * 4 + [_PTR, _I64, _I64] * 3 \
-                + [_PTR, _PTR, _I64, _I64, _PTR, _I64, _I64, _PTR]
-            built.lib.attnkit_additive_scores.restype = None
-            built.lib.attnkit_additive_grads.restype = None
-        _READY.append(built)  # two threads may both get here: the same Built, set twice
-    return _READY[0]
+    return load(_SOURCE, _CODE, _SIGNATURES)
 
 
 def _lib():

@@ -21,20 +21,15 @@ _SOURCE = "dropout_cpu.c"
 #: the source as this module was imported with: its library is built from it (``_build``)
 _CODE = source_code(_SOURCE)
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-_READY: list[Built] = []
+_SIGNATURES = {
+    "attnkit_dropout_forward": [_PTR, _PTR, _PTR, _I64, ctypes.c_uint64, _I64, ctypes.c_float],
+    "attnkit_dropout_backward": [_PTR, _PTR, _PTR, _I64, ctypes.c_float],
+}
 
 
 def status() -> Built:
     """The compiled library (``.lib`` ``None`` where it could not be built, with ``.detail``)."""
-    if not _READY:
-        built = load(_SOURCE, _CODE)
-        if built.lib is not None:
-            fwd, bwd = built.lib.attnkit_dropout_forward, built.lib.attnkit_dropout_backward
-            fwd.argtypes = [_PTR, _PTR, _PTR, _I64, ctypes.c_uint64, _I64, ctypes.c_float]
-            bwd.argtypes = [_PTR, _PTR, _PTR, _I64, ctypes.c_float]
-            fwd.restype = bwd.restype = None
-        _READY.append(built)
-    return _READY[0]
+    return load(_SOURCE, _CODE, _SIGNATURES)
 
 
 def usable(x: torch.Tensor) -> bool:

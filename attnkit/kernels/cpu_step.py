@@ -32,24 +32,17 @@ _SOURCE = "step_cpu.c"
 #: the source as this module was imported with: its library is built from it (``_build``)
 _CODE = source_code(_SOURCE)
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-_READY: list[Built] = []
+_SIGNATURES = {
+    "attnkit_step_attention": [_I64] * 7 + [ctypes.c_float] + [_PTR, _I64, _I64, _I64] * 3
+    + [_PTR, _PTR, _I64, _PTR, _I64, _I64, _I64, _PTR],
+    "attnkit_packed_attention": [_I64, _I64, _PTR] + [_I64] * 4 + [ctypes.c_float, _I64]
+    + [_PTR, _I64, _I64] * 4 + [_PTR],
+}
 
 
 def status() -> Built:
     """The compiled library (``.lib`` ``None`` where it could not be built, with ``.detail``)."""
-    if not _READY:
-        built = load(_SOURCE, _CODE)
-        if built.lib is not None:
-            fn = built.lib.attnkit_step_attention
-            fn.argtypes = [_I64] * 7 + [ctypes.c_float] + [_PTR, _I64, _I64, _I64] * 3 \
-                + [_PTR, _PTR, _I64, _PTR, _I64, _I64, _I64, _PTR]
-            fn.restype = None
-            fn = built.lib.attnkit_packed_attention
-            fn.argtypes = [_I64, _I64, _PTR] + [_I64] * 4 + [ctypes.c_float, _I64] \
-                + [_PTR, _I64, _I64] * 4 + [_PTR]
-            fn.restype = None
-        _READY.append(built)  # two threads may both get here: the same Built, set twice
-    return _READY[0]
+    return load(_SOURCE, _CODE, _SIGNATURES)
 
 
 def usable(*tensors: torch.Tensor) -> bool:
