@@ -75,6 +75,7 @@ def test_a_bad_substitution_is_refused_naming_the_variable(monkeypatch):
 
 
 def test_the_micro_benchmark_is_measured_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.delenv("ATTNKIT_CACHE_DIR", raising=False)  # it would take precedence
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
     assert cached_bf16_speed_ratio(lambda: calls.append(1) or 0.5) == 0.5
