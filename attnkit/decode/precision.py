@@ -80,7 +80,7 @@ def _int8_linear() -> type:
         def step_forward(self, x: torch.Tensor) -> torch.Tensor:
             """``self(x)`` for a float32 ``x``, the same operator and arguments as
             ``forward`` (torch's, for qint8 weights of module version 4), without the
-            module call and ``forward``'s checks: ~15 µs less a call at 64 rows, and a
+            module call and ``forward``'s checks: 5–15 µs less a call at 64 rows, and a
             decoding step makes 16 (:func:`attnkit.nn.multihead.step_linear`)."""
             return linear_dynamic(x, self._packed_params._packed_params, True)
 
