@@ -187,7 +187,7 @@ static inline const float *at(const float *base, const int64_t *row, int64_t sb,
  * the 16 vectors summed across their lanes together: lane_sums16), the weighted values in
  * registers (even and odd keys apart, so two chains of additions run side by side). The
  * scalar loop spends most of its time on one reduction per key and on writing the output
- * back at each key (BENCHMARKS.md, "Decoding", the step kernel's 16-key path). */
+ * back at each key (BENCHMARKS.md, "Decoding with the encoder's packed attention"). */
 static void step_row16(const float *qr, int64_t d, int64_t dv, int64_t n, float scale,
                        const float *kb, const float *vb, const int64_t *row,
                        int64_t k_sb, int64_t k_sj, int64_t v_sb, int64_t v_sj,

@@ -761,7 +761,7 @@ class MultiHeadAttention(KeptWeights, nn.Module):
 
         SDPA on the padded batch pays a fixed cost per (sequence, head) block and the
         padding's copies; the kernel reads the rows where they are (BENCHMARKS.md,
-        "Decoding", the encoder's packed attention)."""
+        "Decoding with the encoder's packed attention")."""
         if (self.backend not in _FUSED_STEP_BACKENDS or self.keep_weights
                 or self.rotary is not None or (self.training and self.dropout > 0)
                 or causal not in (False, True, "top_left", "bottom_right")
