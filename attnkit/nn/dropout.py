@@ -38,6 +38,8 @@ _LEVELS = 1 << 16
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Functional form of :class:`Dropout` (same shape and dtype as ``x``)."""
+    if not 0.0 <= p <= 1.0:  # (NaN too)
+        raise ValueError(f"dropout probability p must be in [0, 1]; got {p}")
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu" or p >= 1.0:

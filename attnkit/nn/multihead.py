@@ -770,12 +770,13 @@ class MultiHeadAttention(KeptWeights, nn.Module):
         n, Dh = qkv.shape[0], self.head_dim
         q, k, v = qkv.split([self.num_hiddens, Dh * self.num_kv_heads,
                              Dh * self.num_kv_heads], -1)
-        q4, k4 = q.view(1, n, -1, Dh).transpose(1, 2), k.view(1, n, -1, Dh).transpose(1, 2)
+        H, Hkv = self.num_heads, self.num_kv_heads  # named: n may be 0 (nothing to infer from)
+        q4, k4 = q.view(1, n, H, Dh).transpose(1, 2), k.view(1, n, Hkv, Dh).transpose(1, 2)
         form = self.score.as_dot(q4, k4)
         if form is None or form.key_bias is not None or form.keys is not k4:
             return None
-        out = cpu_step.packed_attention(form.queries[0].transpose(0, 1), k.view(n, -1, Dh),
-                                        v.view(n, -1, Dh), packed.offsets(), form.scale,
+        out = cpu_step.packed_attention(form.queries[0].transpose(0, 1), k.view(n, Hkv, Dh),
+                                        v.view(n, Hkv, Dh), packed.offsets(), form.scale,
                                         causal=causal is not False)
         return out.view(n, self.num_hiddens)
 

@@ -52,3 +52,9 @@ def test_seeded_module_eval_mode_and_edge_probabilities():
     assert dropout(x, 0.0) is x and dropout(x, 0.5, training=False) is x
     assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
     assert dropout(x, 1e-7) is x  # rounds to no drop at all
+
+
+@pytest.mark.parametrize("p", [float("nan"), -0.1, 1.5])
+def test_a_probability_outside_0_1_is_refused_naming_it(p):
+    with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\]; got "):
+        dropout(torch.ones(3), p)

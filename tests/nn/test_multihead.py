@@ -554,6 +554,10 @@ def test_packed_self_attention_at_inference_matches_the_reference_backend(score,
     assert (kernel is not None) == (cpu_step.status().lib is not None)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert (got[1] == 0).all() and (got[2, 3:] == 0).all()
+    none = torch.zeros(4, dtype=torch.long)  # a batch with no real position at all
+    with torch.no_grad():
+        empty = fast(X, X, X, none, query_valid_lens=none, causal=causal)
+    assert empty.shape == (4, 7, 24) and (empty == 0).all()
 
 
 def test_packed_self_attention_steps_aside_where_it_does_not_compute_the_module():
