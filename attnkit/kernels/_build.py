@@ -78,12 +78,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
+#: ``#include "name.h"``: a header of this folder, written in place (see :func:`source_code`)
+_LOCAL_INCLUDE = re.compile(rb'^#include "([A-Za-z0-9_]+\.h)"[ \t]*$', re.MULTILINE)
+
+
 def source_code(source: str) -> bytes:
-    """The text of ``attnkit/kernels/<source>``. A kernel's Python wrapper reads it when
-    it is imported and builds from that (:func:`load`'s ``code``), so the library it
-    loads, perhaps much later, has the signature it was written for even if the package
-    on disk has been replaced since (an upgrade while a long training runs)."""
-    return resources.files(__package__).joinpath(source).read_bytes()
+    """The text of ``attnkit/kernels/<source>``, each ``#include "name.h"`` line replaced by
+    the text of ``attnkit/kernels/name.h`` (the headers the kernels share; one level), so a
+    kernel is one text, compiled from standard input, whose hash covers its headers too. A
+    kernel's Python wrapper reads it when it is imported and builds from that
+    (:func:`load`'s ``code``), so the library it loads, perhaps much later, has the
+    signature it was written for even if the package on disk has been replaced since (an
+    upgrade while a long training runs)."""
+    folder = resources.files(__package__)
+    return _LOCAL_INCLUDE.sub(lambda m: folder.joinpath(m.group(1).decode()).read_bytes(),
+                              folder.joinpath(source).read_bytes())
 
 
 def load(source: str, code: bytes | None = None,

@@ -20,31 +20,12 @@
  * cost dominates at one query; here a (b, h) is a few hundred instructions and the call
  * is bound by reading the cache (BENCHMARKS.md, "Decoding", the compiled step).
  *
- * exp is evaluated in float32 as 2^n * e^r, n = round(x / ln 2), r = x - n ln 2 (ln 2 in
- * two parts, so r is exact to float32), e^r by its Taylor polynomial of degree 7 on
- * |r| <= ln(2)/2 (truncation below 1e-8, relative); its
- * argument is a score minus the row's maximum, so at most 0, and it is clamped at -87
- * (exp(-87) ~ 1.6e-38 is still a normal float; below it the weight is negligible beside
- * the maximum's 1). A NaN or infinite score makes its row NaN, as in the reference. */
+ * exp is cpu_common.h's exp_nonpositive: its argument is a score minus the row's maximum,
+ * so at most 0, clamped at -87 (below it the weight is negligible beside the maximum's 1).
+ * A NaN or infinite score makes its row NaN, as in the reference. */
 #include <stdint.h>
 
-static inline __attribute__((always_inline)) float exp_nonpositive(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f); /* round(x / ln 2) */
-    float r = x - n * 0.693359375f;  /* ln 2 in two parts (Cody and Waite): the first */
-    r = r - n * -2.12194440e-4f;     /* exact in a few bits, so r is exact to float */
-    float p = 1.9841269841e-4f;      /* e^r, |r| <= ln(2)/2: Taylor to degree 7 */
-    p = p * r + 1.3888888889e-3f;
-    p = p * r + 8.3333333333e-3f;
-    p = p * r + 4.1666666667e-2f;
-    p = p * r + 1.6666666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { float f; int32_t i; } two_n;
-    two_n.i = ((int32_t)n + 127) << 23; /* n in [-126, 0] */
-    return p * two_n.f;
-}
+#include "cpu_common.h"
 
 /* s[j] = exp(s[j] - m) for j < n. Built without reassociation (the rest of the file may
  * reassociate its sums): it would undo the two-part reduction of exp's argument. */

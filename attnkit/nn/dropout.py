@@ -16,7 +16,7 @@ Randomness comes from torch's default generator (``torch.manual_seed``
 reproduces it, and checkpoints that save the RNG state resume it). On other
 devices, where ``F.dropout`` is a fused kernel, it is used unchanged.
 
-Float32 CPU tensors go through a compiled kernel (:mod:`attnkit.kernels.cpu_dropout`)
+Float32 and bfloat16 CPU tensors go through a compiled kernel (:mod:`attnkit.kernels.cpu_dropout`)
 with the same rule and scale: one pass forward (output and mask) and one backward,
 instead of five passes of torch ops; its 64-bit draws are counter-based, seeded from
 the default generator (other masks than the torch-op path's, as reproducible). Other
@@ -48,7 +48,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     if threshold == 0:
         return x
     scale = _LEVELS / (_LEVELS - threshold)
-    if cpu_dropout.usable(x):  # float32: one compiled pass each way, other random numbers
+    if cpu_dropout.usable(x):  # float32, bfloat16: one compiled pass each way, other random numbers
         return cpu_dropout.dropout(x, threshold, scale)
     n = x.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)

@@ -27,6 +27,7 @@ import torch
 
 from .._values import check_probability
 from ..data.tokenizer import PAD_ID
+from ..kernels import cpu_loss
 
 __all__ = ["smoothed_loss"]
 
@@ -46,19 +47,42 @@ def _row_blocks(n: int, V: int) -> range:
     return range(0, n, max(1, _BLOCK_ELEMENTS // max(1, V)))
 
 
+def _block_stats(x: torch.Tensor, lse: torch.Tensor, mean: torch.Tensor) -> None:
+    """``lse`` and ``mean`` of the rows of ``x`` ``(rows, V)`` (at least float32), written
+    into the given ``(rows,)`` tensors."""
+    torch.logsumexp(x, -1, out=lse)
+    torch.mean(x, -1, out=mean)
+
+
+def _block_gradient(x: torch.Tensor, lse: torch.Tensor, eps: float, out: torch.Tensor) -> None:
+    """``softmax(x) − ε/V`` of the rows of ``x`` ``(rows, V)``, written into ``out``."""
+    g = torch.sub(x, lse.unsqueeze(-1), out=out)
+    g.exp_().sub_(eps / x.shape[-1])
+
+
 class _SmoothedNLL(torch.autograd.Function):
-    """Per-row ``(loss, nll)`` of logits ``(n, V)`` and targets ``(n,)``."""
+    """Per-row ``(loss, nll)`` of logits ``(n, V)`` and targets ``(n,)``.
+
+    Float32 and bfloat16 logits on the CPU go through the compiled passes of
+    :mod:`attnkit.kernels.cpu_loss` (bfloat16 read as it is, its gradient written in
+    bfloat16); other logits, and any row with a value that is not finite, through torch
+    ops on blocks of rows."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor, epsilon: float):
         n, V = logits.shape
         dtype = torch.promote_types(logits.dtype, torch.float32)
-        lse, mean = logits.new_empty(n, dtype=dtype), logits.new_empty(n, dtype=dtype)
-        blocks = _row_blocks(n, V)
-        for i in blocks:
-            x = _at_least_fp32(logits[i:i + blocks.step])  # (rows, V)
-            torch.logsumexp(x, -1, out=lse[i:i + blocks.step])
-            torch.mean(x, -1, out=mean[i:i + blocks.step])
+        if n and cpu_loss.usable(logits):
+            top, sumexp, total = cpu_loss.row_stats(logits)
+            lse, mean = top + sumexp.log(), total / V
+            for i in torch.nonzero(~torch.isfinite(total)).flatten().tolist():
+                _block_stats(_at_least_fp32(logits[i:i + 1]), lse[i:i + 1], mean[i:i + 1])
+        else:
+            lse, mean = logits.new_empty(n, dtype=dtype), logits.new_empty(n, dtype=dtype)
+            blocks = _row_blocks(n, V)
+            for i in blocks:
+                rows = slice(i, i + blocks.step)
+                _block_stats(_at_least_fp32(logits[rows]), lse[rows], mean[rows])
         picked = _at_least_fp32(logits.gather(-1, target.unsqueeze(-1)).squeeze(-1))  # (n,)
         nll = lse - picked  # (n,)
         loss = (1 - epsilon) * nll + epsilon * (lse - mean)  # (n,)
@@ -71,12 +95,20 @@ class _SmoothedNLL(torch.autograd.Function):
     def backward(ctx, grad_loss: torch.Tensor, _grad_nll: torch.Tensor):
         logits, target, lse = ctx.saved_tensors
         eps, (n, V) = ctx.epsilon, logits.shape
+        if n and cpu_loss.usable(logits) and lse.dtype == torch.float32:
+            grad = torch.empty_like(logits)  # (n, V), the logits' dtype
+            cpu_loss.gradient(logits, target, lse, grad_loss.float().contiguous(), eps, grad)
+            for i in torch.nonzero(~torch.isfinite(lse)).flatten().tolist():
+                row = torch.empty(1, V, dtype=lse.dtype)
+                _block_gradient(_at_least_fp32(logits[i:i + 1]), lse[i:i + 1], eps, row)
+                row[0, target[i]] += eps - 1
+                grad[i] = (row[0] * grad_loss[i]).to(grad.dtype)
+            return grad, None, None
         grad = torch.empty_like(logits, dtype=lse.dtype)  # (n, V)
         blocks = _row_blocks(n, V)
         for i in blocks:
             rows = slice(i, i + blocks.step)
-            g = torch.sub(logits[rows], lse[rows].unsqueeze(-1), out=grad[rows])
-            g.exp_().sub_(eps / V)  # softmax − ε/V
+            _block_gradient(logits[rows], lse[rows], eps, grad[rows])
         grad.scatter_add_(-1, target.unsqueeze(-1),
                           torch.full_like(lse, eps - 1).unsqueeze(-1))  # − (1 − ε) at y
         grad.mul_(grad_loss.unsqueeze(-1))

@@ -117,3 +117,23 @@ def test_a_silent_failing_compiler_gives_its_exit_status(monkeypatch):
     assert built.detail == "/bin/false could not build the kernel: exit status 1, no message"
 
 
+
+
+# -------------------------------------------------------------- the source
+
+
+@pytest.mark.parametrize("source", ["loss_cpu.c", "dropout_cpu.c", "step_cpu.c"])
+def test_shared_headers_are_written_into_the_source_and_its_hash(source):
+    """A kernel is compiled from standard input: its ``#include "cpu_common.h"`` line is
+    replaced by that file's text, so no local include is left for the compiler to look
+    for, and the text (whose hash names the library) changes when the header does."""
+    from importlib import resources
+
+    folder = resources.files("attnkit.kernels")
+    raw = folder.joinpath(source).read_bytes()
+    header = folder.joinpath("cpu_common.h").read_bytes()
+    code = _build.source_code(source)
+    assert b'\n#include "cpu_common.h"\n' in raw
+    assert header in code and not any(line.startswith(b'#include "')
+                                       for line in code.splitlines())
+    assert code == raw.replace(b'#include "cpu_common.h"\n', header + b"\n")

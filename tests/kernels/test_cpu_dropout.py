@@ -2,7 +2,7 @@
 (first and second order), determinism under ``torch.manual_seed`` and bad arguments. The
 keep rate, its four 16-bit lanes and the scale are tested through
 :func:`attnkit.nn.dropout.dropout` (tests/nn/test_dropout.py), which takes this kernel
-for float32 CPU tensors."""
+for float32 and bfloat16 CPU tensors."""
 
 from __future__ import annotations
 
@@ -55,10 +55,37 @@ def test_the_seed_comes_from_torchs_generator_and_no_grad_keeps_no_mask():
 
 @needs_lib
 def test_bad_arguments_name_the_argument():
-    with pytest.raises(ValueError, match=r"x must be a float32 CPU tensor; got torch.float64"):
+    with pytest.raises(ValueError, match=r"x must be a float32 or bfloat16 CPU tensor; got "
+                                         r"torch.float64"):
         cpu_dropout.dropout(torch.zeros(3, dtype=torch.float64), THRESHOLD, SCALE)
-    with pytest.raises(ValueError, match=r"x must be a float32 CPU tensor; got list"):
+    with pytest.raises(ValueError, match=r"x must be a float32 or bfloat16 CPU tensor; got list"):
         cpu_dropout.dropout([1.0], THRESHOLD, SCALE)
     for bad in (0, 65536):
         with pytest.raises(ValueError, match=rf"threshold must be in \[1, 65536\); got {bad}"):
             cpu_dropout.dropout(torch.zeros(3), bad, SCALE)
+
+
+@needs_lib
+@pytest.mark.parametrize("n", [1, 31, 32, 407, 4096 + 5])
+def test_bfloat16_gets_the_float32_mask_and_torchs_bfloat16_values(n):
+    """The same seed drops the same elements of a bfloat16 tensor as of a float32 one of its
+    size; kept values and gradients are torch's bfloat16 ``x * scale`` (rounded once), NaN
+    and infinities included, and the gradient is bfloat16."""
+    g = torch.Generator().manual_seed(n)
+    x = (10 * torch.randn(n, generator=g)).bfloat16()
+    if n > 3:
+        x[:3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    torch.manual_seed(11)
+    y32 = cpu_dropout.dropout(x.float(), THRESHOLD, SCALE)
+    torch.manual_seed(11)
+    xb = x.clone().requires_grad_()
+    yb = cpu_dropout.dropout(xb, THRESHOLD, SCALE)
+    kept = y32 != 0  # (a kept NaN is NaN, not 0)
+    assert yb.dtype == torch.bfloat16 and torch.equal(yb != 0, kept)
+    want = torch.where(kept, x * SCALE, torch.zeros((), dtype=torch.bfloat16))
+    torch.testing.assert_close(yb.detach(), want, rtol=0, atol=0, equal_nan=True)
+    gy = torch.randn(n, generator=g).bfloat16()
+    (gx,) = torch.autograd.grad(yb, xb, gy)
+    assert gx.dtype == torch.bfloat16
+    torch.testing.assert_close(gx, torch.where(kept, gy * SCALE, torch.zeros_like(gy)),
+                               rtol=0, atol=0)
