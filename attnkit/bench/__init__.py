@@ -5,6 +5,7 @@ Each suite is a package here, named in :data:`SUITES`, the one list of them:
 * :mod:`attnkit.bench.attention` — attention backends on the CPU;
 * :mod:`attnkit.bench.transformer` — a Transformer training step on one padded batch;
 * :mod:`attnkit.bench.throughput` — training throughput on real bucketed batches;
+* :mod:`attnkit.bench.precision` — training in the default precision (bf16 = auto) against fp32;
 * :mod:`attnkit.bench.gpu` — the Triton kernels against SDPA's backends (CUDA only);
 * :mod:`attnkit.bench.threads` — training throughput idle and under load, per threads setting;
 * :mod:`attnkit.bench.decoding` — attnkit's search against CTranslate2 on the same run;
@@ -30,8 +31,8 @@ import importlib
 from ._suite import Suite
 
 #: every suite, in the order ``attnkit bench --help`` lists them: a package of this one each
-SUITES = ("attention", "transformer", "throughput", "gpu", "threads", "decoding", "peers",
-          "attention_step", "output_limits", "explorer_pages", "d2l_book")
+SUITES = ("attention", "transformer", "throughput", "precision", "gpu", "threads", "decoding",
+          "peers", "attention_step", "output_limits", "explorer_pages", "d2l_book")
 
 
 def declared() -> dict[str, Suite]:

@@ -79,12 +79,6 @@ class Suite:
         return importlib.import_module(self.module).run(**kwargs)
 
 
-#: ``--rounds`` and ``--batches`` of a suite that times rounds of training steps
-#: (``run(rounds=, num_batches=)``)
-TRAINING_ROUNDS: tuple[Flag, Flag] = (
-    Flag("--rounds", "timed rounds (per cell where the suite has several)", type=int, default=3),
-    Flag("--batches", "training batches per round", type=int, default=6, keyword="num_batches"),
-)
 
 
 def data_root_flag(absent: str) -> Flag:
@@ -116,6 +110,16 @@ def positive_int(text: str) -> int:
         return check_positive_int("", int(text))
     except ValueError:  # the command line names the flag
         raise ValueError(f"expected a positive int; got {text!r}") from None
+
+
+#: ``--rounds`` and ``--batches`` of a suite that times rounds of training steps
+#: (``run(rounds=, num_batches=)``)
+TRAINING_ROUNDS: tuple[Flag, Flag] = (
+    Flag("--rounds", "timed rounds (per cell where the suite has several)", type=positive_int,
+         default=3),
+    Flag("--batches", "training batches per round", type=positive_int, default=6,
+         keyword="num_batches"),
+)
 
 
 def choice_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:

@@ -76,11 +76,10 @@ def test_the_trainers_step_follows_the_loss_curve_of_the_plain_one_over_200_step
     8.3e-7 with the torch-op one). At a rate high
     enough to be chaotic (scale 0.5 here) two runs of either kind part after ~100 steps
     from rounding alone, so the rate is one that trains without chaos."""
+    from attnkit.kernels import cpu_loss
     from attnkit.train.config import TrainConfig
     from attnkit.train.schedule import noam_scheduler
     from attnkit.train.setup import build_optimizer
-
-    from attnkit.kernels import cpu_loss
 
     calls = []
     stats, gradient = cpu_loss.row_stats, cpu_loss.gradient
