@@ -36,9 +36,9 @@ from ._cpu import cache_dir, cpu_flags, cpu_model, pinned_threads, torch_threads
 from ._memory import keep_freed_memory
 from ._values import check_choice, parse_positive_or_auto
 
-__all__ = ["Precision", "Threads", "bf16_speed_ratio", "capped_threads", "choose_precision",
-           "choose_threads", "cpu_flags", "held_threads", "machine", "parse_threads",
-           "pinned_threads", "substituted_cpu_bf16"]
+__all__ = ["Precision", "Threads", "bf16_speed_ratio", "cached_measure", "capped_threads",
+           "choose_precision", "choose_threads", "cpu_flags", "held_threads", "machine",
+           "parse_threads", "pinned_threads", "substituted_cpu_bf16"]
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_SUBSTITUTE = "ATTNKIT_CPU_BF16"  # "native" | "none": the CPU's bf16 answer, substituted
@@ -74,14 +74,18 @@ def bf16_speed_ratio(*, size: int = 384, seconds: float = 0.15) -> float:
     return statistics.median(times[torch.float32]) / statistics.median(times[torch.bfloat16])
 
 
-def _cache_path() -> Path:
-    return cache_dir() / "bf16-speed.json"
-
-
 def cached_bf16_speed_ratio(measure: Callable[[], float] = bf16_speed_ratio) -> float:
     """:func:`bf16_speed_ratio`, measured once per CPU model, torch version and thread count."""
-    key = f"{cpu_model()}|{torch.__version__}|{torch.get_num_threads()}"
-    path = _cache_path()
+    return cached_measure("bf16-speed.json", "", measure)
+
+
+def cached_measure(file: str, what: str, measure: Callable[[], float]) -> float:
+    """``measure()``, once per CPU model, torch version, thread count and ``what``, kept in
+    ``file`` of the cache folder (a JSON object; a file that cannot be read or written is
+    measured again)."""
+    key = f"{cpu_model()}|{torch.__version__}|{torch.get_num_threads()}" + (
+        f"|{what}" if what else "")
+    path = cache_dir() / file
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):

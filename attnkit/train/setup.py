@@ -23,7 +23,13 @@ from ..models.build import build_model
 from ..runs.container import unlisted_files
 from ..runs.retention import clean_leftovers
 from ..runs.run import RUN_FORMAT_VERSION, Run, open_latest_run
-from ..runtime import Precision, Threads, choose_precision
+from ..runtime import (
+    Precision,
+    Threads,
+    cached_measure,
+    choose_precision,
+    substituted_cpu_bf16,
+)
 from .config import TrainConfig, model_differences, resume_differences
 from .schedule import noam_scheduler, warmup_scheduler
 
@@ -157,6 +163,66 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, num_hiddens: int):
     return optimizer, scheduler
 
 
+#: bf16 autocast is kept by ``auto`` on a CPU only where a training step of the run's own
+#: model measures at least this much faster than fp32's
+STEP_GAIN = 1.05
+
+
+def confirm_bf16_by_steps(precision: Precision, cfg: TrainConfig, model_config,
+                          batcher: BucketBatcher) -> Precision:
+    """``precision`` (bf16 chosen by ``auto`` for its fast matrix products), kept only where
+    a training step of this model in bf16 autocast also measures faster than in fp32
+    (:data:`STEP_GAIN`): a small model's products are a small share of its step, and
+    autocast's casts can cost more than they save (the demo's d = 64 model trained at 0.56x
+    fp32 in bf16 on a Xeon with AMX). Measured once per CPU, torch version, thread count,
+    model sizes and batch budget (:func:`attnkit.runtime.cached_measure`), on a copy of the
+    model and the run's first batches; torch's random state is left as it was."""
+    what = (f"steps|{model_config!r}|{cfg.optim.max_tokens}|{cfg.run.backend}")
+    ratio = cached_measure("bf16-steps.json", what,
+                           lambda: _bf16_step_ratio(cfg, model_config, batcher))
+    measured = f"a training step of this model measured {ratio:.2f}x fp32's speed in bf16"
+    if ratio >= STEP_GAIN:
+        return Precision(True, f"{precision.reason}; {measured}", precision.speed_ratio)
+    return Precision(False, f"{precision.reason}, but {measured} (its products are too small "
+                            "to repay autocast's casts)", precision.speed_ratio)
+
+
+def _bf16_step_ratio(cfg: TrainConfig, model_config, batcher: BucketBatcher,
+                     rounds: int = 3) -> float:
+    """Process time of fp32 training steps over bf16 autocast ones on a throwaway copy of the
+    model: the run's first two batches, one step each to warm up, then ``rounds`` rounds of
+    both, alternating."""
+    import contextlib
+    import itertools
+    import time
+
+    from .step import batch_loss
+
+    batches = list(itertools.islice(batcher.batches_for_epoch(0), 2))
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(model_config, backend=cfg.run.backend)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-5,
+                                     **fused_where_supported(model))
+
+        def steps(bf16: bool) -> float:
+            t0 = time.process_time()
+            for b in batches:
+                cast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16
+                        else contextlib.nullcontext)
+                loss, _, n = batch_loss(model.train(), b, epsilon=0.1, autocast=cast)
+                (loss / max(1, n)).backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            return time.process_time() - t0
+
+        steps(False), steps(True)  # warm-up
+        seconds = {False: 0.0, True: 0.0}
+        for r in range(rounds):
+            for bf16 in ((False, True) if r % 2 == 0 else (True, False)):
+                seconds[bf16] += steps(bf16)
+    return seconds[False] / max(seconds[True], 1e-9)
+
+
 @dataclass
 class Setup:
     """Everything the training loop needs, built from a config."""
@@ -278,6 +344,9 @@ def set_up(cfg: TrainConfig, threads: Threads) -> Setup:
                                     shared=tokenizers.shared)
     model = build_model(model_config, backend=cfg.run.backend).to(device)
     optimizer, scheduler = build_optimizer(cfg, model, model_config.num_hiddens)
+    if (cfg.run.bf16 == "auto" and precision.bf16 and device.type == "cpu"
+            and dist_info.world_size == 1 and substituted_cpu_bf16() is None):
+        precision = confirm_bf16_by_steps(precision, cfg, model_config, batcher)
     runtime = (f"precision: {'bf16 autocast' if precision.bf16 else 'fp32'} ({precision.reason})"
                f"; threads: {threads.count} ({threads.reason})")
     notes += [f"warning: {precision.warning}"] if precision.warning else []

@@ -151,3 +151,72 @@ def test_a_run_of_another_format_is_refused_once_and_left_in_place(trained, monk
         Trainer(tiny(trained, max_steps=4), log=None)
     assert calls == [ckpt]
     assert ckpt.is_dir() and not ckpt.with_name("step-000002.corrupt").exists()
+
+
+# ---------------------------------------------------------------- bf16 = auto on the CPU
+def _auto_run(tmp_path, monkeypatch, step_ratio, cpu_ratio=6.0):
+    """A run with ``bf16 = "auto"`` on a CPU whose bf16 matmul measures ``cpu_ratio`` x fp32
+    (flags and ratio substituted) and whose training steps measure ``step_ratio``; returns
+    the trainer and the step measurements taken."""
+    from attnkit import runtime
+    from attnkit.train import setup
+
+    monkeypatch.delenv("ATTNKIT_CPU_BF16", raising=False)
+    monkeypatch.setenv("ATTNKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"amx_bf16", "avx512_bf16"})
+    monkeypatch.setattr(runtime, "bf16_speed_ratio", lambda: cpu_ratio)
+    monkeypatch.setattr(runtime, "cached_bf16_speed_ratio", lambda *a: cpu_ratio)
+    taken = []
+    monkeypatch.setattr(setup, "_bf16_step_ratio",
+                        lambda *a, **k: taken.append(1) or step_ratio)
+    pairs_file(tmp_path / "pairs.tsv")
+    return Trainer(tiny(tmp_path, bf16="auto"), log=None), taken
+
+
+@pytest.mark.parametrize("step_ratio", [0.4, 1.6])
+def test_auto_keeps_bf16_only_where_a_step_of_this_model_is_faster(tmp_path, monkeypatch,
+                                                                    step_ratio):
+    trainer, taken = _auto_run(tmp_path, monkeypatch, step_ratio)
+    trainer.close()
+    p = trainer.precision
+    assert p.bf16 is (step_ratio > 1) and taken == [1]
+    assert f"a training step of this model measured {step_ratio:.2f}x fp32's speed" in p.reason
+    assert ("too small to repay autocast's casts" in p.reason) is (step_ratio < 1)
+    # measured once per machine, model and batch budget: a second run reads the cache
+    shutil.rmtree(tmp_path / "run")
+    again, taken_again = _auto_run(tmp_path, monkeypatch, step_ratio=99.0)
+    again.close()
+    assert taken_again == [] and again.precision.bf16 is p.bf16
+
+
+def test_the_step_check_is_skipped_where_the_answer_is_given(tmp_path, monkeypatch):
+    """Forced bf16, a CPU whose matmul is slow in bf16, and the substituted CPU answer
+    (``ATTNKIT_CPU_BF16``) take no step measurement."""
+    trainer, taken = _auto_run(tmp_path, monkeypatch, 0.4, cpu_ratio=0.5)
+    trainer.close()
+    assert taken == [] and not trainer.precision.bf16
+    for env, bf16 in (("native", "auto"), (None, True)):
+        shutil.rmtree(tmp_path / "run")
+        if env:
+            monkeypatch.setenv("ATTNKIT_CPU_BF16", env)
+        from attnkit.train import setup
+        monkeypatch.setattr(setup, "_bf16_step_ratio", lambda *a, **k: taken.append(1) or 0.4)
+        t = Trainer(tiny(tmp_path, bf16=bf16), log=None)
+        t.close()
+        assert taken == [] and t.precision.bf16
+        monkeypatch.delenv("ATTNKIT_CPU_BF16", raising=False)
+
+
+def test_the_step_measurement_leaves_torchs_random_state_and_the_data_as_they_were(tmp_path):
+    import torch
+
+    from attnkit.train.setup import _bf16_step_ratio
+
+    pairs_file(tmp_path / "pairs.tsv")
+    trainer = Trainer(tiny(tmp_path), log=None)
+    trainer.close()
+    state, position = torch.get_rng_state(), trainer.batcher.state_dict()
+    ratio = _bf16_step_ratio(trainer.cfg, trainer.model_config, trainer.batcher, rounds=1)
+    assert ratio > 0
+    assert torch.equal(torch.get_rng_state(), state)
+    assert trainer.batcher.state_dict() == position
