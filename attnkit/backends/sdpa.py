@@ -56,6 +56,15 @@ dropout (whose masks cannot be redrawn). First-order gradients stay fused.
 Rows with nothing to attend to give zero output rows and zero gradients,
 as in ``reference``. fp16/bf16 inputs are computed by SDPA with float32
 accumulation and returned in the input dtype.
+
+Attention-weight dropout on bfloat16 CPU tensors (bf16 autocast training) does not call
+SDPA: dropout forces its math kernel, which computes a bfloat16 call in float32 with
+copies of every operand (cast up, transposed operands made contiguous, cast back), at
+twice the cost of the same arithmetic as separate ops (:func:`_bf16_dropout_attention`:
+scores and softmax in float32, the weights rounded to bfloat16 for the product with the
+values, as FlashAttention and attnkit's Triton kernels round them, dropout by
+:mod:`attnkit.kernels.cpu_dropout`). BENCHMARKS.md ("bf16 where the CPU runs it
+natively") has the figures.
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ..kernels import cpu_dropout
 from ..scores import DotForm
 from ._workers import balance, in_workers, worker_count
 from .base import AttentionCall, Backend, second_order_error, values_reason
@@ -459,10 +469,8 @@ def _group_attention(spec: _GroupSpec, grp: _Group, b0: int, b1: int, qs, ks, vs
             row_ok = None
     if bs is not None:
         mask = bs if mask is None else bs.masked_fill(~mask, float("-inf"))
-    out = F.scaled_dot_product_attention(
-        qs, ks, vs, attn_mask=mask, dropout_p=spec.dropout_p,
-        is_causal=grp.kind == "causal" and mask is None, scale=spec.scale,
-    )  # (n, P, rows, Dv)
+    out = _sdpa(qs, ks, vs, mask, spec.dropout_p, grp.kind == "causal" and mask is None,
+                spec.scale)  # (n, P, rows, Dv)
     if row_ok is not None:
         out = out * row_ok[:, None, :, None].to(out.dtype)  # empty rows -> 0
     return out
@@ -479,6 +487,37 @@ def _masked_call(call, q, k, v, bias, scale) -> torch.Tensor:
     row_ok = mask.any(-1, keepdim=True)  # (B, P, Nq, 1)
     mask = mask | ~row_ok  # empty rows attend all keys, zeroed below
     attn_mask = mask if bias is None else bias.masked_fill(~mask, float("-inf"))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                         dropout_p=call.dropout_p, scale=scale)
+    out = _sdpa(q, k, v, attn_mask, call.dropout_p, False, scale)
     return out * row_ok.to(out.dtype)  # (B, P, Nq, Dv)
+
+
+def _sdpa(q, k, v, attn_mask, dropout_p: float, is_causal: bool, scale) -> torch.Tensor:
+    """:func:`torch.nn.functional.scaled_dot_product_attention`, except bfloat16 CPU
+    tensors with dropout (:func:`_bf16_dropout_attention`)."""
+    if (dropout_p > 0 and q.dtype == torch.bfloat16 and q.device.type == "cpu"
+            and cpu_dropout.usable(q) and cpu_dropout.rule(dropout_p) is not None):
+        return _bf16_dropout_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                                          is_causal=is_causal, scale=scale)
+
+
+def _bf16_dropout_attention(q, k, v, attn_mask, dropout_p: float, is_causal: bool,
+                            scale) -> torch.Tensor:
+    """SDPA's arithmetic for bfloat16 ``(..., Nq, D)`` queries with dropout on the CPU, as
+    separate ops: scores and softmax in float32 (as SDPA's math kernel computes them), the
+    weights rounded to bfloat16 and dropped out (attnkit's compiled dropout, its rule and
+    scale), their product with the values in bfloat16 with float32 accumulation.
+    ``attn_mask``: boolean (True = attend) or additive, broadcastable to the scores;
+    ``is_causal``: top-left causal (``j <= i``)."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = torch.matmul(q.float(), k.float().transpose(-2, -1)) * scale  # (..., Nq, Nk)
+    if is_causal:
+        Nq, Nk = scores.shape[-2:]
+        attn_mask = torch.ones(Nq, Nk, dtype=torch.bool, device=q.device).tril()
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    elif attn_mask is not None:
+        scores = scores + attn_mask
+    threshold, keep_scale = cpu_dropout.rule(dropout_p)
+    weights = cpu_dropout.dropout(torch.softmax(scores, -1).to(q.dtype), threshold, keep_scale)
+    return torch.matmul(weights, v)  # (..., Nq, Dv)

@@ -17,7 +17,10 @@ import torch
 
 from ._build import Built, load, source_code
 
-__all__ = ["dropout", "status", "usable"]
+__all__ = ["dropout", "rule", "status", "usable"]
+
+#: the uniforms are 16-bit: a drop probability is a multiple of 2^-16
+LEVELS = 1 << 16
 
 _SOURCE = "dropout_cpu.c"
 #: the source as this module was imported with: its library is built from it (``_build``)
@@ -36,6 +39,15 @@ _SUFFIX = {torch.float32: "", torch.bfloat16: "_bf16"}
 def status() -> Built:
     """The compiled library (``.lib`` ``None`` where it could not be built, with ``.detail``)."""
     return load(_SOURCE, _CODE, _SIGNATURES)
+
+
+def rule(p: float) -> tuple[int, float] | None:
+    """``(threshold, scale)`` of drop probability ``p``: an element is dropped when its
+    16-bit uniform is below ``threshold = round(p · 2^16)`` and the others are scaled by
+    ``2^16 / (2^16 − threshold)`` (so the expectation is the input exactly). ``None`` where
+    the rule does not apply: ``p`` rounds to 0 (nothing is dropped) or to 1 (everything)."""
+    threshold = round(p * LEVELS)
+    return (threshold, LEVELS / (LEVELS - threshold)) if 0 < threshold < LEVELS else None
 
 
 def usable(x: torch.Tensor) -> bool:

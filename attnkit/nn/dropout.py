@@ -33,8 +33,6 @@ from ..kernels import cpu_dropout
 
 __all__ = ["Dropout", "dropout"]
 
-_LEVELS = 1 << 16
-
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Functional form of :class:`Dropout` (same shape and dtype as ``x``)."""
@@ -44,10 +42,10 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training=True)
-    threshold = round(p * _LEVELS)  # drop when the 16-bit uniform is below this
-    if threshold == 0:
-        return x
-    scale = _LEVELS / (_LEVELS - threshold)
+    kept = cpu_dropout.rule(p)  # drop when the 16-bit uniform is below the threshold
+    if kept is None:  # p within 2^-17 of 0 (nothing dropped) or of 1 (torch's exact rule)
+        return x if p < 0.5 else F.dropout(x, p, training=True)
+    threshold, scale = kept
     if cpu_dropout.usable(x):  # float32, bfloat16: one compiled pass each way, other random numbers
         return cpu_dropout.dropout(x, threshold, scale)
     n = x.numel()

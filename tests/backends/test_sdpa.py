@@ -135,3 +135,80 @@ def test_sdpa_shares_groups_only_for_large_cpu_calls_without_dropout():
             assert _workers(dropped, q, groups, work) == 1  # dropout: the generator's order
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------- bfloat16 with dropout on the CPU: separate ops
+def _by_hand(q, k, v, keep_mask, scale, causal):
+    """Float32 scores and softmax, the weights rounded to bfloat16, the given 0/1 mask times
+    the rule's scale, their product with the values."""
+    from attnkit.kernels import cpu_dropout
+
+    s = (q.float() @ k.float().transpose(-2, -1)) * scale
+    if causal:
+        s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
+    if keep_mask is not None and keep_mask.dtype == torch.bool:
+        s = s.masked_fill(~keep_mask, float("-inf"))
+    elif keep_mask is not None:
+        s = s + keep_mask
+    w = torch.softmax(s, -1).to(torch.bfloat16)
+    _, kscale = cpu_dropout.rule(0.1)
+    return w, kscale
+
+
+@pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive"])
+def test_bf16_dropout_attention_is_sdpas_arithmetic_with_attnkits_dropout(mask):
+    """``_sdpa`` on bfloat16 CPU tensors with dropout: the output is the float32 softmax of
+    the float32 scores, rounded to bfloat16, dropped out by attnkit's rule (the same draws
+    as the kernel called by hand with the same seed), times the values; gradients reach
+    q, k and v in bfloat16."""
+    from attnkit.backends.sdpa import _sdpa
+    from attnkit.kernels import cpu_dropout
+
+    if not cpu_dropout.usable(torch.zeros(1, dtype=torch.bfloat16)):
+        pytest.skip("no compiled dropout kernel")
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(3, 2, 7, 8, generator=g).bfloat16().requires_grad_()
+               for _ in range(3))
+    attn = {"none": None, "causal": None,
+            "bool": torch.rand(3, 1, 7, 7, generator=g) > 0.3,
+            "additive": torch.randn(3, 1, 7, 7, generator=g)}[mask]
+    if mask == "bool":
+        attn[..., 0] = True  # every row sees a key
+    torch.manual_seed(5)
+    out = _sdpa(q, k, v, attn, 0.1, mask == "causal", 0.3)
+    assert out.dtype == torch.bfloat16 and out.shape == (3, 2, 7, 8)
+    w, _ = _by_hand(q.detach(), k.detach(), v.detach(), attn, 0.3, mask == "causal")
+    torch.manual_seed(5)
+    dropped = cpu_dropout.dropout(w, *cpu_dropout.rule(0.1))
+    torch.testing.assert_close(out.detach(), dropped @ v.detach(), rtol=0, atol=0)
+    out.float().square().sum().backward()
+    assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 and
+               torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+def test_bf16_dropout_attention_through_the_backend_keeps_the_expectation(monkeypatch):
+    """Through ``attnkit.attention`` (valid lengths, the sdpa backend's groups; SDPA itself
+    is not called): the mean of many dropped-out outputs is the output without dropout
+    (within 4 standard errors), and padded query rows stay zero."""
+    from attnkit.backends import sdpa
+    from attnkit.kernels import cpu_dropout
+
+    if not cpu_dropout.usable(torch.zeros(1, dtype=torch.bfloat16)):
+        pytest.skip("no compiled dropout kernel")
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, 6, 8, generator=g).bfloat16() for _ in range(3))
+    lens = torch.tensor([6, 4])
+    plain = attnkit.attention(q, k, v, valid_lens=lens, query_valid_lens=lens,
+                              backend="sdpa").float()
+    torch.manual_seed(0)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("SDPA was called")
+
+    monkeypatch.setattr(sdpa.F, "scaled_dot_product_attention", refused)
+    draws = torch.stack([attnkit.attention(q, k, v, valid_lens=lens, query_valid_lens=lens,
+                                           dropout_p=0.1, backend="sdpa").float()
+                         for _ in range(400)])
+    assert (draws[:, 1, 4:] == 0).all()
+    err = draws.std(0) / 400 ** 0.5 + 0.02  # + bfloat16 rounding of the weights
+    assert ((draws.mean(0) - plain).abs() <= 4 * err).all()

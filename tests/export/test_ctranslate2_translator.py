@@ -98,19 +98,19 @@ def test_the_exact_stop_finds_a_hypothesis_at_least_as_good_as_ctranslate2s(name
 
 def _gnmt_score(translator, src: str, out: str, alpha: float) -> float:
     """``log P(out | src) / length_penalty`` by ``translator``'s model, as its beam search
-    ranks a hypothesis (``<eos>`` counted; an output that fills the positional table
-    is one cut at the limit, without ``<eos>``)."""
+    ranks a hypothesis (``<eos>`` counted; an output as long as the sentence's output limit,
+    ``2·S + 10`` or what the positional table holds, is one cut there, without ``<eos>``)."""
     import torch
 
     from attnkit.data.batching import collate
     from attnkit.decode.search import length_penalty
-    from attnkit.decode.translator import positions_of
+    from attnkit.decode.translator import output_limit, positions_of
 
     tok, positions = translator.tokenizers, positions_of(translator.run.model)
     src_ids, out_ids = tok.src.encode(src), tok.tgt.encode(out)
-    cut = positions is not None and len(out_ids) >= positions - 1
     if positions is not None:
         src_ids = src_ids[: positions - 1]  # room for <eos>, as translation cuts it
+    cut = len(out_ids) >= output_limit(len(src_ids) + 1, None, positions)
     b = collate([(src_ids, out_ids)], [0])
     with torch.no_grad():
         logits = translator.model.eval()(b.src, b.tgt_in, b.src_valid_lens,

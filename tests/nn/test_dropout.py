@@ -58,3 +58,13 @@ def test_seeded_module_eval_mode_and_edge_probabilities():
 def test_a_probability_outside_0_1_is_refused_naming_it(p):
     with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\]; got "):
         dropout(torch.ones(3), p)
+
+
+def test_a_probability_within_2_to_the_minus_17_of_0_or_1():
+    """0.999995 rounds to 2^16 of 2^16 levels (every element dropped: torch's own dropout,
+    not a division by zero); 1e-6 rounds to none (the input, unchanged)."""
+    x = torch.ones(1000)
+    for dtype in (torch.float32, torch.bfloat16):
+        y = dropout(x.to(dtype), 0.999995)
+        assert y.dtype == dtype and int((y != 0).sum()) <= 2
+        assert torch.equal(dropout(x.to(dtype), 1e-6), x.to(dtype))
