@@ -32,7 +32,9 @@ def test_the_suite_times_both_trainers_and_names_the_choice(cpu, tmp_path, monke
     r = run(config=str(config), rounds=2, num_batches=2)
     assert r.setting == "auto" and r.chosen_bf16 is (cpu == "native")
     assert "ATTNKIT_CPU_BF16" in r.reason
-    assert [len(v) for v in r.rounds.values()] == [2, 2]
+    assert [len(v) for v in r.rounds.values()] == [2, 2] and r.threads == 1
+    assert r.summary()[1] == f"{r.batches} batches ({r.tokens:,} target tokens) a round, 1 " \
+        "torch thread(s) per trainer"
     assert all(x > 0 for v in r.rounds.values() for x in v)
     assert r.target == (BF16_TARGET if cpu == "native" else FP32_FLOOR)
     assert r.ratio == r.medians["default"] / r.medians["fp32"]

@@ -34,7 +34,7 @@ class PrecisionResult:
     rounds: dict[str, list[float]]  # "fp32" / "default" -> tokens/s of each round
     tokens: int  # target tokens per round
     batches: int
-    threads: int
+    threads: int  # torch threads each trainer held
     machine: dict[str, str]
     date: str
     markers: ClassVar[tuple[str, str]] = (START, END)
@@ -60,6 +60,8 @@ class PrecisionResult:
         m = self.medians
         default = "bf16 autocast" if self.chosen_bf16 else "fp32"
         return [f"bf16 = {self.setting!r} chose {default}: {self.reason}",
+                f"{self.batches} batches ({self.tokens:,} target tokens) a round, "
+                f"{self.threads} torch thread(s) per trainer",
                 f"fp32     {m['fp32']:10,.0f} target tokens/s (median of "
                 f"{len(self.rounds['fp32'])} rounds)",
                 f"default  {m['default']:10,.0f} target tokens/s",
@@ -130,6 +132,7 @@ def run(*, config: str = "configs/multi30k-de-en.toml", threads: int = 1, rounds
                         trainers[name].train_step(b)
                     times[name].append(tokens / (time.process_time() - t0))
             chosen, reason = default.precision.bf16, default.precision.reason
+            threads = default.threads.count  # the count held (a request above it is capped)
         finally:
             fp32.close()
             default.close()
