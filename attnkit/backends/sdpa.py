@@ -57,14 +57,14 @@ Rows with nothing to attend to give zero output rows and zero gradients,
 as in ``reference``. fp16/bf16 inputs are computed by SDPA with float32
 accumulation and returned in the input dtype.
 
-Attention-weight dropout on bfloat16 CPU tensors (bf16 autocast training) does not call
-SDPA: dropout forces its math kernel, which computes a bfloat16 call in float32 with
-copies of every operand (cast up, transposed operands made contiguous, cast back), at
-twice the cost of the same arithmetic as separate ops (:func:`_bf16_dropout_attention`:
-scores and softmax in float32, the weights rounded to bfloat16 for the product with the
-values, as FlashAttention and attnkit's Triton kernels round them, dropout by
-:mod:`attnkit.kernels.cpu_dropout`). BENCHMARKS.md ("bf16 where the CPU runs it
-natively") has the figures.
+Attention-weight dropout on float32 and bfloat16 CPU tensors (training) does not call
+SDPA: dropout forces its math kernel, which draws the mask with ``bernoulli_``, copies the
+transposed operands, and computes a bfloat16 call in float32 with copies of every operand
+(cast up, cast back); the same arithmetic as separate ops (:func:`_dropout_attention`:
+scores and softmax in float32, the weights rounded to the inputs' dtype for the product
+with the values, as FlashAttention and attnkit's Triton kernels round them, dropout by
+:mod:`attnkit.kernels.cpu_dropout`) costs half in bfloat16 and two thirds in float32 per
+call. BENCHMARKS.md ("bf16 where the CPU runs it natively") has the figures.
 """
 
 from __future__ import annotations
@@ -491,22 +491,26 @@ def _masked_call(call, q, k, v, bias, scale) -> torch.Tensor:
     return out * row_ok.to(out.dtype)  # (B, P, Nq, Dv)
 
 
+#: dtypes whose CPU attention with dropout runs as separate ops (:func:`_sdpa`)
+_SEPARATE_OPS = (torch.bfloat16, torch.float32)
+
+
 def _sdpa(q, k, v, attn_mask, dropout_p: float, is_causal: bool, scale) -> torch.Tensor:
-    """:func:`torch.nn.functional.scaled_dot_product_attention`, except bfloat16 CPU
-    tensors with dropout (:func:`_bf16_dropout_attention`)."""
-    if (dropout_p > 0 and q.dtype == torch.bfloat16 and q.device.type == "cpu"
+    """:func:`torch.nn.functional.scaled_dot_product_attention`, except float32 and bfloat16
+    CPU tensors with dropout (:func:`_dropout_attention`)."""
+    if (dropout_p > 0 and q.dtype in _SEPARATE_OPS and q.device.type == "cpu"
             and cpu_dropout.usable(q) and cpu_dropout.rule(dropout_p) is not None):
-        return _bf16_dropout_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+        return _dropout_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
                                           is_causal=is_causal, scale=scale)
 
 
-def _bf16_dropout_attention(q, k, v, attn_mask, dropout_p: float, is_causal: bool,
+def _dropout_attention(q, k, v, attn_mask, dropout_p: float, is_causal: bool,
                             scale) -> torch.Tensor:
-    """SDPA's arithmetic for bfloat16 ``(..., Nq, D)`` queries with dropout on the CPU, as
-    separate ops: scores and softmax in float32 (as SDPA's math kernel computes them), the
-    weights rounded to bfloat16 and dropped out (attnkit's compiled dropout, its rule and
-    scale), their product with the values in bfloat16 with float32 accumulation.
+    """SDPA's arithmetic for float32 or bfloat16 ``(..., Nq, D)`` queries with dropout on the
+    CPU, as separate ops: scores and softmax in float32 (as SDPA's math kernel computes
+    them), the weights rounded to the queries' dtype and dropped out (attnkit's compiled
+    dropout, its rule and scale), their product with the values (float32 accumulation).
     ``attn_mask``: boolean (True = attend) or additive, broadcastable to the scores;
     ``is_causal``: top-left causal (``j <= i``)."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale

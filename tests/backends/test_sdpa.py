@@ -137,12 +137,9 @@ def test_sdpa_shares_groups_only_for_large_cpu_calls_without_dropout():
         torch.set_num_threads(before)
 
 
-# ------------------------------------------- bfloat16 with dropout on the CPU: separate ops
+# ------------------------------------- float32 and bfloat16 with dropout on the CPU: separate ops
 def _by_hand(q, k, v, keep_mask, scale, causal):
-    """Float32 scores and softmax, the weights rounded to bfloat16, the given 0/1 mask times
-    the rule's scale, their product with the values."""
-    from attnkit.kernels import cpu_dropout
-
+    """Float32 scores and softmax, the weights in the inputs' dtype."""
     s = (q.float() @ k.float().transpose(-2, -1)) * scale
     if causal:
         s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
@@ -150,24 +147,23 @@ def _by_hand(q, k, v, keep_mask, scale, causal):
         s = s.masked_fill(~keep_mask, float("-inf"))
     elif keep_mask is not None:
         s = s + keep_mask
-    w = torch.softmax(s, -1).to(torch.bfloat16)
-    _, kscale = cpu_dropout.rule(0.1)
-    return w, kscale
+    return torch.softmax(s, -1).to(q.dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive"])
-def test_bf16_dropout_attention_is_sdpas_arithmetic_with_attnkits_dropout(mask):
-    """``_sdpa`` on bfloat16 CPU tensors with dropout: the output is the float32 softmax of
-    the float32 scores, rounded to bfloat16, dropped out by attnkit's rule (the same draws
-    as the kernel called by hand with the same seed), times the values; gradients reach
-    q, k and v in bfloat16."""
+def test_dropout_attention_is_sdpas_arithmetic_with_attnkits_dropout(mask, dtype):
+    """``_sdpa`` on CPU tensors with dropout: the output is the float32 softmax of the
+    float32 scores, in the inputs' dtype, dropped out by attnkit's rule (the same draws as
+    the kernel called by hand with the same seed), times the values; gradients reach q, k
+    and v in the inputs' dtype."""
     from attnkit.backends.sdpa import _sdpa
     from attnkit.kernels import cpu_dropout
 
-    if not cpu_dropout.usable(torch.zeros(1, dtype=torch.bfloat16)):
+    if not cpu_dropout.usable(torch.zeros(1, dtype=dtype)):
         pytest.skip("no compiled dropout kernel")
     g = torch.Generator().manual_seed(3)
-    q, k, v = (torch.randn(3, 2, 7, 8, generator=g).bfloat16().requires_grad_()
+    q, k, v = (torch.randn(3, 2, 7, 8, generator=g).to(dtype).requires_grad_()
                for _ in range(3))
     attn = {"none": None, "causal": None,
             "bool": torch.rand(3, 1, 7, 7, generator=g) > 0.3,
@@ -176,27 +172,28 @@ def test_bf16_dropout_attention_is_sdpas_arithmetic_with_attnkits_dropout(mask):
         attn[..., 0] = True  # every row sees a key
     torch.manual_seed(5)
     out = _sdpa(q, k, v, attn, 0.1, mask == "causal", 0.3)
-    assert out.dtype == torch.bfloat16 and out.shape == (3, 2, 7, 8)
-    w, _ = _by_hand(q.detach(), k.detach(), v.detach(), attn, 0.3, mask == "causal")
+    assert out.dtype == dtype and out.shape == (3, 2, 7, 8)
+    w = _by_hand(q.detach(), k.detach(), v.detach(), attn, 0.3, mask == "causal")
     torch.manual_seed(5)
     dropped = cpu_dropout.dropout(w, *cpu_dropout.rule(0.1))
     torch.testing.assert_close(out.detach(), dropped @ v.detach(), rtol=0, atol=0)
     out.float().square().sum().backward()
-    assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 and
+    assert all(t.grad is not None and t.grad.dtype == dtype and
                torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
-def test_bf16_dropout_attention_through_the_backend_keeps_the_expectation(monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_attention_through_the_backend_keeps_the_expectation(monkeypatch, dtype):
     """Through ``attnkit.attention`` (valid lengths, the sdpa backend's groups; SDPA itself
     is not called): the mean of many dropped-out outputs is the output without dropout
     (within 4 standard errors), and padded query rows stay zero."""
     from attnkit.backends import sdpa
     from attnkit.kernels import cpu_dropout
 
-    if not cpu_dropout.usable(torch.zeros(1, dtype=torch.bfloat16)):
+    if not cpu_dropout.usable(torch.zeros(1, dtype=dtype)):
         pytest.skip("no compiled dropout kernel")
     g = torch.Generator().manual_seed(4)
-    q, k, v = (torch.randn(2, 6, 8, generator=g).bfloat16() for _ in range(3))
+    q, k, v = (torch.randn(2, 6, 8, generator=g).to(dtype) for _ in range(3))
     lens = torch.tensor([6, 4])
     plain = attnkit.attention(q, k, v, valid_lens=lens, query_valid_lens=lens,
                               backend="sdpa").float()
