@@ -159,9 +159,11 @@ def test_dropout_keeps_fraction_and_rescales():
     v = torch.ones(4, 50, 1)
     p = 0.3
     out = attention(q, k, v, valid_lens=torch.tensor([50, 50, 50, 50]), dropout_p=p)
-    # each output = (kept count) / ((1 - p) · 50); its mean is 1
-    kept = out.flatten() * (1 - p) * 50
-    torch.testing.assert_close(kept, kept.round(), atol=1e-4, rtol=0)  # integer counts
+    # each output = (kept count) / ((1 - p') · 50), p' = p rounded to a multiple of 2^-16 by
+    # attnkit's CPU dropout (SDPA's own dropout, where that kernel is not built, scales by
+    # 1 / (1 - p): 4.6e-6 relative apart, within the tolerance); its mean is 1
+    kept = out.flatten() * (1 - round(p * 2**16) / 2**16) * 50
+    torch.testing.assert_close(kept, kept.round(), atol=5e-4, rtol=0)  # integer counts
     assert abs(out.mean().item() - 1.0) < 0.03
     assert abs(kept.mean().item() / 50 - (1 - p)) < 0.02
     no_drop = attention(q, k, v, dropout_p=0.0)

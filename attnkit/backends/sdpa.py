@@ -63,8 +63,9 @@ transposed operands, and computes a bfloat16 call in float32 with copies of ever
 (cast up, cast back); the same arithmetic as separate ops (:func:`_dropout_attention`:
 scores and softmax in float32, the weights rounded to the inputs' dtype for the product
 with the values, as FlashAttention and attnkit's Triton kernels round them, dropout by
-:mod:`attnkit.kernels.cpu_dropout`) costs half in bfloat16 and two thirds in float32 per
-call. BENCHMARKS.md ("bf16 where the CPU runs it natively") has the figures.
+:mod:`attnkit.kernels.cpu_dropout`, whose drop probability is ``p`` rounded to a multiple
+of 2^-16, as :class:`attnkit.nn.Dropout`'s) costs half in bfloat16 and two thirds in float32
+per call. BENCHMARKS.md ("bf16 where the CPU runs it natively") has the figures.
 """
 
 from __future__ import annotations
