@@ -16,9 +16,13 @@ autograd would differentiate allocates three or four tensors of that size
 (the log-probabilities, their gradient, the zero-filled gradient of the
 gather, the sum of the two), and for a vocabulary of thousands these are
 the largest tensors of a training step: allocating and first touching them
-cost as much as a layer's matrix products. Both directions walk the logits in
-blocks of rows small enough to stay in the cache (:data:`_BLOCK_ELEMENTS`), so the
-several passes over a row cost about one pass over memory.
+cost as much as a layer's matrix products. Float32 and bfloat16 logits on the CPU
+are walked once per direction by compiled code (:mod:`attnkit.kernels.cpu_loss`:
+bfloat16 read as it is and its gradient written in bfloat16, where torch ops would make
+float32 copies); elsewhere, and for rows with values that are not finite, torch ops walk
+the logits in blocks of rows small enough to stay in the cache
+(:data:`_BLOCK_ELEMENTS`), so the several passes over a row cost about one pass over
+memory.
 """
 
 from __future__ import annotations
