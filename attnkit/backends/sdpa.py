@@ -499,15 +499,16 @@ _SEPARATE_OPS = (torch.bfloat16, torch.float32)
 def _sdpa(q, k, v, attn_mask, dropout_p: float, is_causal: bool, scale) -> torch.Tensor:
     """:func:`torch.nn.functional.scaled_dot_product_attention`, except float32 and bfloat16
     CPU tensors with dropout (:func:`_dropout_attention`)."""
-    if (dropout_p > 0 and q.dtype in _SEPARATE_OPS and q.device.type == "cpu"
-            and cpu_dropout.usable(q) and cpu_dropout.rule(dropout_p) is not None):
-        return _dropout_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)
+    rule = cpu_dropout.rule(dropout_p) if dropout_p > 0 else None
+    if (rule is not None and q.dtype in _SEPARATE_OPS and q.device.type == "cpu"
+            and cpu_dropout.usable(q)):
+        return _dropout_attention(q, k, v, attn_mask, rule, is_causal, scale)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
                                           is_causal=is_causal, scale=scale)
 
 
-def _dropout_attention(q, k, v, attn_mask, dropout_p: float, is_causal: bool,
-                            scale) -> torch.Tensor:
+def _dropout_attention(q, k, v, attn_mask, rule: tuple[int, float], is_causal: bool,
+                       scale) -> torch.Tensor:
     """SDPA's arithmetic for float32 or bfloat16 ``(..., Nq, D)`` queries with dropout on the
     CPU, as separate ops: scores and softmax in float32 (as SDPA's math kernel computes
     them), the weights rounded to the queries' dtype and dropped out (attnkit's compiled
@@ -523,6 +524,6 @@ def _dropout_attention(q, k, v, attn_mask, dropout_p: float, is_causal: bool,
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     elif attn_mask is not None:
         scores = scores + attn_mask
-    threshold, keep_scale = cpu_dropout.rule(dropout_p)
+    threshold, keep_scale = rule  # cpu_dropout.rule of the drop probability
     weights = cpu_dropout.dropout(torch.softmax(scores, -1).to(q.dtype), threshold, keep_scale)
     return torch.matmul(weights, v)  # (..., Nq, Dv)

@@ -7,8 +7,11 @@ first checks that the checkpoint's run may be resumed with this config.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from ..runtime import (
 )
 from .config import TrainConfig, model_differences, resume_differences
 from .schedule import noam_scheduler, warmup_scheduler
+from .step import batch_loss
 
 __all__ = ["DistInfo", "Setup", "build_optimizer", "check_resume", "fused_where_supported",
            "init_distributed", "resolve_device", "set_up"]
@@ -192,12 +196,6 @@ def _bf16_step_ratio(cfg: TrainConfig, model_config, batcher: BucketBatcher,
     """Process time of fp32 training steps over bf16 autocast ones on a throwaway copy of the
     model: the run's first two batches, one step each to warm up, then ``rounds`` rounds of
     both, alternating."""
-    import contextlib
-    import itertools
-    import time
-
-    from .step import batch_loss
-
     batches = list(itertools.islice(batcher.batches_for_epoch(0), 2))
     with torch.random.fork_rng(devices=[]):
         model = build_model(model_config, backend=cfg.run.backend)
